@@ -1,0 +1,71 @@
+# Two commands for a newcomer on a fresh Debian machine, as root:
+#   make run    install what is missing, then run vswitchd on its built-in default config
+#   make test   install what is missing, then run the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+KREL := $(shell uname -r)
+KBUILD := /lib/modules/$(KREL)/build
+APT_PACKAGES := python3-bpfcc python3-venv iproute2 iputils-ping netsniff-ng
+PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
+
+.PHONY: run test setup system-deps kernel-headers venv proto lint unit bench clean
+
+run: setup
+	$(VENV)/bin/vswitchd
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -v
+
+setup: system-deps kernel-headers venv proto
+
+# apt packages: installed only when one is missing, so a warm machine skips apt entirely.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build. Kernels without their own headers get
+# Debian's linux-headers-amd64 linked in place (our programs use only stable UAPI structures).
+kernel-headers:
+	@if [ -e $(KBUILD)/include ] || [ -e $(KBUILD)/Makefile ]; then exit 0; fi; \
+	echo "no kernel headers for $(KREL): using Debian's linux-headers-amd64 instead"; \
+	dpkg-query -W -f='$${Status}' linux-headers-amd64 2>/dev/null | grep -q "install ok installed" || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-headers-amd64; }; \
+	arch=$$(ls -d /usr/src/linux-headers-*-amd64 | sort -V | tail -n 1); \
+	common=$$(ls -d /usr/src/linux-headers-*-common | sort -V | tail -n 1); \
+	mkdir -p /lib/modules/$(KREL); \
+	ln -sfn $$arch $(KBUILD); ln -sfn $$common /lib/modules/$(KREL)/source; \
+	echo "linked $(KBUILD) -> $$arch and source -> $$common"
+
+# The venv is made from the system Python so Debian's bcc is importable.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+$(PROTO_OUT) &: proto/vswapi/switch.proto $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=clients --pyi_out=clients \
+	  --grpc_python_out=clients proto/vswapi/switch.proto
+
+proto: $(PROTO_OUT)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+unit: setup
+	$(VENV)/bin/pytest -v tests/unit
+
+bench: setup
+	$(PY) bench/packet_rate.py
+
+clean:
+	rm -rf $(VENV) $(PROTO_OUT) clients/vswapi/switch_pb2.pyi *.egg-info

@@ -1,0 +1,74 @@
+"""Validation of user-supplied values, shared by the config loader and the API.
+
+Each function returns the value in canonical form or raises InvalidArgument naming the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from vswitchd.errors import InvalidArgument
+
+IFNAMSIZ = 16  # kernel limit including the terminating NUL
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+MTU_MIN, MTU_MAX = 68, 65535
+VLAN_MIN, VLAN_MAX = 1, 4094
+
+
+def ifname(value: str, field: str = "name") -> str:
+    """A Linux interface name: 1..15 bytes, no '/', ':' or whitespace, not '.' or '..'."""
+    if not value:
+        raise InvalidArgument(field, value, "must not be empty")
+    if len(value.encode()) > IFNAMSIZ - 1:
+        raise InvalidArgument(field, value, f"is longer than {IFNAMSIZ - 1} bytes")
+    if value in (".", ".."):
+        raise InvalidArgument(field, value, "is not a valid interface name")
+    for ch in value:
+        if ch == "/" or ch == ":" or ch.isspace() or not ch.isprintable():
+            raise InvalidArgument(field, value, f"must not contain {ch!r}")
+    return value
+
+
+def mac(value: str, field: str = "mac") -> str:
+    """A unicast or multicast MAC address, returned lower-case with ':' separators."""
+    if not isinstance(value, str) or not _MAC_RE.match(value):
+        raise InvalidArgument(field, value, "is not a MAC address (expected xx:xx:xx:xx:xx:xx)")
+    return value.replace("-", ":").lower()
+
+
+def unicast_mac(value: str, field: str = "mac") -> str:
+    canonical = mac(value, field)
+    if int(canonical[:2], 16) & 1:
+        raise InvalidArgument(field, value, "is a multicast address; a unicast MAC is needed")
+    if canonical == "00:00:00:00:00:00":
+        raise InvalidArgument(field, value, "is the all-zero address")
+    return canonical
+
+
+def cidr(value: str, field: str = "ip") -> str:
+    """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64."""
+    if not isinstance(value, str) or "/" not in value:
+        raise InvalidArgument(field, value, "is not an address with prefix length (e.g. 10.0.0.2/24)")
+    try:
+        iface = ipaddress.ip_interface(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, value, f"is not a valid CIDR ({exc})") from None
+    return str(iface)
+
+
+def mtu(value: int, field: str = "mtu") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
+        raise InvalidArgument(field, value, f"must be an integer in {MTU_MIN}..{MTU_MAX}")
+    return value
+
+
+def vlan(value: int, field: str = "vlan", allow_untagged: bool = True) -> int:
+    """A VLAN id; 0 means untagged where allowed."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(field, value, "must be an integer")
+    if value == 0 and allow_untagged:
+        return 0
+    if not VLAN_MIN <= value <= VLAN_MAX:
+        raise InvalidArgument(field, value, f"must be in {VLAN_MIN}..{VLAN_MAX}")
+    return value
