@@ -1,0 +1,307 @@
+"""vswctl commands: each turns parsed arguments into requests and the replies into a `View`.
+
+Messages are converted to plain dicts once (`bridge_row`, `port_row`, ...); those dicts are what
+`-j` prints and what the tables are rendered from.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from vswapi import switch_pb2 as pb
+from vswapi.client import SwitchClient
+from vswctl.format import Column, Row, View
+
+# Enums are printed as lower-case words; a value this client does not know stays visible.
+DATAPATH_NAMES = {
+    pb.DATAPATH_UNSPECIFIED: "default",
+    pb.DATAPATH_EBPF: "ebpf",
+    pb.DATAPATH_KERNEL: "kernel",
+}
+DATAPATH_VALUES = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
+PORT_TYPE_NAMES = {
+    pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
+    pb.PORT_TYPE_VETH: "veth",
+    pb.PORT_TYPE_TAP: "tap",
+    pb.PORT_TYPE_SYSTEM: "system",
+}
+PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
+                    "system": pb.PORT_TYPE_SYSTEM}
+
+
+def datapath_name(value: int) -> str:
+    return DATAPATH_NAMES.get(value, f"unknown({value})")
+
+
+def port_type_name(value: int) -> str:
+    return PORT_TYPE_NAMES.get(value, f"unknown({value})")
+
+
+# ---------------------------------------------------------------- messages -> rows
+
+def port_row(p: pb.Port) -> Row:
+    return {
+        "name": p.name,
+        "bridge": p.bridge,
+        "type": port_type_name(p.type),
+        "netns": p.netns,
+        "peer_name": p.peer_name,
+        "addresses": list(p.addresses),
+        "mac": p.mac,
+        "mtu": p.mtu,
+        "owner": p.owner,
+        "ifindex": p.ifindex,
+        "netns_created": p.netns_created,
+        "state": p.state,
+    }
+
+
+def bridge_row(b: pb.Bridge) -> Row:
+    return {
+        "name": b.name,
+        "datapath": datapath_name(b.datapath),
+        "addresses": list(b.addresses),
+        "ifindex": b.ifindex,
+        "mac": b.mac,
+        "ports": [p.name for p in b.ports],
+    }
+
+
+def fdb_row(e: pb.FdbEntry) -> Row:
+    return {
+        "mac": e.mac,
+        "port": e.port,
+        "vlan": e.vlan,
+        "static": e.static,
+        "age": 0.0 if e.static else round(e.age_seconds, 3),
+    }
+
+
+def stats_row(s: pb.PortStats) -> Row:
+    return {
+        "port": s.port,
+        "rx_packets": s.rx_packets,
+        "rx_bytes": s.rx_bytes,
+        "tx_packets": s.tx_packets,
+        "tx_bytes": s.tx_bytes,
+        "drops": s.drops,
+        "drops_by_reason": dict(sorted(s.drops_by_reason.items())),
+    }
+
+
+def status_row(s: pb.Status) -> Row:
+    return {
+        "version": s.version,
+        "uptime_seconds": round(s.uptime_seconds, 3),
+        "kernel": s.kernel,
+        "default_datapath": datapath_name(s.default_datapath),
+        "ebpf_supported": s.ebpf_supported,
+        "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
+        "fdb_aging_seconds": s.fdb_aging_seconds,
+    }
+
+
+# ---------------------------------------------------------------- text helpers
+
+def duration(seconds: float) -> str:
+    """3725.2 -> '1h02m05s'; 90061 -> '1d01h01m01s'."""
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d{h:02d}h{m:02d}m{s:02d}s"
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def _age(value: float, row: Row) -> str:
+    return "static" if row["static"] else f"{value:.1f}"
+
+
+def _vlan(value: int, row: Row) -> str:
+    return str(value) if value else "-"  # 0 = untagged
+
+
+def _count(value: list, row: Row) -> str:
+    return str(len(value))
+
+
+def _ebpf_support(value: bool, row: Row) -> str:
+    if value:
+        return "supported"
+    reason = row.get("ebpf_unsupported_reason")
+    return f"unsupported: {reason}" if reason else "unsupported"
+
+
+# ---------------------------------------------------------------- views
+
+STATUS_COLUMNS = [
+    Column("version", "version"),
+    Column("uptime_seconds", "uptime", lambda v, r: duration(v)),
+    Column("kernel", "kernel"),
+    Column("default_datapath", "default datapath"),
+    Column("ebpf_supported", "ebpf datapath", _ebpf_support),
+    Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
+]
+BRIDGE_COLUMNS = [
+    Column("name", "NAME"),
+    Column("datapath", "DATAPATH"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("ports", "PORTS", _count, right=True),
+    Column("addresses", "ADDRESSES"),
+]
+PORT_COLUMNS = [
+    Column("name", "NAME"),
+    Column("type", "TYPE"),
+    Column("state", "STATE"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("netns", "NETNS"),
+    Column("peer_name", "PEER"),
+    Column("addresses", "ADDRESSES"),
+]
+FDB_COLUMNS = [
+    Column("port", "PORT"),
+    Column("vlan", "VLAN", _vlan, right=True),
+    Column("mac", "MAC"),
+    Column("age", "AGE", _age, right=True),
+]
+STATS_COLUMNS = [
+    Column("port", "PORT"),
+    Column("rx_packets", "RX_PACKETS", right=True),
+    Column("rx_bytes", "RX_BYTES", right=True),
+    Column("tx_packets", "TX_PACKETS", right=True),
+    Column("tx_bytes", "TX_BYTES", right=True),
+    Column("drops", "DROPS", right=True),
+    Column("drops_by_reason", "DROP_REASONS"),
+]
+
+
+def show_tree(rows: list[Row]) -> list[str]:
+    """`ovs-vsctl show`-like tree of bridges and their ports."""
+    lines: list[str] = []
+    for b in rows:
+        lines.append(f"Bridge {b['name']}")
+        lines.append(f"    datapath: {b['datapath']}")
+        if b["addresses"]:
+            lines.append(f"    addresses: {', '.join(b['addresses'])}")
+        for p in b["ports"]:
+            lines.append(f"    Port {p['name']}")
+            lines.append(f"        type: {p['type']}")
+            if p["state"]:
+                lines.append(f"        state: {p['state']}")
+            if p["netns"]:
+                peer = f" (peer {p['peer_name']})" if p["peer_name"] else ""
+                lines.append(f"        netns: {p['netns']}{peer}")
+            if p["addresses"]:
+                lines.append(f"        addresses: {', '.join(p['addresses'])}")
+            for key in ("mac", "mtu", "owner"):
+                if p[key]:
+                    lines.append(f"        {key}: {p[key]}")
+    return lines
+
+
+def quiet(rows: list[Row] | None = None, single: bool = True) -> View:
+    return View(rows or [], style="quiet", single=single)
+
+
+# ---------------------------------------------------------------- commands
+
+Command = Callable[[SwitchClient, argparse.Namespace, float], View]
+
+
+def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
+    return View([status_row(st)], STATUS_COLUMNS, style="record", single=True)
+
+
+def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [])
+    if a.datapath:
+        bridge.datapath = DATAPATH_VALUES[a.datapath]
+    b = c.stub.CreateBridge(pb.CreateBridgeRequest(bridge=bridge, may_exist=a.may_exist),
+                            timeout=t)
+    return quiet([bridge_row(b)])
+
+
+def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.DeleteBridge(pb.DeleteBridgeRequest(name=a.bridge, if_exists=a.if_exists),
+                            timeout=t)
+    return quiet([{"name": a.bridge, "deleted": r.deleted}])
+
+
+def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t)
+    rows = sorted((bridge_row(b) for b in r.bridges), key=lambda b: b["name"])
+    return View(rows, BRIDGE_COLUMNS)
+
+
+def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    if a.bridge:
+        bridges = [c.stub.GetBridge(pb.GetBridgeRequest(name=a.bridge), timeout=t)]
+    else:
+        bridges = list(c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t).bridges)
+    rows = []
+    for b in sorted(bridges, key=lambda b: b.name):
+        row = bridge_row(b)
+        row["ports"] = sorted((port_row(p) for p in b.ports), key=lambda p: p["name"])
+        rows.append(row)
+    return View(rows, style="tree", text=show_tree)
+
+
+def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    port = pb.Port(
+        name=a.port,
+        bridge=a.bridge,
+        type=PORT_TYPE_VALUES[a.type],
+        netns=a.netns or "",
+        peer_name=a.peer_name or "",
+        addresses=a.ip or [],
+        mac=a.mac or "",
+        mtu=a.mtu or 0,
+        owner=a.owner or "",
+    )
+    p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
+    return quiet([port_row(p)])
+
+
+def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    req = pb.DeletePortRequest(bridge=a.bridge, name=a.port, if_exists=a.if_exists)
+    r = c.stub.DeletePort(req, timeout=t)
+    return quiet([{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}])
+
+
+def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.ListPorts(pb.ListPortsRequest(bridge=a.bridge), timeout=t)
+    rows = sorted((port_row(p) for p in r.ports), key=lambda p: p["name"])
+    return View(rows, PORT_COLUMNS)
+
+
+def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.ListFdbEntries(pb.ListFdbEntriesRequest(bridge=a.bridge), timeout=t)
+    rows = sorted((fdb_row(e) for e in r.entries), key=lambda e: (e["vlan"], e["mac"]))
+    return View(rows, FDB_COLUMNS)
+
+
+def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True)
+    e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
+    return quiet([fdb_row(e)])
+
+
+def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    req = pb.DeleteFdbEntryRequest(bridge=a.bridge, mac=a.mac, vlan=a.vlan,
+                                   if_exists=a.if_exists)
+    r = c.stub.DeleteFdbEntry(req, timeout=t)
+    return quiet([{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}])
+
+
+def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    req = pb.GetPortStatsRequest(bridge=a.bridge, port=a.port or "")
+    r = c.stub.GetPortStats(req, timeout=t)
+    rows = sorted((stats_row(s) for s in r.stats), key=lambda s: s["port"])
+    return View(rows, STATS_COLUMNS)

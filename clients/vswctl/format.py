@@ -1,0 +1,110 @@
+"""Rendering of command results: one list of row dicts, printed as a table or as JSON.
+
+A command never prints. It returns a `View`: the rows (plain JSON-able dicts, the same ones `-j`
+prints) and how a person reads them (columns of a table, key/value lines of one record, or a
+tree). `render` picks JSON or text from the same rows, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str                                   # key in the row dict
+    header: str                                # table header / record label
+    fmt: Callable[[Any, Row], str] | None = None  # value -> text (default: text_of)
+    right: bool = False                        # right-align (numbers)
+
+    def text(self, row: Row) -> str:
+        value = row.get(self.key)
+        return self.fmt(value, row) if self.fmt else text_of(value)
+
+
+@dataclass
+class View:
+    """What a command produced.
+
+    style: "table"  aligned columns under a header row (`ip -br` / `ovs-ofctl` style);
+           "record" one object as "label: value" lines (status);
+           "tree"   `text` renders the rows (show);
+           "quiet"  nothing in text mode (write commands, like ovs-vsctl); JSON still prints.
+    single: JSON prints rows[0] as an object instead of a list of objects.
+    """
+
+    rows: list[Row]
+    columns: Sequence[Column] = ()
+    style: str = "table"
+    single: bool = False
+    text: Callable[[list[Row]], list[str]] | None = field(default=None, repr=False)
+
+
+def text_of(value: Any) -> str:
+    """Default text of a value in a table: lists joined by commas, missing values as '-'."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ",".join(text_of(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={text_of(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def render_json(view: View) -> str:
+    if view.single:
+        data: Any = view.rows[0] if view.rows else {}
+    else:
+        data = view.rows
+    return json.dumps(data, indent=2) + "\n"
+
+
+def render_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+    cells = [[c.header for c in columns]]
+    cells += [[c.text(row) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    out = []
+    for line in cells:
+        parts = []
+        for i, (col, cell) in enumerate(zip(columns, line, strict=True)):
+            last = i == len(columns) - 1
+            if col.right:
+                parts.append(cell.rjust(widths[i]))
+            elif last:
+                parts.append(cell)
+            else:
+                parts.append(cell.ljust(widths[i]))
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def render_record(row: Row, columns: Sequence[Column]) -> str:
+    width = max((len(c.header) for c in columns), default=0) + 1
+    lines = [f"{(c.header + ':').ljust(width)} {c.text(row)}" for c in columns]
+    return "\n".join(lines) + "\n"
+
+
+def render(view: View, as_json: bool) -> str:
+    """The text to print on stdout for a command's result ('' for nothing)."""
+    if as_json:
+        if view.style == "quiet" and not view.rows:
+            return ""
+        return render_json(view)
+    if view.style == "quiet":
+        return ""
+    if view.style == "record":
+        return render_record(view.rows[0], view.columns) if view.rows else ""
+    if view.style == "tree":
+        assert view.text is not None, "a tree view needs a text renderer"
+        lines = view.text(view.rows)
+        return "\n".join(lines) + "\n" if lines else ""
+    return render_table(view.rows, view.columns)

@@ -1,0 +1,248 @@
+"""vswctl: the operator's command line for vswitchd, over its gRPC API.
+
+    vswctl [--socket PATH] [-j|--json] [--timeout SECONDS] COMMAND [ARGS]
+
+Flow of `main`: parse (usage errors exit 1) -> connect -> the command function sends its request
+and returns a View of row dicts -> render as table or JSON on stdout. Errors go to stderr as
+`vswctl: <message>`; the exit code says whose fault it was:
+
+    0  success
+    1  usage error (bad arguments, client-side validation)
+    2  the daemon refused the request (its status code name and message are printed)
+    3  the daemon cannot be reached (UNAVAILABLE, or no answer within --timeout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+
+import grpc
+
+from vswapi.client import DEFAULT_SOCKET, SOCKET_ENV, connect
+from vswctl import commands as cmds
+from vswctl.format import render
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+DEFAULT_TIMEOUT = 30.0  # creating an ebpf bridge may compile the datapath: seconds, not millis
+
+PROG = "vswctl"
+START_HINT = "is the daemon running? start it with 'make run' or 'vswitchd'"
+
+
+class UsageError(Exception):
+    def __init__(self, message: str, usage: str = ""):
+        super().__init__(message)
+        self.usage = usage
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 1, `vswctl: ...`) instead of exiting with 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        unknown = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if unknown:
+            message = f"unknown command '{unknown.group(1)}' (see '{PROG} --help')"
+        raise UsageError(message, self.format_usage())
+
+
+# ---------------------------------------------------------------- argument types
+
+def _uint(name: str, lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range {lo}..{hi}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+
+
+def _mac(text: str) -> str:
+    if not _MAC_RE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    return text
+
+
+_mtu = _uint("--mtu", 1, 65535)
+_vlan = _uint("--vlan", 0, 4094)
+
+
+# ---------------------------------------------------------------- parser
+
+def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    """The global options; on subcommands too (defaults suppressed) so `list-br -j` works."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    p.add_argument("--socket", metavar="PATH", default=default(None),
+                   help=f"daemon socket (default ${SOCKET_ENV} or {DEFAULT_SOCKET})")
+    p.add_argument("-j", "--json", action="store_true", default=default(False),
+                   help="print JSON instead of a table")
+    p.add_argument("--timeout", metavar="SECONDS", type=_timeout,
+                   default=default(DEFAULT_TIMEOUT),
+                   help=f"give up on the daemon after SECONDS (default {DEFAULT_TIMEOUT:g})")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
+        description="Operate vswitchd: bridges, ports, forwarding database, counters.",
+        epilog="Exit status: 0 ok, 1 usage error, 2 refused by vswitchd, 3 vswitchd unreachable.",
+    )
+    _global_options(parser, suppress=False)
+    common = Parser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: cmds.Command, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    command("status", cmds.cmd_status, "daemon version, uptime and datapath support")
+
+    p = command("add-br", cmds.cmd_add_br, "create a bridge")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("--datapath", choices=sorted(cmds.DATAPATH_VALUES),
+                   help="forwarding datapath (default: the daemon's configured default)")
+    p.add_argument("--ip", metavar="CIDR", action="append",
+                   help="address of the bridge device, e.g. 10.0.0.1/24 (repeatable)")
+    p.add_argument("--may-exist", action="store_true",
+                   help="an existing bridge of that name is not an error")
+
+    p = command("del-br", cmds.cmd_del_br, "delete a bridge and its ports")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("--if-exists", action="store_true", help="a missing bridge is not an error")
+
+    command("list-br", cmds.cmd_list_br, "list bridges")
+
+    p = command("show", cmds.cmd_show, "bridges with their ports, as a tree")
+    p.add_argument("bridge", metavar="BR", nargs="?")
+
+    p = command("add-port", cmds.cmd_add_port, "add a port (veth pair, TAP, system interface)")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("port", metavar="PORT", help="host-side interface name")
+    p.add_argument("--type", choices=["veth", "tap", "system"], default="veth",
+                   help="port type (default veth)")
+    p.add_argument("--netns", metavar="NS",
+                   help="veth: namespace of the peer (name under /run/netns or a path)")
+    p.add_argument("--peer-name", metavar="IF", help="veth: peer name in the namespace")
+    p.add_argument("--ip", metavar="CIDR", action="append",
+                   help="veth: address on the peer (repeatable)")
+    p.add_argument("--mac", metavar="MAC", type=_mac, help="veth: peer MAC address")
+    p.add_argument("--mtu", metavar="N", type=_mtu, help="MTU (default: kernel default)")
+    p.add_argument("--owner", metavar="USER", help="tap: user owning the device")
+    p.add_argument("--may-exist", action="store_true",
+                   help="an existing port of that name is not an error")
+
+    p = command("del-port", cmds.cmd_del_port, "delete a port")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("port", metavar="PORT")
+    p.add_argument("--if-exists", action="store_true", help="a missing port is not an error")
+
+    p = command("list-ports", cmds.cmd_list_ports, "list the ports of a bridge")
+    p.add_argument("bridge", metavar="BR")
+
+    p = command("dump-fdb", cmds.cmd_dump_fdb, "show the forwarding database of a bridge")
+    p.add_argument("bridge", metavar="BR")
+
+    p = command("add-fdb", cmds.cmd_add_fdb, "add a static forwarding entry")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("mac", metavar="MAC", type=_mac)
+    p.add_argument("port", metavar="PORT")
+    p.add_argument("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
+
+    p = command("del-fdb", cmds.cmd_del_fdb, "delete a forwarding entry")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("mac", metavar="MAC", type=_mac)
+    p.add_argument("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
+    p.add_argument("--if-exists", action="store_true", help="a missing entry is not an error")
+
+    p = command("port-stats", cmds.cmd_port_stats, "packet, byte and drop counters of ports")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("port", metavar="PORT", nargs="?", help="one port (default: all)")
+
+    return parser
+
+
+# ---------------------------------------------------------------- errors
+
+def _err(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _rpc_failure(exc: grpc.RpcError, address: str, timeout: float) -> int:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        hint = START_HINT
+        if "ermission denied" in details:
+            hint = "the socket is for root only: run vswctl as root"
+        _err(f"cannot reach vswitchd at {address}: {details} ({hint})")
+        return EXIT_UNREACHABLE
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        _err(f"cannot reach vswitchd at {address}: no answer within {timeout:g}s "
+             f"({START_HINT}; a slow operation may need a longer --timeout)")
+        return EXIT_UNREACHABLE
+    name = code.name if code is not None else "UNKNOWN"
+    _err(f"{name}: {details}")
+    return EXIT_REFUSED
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        _err(str(exc))
+        if exc.usage:
+            sys.stderr.write(exc.usage)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+    client = connect(socket_path=args.socket)
+    try:
+        view = args.func(client, args, args.timeout)
+    except grpc.RpcError as exc:
+        return _rpc_failure(exc, client.address, args.timeout)
+    finally:
+        client.close()
+
+    out = render(view, args.json)
+    try:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `vswctl dump-fdb br0 | head`
+        pass
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
