@@ -49,7 +49,7 @@ def unicast_mac(value: str, field: str = "mac") -> str:
 def cidr(value: str, field: str = "ip") -> str:
     """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64."""
     if not isinstance(value, str) or "/" not in value:
-        raise InvalidArgument(field, value, "is not an address with prefix length (e.g. 10.0.0.2/24)")
+        raise InvalidArgument(field, value, "needs a prefix length (e.g. 10.0.0.2/24)")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:

@@ -1,0 +1,1 @@
+"""The gRPC control plane: servicer (API <-> switch mapping) and server (listeners)."""

@@ -1,0 +1,85 @@
+"""gRPC listeners: the root-only Unix socket (always) and TCP with TLS (only when configured).
+
+Health checking and server reflection are registered so generic tools (grpcurl,
+grpc_health_probe) work against the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vswapi import switch_pb2 as pb
+from vswapi import switch_pb2_grpc as pb_grpc
+from vswitchd.api.servicer import SwitchServicer
+from vswitchd.config import Config
+from vswitchd.errors import FailedPrecondition
+from vswitchd.switch import Switch
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Switch"].full_name
+
+
+def _claim_socket_path(path: str) -> None:
+    """Remove a stale socket file; refuse if a live daemon answers on it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if not os.path.exists(path):
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody listens: left over from a daemon that died
+        return
+    finally:
+        probe.close()
+    raise FailedPrecondition(f"another vswitchd is already listening on {path}")
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def build_server(switch: Switch, cfg: Config, workers: int = 16) -> grpc.Server:
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"))
+    pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    _claim_socket_path(cfg.socket)
+    old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+    try:
+        server.add_insecure_port(f"unix:{cfg.socket}")
+    finally:
+        os.umask(old_umask)
+
+    if cfg.tcp is not None:
+        ca = _read(cfg.tcp.tls_client_ca) if cfg.tcp.tls_client_ca else None
+        creds = grpc.ssl_server_credentials(
+            [(_read(cfg.tcp.tls_key), _read(cfg.tcp.tls_cert))],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+        server.add_secure_port(cfg.tcp.address, creds)
+    return server
+
+
+def start(switch: Switch, cfg: Config) -> grpc.Server:
+    server = build_server(switch, cfg)
+    server.start()
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(cfg.socket, 0o600)
+    return server

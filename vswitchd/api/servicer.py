@@ -1,0 +1,123 @@
+"""The Switch service: each RPC validates nothing itself, calls the switch, maps the result.
+
+SwitchError subclasses become their canonical status codes; anything else is a bug and is
+reported as INTERNAL with a pointer to the log (never UNKNOWN).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from vswapi import switch_pb2 as pb
+from vswapi import switch_pb2_grpc as pb_grpc
+from vswitchd import __version__
+from vswitchd.api import convert
+from vswitchd.errors import SwitchError
+from vswitchd.switch import Switch
+
+log = logging.getLogger(__name__)
+
+
+def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: SwitchServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request)
+        except SwitchError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+        except Exception:
+            log.exception("internal error in %s", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"internal error in {method.__name__}; see the vswitchd log")
+
+    return wrapper
+
+
+class SwitchServicer(pb_grpc.SwitchServicer):
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+
+    @_rpc
+    def GetStatus(self, request: pb.GetStatusRequest) -> pb.Status:  # noqa: N802
+        st = self.switch.status()
+        return pb.Status(
+            version=__version__,
+            uptime_seconds=st["uptime_seconds"],
+            ebpf_supported=st["ebpf_supported"],
+            ebpf_unsupported_reason=st["ebpf_unsupported_reason"],
+            default_datapath=convert.DATAPATH_TO_PB[st["default_datapath"]],
+            kernel=st["kernel"],
+            fdb_aging_seconds=st["fdb_aging_seconds"],
+        )
+
+    @_rpc
+    def CreateBridge(self, request: pb.CreateBridgeRequest) -> pb.Bridge:  # noqa: N802
+        view = self.switch.create_bridge(convert.bridge_spec(request.bridge), request.may_exist)
+        return convert.bridge_msg(view)
+
+    @_rpc
+    def GetBridge(self, request: pb.GetBridgeRequest) -> pb.Bridge:  # noqa: N802
+        return convert.bridge_msg(self.switch.get_bridge(request.name))
+
+    @_rpc
+    def ListBridges(self, request: pb.ListBridgesRequest) -> pb.ListBridgesResponse:  # noqa: N802
+        return pb.ListBridgesResponse(
+            bridges=[convert.bridge_msg(v) for v in self.switch.list_bridges()]
+        )
+
+    @_rpc
+    def DeleteBridge(self, request: pb.DeleteBridgeRequest) -> pb.DeleteBridgeResponse:  # noqa: N802
+        return pb.DeleteBridgeResponse(
+            deleted=self.switch.delete_bridge(request.name, request.if_exists)
+        )
+
+    @_rpc
+    def CreatePort(self, request: pb.CreatePortRequest) -> pb.Port:  # noqa: N802
+        port = request.port
+        view = self.switch.create_port(port.bridge, convert.port_spec(port), request.may_exist)
+        return convert.port_msg(view)
+
+    @_rpc
+    def GetPort(self, request: pb.GetPortRequest) -> pb.Port:  # noqa: N802
+        return convert.port_msg(self.switch.get_port(request.bridge, request.name))
+
+    @_rpc
+    def ListPorts(self, request: pb.ListPortsRequest) -> pb.ListPortsResponse:  # noqa: N802
+        return pb.ListPortsResponse(
+            ports=[convert.port_msg(v) for v in self.switch.list_ports(request.bridge)]
+        )
+
+    @_rpc
+    def DeletePort(self, request: pb.DeletePortRequest) -> pb.DeletePortResponse:  # noqa: N802
+        deleted = self.switch.delete_port(request.bridge, request.name, request.if_exists)
+        return pb.DeletePortResponse(deleted=deleted)
+
+    @_rpc
+    def ListFdbEntries(  # noqa: N802
+        self, request: pb.ListFdbEntriesRequest
+    ) -> pb.ListFdbEntriesResponse:
+        entries = self.switch.fdb_list(request.bridge)
+        return pb.ListFdbEntriesResponse(entries=[convert.fdb_msg(e) for e in entries])
+
+    @_rpc
+    def CreateFdbEntry(self, request: pb.CreateFdbEntryRequest) -> pb.FdbEntry:  # noqa: N802
+        e = request.entry
+        return convert.fdb_msg(self.switch.fdb_add(request.bridge, e.mac, e.port, e.vlan))
+
+    @_rpc
+    def DeleteFdbEntry(  # noqa: N802
+        self, request: pb.DeleteFdbEntryRequest
+    ) -> pb.DeleteFdbEntryResponse:
+        deleted = self.switch.fdb_delete(request.bridge, request.mac, request.vlan,
+                                         request.if_exists)
+        return pb.DeleteFdbEntryResponse(deleted=deleted)
+
+    @_rpc
+    def GetPortStats(self, request: pb.GetPortStatsRequest) -> pb.GetPortStatsResponse:  # noqa: N802
+        stats = self.switch.port_stats(request.bridge, request.port)
+        return pb.GetPortStatsResponse(stats=[convert.stats_msg(s) for s in stats])

@@ -1,0 +1,184 @@
+"""Daemon configuration: built-in defaults, an optional YAML file, command-line overrides.
+
+The file is read with a safe loader; duplicate keys, unknown keys and wrong types are errors
+that name the file, the line and the key (as Faucet's conf.py does for its schema).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+DATAPATHS = ("ebpf", "kernel")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is 'FILE:LINE: key: problem'."""
+
+
+@dataclass
+class TcpListener:
+    """An optional TCP listener; TLS is mandatory on TCP."""
+
+    address: str = ""          # host:port
+    tls_cert: str = ""         # PEM server certificate chain
+    tls_key: str = ""          # PEM private key
+    tls_client_ca: str = ""    # if set, clients must present a certificate signed by it
+
+
+@dataclass
+class Config:
+    socket: str = "/run/vswitchd/vswitchd.sock"
+    state_dir: str = "/var/lib/vswitchd"
+    bpffs_dir: str = "/sys/fs/bpf/vswitchd"
+    default_datapath: str = "ebpf"
+    fdb_aging_seconds: int = 300
+    log_level: str = "info"
+    tcp: TcpListener | None = None
+    # Where the values came from, for messages: key -> "FILE:LINE".
+    origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+_SCHEMA: dict[str, type] = {
+    "socket": str,
+    "state_dir": str,
+    "bpffs_dir": str,
+    "default_datapath": str,
+    "fdb_aging_seconds": int,
+    "log_level": str,
+    "tcp": dict,
+}
+_TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
+
+
+def _where(path: str, node: yaml.Node) -> str:
+    return f"{path}:{node.start_mark.line + 1}"
+
+
+def _mapping(path: str, node: yaml.Node, what: str, loader: yaml.SafeLoader) -> dict:
+    """Construct a mapping node into {key: (value, value_node)}, rejecting duplicates."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(f"{_where(path, node)}: {what} must be a mapping")
+    out: dict[str, tuple[Any, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise ConfigError(f"{_where(path, key_node)}: key {key!r} must be a string")
+        if key in out:
+            first = out[key][1].start_mark.line + 1
+            raise ConfigError(
+                f"{_where(path, key_node)}: duplicate key '{key}' (first set on line {first})"
+            )
+        out[key] = (loader.construct_object(value_node, deep=True), value_node)
+    return out
+
+
+def _typed(path: str, key: str, value: Any, node: yaml.Node, want: type) -> Any:
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(
+            f"{_where(path, node)}: {key}: expected {want.__name__}, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    return value
+
+
+def _check_values(cfg: Config) -> None:
+    def origin(key: str) -> str:
+        return cfg.origins.get(key, "<defaults>")
+
+    if cfg.default_datapath not in DATAPATHS:
+        raise ConfigError(
+            f"{origin('default_datapath')}: default_datapath: {cfg.default_datapath!r} is not "
+            f"one of {', '.join(DATAPATHS)}"
+        )
+    if cfg.log_level not in LOG_LEVELS:
+        raise ConfigError(
+            f"{origin('log_level')}: log_level: {cfg.log_level!r} is not one of "
+            f"{', '.join(LOG_LEVELS)}"
+        )
+    if not 1 <= cfg.fdb_aging_seconds <= 86400:
+        raise ConfigError(
+            f"{origin('fdb_aging_seconds')}: fdb_aging_seconds: {cfg.fdb_aging_seconds} is not "
+            "in 1..86400"
+        )
+    for key in ("socket", "state_dir", "bpffs_dir"):
+        if not getattr(cfg, key).startswith("/"):
+            value = getattr(cfg, key)
+            raise ConfigError(f"{origin(key)}: {key}: {value!r} must be an absolute path")
+    if not cfg.bpffs_dir.startswith("/sys/fs/bpf/"):
+        raise ConfigError(
+            f"{origin('bpffs_dir')}: bpffs_dir: {cfg.bpffs_dir!r} must be under /sys/fs/bpf/"
+        )
+    if cfg.tcp is not None:
+        where = origin("tcp")
+        if not cfg.tcp.address or ":" not in cfg.tcp.address:
+            raise ConfigError(f"{where}: tcp.address: {cfg.tcp.address!r} must be HOST:PORT")
+        if not (cfg.tcp.tls_cert and cfg.tcp.tls_key):
+            raise ConfigError(f"{where}: tcp: tls_cert and tls_key are required (TCP needs TLS)")
+
+
+def parse(text: str, path: str = "<config>") -> Config:
+    """Parse YAML text into a Config; raise ConfigError naming path, line and key."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            problem = getattr(exc, "problem", exc)
+            raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+        cfg = Config()
+        if root is None:
+            return cfg
+        for key, (value, node) in _mapping(path, root, "the configuration", loader).items():
+            if key not in _SCHEMA:
+                raise ConfigError(
+                    f"{_where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
+                )
+            cfg.origins[key] = _where(path, node)
+            if key == "tcp":
+                if value is None:
+                    continue
+                tcp = TcpListener()
+                for tkey, (tval, tnode) in _mapping(path, node, "tcp", loader).items():
+                    if tkey not in _TCP_SCHEMA:
+                        raise ConfigError(
+                            f"{_where(path, tnode)}: unknown key 'tcp.{tkey}' "
+                            f"(known: {', '.join(_TCP_SCHEMA)})"
+                        )
+                    setattr(tcp, tkey, _typed(path, f"tcp.{tkey}", tval, tnode, str))
+                cfg.tcp = tcp
+            else:
+                setattr(cfg, key, _typed(path, key, value, node, _SCHEMA[key]))
+    finally:
+        loader.dispose()
+    _check_values(cfg)
+    return cfg
+
+
+def load(path: str | None) -> Config:
+    """Defaults when path is None, else the file's settings on top of them."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse(text, path)
+
+
+def override(cfg: Config, **flags: Any) -> Config:
+    """Command-line flags (those not None) win over the file."""
+    for key, value in flags.items():
+        if value is not None:
+            setattr(cfg, key, value)
+            cfg.origins[key] = f"--{key.replace('_', '-')}"
+    _check_values(cfg)
+    return cfg

@@ -1,0 +1,588 @@
+"""The switch: applies desired-state changes to the kernel (netlink) and the eBPF datapath.
+
+Every change runs under one lock, records an undo step after each thing it did, and is rolled
+back completely if a later step fails; the store is written before the change is reported done.
+On start, reconcile() re-creates or re-adopts what the store says should exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from vswitchd import validate
+from vswitchd.config import DATAPATHS, Config
+from vswitchd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchError,
+)
+from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
+from vswitchd.netlink import netns
+from vswitchd.netlink.links import LinkInfo, Links
+from vswitchd.state import StateStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FdbView:
+    mac: str
+    port: str
+    vlan: int
+    static: bool
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class StatsView:
+    port: str
+    rx_packets: int
+    rx_bytes: int
+    tx_packets: int
+    tx_bytes: int
+    drops_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def drops(self) -> int:
+        return sum(self.drops_by_reason.values())
+
+
+@dataclass(frozen=True)
+class PortView:
+    spec: PortSpec
+    bridge: str
+    ifindex: int
+    state: str
+
+
+@dataclass(frozen=True)
+class BridgeView:
+    spec: BridgeSpec
+    ifindex: int
+    mac: str
+    ports: list[PortView]
+
+
+class _Undo:
+    """Steps to revert a half-applied change, run newest first."""
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+
+    def push(self, what: str, fn: Callable[[], object]) -> None:
+        self._steps.append((what, fn))
+
+    def rollback(self) -> None:
+        for what, fn in reversed(self._steps):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - keep undoing the rest
+                log.exception("rollback step failed: %s", what)
+        self._steps.clear()
+
+
+class Switch:
+    def __init__(
+        self,
+        cfg: Config,
+        links: Links,
+        store: StateStore,
+        datapath: object | None,
+        ebpf_unsupported: str | None,
+    ) -> None:
+        self.cfg = cfg
+        self.links = links
+        self.store = store
+        self.dp = datapath  # vswitchd.datapath.Datapath, or None when eBPF is unavailable
+        self.ebpf_unsupported = ebpf_unsupported
+        self.started = time.monotonic()
+        self._lock = threading.RLock()
+        self._bridges: dict[str, BridgeSpec] = store.load()
+        self._missing: dict[str, str] = {}  # port or bridge name -> why it is missing
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _bridge(self, name: str) -> BridgeSpec:
+        try:
+            return self._bridges[name]
+        except KeyError:
+            raise NotFound(f"bridge {name} does not exist") from None
+
+    def _link(self, name: str) -> LinkInfo:
+        info = self.links.get(name)
+        if info is None:
+            raise FailedPrecondition(f"interface {name} is missing from the kernel")
+        return info
+
+    def _port_owner(self, port: str) -> BridgeSpec | None:
+        for br in self._bridges.values():
+            if port in br.ports:
+                return br
+        return None
+
+    def _require_ebpf(self) -> None:
+        if self.dp is None:
+            raise FailedPrecondition(
+                f"eBPF datapath unavailable: {self.ebpf_unsupported}; "
+                "use --datapath kernel for a plain Linux bridge"
+            )
+
+    def _commit(self, undo: _Undo) -> None:
+        """Persist the desired state; if that fails, undo the kernel change too."""
+        try:
+            self.store.save(self._bridges)
+        except OSError as exc:
+            undo.rollback()
+            raise FailedPrecondition(
+                f"cannot write state store {self.store.path}: {exc.strerror}"
+            ) from None
+
+    def _dp_kind(self, port_type: str) -> object:
+        from vswitchd.datapath import PortKind
+
+        return PortKind.PEER if port_type == "veth" else PortKind.DEVICE
+
+    # ---- bridges -------------------------------------------------------------------------
+
+    def create_bridge(self, spec: BridgeSpec, may_exist: bool = False) -> BridgeView:
+        validate.ifname(spec.name, "bridge")
+        datapath = spec.datapath or self.cfg.default_datapath
+        if datapath not in DATAPATHS:
+            raise InvalidArgument("datapath", datapath, f"must be one of {', '.join(DATAPATHS)}")
+        addresses = [validate.cidr(a, "ip") for a in spec.addresses]
+        spec = BridgeSpec(name=spec.name, datapath=datapath, addresses=addresses)
+        with self._lock:
+            if spec.name in self._bridges:
+                if may_exist:
+                    return self._bridge_view(self._bridges[spec.name])
+                raise AlreadyExists(f"bridge {spec.name} already exists (--may-exist ignores this)")
+            if self._port_owner(spec.name) or self.links.get(spec.name) is not None:
+                raise AlreadyExists(
+                    f"interface {spec.name} already exists and is not a bridge managed by vswitchd"
+                )
+            if datapath == "ebpf":
+                self._require_ebpf()
+            undo = _Undo()
+            try:
+                info = self.links.create_bridge(spec.name, addresses)
+                undo.push(f"delete bridge {spec.name}", lambda: self.links.delete(spec.name))
+                if datapath == "ebpf":
+                    self.dp.add_bridge(info.ifindex, info.mac)
+                    undo.push("detach bridge", lambda: self.dp.remove_bridge(info.ifindex))
+            except BaseException:
+                undo.rollback()
+                raise
+            self._bridges[spec.name] = spec
+            undo.push("forget bridge", lambda: self._bridges.pop(spec.name, None))
+            self._commit(undo)
+            log.info("bridge %s created (datapath %s)", spec.name, datapath)
+            return self._bridge_view(spec)
+
+    def delete_bridge(self, name: str, if_exists: bool = False) -> bool:
+        with self._lock:
+            if name not in self._bridges:
+                if if_exists:
+                    return False
+                raise NotFound(f"bridge {name} does not exist (--if-exists ignores this)")
+            br = self._bridges[name]
+            for port in list(br.ports.values()):
+                self._teardown_port(br, port)
+            info = self.links.get(name)
+            if br.datapath == "ebpf" and self.dp is not None and info is not None:
+                self.dp.remove_bridge(info.ifindex)
+            self.links.delete(name)
+            del self._bridges[name]
+            self._missing.pop(name, None)
+            self.store.save(self._bridges)
+            log.info("bridge %s deleted", name)
+            return True
+
+    def get_bridge(self, name: str) -> BridgeView:
+        with self._lock:
+            return self._bridge_view(self._bridge(name))
+
+    def list_bridges(self) -> list[BridgeView]:
+        with self._lock:
+            return [self._bridge_view(b) for b in sorted(self._bridges.values(), key=_by_name)]
+
+    def _bridge_view(self, br: BridgeSpec) -> BridgeView:
+        info = self.links.get(br.name)
+        ports = [self._port_view(br, p) for p in sorted(br.ports.values(), key=_by_name)]
+        return BridgeView(
+            spec=br,
+            ifindex=info.ifindex if info else 0,
+            mac=info.mac if info else "",
+            ports=ports,
+        )
+
+    # ---- ports ---------------------------------------------------------------------------
+
+    def _validate_port(self, spec: PortSpec) -> PortSpec:
+        validate.ifname(spec.name, "port")
+        ptype = spec.type or "veth"
+        if ptype not in PORT_TYPES:
+            raise InvalidArgument("type", ptype, f"must be one of {', '.join(PORT_TYPES)}")
+        mtu = validate.mtu(spec.mtu) if spec.mtu else 0
+        if ptype == "veth":
+            ref = spec.netns or spec.name
+            if not netns.is_named(ref) and not ref.startswith("/"):
+                raise InvalidArgument("netns", ref, "must be a name or an absolute path")
+            if netns.is_named(ref):
+                validate.ifname(ref, "netns")  # same rules keep /run/netns names sane
+            peer = validate.ifname(spec.peer_name or "eth0", "peer_name")
+            addresses = [validate.cidr(a, "ip") for a in spec.addresses]
+            mac = validate.unicast_mac(spec.mac) if spec.mac else ""
+            if spec.owner:
+                raise InvalidArgument("owner", spec.owner, "applies only to tap ports")
+            return PortSpec(spec.name, "veth", ref, peer, addresses, mac, mtu, "", False)
+        for fld, value in (("netns", spec.netns), ("ip", spec.addresses), ("mac", spec.mac)):
+            if value:
+                raise InvalidArgument(fld, value, "applies only to veth ports")
+        if spec.peer_name and spec.peer_name != "eth0":
+            raise InvalidArgument("peer_name", spec.peer_name, "applies only to veth ports")
+        if ptype == "tap":
+            if spec.owner:
+                try:
+                    pwd.getpwnam(spec.owner)
+                except KeyError:
+                    raise InvalidArgument("owner", spec.owner, "no such user") from None
+            return PortSpec(spec.name, "tap", "", "", [], "", mtu, spec.owner, False)
+        if spec.owner:
+            raise InvalidArgument("owner", spec.owner, "applies only to tap ports")
+        if mtu:
+            raise InvalidArgument("mtu", mtu, "is not changed on system ports")
+        return PortSpec(spec.name, "system", "", "", [], "", 0, "", False)
+
+    def create_port(self, bridge: str, spec: PortSpec, may_exist: bool = False) -> PortView:
+        validate.ifname(bridge, "bridge")
+        spec = self._validate_port(spec)
+        with self._lock:
+            br = self._bridge(bridge)
+            owner = self._port_owner(spec.name)
+            if owner is not None:
+                if owner is br and may_exist:
+                    return self._port_view(br, br.ports[spec.name])
+                raise AlreadyExists(
+                    f"port {spec.name} already exists on bridge {owner.name}"
+                    + (" (--may-exist ignores this)" if owner is br else "")
+                )
+            if spec.name in self._bridges:
+                raise AlreadyExists(f"{spec.name} is a bridge managed by vswitchd")
+            existing = self.links.get(spec.name)
+            if spec.type in ("veth", "tap") and existing is not None:
+                raise AlreadyExists(
+                    f"interface {spec.name} already exists and is not managed by vswitchd"
+                )
+            if br.datapath == "ebpf":
+                self._require_ebpf()
+            undo = _Undo()
+            try:
+                if spec.type == "veth":
+                    spec = self._create_veth(spec, undo)
+                elif spec.type == "tap":
+                    self.links.create_tap(spec.name, owner=spec.owner or None, mtu=spec.mtu or None)
+                    undo.push(f"delete tap {spec.name}", lambda: self.links.delete(spec.name))
+                else:
+                    self._check_system_port(spec.name, existing)
+                self.links.enslave(spec.name, br.name)
+                undo.push(f"release {spec.name}", lambda: self.links.release(spec.name))
+                self._attach(br, spec)
+                undo.push("detach port", lambda: self._detach(br, spec))
+            except BaseException:
+                undo.rollback()
+                raise
+            br.ports[spec.name] = spec
+            undo.push("forget port", lambda: br.ports.pop(spec.name, None))
+            self._commit(undo)
+            self._missing.pop(spec.name, None)
+            log.info("port %s (%s) added to bridge %s", spec.name, spec.type, br.name)
+            return self._port_view(br, spec)
+
+    def _create_veth(self, spec: PortSpec, undo: _Undo) -> PortSpec:
+        if netns.is_named(spec.netns):
+            if not netns.exists(spec.netns):
+                netns.create_named(spec.netns)
+                undo.push(f"remove netns {spec.netns}", lambda: netns.remove_named(spec.netns))
+                spec = replace(spec, netns_created=True)
+        elif not netns.exists(spec.netns):
+            raise InvalidArgument("netns", spec.netns, "does not exist")
+        self.links.create_veth(
+            spec.name,
+            spec.peer_name,
+            spec.netns,
+            addresses=spec.addresses,
+            mac=spec.mac or None,
+            mtu=spec.mtu or None,
+        )
+        undo.push(f"delete veth {spec.name}", lambda: self.links.delete(spec.name))
+        return spec
+
+    def _check_system_port(self, name: str, info: LinkInfo | None) -> None:
+        if info is None:
+            raise NotFound(f"interface {name} does not exist (a system port must exist already)")
+        if info.ifindex == 1 or name == "lo":
+            raise InvalidArgument("port", name, "the loopback device cannot be a port")
+        if info.kind == "bridge":
+            raise InvalidArgument("port", name, "is a bridge; bridges cannot be enslaved")
+        if info.master:
+            master = self.links.get_by_index(info.master)
+            raise FailedPrecondition(
+                f"interface {name} is already enslaved to {master.name if master else info.master}"
+            )
+
+    def _attach(self, br: BridgeSpec, spec: PortSpec) -> None:
+        if br.datapath != "ebpf":
+            return
+        self.dp.add_port(self._link(br.name).ifindex, self._link(spec.name).ifindex,
+                         self._dp_kind(spec.type))
+
+    def _detach(self, br: BridgeSpec, spec: PortSpec) -> None:
+        if br.datapath != "ebpf" or self.dp is None:
+            return
+        br_info, info = self.links.get(br.name), self.links.get(spec.name)
+        if br_info is not None and info is not None:
+            self.dp.remove_port(br_info.ifindex, info.ifindex)
+
+    def _teardown_port(self, br: BridgeSpec, spec: PortSpec) -> None:
+        """Remove everything vswitchd created for a port (best effort, logged)."""
+        self._detach(br, spec)
+        if spec.type == "system":
+            if self.links.get(spec.name) is not None:
+                self.links.release(spec.name)
+        else:
+            self.links.delete(spec.name)
+        if spec.netns_created:
+            netns.remove_named(spec.netns)
+        br.fdb = [f for f in br.fdb if f.port != spec.name]
+        br.ports.pop(spec.name, None)
+        self._missing.pop(spec.name, None)
+
+    def delete_port(self, bridge: str, name: str, if_exists: bool = False) -> bool:
+        with self._lock:
+            br = self._bridge(bridge)
+            spec = br.ports.get(name)
+            if spec is None:
+                if if_exists:
+                    return False
+                raise NotFound(f"port {name} does not exist on bridge {bridge} "
+                               "(--if-exists ignores this)")
+            self._teardown_port(br, spec)
+            self.store.save(self._bridges)
+            log.info("port %s deleted from bridge %s", name, bridge)
+            return True
+
+    def get_port(self, bridge: str, name: str) -> PortView:
+        with self._lock:
+            br = self._bridge(bridge)
+            if name not in br.ports:
+                raise NotFound(f"port {name} does not exist on bridge {bridge}")
+            return self._port_view(br, br.ports[name])
+
+    def list_ports(self, bridge: str) -> list[PortView]:
+        with self._lock:
+            br = self._bridge(bridge)
+            return [self._port_view(br, p) for p in sorted(br.ports.values(), key=_by_name)]
+
+    def _port_view(self, br: BridgeSpec, spec: PortSpec) -> PortView:
+        info = self.links.get(spec.name)
+        if info is None:
+            state = f"missing: {self._missing.get(spec.name, 'interface not present')}"
+        else:
+            state = "up" if info.up else "down"
+        return PortView(spec=spec, bridge=br.name, ifindex=info.ifindex if info else 0,
+                        state=state)
+
+    # ---- FDB -----------------------------------------------------------------------------
+
+    def _port_names(self, br: BridgeSpec) -> dict[int, str]:
+        names = {}
+        for name in (br.name, *br.ports):
+            info = self.links.get(name)
+            if info is not None:
+                names[info.ifindex] = name
+        return names
+
+    def fdb_list(self, bridge: str) -> list[FdbView]:
+        with self._lock:
+            br = self._bridge(bridge)
+            names = self._port_names(br)
+            if br.datapath == "ebpf":
+                self._require_ebpf()
+                records = self.dp.fdb_list(self._link(br.name).ifindex)
+            else:
+                records = self.links.fdb_list(br.name)
+            views = [
+                FdbView(r.mac, names.get(r.ifindex, f"ifindex:{r.ifindex}"), r.vlan, r.static,
+                        0.0 if r.static else round(r.age_seconds, 1))
+                for r in records
+            ]
+            return sorted(views, key=lambda v: (v.vlan, v.port, v.mac))
+
+    def fdb_add(self, bridge: str, mac: str, port: str, vlan: int = 0) -> FdbView:
+        mac = validate.unicast_mac(mac)
+        vlan = validate.vlan(vlan)
+        with self._lock:
+            br = self._bridge(bridge)
+            if port != br.name and port not in br.ports:
+                raise NotFound(f"port {port} does not exist on bridge {bridge}")
+            undo = _Undo()
+            self._install_fdb(br, StaticFdb(mac, port, vlan))
+            old = br.fdb
+            br.fdb = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)]
+            br.fdb.append(StaticFdb(mac, port, vlan))
+            undo.push("restore fdb list", lambda: setattr(br, "fdb", old))
+            self._commit(undo)
+            return FdbView(mac, port, vlan, True, 0.0)
+
+    def _install_fdb(self, br: BridgeSpec, entry: StaticFdb) -> None:
+        if br.datapath == "ebpf":
+            self._require_ebpf()
+            self.dp.fdb_add_static(self._link(br.name).ifindex, entry.mac, entry.vlan,
+                                   self._link(entry.port).ifindex)
+        else:
+            self.links.fdb_add_static(br.name, entry.port, entry.mac, entry.vlan)
+
+    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False) -> bool:
+        mac = validate.mac(mac)
+        vlan = validate.vlan(vlan)
+        with self._lock:
+            br = self._bridge(bridge)
+            if br.datapath == "ebpf":
+                self._require_ebpf()
+                deleted = self.dp.fdb_delete(self._link(br.name).ifindex, mac, vlan)
+            else:
+                deleted = self.links.fdb_delete(br.name, mac, vlan)
+            kept = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)]
+            if len(kept) != len(br.fdb):
+                br.fdb = kept
+                self.store.save(self._bridges)
+                deleted = True
+            if not deleted and not if_exists:
+                raise NotFound(f"no FDB entry for {mac} vlan {vlan} on bridge {bridge}")
+            return deleted
+
+    def sweep_fdb(self) -> int:
+        """Age out learned entries; the datapath keeps their last-seen time."""
+        if self.dp is None:
+            return 0
+        return self.dp.fdb_sweep(self.cfg.fdb_aging_seconds)
+
+    # ---- counters ------------------------------------------------------------------------
+
+    def port_stats(self, bridge: str, port: str = "") -> list[StatsView]:
+        with self._lock:
+            br = self._bridge(bridge)
+            if port and port != br.name and port not in br.ports:
+                raise NotFound(f"port {port} does not exist on bridge {bridge}")
+            names = [port] if port else [br.name, *sorted(br.ports)]
+            out = []
+            for name in names:
+                info = self.links.get(name)
+                if info is None:
+                    continue
+                if br.datapath == "ebpf" and self.dp is not None:
+                    c = self.dp.port_counters(info.ifindex)
+                    out.append(StatsView(name, c.rx_packets, c.rx_bytes, c.tx_packets,
+                                         c.tx_bytes, dict(c.drops)))
+                else:
+                    s = self.links.stats(name)
+                    drops = {k: v for k, v in (("rx-dropped", s.rx_dropped),
+                                               ("tx-dropped", s.tx_dropped)) if v}
+                    out.append(StatsView(name, s.rx_packets, s.rx_bytes, s.tx_packets,
+                                         s.tx_bytes, drops))
+            return out
+
+    # ---- start-up ------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Make the kernel match the stored desired state; never fails the daemon for one port."""
+        with self._lock:
+            keep: set[int] = set()
+            for br in self._bridges.values():
+                try:
+                    keep |= self._reconcile_bridge(br)
+                except SwitchError as exc:
+                    self._missing[br.name] = str(exc)
+                    log.error("bridge %s could not be restored: %s", br.name, exc)
+            if self.dp is not None:
+                self.dp.prune(keep)
+            self.store.save(self._bridges)
+
+    def _reconcile_bridge(self, br: BridgeSpec) -> set[int]:
+        info = self.links.get(br.name)
+        if info is None:
+            info = self.links.create_bridge(br.name, br.addresses)
+            log.info("bridge %s re-created", br.name)
+        elif info.kind != "bridge":
+            raise FailedPrecondition(f"interface {br.name} exists but is a {info.kind or 'nic'}")
+        else:
+            self.links.set_addresses(br.name, br.addresses)
+            self.links.set_up(br.name)
+        if br.datapath == "ebpf":
+            self._require_ebpf()
+            self.dp.add_bridge(info.ifindex, info.mac)
+        keep = {info.ifindex}
+        for spec in list(br.ports.values()):
+            try:
+                port_info = self._reconcile_port(br, spec)
+            except SwitchError as exc:
+                self._missing[spec.name] = str(exc)
+                log.error("port %s of bridge %s could not be restored: %s", spec.name, br.name, exc)
+                continue
+            if port_info is not None:
+                keep.add(port_info.ifindex)
+        for entry in br.fdb:
+            try:
+                self._install_fdb(br, entry)
+            except SwitchError as exc:
+                log.error("static FDB entry %s on %s not restored: %s", entry.mac, br.name, exc)
+        return keep
+
+    def _reconcile_port(self, br: BridgeSpec, spec: PortSpec) -> LinkInfo | None:
+        info = self.links.get(spec.name)
+        if info is None:
+            if spec.type == "system":
+                self._missing[spec.name] = f"system interface {spec.name} is not present"
+                log.warning("port %s: %s", spec.name, self._missing[spec.name])
+                return None
+            if spec.type == "veth":
+                if not netns.exists(spec.netns):
+                    if not spec.netns_created:
+                        self._missing[spec.name] = f"network namespace {spec.netns} is gone"
+                        log.warning("port %s: %s", spec.name, self._missing[spec.name])
+                        return None
+                    netns.create_named(spec.netns)
+                self.links.create_veth(spec.name, spec.peer_name, spec.netns,
+                                       addresses=spec.addresses, mac=spec.mac or None,
+                                       mtu=spec.mtu or None)
+            else:
+                self.links.create_tap(spec.name, owner=spec.owner or None, mtu=spec.mtu or None)
+            log.info("port %s re-created", spec.name)
+            info = self._link(spec.name)
+        if info.master != self._link(br.name).ifindex:
+            self.links.enslave(spec.name, br.name)
+        self._attach(br, spec)
+        self._missing.pop(spec.name, None)
+        return info
+
+    def status(self) -> dict[str, object]:
+        return {
+            "uptime_seconds": time.monotonic() - self.started,
+            "ebpf_supported": self.dp is not None,
+            "ebpf_unsupported_reason": self.ebpf_unsupported or "",
+            "default_datapath": self.cfg.default_datapath,
+            "kernel": os.uname().release,
+            "fdb_aging_seconds": self.cfg.fdb_aging_seconds,
+        }
+
+
+def _by_name(item: BridgeSpec | PortSpec) -> str:
+    return item.name
