@@ -126,39 +126,43 @@ def parse(text: str, path: str = "<config>") -> Config:
     """Parse YAML text into a Config; raise ConfigError naming path, line and key."""
     loader = yaml.SafeLoader(text)
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            problem = getattr(exc, "problem", exc)
-            raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
-        cfg = Config()
-        if root is None:
-            return cfg
-        for key, (value, node) in _mapping(path, root, "the configuration", loader).items():
-            if key not in _SCHEMA:
-                raise ConfigError(
-                    f"{_where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
-                )
-            cfg.origins[key] = _where(path, node)
-            if key == "tcp":
-                if value is None:
-                    continue
-                tcp = TcpListener()
-                for tkey, (tval, tnode) in _mapping(path, node, "tcp", loader).items():
-                    if tkey not in _TCP_SCHEMA:
-                        raise ConfigError(
-                            f"{_where(path, tnode)}: unknown key 'tcp.{tkey}' "
-                            f"(known: {', '.join(_TCP_SCHEMA)})"
-                        )
-                    setattr(tcp, tkey, _typed(path, f"tcp.{tkey}", tval, tnode, str))
-                cfg.tcp = tcp
-            else:
-                setattr(cfg, key, _typed(path, key, value, node, _SCHEMA[key]))
+        cfg = _parse_nodes(path, loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
     finally:
         loader.dispose()
     _check_values(cfg)
+    return cfg
+
+
+def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
+    root = loader.get_single_node()
+    cfg = Config()
+    if root is None:
+        return cfg
+    for key, (value, node) in _mapping(path, root, "the configuration", loader).items():
+        if key not in _SCHEMA:
+            raise ConfigError(
+                f"{_where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
+            )
+        cfg.origins[key] = _where(path, node)
+        if key == "tcp":
+            if value is None:
+                continue
+            tcp = TcpListener()
+            for tkey, (tval, tnode) in _mapping(path, node, "tcp", loader).items():
+                if tkey not in _TCP_SCHEMA:
+                    raise ConfigError(
+                        f"{_where(path, tnode)}: unknown key 'tcp.{tkey}' "
+                        f"(known: {', '.join(_TCP_SCHEMA)})"
+                    )
+                setattr(tcp, tkey, _typed(path, f"tcp.{tkey}", tval, tnode, str))
+            cfg.tcp = tcp
+        else:
+            setattr(cfg, key, _typed(path, key, value, node, _SCHEMA[key]))
     return cfg
 
 

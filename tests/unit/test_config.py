@@ -1,0 +1,55 @@
+import pytest
+
+from vswitchd import config
+
+
+def test_defaults_need_no_file():
+    cfg = config.load(None)
+    assert cfg.socket == "/run/vswitchd/vswitchd.sock"
+    assert cfg.default_datapath == "ebpf"
+    assert cfg.fdb_aging_seconds == 300
+    assert cfg.tcp is None
+
+
+def test_file_values_and_flag_override(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("socket: /tmp/a.sock\nfdb_aging_seconds: 60\ndefault_datapath: kernel\n")
+    cfg = config.load(str(path))
+    assert (cfg.socket, cfg.fdb_aging_seconds, cfg.default_datapath) == ("/tmp/a.sock", 60, "kernel")
+    cfg = config.override(cfg, socket="/tmp/b.sock", state_dir=None)
+    assert cfg.socket == "/tmp/b.sock"
+    assert cfg.state_dir == "/var/lib/vswitchd"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("socket: /a\nsocket: /b\n", "f.yaml:2: duplicate key 'socket' (first set on line 1)"),
+        ("log_level: info\nbogus: 1\n", "f.yaml:2: unknown key 'bogus'"),
+        ("fdb_aging_seconds: soon\n", "f.yaml:1: fdb_aging_seconds: expected int, got str 'soon'"),
+        ("fdb_aging_seconds: true\n", "f.yaml:1: fdb_aging_seconds: expected int, got bool"),
+        ("fdb_aging_seconds: 0\n", "f.yaml:1: fdb_aging_seconds: 0 is not in 1..86400"),
+        ("default_datapath: dpdk\n", "f.yaml:1: default_datapath: 'dpdk' is not one of"),
+        ("socket: relative.sock\n", "f.yaml:1: socket: 'relative.sock' must be an absolute path"),
+        ("bpffs_dir: /tmp/x\n", "f.yaml:1: bpffs_dir: '/tmp/x' must be under /sys/fs/bpf/"),
+        ("tcp:\n  address: 0.0.0.0:9\n", "tls_cert and tls_key are required"),
+        ("tcp:\n  adress: 0.0.0.0:9\n", "f.yaml:2: unknown key 'tcp.adress'"),
+        ("- a\n- b\n", "f.yaml:1: the configuration must be a mapping"),
+        ("socket: [\n", "f.yaml:2: not valid YAML"),
+        ("!!python/object:os.system x: 1\n", "f.yaml"),
+    ],
+)
+def test_bad_files_name_file_line_and_key(text, expected):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(text, "f.yaml")
+    assert expected in str(err.value)
+
+
+def test_bad_flag_override_is_rejected():
+    with pytest.raises(config.ConfigError, match="--fdb-aging-seconds: fdb_aging_seconds: -5"):
+        config.override(config.load(None), fdb_aging_seconds=-5)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(config.ConfigError, match="nope.yaml: cannot read"):
+        config.load(str(tmp_path / "nope.yaml"))

@@ -1,0 +1,50 @@
+import pytest
+
+from vswitchd import validate
+from vswitchd.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("name", ["a" * 16, "has/slash", "has space", "has:colon", "", "tab\tx",
+                                  "..", "é" * 8])
+def test_bad_interface_names(name):
+    with pytest.raises(InvalidArgument) as err:
+        validate.ifname(name, "port")
+    assert err.value.field == "port"
+    assert repr(name) in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["a" * 15, "br0", "c1-eth0", "veth.10"])
+def test_good_interface_names(name):
+    assert validate.ifname(name) == name
+
+
+def test_mac_canonical_and_errors():
+    assert validate.mac("02-AA-bb-CC-dd-EE") == "02:aa:bb:cc:dd:ee"
+    with pytest.raises(InvalidArgument, match="is not a MAC address"):
+        validate.mac("02:aa:bb:cc:dd")
+    with pytest.raises(InvalidArgument, match="multicast"):
+        validate.unicast_mac("01:00:5e:00:00:01")
+    with pytest.raises(InvalidArgument, match="all-zero"):
+        validate.unicast_mac("00:00:00:00:00:00")
+
+
+def test_cidr():
+    assert validate.cidr("10.0.0.2/24") == "10.0.0.2/24"
+    assert validate.cidr("fd00::0002/64") == "fd00::2/64"
+    for bad in ("10.0.0.2", "10.0.0.300/24", "10.0.0.2/33", "x/1"):
+        with pytest.raises(InvalidArgument) as err:
+            validate.cidr(bad, "ip")
+        assert err.value.field == "ip"
+
+
+def test_mtu_and_vlan_ranges():
+    assert validate.mtu(1500) == 1500
+    for bad in (67, 65536, True, "1500"):
+        with pytest.raises(InvalidArgument, match="mtu"):
+            validate.mtu(bad)
+    assert validate.vlan(0) == 0
+    assert validate.vlan(4094) == 4094
+    with pytest.raises(InvalidArgument, match="1..4094"):
+        validate.vlan(4095)
+    with pytest.raises(InvalidArgument):
+        validate.vlan(0, allow_untagged=False)
