@@ -232,11 +232,8 @@ class Switch:
             raise InvalidArgument("type", ptype, f"must be one of {', '.join(PORT_TYPES)}")
         mtu = validate.mtu(spec.mtu) if spec.mtu else 0
         if ptype == "veth":
-            ref = spec.netns or spec.name
-            if not netns.is_named(ref) and not ref.startswith("/"):
-                raise InvalidArgument("netns", ref, "must be a name or an absolute path")
-            if netns.is_named(ref):
-                validate.ifname(ref, "netns")  # same rules keep /run/netns names sane
+            ref = spec.netns or spec.name  # default: a namespace named after the port
+            netns.resolve(ref)  # rejects names that are neither a safe name nor a path
             peer = validate.ifname(spec.peer_name or "eth0", "peer_name")
             addresses = [validate.cidr(a, "ip") for a in spec.addresses]
             mac = validate.unicast_mac(spec.mac) if spec.mac else ""
