@@ -1,0 +1,151 @@
+"""A real vswitchd in a network namespace of its own ("the host"), driven through vswctl.
+
+Everything a test creates carries a random tag: the host namespace, container namespaces, the
+bpffs pin directory. cleanup() stops the daemon (by its PID) and removes all of it, also after
+a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyroute2 import NetNS, netns
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+VSWITCHD = str(BIN / "vswitchd")
+VSWCTL = str(BIN / "vswctl")
+SYSTEM_PYTHON = "/usr/bin/python3"
+NETNS_DIR = "/run/netns"
+
+
+class Host:
+    def __init__(self, workdir: Path) -> None:
+        self.tag = "t" + secrets.token_hex(3)
+        self.ns = f"{self.tag}-host"
+        self.workdir = workdir
+        self.socket = str(workdir / "vswitchd.sock")
+        self.state_dir = str(workdir / "state")
+        self.bpffs_dir = f"/sys/fs/bpf/vswt-{self.tag}"
+        self.log_path = workdir / "vswitchd.log"
+        self.proc: subprocess.Popen | None = None
+        self._helpers: list[subprocess.Popen] = []
+        netns.create(self.ns)
+        with NetNS(self.ns) as ns:
+            ns.link("set", index=1, state="up")
+
+    # ---- daemon ---------------------------------------------------------------------------
+
+    def start(self, *extra: str, timeout: float = 120.0) -> float:
+        """Start vswitchd in the host namespace; return seconds until it answered."""
+        assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child's lifetime
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["nsenter", f"--net={NETNS_DIR}/{self.ns}", VSWITCHD, "--socket", self.socket,
+             "--state-dir", self.state_dir, "--bpffs-dir", self.bpffs_dir,
+             "--log-level", "debug", *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vswitchd exited with {self.proc.returncode}:\n{self.log()}")
+            if self.vswctl("status", check=False).returncode == 0:
+                return time.monotonic() - t0
+            time.sleep(0.2)
+        raise RuntimeError(f"vswitchd not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    def vswctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([VSWCTL, "--socket", self.socket, *args], capture_output=True,
+                             text=True, timeout=60)
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"vswctl {' '.join(args)} -> {res.returncode}\n{res.stdout}{res.stderr}"
+            )
+        return res
+
+    def json(self, *args: str) -> object:
+        return json.loads(self.vswctl("-j", *args).stdout)
+
+    def name(self, short: str) -> str:
+        """A namespace name owned by this test (cleaned up with it)."""
+        return f"{self.tag}{short}"
+
+    def run_in(self, ns: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run a command with only the network namespace switched (bpffs stays visible)."""
+        return subprocess.run(["nsenter", f"--net={NETNS_DIR}/{ns}", *cmd], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def spawn_in(self, ns: str, *cmd: str) -> subprocess.Popen:
+        proc = subprocess.Popen(["nsenter", f"--net={NETNS_DIR}/{ns}", *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._helpers.append(proc)
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", f"{cmd} did not start: {line}{proc.stderr.read()}"
+        return proc
+
+    def ping(self, ns: str, addr: str, count: int = 2) -> bool:
+        res = self.run_in(ns, "ping", "-c", str(count), "-i", "0.2", "-W", "2", addr)
+        return res.returncode == 0
+
+    def udp_server(self, ns: str, port: int = 7) -> subprocess.Popen:
+        return self.spawn_in(ns, SYSTEM_PYTHON, str(HERE / "udpecho.py"), "serve", str(port))
+
+    def udp_ask(self, ns: str, addr: str, port: int = 7) -> bool:
+        res = self.run_in(ns, SYSTEM_PYTHON, str(HERE / "udpecho.py"), "ask", addr, str(port))
+        return res.returncode == 0
+
+    def vm(self, tap: str, mac: str, ip: str, *extra: str) -> subprocess.Popen:
+        """A process holding TAP open like QEMU, answering ARP, ping and UDP echo on port 7."""
+        return self.spawn_in(self.ns, SYSTEM_PYTHON, str(HERE / "vmstub.py"), "--tap", tap,
+                             "--mac", mac, "--ip", ip, *extra)
+
+    def vm_ping(self, tap: str, mac: str, ip: str, target: str) -> subprocess.CompletedProcess:
+        return self.run_in(self.ns, SYSTEM_PYTHON, str(HERE / "vmstub.py"), "--tap", tap,
+                           "--mac", mac, "--ip", ip, "--ping", target)
+
+    def links(self, ns: str | None = None) -> set[str]:
+        with NetNS(ns or self.ns) as ipr:
+            return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+    def namespaces(self) -> set[str]:
+        return {n for n in os.listdir(NETNS_DIR) if n.startswith(self.tag)} - {self.ns}
+
+    # ---- teardown ---------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        for proc in self._helpers:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        self.stop()
+        for name in os.listdir(NETNS_DIR):
+            if name.startswith(self.tag):
+                with contextlib.suppress(OSError):
+                    netns.remove(name)
+        shutil.rmtree(self.bpffs_dir, ignore_errors=True)
