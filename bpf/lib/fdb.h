@@ -1,0 +1,61 @@
+/* Forwarding database: (bridge, vlan, mac) -> port, with learning. */
+#ifndef VSW_FDB_H
+#define VSW_FDB_H
+
+#define FDB_F_STATIC 1
+
+struct fdb_key {
+	__u32 bridge;
+	__u16 vlan;
+	__u8 mac[ETH_ALEN];
+};
+
+struct fdb_entry {
+	__u32 ifindex;
+	__u32 flags;          /* FDB_F_STATIC: installed by the daemon, never learned over/aged */
+	__u64 last_seen_ns;   /* bpf_ktime_get_ns() = CLOCK_MONOTONIC */
+};
+
+BPF_TABLE_PINNED("hash", struct fdb_key, struct fdb_entry, fdb, MAX_FDB_ENTRIES,
+		 VSW_PIN_DIR "/fdb");
+
+static __always_inline void fdb_make_key(struct fdb_key *key, __u32 bridge, __u16 vlan,
+					 const __u8 *mac)
+{
+	key->bridge = bridge;
+	key->vlan = vlan;
+	__builtin_memcpy(key->mac, mac, ETH_ALEN);
+}
+
+static __always_inline struct fdb_entry *fdb_lookup(__u32 bridge, __u16 vlan, const __u8 *mac)
+{
+	struct fdb_key key;
+
+	fdb_make_key(&key, bridge, vlan, mac);
+	return fdb.lookup(&key);
+}
+
+/* Learns src on in_port. Static entries are never overwritten. Caller skips dry runs. */
+static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
+{
+	struct fdb_key key;
+	struct fdb_entry *old;
+	struct fdb_entry entry = {};
+	__u64 now = bpf_ktime_get_ns();
+
+	fdb_make_key(&key, ctx->bridge, ctx->vlan, src);
+	old = fdb.lookup(&key);
+	if (old) {
+		if (old->flags & FDB_F_STATIC)
+			return;
+		if (old->ifindex == ctx->in_port) {
+			old->last_seen_ns = now;  /* refresh in place: no map update per packet */
+			return;
+		}
+	}
+	entry.ifindex = ctx->in_port;
+	entry.last_seen_ns = now;
+	fdb.update(&key, &entry);
+}
+
+#endif
