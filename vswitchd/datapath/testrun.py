@@ -1,0 +1,126 @@
+"""BPF_PROG_TEST_RUN through the bpf() syscall (bcc 0.26 has no wrapper).
+
+For SCHED_CLS programs the context is a `struct __sk_buff`. The kernel (convert___skb_to_skb)
+accepts only a few input fields and requires all others to be zero: mark, priority,
+ingress_ifindex, ifindex, cb[0..4], tstamp, wire_len, gso_segs, gso_size, hwtstamp. We pass the
+head of the struct up to cb[] (a shorter ctx_size_in is allowed; the rest counts as zero).
+ifindex > 1 must name a device of the current network namespace (else ENODEV); the frame must
+hold at least an Ethernet header (else EINVAL).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+SYS_BPF = 321  # x86_64
+BPF_PROG_TEST_RUN = 10
+ETH_HLEN = 14
+
+
+class _TestAttr(ctypes.Structure):
+    """The `test` member of union bpf_attr (padded to the size the kernel may read)."""
+
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64),
+        ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32),
+        ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64),
+        ("ctx_out", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
+class SkbCtx(ctypes.Structure):
+    """The head of struct __sk_buff (uapi/linux/bpf.h), through cb[5]."""
+
+    _fields_ = [
+        ("len", ctypes.c_uint32),
+        ("pkt_type", ctypes.c_uint32),
+        ("mark", ctypes.c_uint32),
+        ("queue_mapping", ctypes.c_uint32),
+        ("protocol", ctypes.c_uint32),
+        ("vlan_present", ctypes.c_uint32),
+        ("vlan_tci", ctypes.c_uint32),
+        ("vlan_proto", ctypes.c_uint32),
+        ("priority", ctypes.c_uint32),
+        ("ingress_ifindex", ctypes.c_uint32),
+        ("ifindex", ctypes.c_uint32),
+        ("tc_index", ctypes.c_uint32),
+        ("cb", ctypes.c_uint32 * 5),
+    ]
+
+
+assert ctypes.sizeof(SkbCtx) == 68
+
+
+@dataclass(frozen=True)
+class TestRunOutput:
+    retval: int
+    duration_ns: int  # average per repetition, as reported by the kernel
+    data: bytes
+    ctx: SkbCtx
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def prog_test_run_skb(
+    prog_fd: int,
+    frame: bytes,
+    *,
+    ifindex: int = 0,
+    cb: tuple[int, ...] = (),
+    repeat: int = 1,
+) -> TestRunOutput:
+    """Runs a SCHED_CLS program on `frame` as if received on `ifindex`. Raises OSError."""
+    if len(frame) < ETH_HLEN:
+        raise ValueError(f"frame of {len(frame)} bytes: the kernel needs at least {ETH_HLEN}")
+    if repeat < 1 or repeat > 0xFFFFFFFF:
+        raise ValueError(f"repeat {repeat} out of range")
+    if len(cb) > 5:
+        raise ValueError("cb has at most 5 words")
+    data_in = ctypes.create_string_buffer(bytes(frame), len(frame))
+    out_size = len(frame) + 256
+    data_out = ctypes.create_string_buffer(out_size)
+    ctx_in = SkbCtx()
+    ctx_in.ifindex = ifindex
+    for i, word in enumerate(cb):
+        ctx_in.cb[i] = word & 0xFFFFFFFF
+    ctx_out = SkbCtx()
+
+    attr = _TestAttr()
+    attr.prog_fd = prog_fd
+    attr.data_size_in = len(frame)
+    attr.data_in = ctypes.addressof(data_in)
+    attr.data_size_out = out_size
+    attr.data_out = ctypes.addressof(data_out)
+    attr.repeat = repeat
+    attr.ctx_size_in = ctypes.sizeof(ctx_in)
+    attr.ctx_in = ctypes.addressof(ctx_in)
+    attr.ctx_size_out = ctypes.sizeof(ctx_out)
+    attr.ctx_out = ctypes.addressof(ctx_out)
+
+    ret = _libc.syscall(SYS_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
+    size = min(attr.data_size_out, out_size)
+    return TestRunOutput(
+        retval=attr.retval,
+        duration_ns=attr.duration,
+        data=data_out.raw[:size],
+        ctx=ctx_out,
+    )
