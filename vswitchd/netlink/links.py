@@ -1,0 +1,633 @@
+"""Links over netlink (pyroute2): bridges, veth pairs into namespaces, TAPs, kernel-bridge FDB.
+
+Everything runs in the network namespace the process was in when `Links()` was made.
+
+Threading: pyroute2 0.9's IPRoute keeps its socket and asyncio loop per *thread* (a second thread
+using the same object silently opens a second socket, in whatever namespace that thread is in).
+So a Links object owns one worker thread that holds the IPRoute and runs every request; public
+methods hand their work to it and wait. That makes Links safe to call from any thread (gRPC
+workers) and serialises kernel changes, so a multi-step operation and its rollback never
+interleave with another.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import pwd
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from vswitchd.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchError,
+    Unavailable,
+)
+from vswitchd.netlink import netns as _netns
+
+IFF_UP = 0x1
+NUD_NOARP = 0x40
+NUD_PERMANENT = 0x80
+NTF_MASTER = 0x04
+AF_BRIDGE = 7
+# NDA_CACHEINFO times are clock_t: USER_HZ ticks (100 per second on Linux).
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    ifindex: int
+    kind: str  # 'bridge', 'veth', 'tun', 'dummy', ... ('' for plain NICs)
+    master: int | None
+    mac: str
+    mtu: int
+    up: bool  # administratively up (IFF_UP)
+    operstate: str  # 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    rx_packets: int
+    rx_bytes: int
+    tx_packets: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+@dataclass(frozen=True)
+class KernelFdbEntry:
+    mac: str
+    vlan: int
+    ifindex: int
+    static: bool
+    age_seconds: float
+
+
+# --------------------------------------------------------------------------------------------
+# NetlinkError -> SwitchError, in one place
+
+
+def translate(
+    exc: BaseException,
+    action: str,
+    *,
+    name: str | None = None,
+    field: str | None = None,
+    value: object = None,
+) -> SwitchError:
+    """Map a kernel error to the SwitchError a caller can act on.
+
+    ACTION says what was being done ("create bridge br0"); NAME is the interface concerned;
+    FIELD/VALUE, when given, is the user-supplied value an EINVAL/ERANGE most likely refers to.
+    """
+    if isinstance(exc, SwitchError):
+        return exc
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
+    reason = os.strerror(code) if code else str(exc)
+    what = f"cannot {action}"
+    if code == errno.EEXIST:
+        return AlreadyExists(f"{what}: interface {name} already exists" if name else
+                             f"{what}: it already exists")
+    if code in (errno.ENODEV, errno.ENOENT, errno.ENXIO):
+        return NotFound(f"{what}: interface {name} does not exist" if name else
+                        f"{what}: {reason}")
+    if code in (errno.EINVAL, errno.ERANGE, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) and field:
+        return InvalidArgument(field, value, f"rejected by the kernel ({what}: {reason})")
+    if code in (errno.EPERM, errno.EACCES):
+        return FailedPrecondition(f"{what}: permission denied (vswitchd needs CAP_NET_ADMIN)")
+    if code in (errno.EBUSY, errno.ELOOP, errno.EOPNOTSUPP, errno.EPROTONOSUPPORT):
+        return FailedPrecondition(f"{what}: {reason}")
+    if code in (errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.ETIMEDOUT):
+        return Unavailable(f"{what}: {reason}; retry later")
+    if code == errno.EINVAL:
+        return InvalidArgument("request", action, f"rejected by the kernel: {reason}")
+    return SwitchError(f"{what}: {reason} (errno {code})")
+
+
+@contextmanager
+def _kernel(action: str, **kw: Any) -> Iterator[None]:
+    try:
+        yield
+    except (NetlinkError, OSError) as exc:
+        raise translate(exc, action, **kw) from exc
+
+
+def _code(exc: BaseException) -> int:
+    return getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _to_info(msg: Any) -> LinkInfo:
+    linkinfo = msg.get_attr("IFLA_LINKINFO")
+    kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
+    master = msg.get_attr("IFLA_MASTER")
+    return LinkInfo(
+        name=msg.get_attr("IFLA_IFNAME"),
+        ifindex=msg["index"],
+        kind=kind,
+        master=master or None,
+        mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
+        mtu=msg.get_attr("IFLA_MTU") or 0,
+        up=bool(msg["flags"] & IFF_UP),
+        operstate=msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN",
+    )
+
+
+def _parse_addresses(addresses: Iterable[str]) -> list[ipaddress.IPv4Interface |
+                                                       ipaddress.IPv6Interface]:
+    out = []
+    for a in addresses:
+        try:
+            out.append(ipaddress.ip_interface(a))
+        except (ValueError, TypeError):
+            raise InvalidArgument("addresses", a, "is not an address with prefix length") from None
+    return out
+
+
+def _get(ipr: IPRoute, name: str) -> Any | None:
+    try:
+        return ipr.link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        if exc.code in (errno.ENODEV, errno.ENOENT):
+            return None
+        if exc.code == errno.EINVAL and len(name.encode()) > 15:
+            return None  # a name longer than IFNAMSIZ cannot exist
+        raise translate(exc, f"look up interface {name}", name=name) from exc
+
+
+def _require(ipr: IPRoute, name: str) -> Any:
+    msg = _get(ipr, name)
+    if msg is None:
+        raise NotFound(f"interface {name} does not exist")
+    return msg
+
+
+def _sync_addresses(ipr: IPRoute, index: int, ifname: str, wanted: list[str]) -> None:
+    """Make the addresses of INDEX exactly WANTED (kernel-made IPv6 link-local ones are kept).
+
+    All-or-nothing: on failure what was added is removed and what was removed is put back.
+    """
+    want = {(str(i.ip), i.network.prefixlen) for i in _parse_addresses(wanted)}
+    have: dict[tuple[str, int], Any] = {}
+    with _kernel(f"list addresses of {ifname}", name=ifname):
+        for m in ipr.addr("dump", index=index):
+            ip = m.get_attr("IFA_ADDRESS")
+            key = (str(ipaddress.ip_address(ip)), m["prefixlen"])
+            if key in want:
+                have[key] = m
+                continue
+            if ipaddress.ip_address(ip).is_link_local and ipaddress.ip_address(ip).version == 6:
+                continue
+            have[key] = m
+    to_del = [k for k in have if k not in want]
+    to_add = sorted(k for k in want if k not in have)
+    added: list[tuple[str, int]] = []
+    removed: list[tuple[str, int]] = []
+    try:
+        for ip, plen in to_del:
+            with _kernel(f"remove address {ip}/{plen} from {ifname}", name=ifname):
+                ipr.addr("del", index=index, address=ip, prefixlen=plen)
+            removed.append((ip, plen))
+        for ip, plen in to_add:
+            with _kernel(f"add address {ip}/{plen} to {ifname}", name=ifname,
+                         field="addresses", value=f"{ip}/{plen}"):
+                ipr.addr("add", index=index, address=ip, prefixlen=plen)
+            added.append((ip, plen))
+    except BaseException:
+        for ip, plen in added:
+            _quiet(ipr.addr, "del", index=index, address=ip, prefixlen=plen)
+        for ip, plen in removed:
+            _quiet(ipr.addr, "add", index=index, address=ip, prefixlen=plen)
+        raise
+
+
+def _quiet(fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+    """Best-effort call for rollback paths: the original error is what the caller needs."""
+    try:
+        fn(*args, **kw)
+    except Exception:  # rollback must not mask the original error
+        pass
+
+
+class Links:
+    """Link management for one daemon; wraps one pyroute2 IPRoute on a private worker thread."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsw-netlink")
+        self._closed = False
+        self._lock = threading.Lock()
+        try:
+            self._ipr: IPRoute = self._pool.submit(IPRoute).result()
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            raise
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        with self._lock:
+            if self._closed:
+                raise Unavailable("netlink: Links object is closed")
+            fut = self._pool.submit(fn, *args, **kw)
+        return fut.result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            fut = self._pool.submit(self._ipr.close)
+        try:
+            fut.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Links:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- queries -------------------------------------------------------------------------
+
+    def get(self, name: str) -> LinkInfo | None:
+        def work() -> LinkInfo | None:
+            msg = _get(self._ipr, name)
+            return _to_info(msg) if msg is not None else None
+
+        return self._run(work)
+
+    def get_by_index(self, ifindex: int) -> LinkInfo | None:
+        def work() -> LinkInfo | None:
+            try:
+                return _to_info(self._ipr.link("get", index=ifindex)[0])
+            except NetlinkError as exc:
+                if exc.code in (errno.ENODEV, errno.ENOENT):
+                    return None
+                raise translate(exc, f"look up interface index {ifindex}") from exc
+
+        return self._run(work)
+
+    def stats(self, name: str) -> LinkStats:
+        def work() -> LinkStats:
+            msg = _require(self._ipr, name)
+            s = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS") or {}
+            return LinkStats(
+                rx_packets=s.get("rx_packets", 0),
+                rx_bytes=s.get("rx_bytes", 0),
+                tx_packets=s.get("tx_packets", 0),
+                tx_bytes=s.get("tx_bytes", 0),
+                rx_dropped=s.get("rx_dropped", 0),
+                tx_dropped=s.get("tx_dropped", 0),
+            )
+
+        return self._run(work)
+
+    # ---- bridges -------------------------------------------------------------------------
+
+    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
+        """A Linux bridge with STP off and forward delay 0, up, with ADDRESSES."""
+        addresses = list(addresses)
+        _parse_addresses(addresses)
+
+        def work() -> LinkInfo:
+            ipr = self._ipr
+            if _get(ipr, name) is not None:
+                raise AlreadyExists(f"interface {name} already exists")
+            with _kernel(f"create bridge {name}", name=name):
+                ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+            try:
+                index = _require(ipr, name)["index"]
+                _sync_addresses(ipr, index, name, addresses)
+                with _kernel(f"bring bridge {name} up", name=name):
+                    ipr.link("set", index=index, state="up")
+                return _to_info(_require(ipr, name))
+            except BaseException:
+                _quiet(ipr.link, "del", ifname=name)
+                raise
+
+        return self._run(work)
+
+    def set_addresses(self, name: str, addresses: Iterable[str]) -> None:
+        """Make the addresses of NAME exactly ADDRESSES (IPv6 link-local ones are left alone)."""
+        addresses = list(addresses)
+        _parse_addresses(addresses)
+
+        def work() -> None:
+            index = _require(self._ipr, name)["index"]
+            _sync_addresses(self._ipr, index, name, addresses)
+
+        self._run(work)
+
+    def delete(self, name: str) -> bool:
+        """Delete NAME (for a veth, both ends go). False if it does not exist."""
+
+        def work() -> bool:
+            msg = _get(self._ipr, name)
+            if msg is None:
+                return False
+            try:
+                self._ipr.link("del", index=msg["index"])
+            except NetlinkError as exc:
+                if exc.code in (errno.ENODEV, errno.ENOENT):
+                    return False
+                raise translate(exc, f"delete interface {name}", name=name) from exc
+            return True
+
+        return self._run(work)
+
+    # ---- veth ----------------------------------------------------------------------------
+
+    def create_veth(
+        self,
+        name: str,
+        peer_name: str,
+        netns: str,
+        *,
+        addresses: Iterable[str] = (),
+        mac: str | None = None,
+        mtu: int | None = None,
+    ) -> LinkInfo:
+        """A veth pair: NAME stays here (up), PEER_NAME lives in NETNS (mac/mtu/addresses, up).
+
+        The peer is created directly inside the namespace under its final name (one atomic
+        RTM_NEWLINK), so there is no temporary name to collide with. On any later failure the
+        pair is deleted again.
+        """
+        addresses = list(addresses)
+        _parse_addresses(addresses)
+
+        def work() -> LinkInfo:
+            ipr = self._ipr
+            nsfd = _netns.open_netns(netns)  # InvalidArgument / NotFound
+            try:
+                if _get(ipr, name) is not None:
+                    raise AlreadyExists(f"interface {name} already exists")
+                with _netns.entered(netns):
+                    nsipr = IPRoute()  # its socket is bound to NETNS for good
+                try:
+                    if _get(nsipr, peer_name) is not None:
+                        raise AlreadyExists(
+                            f"interface {peer_name} already exists in network namespace {netns}"
+                        )
+                    peer: dict[str, Any] = {"ifname": peer_name, "net_ns_fd": nsfd}
+                    extra: dict[str, Any] = {}
+                    if mac is not None:
+                        peer["address"] = mac
+                    if mtu is not None:
+                        peer["mtu"] = mtu
+                        extra["mtu"] = mtu
+                    try:
+                        ipr.link("add", ifname=name, kind="veth", peer=peer, **extra)
+                    except NetlinkError as exc:
+                        raise self._veth_error(exc, nsipr, name, peer_name, netns, mac,
+                                               mtu) from exc
+                    try:
+                        self._setup_peer(nsipr, peer_name, netns, addresses)
+                        host = _require(ipr, name)
+                        with _kernel(f"bring {name} up", name=name):
+                            ipr.link("set", index=host["index"], state="up")
+                        return _to_info(_require(ipr, name))
+                    except BaseException:
+                        _quiet(ipr.link, "del", ifname=name)
+                        raise
+                finally:
+                    nsipr.close()
+            finally:
+                os.close(nsfd)
+
+        return self._run(work)
+
+    @staticmethod
+    def _veth_error(
+        exc: NetlinkError,
+        nsipr: IPRoute,
+        name: str,
+        peer_name: str,
+        netns: str,
+        mac: str | None,
+        mtu: int | None,
+    ) -> SwitchError:
+        action = f"create veth {name} with peer {peer_name} in network namespace {netns}"
+        if exc.code == errno.EEXIST:
+            if _get(nsipr, peer_name) is not None:
+                return AlreadyExists(
+                    f"interface {peer_name} already exists in network namespace {netns}"
+                )
+            return AlreadyExists(f"interface {name} already exists")
+        if exc.code == errno.EADDRNOTAVAIL and mac is not None:
+            return InvalidArgument("mac", mac, f"rejected by the kernel ({action})")
+        if exc.code in (errno.EINVAL, errno.ERANGE) and mtu is not None:
+            return InvalidArgument("mtu", mtu, f"rejected by the kernel ({action}: "
+                                   f"{os.strerror(exc.code)})")
+        return translate(exc, action, name=name)
+
+    @staticmethod
+    def _setup_peer(nsipr: IPRoute, peer_name: str, netns: str, addresses: list[str]) -> None:
+        where = f"{peer_name} in network namespace {netns}"
+        peer = _require(nsipr, peer_name)
+        _sync_addresses(nsipr, peer["index"], where, addresses)
+        with _kernel(f"bring {where} up", name=peer_name):
+            nsipr.link("set", index=peer["index"], state="up")
+        lo = _get(nsipr, "lo")
+        if lo is not None and not lo["flags"] & IFF_UP:
+            with _kernel(f"bring lo up in network namespace {netns}", name="lo"):
+                nsipr.link("set", index=lo["index"], state="up")
+
+    def peer_exists(self, netns: str, peer_name: str) -> bool:
+        """True if NETNS exists and has an interface PEER_NAME."""
+
+        def work() -> bool:
+            if not _netns.exists(netns):
+                return False
+            try:
+                with _netns.entered(netns):
+                    nsipr = IPRoute()
+            except NotFound:
+                return False
+            try:
+                return _get(nsipr, peer_name) is not None
+            finally:
+                nsipr.close()
+
+        return self._run(work)
+
+    # ---- TAP -----------------------------------------------------------------------------
+
+    def create_tap(
+        self, name: str, *, owner: str | None = None, mtu: int | None = None
+    ) -> LinkInfo:
+        """A persistent TAP (IFF_TAP|IFF_NO_PI, no vnet header), admin up.
+
+        Carrier comes up when a process (QEMU) opens it with TUNSETIFF.
+        """
+        uid = None
+        if owner is not None:
+            try:
+                uid = pwd.getpwnam(owner).pw_uid
+            except (KeyError, TypeError):
+                raise InvalidArgument("owner", owner, "no such user") from None
+
+        def work() -> LinkInfo:
+            ipr = self._ipr
+            # TUNSETIFF on an existing TAP of the same name *attaches* instead of failing, so
+            # the name must be checked first.
+            if _get(ipr, name) is not None:
+                raise AlreadyExists(f"interface {name} already exists")
+            spec: dict[str, Any] = {
+                "ifname": name,
+                "kind": "tuntap",
+                "mode": "tap",
+                "ifr": {"no_pi": True, "one_queue": False, "vnet_hdr": False,
+                        "multi_queue": False},
+            }
+            if uid is not None:
+                spec["uid"] = uid
+            with _kernel(f"create TAP {name}", name=name):
+                ipr.link("add", **spec)
+            try:
+                index = _require(ipr, name)["index"]
+                if mtu is not None:
+                    with _kernel(f"set MTU of {name}", name=name, field="mtu", value=mtu):
+                        ipr.link("set", index=index, mtu=mtu)
+                with _kernel(f"bring {name} up", name=name):
+                    ipr.link("set", index=index, state="up")
+                return _to_info(_require(ipr, name))
+            except BaseException:
+                _quiet(ipr.link, "del", ifname=name)
+                raise
+
+        return self._run(work)
+
+    # ---- ports ---------------------------------------------------------------------------
+
+    def enslave(self, name: str, bridge: str) -> None:
+        def work() -> None:
+            port = _require(self._ipr, name)
+            br = _require(self._ipr, bridge)
+            if _to_info(br).kind != "bridge":
+                raise FailedPrecondition(f"interface {bridge} is not a bridge")
+            with _kernel(f"add {name} to bridge {bridge}", name=name):
+                self._ipr.link("set", index=port["index"], master=br["index"])
+
+        self._run(work)
+
+    def release(self, name: str) -> None:
+        def work() -> None:
+            port = _require(self._ipr, name)
+            with _kernel(f"remove {name} from its bridge", name=name):
+                self._ipr.link("set", index=port["index"], master=0)
+
+        self._run(work)
+
+    def set_up(self, name: str) -> None:
+        def work() -> None:
+            port = _require(self._ipr, name)
+            with _kernel(f"bring {name} up", name=name):
+                self._ipr.link("set", index=port["index"], state="up")
+
+        self._run(work)
+
+    # ---- kernel-bridge FDB ---------------------------------------------------------------
+
+    def _bridge_index(self, bridge: str) -> int:
+        br = _require(self._ipr, bridge)
+        if _to_info(br).kind != "bridge":
+            raise FailedPrecondition(f"interface {bridge} is not a bridge")
+        return br["index"]
+
+    def _fdb_entries(self, br_index: int, bridge: str) -> list[KernelFdbEntry]:
+        out = []
+        with _kernel(f"list the forwarding database of bridge {bridge}", name=bridge):
+            msgs = list(self._ipr.fdb("dump"))
+        for m in msgs:
+            # Entries of the bridge itself carry NDA_MASTER = bridge; the NTF_SELF entries
+            # of each device (its multicast addresses) carry none.
+            if m.get_attr("NDA_MASTER") != br_index:
+                continue
+            if m["state"] & NUD_PERMANENT:  # 'local'/'permanent': a port's own MAC
+                continue
+            ci = m.get_attr("NDA_CACHEINFO") or {}
+            out.append(
+                KernelFdbEntry(
+                    mac=(m.get_attr("NDA_LLADDR") or "").lower(),
+                    vlan=m.get_attr("NDA_VLAN") or 0,
+                    ifindex=m["ifindex"],
+                    static=bool(m["state"] & NUD_NOARP),
+                    age_seconds=ci.get("ndm_updated", 0) / _CLK_TCK,
+                )
+            )
+        return out
+
+    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+        """Learned and static entries of BRIDGE's ports (ports' own 'local' MACs left out)."""
+
+        def work() -> list[KernelFdbEntry]:
+            return self._fdb_entries(self._bridge_index(bridge), bridge)
+
+        return self._run(work)
+
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int = 0) -> None:
+        """Point MAC (on VLAN) at PORT for good. Replaces a learned or older static entry."""
+
+        def work() -> None:
+            br_index = self._bridge_index(bridge)
+            p = _require(self._ipr, port)
+            if p.get_attr("IFLA_MASTER") != br_index:
+                raise FailedPrecondition(f"interface {port} is not a port of bridge {bridge}")
+            kw: dict[str, Any] = {}
+            if vlan:
+                kw["vlan"] = vlan
+            action = f"add static FDB entry {mac} vlan {vlan} -> {port} on bridge {bridge}"
+            try:
+                self._ipr.fdb("replace", ifindex=p["index"], lladdr=mac, state=NUD_NOARP,
+                              flags=NTF_MASTER, **kw)
+            except NetlinkError as exc:
+                if exc.code == errno.EINVAL and vlan:
+                    raise InvalidArgument(
+                        "vlan", vlan, f"the kernel bridge {bridge} has no VLAN {vlan} on {port} "
+                        "(no VLAN filtering here; use datapath ebpf for VLANs)") from exc
+                if exc.code in (errno.EINVAL, errno.EADDRNOTAVAIL):
+                    raise InvalidArgument("mac", mac, f"rejected by the kernel ({action})") from exc
+                raise translate(exc, action, name=port) from exc
+
+        self._run(work)
+
+    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0) -> bool:
+        """Remove the entry for MAC on VLAN from BRIDGE. False if there is none."""
+        mac = mac.lower().replace("-", ":")
+
+        def work() -> bool:
+            br_index = self._bridge_index(bridge)
+            for e in self._fdb_entries(br_index, bridge):
+                if e.mac != mac or e.vlan != vlan:
+                    continue
+                kw: dict[str, Any] = {"vlan": vlan} if vlan else {}
+                try:
+                    self._ipr.fdb("del", ifindex=e.ifindex, lladdr=mac,
+                                  state=NUD_NOARP, flags=NTF_MASTER, **kw)
+                except NetlinkError as exc:
+                    if exc.code in (errno.ENOENT, errno.ENODEV):
+                        return False
+                    raise translate(exc, f"delete FDB entry {mac} from bridge {bridge}") from exc
+                return True
+            return False
+
+        return self._run(work)
