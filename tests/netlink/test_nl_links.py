@@ -411,7 +411,7 @@ def test_links_usable_from_many_threads(links: Links, ifnames) -> None:
             links.create_bridge(n)
             assert links.get(n).kind == "bridge"
             assert links.delete(n)
-        except BaseException as exc:  # noqa: B902
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in names]
