@@ -1,0 +1,420 @@
+"""In-memory stand-ins for the kernel (Links, named network namespaces) and the eBPF datapath.
+
+Faucet-style: the Switch runs unchanged against tables kept in Python, so unit tests need no
+root and touch no kernel. Each fake records its calls and can be told to fail one method once
+(`fail_once`), which is how tests drive every rollback path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Any
+
+from vswitchd.config import Config
+from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vswitchd.netlink import netns as real_netns
+from vswitchd.netlink.links import KernelFdbEntry, LinkInfo, LinkStats
+from vswitchd.state import StateStore
+from vswitchd.switch import Switch
+
+try:  # the real datapath package (importing it does not import bcc)
+    from vswitchd.datapath import FdbRecord, PortCounters, PortKind
+except ImportError:  # pragma: no cover - the package is not there yet: same shapes, from the spec
+    import vswitchd.datapath as _dp_pkg  # a namespace package until __init__.py lands
+
+    class PortKind(IntEnum):  # type: ignore[no-redef]
+        PEER = 1
+        DEVICE = 2
+        BRIDGE = 3
+
+    @dataclass(frozen=True)
+    class FdbRecord:  # type: ignore[no-redef]
+        mac: str
+        vlan: int
+        ifindex: int
+        static: bool
+        age_seconds: float
+
+    @dataclass(frozen=True)
+    class PortCounters:  # type: ignore[no-redef]
+        rx_packets: int
+        rx_bytes: int
+        tx_packets: int
+        tx_bytes: int
+        drops: dict[str, int] = field(default_factory=dict)
+
+    _dp_pkg.PortKind = PortKind  # Switch._dp_kind imports it from there
+
+
+class _Failing:
+    """Call recording and one-shot failure injection shared by the fakes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self._fail: dict[str, BaseException] = {}
+
+    def fail_once(self, method: str, exc: BaseException) -> None:
+        """The next call of METHOD raises EXC (before changing anything)."""
+        if not hasattr(self, method):
+            raise AttributeError(f"{type(self).__name__} has no method {method}")
+        self._fail[method] = exc
+
+    def _enter(self, method: str, *args: Any) -> None:
+        self.calls.append((method, *args))
+        exc = self._fail.pop(method, None)
+        if exc is not None:
+            raise exc
+
+    def called(self, method: str) -> list[tuple[Any, ...]]:
+        return [c[1:] for c in self.calls if c[0] == method]
+
+
+# ---- network namespaces ------------------------------------------------------------------
+
+
+class FakeNetns(_Failing):
+    """Named namespaces as a set; paths (/proc/PID/ns/net) as another set.
+
+    Removing a namespace destroys the veth pairs whose peer lives in it, as the kernel does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self.paths: set[str] = set()
+        self.links: FakeLinks | None = None
+
+    def install(self, monkeypatch: Any) -> FakeNetns:
+        # is_named and resolve are pure string checks: the real ones are kept.
+        monkeypatch.setattr(real_netns, "exists", self.exists)
+        monkeypatch.setattr(real_netns, "create_named", self.create_named)
+        monkeypatch.setattr(real_netns, "remove_named", self.remove_named)
+        return self
+
+    def exists(self, ref: str) -> bool:
+        real_netns.resolve(ref)  # same InvalidArgument as the real one for bad names
+        return ref in (self.names if real_netns.is_named(ref) else self.paths)
+
+    def create_named(self, name: str) -> str:
+        self._enter("create_named", name)
+        path = real_netns.resolve(name)
+        if name in self.names:
+            raise AlreadyExists(f"network namespace {name} already exists")
+        self.names.add(name)
+        return path
+
+    def remove_named(self, name: str) -> None:
+        self._enter("remove_named", name)
+        real_netns.resolve(name)
+        self.names.discard(name)
+        if self.links is not None:
+            self.links.namespace_gone(name)
+
+
+# ---- links -------------------------------------------------------------------------------
+
+
+class FakeLinks(_Failing):
+    """A table of links by name, with the methods of vswitchd.netlink.links.Links."""
+
+    def __init__(self, netns: FakeNetns | None = None) -> None:
+        super().__init__()
+        self.table: dict[str, LinkInfo] = {}
+        self.next_ifindex = 10
+        self.addresses: dict[str, list[str]] = {}
+        self.veth_peer: dict[str, tuple[str, str]] = {}  # host name -> (netns, peer name)
+        self.tap_owner: dict[str, str | None] = {}
+        self.kernel_fdb: dict[str, dict[tuple[str, int], KernelFdbEntry]] = {}
+        self.counters: dict[str, LinkStats] = {}
+        self.netns = netns
+        if netns is not None:
+            netns.links = self
+        lo = LinkInfo("lo", 1, "", None, "00:00:00:00:00:00", 65536, True, "UNKNOWN")
+        self.table["lo"] = lo
+
+    # ---- test helpers --------------------------------------------------------------------
+
+    def _new(self, name: str, kind: str, mtu: int = 1500, up: bool = True) -> LinkInfo:
+        index = self.next_ifindex
+        self.next_ifindex += 1
+        mac = f"02:00:00:00:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}"
+        info = LinkInfo(name, index, kind, None, mac, mtu, up, "UP" if up else "DOWN")
+        self.table[name] = info
+        return info
+
+    def add_system(self, name: str, kind: str = "", up: bool = True,
+                   master: str | None = None) -> LinkInfo:
+        """An interface that exists independently of vswitchd (a NIC, someone's bridge)."""
+        info = self._new(name, kind, up=up)
+        if master is not None:
+            info = self.table[name] = replace(info, master=self.table[master].ifindex)
+        return info
+
+    def learn(self, bridge: str, mac: str, port: str, vlan: int = 0, age: float = 3.0) -> None:
+        """A dynamically learned kernel FDB entry."""
+        entry = KernelFdbEntry(mac, vlan, self.table[port].ifindex, False, age)
+        self.kernel_fdb.setdefault(bridge, {})[(mac, vlan)] = entry
+
+    def namespace_gone(self, ns: str) -> None:
+        for name, (peer_ns, _peer) in list(self.veth_peer.items()):
+            if peer_ns == ns:
+                self._drop(name)
+
+    def master_name(self, name: str) -> str | None:
+        info = self.table.get(name)
+        if info is None or info.master is None:
+            return None
+        found = self.get_by_index(info.master)
+        return found.name if found else None
+
+    def _drop(self, name: str) -> bool:
+        info = self.table.pop(name, None)
+        if info is None:
+            return False
+        self.addresses.pop(name, None)
+        self.veth_peer.pop(name, None)
+        self.tap_owner.pop(name, None)
+        self.kernel_fdb.pop(name, None)
+        for other, o in list(self.table.items()):
+            if o.master == info.ifindex:
+                self.table[other] = replace(o, master=None)
+        for entries in self.kernel_fdb.values():
+            for key, e in list(entries.items()):
+                if e.ifindex == info.ifindex:
+                    del entries[key]
+        return True
+
+    def _require(self, name: str) -> LinkInfo:
+        info = self.table.get(name)
+        if info is None:
+            raise NotFound(f"interface {name} does not exist")
+        return info
+
+    # ---- Links API -----------------------------------------------------------------------
+
+    def get(self, name: str) -> LinkInfo | None:
+        return self.table.get(name)
+
+    def get_by_index(self, ifindex: int) -> LinkInfo | None:
+        for info in self.table.values():
+            if info.ifindex == ifindex:
+                return info
+        return None
+
+    def stats(self, name: str) -> LinkStats:
+        self._enter("stats", name)
+        self._require(name)
+        return self.counters.get(name, LinkStats(0, 0, 0, 0, 0, 0))
+
+    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
+        addresses = list(addresses)
+        self._enter("create_bridge", name, addresses)
+        if name in self.table:
+            raise AlreadyExists(f"interface {name} already exists")
+        info = self._new(name, "bridge")
+        self.addresses[name] = addresses
+        return info
+
+    def set_addresses(self, name: str, addresses: Iterable[str]) -> None:
+        addresses = list(addresses)
+        self._enter("set_addresses", name, addresses)
+        self._require(name)
+        self.addresses[name] = addresses
+
+    def delete(self, name: str) -> bool:
+        self._enter("delete", name)
+        return self._drop(name)
+
+    def create_veth(self, name: str, peer_name: str, netns: str, *,
+                    addresses: Iterable[str] = (), mac: str | None = None,
+                    mtu: int | None = None) -> LinkInfo:
+        addresses = list(addresses)
+        self._enter("create_veth", name, peer_name, netns)
+        if self.netns is not None and not self.netns.exists(netns):
+            raise NotFound(f"network namespace {netns} does not exist")
+        if name in self.table:
+            raise AlreadyExists(f"interface {name} already exists")
+        for other_ns, other_peer in self.veth_peer.values():
+            if (other_ns, other_peer) == (netns, peer_name):
+                raise AlreadyExists(
+                    f"interface {peer_name} already exists in network namespace {netns}")
+        info = self._new(name, "veth", mtu=mtu or 1500)
+        self.veth_peer[name] = (netns, peer_name)
+        self.addresses[name] = addresses  # (the peer's addresses)
+        return info
+
+    def peer_exists(self, netns: str, peer_name: str) -> bool:
+        return (netns, peer_name) in self.veth_peer.values()
+
+    def create_tap(self, name: str, *, owner: str | None = None,
+                   mtu: int | None = None) -> LinkInfo:
+        self._enter("create_tap", name, owner, mtu)
+        if name in self.table:
+            raise AlreadyExists(f"interface {name} already exists")
+        info = self._new(name, "tun", mtu=mtu or 1500)
+        self.tap_owner[name] = owner
+        return info
+
+    def enslave(self, name: str, bridge: str) -> None:
+        self._enter("enslave", name, bridge)
+        port, br = self._require(name), self._require(bridge)
+        if br.kind != "bridge":
+            raise FailedPrecondition(f"interface {bridge} is not a bridge")
+        self.table[name] = replace(port, master=br.ifindex)
+
+    def release(self, name: str) -> None:
+        self._enter("release", name)
+        self.table[name] = replace(self._require(name), master=None)
+
+    def set_up(self, name: str) -> None:
+        self._enter("set_up", name)
+        self.table[name] = replace(self._require(name), up=True, operstate="UP")
+
+    def _bridge_info(self, bridge: str) -> LinkInfo:
+        br = self._require(bridge)
+        if br.kind != "bridge":
+            raise FailedPrecondition(f"interface {bridge} is not a bridge")
+        return br
+
+    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+        self._enter("fdb_list", bridge)
+        self._bridge_info(bridge)
+        return list(self.kernel_fdb.get(bridge, {}).values())
+
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int = 0) -> None:
+        self._enter("fdb_add_static", bridge, port, mac, vlan)
+        br = self._bridge_info(bridge)
+        p = self._require(port)
+        if p.master != br.ifindex and port != bridge:
+            raise FailedPrecondition(f"interface {port} is not a port of bridge {bridge}")
+        if vlan:
+            raise InvalidArgument("vlan", vlan, f"the kernel bridge {bridge} has no VLAN {vlan}")
+        entry = KernelFdbEntry(mac, vlan, p.ifindex, True, 0.0)
+        self.kernel_fdb.setdefault(bridge, {})[(mac, vlan)] = entry
+
+    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0) -> bool:
+        self._enter("fdb_delete", bridge, mac, vlan)
+        self._bridge_info(bridge)
+        return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
+
+
+# ---- eBPF datapath -----------------------------------------------------------------------
+
+
+class FakeDatapath(_Failing):
+    """The datapath's maps as dicts: bridges, ports, members, FDB, counters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridges: dict[int, str] = {}                    # bridge ifindex -> mac
+        self.ports: dict[int, tuple[int, PortKind]] = {}     # port ifindex -> (bridge, kind)
+        self.members: dict[int, set[int]] = {}               # bridge ifindex -> port ifindexes
+        self.fdb: dict[int, dict[tuple[str, int], FdbRecord]] = {}
+        self.counters: dict[int, PortCounters] = {}
+
+    def learn(self, bridge: int, mac: str, ifindex: int, vlan: int = 0, age: float = 2.0) -> None:
+        self.fdb.setdefault(bridge, {})[(mac, vlan)] = FdbRecord(mac, vlan, ifindex, False, age)
+
+    def add_bridge(self, bridge_ifindex: int, mac: str) -> None:
+        self._enter("add_bridge", bridge_ifindex, mac)
+        self.bridges[bridge_ifindex] = mac
+        self.members.setdefault(bridge_ifindex, set())
+
+    def add_port(self, bridge_ifindex: int, ifindex: int, kind: PortKind) -> None:
+        self._enter("add_port", bridge_ifindex, ifindex, kind)
+        if bridge_ifindex not in self.bridges:
+            raise NotFound(f"bridge ifindex {bridge_ifindex} is not in the datapath")
+        self.ports[ifindex] = (bridge_ifindex, PortKind(kind))
+        self.members[bridge_ifindex].add(ifindex)
+
+    def remove_port(self, bridge_ifindex: int, ifindex: int) -> None:
+        self._enter("remove_port", bridge_ifindex, ifindex)
+        self.ports.pop(ifindex, None)
+        self.members.get(bridge_ifindex, set()).discard(ifindex)
+        for entries in self.fdb.values():
+            for key, rec in list(entries.items()):
+                if rec.ifindex == ifindex:
+                    del entries[key]
+
+    def remove_bridge(self, bridge_ifindex: int) -> None:
+        self._enter("remove_bridge", bridge_ifindex)
+        self.bridges.pop(bridge_ifindex, None)
+        for ifindex in self.members.pop(bridge_ifindex, set()):
+            self.ports.pop(ifindex, None)
+        self.fdb.pop(bridge_ifindex, None)
+
+    def prune(self, keep: set[int]) -> None:
+        self._enter("prune", set(keep))
+        for br in [b for b in self.bridges if b not in keep]:
+            self.bridges.pop(br)
+            self.members.pop(br, None)
+            self.fdb.pop(br, None)
+        for ifindex in [p for p in self.ports if p not in keep]:
+            br, _kind = self.ports.pop(ifindex)
+            self.members.get(br, set()).discard(ifindex)
+
+    def fdb_list(self, bridge_ifindex: int) -> list[FdbRecord]:
+        self._enter("fdb_list", bridge_ifindex)
+        return list(self.fdb.get(bridge_ifindex, {}).values())
+
+    def fdb_add_static(self, bridge_ifindex: int, mac: str, vlan: int, ifindex: int) -> None:
+        self._enter("fdb_add_static", bridge_ifindex, mac, vlan, ifindex)
+        if bridge_ifindex not in self.bridges:
+            raise NotFound(f"bridge ifindex {bridge_ifindex} is not in the datapath")
+        rec = FdbRecord(mac, vlan, ifindex, True, 0.0)
+        self.fdb.setdefault(bridge_ifindex, {})[(mac, vlan)] = rec
+
+    def fdb_delete(self, bridge_ifindex: int, mac: str, vlan: int) -> bool:
+        self._enter("fdb_delete", bridge_ifindex, mac, vlan)
+        return self.fdb.get(bridge_ifindex, {}).pop((mac, vlan), None) is not None
+
+    def fdb_sweep(self, aging_seconds: float) -> int:
+        self._enter("fdb_sweep", aging_seconds)
+        gone = 0
+        for entries in self.fdb.values():
+            for key, rec in list(entries.items()):
+                if not rec.static and rec.age_seconds > aging_seconds:
+                    del entries[key]
+                    gone += 1
+        return gone
+
+    def port_counters(self, ifindex: int) -> PortCounters:
+        self._enter("port_counters", ifindex)
+        return self.counters.get(ifindex, PortCounters(0, 0, 0, 0, {}))
+
+
+# ---- a switch on the fakes ---------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    """A Switch wired to fakes, plus what is needed to build a second one on the same store."""
+
+    netns: FakeNetns
+    links: FakeLinks
+    dp: FakeDatapath | None
+    state_dir: str
+    cfg: Config
+    switch: Switch = field(init=False)
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.switch = self.new_switch()
+
+    def new_switch(self) -> Switch:
+        """A fresh Switch (as after a daemon restart) on the same kernel, datapath and store."""
+        return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason)
+
+    def stored(self) -> dict[str, Any]:
+        """The bridges as a fresh StateStore reads them back from disk, as plain dicts."""
+        return {n: b.to_dict() for n, b in StateStore(self.state_dir).load().items()}
+
+
+def make_rig(monkeypatch: Any, state_dir: str, *, ebpf: bool = True,
+             reason: str | None = None, default_datapath: str = "ebpf") -> Rig:
+    ns = FakeNetns().install(monkeypatch)
+    links = FakeLinks(ns)
+    cfg = Config(state_dir=state_dir, default_datapath=default_datapath)
+    return Rig(ns, links, FakeDatapath() if ebpf else None, state_dir, cfg, reason=reason)
