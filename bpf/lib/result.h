@@ -29,6 +29,7 @@ struct dp_result {
 	__u32 out_ifindex;
 	__u32 fdb_hit;
 	__u32 n_flood;
+	__u32 pad;  /* bcc wants per-CPU values sized in multiples of 8 bytes */
 	__u32 flood[MAX_BRIDGE_PORTS];
 };
 
