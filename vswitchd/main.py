@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
     if os.geteuid() != 0:
         print("vswitchd: must run as root (it creates interfaces and loads eBPF programs)",
               file=sys.stderr)

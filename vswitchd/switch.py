@@ -128,6 +128,9 @@ class Switch:
                 return br
         return None
 
+    def _netns_users(self, ref: str) -> list[PortSpec]:
+        return [p for b in self._bridges.values() for p in b.ports.values() if p.netns == ref]
+
     def _require_ebpf(self) -> None:
         if self.dp is None:
             raise FailedPrecondition(
@@ -135,15 +138,21 @@ class Switch:
                 "use --datapath kernel for a plain Linux bridge"
             )
 
-    def _commit(self, undo: _Undo) -> None:
-        """Persist the desired state; if that fails, undo the kernel change too."""
+    def _save(self) -> None:
         try:
             self.store.save(self._bridges)
         except OSError as exc:
-            undo.rollback()
             raise FailedPrecondition(
                 f"cannot write state store {self.store.path}: {exc.strerror}"
             ) from None
+
+    def _commit(self, undo: _Undo) -> None:
+        """Persist the desired state; if that fails, undo the kernel change too."""
+        try:
+            self._save()
+        except FailedPrecondition:
+            undo.rollback()
+            raise
 
     def _dp_kind(self, port_type: str) -> object:
         from vswitchd.datapath import PortKind
@@ -201,7 +210,7 @@ class Switch:
             self.links.delete(name)
             del self._bridges[name]
             self._missing.pop(name, None)
-            self.store.save(self._bridges)
+            self._save()
             log.info("bridge %s deleted", name)
             return True
 
@@ -356,10 +365,14 @@ class Switch:
                 self.links.release(spec.name)
         else:
             self.links.delete(spec.name)
-        if spec.netns_created:
-            netns.remove_named(spec.netns)
         br.fdb = [f for f in br.fdb if f.port != spec.name]
         br.ports.pop(spec.name, None)
+        if spec.netns_created:
+            users = self._netns_users(spec.netns)
+            if users:
+                users[0].netns_created = True  # the namespace is still ours, via another port
+            else:
+                netns.remove_named(spec.netns)
         self._missing.pop(spec.name, None)
 
     def delete_port(self, bridge: str, name: str, if_exists: bool = False) -> bool:
@@ -372,7 +385,7 @@ class Switch:
                 raise NotFound(f"port {name} does not exist on bridge {bridge} "
                                "(--if-exists ignores this)")
             self._teardown_port(br, spec)
-            self.store.save(self._bridges)
+            self._save()
             log.info("port %s deleted from bridge %s", name, bridge)
             return True
 
@@ -431,7 +444,9 @@ class Switch:
             if port != br.name and port not in br.ports:
                 raise NotFound(f"port {port} does not exist on bridge {bridge}")
             undo = _Undo()
+            previous = next((f for f in br.fdb if (f.mac, f.vlan) == (mac, vlan)), None)
             self._install_fdb(br, StaticFdb(mac, port, vlan))
+            undo.push("uninstall fdb entry", lambda: self._uninstall_fdb(br, mac, vlan, previous))
             old = br.fdb
             br.fdb = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)]
             br.fdb.append(StaticFdb(mac, port, vlan))
@@ -447,6 +462,15 @@ class Switch:
         else:
             self.links.fdb_add_static(br.name, entry.port, entry.mac, entry.vlan)
 
+    def _uninstall_fdb(self, br: BridgeSpec, mac: str, vlan: int,
+                       previous: StaticFdb | None) -> None:
+        if previous is not None:
+            self._install_fdb(br, previous)
+        elif br.datapath == "ebpf":
+            self.dp.fdb_delete(self._link(br.name).ifindex, mac, vlan)
+        else:
+            self.links.fdb_delete(br.name, mac, vlan)
+
     def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False) -> bool:
         mac = validate.mac(mac)
         vlan = validate.vlan(vlan)
@@ -460,7 +484,7 @@ class Switch:
             kept = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)]
             if len(kept) != len(br.fdb):
                 br.fdb = kept
-                self.store.save(self._bridges)
+                self._save()
                 deleted = True
             if not deleted and not if_exists:
                 raise NotFound(f"no FDB entry for {mac} vlan {vlan} on bridge {bridge}")
@@ -511,7 +535,7 @@ class Switch:
                     log.error("bridge %s could not be restored: %s", br.name, exc)
             if self.dp is not None:
                 self.dp.prune(keep)
-            self.store.save(self._bridges)
+            self._save()
 
     def _reconcile_bridge(self, br: BridgeSpec) -> set[int]:
         info = self.links.get(br.name)

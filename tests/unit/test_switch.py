@@ -478,9 +478,6 @@ def test_delete_system_port_releases_and_does_not_delete(rig):
     assert rig.dp.ports == {}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: deleting the port that created a namespace removes "
-                   "it although another port still has its peer in it (switch._teardown_port)",
-                   raises=AssertionError)
 def test_delete_port_keeps_a_namespace_another_port_still_uses(rig):
     sw = rig.switch
     sw.create_bridge(BridgeSpec("br0", "kernel"))
@@ -491,9 +488,6 @@ def test_delete_port_keeps_a_namespace_another_port_still_uses(rig):
     assert [(p.spec.name, p.state) for p in sw.list_ports("br0")] == [("p2", "up")]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: delete_port lets a store write failure escape as "
-                   "a bare OSError (INTERNAL over gRPC) instead of a SwitchError",
-                   raises=OSError)
 def test_delete_port_store_failure_is_a_switch_error(monkeypatch, rig):
     rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
     rig.switch.create_port("br0", PortSpec("t1", "tap"))
@@ -574,9 +568,6 @@ def test_fdb_add_checks(rig):
     assert rig.stored()["br0"]["fdb"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: fdb_add's undo restores only the stored list; the "
-                   "entry installed in the datapath/kernel stays when the store write fails",
-                   raises=AssertionError)
 def test_fdb_add_store_failure_uninstalls_the_entry(monkeypatch, rig):
     sw = rig.switch
     br = sw.create_bridge(BridgeSpec("br0", "ebpf"))
