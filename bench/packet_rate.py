@@ -1,0 +1,526 @@
+#!/usr/bin/env python3
+"""Benchmark of vswitchd: small-frame packet rate through each datapath, plus control-plane costs.
+
+Run from the repository root, as root:  .venv/bin/python bench/packet_rate.py [--quick]
+It prints figures; it is not a test and asserts nothing about them (goals are printed alongside).
+
+Method
+------
+Packet rate. Three copies of one topology exist side by side, each "container A -> container B"
+in namespaces of their own:
+
+  direct   a veth pair A:eth0 <-> B:eth0 (no switch at all: the ceiling),
+  kernel   A and B on a vswitchd bridge with `--datapath kernel` (plain Linux bridge),
+  ebpf     A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline, bpf_redirect_peer).
+
+The daemon runs in a "host" namespace of its own (tests.netns.harness.Host), the ports are made
+by `vswctl add-port ... --netns`, so the bridged containers are exactly what an operator gets.
+
+A's generator is trafgen on ONE core (`--cpus 1`, its worker pinned to one CPU) sending 64-byte
+UDP frames (60 bytes handed to the device + 4 of FCS on a wire) to B's MAC and IP, UDP port 9,
+with a correct IPv4 header checksum (the kernel bridge hands IPv4 to netfilter, which drops bad
+checksums) and no UDP checksum. trafgen bypasses the qdisc and is told not to touch socket
+memory sysctls or IRQ affinity (they are machine-wide). Before every measurement A pings B, so
+ARP and the forwarding databases of both bridges hold B (the known-unicast path is measured,
+not flooding).
+
+Frames are counted at the TC ingress hook of B:eth0 by a tiny bcc program (per-CPU array,
+counts IPv4/UDP to port 9 only, returns TC_ACT_OK), attached from inside B's namespace. The veth
+rx counters are not used: bpf_redirect_peer delivers straight into B's stack and bypasses them
+(and XDP), but B's TC ingress runs on every path. Each measurement: start trafgen, let it run
+0.5 s, read the counter, wait --seconds, read it again, stop trafgen; rate = delta / elapsed.
+The three setups are interleaved in every round (the order rotates from round to round) so that
+the noise of a shared machine hits all of them alike; the figure is the per-setup median over
+--rounds, with min and max shown.
+
+Control plane, on the same daemon:
+  * start to ready: from spawning vswitchd until its GetStatus answers (polled in-process over
+    gRPC every 20 ms), once fresh (empty state and pin directory) and once again after a stop,
+    with the datapath pinned in bpffs and the bridges in the state store;
+  * `vswctl add-port` of --ports veth ports, each into a namespace of its own, on an ebpf bridge:
+    median wall time of the CLI command (a whole vswctl process), next to the median of
+    `vswctl status` (the CLI's own floor: interpreter, imports, channel);
+  * resident memory of vswitchd (VmRSS, and the peak VmHWM, from /proc/PID/status) at each stage.
+    The daemon is started as `nsenter --net=... vswitchd`; nsenter without --fork execs, so the
+    Popen's PID is vswitchd's: the script checks /proc/PID/cmdline and otherwise looks among
+    the children.
+
+Everything created (namespaces, links, pins, processes) carries the harness's random tag and is
+removed in a finally block; processes are stopped by their own PID / process group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The venv's vswitchd / vswctl entry points must import this checkout (children inherit this).
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(ROOT), str(ROOT / "clients"), os.environ.get("PYTHONPATH", "")) if p
+)
+
+from pyroute2 import NetNS, netns  # noqa: E402
+
+from tests.netns.harness import NETNS_DIR, VSWITCHD, Host  # noqa: E402
+
+SETUPS = ("direct", "kernel", "ebpf")
+GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9}
+UDP_PORT = 9
+FRAME_LEN = 60  # + 4 bytes FCS on a wire = the classic 64-byte frame
+MAC_A, MAC_B = "02:98:00:00:00:0b", "02:98:00:00:00:0c"
+IP_A, IP_B, PREFIX = "10.98.0.11", "10.98.0.12", 24
+WARMUP = 0.5
+
+COUNTER_C = r"""
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/udp.h>
+#include <uapi/linux/pkt_cls.h>
+
+BPF_PERCPU_ARRAY(hits, u64, NSLOTS);
+
+static __always_inline int count(struct __sk_buff *skb, u32 slot)
+{
+    /* Loaded, not read in place: trafgen's TX_RING frames carry only the Ethernet header in
+     * the linear area (the rest sits in page fragments), so direct packet access would not
+     * reach the IP header. */
+    struct {
+        struct ethhdr eth;
+        struct iphdr ip;
+        struct udphdr udp;
+    } __attribute__((packed)) h;
+
+    if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)) < 0)
+        return TC_ACT_OK;
+    if (h.eth.h_proto != htons(ETH_P_IP) || h.ip.ihl != 5 || h.ip.protocol != IPPROTO_UDP)
+        return TC_ACT_OK;
+    if (h.udp.dest != htons(UDP_PORT))
+        return TC_ACT_OK;
+    u64 *v = hits.lookup(&slot);
+    if (v)
+        *v += 1;
+    return TC_ACT_OK;
+}
+"""
+
+
+def log(msg: str) -> None:
+    print(f"# {msg}", file=sys.stderr, flush=True)
+
+
+# ---- counting at B's TC ingress ---------------------------------------------------------------
+
+
+class Counters:
+    """One bcc module with a counting program per setup, attached at TC ingress of B:eth0."""
+
+    def __init__(self, slots: list[str]) -> None:
+        from bcc import BPF  # Debian's python3-bpfcc, seen through the venv's system site
+
+        self.slots = {name: i for i, name in enumerate(slots)}
+        funcs = "".join(
+            f"int count_{i}(struct __sk_buff *skb) {{ return count(skb, {i}); }}\n"
+            for i in self.slots.values()
+        )
+        self.bpf = BPF(text=COUNTER_C + funcs,
+                       cflags=[f"-DNSLOTS={len(slots)}", f"-DUDP_PORT={UDP_PORT}"])
+        self.hits = self.bpf["hits"]
+        self.attached: list[str] = []  # namespaces with our filter
+
+    def attach(self, slot: str, ns: str, ifname: str = "eth0") -> None:
+        fn = self.bpf.load_func(f"count_{self.slots[slot]}", self.bpf.SCHED_CLS)
+        with NetNS(ns) as ipr:  # netlink socket bound to B's namespace, requests sent from here
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.tc("add", "clsact", index=idx)
+            ipr.tc("add-filter", "bpf", index=idx, handle=1, parent=0xFFFFFFF2, prio=1,
+                   fd=fn.fd, name=fn.name, direct_action=True)
+        self.attached.append(ns)
+
+    def read(self, slot: str) -> int:
+        return int(sum(self.hits.getvalue(self.hits.Key(self.slots[slot]))))
+
+    def close(self) -> None:
+        # The filters go with B's namespaces; the programs and the map with this module.
+        self.bpf.cleanup()
+
+
+# ---- the generator ----------------------------------------------------------------------------
+
+
+def mac_bytes(mac: str) -> list[str]:
+    return [f"0x{b}" for b in mac.split(":")]
+
+
+def ip_bytes(ip: str) -> list[str]:
+    return [str(int(b)) for b in ip.split(".")]
+
+
+def trafgen_config() -> str:
+    """One 60-byte Ethernet/IPv4/UDP frame A -> B; trafgen fills in the IPv4 header checksum."""
+    payload = FRAME_LEN - 14 - 20 - 8
+    ip_len, udp_len = 20 + 8 + payload, 8 + payload
+    fields = [
+        *mac_bytes(MAC_B), *mac_bytes(MAC_A), "0x08", "0x00",             # Ethernet
+        "0x45", "0x00", f"c16({ip_len})", "c16(1)", "0x40", "0x00",      # IPv4: len, id, DF
+        "64", "17", "csumip(14, 33)", *ip_bytes(IP_A), *ip_bytes(IP_B),  # ttl, udp, csum, addrs
+        "c16(1024)", f"c16({UDP_PORT})", f"c16({udp_len})", "c16(0)",    # UDP, no checksum
+        f"fill(0x00, {payload})",
+    ]
+    return "{\n  " + ",\n  ".join(fields) + "\n}\n"
+
+
+def tx_packets(ipr: NetNS, ifname: str) -> int:
+    link = ipr.get_links(ifname=ifname)[0]
+    return int(link.get_attr("IFLA_STATS64")["tx_packets"])
+
+
+def measure(host: Host, counters: Counters, setup: str, a_ns: str, b_ns: str, cfg: str,
+            seconds: float, host_ipr: NetNS, b_port: str | None) -> tuple[float, float | None]:
+    """Mpps received at B while trafgen (one core) sends from A for `seconds`, and the share
+    of them that left through B's host-side port the ordinary way (its tx counter; frames
+    redirected with bpf_redirect_peer never pass there), or None for the direct pair."""
+    if not host.ping(a_ns, IP_B, count=1):
+        raise RuntimeError(f"{setup}: A cannot ping B before the measurement")
+    proc = subprocess.Popen(
+        ["nsenter", f"--net={NETNS_DIR}/{a_ns}", "trafgen", "--dev", "eth0", "--conf", cfg,
+         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: trafgen forks its worker
+    )
+    try:
+        time.sleep(WARMUP)
+        if proc.poll() is not None:
+            raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
+        x0 = tx_packets(host_ipr, b_port) if b_port else 0
+        c0, t0 = counters.read(setup), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = counters.read(setup), time.monotonic()
+        x1 = tx_packets(host_ipr, b_port) if b_port else 0
+    finally:
+        stop_group(proc)
+    share = (x1 - x0) / (c1 - c0) if b_port and c1 > c0 else None
+    return (c1 - c0) / (t1 - t0) / 1e6, share
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    else:  # the group may outlive its leader (the forked worker)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ---- topology ---------------------------------------------------------------------------------
+
+
+def make_direct_pair(host: Host) -> tuple[str, str]:
+    """A veth pair A:eth0 <-> B:eth0 between two fresh namespaces (tagged: cleaned with host)."""
+    a_ns, b_ns = host.name("dA"), host.name("dB")
+    for ns in (a_ns, b_ns):
+        netns.create(ns)
+    b_fd = os.open(f"{NETNS_DIR}/{b_ns}", os.O_RDONLY)
+    try:
+        with NetNS(a_ns) as ipr:
+            ipr.link("add", ifname="eth0", kind="veth", address=MAC_A,
+                     peer={"ifname": "eth0", "net_ns_fd": b_fd, "address": MAC_B})
+    finally:
+        os.close(b_fd)
+    for ns, ip in ((a_ns, IP_A), (b_ns, IP_B)):
+        with NetNS(ns) as ipr:
+            ipr.link("set", index=1, state="up")
+            idx = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add", index=idx, address=ip, prefixlen=PREFIX)
+            ipr.link("set", index=idx, state="up")
+    return a_ns, b_ns
+
+
+def make_bridged_pair(host: Host, bridge: str, datapath: str, short: str) -> tuple[str, str]:
+    host.vswctl("add-br", bridge, "--datapath", datapath)
+    names = []
+    for side, mac, ip in (("A", MAC_A, IP_A), ("B", MAC_B, IP_B)):
+        ns = host.name(f"{short}{side}")
+        host.vswctl("add-port", bridge, f"{short}{side.lower()}", "--netns", ns,
+                    "--ip", f"{ip}/{PREFIX}", "--mac", mac)
+        names.append(ns)
+    return names[0], names[1]
+
+
+# ---- daemon: timed start, PID, memory ---------------------------------------------------------
+
+
+def start_timed(host: Host, timeout: float = 120.0) -> float:
+    """Like Host.start, but readiness is polled in-process every 20 ms (a vswctl process per
+    poll would cost more than the resolution we want)."""
+    import grpc
+
+    from vswapi import switch_pb2 as pb
+    from vswapi.client import connect
+
+    assert host.proc is None or host.proc.poll() is not None, "daemon already running"
+    logf = open(host.log_path, "a")  # noqa: SIM115 - owned by the child's lifetime
+    t0 = time.monotonic()
+    host.proc = subprocess.Popen(
+        ["nsenter", f"--net={NETNS_DIR}/{host.ns}", VSWITCHD, "--socket", host.socket,
+         "--state-dir", host.state_dir, "--bpffs-dir", host.bpffs_dir, "--log-level", "info"],
+        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    logf.close()
+    while time.monotonic() - t0 < timeout:
+        if host.proc.poll() is not None:
+            raise RuntimeError(f"vswitchd exited with {host.proc.returncode}:\n{host.log()}")
+        if os.path.exists(host.socket):
+            with connect(host.socket) as client:
+                try:
+                    client.GetStatus(pb.GetStatusRequest(), timeout=1)
+                    return time.monotonic() - t0
+                except grpc.RpcError:
+                    pass
+        time.sleep(0.02)
+    raise RuntimeError(f"vswitchd not ready after {timeout}s:\n{host.log()}")
+
+
+def daemon_pid(host: Host) -> int:
+    """vswitchd's PID: the Popen's own when nsenter exec'd it (expected), else its child's."""
+    pid = host.proc.pid
+
+    def is_vswitchd(p: int) -> bool:
+        try:
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return any(arg.endswith(b"/vswitchd") for arg in argv[:2])
+
+    if is_vswitchd(pid):
+        return pid
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                if is_vswitchd(int(child)):
+                    return int(child)
+    raise RuntimeError(f"cannot find vswitchd's PID under {pid}")
+
+
+def memory(pid: int) -> dict[str, float]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024  # kB -> MiB
+    return out
+
+
+def cli_times(host: Host, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        host.vswctl("status")
+        times.append(time.monotonic() - t0)
+    return times
+
+
+# ---- the run ----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    res: dict = {
+        "machine": {"kernel": platform.release(), "cpus": os.cpu_count()},
+        "params": {"rounds": args.rounds, "seconds": args.seconds, "ports": args.ports,
+                   "frame_bytes": FRAME_LEN + 4, "generator": "trafgen --cpus 1"},
+        "memory_mib": {}, "notes": [],
+    }
+    host = Host(workdir)
+    counters: Counters | None = None
+    host_ipr = NetNS(host.ns)  # one socket for the per-round counter reads (opening one is slow)
+    try:
+        log(f"host namespace {host.ns}; starting vswitchd (fresh)")
+        res["start_fresh_s"] = start_timed(host)
+        pid = daemon_pid(host)
+        res["daemon_pid_is_popen_pid"] = pid == host.proc.pid
+        res["memory_mib"]["after fresh start"] = memory(pid)
+        status = host.json("status")
+        status = status[0] if isinstance(status, list) else status
+
+        pairs = {"direct": make_direct_pair(host),
+                 "kernel": make_bridged_pair(host, "brk", "kernel", "k")}
+        try:
+            pairs["ebpf"] = make_bridged_pair(host, "bre", "ebpf", "e")
+        except AssertionError as exc:
+            reason = str(exc).strip().splitlines()
+            res["notes"].append("ebpf datapath unavailable: " + " | ".join(reason[-2:]))
+            log(res["notes"][-1])
+        setups = [s for s in SETUPS if s in pairs]
+        res["memory_mib"]["with bench bridges"] = memory(pid)
+
+        cfg = workdir / "udp64.trafgen"
+        cfg.write_text(trafgen_config())
+        log("compiling the counting program")
+        counters = Counters(setups)
+        for s in setups:
+            counters.attach(s, pairs[s][1])
+
+        rates: dict[str, list[float]] = {s: [] for s in setups}
+        shares: dict[str, list[float]] = {s: [] for s in setups}
+        b_ports = {"direct": None, "kernel": "kb", "ebpf": "eb"}
+        for r in range(args.rounds):
+            order = setups[r % len(setups):] + setups[: r % len(setups)]
+            for s in order:
+                rate, share = measure(host, counters, s, *pairs[s], str(cfg), args.seconds,
+                                      host_ipr, b_ports[s])
+                rates[s].append(rate)
+                if share is not None:
+                    shares[s].append(share)
+                log(f"round {r + 1}/{args.rounds} {s:7s} {rate:.3f} Mpps"
+                    + (f"  (via B's host port tx: {share:.0%})" if share is not None else ""))
+        res["mpps"] = {s: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                           "rounds": v} for s, v in rates.items()}
+        res["via_host_port_tx"] = {s: statistics.median(v) for s, v in shares.items() if v}
+        med = {s: v["median"] for s, v in res["mpps"].items()}
+        res["ratios"] = {}
+        if "ebpf" in med:
+            res["ratios"]["ebpf/kernel"] = med["ebpf"] / med["kernel"]
+            res["ratios"]["ebpf/direct"] = med["ebpf"] / med["direct"]
+        res["ratios"]["kernel/direct"] = med["kernel"] / med["direct"]
+
+        log("restarting vswitchd over its pinned datapath")
+        host.stop()
+        pins = sorted(os.listdir(host.bpffs_dir)) if os.path.isdir(host.bpffs_dir) else []
+        res["pins_while_stopped"] = pins
+        res["start_pinned_s"] = start_timed(host)
+        pid = daemon_pid(host)
+        res["memory_mib"]["after restart (pinned)"] = memory(pid)
+        for s in setups:
+            if s != "direct" and not host.ping(pairs[s][0], IP_B, count=1):
+                res["notes"].append(f"{s}: A cannot ping B after the restart")
+
+        dp = "ebpf" if "ebpf" in pairs else "kernel"
+        log(f"adding {args.ports} veth ports with namespaces to a {dp} bridge")
+        host.vswctl("add-br", "brp", "--datapath", dp)
+        floor = cli_times(host, 10)
+        add_times = []
+        for i in range(args.ports):
+            t0 = time.monotonic()
+            host.vswctl("add-port", "brp", f"p{i}", "--netns", host.name(f"p{i}"),
+                        "--ip", f"10.97.{i // 200}.{i % 200 + 1}/16",
+                        "--mac", f"02:97:00:00:{i // 256:02x}:{i % 256:02x}")
+            add_times.append(time.monotonic() - t0)
+        res["add_port"] = {"datapath": dp, "n": args.ports,
+                           "median_s": statistics.median(add_times),
+                           "p90_s": sorted(add_times)[int(0.9 * (len(add_times) - 1))],
+                           "max_s": max(add_times),
+                           "vswctl_status_median_s": statistics.median(floor)}
+        res["memory_mib"][f"with {args.ports} more ports"] = memory(pid)
+        t0 = time.monotonic()
+        host.vswctl("del-br", "brp")
+        res["del_br_with_ports_s"] = time.monotonic() - t0
+        res["ebpf_supported_status"] = status.get("ebpf_supported") if isinstance(
+            status, dict) else None
+        return res
+    finally:
+        host_ipr.close()
+        if counters is not None:
+            counters.close()
+        host.cleanup()
+        left = [n for n in os.listdir(NETNS_DIR) if n.startswith(host.tag)]
+        if left or os.path.exists(host.bpffs_dir):
+            log(f"WARNING: left behind after cleanup: {left} {host.bpffs_dir}")
+
+
+def report(res: dict) -> str:
+    p = res["params"]
+    lines = [
+        f"vswitchd benchmark  (kernel {res['machine']['kernel']}, {res['machine']['cpus']} CPUs)",
+        "",
+        f"Packet rate: {p['frame_bytes']}-byte UDP frames ({FRAME_LEN} + FCS), A -> B, "
+        f"one trafgen core, counted at TC ingress of B",
+        f"{p['rounds']} interleaved rounds x {p['seconds']:g} s; Mpps",
+        "",
+        f"  {'setup':<8} {'median':>8} {'min':>8} {'max':>8}   rounds",
+    ]
+    for s, v in res["mpps"].items():
+        rounds = " ".join(f"{x:.3f}" for x in v["rounds"])
+        lines.append(f"  {s:<8} {v['median']:8.3f} {v['min']:8.3f} {v['max']:8.3f}   {rounds}")
+    if "ebpf" not in res["mpps"]:
+        lines.append(f"  {'ebpf':<8} {'n/a':>8}   (datapath not available)")
+    via = res.get("via_host_port_tx", {})
+    if via:
+        lines.append("  path check: share of received frames that left B's host-side port via its"
+                     " tx (kernel forwarding): "
+                     + ", ".join(f"{s} {v:.0%}" for s, v in via.items()))
+    lines.append("")
+    for name, value in res["ratios"].items():
+        goal = GOALS.get(name)
+        verdict = ""
+        if goal is not None:
+            verdict = f"goal >= {goal:.2f}x  {'met' if value >= goal else 'NOT met'}"
+        lines.append(f"  {name:<13} {value:6.2f}x   {verdict}")
+    for name, goal in GOALS.items():
+        if name not in res["ratios"]:
+            lines.append(f"  {name:<13} {'n/a':>6}    goal >= {goal:.2f}x  (no ebpf figure)")
+    ap = res["add_port"]
+    lines += [
+        "",
+        "Control plane",
+        f"  start to ready, fresh                 {res['start_fresh_s']:7.2f} s",
+        f"  start to ready, pinned datapath       {res['start_pinned_s']:7.2f} s"
+        f"   (pins kept while stopped: {', '.join(res['pins_while_stopped']) or 'none'})",
+        f"  vswctl add-port veth+netns, median    {ap['median_s'] * 1000:7.0f} ms"
+        f"   (p90 {ap['p90_s'] * 1000:.0f} ms, max {ap['max_s'] * 1000:.0f} ms; {ap['n']} ports,"
+        f" {ap['datapath']} bridge)",
+        f"  vswctl status, median (CLI floor)     {ap['vswctl_status_median_s'] * 1000:7.0f} ms",
+        f"  vswctl del-br of those {ap['n']} ports        {res['del_br_with_ports_s']:7.2f} s",
+        "",
+        "vswitchd memory (MiB)             VmRSS    VmHWM"
+        f"   (PID is the nsenter Popen's: {res['daemon_pid_is_popen_pid']})",
+    ]
+    for stage, m in res["memory_mib"].items():
+        lines.append(f"  {stage:<30} {m['VmRSS']:7.1f}  {m['VmHWM']:7.1f}")
+    for note in res["notes"]:
+        lines.append(f"NOTE: {note}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (3)")
+    ap.add_argument("--ports", type=int, default=50, help="ports to add for add-port timing (50)")
+    ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s, 10 ports")
+    ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.ports = 2, 1.0, 10
+    if os.geteuid() != 0:
+        print("bench/packet_rate.py needs root (namespaces, BPF)", file=sys.stderr)
+        return 1
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vswbench-") as tmp:
+        res = run(args, Path(tmp))
+    print(report(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
