@@ -47,6 +47,8 @@ class Topo:
                 peer = ipr.link_lookup(ifname=f"{name}x")[0]
                 _quiet(f"{name}x")
                 ipr.link("set", index=peer, state="up")
+            elif kind == "bridge":  # snooping makes the bridge send IGMP reports when up
+                ipr.link("add", ifname=name, kind="bridge", br_mcast_snooping=0)
             else:
                 ipr.link("add", ifname=name, kind=kind)
             index = ipr.link_lookup(ifname=name)[0]
