@@ -195,8 +195,14 @@ class Datapath:
                     f"eBPF datapath unavailable: cannot mount bpffs ({exc}); "
                     "use --datapath kernel"
                 ) from None
+        fresh = not os.path.exists(self.bpffs_dir)
         os.makedirs(self.bpffs_dir, mode=0o700, exist_ok=True)
-        self._bpf = BPF(text=build_source(self.bpffs_dir).encode())
+        try:
+            self._bpf = BPF(text=build_source(self.bpffs_dir).encode())
+        except Exception:
+            if fresh:  # do not leave half-created pins behind a failed first start
+                self._remove_pins()
+            raise
         try:
             self._progs = {
                 "ingress": self._bpf.load_func(PROG_INGRESS.encode(), BPF.SCHED_CLS),
@@ -512,15 +518,18 @@ class Datapath:
                     direction = "egress" if leaf.kind == PortKind.BRIDGE else "ingress"
                     self._detach(key.value, direction)
             self.close()
-            for name in PIN_NAMES:
-                try:
-                    os.unlink(os.path.join(self.bpffs_dir, name))
-                except FileNotFoundError:
-                    pass
+            self._remove_pins()
+
+    def _remove_pins(self) -> None:
+        for name in PIN_NAMES:
             try:
-                os.rmdir(self.bpffs_dir)
-            except OSError:
-                pass  # not empty (someone else's pins) or already gone
+                os.unlink(os.path.join(self.bpffs_dir, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.bpffs_dir)
+        except OSError:
+            pass  # not empty (someone else's pins) or already gone
 
     def __enter__(self) -> Datapath:
         return self
