@@ -3,6 +3,7 @@
 #define VSW_FDB_H
 
 #define FDB_F_STATIC 1
+#define FDB_REFRESH_NS 1000000000ULL
 
 struct fdb_key {
 	__u32 bridge;
@@ -49,7 +50,11 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 		if (old->flags & FDB_F_STATIC)
 			return;
 		if (old->ifindex == ctx->in_port) {
-			old->last_seen_ns = now;  /* refresh in place: no map update per packet */
+			/* Refresh in place, at most once per FDB_REFRESH_NS: aging has second
+			 * granularity, and a write per packet would bounce the entry's cache line
+			 * between CPUs. */
+			if (now - old->last_seen_ns > FDB_REFRESH_NS)
+				old->last_seen_ns = now;
 			return;
 		}
 	}

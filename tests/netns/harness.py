@@ -8,6 +8,7 @@ a failure.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -26,6 +27,35 @@ VSWITCHD = str(BIN / "vswitchd")
 VSWCTL = str(BIN / "vswctl")
 SYSTEM_PYTHON = "/usr/bin/python3"
 NETNS_DIR = "/run/netns"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_BPF, BPF_OBJ_GET, BPF_MAP_GET_NEXT_KEY = 321, 7, 4
+PINNED_KEY_SIZES = {"ports": 4, "members": 4, "port_stats": 4, "fdb": 12}
+
+
+def pinned_map_entries(path: str, key_size: int) -> int:
+    """Number of entries in a pinned BPF map, read with the bpf() syscall (no bcc needed)."""
+    name = ctypes.create_string_buffer(path.encode())
+    attr = (ctypes.c_uint64 * 16)()
+    attr[0] = ctypes.addressof(name)
+    fd = _libc.syscall(SYS_BPF, BPF_OBJ_GET, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), f"BPF_OBJ_GET {path}")
+    try:
+        count, key, next_key = 0, None, ctypes.create_string_buffer(key_size)
+        while True:
+            attr = (ctypes.c_uint64 * 16)()
+            attr[0] = fd  # map_fd (u32) then key pointer at offset 8, next_key at 16
+            attr[1] = ctypes.addressof(key) if key is not None else 0
+            attr[2] = ctypes.addressof(next_key)
+            if _libc.syscall(SYS_BPF, BPF_MAP_GET_NEXT_KEY, ctypes.byref(attr),
+                             ctypes.sizeof(attr)) != 0:
+                return count
+            count += 1
+            key = ctypes.create_string_buffer(next_key.raw, key_size)
+    finally:
+        os.close(fd)
 
 
 class Host:
@@ -132,6 +162,11 @@ class Host:
     def links(self, ns: str | None = None) -> set[str]:
         with NetNS(ns or self.ns) as ipr:
             return {link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+
+    def pinned_entries(self) -> dict[str, int]:
+        """Entries per pinned datapath map of this daemon."""
+        return {name: pinned_map_entries(f"{self.bpffs_dir}/{name}", size)
+                for name, size in PINNED_KEY_SIZES.items()}
 
     def namespaces(self) -> set[str]:
         return {n for n in os.listdir(NETNS_DIR) if n.startswith(self.tag)} - {self.ns}

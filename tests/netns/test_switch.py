@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 pytestmark = pytest.mark.root
 
@@ -107,6 +110,9 @@ def test_delete_leaves_nothing_behind(host, datapath):
     host.start()
     build(host, datapath)
     assert {"br0", "c1", "c2", "c3", "vm0"} <= host.links()
+    if datapath == "ebpf":  # the bridge device and its four ports
+        assert host.pinned_entries()["ports"] == 5
+        assert host.pinned_entries()["members"] == 1
     assert host.namespaces() == {host.name(n) for n in CONTAINERS}
 
     host.vswctl("del-port", "br0", "c1")
@@ -119,6 +125,8 @@ def test_delete_leaves_nothing_behind(host, datapath):
     assert not {"br0", "c2", "c3", "vm0"} & host.links()
     assert host.namespaces() == set()
     assert host.json("list-br") == []
+    if datapath == "ebpf":  # no map entry of the bridge or its ports is left in the pins
+        assert host.pinned_entries() == {"ports": 0, "members": 0, "port_stats": 0, "fdb": 0}
     # A container namespace that existed before the port is left alone.
     keep = host.name("own")
     host.run_in(host.ns, "ip", "netns", "add", keep)
@@ -158,8 +166,19 @@ def test_restart_keeps_state_and_traffic(host):
     assert host.ping(c1, f"{SUBNET}.12")
 
 
-def test_status_and_socket(host):
+def test_status_health_reflection_and_socket(host):
     host.start()
     st = host.json("status")
     assert st["ebpf_supported"] is True, st
     assert os.stat(host.socket).st_mode & 0o777 == 0o600
+
+    with grpc.insecure_channel(f"unix:{host.socket}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "vswitchd.v1.Switch"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        reply = next(iter(reflect.ServerReflectionInfo(iter([request]), timeout=10)))
+        names = {s.name for s in reply.list_services_response.service}
+        assert {"vswitchd.v1.Switch", "grpc.health.v1.Health"} <= names
