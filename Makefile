@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KREL := $(shell uname -r)
 KBUILD := /lib/modules/$(KREL)/build
-APT_PACKAGES := python3-bpfcc python3-venv iproute2 iputils-ping netsniff-ng
+APT_PACKAGES := python3-bpfcc python3-nftables python3-venv iproute2 iputils-ping netsniff-ng
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
 .PHONY: run test setup system-deps kernel-headers venv proto lint unit bench clean
