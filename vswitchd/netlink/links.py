@@ -131,6 +131,28 @@ def _code(exc: BaseException) -> int:
     return getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
 
 
+@dataclass(frozen=True)
+class Route:
+    """A route of the main table that leaves by one interface."""
+
+    dst: str          # CIDR; 0.0.0.0/0 or ::/0 for a default route
+    gateway: str      # "" for an on-link route
+    metric: int
+
+
+@dataclass(frozen=True)
+class L3Config:
+    """What an uplink NIC carries for the host: addresses and the routes through it."""
+
+    addresses: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+RT_TABLE_MAIN = 254
+RTPROT_KERNEL = 2
+RTN_UNICAST = 1
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -216,6 +238,15 @@ def _sync_addresses(ipr: IPRoute, index: int, ifname: str, wanted: list[str]) ->
         for ip, plen in removed:
             _quiet(ipr.addr, "add", index=index, address=ip, prefixlen=plen)
         raise
+
+
+def _route_kw(route: Route) -> dict[str, Any]:
+    kw: dict[str, Any] = {"dst": route.dst}
+    if route.gateway:
+        kw["gateway"] = route.gateway
+    if route.metric:
+        kw["priority"] = route.metric
+    return kw
 
 
 def _quiet(fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
@@ -542,6 +573,94 @@ class Links:
             port = _require(self._ipr, name)
             with _kernel(f"bring {name} up", name=name):
                 self._ipr.link("set", index=port["index"], state="up")
+
+        self._run(work)
+
+    def set_mac(self, name: str, mac: str) -> None:
+        def work() -> None:
+            link = _require(self._ipr, name)
+            with _kernel(f"set the MAC address of {name}", name=name, field="mac", value=mac):
+                self._ipr.link("set", index=link["index"], address=mac)
+
+        self._run(work)
+
+    # ---- uplinks: moving the host's L3 configuration between a NIC and its bridge -----------
+
+    def l3_config(self, name: str) -> L3Config:
+        """NAME's global addresses and the main-table routes that leave by it (not the
+        connected routes the kernel derives from the addresses)."""
+
+        def work() -> L3Config:
+            index = _require(self._ipr, name)["index"]
+            addresses = []
+            with _kernel(f"list addresses of {name}", name=name):
+                for m in self._ipr.addr("dump", index=index):
+                    ip = ipaddress.ip_address(m.get_attr("IFA_ADDRESS"))
+                    if ip.version == 6 and ip.is_link_local:
+                        continue
+                    addresses.append(f"{ip}/{m['prefixlen']}")
+            routes = []
+            with _kernel(f"list routes via {name}", name=name):
+                msgs = list(self._ipr.route("dump", oif=index))
+            for m in msgs:
+                if (m.get_attr("RTA_OIF") != index or m["proto"] == RTPROT_KERNEL
+                        or m["type"] != RTN_UNICAST
+                        or (m.get_attr("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN):
+                    continue
+                family_any = "0.0.0.0" if m["family"] == 2 else "::"
+                dst = m.get_attr("RTA_DST") or family_any
+                if ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False).is_link_local:
+                    continue
+                routes.append(Route(f"{dst}/{m['dst_len']}", m.get_attr("RTA_GATEWAY") or "",
+                                    m.get_attr("RTA_PRIORITY") or 0))
+            return L3Config(tuple(addresses), tuple(routes))
+
+        return self._run(work)
+
+    def move_l3(self, config: L3Config, src: str, dst: str) -> None:
+        """Move CONFIG's addresses and routes from SRC to DST with the shortest gap: add the
+        addresses to DST first, then take them off SRC, then re-add the routes via DST (the
+        kernel drops gatewayed routes whose next hop became unreachable). All or nothing."""
+
+        def work() -> None:
+            ipr = self._ipr
+            src_index = _require(ipr, src)["index"]
+            dst_index = _require(ipr, dst)["index"]
+            undo: list[Callable[[], None]] = []
+            try:
+                for cidr in config.addresses:
+                    iface = ipaddress.ip_interface(cidr)
+                    kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                    try:
+                        with _kernel(f"add address {cidr} to {dst}", name=dst):
+                            ipr.addr("add", index=dst_index, **kw)
+                        undo.append(lambda kw=kw: ipr.addr("del", index=dst_index, **kw))
+                    except AlreadyExists:
+                        pass
+                for cidr in config.addresses:
+                    iface = ipaddress.ip_interface(cidr)
+                    kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                    try:
+                        with _kernel(f"remove address {cidr} from {src}", name=src):
+                            ipr.addr("del", index=src_index, **kw)
+                        undo.append(lambda kw=kw: ipr.addr("add", index=src_index, **kw))
+                    except NotFound:
+                        pass
+                for route in config.routes:
+                    kw = _route_kw(route)
+                    _quiet(ipr.route, "del", oif=src_index, **kw)
+                    try:
+                        with _kernel(f"add route {route.dst} via {dst}", name=dst):
+                            ipr.route("add", oif=dst_index, **kw)
+                        undo.append(lambda kw=kw: ipr.route("del", oif=dst_index, **kw))
+                    except AlreadyExists:
+                        pass
+            except BaseException:
+                for step in reversed(undo):
+                    _quiet(step)
+                for route in config.routes:  # put back what the kernel flushed from SRC
+                    _quiet(ipr.route, "add", oif=src_index, **_route_kw(route))
+                raise
 
         self._run(work)
 
