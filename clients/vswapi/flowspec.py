@@ -1,0 +1,426 @@
+"""Flow rules as text, in the syntax ovs-ofctl users know, to and from `switch_pb2` messages.
+
+Shared by vswctl and controllers; imports only the generated stubs (and the standard library).
+
+    from vswapi.flowspec import parse_flow, format_flow, parse_match_spec
+
+    flow = parse_flow("priority=200,in_port=c1,tcp,nw_dst=10.0.0.0/24,tp_dst=80,actions=drop")
+    client.AddFlows(pb.AddFlowsRequest(bridge="br0", flows=[flow]))
+    format_flow(flow)  # 'priority=200,in_port=c1,tcp,nw_dst=10.0.0.0/24,tp_dst=80,actions=drop'
+
+    spec = parse_match_spec("cookie=0x1/-1")          # for deletes: match + priority + cookie/mask
+    client.DeleteFlows(spec.delete_request("br0"))
+
+Syntax: `key=value` and shorthand tokens separated by commas (or whitespace, as in ovs-ofctl),
+then `actions=` and a comma-separated action list (everything after `actions=`). Whitespace
+around tokens and around `=`, `:` and `/` is ignored. Numbers are decimal or 0x hex.
+
+Only syntax is checked here. Prerequisites between fields (`tp_dst` needs `tcp` or `udp`, ...)
+are the daemon's to check: it refuses with INVALID_ARGUMENT naming the field.
+
+Values are normalized so that equal rules give equal messages: MACs in lower case, an all-ones
+mask dropped (exact match), IP networks with their host bits cleared (`10.0.0.1/24` ->
+`10.0.0.0/24`, `10.0.0.1/32` -> `10.0.0.1`), a masked port ANDed with its mask. `format_flow`
+prints the shortest equivalent text (`tcp` for dl_type=0x0800,nw_proto=6), and
+`parse_flow(format_flow(f))` gives `f` back (read-only counters aside).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from vswapi import switch_pb2 as pb
+
+DEFAULT_PRIORITY = 32768
+MAX_PRIORITY = 65535
+MAX_TIMEOUT = 65535  # seconds, as OpenFlow's 16-bit timeouts
+MAX_VLAN = 4095
+U16 = 0xFFFF
+U64 = (1 << 64) - 1
+
+ETH_IP = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_ARP = 0x0806
+
+# shorthand -> (dl_type, nw_proto or None)
+SHORTHANDS: dict[str, tuple[int, int | None]] = {
+    "ip": (ETH_IP, None),
+    "ipv6": (ETH_IPV6, None),
+    "arp": (ETH_ARP, None),
+    "icmp": (ETH_IP, 1),
+    "icmp6": (ETH_IPV6, 58),
+    "tcp": (ETH_IP, 6),
+    "udp": (ETH_IP, 17),
+    "tcp6": (ETH_IPV6, 6),
+    "udp6": (ETH_IPV6, 17),
+}
+_SHORTHAND_OF = {v: k for k, v in SHORTHANDS.items()}
+
+MATCH_FIELDS = ("in_port", "dl_src", "dl_dst", "dl_type", "dl_vlan", "nw_src", "nw_dst",
+                "ipv6_src", "ipv6_dst", "nw_proto", "tp_src", "tp_dst")
+FLOW_FIELDS = ("priority", "cookie", "idle_timeout", "hard_timeout")
+NO_ARG_ACTIONS = ("drop", "normal", "flood", "strip_vlan")
+
+
+class FlowSyntaxError(ValueError):
+    """Text that is not a valid flow, match or action list; the message names field and value."""
+
+
+@dataclass
+class MatchSpec:
+    """What selects flows to delete: a match, the priority (strict deletes) and a cookie filter.
+
+    cookie_mask 0 means no cookie filter; `cookie=V` alone means `cookie=V/-1` (exact).
+    """
+
+    match: pb.FlowMatch = field(default_factory=pb.FlowMatch)
+    priority: int | None = None
+    cookie: int = 0
+    cookie_mask: int = 0
+
+    @property
+    def has_match(self) -> bool:
+        """True when at least one match field was given (otherwise: every flow)."""
+        return bool(self.match.ListFields())
+
+    def delete_request(self, bridge: str, strict: bool = False) -> pb.DeleteFlowsRequest:
+        req = pb.DeleteFlowsRequest(bridge=bridge, strict=strict, cookie=self.cookie,
+                                    cookie_mask=self.cookie_mask)
+        if self.has_match or strict:  # strict: the empty match is a match like any other
+            req.match.CopyFrom(self.match)
+        if self.priority is not None:
+            req.priority = self.priority
+        return req
+
+
+# ---------------------------------------------------------------- tokens
+
+_WS_AROUND = re.compile(r"\s*([=:/])\s*")
+_ACTIONS = re.compile(r"(?:^|[,\s])actions=")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}")
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[,\s]+", text) if t]
+
+
+def _split_actions(text: str) -> tuple[str, str | None]:
+    """(fields text, actions text or None when there is no `actions=`)."""
+    norm = _WS_AROUND.sub(r"\1", text)
+    m = _ACTIONS.search(norm)
+    if not m:
+        return norm, None
+    return norm[: m.start()], norm[m.end():]
+
+
+def _number(text: str) -> int | None:
+    if not _NUMBER.fullmatch(text):
+        return None
+    return int(text, 16) if text[:2].lower() == "0x" else int(text, 10)
+
+
+def _uint(key: str, value: str, hi: int, hi_text: str | None = None, sep: str = "=") -> int:
+    n = _number(value)
+    if n is None:
+        raise FlowSyntaxError(f"{key}{sep}{value}: not a number")
+    if n > hi:
+        raise FlowSyntaxError(f"{key} {value} out of range 0..{hi_text or hi}")
+    return n
+
+
+# ---------------------------------------------------------------- field values
+
+def _mac_match(key: str, value: str) -> pb.MacMatch:
+    mac, slash, mask = value.partition("/")
+    if not _MAC.fullmatch(mac):
+        raise FlowSyntaxError(f"{key} {mac}: not a MAC address")
+    if slash and not _MAC.fullmatch(mask):
+        raise FlowSyntaxError(f"{key} {value}: mask {mask or '(empty)'} is not a MAC address")
+    mask = mask.lower()
+    if mask == "ff:ff:ff:ff:ff:ff":
+        mask = ""
+    return pb.MacMatch(mac=mac.lower(), mask=mask)
+
+
+def _ipv4(key: str, value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise FlowSyntaxError(f"{key} {value}: not an IPv4 address or CIDR") from None
+    return str(net.network_address) if net.prefixlen == 32 else str(net)
+
+
+def _ipv6(key: str, value: str) -> str:
+    try:
+        net = ipaddress.IPv6Network(value, strict=False)
+    except ValueError:
+        raise FlowSyntaxError(f"{key} {value}: not an IPv6 address or CIDR") from None
+    return str(net.network_address) if net.prefixlen == 128 else str(net)
+
+
+def _port_match(key: str, value: str) -> pb.PortMatch:
+    port_text, slash, mask_text = value.partition("/")
+    port = _number(port_text)
+    if port is None:
+        raise FlowSyntaxError(f"{key}={value}: not a port number")
+    if port > U16:
+        raise FlowSyntaxError(f"{key} {port_text} out of range 0..65535")
+    if not slash:
+        return pb.PortMatch(port=port)
+    mask = _number(mask_text)
+    if mask is None:
+        raise FlowSyntaxError(f"{key}={value}: mask {mask_text or '(empty)'} is not a number")
+    if mask > U16:
+        raise FlowSyntaxError(f"{key} mask {mask_text} out of range 0..0xffff")
+    if mask == 0:
+        # The proto reads mask 0 as "exact"; a zero mask would match every port anyway.
+        raise FlowSyntaxError(f"{key}={value}: mask 0 matches every port (leave {key} out)")
+    if mask == U16:
+        return pb.PortMatch(port=port)
+    return pb.PortMatch(port=port & mask, mask=mask)
+
+
+# ---------------------------------------------------------------- fields
+
+class _Fields:
+    """Parses the `key=value` / shorthand tokens before `actions=` into a FlowMatch."""
+
+    def __init__(self, extra_keys: Iterable[str]) -> None:
+        self.match = pb.FlowMatch()
+        self.extra: dict[str, str] = {}       # priority, cookie, ... (raw values)
+        self._extra_keys = set(extra_keys)
+        self._seen: set[str] = set()
+        self._origin: dict[str, tuple[int, str]] = {}  # dl_type / nw_proto -> (value, token)
+
+    def _set(self, name: str, value: int, token: str) -> None:
+        """Set dl_type or nw_proto, refusing a token that contradicts an earlier one."""
+        if name in self._origin:
+            old, old_token = self._origin[name]
+            if old != value:
+                show = (lambda v: f"0x{v:04x}") if name == "dl_type" else str
+                raise FlowSyntaxError(
+                    f"{token} conflicts with {old_token} ({name} {show(value)} vs {show(old)})")
+            return
+        self._origin[name] = (value, token)
+        setattr(self.match, name, value)
+
+    def add(self, token: str) -> None:
+        key, eq, value = token.partition("=")
+        if key in self._seen:
+            raise FlowSyntaxError(f"duplicate field {key}")
+        self._seen.add(key)
+        if key in SHORTHANDS:
+            if eq:
+                raise FlowSyntaxError(f"{token}: {key} takes no value")
+            dl_type, nw_proto = SHORTHANDS[key]
+            self._set("dl_type", dl_type, key)
+            if nw_proto is not None:
+                self._set("nw_proto", nw_proto, key)
+            return
+        if key == "actions":  # a bare `actions` (with `=` it would have ended the fields)
+            raise FlowSyntaxError("actions= is missing" if "priority" in self._extra_keys
+                                  else "actions= cannot be used in a match")
+        if key not in MATCH_FIELDS and key not in FLOW_FIELDS:
+            raise FlowSyntaxError(f"unknown field {key}")
+        if key not in MATCH_FIELDS and key not in self._extra_keys:
+            raise FlowSyntaxError(f"{key} cannot be used in a match")
+        if not value:
+            raise FlowSyntaxError(f"{key} needs a value ({key}=VALUE)")
+        if key in self._extra_keys:
+            self.extra[key] = value
+            return
+        m = self.match
+        if key == "in_port":
+            m.in_port = value
+        elif key in ("dl_src", "dl_dst"):
+            getattr(m, key).CopyFrom(_mac_match(key, value))
+        elif key == "dl_type":
+            self._set("dl_type", _uint(key, value, U16, "0xffff"), token)
+        elif key == "dl_vlan":
+            m.dl_vlan = _uint(key, value, MAX_VLAN)
+        elif key in ("nw_src", "nw_dst"):
+            setattr(m, key, _ipv4(key, value))
+        elif key in ("ipv6_src", "ipv6_dst"):
+            setattr(m, key, _ipv6(key, value))
+        elif key == "nw_proto":
+            self._set("nw_proto", _uint(key, value, 255), token)
+        else:  # tp_src, tp_dst
+            getattr(m, key).CopyFrom(_port_match(key, value))
+
+
+def _parse_fields(text: str, extra_keys: Iterable[str]) -> _Fields:
+    fields = _Fields(extra_keys)
+    for token in _tokens(text):
+        fields.add(token)
+    return fields
+
+
+def _cookie(value: str) -> int:
+    return _uint("cookie", value, U64, "0xffffffffffffffff")
+
+
+def _cookie_mask(value: str, text: str) -> int:
+    if value == "-1":
+        return U64
+    n = _number(value)
+    if n is None:
+        raise FlowSyntaxError(f"cookie={text}: mask {value or '(empty)'} is not a number or -1")
+    if n > U64:
+        raise FlowSyntaxError(f"cookie mask {value} out of range 0..0xffffffffffffffff")
+    return n
+
+
+# ---------------------------------------------------------------- actions
+
+def parse_actions(text: str) -> list[pb.FlowAction]:
+    """`output:c1,normal` -> FlowAction messages, in order."""
+    tokens = _tokens(_WS_AROUND.sub(r"\1", text))
+    if not tokens:
+        raise FlowSyntaxError("actions= is empty (to drop packets, say actions=drop)")
+    actions = []
+    for token in tokens:
+        name, colon, arg = token.partition(":")
+        if name in NO_ARG_ACTIONS:
+            if colon:
+                raise FlowSyntaxError(f"{token}: {name} takes no argument")
+            actions.append(pb.FlowAction(**{name: pb.NoArgument()}))
+        elif name == "output":
+            if not arg:
+                raise FlowSyntaxError("output needs a port (output:PORT)")
+            actions.append(pb.FlowAction(output=arg))
+        elif name == "mod_vlan_vid":
+            if not arg:
+                raise FlowSyntaxError("mod_vlan_vid needs a VLAN id (mod_vlan_vid:N)")
+            vid = _uint(name, arg, MAX_VLAN, sep=":")
+            actions.append(pb.FlowAction(mod_vlan_vid=vid))
+        else:
+            raise FlowSyntaxError(f"unknown action {token}")
+    return actions
+
+
+# ---------------------------------------------------------------- parse
+
+def parse_flow(text: str) -> pb.Flow:
+    """One rule: `[priority=N,][cookie=N,][idle_timeout=S,][hard_timeout=S,]MATCH,actions=...`.
+
+    Raises FlowSyntaxError. Priority is left unset (the daemon's default, 32768) unless given.
+    """
+    fields_text, actions_text = _split_actions(text)
+    fields = _parse_fields(fields_text, FLOW_FIELDS)
+    if actions_text is None:
+        raise FlowSyntaxError("actions= is missing")
+    flow = pb.Flow(match=fields.match, actions=parse_actions(actions_text))
+    for key, value in fields.extra.items():
+        if key == "priority":
+            flow.priority = _uint(key, value, MAX_PRIORITY)
+        elif key == "cookie":
+            if "/" in value:
+                raise FlowSyntaxError(
+                    f"cookie={value}: a cookie mask only selects flows (del-flows); "
+                    "a new flow takes a plain cookie")
+            flow.cookie = _cookie(value)
+        else:  # idle_timeout, hard_timeout
+            setattr(flow, key, _uint(key, value, MAX_TIMEOUT))
+    return flow
+
+
+def parse_match_spec(text: str) -> MatchSpec:
+    """A selection of flows (del-flows): match fields, `priority=N`, `cookie=V[/MASK]`.
+
+    MASK is a number or -1 (all ones); `cookie=V` without a mask matches V exactly. Empty text
+    selects every flow.
+    """
+    fields_text, actions_text = _split_actions(text)
+    if actions_text is not None:
+        raise FlowSyntaxError("actions= cannot be used in a match")
+    fields = _parse_fields(fields_text, ("priority", "cookie"))
+    spec = MatchSpec(match=fields.match)
+    if "priority" in fields.extra:
+        spec.priority = _uint("priority", fields.extra["priority"], MAX_PRIORITY)
+    if "cookie" in fields.extra:
+        value = fields.extra["cookie"]
+        cookie_text, slash, mask_text = value.partition("/")
+        spec.cookie = _cookie(cookie_text)
+        spec.cookie_mask = _cookie_mask(mask_text, value) if slash else U64
+    return spec
+
+
+def parse_match(text: str) -> pb.FlowMatch:
+    """Match fields only (no priority, cookie or actions)."""
+    fields_text, actions_text = _split_actions(text)
+    if actions_text is not None:
+        raise FlowSyntaxError("actions= cannot be used in a match")
+    return _parse_fields(fields_text, ()).match
+
+
+# ---------------------------------------------------------------- format
+
+def format_match(match: pb.FlowMatch) -> str:
+    """The match as text, shorthands where possible; '' for the empty (match-all) match."""
+    m = match
+    parts: list[str] = []
+    if m.HasField("in_port"):
+        parts.append(f"in_port={m.in_port}")
+    if m.HasField("dl_vlan"):
+        parts.append(f"dl_vlan={m.dl_vlan}")
+    for key in ("dl_src", "dl_dst"):
+        if m.HasField(key):
+            mac = getattr(m, key)
+            parts.append(f"{key}={mac.mac}" + (f"/{mac.mask}" if mac.mask else ""))
+    nw_proto_shown = False
+    if m.HasField("dl_type"):
+        nw_proto = m.nw_proto if m.HasField("nw_proto") else None
+        name = _SHORTHAND_OF.get((m.dl_type, nw_proto))
+        if name:
+            nw_proto_shown = nw_proto is not None
+        else:
+            name = _SHORTHAND_OF.get((m.dl_type, None)) or f"dl_type=0x{m.dl_type:04x}"
+        parts.append(name)
+    if m.HasField("nw_proto") and not nw_proto_shown:
+        parts.append(f"nw_proto={m.nw_proto}")
+    for key in ("nw_src", "nw_dst", "ipv6_src", "ipv6_dst"):
+        if m.HasField(key):
+            parts.append(f"{key}={getattr(m, key)}")
+    for key in ("tp_src", "tp_dst"):
+        if m.HasField(key):
+            pm = getattr(m, key)
+            if pm.mask and pm.mask != U16:
+                parts.append(f"{key}=0x{pm.port:x}/0x{pm.mask:x}")
+            else:
+                parts.append(f"{key}={pm.port}")
+    return ",".join(parts)
+
+
+def format_action(action: pb.FlowAction) -> str:
+    kind = action.WhichOneof("action")
+    if kind == "output":
+        return f"output:{action.output}"
+    if kind == "mod_vlan_vid":
+        return f"mod_vlan_vid:{action.mod_vlan_vid}"
+    return kind or "unknown"
+
+
+def format_actions(actions: Iterable[pb.FlowAction]) -> str:
+    return ",".join(format_action(a) for a in actions)
+
+
+def format_flow(flow: pb.Flow) -> str:
+    """The rule as `parse_flow` reads it (counters and ages are not part of it)."""
+    parts: list[str] = []
+    if flow.HasField("priority"):
+        parts.append(f"priority={flow.priority}")
+    if flow.cookie:
+        parts.append(f"cookie=0x{flow.cookie:x}")
+    if flow.idle_timeout:
+        parts.append(f"idle_timeout={flow.idle_timeout}")
+    if flow.hard_timeout:
+        parts.append(f"hard_timeout={flow.hard_timeout}")
+    match = format_match(flow.match)
+    if match:
+        parts.append(match)
+    parts.append(f"actions={format_actions(flow.actions)}")
+    return ",".join(parts)
