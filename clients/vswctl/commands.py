@@ -7,10 +7,22 @@ Messages are converted to plain dicts once (`bridge_row`, `port_row`, ...); thos
 from __future__ import annotations
 
 import argparse
+import re
+import sys
 from collections.abc import Callable
+
+import grpc
 
 from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
+from vswapi.flowspec import (
+    DEFAULT_PRIORITY,
+    FlowSyntaxError,
+    format_actions,
+    format_match,
+    parse_flow,
+    parse_match_spec,
+)
 from vswctl.format import Column, Row, View
 
 # Enums are printed as lower-case words; a value this client does not know stays visible.
@@ -28,6 +40,32 @@ PORT_TYPE_NAMES = {
 }
 PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
                     "system": pb.PORT_TYPE_SYSTEM}
+
+
+class InputError(Exception):
+    """Bad input found before anything was sent to the daemon (exit 1); one message a line."""
+
+    def __init__(self, messages: list[str]):
+        super().__init__("\n".join(messages))
+        self.messages = messages
+
+
+class Refusal(grpc.RpcError):
+    """A daemon refusal whose message was rewritten for the user (`flow N` -> `FILE:LINE`).
+
+    Quacks like the grpc.RpcError it replaces (code(), details()), so main reports it the same.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
 
 
 def datapath_name(value: int) -> str:
@@ -99,6 +137,21 @@ def status_row(s: pb.Status) -> Row:
         "ebpf_supported": s.ebpf_supported,
         "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
         "fdb_aging_seconds": s.fdb_aging_seconds,
+    }
+
+
+def flow_row(f: pb.Flow) -> Row:
+    return {
+        "priority": f.priority if f.HasField("priority") else DEFAULT_PRIORITY,
+        "cookie": f"0x{f.cookie:x}",
+        "match": format_match(f.match),
+        "actions": format_actions(f.actions),
+        "n_packets": f.n_packets,
+        "n_bytes": f.n_bytes,
+        "duration": round(f.duration_seconds, 3),
+        "idle_age": round(f.idle_seconds, 3),
+        "idle_timeout": f.idle_timeout,
+        "hard_timeout": f.hard_timeout,
     }
 
 
@@ -205,6 +258,22 @@ def show_tree(rows: list[Row]) -> list[str]:
     return lines
 
 
+def flow_lines(rows: list[Row]) -> list[str]:
+    """`ovs-ofctl dump-flows`-like lines: counters, then the rule as add-flow reads it."""
+    lines = []
+    for r in rows:
+        stats = [f"cookie={r['cookie']}", f"duration={r['duration']:.1f}s",
+                 f"n_packets={r['n_packets']}", f"n_bytes={r['n_bytes']}"]
+        if r["idle_timeout"]:
+            stats.append(f"idle_timeout={r['idle_timeout']}")
+        if r["hard_timeout"]:
+            stats.append(f"hard_timeout={r['hard_timeout']}")
+        stats.append(f"idle_age={int(r['idle_age'])}")
+        rule = ",".join([f"priority={r['priority']}"] + ([r["match"]] if r["match"] else []))
+        lines.append(f" {', '.join(stats)}, {rule} actions={r['actions']}")
+    return lines
+
+
 def quiet(rows: list[Row] | None = None, single: bool = True) -> View:
     return View(rows or [], style="quiet", single=single)
 
@@ -305,3 +374,114 @@ def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.GetPortStats(req, timeout=t)
     rows = sorted((stats_row(s) for s in r.stats), key=lambda s: s["port"])
     return View(rows, STATS_COLUMNS)
+
+
+# ---------------------------------------------------------------- flows
+
+MAX_REPORTED_ERRORS = 20
+_FLOW_N = re.compile(r"^flow (\d+): ")
+
+
+def read_flows(path: str) -> tuple[list[pb.Flow], list[str]]:
+    """The rules of a flow file ('-' = stdin) and where each came from ("FILE:LINE").
+
+    One rule a line; blank lines and lines starting with '#' are skipped. Every line is parsed
+    before anything is sent: any bad line raises InputError listing the bad lines.
+    """
+    name = "<stdin>" if path == "-" else path
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+    except OSError as exc:
+        raise InputError([f"{name}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise InputError([f"{name}: not a text file ({exc.reason})"]) from None
+    flows: list[pb.Flow] = []
+    where: list[str] = []
+    errors: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            flows.append(parse_flow(line))
+            where.append(f"{name}:{number}")
+        except FlowSyntaxError as exc:
+            errors.append(f"{name}:{number}: {exc}")
+    if errors:
+        more = len(errors) - MAX_REPORTED_ERRORS
+        if more > 0:
+            errors = errors[:MAX_REPORTED_ERRORS] + [f"{name}: ... and {more} more bad lines"]
+        raise InputError(errors)
+    return flows, where
+
+
+def _locate(exc: grpc.RpcError, where: list[str]) -> grpc.RpcError:
+    """Rewrite the daemon's `flow N: ...` (N from 1, in request order) to `FILE:LINE: ...`.
+
+    where[N-1] is the location of flow N; an empty location just drops the prefix (add-flow).
+    """
+    details = exc.details() if hasattr(exc, "details") else None
+    m = _FLOW_N.match(details or "")
+    if not m or not 1 <= int(m.group(1)) <= len(where):
+        return exc
+    location = where[int(m.group(1)) - 1]
+    rest = details[m.end():]
+    return Refusal(exc.code(), f"{location}: {rest}" if location else rest)
+
+
+def _batch(call, request, where: list[str], t: float):
+    try:
+        return call(request, timeout=t)
+    except grpc.RpcError as exc:
+        located = _locate(exc, where)
+        if located is exc:
+            raise
+        raise located from exc
+
+
+def _parse_one(text: str) -> pb.Flow:
+    try:
+        return parse_flow(text)
+    except FlowSyntaxError as exc:
+        raise InputError([str(exc)]) from None
+
+
+def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    flow = _parse_one(a.flow)
+    r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
+    return quiet([{"added": r.added, "replaced": r.replaced}])
+
+
+def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    flows, where = read_flows(a.file)
+    r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=flows), where, t)
+    return quiet([{"added": r.added, "replaced": r.replaced}])
+
+
+def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    flows, where = read_flows(a.file)
+    req = pb.ReplaceFlowsRequest(bridge=a.bridge, flows=flows)
+    r = _batch(c.stub.ReplaceFlows, req, where, t)
+    return quiet([{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}])
+
+
+def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    try:
+        spec = parse_match_spec(a.match or "")
+    except FlowSyntaxError as exc:
+        raise InputError([str(exc)]) from None
+    if spec.priority is not None and not a.strict:
+        raise InputError([f"priority={spec.priority} needs --strict "
+                          "(a loose delete ignores priority)"])
+    r = c.stub.DeleteFlows(spec.delete_request(a.bridge, strict=a.strict), timeout=t)
+    return quiet([{"deleted": r.deleted}])
+
+
+def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
+    rows = sorted((flow_row(f) for f in r.flows), key=lambda f: -f["priority"])  # stable
+    return View(rows, style="lines", text=flow_lines)

@@ -34,6 +34,7 @@ class View:
     style: "table"  aligned columns under a header row (`ip -br` / `ovs-ofctl` style);
            "record" one object as "label: value" lines (status);
            "tree"   `text` renders the rows (show);
+           "lines"  `text` renders one line a row (dump-flows, like ovs-ofctl);
            "quiet"  nothing in text mode (write commands, like ovs-vsctl); JSON still prints.
     single: JSON prints rows[0] as an object instead of a list of objects.
     """
@@ -103,8 +104,8 @@ def render(view: View, as_json: bool) -> str:
         return ""
     if view.style == "record":
         return render_record(view.rows[0], view.columns) if view.rows else ""
-    if view.style == "tree":
-        assert view.text is not None, "a tree view needs a text renderer"
+    if view.style in ("tree", "lines"):
+        assert view.text is not None, f"a {view.style} view needs a text renderer"
         lines = view.text(view.rows)
         return "\n".join(lines) + "\n" if lines else ""
     return render_table(view.rows, view.columns)

@@ -7,7 +7,7 @@ and returns a View of row dicts -> render as table or JSON on stdout. Errors go 
 `vswctl: <message>`; the exit code says whose fault it was:
 
     0  success
-    1  usage error (bad arguments, client-side validation)
+    1  usage error (bad arguments, client-side validation such as a flow that does not parse)
     2  the daemon refused the request (its status code name and message are printed)
     3  the daemon cannot be reached (UNAVAILABLE, or no answer within --timeout)
 """
@@ -110,7 +110,7 @@ def _global_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 def build_parser() -> Parser:
     parser = Parser(
         prog=PROG,
-        description="Operate vswitchd: bridges, ports, forwarding database, counters.",
+        description="Operate vswitchd: bridges, ports, forwarding database, counters, flows.",
         epilog="Exit status: 0 ok, 1 usage error, 2 refused by vswitchd, 3 vswitchd unreachable.",
     )
     _global_options(parser, suppress=False)
@@ -186,6 +186,35 @@ def build_parser() -> Parser:
     p.add_argument("bridge", metavar="BR")
     p.add_argument("port", metavar="PORT", nargs="?", help="one port (default: all)")
 
+    p = command("add-flow", cmds.cmd_add_flow, "add or replace one flow rule")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("flow", metavar="FLOW",
+                   help='ovs-ofctl syntax, e.g. "priority=200,in_port=c1,tcp,tp_dst=80,'
+                        'actions=drop"')
+
+    p = command("add-flows", cmds.cmd_add_flows,
+                "add flow rules from a file, one a line, all or nothing")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("file", metavar="FILE",
+                   help="one rule a line; '#' comments and blank lines ignored; '-' = stdin")
+
+    p = command("replace-flows", cmds.cmd_replace_flows,
+                "make the flow table exactly the rules of a file")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("file", metavar="FILE", help="as for add-flows; '-' = stdin")
+
+    p = command("del-flows", cmds.cmd_del_flows, "delete flow rules (all without MATCH)")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("match", metavar="MATCH", nargs="?",
+                   help='flows whose match is at least as specific; "cookie=V/MASK" filters '
+                        "by cookie (-1 = all ones)")
+    p.add_argument("--strict", action="store_true",
+                   help="only the flow with exactly this match and priority")
+
+    p = command("dump-flows", cmds.cmd_dump_flows,
+                "flow rules in priority order, with counters")
+    p.add_argument("bridge", metavar="BR")
+
     return parser
 
 
@@ -230,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = connect(socket_path=args.socket)
     try:
         view = args.func(client, args, args.timeout)
+    except cmds.InputError as exc:  # e.g. a flow that does not parse: nothing was sent
+        for message in exc.messages:
+            _err(message)
+        return EXIT_USAGE
     except grpc.RpcError as exc:
         return _rpc_failure(exc, client.address, args.timeout)
     finally:

@@ -38,3 +38,10 @@ def test_text_of_and_duration():
         "-", "-", "yes", "no", "1.2", "a=1"]
     assert [duration(s) for s in (0, 59.9, 61, 3725.4, 90061)] == [
         "0s", "59s", "1m01s", "1h02m05s", "1d01h01m01s"]
+
+
+def test_lines_style_renders_one_line_a_row_and_json_the_rows():
+    view = View(ROWS, style="lines", text=lambda rows: [f"{r['name']}={r['n']}" for r in rows])
+    assert render(view, as_json=False) == "a=5\nlong-name=12345\n"
+    assert json.loads(render(view, as_json=True)) == ROWS
+    assert render(View([], style="lines", text=lambda rows: []), as_json=False) == ""
