@@ -1,0 +1,427 @@
+"""The per-bridge flow table manager: pure Python, no kernel.
+
+It keeps the bridge's rules (desired state), enforces the table's invariants and computes what
+the datapath must hold (to_dp_rules); the Switch applies that with one flows_sync.
+
+Invariants:
+- one rule per (priority, match): adding the same match and priority replaces the rule (new
+  rule_id, so its counters restart);
+- no two rules of the same priority overlap (some packet could match both), so the winner is
+  always defined.
+
+Overlap checks are indexed: rules are grouped by priority and by mask signature (the fields and
+masks they match, without values). Two rules with the same signature overlap only if their
+matches are identical. For two different signatures S and S', a rule r of S overlaps a rule of S'
+exactly when both agree on the fields they share, under the AND of their masks; each
+(priority, S') group keeps a hash index of its rules projected onto that common mask (built on
+first use, then maintained), so a check costs one lookup per signature at that priority, not a
+scan of the table.
+
+Changes are journalled: begin() ... rollback() puts back exactly what was there (all-or-nothing
+batches, and undo when the datapath or the store refuses the result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from vswitchd.errors import SwitchError
+from vswitchd.flows.model import DEFAULT_PRIORITY, Match, Rule
+from vswitchd.flows.validate import FlowConflict, FlowInvalid, numbered
+
+Ident = tuple[int, Match]
+Signature = tuple[tuple[str, int], ...]
+_IN_PORT_MASK = 0xFFFFFFFF
+_DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
+
+
+def _project(rule: Rule, proj: Signature) -> tuple[object, ...]:
+    values = {name: value for name, value, _mask in rule.terms}
+    return tuple(values[name] if name == "in_port" else values[name] & m  # type: ignore[operator]
+                 for name, m in proj)
+
+
+def _common(a: Signature, b: Signature) -> Signature:
+    """The fields both signatures match, with the AND of their masks (zero masks dropped)."""
+    bm = dict(b)
+    out = []
+    for name, m in a:
+        other = bm.get(name)
+        if other is not None and m & other:
+            out.append((name, m & other))
+    return tuple(out)
+
+
+class _Group:
+    """The rules of one (priority, signature), with projection indexes for overlap checks."""
+
+    __slots__ = ("rules", "proj")
+
+    def __init__(self) -> None:
+        self.rules: dict[Match, Rule] = {}
+        self.proj: dict[Signature, dict[tuple[object, ...], dict[Match, Rule]]] = {}
+
+    def index(self, proj: Signature) -> dict[tuple[object, ...], dict[Match, Rule]]:
+        idx = self.proj.get(proj)
+        if idx is None:
+            idx = {}
+            for rule in self.rules.values():
+                idx.setdefault(_project(rule, proj), {})[rule.match] = rule
+            self.proj[proj] = idx
+        return idx
+
+    def add(self, rule: Rule) -> None:
+        self.rules[rule.match] = rule
+        for proj, idx in self.proj.items():
+            idx.setdefault(_project(rule, proj), {})[rule.match] = rule
+
+    def remove(self, rule: Rule) -> None:
+        del self.rules[rule.match]
+        for proj, idx in self.proj.items():
+            key = _project(rule, proj)
+            bucket = idx[key]
+            del bucket[rule.match]
+            if not bucket:
+                del idx[key]
+
+
+class FlowTable:
+    """One bridge's rules. `next_id` is the persisted high-water mark of rule ids."""
+
+    def __init__(self, rules: Iterable[Rule] = (), next_id: int = 1) -> None:
+        self._rules: dict[Ident, Rule] = {}
+        self._groups: dict[int, dict[Signature, _Group]] = {}
+        self._timed: dict[Ident, Rule] = {}
+        self._common: dict[tuple[Signature, Signature], Signature] = {}
+        self._dp: dict[int, tuple[tuple[int, ...], object]] = {}  # rule_id -> (ifindexes, DpRule)
+        self._journal: list[tuple[Ident, Rule | None]] | None = None
+        self.next_id = next_id
+        for rule in rules:
+            self._put(rule)
+            self.next_id = max(self.next_id, rule.rule_id + 1)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self._rules.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlowTable):
+            return NotImplemented
+        return self.store_list() == other.store_list()
+
+    def __repr__(self) -> str:
+        return f"FlowTable({len(self)} rules, next_id={self.next_id})"
+
+    def get(self, priority: int, match: Match) -> Rule | None:
+        return self._rules.get((priority, match))
+
+    def rules(self) -> list[Rule]:
+        """Every rule in priority order, highest first (then by installation)."""
+        return sorted(self._rules.values(), key=lambda r: (-r.priority, r.rule_id))
+
+    def store_list(self) -> list[str]:
+        return [r.to_store() for r in sorted(self._rules.values(), key=lambda r: r.rule_id)]
+
+    # ---- primitive changes (journalled) ------------------------------------------------------
+
+    def _index(self, rule: Rule) -> None:
+        groups = self._groups.setdefault(rule.priority, {})
+        group = groups.get(rule.signature)
+        if group is None:
+            group = groups[rule.signature] = _Group()
+        group.add(rule)
+        if rule.timed:
+            self._timed[rule.ident] = rule
+
+    def _unindex(self, rule: Rule) -> None:
+        groups = self._groups[rule.priority]
+        group = groups[rule.signature]
+        group.remove(rule)
+        if not group.rules:
+            del groups[rule.signature]
+            if not groups:
+                del self._groups[rule.priority]
+        self._timed.pop(rule.ident, None)
+        self._dp.pop(rule.rule_id, None)
+
+    def _put(self, rule: Rule) -> Rule | None:
+        ident = rule.ident
+        old = self._rules.get(ident)
+        if old is not None:
+            self._unindex(old)
+        self._rules[ident] = rule
+        self._index(rule)
+        if self._journal is not None:
+            self._journal.append((ident, old))
+        return old
+
+    def _remove(self, ident: Ident) -> Rule:
+        old = self._rules.pop(ident)
+        self._unindex(old)
+        if self._journal is not None:
+            self._journal.append((ident, old))
+        return old
+
+    # ---- transactions ------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if self._journal is not None:
+            raise RuntimeError("flow table transaction already open")
+        self._journal = []
+
+    def commit(self) -> None:
+        self._journal = None
+
+    def rollback(self) -> None:
+        journal, self._journal = self._journal or [], None
+        for ident, old in reversed(journal):
+            current = self._rules.pop(ident, None)
+            if current is not None:
+                self._unindex(current)
+            if old is not None:
+                self._rules[ident] = old
+                self._index(old)
+
+    def _atomic(self, fn: Callable[[], object]) -> object:
+        """Run fn as one all-or-nothing change (inside an outer transaction if one is open)."""
+        outer = self._journal is not None
+        mark = len(self._journal) if outer else 0
+        if not outer:
+            self.begin()
+        try:
+            result = fn()
+        except BaseException:
+            if outer:
+                tail = self._journal[mark:]
+                del self._journal[mark:]
+                saved, self._journal = self._journal, tail
+                self.rollback()
+                self._journal = saved
+            else:
+                self.rollback()
+            raise
+        if not outer:
+            self.commit()
+        return result
+
+    # ---- overlap -----------------------------------------------------------------------------
+
+    def overlapping(self, rule: Rule) -> Rule | None:
+        """A different rule of the same priority that some packet could match together with
+        `rule`, or None."""
+        groups = self._groups.get(rule.priority)
+        if not groups:
+            return None
+        sig = rule.signature
+        for other_sig, group in groups.items():
+            if other_sig == sig:
+                continue  # same masks: only the identical match overlaps, and that is `rule`
+            key = (sig, other_sig)
+            proj = self._common.get(key)
+            if proj is None:
+                proj = self._common[key] = _common(sig, other_sig)
+            hits = group.index(proj).get(_project(rule, proj))
+            if hits:
+                return next(iter(hits.values()))
+        return None
+
+    def _check_overlap(self, rule: Rule, numbers: dict[Ident, int] | None = None) -> None:
+        other = self.overlapping(rule)
+        if other is None:
+            return
+        why = (f"a packet could match both at priority {rule.priority}; give one a different "
+               "priority or make the matches disjoint")
+        n = numbers.get(other.ident) if numbers else None
+        if n is not None:
+            raise FlowInvalid(f"overlaps flow {n} ({other.to_ofctl()}): {why}", "match",
+                              rule.match)
+        raise FlowConflict(f"overlaps {other.to_ofctl()}: {why}")
+
+    # ---- batch operations --------------------------------------------------------------------
+
+    def add(self, rules: Sequence[Rule], alloc: Callable[[], int], wall: float,
+            mono_ns: int) -> tuple[int, int]:
+        """Add a batch, all or nothing: (added, replaced). Errors say `flow N: ...`."""
+
+        def run() -> tuple[int, int]:
+            numbers: dict[Ident, int] = {}
+            replaced_before: set[Ident] = set()
+            for n, rule in enumerate(rules, 1):
+                ident = rule.ident
+                try:
+                    self._check_overlap(rule, numbers)
+                except SwitchError as exc:
+                    raise numbered(exc, n) from None
+                if ident in self._rules and ident not in numbers:
+                    replaced_before.add(ident)
+                numbers[ident] = n
+                self._put(rule.installed(alloc(), wall, mono_ns))
+            return len(numbers) - len(replaced_before), len(replaced_before)
+
+        return self._atomic(run)  # type: ignore[return-value]
+
+    def replace_all(self, rules: Sequence[Rule], alloc: Callable[[], int], wall: float,
+                    mono_ns: int) -> tuple[int, int, int]:
+        """Make the table exactly `rules`: (added, removed, unchanged). Unchanged rules keep
+        their rule_id (and so their counters); a changed rule is removed and added."""
+
+        def run() -> tuple[int, int, int]:
+            desired: dict[Ident, tuple[int, Rule]] = {}
+            for n, rule in enumerate(rules, 1):
+                desired[rule.ident] = (n, rule)  # the last of duplicates wins, as in add
+            removed = unchanged = 0
+            for ident, old in list(self._rules.items()):
+                want = desired.get(ident)
+                if want is not None and want[1].same_content(old):
+                    unchanged += 1
+                else:
+                    self._remove(ident)
+                    removed += 1
+            numbers = {ident: n for ident, (n, _r) in desired.items()}
+            added = 0
+            for ident, (n, rule) in sorted(desired.items(), key=lambda kv: kv[1][0]):
+                if ident in self._rules:
+                    continue
+                try:
+                    self._check_overlap(rule, numbers)
+                except SwitchError as exc:
+                    raise numbered(exc, n) from None
+                self._put(rule.installed(alloc(), wall, mono_ns))
+                added += 1
+            return added, removed, unchanged
+
+        return self._atomic(run)  # type: ignore[return-value]
+
+    def delete(self, match: Match | None = None, *, strict: bool = False,
+               priority: int | None = None, cookie: int = 0,
+               cookie_mask: int = 0) -> list[Rule]:
+        """Remove and return the selected rules.
+
+        strict: the rule with exactly this match (None = the empty match) and priority (None =
+        32768). Loose: every rule whose match is at least as specific as `match` (each field of
+        `match` is in the rule, with a mask covering it and an equal value under it); no match
+        selects every rule. Both: only rules with cookie & cookie_mask == cookie & cookie_mask.
+        """
+        def cookie_ok(r: Rule) -> bool:
+            return not cookie_mask or (r.cookie & cookie_mask) == (cookie & cookie_mask)
+
+        if strict:
+            prio = DEFAULT_PRIORITY if priority is None else priority
+            rule = self._rules.get((prio, match or Match()))
+            chosen = [rule] if rule is not None and cookie_ok(rule) else []
+        else:
+            chosen = [r for r in self._loose(match) if cookie_ok(r)]
+        for rule in chosen:
+            self._remove(rule.ident)
+        return chosen
+
+    def _loose(self, match: Match | None) -> Iterator[Rule]:
+        terms = match.terms() if match is not None else ()
+        if not terms:
+            yield from list(self._rules.values())
+            return
+        for groups in list(self._groups.values()):
+            for sig, group in list(groups.items()):
+                masks = dict(sig)
+                if not all(name in masks and masks[name] & m == m for name, _v, m in terms):
+                    continue
+                for rule in list(group.rules.values()):
+                    values = {name: value for name, value, _m in rule.terms}
+                    if all((values[name] == v) if name == "in_port"
+                           else not (values[name] ^ v) & m  # type: ignore[operator]
+                           for name, v, m in terms):
+                        yield rule
+
+    def remove_rules(self, rules: Iterable[Rule]) -> None:
+        for rule in rules:
+            if self._rules.get(rule.ident) is rule:
+                self._remove(rule.ident)
+
+    def referencing(self, port: str) -> list[Rule]:
+        """Rules that match on in_port=port or output to it."""
+        return [r for r in self._rules.values() if port in r.ports]
+
+    # ---- timeouts ----------------------------------------------------------------------------
+
+    def expired(self, now_ns: int, last_hit_ns: Callable[[int], int]) -> list[Rule]:
+        """Rules whose hard timeout (since installation) or idle timeout (since the later of the
+        last hit and installation) has passed. last_hit_ns(rule_id) is 0 for never."""
+        out = []
+        for rule in self._timed.values():
+            if rule.hard_timeout and now_ns - rule.installed_ns >= rule.hard_timeout * 10**9:
+                out.append(rule)
+            elif rule.idle_timeout:
+                since = max(last_hit_ns(rule.rule_id), rule.installed_ns)
+                if now_ns - since >= rule.idle_timeout * 10**9:
+                    out.append(rule)
+        return out
+
+    @property
+    def has_timeouts(self) -> bool:
+        return bool(self._timed)
+
+    def rebase(self, now_wall: float, now_ns: int) -> None:
+        """Re-derive every rule's monotonic installation time from its wall time (after a
+        load with a different clock)."""
+        for ident, rule in list(self._rules.items()):
+            age_ns = max(0, int((now_wall - rule.installed_wall) * 1e9))
+            new = rule.installed(rule.rule_id, rule.installed_wall, now_ns - age_ns)
+            self._unindex(rule)
+            self._rules[ident] = new
+            self._index(new)
+
+    # ---- the datapath's view -----------------------------------------------------------------
+
+    def to_dp_rules(
+        self, ifindex: Callable[[str], int | None]
+    ) -> tuple[list[object], list[Rule]]:
+        """(every rule as a datapath DpRule, the rules left out because a port they use has no
+        ifindex). ifindex(name) resolves a port name, None when the port is missing from the
+        kernel. Conversions are cached per rule."""
+        from vswitchd.datapath import DpRule
+
+        out: list[object] = []
+        skipped: list[Rule] = []
+        for rule in self._rules.values():
+            ifs = tuple(ifindex(p) for p in rule.ports)
+            if None in ifs:
+                skipped.append(rule)
+                continue
+            cached = self._dp.get(rule.rule_id)
+            if cached is not None and cached[0] == ifs:
+                out.append(cached[1])
+                continue
+            dp = DpRule(rule_id=rule.rule_id, priority=rule.priority,
+                        fields=dp_fields(rule, ifs), actions=dp_actions(rule, ifs))
+            self._dp[rule.rule_id] = (ifs, dp)  # type: ignore[assignment]
+            out.append(dp)
+        return out, skipped
+
+
+def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for name, value, mask in rule.terms:
+        if name == "in_port":
+            out.append((name, ifs[0], _IN_PORT_MASK))
+        elif name in ("nw_src", "nw_dst"):
+            out.append((_DP_FIELD[name], value << 96, mask << 96))  # type: ignore[operator]
+        else:
+            out.append((_DP_FIELD.get(name, name), value, mask))
+    return tuple(sorted(out))  # type: ignore[arg-type]
+
+
+def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    outputs = iter(ifs[1:] if rule.match.in_port is not None else ifs)
+    out = []
+    for action in rule.actions:
+        if action.kind == "output":
+            out.append(("output", next(outputs)))
+        elif action.kind == "mod_vlan_vid":
+            out.append(("mod_vlan_vid", int(action.arg)))  # type: ignore[arg-type]
+        else:
+            out.append((action.kind, 0))
+    return tuple(out)

@@ -1,0 +1,219 @@
+"""Validation of flow requests: FlowRequest -> canonical Rule, or an error in ovs-ofctl terms.
+
+Messages name the field and the value the way an ovs-ofctl user writes them
+(`tp_dst=80 needs tcp or udp`, `priority 70000 out of range 0..65535`,
+`output:nosuch: no port nosuch on bridge br0`). Batch callers prefix them with `flow N: `.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Container
+
+from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError
+from vswitchd.flows.model import (
+    DEFAULT_PRIORITY,
+    ETH_IP,
+    ETH_IPV6,
+    FIELD_BITS,
+    FULL,
+    MAX_PRIORITY,
+    MAX_TIMEOUT,
+    PROTO_TCP,
+    PROTO_UDP,
+    Action,
+    FlowRequest,
+    Match,
+    Rule,
+    mac_int,
+)
+
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
+VID_MIN, VID_MAX = 1, 4094
+
+
+class FlowInvalid(InvalidArgument):
+    """INVALID_ARGUMENT with a message in flow syntax (not InvalidArgument's generic form)."""
+
+    def __init__(self, message: str, field: str = "", value: object = None) -> None:
+        self.field = field
+        self.value = value
+        SwitchError.__init__(self, message)
+
+
+class FlowConflict(FailedPrecondition):
+    """The flow conflicts with a rule already in the table (overlap at the same priority)."""
+
+
+def numbered(exc: SwitchError, n: int) -> SwitchError:
+    """The same error, its message prefixed with `flow N: ` (N counts from 1)."""
+    exc.args = (f"flow {n}: {exc}",)
+    return exc
+
+
+def _range(name: str, value: object, lo: int, hi: int, hexa: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        if hexa and isinstance(value, int):
+            raise FlowInvalid(f"{name} {value:#x} out of range {lo:#06x}..{hi:#06x}", name, value)
+        raise FlowInvalid(f"{name} {value} out of range {lo}..{hi}", name, value)
+    return value
+
+
+def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
+    shown = f"{name}={text}" + (f"/{mask}" if mask else "")
+    if not isinstance(text, str) or not _MAC_RE.match(text):
+        raise FlowInvalid(f"{shown}: not a MAC address (expected xx:xx:xx:xx:xx:xx)", name, text)
+    m = FULL[name]
+    if mask:
+        if not _MAC_RE.match(mask):
+            raise FlowInvalid(f"{shown}: mask {mask} is not a MAC address "
+                              "(expected xx:xx:xx:xx:xx:xx)", name, mask)
+        m = mac_int(mask)
+    if m == 0:
+        return None
+    return (mac_int(text) & m, m)
+
+
+def _ip(name: str, text: str, family: int) -> tuple[int, int] | None:
+    bits = FIELD_BITS[name]
+    kind = "IPv4" if family == socket.AF_INET else "IPv6"
+    bad = FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
+    if not isinstance(text, str):
+        raise bad
+    addr, slash, plen = text.partition("/")
+    try:
+        v = int.from_bytes(socket.inet_pton(family, addr), "big")
+    except (OSError, ValueError):
+        raise bad from None
+    n = bits
+    if slash:
+        if not plen.isdigit() or not 0 <= int(plen) <= bits:
+            raise bad
+        n = int(plen)
+    if n == 0:
+        return None
+    m = FULL[name] ^ ((1 << (bits - n)) - 1)
+    return (v & m, m)
+
+
+def _tp(name: str, value: object) -> tuple[int, int]:
+    port, mask = value  # type: ignore[misc]
+    _range(name, port, 0, 0xFFFF)
+    if isinstance(mask, bool) or not isinstance(mask, int) or not 0 <= mask <= 0xFFFF:
+        raise FlowInvalid(f"{name} mask {mask} out of range 0..0xffff (0 = exact)", name, mask)
+    m = mask or 0xFFFF
+    return (port & m, m)
+
+
+def _shown(name: str, raw: object) -> str:
+    """The field as the user wrote it, for prerequisite messages."""
+    if name in ("tp_src", "tp_dst"):
+        port, mask = raw  # type: ignore[misc]
+        return f"{name}={port}" + (f"/{mask:#x}" if mask and mask != 0xFFFF else "")
+    if name in ("dl_src", "dl_dst"):
+        mac, mask = raw  # type: ignore[misc]
+        return f"{name}={mac}" + (f"/{mask}" if mask else "")
+    return f"{name}={raw}"
+
+
+def match(raw: dict[str, object], *, bridge: str, ports: Container[str]) -> Match:
+    """Validate and canonicalise a match (see FlowRequest for the raw form)."""
+    raw = raw or {}
+    unknown = sorted(set(raw) - set(FIELD_BITS))
+    if unknown:
+        raise FlowInvalid(f"unknown field {unknown[0]}", unknown[0], raw[unknown[0]])
+    out: dict[str, object] = {}
+    if "in_port" in raw:
+        port = raw["in_port"]
+        if not isinstance(port, str) or port not in ports:
+            raise FlowInvalid(f"in_port={port}: no port {port} on bridge {bridge}", "in_port",
+                              port)
+        out["in_port"] = port
+    for name in ("dl_src", "dl_dst"):
+        if name in raw:
+            mac, mask = raw[name]  # type: ignore[misc]
+            out[name] = _mac(name, mac, mask)
+    dl_type = raw.get("dl_type")
+    if dl_type is not None:
+        out["dl_type"] = _range("dl_type", dl_type, 0, 0xFFFF, hexa=True)
+    if "dl_vlan" in raw:
+        out["dl_vlan"] = _range("dl_vlan", raw["dl_vlan"], 0, 4095)
+    for name, family, need, how in (
+        ("nw_src", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
+        ("nw_dst", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
+        ("ipv6_src", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
+        ("ipv6_dst", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
+    ):
+        if name in raw:
+            value = _ip(name, raw[name], family)  # type: ignore[arg-type]
+            if dl_type != need:
+                raise FlowInvalid(f"{_shown(name, raw[name])} needs {how}", name, raw[name])
+            out[name] = value
+    nw_proto = raw.get("nw_proto")
+    if nw_proto is not None:
+        _range("nw_proto", nw_proto, 0, 255)
+        if dl_type not in (ETH_IP, ETH_IPV6):
+            raise FlowInvalid(f"nw_proto={nw_proto} needs ip or ipv6 "
+                              "(dl_type=0x0800 or 0x86dd)", "nw_proto", nw_proto)
+        out["nw_proto"] = nw_proto
+    for name in ("tp_src", "tp_dst"):
+        if name in raw:
+            value = _tp(name, raw[name])
+            if nw_proto not in (PROTO_TCP, PROTO_UDP):
+                raise FlowInvalid(f"{_shown(name, raw[name])} needs tcp or udp "
+                                  "(nw_proto=6 or 17)", name, raw[name])
+            out[name] = value
+    return Match(**{k: v for k, v in out.items() if v is not None})
+
+
+def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str],
+            in_port: str | None, max_actions: int) -> tuple[Action, ...]:
+    if not raw:
+        raise FlowInvalid("actions= is required; use actions=drop to drop", "actions", "")
+    out = []
+    for i, (kind, arg) in enumerate(raw, 1):
+        if kind in ("drop", "normal", "flood", "strip_vlan"):
+            out.append(Action(kind))
+        elif kind == "output":
+            if not isinstance(arg, str) or arg not in ports:
+                raise FlowInvalid(f"output:{arg}: no port {arg} on bridge {bridge}", "output",
+                                  arg)
+            if arg == in_port:
+                raise FlowInvalid(f"output:{arg}: {arg} is the in_port of this flow and a frame "
+                                  "is never sent back out of the port it came in on", "output",
+                                  arg)
+            out.append(Action("output", arg))
+        elif kind == "mod_vlan_vid":
+            out.append(Action(kind, _range("mod_vlan_vid", arg, VID_MIN, VID_MAX)))
+        elif not kind:
+            raise FlowInvalid(f"action {i} is empty (set one of drop, normal, flood, output, "
+                              "mod_vlan_vid, strip_vlan)", "actions", i)
+        else:
+            raise FlowInvalid(f"unknown action {kind}", "actions", kind)
+    if len(out) > 1 and any(a.kind == "drop" for a in out):
+        listed = ",".join(str(a) for a in out)
+        raise FlowInvalid(f"actions={listed}: drop cannot be combined with other actions",
+                          "actions", listed)
+    if len(out) > max_actions:
+        raise FlowInvalid(f"{len(out)} actions: the datapath allows at most {max_actions} "
+                          "per flow", "actions", len(out))
+    return tuple(out)
+
+
+def priority(value: int | None) -> int:
+    """A priority (None = the default 32768)."""
+    return _range("priority", DEFAULT_PRIORITY if value is None else value, 0, MAX_PRIORITY)
+
+
+def flow(req: FlowRequest, *, bridge: str, ports: Container[str], max_actions: int) -> Rule:
+    """A canonical Rule (rule_id 0, not installed) or FlowInvalid."""
+    prio = priority(req.priority)
+    _range("idle_timeout", req.idle_timeout, 0, MAX_TIMEOUT)
+    _range("hard_timeout", req.hard_timeout, 0, MAX_TIMEOUT)
+    _range("cookie", req.cookie, 0, (1 << 64) - 1, hexa=True)
+    m = match(req.match or {}, bridge=bridge, ports=ports)
+    acts = actions(req.actions or [], bridge=bridge, ports=ports, in_port=m.in_port,
+                   max_actions=max_actions)
+    return Rule(priority=prio, match=m, actions=acts, cookie=req.cookie,
+                idle_timeout=req.idle_timeout, hard_timeout=req.hard_timeout)
