@@ -12,8 +12,9 @@ import os
 import pwd
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from vswitchd import validate
 from vswitchd.config import DATAPATHS, Config
@@ -24,6 +25,9 @@ from vswitchd.errors import (
     NotFound,
     SwitchError,
 )
+from vswitchd.flows import validate as flow_validate
+from vswitchd.flows.model import Clock, FlowRequest, Rule
+from vswitchd.flows.table import FlowTable
 from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
 from vswitchd.netlink import netns
 from vswitchd.netlink.links import LinkInfo, Links
@@ -63,6 +67,13 @@ class PortView:
     state: str
 
 
+class FlowView(NamedTuple):
+    rule: Rule
+    counters: object             # vswitchd.datapath.FlowCounters
+    duration_seconds: float      # since installed (or replaced)
+    idle_seconds: float          # since the last hit, or installation if never hit
+
+
 @dataclass(frozen=True)
 class BridgeView:
     spec: BridgeSpec
@@ -97,6 +108,7 @@ class Switch:
         store: StateStore,
         datapath: object | None,
         ebpf_unsupported: str | None,
+        clock: Clock | None = None,
     ) -> None:
         self.cfg = cfg
         self.links = links
@@ -107,6 +119,13 @@ class Switch:
         self._lock = threading.RLock()
         self._bridges: dict[str, BridgeSpec] = store.load()
         self._missing: dict[str, str] = {}  # port or bridge name -> why it is missing
+        self.clock = clock or Clock()
+        if clock is not None:  # the store derived monotonic times from the real clock
+            for br in self._bridges.values():
+                br.flows.rebase(clock.wall(), clock.mono_ns())
+        # Rule ids are unique across bridges and never reused while a rule exists: each table
+        # persists its high-water mark and the allocator starts above all of them.
+        self._next_rule_id = max((b.flows.next_id for b in self._bridges.values()), default=1)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -206,6 +225,12 @@ class Switch:
                 self._teardown_port(br, port)
             info = self.links.get(name)
             if br.datapath == "ebpf" and self.dp is not None and info is not None:
+                if len(br.flows):
+                    try:
+                        self.dp.flows_sync(info.ifindex, [])
+                    except SwitchError as exc:
+                        log.warning("bridge %s: flows not cleared from the datapath: %s",
+                                    name, exc)
                 self.dp.remove_bridge(info.ifindex)
             self.links.delete(name)
             del self._bridges[name]
@@ -384,6 +409,7 @@ class Switch:
                     return False
                 raise NotFound(f"port {name} does not exist on bridge {bridge} "
                                "(--if-exists ignores this)")
+            self._drop_port_flows(br, name)
             self._teardown_port(br, spec)
             self._save()
             log.info("port %s deleted from bridge %s", name, bridge)
@@ -565,6 +591,11 @@ class Switch:
                 self._install_fdb(br, entry)
             except SwitchError as exc:
                 log.error("static FDB entry %s on %s not restored: %s", entry.mac, br.name, exc)
+        if br.datapath == "ebpf" and len(br.flows):
+            try:
+                self._sync_flows(br)  # same rule_ids: pinned counters keep counting
+            except SwitchError as exc:
+                log.error("flows of bridge %s not restored: %s", br.name, exc)
         return keep
 
     def _reconcile_port(self, br: BridgeSpec, spec: PortSpec) -> LinkInfo | None:
@@ -593,6 +624,188 @@ class Switch:
         self._attach(br, spec)
         self._missing.pop(spec.name, None)
         return info
+
+    # ---- flow tables -------------------------------------------------------------------------
+
+    def _flow_bridge(self, name: str) -> BridgeSpec:
+        br = self._bridge(name)
+        if br.datapath != "ebpf":
+            raise FailedPrecondition(
+                f"bridge {name} uses the kernel datapath; flow tables need --datapath ebpf")
+        self._require_ebpf()
+        return br
+
+    def _flow_rules(self, br: BridgeSpec, flows: Sequence[FlowRequest]) -> list[Rule]:
+        """Validate a batch against the bridge's ports; errors say `flow N: `."""
+        from vswitchd.datapath import MAX_FLOW_ACTIONS
+
+        ports = {br.name, *br.ports}
+        rules = []
+        for n, req in enumerate(flows, 1):
+            try:
+                rule = flow_validate.flow(req, bridge=br.name, ports=ports,
+                                          max_actions=MAX_FLOW_ACTIONS)
+                for port in rule.ports:
+                    if self.links.get(port) is None:
+                        why = self._missing.get(port, "interface not present")
+                        raise FailedPrecondition(
+                            f"port {port} is missing ({why}); its flows cannot be installed")
+            except SwitchError as exc:
+                raise flow_validate.numbered(exc, n) from None
+            rules.append(rule)
+        return rules
+
+    def _ifindex_or_none(self, name: str) -> int | None:
+        info = self.links.get(name)
+        return info.ifindex if info is not None else None
+
+    def _sync_flows(self, br: BridgeSpec) -> None:
+        """Make the datapath's table for BR exactly br.flows (rules using a missing port are
+        left out until the port is back)."""
+        rules, skipped = br.flows.to_dp_rules(self._ifindex_or_none)
+        if skipped:
+            log.warning("bridge %s: %d flows not installed: a port they use is missing",
+                        br.name, len(skipped))
+        self.dp.flows_sync(self._link(br.name).ifindex, rules)
+
+    def _alloc(self, table: FlowTable) -> Callable[[], int]:
+        def alloc() -> int:
+            rule_id = self._next_rule_id
+            self._next_rule_id += 1
+            table.next_id = max(table.next_id, self._next_rule_id)
+            return rule_id
+
+        return alloc
+
+    def _flow_change(self, br: BridgeSpec, change: Callable[[FlowTable], object]) -> object:
+        """Apply CHANGE to the bridge's table, the datapath and the store, or none of them."""
+        table = br.flows
+        table.begin()
+        synced = False
+        try:
+            result = change(table)
+            self._sync_flows(br)
+            synced = True
+            self._save()
+        except BaseException:
+            table.rollback()
+            if synced:
+                try:
+                    self._sync_flows(br)
+                except Exception:  # noqa: BLE001 - report the original error
+                    log.exception("bridge %s: could not restore the datapath's flows", br.name)
+            raise
+        table.commit()
+        return result
+
+    def flows_add(self, bridge: str, flows: Sequence[FlowRequest]) -> tuple[int, int]:
+        """Add a batch, all or nothing: (added, replaced)."""
+        with self._lock:
+            br = self._flow_bridge(bridge)
+            rules = self._flow_rules(br, flows)
+            now = (self.clock.wall(), self.clock.mono_ns())
+            result = self._flow_change(
+                br, lambda t: t.add(rules, self._alloc(t), round(now[0], 3), now[1]))
+            log.info("bridge %s: %d flows added, %d replaced", bridge, *result)
+            return result  # type: ignore[return-value]
+
+    def flows_replace(self, bridge: str, flows: Sequence[FlowRequest]) -> tuple[int, int, int]:
+        """Make the table exactly FLOWS: (added, removed, unchanged)."""
+        with self._lock:
+            br = self._flow_bridge(bridge)
+            rules = self._flow_rules(br, flows)
+            now = (self.clock.wall(), self.clock.mono_ns())
+            result = self._flow_change(
+                br, lambda t: t.replace_all(rules, self._alloc(t), round(now[0], 3), now[1]))
+            log.info("bridge %s: flows replaced: %d added, %d removed, %d unchanged",
+                     bridge, *result)
+            return result  # type: ignore[return-value]
+
+    def flows_delete(self, bridge: str, match: dict[str, object] | None = None,
+                     strict: bool = False, priority: int | None = None, cookie: int = 0,
+                     cookie_mask: int = 0) -> int:
+        """Delete by strict or loose match and/or cookie; the number deleted."""
+        with self._lock:
+            br = self._flow_bridge(bridge)
+            m = None
+            if match is not None:
+                m = flow_validate.match(match, bridge=br.name, ports={br.name, *br.ports})
+            if priority is not None:
+                flow_validate.priority(priority)
+            deleted: list[Rule] = []
+
+            def change(table: FlowTable) -> None:
+                deleted.extend(table.delete(m, strict=strict, priority=priority, cookie=cookie,
+                                            cookie_mask=cookie_mask))
+
+            if len(br.flows):
+                self._flow_change(br, change)
+            if deleted:
+                log.info("bridge %s: %d flows deleted", bridge, len(deleted))
+            return len(deleted)
+
+    def flows_list(self, bridge: str) -> list[FlowView]:
+        """Every rule with its counters and ages, highest priority first."""
+        from vswitchd.datapath import FlowCounters
+
+        with self._lock:
+            br = self._flow_bridge(bridge)
+            rules = br.flows.rules()
+            counters = self.dp.flow_counters(self._link(br.name).ifindex) if rules else {}
+            now = self.clock.mono_ns()
+            zero = FlowCounters(0, 0, 0)
+            out = []
+            for rule in rules:
+                c = counters.get(rule.rule_id, zero)
+                since = max(c.last_hit_ns, rule.installed_ns)
+                out.append(FlowView(rule, c, max(0, now - rule.installed_ns) / 1e9,
+                                    max(0, now - since) / 1e9))
+            return out
+
+    def expire_flows(self) -> int:
+        """Remove rules whose idle or hard timeout has passed; the number removed."""
+        if self.dp is None:
+            return 0
+        total = 0
+        with self._lock:
+            for br in self._bridges.values():
+                table = br.flows
+                if br.datapath != "ebpf" or not table.has_timeouts:
+                    continue
+                info = self.links.get(br.name)
+                if info is None:
+                    continue
+                counters = self.dp.flow_counters(info.ifindex)
+
+                def last_hit(rule_id: int, counters: dict = counters) -> int:
+                    c = counters.get(rule_id)
+                    return c.last_hit_ns if c is not None else 0
+
+                gone = table.expired(self.clock.mono_ns(), last_hit)
+                if not gone:
+                    continue
+                try:
+                    self._flow_change(br, lambda t, gone=gone: t.remove_rules(gone))
+                except SwitchError as exc:
+                    log.error("bridge %s: expired flows not removed: %s", br.name, exc)
+                    continue
+                total += len(gone)
+                log.info("bridge %s: %d flows expired", br.name, len(gone))
+        return total
+
+    def _drop_port_flows(self, br: BridgeSpec, port: str) -> None:
+        """Delete the rules that match on or output to PORT (before the port goes)."""
+        gone = br.flows.referencing(port)
+        if not gone:
+            return
+        br.flows.remove_rules(gone)
+        if br.datapath == "ebpf" and self.dp is not None and self.links.get(br.name):
+            try:
+                self._sync_flows(br)
+            except SwitchError as exc:
+                log.error("bridge %s: flows of port %s not removed from the datapath: %s",
+                          br.name, port, exc)
+        log.info("port %s: deleted %d flows of bridge %s that used it", port, len(gone), br.name)
 
     def status(self) -> dict[str, object]:
         return {

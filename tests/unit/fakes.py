@@ -47,6 +47,39 @@ except ImportError:  # pragma: no cover - the package is not there yet: same sha
 
     _dp_pkg.PortKind = PortKind  # Switch._dp_kind imports it from there
 
+import vswitchd.datapath as _dp_mod
+
+# The flow-table part of the datapath API. Until vswitchd.datapath exports it, the same shapes
+# from the spec are defined here and put where the Switch imports them from.
+if not hasattr(_dp_mod, "DpRule"):
+
+    @dataclass(frozen=True)
+    class DpRule:  # type: ignore[no-redef]
+        rule_id: int
+        priority: int
+        fields: tuple[tuple[str, int, int], ...]
+        actions: tuple[tuple[str, int], ...]
+
+    @dataclass(frozen=True)
+    class FlowCounters:  # type: ignore[no-redef]
+        packets: int
+        bytes: int
+        last_hit_ns: int
+
+    _dp_mod.DpRule = DpRule
+    _dp_mod.FlowCounters = FlowCounters
+    _dp_mod.FLOW_FIELDS = {"in_port": 32, "dl_src": 48, "dl_dst": 48, "dl_type": 16,
+                           "dl_vlan": 12, "nw_proto": 8, "ip_src": 128, "ip_dst": 128,
+                           "tp_src": 16, "tp_dst": 16}
+    _dp_mod.MAX_FLOW_MASKS = 16
+    _dp_mod.MAX_FLOW_ACTIONS = 8
+else:  # pragma: no cover - the real ones
+    from vswitchd.datapath import DpRule, FlowCounters  # noqa: F401
+
+FLOW_FIELDS = _dp_mod.FLOW_FIELDS
+MAX_FLOW_MASKS = _dp_mod.MAX_FLOW_MASKS
+MAX_FLOW_ACTIONS = _dp_mod.MAX_FLOW_ACTIONS
+
 
 class _Failing:
     """Call recording and one-shot failure injection shared by the fakes."""
@@ -313,6 +346,9 @@ class FakeDatapath(_Failing):
         self.members: dict[int, set[int]] = {}               # bridge ifindex -> port ifindexes
         self.fdb: dict[int, dict[tuple[str, int], FdbRecord]] = {}
         self.counters: dict[int, PortCounters] = {}
+        self.flows: dict[int, dict[int, DpRule]] = {}          # bridge -> rule_id -> rule
+        self.flow_stats: dict[int, dict[int, FlowCounters]] = {}  # bridge -> rule_id -> counters
+        self.max_masks = MAX_FLOW_MASKS
 
     def learn(self, bridge: int, mac: str, ifindex: int, vlan: int = 0, age: float = 2.0) -> None:
         self.fdb.setdefault(bridge, {})[(mac, vlan)] = FdbRecord(mac, vlan, ifindex, False, age)
@@ -341,6 +377,8 @@ class FakeDatapath(_Failing):
     def remove_bridge(self, bridge_ifindex: int) -> None:
         self._enter("remove_bridge", bridge_ifindex)
         self.bridges.pop(bridge_ifindex, None)
+        self.flows.pop(bridge_ifindex, None)
+        self.flow_stats.pop(bridge_ifindex, None)
         for ifindex in self.members.pop(bridge_ifindex, set()):
             self.ports.pop(ifindex, None)
         self.fdb.pop(bridge_ifindex, None)
@@ -380,6 +418,43 @@ class FakeDatapath(_Failing):
                     gone += 1
         return gone
 
+    def flows_sync(self, bridge_ifindex: int, rules: Iterable[DpRule]) -> None:
+        """The table becomes exactly RULES; too many distinct masks: FailedPrecondition and the
+        table stays as it was. Counters of rule_ids that stay are kept, others dropped."""
+        rules = list(rules)
+        self._enter("flows_sync", bridge_ifindex, rules)
+        if bridge_ifindex not in self.bridges:
+            raise NotFound(f"bridge ifindex {bridge_ifindex} is not in the datapath")
+        for r in rules:
+            assert isinstance(r, DpRule), r
+            assert list(r.fields) == sorted(r.fields), r
+            for name, value, mask in r.fields:
+                assert name in FLOW_FIELDS, name
+                assert 0 <= value <= mask < 1 << FLOW_FIELDS[name] and value & mask == value, r
+            assert 0 < len(r.actions) <= MAX_FLOW_ACTIONS, r
+        masks = {tuple((f, m) for f, _v, m in r.fields) for r in rules}
+        if len(masks) > self.max_masks:
+            raise FailedPrecondition(f"too many distinct flow masks: {len(masks)} (the datapath "
+                                     f"holds at most {self.max_masks})")
+        ids = [r.rule_id for r in rules]
+        assert len(ids) == len(set(ids)), "duplicate rule ids"
+        self.flows[bridge_ifindex] = {r.rule_id: r for r in rules}
+        stats = self.flow_stats.setdefault(bridge_ifindex, {})
+        for rule_id in [i for i in stats if i not in self.flows[bridge_ifindex]]:
+            del stats[rule_id]
+
+    def flow_counters(self, bridge_ifindex: int) -> dict[int, FlowCounters]:
+        self._enter("flow_counters", bridge_ifindex)
+        return dict(self.flow_stats.get(bridge_ifindex, {}))
+
+    def hit(self, bridge_ifindex: int, rule_id: int, packets: int = 1, nbytes: int = 64,
+            at_ns: int = 1) -> None:
+        """Packets matched a rule (test helper)."""
+        assert rule_id in self.flows.get(bridge_ifindex, {}), rule_id
+        old = self.flow_stats.setdefault(bridge_ifindex, {}).get(rule_id, FlowCounters(0, 0, 0))
+        self.flow_stats[bridge_ifindex][rule_id] = FlowCounters(
+            old.packets + packets, old.bytes + nbytes, at_ns)
+
     def port_counters(self, ifindex: int) -> PortCounters:
         self._enter("port_counters", ifindex)
         return self.counters.get(ifindex, PortCounters(0, 0, 0, 0, {}))
@@ -399,22 +474,43 @@ class Rig:
     cfg: Config
     switch: Switch = field(init=False)
     reason: str | None = None
+    clock: Any = None
 
     def __post_init__(self) -> None:
         self.switch = self.new_switch()
 
     def new_switch(self) -> Switch:
         """A fresh Switch (as after a daemon restart) on the same kernel, datapath and store."""
-        return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason)
+        return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason,
+                      clock=self.clock)
 
     def stored(self) -> dict[str, Any]:
         """The bridges as a fresh StateStore reads them back from disk, as plain dicts."""
         return {n: b.to_dict() for n, b in StateStore(self.state_dir).load().items()}
 
 
+class FakeClock:
+    """Wall and monotonic time that move only when told (advance)."""
+
+    def __init__(self, wall: float = 1_700_000_000.0, mono_ns: int = 5_000_000_000) -> None:
+        self._wall, self._mono = wall, mono_ns
+
+    def wall(self) -> float:
+        return self._wall
+
+    def mono_ns(self) -> int:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._wall += seconds
+        self._mono += int(seconds * 1e9)
+
+
 def make_rig(monkeypatch: Any, state_dir: str, *, ebpf: bool = True,
-             reason: str | None = None, default_datapath: str = "ebpf") -> Rig:
+             reason: str | None = None, default_datapath: str = "ebpf",
+             clock: Any = None) -> Rig:
     ns = FakeNetns().install(monkeypatch)
     links = FakeLinks(ns)
     cfg = Config(state_dir=state_dir, default_datapath=default_datapath)
-    return Rig(ns, links, FakeDatapath() if ebpf else None, state_dir, cfg, reason=reason)
+    return Rig(ns, links, FakeDatapath() if ebpf else None, state_dir, cfg, reason=reason,
+               clock=clock)
