@@ -62,8 +62,21 @@ def _open_datapath(cfg: config.Config) -> tuple[object | None, str | None]:
         return None, str(exc)
 
 
-def _sweep_fdb(switch: object, stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
+def _sweep(switch: object, stop: threading.Event, fdb_interval: float,
+           flow_interval: float = 1.0) -> None:
+    """Age out FDB entries every fdb_interval and expire flows (idle/hard timeouts) every
+    flow_interval; the flow sweep is a no-op for bridges without timed rules."""
+    next_fdb = time.monotonic() + fdb_interval
+    while not stop.wait(flow_interval):
+        try:
+            expired = switch.expire_flows()
+            if expired:
+                log.debug("expired %d flows", expired)
+        except Exception:
+            log.exception("flow expiry sweep failed")
+        if time.monotonic() < next_fdb:
+            continue
+        next_fdb = time.monotonic() + fdb_interval
         try:
             removed = switch.sweep_fdb()
             if removed:
@@ -100,8 +113,8 @@ def run(cfg: config.Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     interval = min(max(cfg.fdb_aging_seconds / 10, 1.0), 30.0)
-    sweeper = threading.Thread(target=_sweep_fdb, args=(switch, stop, interval),
-                               name="fdb-aging", daemon=True)
+    sweeper = threading.Thread(target=_sweep, args=(switch, stop, interval),
+                               name="aging", daemon=True)
     sweeper.start()
     log.info("vswitchd %s ready in %.2fs: listening on %s (eBPF datapath %s)", __version__,
              time.monotonic() - started, cfg.socket,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from vswapi import switch_pb2 as pb
+from vswitchd.flows.model import FULL, FlowRequest, Match, format_value, mac_str
 from vswitchd.model import BridgeSpec, PortSpec
-from vswitchd.switch import BridgeView, FdbView, PortView, StatsView
+from vswitchd.switch import BridgeView, FdbView, FlowView, PortView, StatsView
 
 DATAPATH_TO_PB = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
 DATAPATH_FROM_PB = {pb.DATAPATH_UNSPECIFIED: "", **{v: k for k, v in DATAPATH_TO_PB.items()}}
@@ -80,4 +81,85 @@ def stats_msg(view: StatsView) -> pb.PortStats:
         tx_bytes=view.tx_bytes,
         drops=view.drops,
         drops_by_reason=view.drops_by_reason,
+    )
+
+
+# ---- flows -----------------------------------------------------------------------------------
+# Requests become FlowRequests (raw values, validated by the switch); an unset optional or
+# message field is a wildcard, an unset priority is the default (32768).
+
+_OPTIONAL_MATCH = ("in_port", "dl_type", "dl_vlan", "nw_src", "nw_dst", "ipv6_src", "ipv6_dst",
+                   "nw_proto")
+_NO_ARGUMENT = ("drop", "normal", "flood", "strip_vlan")
+
+
+def match_dict(msg: pb.FlowMatch) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in _OPTIONAL_MATCH:
+        if msg.HasField(name):
+            out[name] = getattr(msg, name)
+    for name in ("dl_src", "dl_dst"):
+        if msg.HasField(name):
+            mac = getattr(msg, name)
+            out[name] = (mac.mac, mac.mask)
+    for name in ("tp_src", "tp_dst"):
+        if msg.HasField(name):
+            port = getattr(msg, name)
+            out[name] = (port.port, port.mask)
+    return out
+
+
+def flow_request(msg: pb.Flow) -> FlowRequest:
+    actions: list[tuple[str, object]] = []
+    for action in msg.actions:
+        kind = action.WhichOneof("action") or ""
+        actions.append((kind, None if kind in _NO_ARGUMENT or not kind else getattr(action, kind)))
+    return FlowRequest(
+        priority=msg.priority if msg.HasField("priority") else None,
+        cookie=msg.cookie,
+        idle_timeout=msg.idle_timeout,
+        hard_timeout=msg.hard_timeout,
+        match=match_dict(msg.match),
+        actions=actions,
+    )
+
+
+def match_msg(match: Match) -> pb.FlowMatch:
+    msg = pb.FlowMatch()
+    for name, value in zip(match._fields, match, strict=True):
+        if value is None:
+            continue
+        if name in ("dl_src", "dl_dst"):
+            v, m = value
+            getattr(msg, name).CopyFrom(
+                pb.MacMatch(mac=mac_str(v), mask="" if m == FULL[name] else mac_str(m)))
+        elif name in ("tp_src", "tp_dst"):
+            v, m = value
+            getattr(msg, name).CopyFrom(pb.PortMatch(port=v, mask=0 if m == FULL[name] else m))
+        elif name in ("nw_src", "nw_dst", "ipv6_src", "ipv6_dst"):
+            setattr(msg, name, format_value(name, value))
+        else:
+            setattr(msg, name, value)
+    return msg
+
+
+def action_msg(kind: str, arg: object) -> pb.FlowAction:
+    if kind in _NO_ARGUMENT:
+        return pb.FlowAction(**{kind: pb.NoArgument()})
+    return pb.FlowAction(**{kind: arg})
+
+
+def flow_msg(view: FlowView) -> pb.Flow:
+    r = view.rule
+    return pb.Flow(
+        priority=r.priority,
+        cookie=r.cookie,
+        idle_timeout=r.idle_timeout,
+        hard_timeout=r.hard_timeout,
+        match=match_msg(r.match),
+        actions=[action_msg(a.kind, a.arg) for a in r.actions],
+        n_packets=view.counters.packets,
+        n_bytes=view.counters.bytes,
+        duration_seconds=round(view.duration_seconds, 3),
+        idle_seconds=round(view.idle_seconds, 3),
     )

@@ -121,3 +121,32 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def GetPortStats(self, request: pb.GetPortStatsRequest) -> pb.GetPortStatsResponse:  # noqa: N802
         stats = self.switch.port_stats(request.bridge, request.port)
         return pb.GetPortStatsResponse(stats=[convert.stats_msg(s) for s in stats])
+
+    @_rpc
+    def AddFlows(self, request: pb.AddFlowsRequest) -> pb.AddFlowsResponse:  # noqa: N802
+        flows = [convert.flow_request(f) for f in request.flows]
+        added, replaced = self.switch.flows_add(request.bridge, flows)
+        return pb.AddFlowsResponse(added=added, replaced=replaced)
+
+    @_rpc
+    def ReplaceFlows(self, request: pb.ReplaceFlowsRequest) -> pb.ReplaceFlowsResponse:  # noqa: N802
+        flows = [convert.flow_request(f) for f in request.flows]
+        added, removed, unchanged = self.switch.flows_replace(request.bridge, flows)
+        return pb.ReplaceFlowsResponse(added=added, removed=removed, unchanged=unchanged)
+
+    @_rpc
+    def DeleteFlows(self, request: pb.DeleteFlowsRequest) -> pb.DeleteFlowsResponse:  # noqa: N802
+        deleted = self.switch.flows_delete(
+            request.bridge,
+            convert.match_dict(request.match) if request.HasField("match") else None,
+            strict=request.strict,
+            priority=request.priority if request.HasField("priority") else None,
+            cookie=request.cookie,
+            cookie_mask=request.cookie_mask,
+        )
+        return pb.DeleteFlowsResponse(deleted=deleted)
+
+    @_rpc
+    def ListFlows(self, request: pb.ListFlowsRequest) -> pb.ListFlowsResponse:  # noqa: N802
+        return pb.ListFlowsResponse(
+            flows=[convert.flow_msg(v) for v in self.switch.flows_list(request.bridge)])
