@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* vswitchd datapath: L2 "normal" switching at TC.
+/* vswitchd datapath: flow tables and L2 "normal" switching at TC.
  *
  * Compiled once per daemon by vswitchd/datapath/loader.py (bcc). The loader defines VSW_PIN_DIR
  * and inlines the quoted "lib/..." includes (bcc only rewrites map calls in its main file).
@@ -7,6 +7,7 @@
  *
  *   tc_ingress  TC clsact ingress of every port
  *   tc_egress   TC clsact egress of the bridge device (the host's own frames)
+ *   tc_flood    tail-called by both to flood (flood_progs[0])
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -17,25 +18,28 @@
 #include "lib/ports.h"
 #include "lib/fdb.h"
 #include "lib/counters.h"
+#include "lib/flow.h"
 #include "lib/result.h"
 #include "lib/parse.h"
 #include "lib/forward.h"
+#include "lib/actions.h"
 
+/* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions. */
 static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 {
 	struct dp_ctx ctx = {
 		.skb = skb,
 		.in_port = skb->ifindex,
 		.len = skb->len,
-		.vlan = 0,  /* untagged only for now */
+		.vlan = 0,  /* the FDB is not per VLAN yet */
 		.ingress = ingress,
 		.dry_run = is_dry_run(skb),
 	};
 	struct dp_result *res = result_get(&ctx);
-	struct port_info *in, *out;
-	struct fdb_entry *entry;
-	struct l2_hdr l2;
-	__u32 out_port;
+	struct flow_rule *rule;
+	struct port_info *in;
+	struct flow_key key;
+	int ret;
 
 	if (res) {
 		res->verdict = 0;
@@ -43,6 +47,9 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		res->out_ifindex = 0;
 		res->fdb_hit = 0;
 		res->n_flood = 0;
+		res->rule_id = 0;
+		res->priority = 0;
+		res->n_outputs = 0;
 	}
 
 	in = port_lookup(ctx.in_port);
@@ -52,30 +59,63 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	}
 	ctx.bridge = in->bridge;
 
-	if (parse_eth(skb, &l2))
+	if (parse_flow(skb, &ctx, &key))
 		return drop(&ctx, DROP_MALFORMED);
 	if (!ctx.dry_run)
 		count_rx(&ctx);
 
-	if (mac_is_multicast(l2.src))
+	if (mac_is_multicast(key.dl_src))
 		return drop(&ctx, DROP_INVALID_SRC_MAC);
-	if (!ctx.dry_run && !mac_is_zero(l2.src))
-		fdb_learn(&ctx, l2.src);
 
-	if (mac_is_multicast(l2.dst))
-		return flood(&ctx);
-	entry = fdb_lookup(ctx.bridge, ctx.vlan, l2.dst);
-	if (!entry)
-		return flood(&ctx);
-	out_port = entry->ifindex;
-	if (res)
-		res->fdb_hit = 1;
-	if (out_port == ctx.in_port)
-		return drop(&ctx, DROP_SAME_PORT);
-	out = port_lookup(out_port);
-	if (!out || out->bridge != ctx.bridge)
-		return drop(&ctx, DROP_NO_FDB_PORT);
-	return forward(&ctx, out_port, out->kind);
+	rule = classify(&ctx, &key);
+	if (rule) {
+		__u32 out = 0;
+		__u8 kind = 0;
+		int next;
+
+		if (res) {
+			res->rule_id = rule->rule_id;
+			res->priority = rule->priority;
+		} else {
+			count_rule(&ctx, rule);
+		}
+		next = flow_actions(&ctx, rule, &out, &kind);
+		if (next == FLOW_NEXT_OUTPUT)
+			return forward(&ctx, out, kind);
+		if (next == FLOW_NEXT_CLONED) {
+			result_set(&ctx, VERDICT_FORWARD, DROP_NONE, 0);
+			return TC_ACT_SHOT;
+		}
+		if (next == FLOW_NEXT_DROP)
+			return drop(&ctx, DROP_FLOW_DROP);
+		if (next == FLOW_NEXT_VLAN_FAILED)
+			return drop(&ctx, DROP_VLAN_FAILED);
+		if (next == FLOW_NEXT_FLOOD)
+			return flood(&ctx);
+	}
+	ret = normal(&ctx, &key);
+	if (ret >= 0)
+		return ret;
+	return flood(&ctx);
+}
+
+/* Tail-called by flood(): the flood of the packet in skb. */
+int tc_flood(struct __sk_buff *skb)
+{
+	struct dp_ctx ctx = {
+		.skb = skb,
+		.in_port = skb->ifindex,
+		.len = skb->len,
+		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
+		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
+		.dry_run = is_dry_run(skb),
+	};
+	struct port_info *in = port_lookup(ctx.in_port);
+
+	if (!in)
+		return drop(&ctx, DROP_NO_FLOOD_TARGET);
+	ctx.bridge = in->bridge;
+	return flood_run(&ctx);
 }
 
 int tc_ingress(struct __sk_buff *skb)

@@ -22,6 +22,8 @@ struct dp_ctx {
 	__u16 vlan;
 	__u8 ingress;   /* 1 at TC ingress of a port, 0 at TC egress of the bridge device */
 	__u8 dry_run;   /* 1: decide only, no side effects, report in dp_result */
+	__u8 no_peer;   /* a VLAN tag was inserted into the frame: skb->protocol is stale, so
+			 * no redirect_peer (a plain redirect re-parses the frame) */
 };
 
 #endif

@@ -17,7 +17,7 @@ static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifinde
 {
 	if (kind == PORT_KIND_BRIDGE)
 		return bpf_redirect(ifindex, BPF_F_INGRESS);
-	if (kind == PORT_KIND_PEER && ctx->ingress)
+	if (kind == PORT_KIND_PEER && ctx->ingress && !ctx->no_peer)
 		return bpf_redirect_peer(ifindex, 0);
 	return bpf_redirect(ifindex, 0);
 }
@@ -72,7 +72,7 @@ static __always_inline int flood_target(const struct dp_ctx *ctx, __u32 target, 
  * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
  * and the real run only remembers the previous target, so states at the loop head prune and the
  * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
-static __always_inline int flood(const struct dp_ctx *ctx)
+static __always_inline int flood_run(const struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
 	struct dp_result *res = result_get(ctx);
@@ -106,6 +106,25 @@ static __always_inline int flood(const struct dp_ctx *ctx)
 		return TC_ACT_REDIRECT;
 	}
 	return redirect_last(ctx, prev, prev_kind);
+}
+
+/* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop
+ * verified once there, instead of once per distinct path into it here (the classifier and
+ * the action list multiply those paths beyond the verifier's 1M-instruction budget).
+ * skb->cb[2] carries what tc_flood cannot re-derive (cb[0..1] are the dry-run magic). The prog
+ * array is pinned, so the entry survives a daemon restart (an unpinned one is emptied when the
+ * daemon's last fd closes, and attached programs would stop flooding). */
+#define FLOOD_CB_INGRESS 1
+#define FLOOD_CB_NO_PEER 2
+
+BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs");
+
+static __always_inline int flood(const struct dp_ctx *ctx)
+{
+	ctx->skb->cb[2] = (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
+			  (ctx->no_peer ? FLOOD_CB_NO_PEER : 0);
+	flood_progs.call(ctx->skb, 0);
+	return drop(ctx, DROP_NO_FLOOD_TARGET);  /* tail call failed: no tc_flood installed */
 }
 
 #endif

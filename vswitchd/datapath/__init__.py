@@ -4,6 +4,13 @@ Importing this package does not import bcc; Datapath() does.
 """
 
 from vswitchd.datapath.drop_reasons import DROP_REASONS
+from vswitchd.datapath.flows import (
+    FLOW_FIELDS,
+    MAX_FLOW_ACTIONS,
+    MAX_FLOW_MASKS,
+    DpRule,
+    FlowCounters,
+)
 from vswitchd.datapath.loader import (
     Datapath,
     FdbRecord,
@@ -15,7 +22,12 @@ from vswitchd.datapath.loader import (
 
 __all__ = [
     "DROP_REASONS",
+    "FLOW_FIELDS",
+    "MAX_FLOW_ACTIONS",
+    "MAX_FLOW_MASKS",
     "Datapath",
+    "DpRule",
+    "FlowCounters",
     "FdbRecord",
     "PortCounters",
     "PortKind",

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -26,13 +27,16 @@ from vswitchd.datapath.drop_reasons import (
     parse_xmacro,
     reason_name,
 )
+from vswitchd.datapath.flows import MAX_FLOW_ACTIONS, DpRule, FlowCounters, FlowTables
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
-PIN_NAMES = ("ports", "members", "fdb", "port_stats")
+PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_active", "flow_masks", "flow_rules",
+             "flow_stats", "flood_progs")
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
+PROG_FLOOD = "tc_flood"
 
 _RESULT_H = (BPF_DIR / "lib" / "result.h").read_text()
 _COMMON_H = (BPF_DIR / "lib" / "common.h").read_text()
@@ -75,8 +79,13 @@ class PortCounters:
 @dataclass(frozen=True)
 class RunResult:
     """One BPF_PROG_TEST_RUN. In a dry run every field is the program's decision. In a real run
-    (dry_run=False) only retval is known: verdict is derived from it ("pass", "drop",
-    "redirect"), drop_reason is "", flood is [] and fdb_hit False."""
+    (dry_run=False) only retval and data (the frame as the program left it) are known: verdict
+    is derived from retval ("pass", "drop", "redirect"), drop_reason is "", flood is [], fdb_hit
+    False, rule_id 0.
+
+    rule_id is the matched flow rule (0 = table miss, "normal"), priority its priority, outputs
+    the output:PORT targets of its actions in order (clones and the final one); out_ifindex and
+    flood describe "normal"/"flood" (or the final output)."""
 
     retval: int
     verdict: str
@@ -85,6 +94,10 @@ class RunResult:
     flood: list[int]
     fdb_hit: bool
     duration_ns: int
+    rule_id: int = 0
+    priority: int = 0
+    outputs: list[int] = field(default_factory=list)
+    data: bytes = b""
 
 
 def _bpf_syscall_available() -> str | None:
@@ -207,7 +220,11 @@ class Datapath:
             self._progs = {
                 "ingress": self._bpf.load_func(PROG_INGRESS.encode(), BPF.SCHED_CLS),
                 "egress": self._bpf.load_func(PROG_EGRESS.encode(), BPF.SCHED_CLS),
+                "flood": self._bpf.load_func(PROG_FLOOD.encode(), BPF.SCHED_CLS),
             }
+            flood_progs = self._bpf[b"flood_progs"]
+            flood_progs[ctypes.c_int(0)] = ctypes.c_int(self._progs["flood"].fd)
+            self._flows = FlowTables(self._bpf)
             self._ports = self._bpf[b"ports"]
             self._members = self._bpf[b"members"]
             self._fdb = self._bpf[b"fdb"]
@@ -349,6 +366,7 @@ class Datapath:
                 if key.bridge == bridge_ifindex:
                     self._delete(self._fdb, key)
             self._delete(self._members, self._members.Key(bridge_ifindex))
+            self._flows.forget(lambda bridge: bridge == bridge_ifindex)
 
     def prune(self, keep: set[int]) -> None:
         with self._lock:
@@ -370,6 +388,24 @@ class Datapath:
             for key, leaf in list(self._fdb.items()):
                 if key.bridge not in keep or leaf.ifindex not in keep:
                     self._delete(self._fdb, key)
+            self._flows.forget(lambda bridge: bridge not in keep)
+
+    # ---- flow tables -------------------------------------------------------------------
+
+    def flows_sync(self, bridge_ifindex: int, rules: Iterable[DpRule]) -> None:
+        """Makes the bridge's flow table exactly `rules`, atomically for packets, writing only
+        the difference to the last sync of this instance (the first sync after a start
+        rebuilds the table). Raises FailedPrecondition past MAX_FLOW_MASKS distinct masks,
+        InvalidArgument for a bad rule; the table is unchanged then."""
+        with self._lock:
+            self._check_open()
+            self._flows.sync(bridge_ifindex, rules)
+
+    def flow_counters(self, bridge_ifindex: int) -> dict[int, FlowCounters]:
+        """{rule_id: counters} of the rules of the bridge that were hit (real packets only)."""
+        with self._lock:
+            self._check_open()
+            return self._flows.counters(bridge_ifindex)
 
     # ---- FDB ---------------------------------------------------------------------------
 
@@ -486,7 +522,7 @@ class Datapath:
                 raise
             if not dry_run:
                 return RunResult(out.retval, _RETVAL_VERDICT.get(out.retval, "other"), "", 0,
-                                 [], False, out.duration_ns)
+                                 [], False, out.duration_ns, data=out.data)
             for res in self._result[zero]:
                 if res.verdict:
                     n = min(res.n_flood, MAX_BRIDGE_PORTS)
@@ -498,6 +534,11 @@ class Datapath:
                         flood=[res.flood[i] for i in range(n)],
                         fdb_hit=bool(res.fdb_hit),
                         duration_ns=out.duration_ns,
+                        rule_id=res.rule_id,
+                        priority=res.priority,
+                        outputs=[res.outputs[i]
+                                 for i in range(min(res.n_outputs, MAX_FLOW_ACTIONS))],
+                        data=out.data,
                     )
             raise Unavailable("the dry run wrote no result (is the program the datapath's?)")
 

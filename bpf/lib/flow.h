@@ -1,0 +1,296 @@
+/* Flow tables: the flow key, its parser, and the tuple-space-search classifier.
+ *
+ * vswitchd/datapath/flows.py parses the FLOW_ACTIONS X(...) lines and the MAX_FLOW_* defines of
+ * this file and packs keys and rules with the layouts below: change both together.
+ *
+ * Per bridge there are two table versions (0/1). flow_active[bridge] names the one packets use
+ * (no entry = empty table). A version is a list of distinct masks (flow_masks[bridge, version],
+ * sorted by the highest priority of their rules, descending) and the rules of every mask
+ * (flow_rules[bridge, version, mask_id, key & mask]). The daemon writes the inactive version,
+ * flips flow_active with one update, then brings the other version in sync.
+ */
+#ifndef VSW_FLOW_H
+#define VSW_FLOW_H
+
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/in.h>
+
+#define MAX_FLOW_MASKS 16
+#define MAX_FLOW_ACTIONS 8
+/* 2 versions x 131072 rules (all bridges). Not preallocated: memory follows the rules. */
+#define MAX_FLOW_RULES 262144
+#define MAX_FLOW_COUNTERS 262144
+#define FLOW_KEY_WORDS 8
+
+/* Action types (flow_action.type). 0 = none. */
+#define FLOW_ACTIONS(X) \
+	X(DROP, 1, "drop") \
+	X(NORMAL, 2, "normal") \
+	X(FLOOD, 3, "flood") \
+	X(OUTPUT, 4, "output") \
+	X(MOD_VLAN_VID, 5, "mod_vlan_vid") \
+	X(STRIP_VLAN, 6, "strip_vlan")
+
+#define VSW_FLOW_ACT_ENUM(name, value, text) FLOW_ACT_##name = value,
+enum flow_action_type {
+	FLOW_ACTIONS(VSW_FLOW_ACT_ENUM)
+};
+#undef VSW_FLOW_ACT_ENUM
+
+/* Integers in host byte order; addresses as on the wire. 64 bytes, masked word by word. */
+struct flow_key {
+	__u32 in_port;
+	__u16 dl_type;    /* EtherType after any VLAN tag */
+	__u16 dl_vlan;    /* VID, 0 = untagged */
+	__u8 dl_src[6];
+	__u8 dl_dst[6];
+	__u8 ip_src[16];  /* IPv4: the 4 address bytes, then 12 zero bytes */
+	__u8 ip_dst[16];
+	__u16 tp_src;     /* TCP/UDP ports, 0 otherwise */
+	__u16 tp_dst;
+	__u8 nw_proto;
+	__u8 pad[7];
+} __attribute__((aligned(8)));
+
+struct flow_lookup_key {
+	__u32 bridge;
+	__u8 version;
+	__u8 mask_id;
+	__u16 pad;
+	struct flow_key key;  /* already masked */
+};
+
+struct flow_table_key {
+	__u32 bridge;
+	__u32 version;
+};
+
+struct flow_mask {
+	struct flow_key mask;
+	__u32 max_prio;   /* highest priority of the mask's rules */
+	__u32 mask_id;
+};
+
+struct flow_mask_list {
+	__u32 n;
+	__u32 pad;
+	struct flow_mask m[MAX_FLOW_MASKS];  /* sorted by max_prio, descending */
+};
+
+struct flow_action {
+	__u8 type;
+	__u8 final;  /* output: the last forwarding action (plain redirect, not a clone) */
+	__u16 pad;
+	__u32 arg;   /* output: ifindex; mod_vlan_vid: VID */
+};
+
+#define FLOW_F_FORWARDS 1  /* the list has an output, normal or flood */
+
+struct flow_rule {
+	__u32 rule_id;
+	__u16 priority;
+	__u8 n_actions;
+	__u8 flags;
+	struct flow_action actions[MAX_FLOW_ACTIONS];
+};
+
+struct flow_stats_key {
+	__u32 bridge;
+	__u32 rule_id;
+};
+
+struct flow_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 last_hit_ns;
+};
+
+BPF_TABLE_PINNED("hash", __u32, __u32, flow_active, MAX_BRIDGES, VSW_PIN_DIR "/flow_active");
+BPF_TABLE_PINNED("hash", struct flow_table_key, struct flow_mask_list, flow_masks,
+		 2 * MAX_BRIDGES, VSW_PIN_DIR "/flow_masks");
+BPF_TABLE_PINNED("hash", struct flow_lookup_key, struct flow_rule, flow_rules, MAX_FLOW_RULES,
+		 VSW_PIN_DIR "/flow_rules", BPF_F_NO_PREALLOC);
+BPF_TABLE_PINNED("percpu_hash", struct flow_stats_key, struct flow_stats, flow_stats,
+		 MAX_FLOW_COUNTERS, VSW_PIN_DIR "/flow_stats", BPF_F_NO_PREALLOC);
+
+/* The masked lookup key lives here, not on the stack: the verifier tracks stack bytes, and the
+ * classifier loop's exits (found at mask i or not) would each carry a different stack into the
+ * rest of the pipeline, multiplying its verification (1M-insn limit). Map memory is opaque. */
+BPF_TABLE("percpu_array", __u32, struct flow_lookup_key, flow_scratch, 1);
+
+#define ETH_P_8021Q_BE 0x0081   /* 0x8100 as read from the wire on a little-endian CPU */
+#define ETH_P_8021AD_BE 0xa888  /* 0x88a8 */
+#define ETH_P_IP_BE 0x0008
+#define ETH_P_IPV6_BE 0xdd86
+
+struct vsw_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+static __always_inline __u16 vsw_ntohs(__u16 x)
+{
+	return __builtin_bswap16(x);
+}
+
+static __always_inline int flow_l4(void *data, void *data_end, __u32 off, __u8 proto,
+				   struct flow_key *key)
+{
+	__u16 *ports;
+	__u32 need;
+
+	if (proto == IPPROTO_TCP)
+		need = 20;
+	else if (proto == IPPROTO_UDP)
+		need = 8;
+	else
+		return 0;
+	ports = data + off;
+	if ((void *)ports + need > data_end)
+		return DROP_MALFORMED;
+	key->tp_src = vsw_ntohs(ports[0]);
+	key->tp_dst = vsw_ntohs(ports[1]);
+	return 0;
+}
+
+/* Fills the flow key from the frame. Returns 0, or DROP_MALFORMED when the frame is shorter
+ * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
+ * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate). */
+static __always_inline int parse_flow(struct __sk_buff *skb, const struct dp_ctx *ctx,
+				      struct flow_key *key)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+
+	__builtin_memset(key, 0, sizeof(*key));
+	if (data + sizeof(*eth) > data_end)
+		return DROP_MALFORMED;
+	key->in_port = ctx->in_port;
+	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+	proto = eth->h_proto;
+	if (skb->vlan_present)  /* tag already moved out of the frame by the kernel */
+		key->dl_vlan = skb->vlan_tci & 0x0fff;
+	if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {  /* tag inline */
+		struct vsw_vlan_hdr *vh = data + off;
+
+		if ((void *)(vh + 1) > data_end)
+			return DROP_MALFORMED;
+		if (!skb->vlan_present)
+			key->dl_vlan = vsw_ntohs(vh->tci) & 0x0fff;
+		proto = vh->proto;
+		off += sizeof(*vh);
+	}
+	key->dl_type = vsw_ntohs(proto);
+	if (proto == ETH_P_IP_BE) {
+		struct iphdr *ip = data + off;
+		__u32 ihl;
+
+		if ((void *)ip + 1 > data_end)
+			return DROP_MALFORMED;
+		if (ip->version != 4)
+			return 0;
+		if ((void *)(ip + 1) > data_end)
+			return DROP_MALFORMED;
+		ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
+			return DROP_MALFORMED;
+		key->nw_proto = ip->protocol;
+		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
+		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
+		if (ip->frag_off & 0xff1f)  /* a non-first fragment has no L4 header */
+			return 0;
+		return flow_l4(data, data_end, off + ihl, ip->protocol, key);
+	}
+	if (proto == ETH_P_IPV6_BE) {
+		struct ipv6hdr *ip6 = data + off;
+
+		if ((void *)ip6 + 1 > data_end)
+			return DROP_MALFORMED;
+		if (ip6->version != 6)
+			return 0;
+		if ((void *)(ip6 + 1) > data_end)
+			return DROP_MALFORMED;
+		key->nw_proto = ip6->nexthdr;
+		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
+		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
+		return flow_l4(data, data_end, off + sizeof(*ip6), ip6->nexthdr, key);
+	}
+	return 0;
+}
+
+/* Tuple space search over the active version: one hash lookup per mask, in descending order
+ * of the masks' highest priority, stopping as soon as no later mask can beat the best match.
+ * NULL = table miss (or no table: a single lookup). */
+static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
+						  const struct flow_key *key)
+{
+	struct flow_table_key tk = {};
+	struct flow_lookup_key *lk;
+	struct flow_mask_list *ml;
+	struct flow_rule *best = NULL, *r;
+	const __u64 *kw = (const __u64 *)key;
+	__u64 *lw;
+	__s32 best_prio = -1;
+	__u32 bridge = ctx->bridge, zero = 0, *ver, i, j;
+
+	ver = flow_active.lookup(&bridge);
+	if (!ver)
+		return NULL;
+	tk.bridge = bridge;
+	tk.version = *ver & 1;
+	ml = flow_masks.lookup(&tk);
+	if (!ml)
+		return NULL;
+	lk = flow_scratch.lookup(&zero);
+	if (!lk)
+		return NULL;
+	lk->bridge = bridge;
+	lk->version = tk.version;
+	lk->pad = 0;
+	lw = (__u64 *)&lk->key;
+	for (i = 0; i < MAX_FLOW_MASKS; i++) {
+		const __u64 *mw;
+
+		if (i >= ml->n)
+			break;
+		if ((__s32)ml->m[i].max_prio <= best_prio)
+			break;  /* sorted: no later mask holds a higher priority */
+		mw = (const __u64 *)&ml->m[i].mask;
+		lk->mask_id = ml->m[i].mask_id;
+#pragma unroll
+		for (j = 0; j < FLOW_KEY_WORDS; j++)
+			lw[j] = kw[j] & mw[j];
+		r = flow_rules.lookup(lk);
+		if (r && (__s32)r->priority > best_prio) {
+			best = r;
+			best_prio = r->priority;
+		}
+	}
+	return best;
+}
+
+/* Per-CPU counters of the matched rule; never for dry runs. */
+static __always_inline void count_rule(const struct dp_ctx *ctx, const struct flow_rule *rule)
+{
+	struct flow_stats_key sk = { .bridge = ctx->bridge, .rule_id = rule->rule_id };
+	struct flow_stats *st = flow_stats.lookup(&sk);
+
+	if (!st) {
+		struct flow_stats zero = {};
+
+		flow_stats.insert(&sk, &zero);
+		st = flow_stats.lookup(&sk);
+		if (!st)
+			return;
+	}
+	st->packets++;
+	st->bytes += ctx->len;
+	st->last_hit_ns = bpf_ktime_get_ns();
+}
+
+#endif
