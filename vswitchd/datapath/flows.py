@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from vswitchd.datapath.drop_reasons import LIB_DIR, parse_define, parse_xmacro
 from vswitchd.errors import FailedPrecondition, InvalidArgument
 
 _FLOW_H = (LIB_DIR / "flow.h").read_text()
+FLIP_GRACE_SECONDS = 0.002
 MAX_FLOW_MASKS: int = parse_define(_FLOW_H, "MAX_FLOW_MASKS")
 MAX_FLOW_ACTIONS: int = parse_define(_FLOW_H, "MAX_FLOW_ACTIONS")
 FLOW_F_FORWARDS: int = parse_define(_FLOW_H, "FLOW_F_FORWARDS")
@@ -313,6 +315,9 @@ class FlowTables:
                 del self.active[self.active.Key(bridge)]
             except KeyError:
                 pass
+        # A packet that read the old version just before the flip finishes within
+        # microseconds (programs run under RCU); wait out that window before changing it.
+        time.sleep(FLIP_GRACE_SECONDS)
         apply(1 - inactive)
         new_ids = {r.rule_id for r in groups.values()}
         if old_ids is None:
