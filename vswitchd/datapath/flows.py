@@ -39,15 +39,64 @@ _FORWARDING = ("output", "normal", "flood")
 _TERMINAL = ("normal", "flood")
 _VLAN = ("mod_vlan_vid", "strip_vlan")
 
-# struct flow_key: in_port, dl_type, dl_vlan, dl_src, dl_dst, ip_src, ip_dst, tp_src, tp_dst,
-# nw_proto, pad[7]
-_KEY = struct.Struct("<IHH6s6s16s16sHHB7x")
-_LOOKUP_HDR = struct.Struct("<IBBH")       # bridge, version, mask_id, pad
-_RULE_HDR = struct.Struct("<IHBB")         # rule_id, priority, n_actions, flags
-_ACTION = struct.Struct("<BBHI")           # type, final, pad, arg
-_MASK_TAIL = struct.Struct("<II")          # max_prio, mask_id
-_LIST_HDR = struct.Struct("<II")           # n, pad
-assert _KEY.size == 64
+# Byte layouts of the flow maps, for fast batch packing. They are DERIVED from the C structs in
+# bpf/lib/flow.h (through bcc's generated ctypes classes) when the program is loaded: see
+# bind_layouts(). Never written out by hand here.
+_KEY: struct.Struct          # struct flow_key
+_KEY_FIELDS: list[tuple[str, str]] = []  # (field, struct code) in C order
+_LOOKUP_HDR: struct.Struct   # struct flow_lookup_key without .key
+_RULE_HDR: struct.Struct     # struct flow_rule without .actions
+_ACTION: struct.Struct       # struct flow_action
+_MASK_TAIL: struct.Struct    # struct flow_mask without .mask
+_LIST_HDR: struct.Struct     # struct flow_mask_list without .m
+
+_CTYPE_CODES = {ctypes.c_uint8: "B", ctypes.c_uint16: "H", ctypes.c_uint32: "I",
+                ctypes.c_uint64: "Q"}
+
+
+def _code(ctype: type) -> str:
+    """struct code of a scalar or u8-array ctypes type."""
+    if issubclass(ctype, ctypes.Array) and ctypes.sizeof(ctype._type_) == 1:
+        return f"{ctype._length_}s"
+    for base, code in _CTYPE_CODES.items():
+        if ctypes.sizeof(ctype) == ctypes.sizeof(base) and not issubclass(
+                ctype, (ctypes.Structure, ctypes.Array)):
+            return code
+    raise TypeError(f"no struct code for {ctype}")
+
+
+def _fields(cls: type, skip: str = "") -> list[tuple[str, str]]:
+    """(name, code) of cls's fields but SKIP, checking that they are contiguous in C."""
+    out, pos = [], None
+    for name, ctype, *_ in cls._fields_:
+        if name == skip:
+            continue
+        offset = getattr(cls, name).offset
+        if pos is not None and offset != pos:
+            raise RuntimeError(f"{cls.__name__}.{name}: implicit padding is not supported")
+        out.append((name, _code(ctype)))
+        pos = offset + ctypes.sizeof(ctype)
+    return out
+
+
+def _struct(fields: list[tuple[str, str]]) -> struct.Struct:
+    return struct.Struct("<" + "".join(code for _, code in fields))
+
+
+def bind_layouts(rules_table: object, masks_table: object) -> None:
+    """Derive the packing layouts from the loaded program's map types (bcc ctypes)."""
+    global _KEY, _LOOKUP_HDR, _RULE_HDR, _ACTION, _MASK_TAIL, _LIST_HDR
+    lookup_key, rule, mask_list = rules_table.Key, rules_table.Leaf, masks_table.Leaf
+    key_type = dict((n, t) for n, t, *_ in lookup_key._fields_)["key"]
+    action_type = dict((n, t) for n, t, *_ in rule._fields_)["actions"]._type_
+    mask_type = dict((n, t) for n, t, *_ in mask_list._fields_)["m"]._type_
+    _KEY_FIELDS[:] = _fields(key_type)
+    _KEY = _struct(_KEY_FIELDS)
+    _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
+    _RULE_HDR = _struct(_fields(rule, skip="actions"))
+    _ACTION = _struct(_fields(action_type))
+    _MASK_TAIL = _struct(_fields(mask_type, skip="mask"))
+    _LIST_HDR = _struct(_fields(mask_list, skip="m"))
 
 
 @dataclass(frozen=True)
@@ -66,13 +115,12 @@ class FlowCounters:
 
 
 def _pack_key(values: dict[str, int]) -> bytes:
-    g = values.get
-    return _KEY.pack(
-        g("in_port", 0), g("dl_type", 0), g("dl_vlan", 0),
-        g("dl_src", 0).to_bytes(6, "big"), g("dl_dst", 0).to_bytes(6, "big"),
-        g("ip_src", 0).to_bytes(16, "big"), g("ip_dst", 0).to_bytes(16, "big"),
-        g("tp_src", 0), g("tp_dst", 0), g("nw_proto", 0),
-    )
+    """struct flow_key with VALUES by field name (byte-array fields big-endian, as on the wire)."""
+    args = []
+    for name, code in _KEY_FIELDS:
+        value = values.get(name, 0)
+        args.append(value.to_bytes(int(code[:-1]), "big") if code.endswith("s") else value)
+    return _KEY.pack(*args)
 
 
 def validate_rule(rule: DpRule) -> None:
@@ -172,13 +220,7 @@ class FlowTables:
         self.masks = bpf[b"flow_masks"]
         self.rules = bpf[b"flow_rules"]
         self.stats = bpf[b"flow_stats"]
-        for table, size in ((self.rules.Key, _LOOKUP_HDR.size + _KEY.size),
-                            (self.rules.Leaf, _RULE_HDR.size + MAX_FLOW_ACTIONS * _ACTION.size),
-                            (self.masks.Leaf, _LIST_HDR.size
-                             + MAX_FLOW_MASKS * (_KEY.size + _MASK_TAIL.size))):
-            if ctypes.sizeof(table) != size:
-                raise RuntimeError(f"flow.h layout changed: {table.__name__} is "
-                                   f"{ctypes.sizeof(table)} bytes, flows.py packs {size}")
+        bind_layouts(self.rules, self.masks)
         self._bridges: dict[int, _BridgeFlows] = {}
 
     # ---- map helpers -------------------------------------------------------------------
