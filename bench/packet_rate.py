@@ -6,12 +6,22 @@ It prints figures; it is not a test and asserts nothing about them (goals are pr
 
 Method
 ------
-Packet rate. Three copies of one topology exist side by side, each "container A -> container B"
+Packet rate. Four copies of one topology exist side by side, each "container A -> container B"
 in namespaces of their own:
 
-  direct   a veth pair A:eth0 <-> B:eth0 (no switch at all: the ceiling),
-  kernel   A and B on a vswitchd bridge with `--datapath kernel` (plain Linux bridge),
-  ebpf     A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline, bpf_redirect_peer).
+  direct      a veth pair A:eth0 <-> B:eth0 (no switch at all: the ceiling),
+  kernel      A and B on a vswitchd bridge with `--datapath kernel` (plain Linux bridge),
+  ebpf        A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline,
+              bpf_redirect_peer), its flow table empty,
+  ebpf+flows  the same on a bridge of its own whose flow table holds --flows rules (default
+              1000; 0 leaves this setup out), installed with `vswctl add-flows`, that none of
+              the test traffic matches. They are spread evenly over 4 masks, one priority per
+              mask, as a table of an operator might be: `in_port=fa,udp,tp_dst=P` (A's own
+              port and protocol, another UDP port), `ip,nw_dst=10.128+.x.0/24`, `dl_src=02:99:..`
+              (exact) and `tcp,tp_dst=P`; all with actions=drop, so a rule matching by mistake
+              would show (ping fails, rate falls). Every frame thus misses in all 4 masks and
+              takes the table-miss `normal`. After the rounds `vswctl -j dump-flows` must list
+              all the rules with n_packets 0; the check is printed.
 
 The daemon runs in a "host" namespace of its own (tests.netns.harness.Host), the ports are made
 by `vswctl add-port ... --netns`, so the bridged containers are exactly what an operator gets.
@@ -29,7 +39,7 @@ counts IPv4/UDP to port 9 only, returns TC_ACT_OK), attached from inside B's nam
 rx counters are not used: bpf_redirect_peer delivers straight into B's stack and bypasses them
 (and XDP), but B's TC ingress runs on every path. Each measurement: start trafgen, let it run
 0.5 s, read the counter, wait --seconds, read it again, stop trafgen; rate = delta / elapsed.
-The three setups are interleaved in every round (the order rotates from round to round) so that
+The setups are interleaved in every round (the order rotates from round to round) so that
 the noise of a shared machine hits all of them alike; the figure is the per-setup median over
 --rounds, with min and max shown.
 
@@ -75,8 +85,10 @@ from pyroute2 import NetNS, netns  # noqa: E402
 
 from tests.netns.harness import NETNS_DIR, VSWITCHD, Host  # noqa: E402
 
-SETUPS = ("direct", "kernel", "ebpf")
-GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9}
+SETUPS = ("direct", "kernel", "ebpf", "ebpf+flows")
+GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95}
+FLOW_BRIDGE, FLOW_SHORT = "brf", "f"  # ports "fa" (A's) and "fb" (B's)
+FLOW_MASKS = 4
 UDP_PORT = 9
 FRAME_LEN = 60  # + 4 bytes FCS on a wire = the classic 64-byte frame
 MAC_A, MAC_B = "02:98:00:00:00:0b", "02:98:00:00:00:0c"
@@ -266,6 +278,37 @@ def make_bridged_pair(host: Host, bridge: str, datapath: str, short: str) -> tup
     return names[0], names[1]
 
 
+def flow_rules(n: int, in_port: str) -> list[str]:
+    """n rules over FLOW_MASKS masks (one priority each), none matching the test traffic
+    (UDP 1024 -> 9 between 02:98:.. / 10.98.0.0/24, its pings and ARP, both directions)."""
+    if n > FLOW_MASKS * 30_000:
+        raise ValueError(f"--flows {n}: at most {FLOW_MASKS * 30_000}")
+    rules = []
+    for k in range(n):
+        m, i = k % FLOW_MASKS, k // FLOW_MASKS
+        prio = 100 * (FLOW_MASKS - m)
+        if m == 0:    # A's ingress port, UDP, another destination port
+            match = f"in_port={in_port},udp,tp_dst={20_000 + i}"
+        elif m == 1:  # /24s in 10.128.0.0/9 (the test subnet is 10.98.0.0/24)
+            net = (10 << 24) + (128 << 16) + (i << 8)
+            match = f"ip,nw_dst={net >> 24}.{(net >> 16) & 255}.{(net >> 8) & 255}.0/24"
+        elif m == 2:  # exact source MACs 02:99:.. (the test MACs are 02:98:..)
+            match = f"dl_src=02:99:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+        else:         # TCP (the test traffic is UDP, ICMP and ARP)
+            match = f"tcp,tp_dst={20_000 + i}"
+        rules.append(f"priority={prio},{match},actions=drop")
+    return rules
+
+
+def flow_counts(host: Host, bridge: str) -> dict:
+    """Rules listed by `vswctl -j dump-flows` and those whose n_packets is not 0."""
+    rows = host.json("dump-flows", bridge)
+    hit = [f"priority={r['priority']},{r['match']} n_packets={r['n_packets']}"
+           for r in rows if r["n_packets"]]
+    return {"listed": len(rows), "n_packets_total": sum(r["n_packets"] for r in rows),
+            "rules_with_packets": hit}
+
+
 # ---- daemon: timed start, PID, memory ---------------------------------------------------------
 
 
@@ -342,11 +385,16 @@ def cli_times(host: Host, n: int) -> list[float]:
 # ---- the run ----------------------------------------------------------------------------------
 
 
+def div(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     res: dict = {
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                     "loadavg_1m_at_start": os.getloadavg()[0]},
         "params": {"rounds": args.rounds, "seconds": args.seconds, "ports": args.ports,
+                   "flows": args.flows, "flow_masks": FLOW_MASKS,
                    "frame_bytes": FRAME_LEN + 4, "generator": "trafgen --cpus 1"},
         "memory_mib": {}, "notes": [],
     }
@@ -370,6 +418,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             reason = str(exc).strip().splitlines()
             res["notes"].append("ebpf datapath unavailable: " + " | ".join(reason[-2:]))
             log(res["notes"][-1])
+        if "ebpf" in pairs and args.flows > 0:
+            pairs["ebpf+flows"] = make_bridged_pair(host, FLOW_BRIDGE, "ebpf", FLOW_SHORT)
+            rules_file = workdir / "rules.flows"
+            rules_file.write_text("\n".join(flow_rules(args.flows, f"{FLOW_SHORT}a")) + "\n")
+            log(f"installing {args.flows} rules on {FLOW_BRIDGE}")
+            t0 = time.monotonic()
+            host.vswctl("add-flows", FLOW_BRIDGE, str(rules_file))
+            res["add_flows_s"] = time.monotonic() - t0
+            before = flow_counts(host, FLOW_BRIDGE)
+            if before["listed"] != args.flows:
+                raise RuntimeError(f"{FLOW_BRIDGE}: {before['listed']} rules listed after "
+                                   f"adding {args.flows}")
         setups = [s for s in SETUPS if s in pairs]
         res["memory_mib"]["with bench bridges"] = memory(pid)
 
@@ -382,7 +442,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
 
         rates: dict[str, list[float]] = {s: [] for s in setups}
         shares: dict[str, list[float]] = {s: [] for s in setups}
-        b_ports = {"direct": None, "kernel": "kb", "ebpf": "eb"}
+        b_ports = {"direct": None, "kernel": "kb", "ebpf": "eb", "ebpf+flows": f"{FLOW_SHORT}b"}
         for r in range(args.rounds):
             order = setups[r % len(setups):] + setups[: r % len(setups)]
             for s in order:
@@ -391,23 +451,41 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 rates[s].append(rate)
                 if share is not None:
                     shares[s].append(share)
-                log(f"round {r + 1}/{args.rounds} {s:7s} {rate:.3f} Mpps"
+                log(f"round {r + 1}/{args.rounds} {s:10s} {rate:.3f} Mpps"
                     + (f"  (via B's host port tx: {share:.0%})" if share is not None else ""))
         res["machine"]["loadavg_1m_after_rate"] = os.getloadavg()[0]
+        # Drops the datapath counted at A's host-side port (where the frames enter a bridge):
+        # a switch that drops the test frames shows here, not as a low rate only.
+        bridges = {"kernel": ("brk", "ka"), "ebpf": ("bre", "ea"),
+                   "ebpf+flows": (FLOW_BRIDGE, f"{FLOW_SHORT}a")}
+        res["drops_at_a_port"] = {}
+        for s in setups:
+            if s in bridges:
+                rows = host.json("port-stats", bridges[s][0])
+                row = next((r for r in rows if r["port"] == bridges[s][1]), None)
+                if row and row["drops"]:
+                    res["drops_at_a_port"][s] = row["drops_by_reason"] or {"?": row["drops"]}
+        if "ebpf+flows" in pairs:
+            res["flow_check"] = flow_counts(host, FLOW_BRIDGE)
+            log(f"{FLOW_BRIDGE} after the rounds: {res['flow_check']}")
         res["mpps"] = {s: {"median": statistics.median(v), "min": min(v), "max": max(v),
                            "rounds": v} for s, v in rates.items()}
         res["via_host_port_tx"] = {s: statistics.median(v) for s, v in shares.items() if v}
         med = {s: v["median"] for s, v in res["mpps"].items()}
         names = ["ebpf/kernel", "ebpf/direct", "kernel/direct"] if "ebpf" in med else [
             "kernel/direct"]
+        if "ebpf+flows" in med:
+            names.append("ebpf+flows/ebpf")
         # Ratio of the medians, and the median of the per-round ratios (the setups of one
         # round ran back to back, so slow drifts of a shared machine cancel better there).
-        res["ratios"] = {n: med[n.split("/")[0]] / med[n.split("/")[1]] for n in names}
-        res["ratios_per_round_median"] = {
-            n: statistics.median(a / b for a, b in zip(rates[n.split("/")[0]],
-                                                       rates[n.split("/")[1]], strict=True))
-            for n in names
-        }
+        # None where the denominator is 0 (a setup that received nothing).
+        res["ratios"] = {n: div(med[n.split("/")[0]], med[n.split("/")[1]]) for n in names}
+        res["ratios_per_round_median"] = {}
+        for n in names:
+            per = [div(a, b) for a, b in zip(rates[n.split("/")[0]], rates[n.split("/")[1]],
+                                             strict=True)]
+            res["ratios_per_round_median"][n] = (
+                statistics.median(per) if None not in per else None)
 
         log("restarting vswitchd over its pinned datapath")
         host.stop()
@@ -464,31 +542,56 @@ def report(res: dict) -> str:
         f"one trafgen core, counted at TC ingress of B",
         f"{p['rounds']} interleaved rounds x {p['seconds']:g} s; Mpps",
         "",
-        f"  {'setup':<8} {'median':>8} {'min':>8} {'max':>8}   rounds",
     ]
+    if p["flows"] > 0:
+        lines.insert(-1, f"ebpf+flows: ebpf on a bridge of its own with {p['flows']} rules over"
+                         f" {p['flow_masks']} masks, none matching the test traffic")
+    w = max(8, *(len(s) for s in res["mpps"]))
+    lines.append(f"  {'setup':<{w}} {'median':>8} {'min':>8} {'max':>8}   rounds")
     for s, v in res["mpps"].items():
         rounds = " ".join(f"{x:.3f}" for x in v["rounds"])
-        lines.append(f"  {s:<8} {v['median']:8.3f} {v['min']:8.3f} {v['max']:8.3f}   {rounds}")
+        lines.append(f"  {s:<{w}} {v['median']:8.3f} {v['min']:8.3f} {v['max']:8.3f}   {rounds}")
     if "ebpf" not in res["mpps"]:
-        lines.append(f"  {'ebpf':<8} {'n/a':>8}   (datapath not available)")
+        lines.append(f"  {'ebpf':<{w}} {'n/a':>8}   (datapath not available)")
+    for s, reasons in res.get("drops_at_a_port", {}).items():
+        lines.append(f"  DATAPATH DROPS at A's port during the run, {s}: "
+                     + ", ".join(f"{k}={v}" for k, v in reasons.items()))
+    fc = res.get("flow_check")
+    if fc is not None:
+        ok = fc["listed"] == p["flows"] and not fc["rules_with_packets"]
+        lines.append(f"  flow check: `vswctl -j dump-flows {FLOW_BRIDGE}` after the rounds lists"
+                     f" {fc['listed']} rules, {len(fc['rules_with_packets'])} with n_packets > 0"
+                     f" (total {fc['n_packets_total']}): {'OK' if ok else 'FAILED'}"
+                     f"; add-flows of {p['flows']} took {res['add_flows_s']:.2f} s")
+        if res["mpps"]["ebpf+flows"]["max"] == 0:
+            lines.append("    (says little: no test frame reached B on ebpf+flows, so none may"
+                         " have reached the table either)")
+        for hit in fc["rules_with_packets"][:10]:
+            lines.append(f"    hit: {hit}")
     via = res.get("via_host_port_tx", {})
     if via:
         lines.append("  path check: share of received frames that left B's host-side port via its"
                      " tx (kernel forwarding): "
                      + ", ".join(f"{s} {v:.0%}" for s, v in via.items()))
     lines.append("")
-    lines.append(f"  {'ratio':<13} {'medians':>8} {'rounds':>8}   (ratio of the medians; "
+    rw = max(13, *(len(n) for n in res["ratios"]))
+    lines.append(f"  {'ratio':<{rw}} {'medians':>8} {'rounds':>8}   (ratio of the medians; "
                  "median of the per-round ratios)")
     for name, value in res["ratios"].items():
         goal = GOALS.get(name)
         verdict = ""
-        if goal is not None:
+        if goal is not None and value is not None:
             verdict = f"goal >= {goal:.2f}x  {'met' if value >= goal else 'NOT met'}"
+        elif goal is not None:
+            verdict = f"goal >= {goal:.2f}x  n/a ({name.split('/')[1]} received nothing)"
         per_round = res["ratios_per_round_median"][name]
-        lines.append(f"  {name:<13} {value:7.3f}x {per_round:7.3f}x   {verdict}")
+        fmt = lambda x: f"{x:7.3f}x" if x is not None else f"{'n/a':>8}"  # noqa: E731
+        lines.append(f"  {name:<{rw}} {fmt(value)} {fmt(per_round)}   {verdict}")
     for name, goal in GOALS.items():
         if name not in res["ratios"]:
-            lines.append(f"  {name:<13} {'n/a':>6}    goal >= {goal:.2f}x  (no ebpf figure)")
+            why = "--flows 0" if name.startswith("ebpf+flows") and "ebpf" in res["mpps"] else (
+                "no ebpf figure")
+            lines.append(f"  {name:<{rw}} {'n/a':>6}    goal >= {goal:.2f}x  ({why})")
     ap = res["add_port"]
     lines += [
         "",
@@ -517,11 +620,15 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (3)")
     ap.add_argument("--ports", type=int, default=50, help="ports to add for add-port timing (50)")
+    ap.add_argument("--flows", type=int, default=1000, metavar="N",
+                    help="rules on the ebpf+flows bridge, none matching (1000; 0: no such setup)")
     ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s, 10 ports")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.seconds, args.ports = 2, 1.0, 10
+    if not 0 <= args.flows <= FLOW_MASKS * 30_000:
+        ap.error(f"--flows must be within 0..{FLOW_MASKS * 30_000}")
     if os.geteuid() != 0:
         print("bench/packet_rate.py needs root (namespaces, BPF)", file=sys.stderr)
         return 1
