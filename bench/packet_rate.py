@@ -83,7 +83,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from pyroute2 import NetNS, netns  # noqa: E402
 
-from tests.netns.harness import NETNS_DIR, VSWITCHD, Host  # noqa: E402
+from tests.netns.harness import NETNS_DIR, VSWITCHD, Host, trafgen_udp_config  # noqa: E402
 
 SETUPS = ("direct", "kernel", "ebpf", "ebpf+flows")
 GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95}
@@ -171,28 +171,6 @@ class Counters:
 
 
 # ---- the generator ----------------------------------------------------------------------------
-
-
-def mac_bytes(mac: str) -> list[str]:
-    return [f"0x{b}" for b in mac.split(":")]
-
-
-def ip_bytes(ip: str) -> list[str]:
-    return [str(int(b)) for b in ip.split(".")]
-
-
-def trafgen_config() -> str:
-    """One 60-byte Ethernet/IPv4/UDP frame A -> B; trafgen fills in the IPv4 header checksum."""
-    payload = FRAME_LEN - 14 - 20 - 8
-    ip_len, udp_len = 20 + 8 + payload, 8 + payload
-    fields = [
-        *mac_bytes(MAC_B), *mac_bytes(MAC_A), "0x08", "0x00",             # Ethernet
-        "0x45", "0x00", f"c16({ip_len})", "c16(1)", "0x40", "0x00",      # IPv4: len, id, DF
-        "64", "17", "csumip(14, 33)", *ip_bytes(IP_A), *ip_bytes(IP_B),  # ttl, udp, csum, addrs
-        "c16(1024)", f"c16({UDP_PORT})", f"c16({udp_len})", "c16(0)",    # UDP, no checksum
-        f"fill(0x00, {payload})",
-    ]
-    return "{\n  " + ",\n  ".join(fields) + "\n}\n"
 
 
 def tx_packets(ipr: NetNS, ifname: str) -> int:
@@ -434,7 +412,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         res["memory_mib"]["with bench bridges"] = memory(pid)
 
         cfg = workdir / "udp64.trafgen"
-        cfg.write_text(trafgen_config())
+        cfg.write_text(trafgen_udp_config(MAC_A, MAC_B, IP_A, IP_B, UDP_PORT, FRAME_LEN))
         log("compiling the counting program")
         counters = Counters(setups)
         for s in setups:

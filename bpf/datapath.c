@@ -24,6 +24,22 @@
 #include "lib/forward.h"
 #include "lib/actions.h"
 
+/* What the parser may read: Ethernet, two VLAN tags, an IPv6 header, TCP/UDP ports. */
+#define PARSE_PULL_LEN 128
+
+/* Frames from TX rings, GSO or virtio may keep their headers outside the linear area, where
+ * direct packet access cannot see them: pull in what the parser reads (only when needed, so
+ * the common linear frame pays one comparison). */
+static __always_inline void pull_headers(struct __sk_buff *skb)
+{
+	__u32 want = skb->len < PARSE_PULL_LEN ? skb->len : PARSE_PULL_LEN;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (data + want > data_end)
+		bpf_skb_pull_data(skb, want);
+}
+
 /* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions. */
 static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 {
@@ -59,6 +75,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	}
 	ctx.bridge = in->bridge;
 
+	pull_headers(skb);
 	if (parse_flow(skb, &ctx, &key))
 		return drop(&ctx, DROP_MALFORMED);
 	if (!ctx.dry_run)

@@ -58,6 +58,29 @@ def pinned_map_entries(path: str, key_size: int) -> int:
         os.close(fd)
 
 
+def trafgen_udp_config(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, dport: int,
+                       frame_len: int = 60) -> str:
+    """trafgen config of one Ethernet/IPv4/UDP frame of FRAME_LEN bytes (without FCS); trafgen
+    fills in the IPv4 checksum. Its TX_RING frames keep only the Ethernet header linear."""
+    payload = frame_len - 14 - 20 - 8
+    ip_len, udp_len = 20 + 8 + payload, 8 + payload
+
+    def macb(mac: str) -> list[str]:
+        return [f"0x{b}" for b in mac.split(":")]
+
+    def ipb(ip: str) -> list[str]:
+        return ip.split(".")
+
+    fields = [
+        *macb(dst_mac), *macb(src_mac), "0x08", "0x00",                  # Ethernet
+        "0x45", "0x00", f"c16({ip_len})", "c16(1)", "0x40", "0x00",      # IPv4: len, id, DF
+        "64", "17", "csumip(14, 33)", *ipb(src_ip), *ipb(dst_ip),        # ttl, udp, csum, addrs
+        "c16(1024)", f"c16({dport})", f"c16({udp_len})", "c16(0)",       # UDP, no checksum
+        f"fill(0x00, {payload})",
+    ]
+    return "{\n  " + ",\n  ".join(fields) + "\n}\n"
+
+
 class Host:
     def __init__(self, workdir: Path) -> None:
         self.tag = "t" + secrets.token_hex(3)

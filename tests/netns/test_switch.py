@@ -14,6 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from tests.netns.harness import HERE, SYSTEM_PYTHON, trafgen_udp_config
+
 pytestmark = pytest.mark.root
 
 SUBNET = "10.77.0"
@@ -134,6 +136,26 @@ def test_delete_leaves_nothing_behind(host, datapath):
     host.vswctl("add-port", "br1", "p1", "--netns", keep)
     host.vswctl("del-br", "br1")
     assert keep in host.namespaces()
+
+
+@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
+def test_frames_with_headers_outside_the_linear_area(host, datapath):
+    """trafgen's TX_RING frames keep only the Ethernet header in the skb's linear area; the
+    datapath must still parse and forward them (not drop them as malformed)."""
+    host.start()
+    build(host, datapath)
+    c1, c2 = host.name("c1"), host.name("c2")
+    assert host.ping(c1, f"{SUBNET}.12")
+    cfg = host.workdir / "udp.trafgen"
+    cfg.write_text(trafgen_udp_config(mac_of(11), mac_of(12), f"{SUBNET}.11", f"{SUBNET}.12", 9))
+    counter = host.spawn_in(c2, SYSTEM_PYTHON, str(HERE / "udpecho.py"), "count", "9", "5")
+    res = host.run_in(c1, "trafgen", "--dev", "eth0", "--conf", str(cfg), "-n", "300",
+                      "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats")
+    assert res.returncode == 0, res.stderr
+    out, _ = counter.communicate(timeout=20)
+    assert int(out.split()[-1]) >= 290, out
+    drops = host.json("port-stats", "br0", "c1")[0]["drops_by_reason"]
+    assert drops.get("malformed", 0) == 0, drops
 
 
 def test_restart_keeps_state_and_traffic(host):
