@@ -152,10 +152,10 @@ class Switch:
 
     def _require_ebpf(self) -> None:
         if self.dp is None:
-            raise FailedPrecondition(
-                f"eBPF datapath unavailable: {self.ebpf_unsupported}; "
-                "use --datapath kernel for a plain Linux bridge"
-            )
+            reason = self.ebpf_unsupported or "unknown reason"
+            if not reason.startswith("eBPF datapath unavailable"):
+                reason = f"eBPF datapath unavailable: {reason}; use --datapath kernel"
+            raise FailedPrecondition(f"{reason} (a plain Linux bridge)")
 
     def _save(self) -> None:
         try:

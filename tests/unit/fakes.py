@@ -7,7 +7,12 @@ root and touch no kernel. Each fake records its calls and can be told to fail on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any
@@ -514,3 +519,26 @@ def make_rig(monkeypatch: Any, state_dir: str, *, ebpf: bool = True,
     cfg = Config(state_dir=state_dir, default_datapath=default_datapath)
     return Rig(ns, links, FakeDatapath() if ebpf else None, state_dir, cfg, reason=reason,
                clock=clock)
+
+
+@contextmanager
+def serve_switch(switch: Switch) -> Iterator[Any]:
+    """A SwitchStub talking over a real gRPC server on a Unix socket to SWITCH."""
+    import grpc
+
+    from vswapi import switch_pb2_grpc as pb_grpc
+    from vswitchd.api.servicer import SwitchServicer
+
+    d = tempfile.mkdtemp(prefix="vswapi-", dir="/tmp")  # short path: sun_path is 108 bytes
+    sock = os.path.join(d, "vswitchd.sock")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
+    server.add_insecure_port(f"unix:{sock}")
+    server.start()
+    channel = grpc.insecure_channel(f"unix:{sock}")
+    try:
+        yield pb_grpc.SwitchStub(channel)
+    finally:
+        channel.close()
+        server.stop(grace=None)
+        shutil.rmtree(d, ignore_errors=True)

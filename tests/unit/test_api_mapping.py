@@ -13,7 +13,7 @@ from concurrent import futures
 
 import grpc
 import pytest
-from fakes import PortCounters, make_rig
+from fakes import PortCounters, make_rig, serve_switch
 
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
@@ -122,19 +122,8 @@ def test_fdb_and_stats_msg():
 def api(monkeypatch, tmp_path):
     """(stub, rig): a gRPC stub talking over a Unix socket to a Switch on fakes."""
     rig = make_rig(monkeypatch, str(tmp_path / "state"))
-    d = tempfile.mkdtemp(prefix="vswapi-", dir="/tmp")  # short path: sun_path is 108 bytes
-    sock = os.path.join(d, "vswitchd.sock")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    pb_grpc.add_SwitchServicer_to_server(SwitchServicer(rig.switch), server)
-    server.add_insecure_port(f"unix:{sock}")
-    server.start()
-    channel = grpc.insecure_channel(f"unix:{sock}")
-    try:
-        yield pb_grpc.SwitchStub(channel), rig
-    finally:
-        channel.close()
-        server.stop(grace=None)
-        shutil.rmtree(d, ignore_errors=True)
+    with serve_switch(rig.switch) as stub:
+        yield stub, rig
 
 
 def _error(call, request) -> grpc.RpcError:

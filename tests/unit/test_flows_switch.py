@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import errno
-import os
-import shutil
-import tempfile
-from concurrent import futures
 
 import grpc
 import pytest
-from fakes import FakeClock, FakeDatapath, make_rig
+from fakes import FakeClock, FakeDatapath, make_rig, serve_switch
 
 from vswapi import switch_pb2 as pb
-from vswapi import switch_pb2_grpc as pb_grpc
-from vswitchd.api.servicer import SwitchServicer
 from vswitchd.errors import FailedPrecondition, InvalidArgument
 from vswitchd.flows.model import FlowRequest
 from vswitchd.model import BridgeSpec, PortSpec
@@ -206,19 +200,8 @@ def test_kernel_bridge_is_refused(rig):
 
 @pytest.fixture
 def api(rig):
-    d = tempfile.mkdtemp(prefix="vswapi-", dir="/tmp")
-    sock = os.path.join(d, "vswitchd.sock")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    pb_grpc.add_SwitchServicer_to_server(SwitchServicer(rig.switch), server)
-    server.add_insecure_port(f"unix:{sock}")
-    server.start()
-    channel = grpc.insecure_channel(f"unix:{sock}")
-    try:
-        yield pb_grpc.SwitchStub(channel), rig
-    finally:
-        channel.close()
-        server.stop(grace=None)
-        shutil.rmtree(d, ignore_errors=True)
+    with serve_switch(rig.switch) as stub:
+        yield stub, rig
 
 
 def test_flows_over_grpc(api):

@@ -628,24 +628,20 @@ class Links:
             dst_index = _require(ipr, dst)["index"]
             undo: list[Callable[[], None]] = []
             try:
-                for cidr in config.addresses:
-                    iface = ipaddress.ip_interface(cidr)
-                    kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-                    try:
-                        with _kernel(f"add address {cidr} to {dst}", name=dst):
-                            ipr.addr("add", index=dst_index, **kw)
-                        undo.append(lambda kw=kw: ipr.addr("del", index=dst_index, **kw))
-                    except AlreadyExists:
-                        pass
-                for cidr in config.addresses:
-                    iface = ipaddress.ip_interface(cidr)
-                    kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
-                    try:
-                        with _kernel(f"remove address {cidr} from {src}", name=src):
-                            ipr.addr("del", index=src_index, **kw)
-                        undo.append(lambda kw=kw: ipr.addr("add", index=src_index, **kw))
-                    except NotFound:
-                        pass
+                # add to DST first, then take off SRC: the host is never without the address
+                for verb, index, inverse, name, absent in (
+                    ("add", dst_index, "del", dst, AlreadyExists),
+                    ("del", src_index, "add", src, NotFound),
+                ):
+                    for cidr in config.addresses:
+                        iface = ipaddress.ip_interface(cidr)
+                        kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                        try:
+                            with _kernel(f"{verb} address {cidr} on {name}", name=name):
+                                ipr.addr(verb, index=index, **kw)
+                        except absent:
+                            continue
+                        undo.append(lambda i=index, v=inverse, kw=kw: ipr.addr(v, index=i, **kw))
                 for route in config.routes:
                     kw = _route_kw(route)
                     _quiet(ipr.route, "del", oif=src_index, **kw)
