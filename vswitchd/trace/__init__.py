@@ -1,0 +1,1 @@
+"""Packet tracing: frames built from flow fields, run through the real datapath."""
