@@ -21,6 +21,7 @@
 #include "lib/flow.h"
 #include "lib/result.h"
 #include "lib/parse.h"
+#include "lib/vlan.h"
 #include "lib/forward.h"
 #include "lib/actions.h"
 
@@ -47,7 +48,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		.skb = skb,
 		.in_port = skb->ifindex,
 		.len = skb->len,
-		.vlan = 0,  /* the FDB is not per VLAN yet */
+		.vlan = 0,  /* set by vlan_ingress() */
 		.ingress = ingress,
 		.dry_run = is_dry_run(skb),
 	};
@@ -55,7 +56,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	struct flow_rule *rule;
 	struct port_info *in;
 	struct flow_key key;
-	int ret;
+	int ret, next = FLOW_NEXT_NORMAL;
 
 	if (res) {
 		res->verdict = 0;
@@ -66,6 +67,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		res->rule_id = 0;
 		res->priority = 0;
 		res->n_outputs = 0;
+		res->vlan = 0;
 	}
 
 	in = port_lookup(ctx.in_port);
@@ -78,6 +80,9 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	pull_headers(skb);
 	if (parse_flow(skb, &ctx, &key))
 		return drop(&ctx, DROP_MALFORMED);
+	ctx.tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
+	ctx.flow_tag = ctx.tag_now;
+	ctx.flow_vid = key.dl_vlan;
 	if (!ctx.dry_run)
 		count_rx(&ctx);
 
@@ -88,7 +93,6 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	if (rule) {
 		__u32 out = 0;
 		__u8 kind = 0;
-		int next;
 
 		if (res) {
 			res->rule_id = rule->rule_id;
@@ -107,9 +111,14 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 			return drop(&ctx, DROP_FLOW_DROP);
 		if (next == FLOW_NEXT_VLAN_FAILED)
 			return drop(&ctx, DROP_VLAN_FAILED);
-		if (next == FLOW_NEXT_FLOOD)
-			return flood(&ctx);
 	}
+	/* normal or flood: switching in the frame's VLAN (vlan.h) */
+	if (vlan_ingress(&ctx, in))
+		return drop(&ctx, DROP_VLAN_MISMATCH);
+	if (res)
+		res->vlan = ctx.vlan;
+	if (next == FLOW_NEXT_FLOOD)
+		return flood(&ctx);
 	ret = normal(&ctx, &key);
 	if (ret >= 0)
 		return ret;
@@ -125,6 +134,9 @@ int tc_flood(struct __sk_buff *skb)
 		.len = skb->len,
 		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
 		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
+		.vlan = skb->cb[3] & 0xfff,  /* FLOOD_CB_VLAN */
+		.tag_vid = (skb->cb[3] >> 12) & 0xfff,
+		.tag_now = (skb->cb[3] >> 24) & 3,
 		.dry_run = is_dry_run(skb),
 	};
 	struct port_info *in = port_lookup(ctx.in_port);

@@ -13,13 +13,23 @@
 #error "VSW_PIN_DIR must be defined by the loader"
 #endif
 
+/* dp_ctx.tag_now: the tag the skb carries now. */
+#define TAG_NONE 0
+#define TAG_ORIG 1    /* as it arrived (skb->vlan_tci or inline) */
+#define TAG_PUSHED 2  /* inserted inline by this program */
+
 /* Per-packet state, kept small: it lives on the BPF stack. */
 struct dp_ctx {
 	struct __sk_buff *skb;
 	__u32 in_port;
 	__u32 bridge;
 	__u32 len;      /* skb->len, read before any helper may change the skb */
-	__u16 vlan;
+	__u16 vlan;     /* the frame's VLAN inside the switch (FDB, flooding): vlan.h */
+	__u16 tag_vid;  /* VID of the tag the skb carries now (tag_now != TAG_NONE) */
+	__u16 flow_vid; /* the tag the flow actions want (flow_tag = 1) */
+	__u8 tag_now;   /* TAG_NONE / TAG_ORIG / TAG_PUSHED (vlan.h) */
+	__u8 flow_tag;  /* 1: the flow actions want a tag (flow_vid), 0: none */
+	__u8 vlan_forced; /* mod_vlan_vid set ctx->vlan: no ingress classification */
 	__u8 ingress;   /* 1 at TC ingress of a port, 0 at TC egress of the bridge device */
 	__u8 dry_run;   /* 1: decide only, no side effects, report in dp_result */
 	__u8 no_peer;   /* a VLAN tag was inserted into the frame: skb->protocol is stale, so

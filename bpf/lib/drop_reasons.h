@@ -16,7 +16,8 @@
 	X(INVALID_SRC_MAC, 5, "invalid-src-mac") \
 	X(REDIRECT_FAILED, 6, "redirect-failed") \
 	X(FLOW_DROP, 7, "flow-drop") \
-	X(VLAN_FAILED, 8, "vlan-failed")
+	X(VLAN_FAILED, 8, "vlan-failed") \
+	X(VLAN_MISMATCH, 9, "vlan-mismatch")
 
 /* Size of the drops[] array in port_stats. Fixed with room to spare (flow-drop, vlan-mismatch,
  * ...) so adding a reason does not change the layout of an already pinned map. */

@@ -157,7 +157,7 @@ static __always_inline int flow_l4(void *data, void *data_end, __u32 off, __u8 p
 /* Fills the flow key from the frame. Returns 0, or DROP_MALFORMED when the frame is shorter
  * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
  * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate). */
-static __always_inline int parse_flow(struct __sk_buff *skb, const struct dp_ctx *ctx,
+static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 				      struct flow_key *key)
 {
 	void *data = (void *)(long)skb->data;
@@ -173,8 +173,10 @@ static __always_inline int parse_flow(struct __sk_buff *skb, const struct dp_ctx
 	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
 	proto = eth->h_proto;
-	if (skb->vlan_present)  /* tag already moved out of the frame by the kernel */
+	if (skb->vlan_present) {  /* tag already moved out of the frame by the kernel */
 		key->dl_vlan = skb->vlan_tci & 0x0fff;
+		ctx->tag_now = TAG_ORIG;
+	}
 	if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {  /* tag inline */
 		struct vsw_vlan_hdr *vh = data + off;
 
@@ -182,6 +184,7 @@ static __always_inline int parse_flow(struct __sk_buff *skb, const struct dp_ctx
 			return DROP_MALFORMED;
 		if (!skb->vlan_present)
 			key->dl_vlan = vsw_ntohs(vh->tci) & 0x0fff;
+		ctx->tag_now = TAG_ORIG;
 		proto = vh->proto;
 		off += sizeof(*vh);
 	}

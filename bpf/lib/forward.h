@@ -52,10 +52,24 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 		count_drop(ctx, DROP_REDIRECT_FAILED);
 }
 
-/* Is members->ifindex[i] a flood target? Fills *kind. Shared by real and dry runs. */
-static __always_inline int flood_target(const struct dp_ctx *ctx, __u32 target, __u8 *kind)
+/* members->ifindex[i] for a flood: 0 = not a target (in_port, elsewhere, not carrying the
+ * frame's VLAN), FLOOD_AS_IS = takes the frame as it is, FLOOD_CHANGED = takes it after the one
+ * tag change (pop if tagged now, push if not). Fills *kind. Mirrors vlan_egress().
+ *
+ * Verifier: the VLAN and tag state are re-read from skb->cb[3] (FLOOD_CB_VLAN, written before
+ * the tail call) and combined without branches on every call. Kept in registers or on the
+ * stack, each branch on them narrowed them differently per path (the bitmap index made them
+ * precise), the states at the loop head stopped pruning, and the verifier's work multiplied;
+ * a load from the context is a fresh unknown every time. */
+#define FLOOD_AS_IS 1
+#define FLOOD_CHANGED 2
+
+static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, __u8 *kind)
 {
 	struct port_info *pi;
+	struct port_trunk *t;
+	__u32 cb, vlan, tag, now, nonzero;
+	__u8 mode;
 
 	if (target == ctx->in_port)
 		return 0;
@@ -63,20 +77,42 @@ static __always_inline int flood_target(const struct dp_ctx *ctx, __u32 target, 
 	if (!pi || pi->bridge != ctx->bridge)
 		return 0;
 	*kind = pi->kind;
-	return 1;
+	cb = ctx->skb->cb[3];
+	vlan = cb & VLAN_VID_MASK;
+	tag = (cb >> 24) & 3;
+	now = (tag | (tag >> 1)) & 1;               /* tagged now */
+	nonzero = ((vlan + VLAN_VID_MASK) >> 12) & 1;  /* VLAN N, not 0 */
+	mode = pi->flags & PORT_F_VLAN_MODE;
+	if (!mode)  /* tagged N, or VLAN 0 as it is */
+		return FLOOD_AS_IS + (nonzero & (now ^ 1));
+	/* VLAN 0 matches no access VID nor native VID: compare with 0xffff instead */
+	vlan += (nonzero ^ 1) * 0xffff;
+	if (mode == PORT_F_ACCESS)  /* untagged */
+		return pi->vlan == vlan ? FLOOD_AS_IS + now : 0;
+	t = trunk_lookup(target);
+	if (!t)
+		return 0;
+	if (t->native == vlan)  /* untagged */
+		return FLOOD_AS_IS + now;
+	if ((t->bits[(cb >> 6) & (VLAN_BITMAP_WORDS - 1)] >> (cb & 63)) & 1)  /* tagged */
+		return FLOOD_AS_IS + (now ^ 1);
+	return 0;
 }
 
-/* Every member of the bridge but in_port: clone to all targets but the last, plain redirect to
- * the last (no clone in the two-member case, and a host flood never ends in TC_ACT_SHOT).
+/* Every member of the bridge but in_port that carries the frame's VLAN: clone to all targets
+ * but the last, plain redirect to the last (no clone in the two-member case, and a host flood
+ * never ends in TC_ACT_SHOT). Two passes: first the targets that take the frame as it is now
+ * (flood() already set a tag's VID to the VLAN), then, after one tag change (push or pop), the
+ * others; a tag pushed by this program is never popped again (vlan.h).
  *
  * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
  * and the real run only remembers the previous target, so states at the loop head prune and the
  * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
-static __always_inline int flood_run(const struct dp_ctx *ctx)
+static __always_inline int flood_run(struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
 	struct dp_result *res = result_get(ctx);
-	__u32 prev = 0, i;
+	__u32 prev = 0, other = 0, i;
 	__u8 prev_kind = 0;
 
 	if (!m)
@@ -84,11 +120,48 @@ static __always_inline int flood_run(const struct dp_ctx *ctx)
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
 		__u32 target;
 		__u8 kind = 0;
+		int cls;
 
 		if (i >= m->count)
 			break;
 		target = m->ifindex[i];
-		if (!flood_target(ctx, target, &kind))
+		cls = flood_class(ctx, target, &kind);
+		if (!cls)
+			continue;
+		if (cls == FLOOD_CHANGED) {
+			other = 1;
+			continue;
+		}
+		if (res) {
+			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
+			res->n_flood++;
+		} else if (prev) {
+			flood_clone(ctx, prev, prev_kind);
+		}
+		prev = target;
+		prev_kind = kind;
+	}
+	if (!other)
+		goto last;
+	if (!res) {
+		if (prev)
+			flood_clone(ctx, prev, prev_kind);
+		prev = 0;
+		if (!ctx->tag_now) {
+			if (vlan_push(ctx, ctx->vlan))
+				return drop(ctx, DROP_VLAN_FAILED);
+		} else if (ctx->tag_now == TAG_PUSHED || bpf_skb_vlan_pop(ctx->skb)) {
+			return drop(ctx, DROP_VLAN_FAILED);
+		}
+	}
+	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
+		__u32 target;
+		__u8 kind = 0;
+
+		if (i >= m->count)
+			break;
+		target = m->ifindex[i];
+		if (flood_class(ctx, target, &kind) != FLOOD_CHANGED)
 			continue;
 		if (res) {
 			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
@@ -99,6 +172,9 @@ static __always_inline int flood_run(const struct dp_ctx *ctx)
 		prev = target;
 		prev_kind = kind;
 	}
+	if (!prev && !res)  /* copies went out; the members changed under us */
+		return TC_ACT_SHOT;
+last:
 	if (!prev)
 		return drop(ctx, DROP_NO_FLOOD_TARGET);
 	if (res) {
@@ -116,11 +192,24 @@ static __always_inline int flood_run(const struct dp_ctx *ctx)
  * daemon's last fd closes, and attached programs would stop flooding). */
 #define FLOOD_CB_INGRESS 1
 #define FLOOD_CB_NO_PEER 2
+/* skb->cb[3]: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25). */
+#define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
+			    ((__u32)(ctx)->tag_now << 24))
 
 BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs");
 
-static __always_inline int flood(const struct dp_ctx *ctx)
+/* VLAN 0 floods to unconfigured ports only, each taking the frame as the flow actions left it:
+ * that tag state is applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
+ * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
+static __always_inline int flood(struct dp_ctx *ctx)
 {
+	if (!ctx->vlan) {
+		if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
+			return drop(ctx, DROP_VLAN_FAILED);
+	} else if (ctx->tag_now && vlan_apply(ctx, 1, ctx->vlan)) {
+		return drop(ctx, DROP_VLAN_FAILED);  /* (priority tag, native tagged: VID := VLAN) */
+	}
+	ctx->skb->cb[3] = FLOOD_CB_VLAN(ctx);
 	ctx->skb->cb[2] = (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
 			  (ctx->no_peer ? FLOOD_CB_NO_PEER : 0);
 	flood_progs.call(ctx->skb, 0);

@@ -1,4 +1,5 @@
-/* Port table and bridge membership. Written by the daemon, read by the pipeline. */
+/* Port table, bridge membership and per-port VLAN configuration. Written by the daemon, read
+ * by the pipeline. */
 #ifndef VSW_PORTS_H
 #define VSW_PORTS_H
 
@@ -8,11 +9,29 @@ enum port_kind {
 	PORT_KIND_BRIDGE = 3, /* the bridge device itself = the host: redirect to its ingress */
 };
 
+/* port_info.flags: the VLAN mode. Neither bit = unconfigured (carries every VLAN: untagged =
+ * VLAN 0, tagged = its VID, sent as it is). */
+#define PORT_F_ACCESS 1  /* untagged on the wire, VLAN port_info.vlan inside */
+#define PORT_F_TRUNK 2   /* allowed VIDs + native in port_trunks[ifindex] */
+#define PORT_F_VLAN_MODE (PORT_F_ACCESS | PORT_F_TRUNK)
+
 struct port_info {
 	__u32 bridge;  /* ifindex of the bridge device = bridge id */
-	__u16 vlan;    /* 0 for now; VLANs come later */
+	__u16 vlan;    /* PORT_F_ACCESS: the access VID; otherwise 0 */
 	__u8 kind;     /* enum port_kind */
-	__u8 flags;
+	__u8 flags;    /* PORT_F_* */
+};
+
+/* A trunk: 4096-bit membership bitmap (bit v of word v/64) and the native VID (0 = none; it is
+ * a member whether or not its bit is set, sent untagged). One value holds the whole trunk, so a
+ * reconfiguration is one atomic replacement for packets. The daemon writes this entry before a
+ * port_info with PORT_F_TRUNK and deletes it after a port_info without it. */
+#define VLAN_BITMAP_WORDS 64
+
+struct port_trunk {
+	__u16 native;
+	__u16 pad[3];
+	__u64 bits[VLAN_BITMAP_WORDS];
 };
 
 /* Replacing a whole value is atomic: the daemon rewrites the list, never patches it. */
@@ -24,6 +43,8 @@ struct bridge_members {
 BPF_TABLE_PINNED("hash", __u32, struct port_info, ports, MAX_PORTS, VSW_PIN_DIR "/ports");
 BPF_TABLE_PINNED("hash", __u32, struct bridge_members, members, MAX_BRIDGES,
 		 VSW_PIN_DIR "/members");
+BPF_TABLE_PINNED("hash", __u32, struct port_trunk, port_trunks, MAX_PORTS,
+		 VSW_PIN_DIR "/port_trunks", BPF_F_NO_PREALLOC);
 
 static __always_inline struct port_info *port_lookup(__u32 ifindex)
 {
@@ -33,6 +54,11 @@ static __always_inline struct port_info *port_lookup(__u32 ifindex)
 static __always_inline struct bridge_members *members_lookup(__u32 bridge)
 {
 	return members.lookup(&bridge);
+}
+
+static __always_inline struct port_trunk *trunk_lookup(__u32 ifindex)
+{
+	return port_trunks.lookup(&ifindex);
 }
 
 #endif

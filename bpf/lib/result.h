@@ -29,7 +29,7 @@ struct dp_result {
 	__u32 out_ifindex;
 	__u32 fdb_hit;
 	__u32 n_flood;
-	__u32 pad;  /* bcc wants per-CPU values sized in multiples of 8 bytes */
+	__u32 vlan;       /* the frame's VLAN (set once the ingress classification passed) */
 	__u32 rule_id;    /* matched flow rule, 0 = table miss */
 	__u32 priority;   /* of the matched rule */
 	__u32 n_outputs;  /* output:PORT actions of the matched rule, in order */

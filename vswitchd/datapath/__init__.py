@@ -19,6 +19,7 @@ from vswitchd.datapath.loader import (
     RunResult,
     ebpf_unsupported_reason,
 )
+from vswitchd.datapath.vlan import VlanConfig
 
 __all__ = [
     "DROP_REASONS",
@@ -32,5 +33,6 @@ __all__ = [
     "PortCounters",
     "PortKind",
     "RunResult",
+    "VlanConfig",
     "ebpf_unsupported_reason",
 ]

@@ -28,12 +28,13 @@ from vswitchd.datapath.drop_reasons import (
     reason_name,
 )
 from vswitchd.datapath.flows import MAX_FLOW_ACTIONS, DpRule, FlowCounters, FlowTables
+from vswitchd.datapath.vlan import UNCONFIGURED, VLAN_BITMAP_WORDS, VlanConfig
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
 PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_active", "flow_masks", "flow_rules",
-             "flow_stats", "flood_progs")
+             "flow_stats", "flood_progs", "port_trunks")
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
 PROG_FLOOD = "tc_flood"
@@ -45,6 +46,11 @@ DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
                  parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
 MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
 FDB_F_STATIC = parse_define((BPF_DIR / "lib" / "fdb.h").read_text(), "FDB_F_STATIC")
+_PORTS_H = (BPF_DIR / "lib" / "ports.h").read_text()
+PORT_F_ACCESS = parse_define(_PORTS_H, "PORT_F_ACCESS")
+PORT_F_TRUNK = parse_define(_PORTS_H, "PORT_F_TRUNK")
+if parse_define(_PORTS_H, "VLAN_BITMAP_WORDS") != VLAN_BITMAP_WORDS:
+    raise ValueError("ports.h VLAN_BITMAP_WORDS differs from vswitchd/datapath/vlan.py")
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 _RETVAL_VERDICT = {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"}
@@ -83,6 +89,8 @@ class RunResult:
     is derived from retval ("pass", "drop", "redirect"), drop_reason is "", flood is [], fdb_hit
     False, rule_id 0.
 
+    vlan is the frame's VLAN inside the switch (once its ingress classification passed).
+
     rule_id is the matched flow rule (0 = table miss, "normal"), priority its priority, outputs
     the output:PORT targets of its actions in order (clones and the final one); out_ifindex and
     flood describe "normal"/"flood" (or the final output)."""
@@ -98,6 +106,7 @@ class RunResult:
     priority: int = 0
     outputs: list[int] = field(default_factory=list)
     data: bytes = b""
+    vlan: int = 0
 
 
 def _bpf_syscall_available() -> str | None:
@@ -226,6 +235,7 @@ class Datapath:
             flood_progs[ctypes.c_int(0)] = ctypes.c_int(self._progs["flood"].fd)
             self._flows = FlowTables(self._bpf)
             self._ports = self._bpf[b"ports"]
+            self._trunks = self._bpf[b"port_trunks"]
             self._members = self._bpf[b"members"]
             self._fdb = self._bpf[b"fdb"]
             self._stats = self._bpf[b"port_stats"]
@@ -263,13 +273,40 @@ class Datapath:
     def _port_get(self, ifindex: int):
         return self._ports.get(self._ports.Key(ifindex))
 
-    def _port_set(self, ifindex: int, bridge: int, kind: PortKind) -> None:
+    def _port_set(self, ifindex: int, bridge: int, kind: PortKind,
+                  vlan: VlanConfig = UNCONFIGURED) -> None:
+        """Writes the port and its VLAN mode so that every packet sees either the old or the
+        new configuration: a trunk's entry (one value: bitmap + native) is written before a
+        port_info that points at it, and deleted after one that no longer does."""
+        if vlan.trunks:
+            trunk = self._trunks.Leaf()
+            trunk.native = vlan.native
+            for i, word in enumerate(vlan.bitmap()):
+                trunk.bits[i] = word
+            self._trunks[self._trunks.Key(ifindex)] = trunk
         leaf = self._ports.Leaf()
         leaf.bridge = bridge
-        leaf.vlan = 0
+        leaf.vlan = vlan.access
         leaf.kind = int(kind)
-        leaf.flags = 0
+        leaf.flags = PORT_F_ACCESS if vlan.access else PORT_F_TRUNK if vlan.trunks else 0
         self._ports[self._ports.Key(ifindex)] = leaf
+        if not vlan.trunks:
+            self._delete(self._trunks, self._trunks.Key(ifindex))
+
+    def _port_vlan(self, leaf, ifindex: int) -> VlanConfig:
+        if leaf.flags & PORT_F_ACCESS:
+            return VlanConfig(access=leaf.vlan)
+        if leaf.flags & PORT_F_TRUNK:
+            trunk = self._trunks.get(self._trunks.Key(ifindex))
+            if trunk is not None:
+                return VlanConfig.from_bitmap(
+                    (trunk.bits[i] for i in range(VLAN_BITMAP_WORDS)), trunk.native)
+        return VlanConfig()
+
+    def _flush_learned(self, ifindex: int) -> None:
+        for key, leaf in list(self._fdb.items()):
+            if leaf.ifindex == ifindex and not leaf.flags & FDB_F_STATIC:
+                self._delete(self._fdb, key)
 
     @staticmethod
     def _delete(table, key) -> bool:
@@ -282,6 +319,7 @@ class Datapath:
     def _forget_port_state(self, ifindex: int) -> None:
         """ports, stats and FDB entries pointing at the port (not members, not tc)."""
         self._delete(self._ports, self._ports.Key(ifindex))
+        self._delete(self._trunks, self._trunks.Key(ifindex))
         self._delete(self._stats, self._stats.Key(ifindex))
         for key, leaf in list(self._fdb.items()):
             if leaf.ifindex == ifindex:
@@ -317,9 +355,13 @@ class Datapath:
             self._fdb_put(bridge_ifindex, mac_raw, 0, bridge_ifindex, static=True)
             self._attach(bridge_ifindex, "egress")
 
-    def add_port(self, bridge_ifindex: int, ifindex: int, kind: PortKind) -> None:
+    def add_port(self, bridge_ifindex: int, ifindex: int, kind: PortKind,
+                 vlan: VlanConfig = UNCONFIGURED) -> None:
+        """Adds (or re-adopts) a port with its VLAN mode. Re-adding with another mode is
+        set_port_vlan: the port's learned FDB entries are flushed."""
         with self._lock:
             self._check_open()
+            vlan = self._check_vlan(vlan)
             kind = PortKind(kind)
             if kind == PortKind.BRIDGE:
                 raise InvalidArgument("kind", kind.name, "bridges are added with add_bridge")
@@ -334,11 +376,50 @@ class Datapath:
                     old.bridge, [i for i in self._members_get(old.bridge) if i != ifindex]
                 )
                 self._forget_port_state(ifindex)
-            self._port_set(ifindex, bridge_ifindex, kind)
+                old = None
+            old_vlan = self._port_vlan(old, ifindex) if old is not None else vlan
+            self._port_set(ifindex, bridge_ifindex, kind, vlan)
+            if old_vlan != vlan:
+                self._flush_learned(ifindex)
             members = self._members_get(bridge_ifindex)
             if ifindex not in members:
                 self._members_set(bridge_ifindex, [*members, ifindex])
             self._attach(ifindex, "ingress")
+
+    @staticmethod
+    def _check_vlan(vlan: VlanConfig) -> VlanConfig:
+        if not isinstance(vlan, VlanConfig):
+            raise InvalidArgument("vlan", vlan, "must be a VlanConfig")
+        return vlan
+
+    def set_port_vlan(self, ifindex: int, vlan: VlanConfig) -> None:
+        """Changes a port's VLAN mode at run time, atomically for packets, and flushes the
+        FDB entries learned on the port (they belong to its old VLANs; static ones stay).
+        The bridge device is always unconfigured."""
+        with self._lock:
+            self._check_open()
+            vlan = self._check_vlan(vlan)
+            port = self._port_get(ifindex)
+            if port is None:
+                raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+            if port.kind == PortKind.BRIDGE:
+                if vlan != UNCONFIGURED:
+                    raise InvalidArgument("vlan", vlan.mode,
+                                          "the bridge device (host port) carries every VLAN "
+                                          "and cannot be an access or trunk port")
+                return
+            if self._port_vlan(port, ifindex) == vlan:
+                return
+            self._port_set(ifindex, port.bridge, PortKind(port.kind), vlan)
+            self._flush_learned(ifindex)
+
+    def port_vlan(self, ifindex: int) -> VlanConfig:
+        with self._lock:
+            self._check_open()
+            port = self._port_get(ifindex)
+            if port is None:
+                raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+            return self._port_vlan(port, ifindex)
 
     def remove_port(self, bridge_ifindex: int, ifindex: int) -> None:
         with self._lock:
@@ -361,6 +442,7 @@ class Datapath:
                 if key.value != bridge_ifindex:
                     self._detach(key.value, "ingress")
                 self._delete(self._ports, key)
+                self._delete(self._trunks, self._trunks.Key(key.value))
                 self._delete(self._stats, self._stats.Key(key.value))
             for key, _leaf in list(self._fdb.items()):
                 if key.bridge == bridge_ifindex:
@@ -374,6 +456,9 @@ class Datapath:
             for key, _leaf in list(self._ports.items()):
                 if key.value not in keep:
                     self._delete(self._ports, key)
+            for key in list(self._trunks.keys()):
+                if key.value not in keep:
+                    self._delete(self._trunks, key)
             for key, _leaf in list(self._members.items()):
                 if key.value not in keep:
                     self._delete(self._members, key)
@@ -539,6 +624,7 @@ class Datapath:
                         outputs=[res.outputs[i]
                                  for i in range(min(res.n_outputs, MAX_FLOW_ACTIONS))],
                         data=out.data,
+                        vlan=res.vlan,
                     )
             raise Unavailable("the dry run wrote no result (is the program the datapath's?)")
 

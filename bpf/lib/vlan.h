@@ -1,0 +1,182 @@
+/* VLANs: ingress classification, egress tag state per target, and the tag operations.
+ *
+ * The frame's VLAN (ctx->vlan, what the FDB and flooding use) comes from the in_port's mode and
+ * the frame's tag (ports.h). Tag changes are tracked in ctx so that no helper runs for a
+ * change that is not needed, and so that each output gets exactly the tag state it needs:
+ *
+ *   tag_now/tag_vid   what the skb carries now (TAG_ORIG: as it arrived, in skb->vlan_tci or
+ *                     inline; TAG_PUSHED: inserted inline by this program)
+ *   flow_tag/flow_vid what the flow actions asked for (mod_vlan_vid, strip_vlan are lazy: they
+ *                     only set these; an output:PORT applies them right before it sends)
+ *
+ * Flow actions and VLANs:
+ *   - output:PORT sends the frame as the actions left it, whatever the port's VLAN mode
+ *     (OpenFlow: an explicit output is raw).
+ *   - mod_vlan_vid:V then normal/flood switches the frame in VLAN V (no ingress check of
+ *     in_port: the rule is the operator's explicit crossing); egress tags follow the targets.
+ *   - strip_vlan then normal/flood classifies the frame as an untagged frame of in_port.
+ *   - flood floods the frame's VLAN only, like normal.
+ * A tag inserted by this program cannot be removed again in the same pass (skb->protocol is
+ * stale after bpf_skb_change_head, so bpf_skb_vlan_pop ignores it): such an output is dropped
+ * as vlan-failed. It only happens after an output:PORT that needed a pushed tag, followed by an
+ * output that needs none; normal and flood order their targets so that it never happens.
+ */
+#ifndef VSW_VLAN_H
+#define VSW_VLAN_H
+
+#define VLAN_VID_MASK 0x0fff
+#define ETH_P_8021Q_HOST 0x8100
+
+/* What a target needs. The values of UNTAGGED and TAGGED are the flood classes. */
+enum vlan_want {
+	WANT_NONE = 0,      /* the port does not carry the frame's VLAN */
+	WANT_UNTAGGED = 1,
+	WANT_TAGGED = 2,    /* tagged with ctx->vlan */
+	WANT_KEEP = 3,      /* VLAN 0 to an unconfigured port: as the flow actions left it */
+};
+
+static __always_inline int vlan_bit(const struct port_trunk *t, __u32 vid)
+{
+	return (t->bits[(vid >> 6) & (VLAN_BITMAP_WORDS - 1)] >> (vid & 63)) & 1;
+}
+
+/* Sets ctx->vlan from in_port's mode and the frame's tag (after the flow actions). VID 0 (a
+ * priority tag) counts as untagged. Returns 0, or -1 for vlan-mismatch. */
+static __always_inline int vlan_ingress(struct dp_ctx *ctx, const struct port_info *in)
+{
+	__u16 vid = ctx->flow_tag ? ctx->flow_vid : 0;
+	struct port_trunk *t;
+	__u8 mode;
+
+	if (ctx->vlan_forced)  /* mod_vlan_vid: ctx->vlan is set */
+		return 0;
+	mode = in->flags & PORT_F_VLAN_MODE;
+	if (!mode) {
+		ctx->vlan = vid;
+		return 0;
+	}
+	if (mode == PORT_F_ACCESS) {
+		if (vid)
+			return -1;
+		ctx->vlan = in->vlan;
+		return 0;
+	}
+	t = trunk_lookup(ctx->in_port);
+	if (!t)  /* being reconfigured from trunk to something else */
+		return -1;
+	if (!vid) {
+		if (!t->native)
+			return -1;
+		ctx->vlan = t->native;
+		return 0;
+	}
+	if (vid != t->native && !vlan_bit(t, vid))
+		return -1;
+	ctx->vlan = vid;
+	return 0;
+}
+
+/* What the port `ifindex` (its port_info `pi`) needs to send a frame of ctx->vlan. */
+static __always_inline int vlan_egress(const struct dp_ctx *ctx, __u32 ifindex,
+				       const struct port_info *pi)
+{
+	__u8 mode = pi->flags & PORT_F_VLAN_MODE;
+	struct port_trunk *t;
+
+	if (!mode)
+		return ctx->vlan ? WANT_TAGGED : WANT_KEEP;
+	if (!ctx->vlan)
+		return WANT_NONE;
+	if (mode == PORT_F_ACCESS)
+		return pi->vlan == ctx->vlan ? WANT_UNTAGGED : WANT_NONE;
+	t = trunk_lookup(ifindex);
+	if (!t)
+		return WANT_NONE;
+	if (t->native == ctx->vlan)
+		return WANT_UNTAGGED;
+	return vlan_bit(t, ctx->vlan) ? WANT_TAGGED : WANT_NONE;
+}
+
+/* Rewrites the VID of the tag the skb carries (PCP/DEI kept). A tag the kernel holds in
+ * skb->vlan_tci stays there (pop + push); an inline tag is rewritten in place. */
+static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
+{
+	struct __sk_buff *skb = ctx->skb;
+	__u16 tci;
+
+	if (skb->vlan_present) {
+		__u16 proto = skb->vlan_proto;
+
+		tci = (skb->vlan_tci & ~VLAN_VID_MASK) | vid;
+		if (bpf_skb_vlan_pop(skb))
+			return -1;
+		return bpf_skb_vlan_push(skb, proto, tci) ? -1 : 0;
+	}
+	if (bpf_skb_load_bytes(skb, 14, &tci, 2))
+		return -1;
+	tci = (tci & vsw_ntohs(~VLAN_VID_MASK & 0xffff)) | vsw_ntohs(vid);
+	return bpf_skb_store_bytes(skb, 14, &tci, 2, 0) ? -1 : 0;
+}
+
+/* Inserts an 802.1Q tag inline (visible in the frame on every path, test runs included;
+ * bpf_skb_change_head works for any EtherType, unlike bpf_skb_adjust_room). skb->protocol
+ * stays the inner type: no redirect_peer afterwards (a plain redirect re-parses the frame). */
+static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
+{
+	struct __sk_buff *skb = ctx->skb;
+	__u8 macs[12];
+	__u16 tag[2];
+
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return -1;
+	if (bpf_skb_change_head(skb, 4, 0))
+		return -1;
+	ctx->no_peer = 1;
+	tag[0] = vsw_ntohs(ETH_P_8021Q_HOST);
+	tag[1] = vsw_ntohs(vid);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
+		return -1;
+	return bpf_skb_store_bytes(skb, 12, tag, sizeof(tag), 0) ? -1 : 0;
+}
+
+/* Brings the skb to the tag state wanted (tagged with vid, or untagged). Dry runs change
+ * nothing. Returns 0, or -1 (vlan-failed). */
+static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid)
+{
+	int err = 0;
+
+	if (ctx->dry_run)
+		return 0;
+	vid &= VLAN_VID_MASK;
+	if (tagged) {
+		if (ctx->tag_now) {
+			if (ctx->tag_vid == vid)
+				return 0;
+			err = vlan_rewrite(ctx, vid);
+		} else {
+			err = vlan_push(ctx, vid);
+			ctx->tag_now = TAG_PUSHED;
+		}
+		ctx->tag_vid = vid;
+		return err;
+	}
+	if (!ctx->tag_now)
+		return 0;
+	if (ctx->tag_now == TAG_PUSHED)
+		return -1;
+	ctx->tag_now = TAG_NONE;
+	ctx->tag_vid = 0;
+	return bpf_skb_vlan_pop(ctx->skb) ? -1 : 0;
+}
+
+/* vlan_apply for a vlan_egress() answer other than WANT_NONE. */
+static __always_inline int vlan_apply_want(struct dp_ctx *ctx, int want)
+{
+	if (want == WANT_TAGGED)
+		return vlan_apply(ctx, 1, ctx->vlan);
+	if (want == WANT_UNTAGGED)
+		return vlan_apply(ctx, 0, 0);
+	return vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
+}
+
+#endif
