@@ -395,3 +395,70 @@ def test_access_unicast_ns_per_run(dp, vb, capsys):
         print(f"\nknown unicast access->access: {real.duration_ns} ns/run (real), "
               f"{dry.duration_ns} ns/run (dry run), repeat=1000000; single runs (median of "
               f"3000): access->access {one_ns} ns, access->trunk (tag pushed) {push_ns} ns")
+
+
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_VLAN_VALID = 263, 8, 0x10
+ETH_P_ALL = 0x0003
+
+
+def _sniffer(topo, ifindex: int):
+    """An AF_PACKET socket on the far end of a port's veth (the wire)."""
+    import socket
+
+    peer = f"{_name(topo, ifindex)}x"
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+    s.bind((peer, 0))
+    s.settimeout(0.3)
+    return s
+
+
+def _name(topo, ifindex: int) -> str:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return ipr.get_links(ifindex)[0].get_attr("IFLA_IFNAME")
+
+
+def _wire_vids(sock, src: str) -> list[int | None]:
+    """The VIDs (None = untagged) of the frames from `src` received on the socket: an inline
+    tag, or the one the receiving kernel moved to the skb (PACKET_AUXDATA)."""
+    import socket
+
+    vids = []
+    while True:
+        try:
+            data, anc, _flags, _addr = sock.recvmsg(2048, socket.CMSG_SPACE(20))
+        except TimeoutError:
+            return vids
+        if data[6:12] != mac_bytes(src):
+            continue
+        vid = None
+        for level, kind, raw in anc:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                status, _len, _snap, _mac, _net, tci = struct.unpack("IIIHHH", raw[:18])
+                if status & TP_STATUS_VLAN_VALID:
+                    vid = tci & 0x0FFF
+        if data[12:14] == b"\x81\x00":
+            vid = vid_of(data)
+        else:
+            assert vid_of(data) is None
+        vids.append(vid)
+
+
+def test_flood_clones_on_the_wire(dp, vb, topo):
+    """Every clone leaves with its target's tag state (the last target gets data_out)."""
+    names = ("a10b", "a20", "t", "tn", "u")
+    socks = {n: _sniffer(topo, vb.port[n]) for n in names}
+    try:
+        out = dp.run(untagged(BROADCAST, MAC_A), vb.port["a10"], dry_run=False)
+        got = {n: _wire_vids(socks[n], MAC_A) for n in names}
+        assert vid_of(out.data) == 10  # the last target, u (not sent by a test run)
+        assert got == {"a10b": [None], "a20": [], "t": [10], "tn": [None], "u": []}
+        out = dp.run(tagged(BROADCAST, MAC_B, 20), vb.port["t"], dry_run=False)
+        got = {n: _wire_vids(socks[n], MAC_B) for n in names}
+        assert vid_of(out.data) is None  # the last target, a20
+        assert got == {"a10b": [], "a20": [], "t": [], "tn": [20], "u": [20]}
+    finally:
+        for s in socks.values():
+            s.close()
