@@ -1,61 +1,255 @@
-"""The desired-state store: one JSON document in the state directory, replaced atomically.
+"""The desired-state store: an SQLite database (stdlib sqlite3, WAL) in the state directory.
 
-A change is written (temp file, fsync, rename, fsync of the directory) before the RPC that made
-it returns, so a crash never leaves half a file. A file that cannot be read stops the daemon
-with a clear message and is left in place for inspection.
+Tables: bridges, ports, static FDB entries and flow rules (with their rule ids), one row each.
+Every change is one transaction, committed (and fsynced: synchronous=FULL) before the RPC that
+made it returns; save() writes only the rows that differ from what the database holds, so adding
+one rule to a table of 100 000 writes one row.
+
+A store that cannot be read (not a database, truncated, failing its integrity check, unknown
+format version, rows that do not parse) stops the daemon with a message naming the file; the
+file is left in place for inspection. An old JSON store (state.json) is imported once when no
+database exists, and renamed to state.json.imported.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict
 from pathlib import Path
 
-from vswitchd.model import BridgeSpec
+from vswitchd.flows.model import Rule
+from vswitchd.flows.table import FlowTable
+from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
 
-FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2          # 1 was the JSON document
+DB_NAME = "state.db"
+JSON_NAME = "state.json"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bridges (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, next_flow_id INTEGER NOT NULL DEFAULT 1);
+CREATE TABLE IF NOT EXISTS ports (
+    bridge TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (bridge, name));
+CREATE TABLE IF NOT EXISTS fdb (
+    bridge TEXT NOT NULL, mac TEXT NOT NULL, vlan INTEGER NOT NULL, port TEXT NOT NULL,
+    seq INTEGER NOT NULL, PRIMARY KEY (bridge, mac, vlan));
+CREATE TABLE IF NOT EXISTS flows (
+    bridge TEXT NOT NULL, rule_id INTEGER NOT NULL, rule TEXT NOT NULL,
+    PRIMARY KEY (bridge, rule_id));
+"""
 
 
 class StateError(Exception):
     """The store exists but cannot be used."""
 
 
+def _bridge_row(b: BridgeSpec) -> str:
+    return json.dumps({"datapath": b.datapath, "addresses": list(b.addresses),
+                       **{k: v for k, v in b.to_dict().items()
+                          if k not in ("name", "datapath", "addresses", "ports", "fdb", "flows",
+                                       "next_flow_id")}},
+                      sort_keys=True)
+
+
+def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
+    """The database rows of BRIDGES, keyed for diffing: table -> {key: value}."""
+    out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
+    for b in bridges.values():
+        out["bridges"][(b.name,)] = (_bridge_row(b), b.flows.next_id)
+        for p in b.ports.values():
+            out["ports"][(b.name, p.name)] = (json.dumps(asdict(p), sort_keys=True),)
+        for seq, f in enumerate(b.fdb):
+            out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq)
+        for text in b.flows.store_list():
+            out["flows"][(b.name, int(text.split(" ", 1)[0]))] = (text,)
+    return out
+
+
+_KEYS = {"bridges": ("name",), "ports": ("bridge", "name"), "fdb": ("bridge", "mac", "vlan"),
+         "flows": ("bridge", "rule_id")}
+_VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",), "fdb": ("port", "seq"),
+           "flows": ("rule",)}
+
+
 class StateStore:
     def __init__(self, state_dir: str) -> None:
         self.dir = Path(state_dir)
-        self.path = self.dir / "state.json"
+        self.path = self.dir / DB_NAME
+        self.json_path = self.dir / JSON_NAME
+        self._db: sqlite3.Connection | None = None
+        self._rows: dict[str, dict] | None = None  # what the database holds, for diffs
+        self._lock = threading.Lock()
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    def _damaged(self, why: object) -> StateError:
+        return StateError(
+            f"state store {self.path} is damaged ({why}); it was left in place for "
+            "inspection: move it away (with its -wal file) to start with an empty state"
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        exists = self.path.exists()
+        if not exists:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        elif not os.access(self.path, os.R_OK | os.W_OK):
+            raise StateError(f"cannot open state store {self.path}: permission denied")
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                 timeout=10)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state store {self.path}: {exc}") from None
+        try:
+            if exists:
+                # Read before anything writes: a file that is not ours fails here, untouched.
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                check = db.execute("PRAGMA quick_check").fetchall()
+                if check != [("ok",)]:
+                    raise self._damaged("; ".join(str(r[0]) for r in check[:3]))
+                tables = {r[0] for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'")}
+                if "meta" not in tables:
+                    raise self._damaged("not a vswitchd store: no meta table")
+                row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+                if row is None or row[0] != str(FORMAT_VERSION):
+                    raise self._damaged(
+                        f"unsupported format version {row[0] if row else None!r}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            if not exists:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
+                           (str(FORMAT_VERSION),))
+        except StateError:
+            db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise self._damaged(exc) from None
+        self._db = db
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # ---- load ------------------------------------------------------------------------------
 
     def load(self) -> dict[str, BridgeSpec]:
-        """Bridges by name; empty when no store exists yet."""
+        """Bridges by name; empty when no store exists yet (after importing an old JSON)."""
+        with self._lock:
+            fresh = not self.path.exists()
+            legacy = self._read_json() if fresh and self.json_path.exists() else None
+            db = self._connect()
+            if legacy is not None:
+                self._write(db, _rows(legacy), {"bridges": {}, "ports": {}, "fdb": {},
+                                                "flows": {}})
+                os.replace(self.json_path, self.json_path.with_suffix(".json.imported"))
+                log.warning("imported the old state store %s into %s (%d bridges); the old file "
+                            "is kept as %s", self.json_path, self.path, len(legacy),
+                            self.json_path.with_suffix(".json.imported"))
+            try:
+                bridges = self._read(db)
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                raise self._damaged(f"bad row: {exc}") from None
+            self._rows = _rows(bridges)
+            return bridges
+
+    def _read(self, db: sqlite3.Connection) -> dict[str, BridgeSpec]:
+        now_wall, now_ns = time.time(), time.monotonic_ns()
+        bridges: dict[str, BridgeSpec] = {}
+        for name, spec, next_id in db.execute(
+                "SELECT name, spec, next_flow_id FROM bridges ORDER BY rowid"):
+            data = json.loads(spec)
+            data.update(name=name, ports=[], fdb=[])
+            br = BridgeSpec.from_dict(data)
+            br.flows = FlowTable([], next_id=int(next_id))
+            bridges[name] = br
+        for bridge, _name, spec in db.execute(
+                "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
+            p = PortSpec(**json.loads(spec))
+            bridges[bridge].ports[p.name] = p
+        for bridge, mac, vlan, port in db.execute(
+                "SELECT bridge, mac, vlan, port FROM fdb ORDER BY bridge, seq"):
+            bridges[bridge].fdb.append(StaticFdb(mac, port, int(vlan)))
+        rules: dict[str, list[Rule]] = {}
+        for bridge, text in db.execute("SELECT bridge, rule FROM flows ORDER BY bridge, rule_id"):
+            if bridge not in bridges:
+                raise KeyError(f"flow of unknown bridge {bridge!r}")
+            rules.setdefault(bridge, []).append(Rule.from_store(text, now_wall, now_ns))
+        for bridge, rs in rules.items():
+            br = bridges[bridge]
+            br.flows = FlowTable(rs, next_id=br.flows.next_id)
+        return bridges
+
+    def _read_json(self) -> dict[str, BridgeSpec]:
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            raise StateError(f"cannot read state store {self.path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text)
-            if data.get("version") != FORMAT_VERSION:
+            data = json.loads(self.json_path.read_text(encoding="utf-8"))
+            if data.get("version") != 1:
                 raise ValueError(f"unsupported format version {data.get('version')!r}")
-            bridges = [BridgeSpec.from_dict(b) for b in data["bridges"]]
+            return {b["name"]: BridgeSpec.from_dict(b) for b in data["bridges"]}
+        except OSError as exc:
+            raise StateError(f"cannot read old state store {self.json_path}: "
+                             f"{exc.strerror}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(
-                f"state store {self.path} is damaged ({exc}); it was left in place for "
-                "inspection: move it away to start with an empty state"
-            ) from None
-        return {b.name: b for b in bridges}
+                f"old state store {self.json_path} is damaged ({exc}); it was left in place "
+                "for inspection: move it away to start with an empty state") from None
+
+    # ---- save ------------------------------------------------------------------------------
 
     def save(self, bridges: dict[str, BridgeSpec]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        doc = {"version": FORMAT_VERSION, "bridges": [b.to_dict() for b in bridges.values()]}
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(doc, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.dir, os.O_DIRECTORY)
+        """Make the database hold BRIDGES, in one transaction (only changed rows are written).
+        Raises OSError when it cannot (the database is unchanged then)."""
+        new = _rows(bridges)
+        with self._lock:
+            try:
+                db = self._connect()
+                if self._rows is None:
+                    self._rows = _rows(self._read(db))
+                self._write(db, new, self._rows)
+            except StateError as exc:
+                raise OSError(errno.EIO, str(exc)) from None
+            except sqlite3.Error as exc:
+                self._rows = None  # re-read what is really there next time
+                code = errno.ENOSPC if "full" in str(exc) else errno.EIO
+                raise OSError(code, f"{exc}") from None
+            self._rows = new
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict]) -> None:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            for table in ("flows", "fdb", "ports", "bridges"):  # children first
+                keys = _KEYS[table]
+                where = " AND ".join(f"{k}=?" for k in keys)
+                gone = [k for k in old[table] if k not in new[table]]
+                if gone:
+                    db.executemany(f"DELETE FROM {table} WHERE {where}", gone)
+            for table in ("bridges", "ports", "fdb", "flows"):
+                cols = _KEYS[table] + _VALUES[table]
+                marks = ",".join("?" * len(cols))
+                changed = [k + v for k, v in new[table].items() if old[table].get(k) != v]
+                if changed:
+                    db.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) VALUES ({marks})",
+                        changed)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

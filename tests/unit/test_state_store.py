@@ -1,0 +1,143 @@
+"""The SQLite desired-state store: round trip, diffs, damage, migration from state.json."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from vswitchd.flows.model import Rule
+from vswitchd.flows.table import FlowTable
+from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
+from vswitchd.state import StateError, StateStore
+
+RULE = "7 100 0x0 0 0 1700000000.000 dl_type=0x0800 nw_proto=17 tp_dst=53 actions drop"
+
+
+def sample() -> dict[str, BridgeSpec]:
+    rules = [Rule.from_store(RULE, 1700000000.0, 0)]
+    br = BridgeSpec("br0", "ebpf", ["10.0.0.1/24"],
+                    {"c1": PortSpec("c1", "veth", "ns1", "eth0", ["10.0.0.2/24"], "", 0, "",
+                                    True),
+                     "t1": PortSpec("t1", "tap", owner="root")},
+                    [StaticFdb("02:00:00:00:00:01", "c1", 0)],
+                    FlowTable(rules, next_id=8))
+    return {"br0": br, "kbr": BridgeSpec("kbr", "kernel")}
+
+
+def plain(bridges):
+    return {n: b.to_dict() for n, b in bridges.items()}
+
+
+def test_round_trip_and_wal(tmp_path):
+    store = StateStore(str(tmp_path))
+    assert store.load() == {}
+    store.save(sample())
+    assert plain(StateStore(str(tmp_path)).load()) == plain(sample())
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT rule_id FROM flows").fetchall() == [(7,)]
+
+
+def test_save_writes_only_changed_rows(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    bridges = sample()
+    store.save(bridges)
+    db = sqlite3.connect(store.path)
+    before = db.total_changes
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    bridges["br0"].fdb.append(StaticFdb("02:00:00:00:00:02", "t1", 5))
+    store.save(bridges)
+    writes = [s for s in statements if s.startswith(("INSERT", "DELETE"))]
+    assert len(writes) == 1 and "fdb" in writes[0], statements
+    assert db.total_changes == before
+    del bridges["kbr"]
+    bridges["br0"].ports.pop("t1")
+    store.save(bridges)
+    got = StateStore(str(tmp_path)).load()
+    assert list(got) == ["br0"] and list(got["br0"].ports) == ["c1"]
+    assert [(f.mac, f.vlan) for f in got["br0"].fdb] == [("02:00:00:00:00:01", 0),
+                                                         ("02:00:00:00:00:02", 5)]
+
+
+@pytest.mark.parametrize("content", [
+    b"this is not a database at all" * 100,
+    b"",  # handled: an empty file is an empty database, then fails the meta check
+])
+def test_garbage_store_is_refused_and_left_in_place(tmp_path, content):
+    path = tmp_path / "state.db"
+    path.write_bytes(content)
+    with pytest.raises(StateError, match=f"{path}.*left in place"):
+        StateStore(str(tmp_path)).load()
+    assert path.read_bytes() == content
+
+
+def test_truncated_store_is_refused(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    bridges = sample()
+    for i in range(300):  # several pages
+        bridges["br0"].ports[f"p{i}"] = PortSpec(f"p{i}", "tap")
+    store.save(bridges)
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    data = store.path.read_bytes()
+    assert len(data) > 8192
+    store.path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StateError, match="damaged"):
+        StateStore(str(tmp_path)).load()
+    assert store.path.stat().st_size == len(data) // 2
+
+
+def test_unknown_version_is_refused(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    store._db.execute("UPDATE meta SET value='99' WHERE key='version'")
+    store.close()
+    with pytest.raises(StateError, match="unsupported format version '99'"):
+        StateStore(str(tmp_path)).load()
+
+
+def test_bad_row_is_refused(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    store.save(sample())
+    store._db.execute("UPDATE ports SET spec='{nope' WHERE name='c1'")
+    store.close()
+    with pytest.raises(StateError, match="bad row"):
+        StateStore(str(tmp_path)).load()
+
+
+def test_old_json_store_is_imported_once(tmp_path, caplog):
+    doc = {"version": 1, "bridges": [b.to_dict() for b in sample().values()]}
+    (tmp_path / "state.json").write_text(json.dumps(doc))
+    with caplog.at_level("WARNING"):
+        got = StateStore(str(tmp_path)).load()
+    assert plain(got) == plain(sample())
+    assert "imported the old state store" in caplog.text
+    assert not (tmp_path / "state.json").exists()
+    assert (tmp_path / "state.json.imported").exists()
+    assert plain(StateStore(str(tmp_path)).load()) == plain(sample())
+
+
+def test_damaged_old_json_is_refused(tmp_path):
+    (tmp_path / "state.json").write_text("{")
+    with pytest.raises(StateError, match="state.json is damaged"):
+        StateStore(str(tmp_path)).load()
+    assert not (tmp_path / "state.db").exists()
+
+
+def test_save_failure_is_an_oserror_and_changes_nothing(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    store.save(sample())
+    store._db.execute("CREATE TRIGGER no BEFORE INSERT ON fdb BEGIN SELECT RAISE(ABORT, 'x'); END")
+    bridges = sample()
+    bridges["br0"].fdb.append(StaticFdb("02:00:00:00:00:09", "c1", 0))
+    bridges["br0"].ports["t2"] = PortSpec("t2", "tap")
+    with pytest.raises(OSError):
+        store.save(bridges)
+    assert plain(StateStore(str(tmp_path)).load()) == plain(sample())
