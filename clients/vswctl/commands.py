@@ -485,3 +485,11 @@ def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
     rows = sorted((flow_row(f) for f in r.flows), key=lambda f: -f["priority"])  # stable
     return View(rows, style="lines", text=flow_lines)
+
+
+# ---------------------------------------------------------------- issue 6: shutdown
+
+def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
+    c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
+    return quiet()

@@ -215,7 +215,17 @@ def build_parser() -> Parser:
                 "flow rules in priority order, with counters")
     p.add_argument("bridge", metavar="BR")
 
+    _shutdown_command(command)
     return parser
+
+
+def _shutdown_command(command) -> None:  # issue 6
+    p = command("shutdown", cmds.cmd_shutdown,
+                "stop vswitchd (the datapath keeps forwarding unless --cleanup)")
+    p.add_argument("--cleanup", action="store_true",
+                   help="also remove everything vswitchd created: bridges, ports, namespaces "
+                        "it created, NAT rules, programs and pinned maps (the stored "
+                        "configuration is kept)")
 
 
 # ---------------------------------------------------------------- errors

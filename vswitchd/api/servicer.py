@@ -150,3 +150,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def ListFlows(self, request: pb.ListFlowsRequest) -> pb.ListFlowsResponse:  # noqa: N802
         return pb.ListFlowsResponse(
             flows=[convert.flow_msg(v) for v in self.switch.flows_list(request.bridge)])
+
+    # ---- issue 6: lifecycle ------------------------------------------------------------------
+
+    @_rpc
+    def Shutdown(self, request: pb.ShutdownRequest) -> pb.ShutdownResponse:  # noqa: N802
+        self.switch.request_shutdown(request.cleanup)
+        return pb.ShutdownResponse()
