@@ -39,6 +39,9 @@ class Config:
     fdb_aging_seconds: int = 300
     log_level: str = "info"
     tcp: TcpListener | None = None
+    # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
+    # `bridges:` section and the daemon leaves declared state alone.
+    bridges: dict | None = None
     # Where the values came from, for messages: key -> "FILE:LINE".
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -51,6 +54,7 @@ _SCHEMA: dict[str, type] = {
     "fdb_aging_seconds": int,
     "log_level": str,
     "tcp": dict,
+    "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
 
@@ -149,7 +153,11 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
                 f"{_where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
             )
         cfg.origins[key] = _where(path, node)
-        if key == "tcp":
+        if key == "bridges":
+            from vswitchd import desired
+
+            cfg.bridges = desired.parse(path, node, loader)
+        elif key == "tcp":
             if value is None:
                 continue
             tcp = TcpListener()

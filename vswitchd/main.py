@@ -15,6 +15,7 @@ from vswitchd.errors import SwitchError
 from vswitchd.state import StateError, StateStore
 
 log = logging.getLogger("vswitchd")
+APPLIED_KEY = "applied_config"  # the declared bridges last applied (vswitchd.desired)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="age of learned FDB entries before removal")
     p.add_argument("--log-level", choices=config.LOG_LEVELS)
     p.add_argument("--check-config", action="store_true",
-                   help="validate the configuration and exit (0 if valid)")
+                   help="validate the configuration (declared bridges, ports, FDB entries and "
+                        "flows included) and exit: 0 if valid, 1 with FILE:LINE if not")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove everything vswitchd created (bridges, ports, namespaces it "
+                        "created, NAT rules, programs, pinned maps) and exit; the stored "
+                        "desired state is kept")
     p.add_argument("--version", action="version", version=f"vswitchd {__version__}")
     return p
 
@@ -85,15 +91,91 @@ def _sweep(switch: object, stop: threading.Event, fdb_interval: float,
             log.exception("FDB aging sweep failed")
 
 
-def run(cfg: config.Config) -> int:
-    from vswitchd.api import server as api_server
+def _declared(store: StateStore) -> dict:
+    from vswitchd import desired
+
+    text = store.get_meta(APPLIED_KEY)
+    try:
+        return desired.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"state store {store.path}: the applied configuration record is "
+                         f"damaged ({exc}); it was left in place for inspection") from None
+
+
+def apply_declared(switch: object, store: StateStore, cfg: config.Config) -> None:
+    """Apply the difference between the bridges the file declares and those applied before."""
+    from vswitchd import desired
+
+    if cfg.bridges is None:
+        return
+    old = _declared(store)
+    applied, changes, errors = desired.apply(switch, old, cfg.bridges)
+    try:
+        store.set_meta(APPLIED_KEY, desired.to_json(applied))
+    except OSError as exc:
+        log.error("the applied configuration was not recorded in %s: %s", store.path, exc)
+    if changes or errors:
+        log.info("configuration applied: %d changes, %d errors", changes, errors)
+
+
+def reload_config(path: str | None, switch: object, store: StateStore,
+                  running: config.Config) -> bool:
+    """SIGHUP: re-read the file and apply only what changed; a bad file changes nothing."""
+    if path is None:
+        log.warning("SIGHUP: no --config file to re-read")
+        return False
+    try:
+        new = config.load(path)
+    except config.ConfigError as exc:
+        log.error("configuration reload refused: %s; the running state is kept", exc)
+        return False
+    for key in ("socket", "state_dir", "bpffs_dir", "default_datapath", "fdb_aging_seconds",
+                "tcp"):
+        if getattr(new, key) != getattr(running, key) and key in new.origins:
+            log.warning("configuration reload: %s changed; it takes effect on restart", key)
+    if new.bridges is None:
+        log.info("configuration reloaded from %s: it declares no bridges", path)
+        return True
+    try:
+        apply_declared(switch, store, new)
+    except StateError as exc:
+        log.error("configuration reload: %s", exc)
+        return False
+    log.info("configuration reloaded from %s", path)
+    return True
+
+
+def cleanup_only(cfg: config.Config, store: StateStore) -> int:
+    """`vswitchd --cleanup`: no compile, no reconcile: remove what the store says we made."""
+    from vswitchd import cleanup
     from vswitchd.netlink.links import Links
+
+    bridges = store.load()
+    links = Links()
+    try:
+        counts = cleanup.teardown(bridges, links, None, cfg.bpffs_dir)
+    finally:
+        links.close()
+        store.close()
+    log.info("cleanup done: %s; the desired state stays in %s (the next start re-creates it)",
+             ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()), store.path)
+    return 0
+
+
+def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = False) -> int:
+    from vswitchd.api import server as api_server
+    from vswitchd.monitor import LinkMonitor
+    from vswitchd.netlink.links import Links
+    from vswitchd.notify import notify
     from vswitchd.switch import Switch
 
     started = time.monotonic()
     store = StateStore(cfg.state_dir)
     try:
         store.load()
+        if cleanup:
+            return cleanup_only(cfg, store)
+        _declared(store)  # a damaged record stops us here, before anything changes
     except StateError as exc:
         log.error("%s", exc)
         return 1
@@ -102,29 +184,61 @@ def run(cfg: config.Config) -> int:
         log.warning("eBPF datapath unavailable: %s; only `--datapath kernel` bridges work", reason)
     links = Links()
     switch = Switch(cfg, links, store, datapath, reason)
+    switch.forget_vanished_containers()
     switch.reconcile()
+    apply_declared(switch, store, cfg)
     try:
         server = api_server.start(switch, cfg)
     except (SwitchError, RuntimeError) as exc:
         log.error("cannot listen on %s: %s", cfg.socket, exc)
         return 1
 
-    stop = threading.Event()
+    wake = threading.Event()
+    flags = {"stop": False, "reload": False, "cleanup": False}
+
+    def request(**what: bool) -> None:
+        flags.update(what)
+        wake.set()
+
+    switch.set_shutdown_handler(lambda clean: request(stop=True, cleanup=clean))
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: request(stop=True))
+    signal.signal(signal.SIGHUP, lambda *_: request(reload=True))
+    stop = threading.Event()
     interval = min(max(cfg.fdb_aging_seconds / 10, 1.0), 30.0)
     sweeper = threading.Thread(target=_sweep, args=(switch, stop, interval),
                                name="aging", daemon=True)
     sweeper.start()
+    monitor = LinkMonitor(switch.owned_links, switch.links_changed, switch.missing_names)
+    monitor.start()
+    notify("READY=1")
     log.info("vswitchd %s ready in %.2fs: listening on %s (eBPF datapath %s)", __version__,
              time.monotonic() - started, cfg.socket,
              "available" if datapath is not None else "unavailable")
-    stop.wait()
-    log.info("stopping; the datapath stays in place and keeps forwarding")
+    while True:
+        wake.wait()
+        wake.clear()
+        if flags["reload"] and not flags["stop"]:
+            flags["reload"] = False
+            notify("RELOADING=1")
+            reload_config(config_path, switch, store, cfg)
+            notify("READY=1")
+        if flags["stop"]:
+            break
+    notify("STOPPING=1")
+    stop.set()
     server.stop(grace=2).wait()
-    if datapath is not None:
-        datapath.close()
+    monitor.stop()
+    if flags["cleanup"]:
+        counts = switch.teardown_all()
+        log.info("stopped and cleaned up: %s; the desired state stays in %s",
+                 ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()), store.path)
+    else:
+        log.info("stopping; the datapath stays in place and keeps forwarding")
+        if datapath is not None:
+            datapath.close()
     links.close()
+    store.close()
     return 0
 
 
@@ -148,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print("vswitchd: must run as root (it creates interfaces and loads eBPF programs)",
               file=sys.stderr)
         return 1
-    return run(cfg)
+    return run(cfg, args.config, cleanup=args.cleanup)
 
 
 if __name__ == "__main__":

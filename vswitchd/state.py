@@ -231,6 +231,26 @@ class StateStore:
                 raise OSError(code, f"{exc}") from None
             self._rows = new
 
+    # ---- small named values (e.g. the applied configuration) -------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            try:
+                row = self._connect().execute("SELECT value FROM meta WHERE key=?",
+                                              (key,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from None
+            return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if key == "version":
+            raise ValueError("the format version is not a setting")
+        with self._lock:
+            try:
+                self._connect().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+            except sqlite3.Error as exc:
+                raise OSError(errno.EIO, str(exc)) from None
+
     @staticmethod
     def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict]) -> None:
         db.execute("BEGIN IMMEDIATE")

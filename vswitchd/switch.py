@@ -817,6 +817,92 @@ class Switch:
             "fdb_aging_seconds": self.cfg.fdb_aging_seconds,
         }
 
+    # ---- issue 6: lifecycle, reconciliation while running, config-declared state ---------
+
+    def set_shutdown_handler(self, handler: Callable[[bool], None]) -> None:
+        """What the Shutdown RPC calls: handler(cleanup) stops the daemon after the reply."""
+        self._shutdown_handler = handler
+
+    def request_shutdown(self, cleanup: bool) -> None:
+        handler = getattr(self, "_shutdown_handler", None)
+        if handler is None:
+            raise FailedPrecondition("this vswitchd instance cannot be shut down over the API")
+        log.info("shutdown requested over the API%s", " with cleanup" if cleanup else "")
+        handler(cleanup)
+
+    def teardown_all(self) -> dict[str, int]:
+        """Remove everything vswitchd created in the kernel (the desired state is kept)."""
+        from vswitchd import cleanup
+
+        with self._lock:
+            counts = cleanup.teardown(self._bridges, self.links, self.dp, self.cfg.bpffs_dir)
+            self.dp = None
+            self.ebpf_unsupported = "the datapath was removed (cleanup)"
+            return counts
+
+    def snapshot(self) -> dict[str, BridgeSpec]:
+        """The desired state (the live objects: read-only, under no lock afterwards)."""
+        with self._lock:
+            return dict(self._bridges)
+
+    def owned_links(self) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+        with self._lock:
+            out: dict[str, tuple[str, str | None]] = {}
+            for br in self._bridges.values():
+                out[br.name] = ("bridge", None)
+                for p in br.ports.values():
+                    out[p.name] = (p.type, br.name)
+            return out
+
+    def missing_names(self) -> set[str]:
+        with self._lock:
+            return set(self._missing)
+
+    def forget_vanished_containers(self) -> list[str]:
+        """Remove veth ports whose interface is gone together with a namespace vswitchd did not
+        create (the container went away); each says so in the log. Returns their names."""
+        gone = []
+        with self._lock:
+            for br in list(self._bridges.values()):
+                for spec in list(br.ports.values()):
+                    if spec.type != "veth" or spec.netns_created:
+                        continue
+                    if self.links.get(spec.name) is not None or netns.exists(spec.netns):
+                        continue
+                    log.warning("port %s removed from bridge %s: its network namespace %s is "
+                                "gone (the container went away)", spec.name, br.name, spec.netns)
+                    self._drop_port_flows(br, spec.name)
+                    self._teardown_port(br, spec)
+                    gone.append(spec.name)
+            if gone:
+                self._save()
+        return gone
+
+    def links_changed(self) -> None:
+        """The kernel changed under us (netlink events): drop the ports of vanished containers,
+        re-create what can be re-created, mark the rest missing, prune stale datapath state."""
+        with self._lock:
+            before = set(self._missing)
+            self.forget_vanished_containers()
+            self.reconcile()
+            for name in sorted(set(self._missing) - before):
+                log.warning("%s is missing: %s", name, self._missing[name])
+            for name in sorted(before - set(self._missing)):
+                if self._port_owner(name) or name in self._bridges:
+                    log.info("%s is back", name)
+
+    def flows_add_if_absent(self, bridge: str, flow: FlowRequest) -> bool:
+        """Add FLOW unless a rule with the same content exists (config re-application keeps the
+        rule id and counters of an identical rule). True if it was added."""
+        with self._lock:
+            br = self._flow_bridge(bridge)
+            rule = self._flow_rules(br, [flow])[0]
+            if any(r.same_content(rule) for r in br.flows.rules()):
+                return False
+            self.flows_add(bridge, [flow])
+            return True
+
 
 def _by_name(item: BridgeSpec | PortSpec) -> str:
     return item.name

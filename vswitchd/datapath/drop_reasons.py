@@ -6,10 +6,12 @@ reads the X(...) entries of a named X-macro table and plain `#define NAME value`
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+# issue 6 (upgrade tests): VSWITCHD_BPF_DIR runs another build of the programs (a copy of bpf/).
+BPF_DIR = Path(os.environ.get("VSWITCHD_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 LIB_DIR = BPF_DIR / "lib"
 
 _ENTRY_RE = re.compile(r'X\(\s*(\w+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*"([^"]*)"\s*\)')
