@@ -885,12 +885,62 @@ class Switch:
         with self._lock:
             before = set(self._missing)
             self.forget_vanished_containers()
-            self.reconcile()
+            self._reconcile_changed()
             for name in sorted(set(self._missing) - before):
                 log.warning("%s is missing: %s", name, self._missing[name])
             for name in sorted(before - set(self._missing)):
                 if self._port_owner(name) or name in self._bridges:
                     log.info("%s is back", name)
+
+    def _reconcile_changed(self) -> None:
+        """reconcile(), but touching only the bridges and ports that differ from the kernel (a
+        full pass re-attaches every port: seconds for a hundred ports); stale datapath entries
+        (old ifindexes) are pruned."""
+        keep: set[int] = set()
+        for br in self._bridges.values():
+            info = self.links.get(br.name)
+            if info is None or info.kind != "bridge":
+                try:
+                    keep |= self._reconcile_bridge(br)
+                    self._missing.pop(br.name, None)
+                except SwitchError as exc:
+                    self._missing[br.name] = str(exc)
+                    log.error("bridge %s could not be restored: %s", br.name, exc)
+                continue
+            keep.add(info.ifindex)
+            touched = False
+            for spec in list(br.ports.values()):
+                port = self.links.get(spec.name)
+                if port is not None and port.master == info.ifindex \
+                        and spec.name not in self._missing:
+                    keep.add(port.ifindex)
+                    continue
+                try:
+                    port = self._reconcile_port(br, spec)
+                except SwitchError as exc:
+                    self._missing[spec.name] = str(exc)
+                    log.error("port %s of bridge %s could not be restored: %s", spec.name,
+                              br.name, exc)
+                    continue
+                if port is not None:
+                    keep.add(port.ifindex)
+                    touched = True
+            if not touched:
+                continue
+            for entry in br.fdb:
+                try:
+                    self._install_fdb(br, entry)
+                except SwitchError as exc:
+                    log.error("static FDB entry %s on %s not restored: %s", entry.mac, br.name,
+                              exc)
+            if br.datapath == "ebpf" and len(br.flows):
+                try:
+                    self._sync_flows(br)
+                except SwitchError as exc:
+                    log.error("flows of bridge %s not restored: %s", br.name, exc)
+        if self.dp is not None:
+            self.dp.prune(keep)
+        self._save()
 
     def flows_add_if_absent(self, bridge: str, flow: FlowRequest) -> bool:
         """Add FLOW unless a rule with the same content exists (config re-application keeps the
