@@ -69,3 +69,11 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) $(PROTO_OUT) clients/vswapi/switch_pb2.pyi *.egg-info
+
+# issue 6: install the systemd unit (Type=notify) with @PREFIX@ set to this checkout.
+# `systemctl stop vswitchd` leaves the datapath forwarding; `vswitchd --cleanup` removes it.
+.PHONY: install-service
+install-service: setup
+	sed 's|@PREFIX@|$(CURDIR)|g' vswitchd/systemd/vswitchd.service > /etc/systemd/system/vswitchd.service
+	systemctl daemon-reload
+	@echo "installed /etc/systemd/system/vswitchd.service: systemctl enable --now vswitchd"

@@ -459,3 +459,26 @@ def test_config_declares_state_and_sighup_applies_only_the_difference(host, tmp_
                                 "      cb: {type: veth"))
     host.start("--config", str(cfg))
     assert [p["name"] for p in host.json("list-ports", "cbr")] == ["api0", "ca", "cb", "cc"]
+
+
+# ---- systemd ------------------------------------------------------------------------------------
+
+def test_sd_notify_ready_and_stopping(host, tmp_path, monkeypatch):
+    import socket
+
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    try:
+        host.start()
+        assert sock.recv(256) == b"READY=1"  # sent once the socket listens
+        assert host.vswctl("status").returncode == 0
+        host.proc.send_signal(signal.SIGHUP)
+        assert sock.recv(256) == b"RELOADING=1"
+        assert sock.recv(256) == b"READY=1"
+        host.stop()
+        assert sock.recv(256) == b"STOPPING=1"
+    finally:
+        sock.close()
