@@ -118,15 +118,23 @@ static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 	return bpf_skb_store_bytes(skb, 14, &tci, 2, 0) ? -1 : 0;
 }
 
-/* Inserts an 802.1Q tag inline (visible in the frame on every path, test runs included;
- * bpf_skb_change_head works for any EtherType, unlike bpf_skb_adjust_room). skb->protocol
- * stays the inner type: no redirect_peer afterwards (a plain redirect re-parses the frame). */
+/* Pushes an 802.1Q tag on an untagged frame and sets ctx->tag_now. Inline (visible in the
+ * frame on every path, test runs included; bpf_skb_change_head works for any EtherType,
+ * unlike bpf_skb_adjust_room): skb->protocol stays the inner type, so no redirect_peer
+ * afterwards (a plain redirect re-parses the frame) and no pop later in this pass (TAG_PUSHED).
+ * A GSO frame gets the kernel's own tag in skb->vlan_tci instead: segmentation and offloads
+ * read skb->protocol, which an inline tag leaves stale. */
 static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
 {
 	struct __sk_buff *skb = ctx->skb;
 	__u8 macs[12];
 	__u16 tag[2];
 
+	if (skb->gso_size) {
+		ctx->tag_now = TAG_ORIG;
+		return bpf_skb_vlan_push(skb, vsw_ntohs(ETH_P_8021Q_HOST), vid) ? -1 : 0;
+	}
+	ctx->tag_now = TAG_PUSHED;
 	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
 		return -1;
 	if (bpf_skb_change_head(skb, 4, 0))
@@ -155,7 +163,6 @@ static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid
 			err = vlan_rewrite(ctx, vid);
 		} else {
 			err = vlan_push(ctx, vid);
-			ctx->tag_now = TAG_PUSHED;
 		}
 		ctx->tag_vid = vid;
 		return err;
