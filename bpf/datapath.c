@@ -8,6 +8,9 @@
  *   tc_ingress  TC clsact ingress of every port
  *   tc_egress   TC clsact egress of the bridge device (the host's own frames)
  *   tc_flood    tail-called by both to flood (flood_progs[0])
+ *
+ * Defining VSW_NO_TRACE (Datapath(trace=False), bench/trace_cost.py only) builds it without
+ * the watch stage (lib/watch.h).
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -20,6 +23,7 @@
 #include "lib/counters.h"
 #include "lib/flow.h"
 #include "lib/result.h"
+#include "lib/watch.h"
 #include "lib/parse.h"
 #include "lib/vlan.h"
 #include "lib/forward.h"
@@ -41,22 +45,17 @@ static __always_inline void pull_headers(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, want);
 }
 
-/* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions. */
-static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
+/* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions.
+ * Every decision goes through drop(), forward() or flood() (forward.h), which record it in ctx
+ * for the one watch event that pipeline() emits after it. */
+static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 {
-	struct dp_ctx ctx = {
-		.skb = skb,
-		.in_port = skb->ifindex,
-		.len = skb->len,
-		.vlan = 0,  /* set by vlan_ingress() */
-		.ingress = ingress,
-		.dry_run = is_dry_run(skb),
-	};
-	struct dp_result *res = result_get(&ctx);
+	struct __sk_buff *skb = ctx->skb;
+	struct dp_result *res = result_get(ctx);
 	struct flow_rule *rule;
 	struct port_info *in;
 	struct flow_key key;
-	int ret, next = FLOW_NEXT_NORMAL;
+	int ret, err, next = FLOW_NEXT_NORMAL;
 
 	if (res) {
 		res->verdict = 0;
@@ -68,28 +67,38 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		res->priority = 0;
 		res->n_outputs = 0;
 		res->vlan = 0;
+		res->stages = 0;
 	}
 
-	in = port_lookup(ctx.in_port);
-	if (!in) {  /* not ours: the kernel handles it, nothing counted */
-		result_set(&ctx, VERDICT_PASS, DROP_NONE, 0);
+	in = port_lookup(ctx->in_port);
+	if (!in) {  /* not ours: the kernel handles it, nothing counted, no event */
+		result_set(ctx, VERDICT_PASS, DROP_NONE, 0);
 		return TC_ACT_OK;
 	}
-	ctx.bridge = in->bridge;
+	ctx->bridge = in->bridge;
 
 	pull_headers(skb);
-	if (parse_flow(skb, &ctx, &key))
-		return drop(&ctx, DROP_MALFORMED);
-	ctx.tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
-	ctx.flow_tag = ctx.tag_now;
-	ctx.flow_vid = key.dl_vlan;
-	if (!ctx.dry_run)
-		count_rx(&ctx);
+	err = parse_flow(skb, ctx, &key);
+	watch_begin(ctx, &key);
+	if (res) {  /* the trace report: what was parsed, also of a malformed frame */
+		__builtin_memcpy(&res->key, &key, sizeof(key));
+		res->in_tag = tag_enc(ctx->tag_now != TAG_NONE, key.dl_vlan);
+		res->stages = err ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
+	}
+	if (err)
+		return drop(ctx, DROP_MALFORMED);
+	ctx->tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
+	ctx->flow_tag = ctx->tag_now;
+	ctx->flow_vid = key.dl_vlan;
+	if (!ctx->dry_run)
+		count_rx(ctx);
 
 	if (mac_is_multicast(key.dl_src))
-		return drop(&ctx, DROP_INVALID_SRC_MAC);
+		return drop(ctx, DROP_INVALID_SRC_MAC);
 
-	rule = classify(&ctx, &key);
+	rule = classify(ctx, &key);
+	if (res)
+		res->stages |= STAGE_FLOW;
 	if (rule) {
 		__u32 out = 0;
 		__u8 kind = 0;
@@ -98,31 +107,53 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 			res->rule_id = rule->rule_id;
 			res->priority = rule->priority;
 		} else {
-			count_rule(&ctx, rule);
+			count_rule(ctx, rule);
 		}
-		next = flow_actions(&ctx, rule, &out, &kind);
+		watch_rule(ctx, rule->rule_id);
+		next = flow_actions(ctx, rule, &out, &kind);
 		if (next == FLOW_NEXT_OUTPUT)
-			return forward(&ctx, out, kind);
+			return forward(ctx, out, kind);
 		if (next == FLOW_NEXT_CLONED) {
-			result_set(&ctx, VERDICT_FORWARD, DROP_NONE, 0);
+			ctx->verdict = VERDICT_FORWARD;
+			result_set(ctx, VERDICT_FORWARD, DROP_NONE, 0);
 			return TC_ACT_SHOT;
 		}
 		if (next == FLOW_NEXT_DROP)
-			return drop(&ctx, DROP_FLOW_DROP);
+			return drop(ctx, DROP_FLOW_DROP);
 		if (next == FLOW_NEXT_VLAN_FAILED)
-			return drop(&ctx, DROP_VLAN_FAILED);
+			return drop(ctx, DROP_VLAN_FAILED);
 	}
 	/* normal or flood: switching in the frame's VLAN (vlan.h) */
-	if (vlan_ingress(&ctx, in))
-		return drop(&ctx, DROP_VLAN_MISMATCH);
-	if (res)
-		res->vlan = ctx.vlan;
+	if (vlan_ingress(ctx, in))
+		return drop(ctx, DROP_VLAN_MISMATCH);
+	if (res) {
+		res->vlan = ctx->vlan;
+		res->stages |= STAGE_VLAN;
+	}
 	if (next == FLOW_NEXT_FLOOD)
-		return flood(&ctx);
-	ret = normal(&ctx, &key);
+		return flood(ctx);
+	ret = normal(ctx, &key);
 	if (ret >= 0)
 		return ret;
-	return flood(&ctx);
+	return flood(ctx);
+}
+
+static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
+{
+	struct dp_ctx ctx = {
+		.skb = skb,
+		.in_port = skb->ifindex,
+		.len = skb->len,
+		.vlan = 0,  /* set by vlan_ingress() */
+		.ingress = ingress,
+		.dry_run = is_dry_run(skb),
+	};
+	int ret;
+
+	watch_cb_set(&ctx, 0);  /* no watcher until watch_begin() says so */
+	ret = pipeline_decide(&ctx);
+	watch_emit(&ctx);  /* a flood's event is emitted by tc_flood */
+	return ret;
 }
 
 /* Tail-called by flood(): the flood of the packet in skb. */
@@ -140,11 +171,16 @@ int tc_flood(struct __sk_buff *skb)
 		.dry_run = is_dry_run(skb),
 	};
 	struct port_info *in = port_lookup(ctx.in_port);
+	int ret;
 
-	if (!in)
-		return drop(&ctx, DROP_NO_FLOOD_TARGET);
-	ctx.bridge = in->bridge;
-	return flood_run(&ctx);
+	if (!in) {
+		ret = drop(&ctx, DROP_NO_FLOOD_TARGET);
+	} else {
+		ctx.bridge = in->bridge;
+		ret = flood_run(&ctx);
+	}
+	watch_emit(&ctx);  /* the packet's event, started by the pipeline (watch_cb) */
+	return ret;
 }
 
 int tc_ingress(struct __sk_buff *skb)

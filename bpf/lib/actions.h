@@ -14,6 +14,8 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	__u32 out_port;
 	int want;
 
+	if (res)
+		res->stages |= STAGE_L2;
 	if (!ctx->dry_run && !mac_is_zero(key->dl_src))
 		fdb_learn(ctx, key->dl_src);
 	if (mac_is_multicast(key->dl_dst))
@@ -32,8 +34,13 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	want = vlan_egress(ctx, out_port, out);
 	if (want == WANT_NONE)  /* e.g. a static entry to a port outside the VLAN */
 		return drop(ctx, DROP_VLAN_MISMATCH);
+	if (res)
+		res->out_tag = want == WANT_TAGGED ? tag_enc(1, ctx->vlan) :
+			       want == WANT_UNTAGGED ? tag_enc(0, 0) :
+			       tag_enc(ctx->flow_tag, ctx->flow_vid);
 	if (vlan_apply_want(ctx, want))
 		return drop(ctx, DROP_VLAN_FAILED);
+	watch_output(ctx, out_port);
 	return forward(ctx, out_port, out->kind);
 }
 
@@ -84,9 +91,15 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 				continue;
 			sent = 1;
 			if (res) {
+				__u16 tag = tag_enc(ctx->flow_tag, ctx->flow_vid);
+
+				res->output_tags[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = tag;
 				res->outputs[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = a->arg;
 				res->n_outputs++;
+				if (a->final)
+					res->out_tag = tag;
 			}
+			watch_output(ctx, a->arg);
 			if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
 				return FLOW_NEXT_VLAN_FAILED;
 			if (a->final) {

@@ -167,9 +167,9 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 	__u16 proto;
 
 	__builtin_memset(key, 0, sizeof(*key));
+	key->in_port = ctx->in_port;
 	if (data + sizeof(*eth) > data_end)
 		return DROP_MALFORMED;
-	key->in_port = ctx->in_port;
 	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
 	proto = eth->h_proto;

@@ -3,8 +3,10 @@
 #ifndef VSW_FORWARD_H
 #define VSW_FORWARD_H
 
-static __always_inline int drop(const struct dp_ctx *ctx, __u32 reason)
+static __always_inline int drop(struct dp_ctx *ctx, __u32 reason)
 {
+	ctx->verdict = VERDICT_DROP;
+	ctx->reason = reason;
 	if (ctx->dry_run)
 		result_set(ctx, VERDICT_DROP, reason, 0);
 	else
@@ -23,7 +25,7 @@ static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifinde
 }
 
 /* The final redirect of a forward or flood; counts tx on success. */
-static __always_inline int redirect_last(const struct dp_ctx *ctx, __u32 ifindex, __u8 kind)
+static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u8 kind)
 {
 	long ret = redirect_port(ctx, ifindex, kind);
 
@@ -33,8 +35,9 @@ static __always_inline int redirect_last(const struct dp_ctx *ctx, __u32 ifindex
 	return TC_ACT_REDIRECT;
 }
 
-static __always_inline int forward(const struct dp_ctx *ctx, __u32 out, __u8 kind)
+static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u8 kind)
 {
+	ctx->verdict = VERDICT_FORWARD;
 	if (ctx->dry_run) {
 		result_set(ctx, VERDICT_FORWARD, DROP_NONE, out);
 		return TC_ACT_REDIRECT;
@@ -133,11 +136,13 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 			continue;
 		}
 		if (res) {
+			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = FLOOD_AS_IS;
 			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
 			res->n_flood++;
 		} else if (prev) {
 			flood_clone(ctx, prev, prev_kind);
 		}
+		watch_copy(ctx);
 		prev = target;
 		prev_kind = kind;
 	}
@@ -164,19 +169,24 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		if (flood_class(ctx, target, &kind) != FLOOD_CHANGED)
 			continue;
 		if (res) {
+			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = FLOOD_CHANGED;
 			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
 			res->n_flood++;
 		} else if (prev) {
 			flood_clone(ctx, prev, prev_kind);
 		}
+		watch_copy(ctx);
 		prev = target;
 		prev_kind = kind;
 	}
-	if (!prev && !res)  /* copies went out; the members changed under us */
+	if (!prev && !res) {  /* copies went out; the members changed under us */
+		ctx->verdict = VERDICT_FLOOD;
 		return TC_ACT_SHOT;
+	}
 last:
 	if (!prev)
 		return drop(ctx, DROP_NO_FLOOD_TARGET);
+	ctx->verdict = VERDICT_FLOOD;
 	if (res) {
 		res->verdict = VERDICT_FLOOD;
 		return TC_ACT_REDIRECT;
@@ -192,6 +202,7 @@ last:
  * daemon's last fd closes, and attached programs would stop flooding). */
 #define FLOOD_CB_INGRESS 1
 #define FLOOD_CB_NO_PEER 2
+/* skb->cb[4]: watch_cb (watch.h), the packet's watchers; tc_flood emits their event. */
 /* skb->cb[3]: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25). */
 #define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
 			    ((__u32)(ctx)->tag_now << 24))
@@ -203,6 +214,11 @@ BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs
  * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
 static __always_inline int flood(struct dp_ctx *ctx)
 {
+	struct dp_result *res = result_get(ctx);
+
+	if (res)  /* the tag state the FLOOD_AS_IS targets get (dry runs change nothing) */
+		res->flood_base = ctx->vlan ? tag_enc(ctx->tag_now != TAG_NONE, ctx->vlan) :
+					      tag_enc(ctx->flow_tag, ctx->flow_vid);
 	if (!ctx->vlan) {
 		if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
 			return drop(ctx, DROP_VLAN_FAILED);
