@@ -20,12 +20,14 @@ from vswitchd.datapath.loader import (
     ebpf_unsupported_reason,
 )
 from vswitchd.datapath.vlan import VlanConfig
+from vswitchd.datapath.watch import MAX_WATCHERS, WatchEvent, WatchFilter
 
 __all__ = [
     "DROP_REASONS",
     "FLOW_FIELDS",
     "MAX_FLOW_ACTIONS",
     "MAX_FLOW_MASKS",
+    "MAX_WATCHERS",
     "Datapath",
     "DpRule",
     "FlowCounters",
@@ -34,5 +36,7 @@ __all__ = [
     "PortKind",
     "RunResult",
     "VlanConfig",
+    "WatchEvent",
+    "WatchFilter",
     "ebpf_unsupported_reason",
 ]

@@ -123,6 +123,12 @@ def _pack_key(values: dict[str, int]) -> bytes:
     return _KEY.pack(*args)
 
 
+def pack_flow_key(values: dict[str, int]) -> bytes:
+    """struct flow_key bytes of {field: int} (DpRule's integer form); the map layouts must be
+    bound (a loaded Datapath)."""
+    return _pack_key(values)
+
+
 def validate_rule(rule: DpRule) -> None:
     if not isinstance(rule.rule_id, int) or not 0 < rule.rule_id <= 0xFFFFFFFF:
         raise InvalidArgument("rule_id", rule.rule_id, "must be an integer in 1..4294967295")

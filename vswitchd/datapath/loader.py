@@ -7,6 +7,7 @@ daemon reopens them with their contents while the old programs keep forwarding.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -27,8 +28,23 @@ from vswitchd.datapath.drop_reasons import (
     parse_xmacro,
     reason_name,
 )
-from vswitchd.datapath.flows import MAX_FLOW_ACTIONS, DpRule, FlowCounters, FlowTables
+from vswitchd.datapath.flows import (
+    MAX_FLOW_ACTIONS,
+    DpRule,
+    FlowCounters,
+    FlowTables,
+    pack_flow_key,
+)
 from vswitchd.datapath.vlan import UNCONFIGURED, VLAN_BITMAP_WORDS, VlanConfig
+from vswitchd.datapath.watch import (
+    MAX_RATE,
+    MAX_WATCHERS,
+    WATCH_DEFAULT_RATE,
+    EventDecoder,
+    WatchEvent,
+    WatchFilter,
+    check_filter,
+)
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 BPFFS_ROOT = "/sys/fs/bpf"
@@ -42,6 +58,12 @@ PROG_FLOOD = "tc_flood"
 _RESULT_H = (BPF_DIR / "lib" / "result.h").read_text()
 _COMMON_H = (BPF_DIR / "lib" / "common.h").read_text()
 VERDICTS: dict[int, str] = parse_xmacro(_RESULT_H, "VERDICTS")
+TRACE_STAGES: dict[int, str] = parse_xmacro(_RESULT_H, "TRACE_STAGES")
+TAG_ENC_TAGGED = parse_define(_RESULT_H, "TAG_ENC_TAGGED")
+TAG_ENC_UNTAGGED = parse_define(_RESULT_H, "TAG_ENC_UNTAGGED")
+_FORWARD_H = (BPF_DIR / "lib" / "forward.h").read_text()
+FLOOD_AS_IS = parse_define(_FORWARD_H, "FLOOD_AS_IS")
+FLOOD_CHANGED = parse_define(_FORWARD_H, "FLOOD_CHANGED")
 DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
                  parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
 MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
@@ -56,6 +78,7 @@ TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 _RETVAL_VERDICT = {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"}
 _INCLUDE_RE = re.compile(r'^#include "(lib/[\w.-]+\.h)"\s*$', re.M)
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+_NO_LOCK = contextlib.nullcontext()
 
 
 class PortKind(IntEnum):
@@ -93,7 +116,18 @@ class RunResult:
 
     rule_id is the matched flow rule (0 = table miss, "normal"), priority its priority, outputs
     the output:PORT targets of its actions in order (clones and the final one); out_ifindex and
-    flood describe "normal"/"flood" (or the final output)."""
+    flood describe "normal"/"flood" (or the final output).
+
+    Trace report (dry runs; `vswctl trace`), empty in real runs:
+    key: the parsed headers, the flow key fields by FLOW_FIELDS name, integers as in
+      DpRule.fields (MACs 48-bit, IPs 128-bit with IPv4 << 96, dl_vlan the frame's VID, 0 =
+      untagged); for a malformed frame what was parsed before the frame ended (the rest 0).
+    stages: the stages the packet reached, in order: "port" (in_port is a port of ours),
+      "parse" (headers parsed), "flow" (the flow table was looked up: rule_id/priority or a
+      miss), "vlan" (ingress VLAN classification passed: vlan holds it; a vlan-mismatch drop
+      stops before it), "l2" (normal switching: FDB lookup, fdb_hit, out_ifindex or flood).
+    tags: per output port (outputs, out_ifindex, flood) the tag it sends the frame with:
+      "as-is" (the frame's tag state unchanged), "untagged", or "tagged:VID"."""
 
     retval: int
     verdict: str
@@ -107,6 +141,46 @@ class RunResult:
     outputs: list[int] = field(default_factory=list)
     data: bytes = b""
     vlan: int = 0
+    key: dict[str, int] = field(default_factory=dict)
+    stages: tuple[str, ...] = ()
+    tags: dict[int, str] = field(default_factory=dict)
+
+
+def _key_dict(key) -> dict[str, int]:
+    """struct flow_key (ctypes) -> {field: int} in DpRule's integer form."""
+    out = {}
+    for name in ("in_port", "dl_src", "dl_dst", "dl_type", "dl_vlan", "nw_proto", "ip_src",
+                 "ip_dst", "tp_src", "tp_dst"):
+        value = getattr(key, name)
+        out[name] = int.from_bytes(bytes(value), "big") if isinstance(value, ctypes.Array) \
+            else int(value)
+    return out
+
+
+def _tag_text(enc: int, arrived: int) -> str:
+    if enc == arrived:
+        return "as-is"
+    if enc & TAG_ENC_TAGGED:
+        return f"tagged:{enc & 0x0FFF}"
+    return "untagged"
+
+
+def _report_tags(res, n_flood: int) -> dict[int, str]:
+    """Per output ifindex, the tag state it sends with (from the dry run's tag_enc values)."""
+    tags: dict[int, str] = {}
+    for i in range(min(res.n_outputs, MAX_FLOW_ACTIONS)):
+        if res.output_tags[i]:
+            tags[res.outputs[i]] = _tag_text(res.output_tags[i], res.in_tag)
+    if res.out_ifindex and res.out_tag:
+        tags[res.out_ifindex] = _tag_text(res.out_tag, res.in_tag)
+    base = res.flood_base
+    for i in range(n_flood):
+        enc = base
+        if res.flood_cls[i] == FLOOD_CHANGED:  # the one tag change: pop, or push res.vlan
+            enc = TAG_ENC_UNTAGGED if base & TAG_ENC_TAGGED else TAG_ENC_TAGGED | res.vlan
+        if enc:
+            tags[res.flood[i]] = _tag_text(enc, res.in_tag)
+    return tags
 
 
 def _bpf_syscall_available() -> str | None:
@@ -167,9 +241,10 @@ def _mac_str(raw) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
 
 
-def build_source(pin_dir: str) -> str:
+def build_source(pin_dir: str, trace: bool = True) -> str:
     """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
-    `ports.lookup()` only in its main file) and VSW_PIN_DIR defined."""
+    `ports.lookup()` only in its main file) and VSW_PIN_DIR defined. trace=False defines
+    VSW_NO_TRACE: no watch stage (bench/trace_cost.py's baseline; never the daemon's)."""
     if any(c in pin_dir for c in '"\\\n'):
         raise InvalidArgument("bpffs_dir", pin_dir, "must not contain quotes or backslashes")
     seen: set[str] = set()
@@ -183,14 +258,20 @@ def build_source(pin_dir: str) -> str:
         return f'/* ---- {name} ---- */\n{_INCLUDE_RE.sub(expand, text)}\n'
 
     main = (BPF_DIR / "datapath.c").read_text()
-    return f'#define VSW_PIN_DIR "{pin_dir}"\n' + _INCLUDE_RE.sub(expand, main)
+    head = f'#define VSW_PIN_DIR "{pin_dir}"\n' + ("" if trace else "#define VSW_NO_TRACE\n")
+    return head + _INCLUDE_RE.sub(expand, main)
 
 
 class Datapath:
     """The compiled datapath of one daemon instance and its pinned maps."""
 
-    def __init__(self, bpffs_dir: str = DEFAULT_BPFFS_DIR) -> None:
+    def __init__(self, bpffs_dir: str = DEFAULT_BPFFS_DIR, *, trace: bool = True) -> None:
+        """trace=False builds the programs without the watch stage (VSW_NO_TRACE); only
+        bench/trace_cost.py uses it, as the baseline. The watch_* methods then raise
+        FailedPrecondition; dry runs (trace()) still work."""
         self.bpffs_dir = os.path.abspath(bpffs_dir)
+        self.trace_enabled = trace
+        self._watch = None
         self._lock = threading.RLock()
         self._bpf = None
         reason = ebpf_unsupported_reason()
@@ -220,7 +301,7 @@ class Datapath:
         fresh = not os.path.exists(self.bpffs_dir)
         os.makedirs(self.bpffs_dir, mode=0o700, exist_ok=True)
         try:
-            self._bpf = BPF(text=build_source(self.bpffs_dir).encode())
+            self._bpf = BPF(text=build_source(self.bpffs_dir, self.trace_enabled).encode())
         except Exception:
             if fresh:  # do not leave half-created pins behind a failed first start
                 self._remove_pins()
@@ -240,6 +321,8 @@ class Datapath:
             self._fdb = self._bpf[b"fdb"]
             self._stats = self._bpf[b"port_stats"]
             self._result = self._bpf[b"dp_result"]
+            if self.trace_enabled:
+                self._open_watch()
         except Exception:
             self._bpf.cleanup()
             self._bpf = None
@@ -625,8 +708,136 @@ class Datapath:
                                  for i in range(min(res.n_outputs, MAX_FLOW_ACTIONS))],
                         data=out.data,
                         vlan=res.vlan,
+                        key=_key_dict(res.key),
+                        stages=tuple(name for bit, name in sorted(TRACE_STAGES.items())
+                                     if res.stages & bit),
+                        tags=_report_tags(res, n),
                     )
             raise Unavailable("the dry run wrote no result (is the program the datapath's?)")
+
+    def trace(self, frame: bytes, ifindex: int, *, egress: bool = False) -> RunResult:
+        """What the datapath would do with `frame` arriving on `ifindex` (at the bridge
+        device's egress with egress=True): one dry run of the real program, with no side
+        effects (nothing learned, no counter, no watch event). The RunResult holds the whole
+        report: key, stages, vlan, rule_id/priority, fdb_hit, verdict, out_ifindex/outputs/
+        flood with their tags, drop_reason."""
+        return self.run(frame, ifindex, egress=egress, dry_run=True)
+
+    # ---- live watch --------------------------------------------------------------------
+
+    def _open_watch(self) -> None:
+        """Instance-local watch maps (not pinned: this instance's ring, this daemon's
+        watchers). Called by _open() when built with the trace stage."""
+        self._watch_ctl = self._bpf[b"watch_ctl"]
+        self._watch_filters = self._bpf[b"watch_filters"]
+        self._watch_lost = self._bpf[b"watch_lost"]
+        self._watch_slots: dict[int, WatchFilter] = {}
+        self._watch_rate = WATCH_DEFAULT_RATE
+        self._watch_poll_lock = threading.Lock()
+        self._watch_pending: list[bytes] = []
+        self.watch_bad_events = 0  # records refused by the decoder (version/type/length)
+        # sLeaf: the struct (Leaf of a per-CPU map is an array of one per CPU)
+        self._watch_decoder = EventDecoder(self._bpf[b"watch_scratch"].sLeaf, VERDICTS)
+
+        def on_event(_ctx, data, size):
+            self._watch_pending.append(ctypes.string_at(data, size))
+            return 0
+
+        self._bpf[b"watch_events"].open_ring_buffer(on_event)
+        self._watch_write_ctl()
+
+    def _check_watch(self):
+        self._check_open()
+        if not self.trace_enabled:
+            raise FailedPrecondition("this datapath was built without the trace stage "
+                                     "(trace=False): nothing to watch")
+
+    def _watch_write_ctl(self) -> None:
+        leaf = self._watch_ctl.Leaf()
+        leaf.active = sum(1 << slot for slot in self._watch_slots)
+        leaf.drops_only = sum(1 << slot for slot, f in self._watch_slots.items()
+                              if f.drops_only)
+        leaf.rate = self._watch_rate
+        self._watch_ctl[self._watch_ctl.Key(0)] = leaf
+
+    def watch_add(self, flt: WatchFilter) -> int:
+        """Starts emission for a watcher; returns its slot (0..MAX_WATCHERS-1, the bit of
+        WatchEvent.watchers). Raises InvalidArgument for a bad filter, Unavailable when
+        MAX_WATCHERS watchers exist."""
+        match = check_filter(flt)
+        with self._lock:
+            self._check_watch()
+            free = [i for i in range(MAX_WATCHERS) if i not in self._watch_slots]
+            if not free:
+                raise Unavailable(f"at most {MAX_WATCHERS} watchers at once")
+            slot = free[0]
+            zero = self._watch_filters.Key(0)
+            filters = self._watch_filters[zero]
+            entry = filters.f[slot]
+            ctypes.memset(ctypes.addressof(entry), 0, ctypes.sizeof(entry))
+            entry.bridge = flt.bridge
+            key = {name: value for name, (value, _m) in match.items()}
+            mask = {name: m for name, (_v, m) in match.items()}
+            for target, values in ((entry.key, key), (entry.mask, mask)):
+                raw = pack_flow_key(values)
+                ctypes.memmove(ctypes.addressof(target), raw, len(raw))
+            self._watch_filters[zero] = filters  # the slot first, then its active bit
+            self._watch_lost[self._watch_lost.Key(slot)] = self._watch_lost.Leaf()  # all CPUs
+            self._watch_slots[slot] = flt
+            self._watch_write_ctl()
+            return slot
+
+    def watch_remove(self, slot: int) -> None:
+        """Stops emission for the watcher; with none left the datapath emits nothing."""
+        with self._lock:
+            self._check_watch()
+            if slot not in self._watch_slots:
+                raise NotFound(f"no watcher in slot {slot}")
+            del self._watch_slots[slot]
+            self._watch_write_ctl()
+
+    def watch_poll(self, timeout_ms: int) -> list[WatchEvent]:
+        """Waits up to timeout_ms (0: no wait) for events and returns those in the ring. Call
+        it from one poller thread; records of an unknown version/type are skipped (counted in
+        watch_bad_events)."""
+        self._check_watch()
+        with self._watch_poll_lock:
+            bpf = self._bpf
+            if bpf is None:
+                return []
+            bpf.ring_buffer_poll(max(0, int(timeout_ms)))
+            raw, self._watch_pending = self._watch_pending, []
+        events = []
+        for record in raw:
+            try:
+                events.append(self._watch_decoder.decode(record))
+            except ValueError:
+                self.watch_bad_events += 1
+        return events
+
+    def watch_lost(self, slot: int) -> int:
+        """Events of the watcher lost to the rate limit or a full ring, summed over CPUs."""
+        if not isinstance(slot, int) or not 0 <= slot < MAX_WATCHERS:
+            raise InvalidArgument("slot", slot, f"must be in 0..{MAX_WATCHERS - 1}")
+        with self._lock:
+            self._check_watch()
+            return sum(int(v) for v in self._watch_lost[self._watch_lost.Key(slot)])
+
+    def watch_set_rate(self, per_cpu_per_second: int) -> None:
+        """The per-CPU event rate limit (default WATCH_DEFAULT_RATE events/s, bursts of one
+        second's worth)."""
+        if not isinstance(per_cpu_per_second, int) or not 1 <= per_cpu_per_second <= MAX_RATE:
+            raise InvalidArgument("rate", per_cpu_per_second, f"must be in 1..{MAX_RATE}")
+        with self._lock:
+            self._check_watch()
+            self._watch_rate = per_cpu_per_second
+            self._watch_write_ctl()
+
+    def verified_insns(self) -> dict[str, int]:
+        """Instructions the verifier processed per program (its `processed N insns`)."""
+        with self._lock:
+            self._check_open()
+            return {name: testrun.verified_insns(prog.fd) for name, prog in self._progs.items()}
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -634,8 +845,15 @@ class Datapath:
         """Releases our fds; programs stay attached and maps pinned (forwarding goes on)."""
         with self._lock:
             if self._bpf is not None:
-                self._bpf.cleanup()
-                self._bpf = None
+                if self.trace_enabled:  # attached programs outlive us: stop their emission
+                    self._watch_slots.clear()
+                    try:
+                        self._watch_write_ctl()
+                    except Exception:
+                        pass
+                with self._watch_poll_lock if self.trace_enabled else _NO_LOCK:
+                    self._bpf.cleanup()
+                    self._bpf = None
 
     def destroy(self) -> None:
         """Detaches every program this datapath attached and removes its pins."""

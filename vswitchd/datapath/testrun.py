@@ -121,3 +121,26 @@ def prog_test_run_skb(
         duration_ns=attr.duration,
         data=data_out.raw[:size],
     )
+
+
+BPF_OBJ_GET_INFO_BY_FD = 15
+_VERIFIED_INSNS_OFFSET = 216  # struct bpf_prog_info.verified_insns (uapi, kernel >= 5.16)
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                ("info", ctypes.c_uint64)]
+
+
+def verified_insns(prog_fd: int) -> int:
+    """How many instructions the verifier processed for the program (`processed N insns`);
+    0 when the kernel does not report it."""
+    buf = ctypes.create_string_buffer(256)
+    attr = _InfoAttr(prog_fd, ctypes.sizeof(buf), ctypes.addressof(buf))
+    ret = _libc.syscall(SYS_BPF, BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_OBJ_GET_INFO_BY_FD failed: {os.strerror(err)}")
+    if attr.info_len < _VERIFIED_INSNS_OFFSET + 4:
+        return 0
+    return int.from_bytes(buf.raw[_VERIFIED_INSNS_OFFSET:_VERIFIED_INSNS_OFFSET + 4], "little")
