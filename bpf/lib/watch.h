@@ -137,6 +137,8 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 		const __u64 *fm = (const __u64 *)&fs->f[i].mask;
 		__u64 diff = fs->f[i].bridge ^ ctx->bridge;
 
+		if (!(active >> i))  /* no slot left: the daemon fills the lowest free slot */
+			break;
 #pragma unroll
 		for (j = 0; j < FLOW_KEY_WORDS; j++)
 			diff |= (kw[j] & fm[j]) ^ fk[j];
