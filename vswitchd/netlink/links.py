@@ -395,8 +395,10 @@ class Links:
         addresses: Iterable[str] = (),
         mac: str | None = None,
         mtu: int | None = None,
+        gateway: str | None = None,
     ) -> LinkInfo:
-        """A veth pair: NAME stays here (up), PEER_NAME lives in NETNS (mac/mtu/addresses, up).
+        """A veth pair: NAME stays here (up), PEER_NAME lives in NETNS (mac/mtu/addresses, up);
+        with GATEWAY, the namespace's default route goes through it via the peer.
 
         The peer is created directly inside the namespace under its final name (one atomic
         RTM_NEWLINK), so there is no temporary name to collide with. On any later failure the
@@ -431,7 +433,7 @@ class Links:
                         raise self._veth_error(exc, nsipr, name, peer_name, netns, mac,
                                                mtu) from exc
                     try:
-                        self._setup_peer(nsipr, peer_name, netns, addresses)
+                        self._setup_peer(nsipr, peer_name, netns, addresses, gateway)
                         host = _require(ipr, name)
                         with _kernel(f"bring {name} up", name=name):
                             ipr.link("set", index=host["index"], state="up")
@@ -471,12 +473,18 @@ class Links:
         return translate(exc, action, name=name)
 
     @staticmethod
-    def _setup_peer(nsipr: IPRoute, peer_name: str, netns: str, addresses: list[str]) -> None:
+    def _setup_peer(nsipr: IPRoute, peer_name: str, netns: str, addresses: list[str],
+                    gateway: str | None = None) -> None:
         where = f"{peer_name} in network namespace {netns}"
         peer = _require(nsipr, peer_name)
         _sync_addresses(nsipr, peer["index"], where, addresses)
         with _kernel(f"bring {where} up", name=peer_name):
             nsipr.link("set", index=peer["index"], state="up")
+        if gateway:
+            family_any = "::/0" if ":" in gateway else "0.0.0.0/0"
+            with _kernel(f"set the default route of network namespace {netns} via {gateway}",
+                         name=peer_name, field="gateway", value=gateway):
+                nsipr.route("replace", dst=family_any, gateway=gateway, oif=peer["index"])
         lo = _get(nsipr, "lo")
         if lo is not None and not lo["flags"] & IFF_UP:
             with _kernel(f"bring lo up in network namespace {netns}", name="lo"):
@@ -503,9 +511,12 @@ class Links:
     # ---- TAP -----------------------------------------------------------------------------
 
     def create_tap(
-        self, name: str, *, owner: str | None = None, mtu: int | None = None
+        self, name: str, *, owner: str | None = None, mtu: int | None = None,
+        multi_queue: bool = False,
     ) -> LinkInfo:
-        """A persistent TAP (IFF_TAP|IFF_NO_PI, no vnet header), admin up.
+        """A persistent TAP (IFF_TAP|IFF_NO_PI, no vnet header), admin up; with MULTI_QUEUE
+        IFF_MULTI_QUEUE too, so a VM can open one queue per vCPU (each opener must then pass
+        IFF_MULTI_QUEUE to TUNSETIFF).
 
         Carrier comes up when a process (QEMU) opens it with TUNSETIFF.
         """
@@ -527,7 +538,7 @@ class Links:
                 "kind": "tuntap",
                 "mode": "tap",
                 "ifr": {"no_pi": True, "one_queue": False, "vnet_hdr": False,
-                        "multi_queue": False},
+                        "multi_queue": bool(multi_queue)},
             }
             if uid is not None:
                 spec["uid"] = uid

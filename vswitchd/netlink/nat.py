@@ -96,6 +96,15 @@ class Nat:
                 {"add": {"rule": rule}},
             ])
 
+    def enable_ip_forwarding(self) -> bool:
+        """See enable_ip_forwarding(); a method so the switch can be given a fake Nat."""
+        return enable_ip_forwarding()
+
+    def disable_ip_forwarding(self) -> None:
+        """Undo of a failed change that turned forwarding on."""
+        with open(IP_FORWARD, "w") as fh:
+            fh.write("0\n")
+
     def remove(self, bridge: str) -> bool:
         """Remove the bridge's rule; the table goes with its last rule. False if there was none."""
         with self._lock:
