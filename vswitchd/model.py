@@ -27,6 +27,38 @@ class PortSpec:
     mtu: int = 0               # 0 = kernel default
     owner: str = ""            # tap: owning user
     netns_created: bool = False  # vswitchd created the named netns and removes it with the port
+    # VLAN mode (eBPF datapath): none configured = carries every VLAN (untagged = VLAN 0);
+    # vlan = access port (untagged on the wire); trunks = tagged VLANs, native_vlan = untagged.
+    vlan: int = 0
+    trunks: list[int] = field(default_factory=list)
+    native_vlan: int = 0
+    gateway: str = ""          # veth: default route of the peer's namespace
+    multi_queue: bool = False  # tap: IFF_MULTI_QUEUE
+    uplink: bool = False       # system: the host's L3 config moves to the bridge while attached
+    # uplink: what was moved to the bridge (restored to the NIC on del-port) and the bridge's
+    # own MAC (the bridge wears the NIC's MAC while the uplink is attached).
+    uplink_addresses: list[str] = field(default_factory=list)
+    uplink_routes: list[dict[str, Any]] = field(default_factory=list)
+    bridge_mac: str = ""
+
+    def vlan_mode(self) -> str:
+        """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""
+        if self.vlan:
+            return f"access:{self.vlan}"
+        if self.trunks:
+            text = "trunk:" + ",".join(str(v) for v in self.trunks)
+            return text + (f"/native:{self.native_vlan}" if self.native_vlan else "")
+        return "all"
+
+
+# Written to the store only when set, so a store without VLANs, uplinks etc. reads as before.
+_OPTIONAL_PORT_FIELDS = {"vlan": 0, "trunks": [], "native_vlan": 0, "gateway": "",
+                         "multi_queue": False, "uplink": False, "uplink_addresses": [],
+                         "uplink_routes": [], "bridge_mac": ""}
+
+
+def _port_dict(port: PortSpec) -> dict[str, Any]:
+    return {k: v for k, v in asdict(port).items() if _OPTIONAL_PORT_FIELDS.get(k, ()) != v}
 
 
 @dataclass
@@ -41,6 +73,7 @@ class BridgeSpec:
     name: str
     datapath: str = "ebpf"
     addresses: list[str] = field(default_factory=list)
+    nat: bool = False          # masquerade the bridge's IPv4 subnets leaving by other interfaces
     ports: dict[str, PortSpec] = field(default_factory=dict)
     fdb: list[StaticFdb] = field(default_factory=list)
     flows: FlowTable = field(default_factory=FlowTable)
@@ -50,9 +83,11 @@ class BridgeSpec:
             "name": self.name,
             "datapath": self.datapath,
             "addresses": list(self.addresses),
-            "ports": [asdict(p) for p in self.ports.values()],
+            "ports": [_port_dict(p) for p in self.ports.values()],
             "fdb": [asdict(f) for f in self.fdb],
         }
+        if self.nat:
+            out["nat"] = True
         # Flow rules: one compact string each (Rule.to_store), so 100 000 rules stay fast to
         # write; present only once the bridge has had flows.
         if len(self.flows) or self.flows.next_id > 1:
@@ -73,6 +108,7 @@ class BridgeSpec:
             name=data["name"],
             datapath=data.get("datapath", "ebpf"),
             addresses=list(data.get("addresses", [])),
+            nat=bool(data.get("nat", False)),
             ports=ports,
             fdb=fdb,
             flows=FlowTable(rules, next_id=int(data.get("next_flow_id", 1))),

@@ -7,13 +7,14 @@ On start, reconcile() re-creates or re-adopts what the store says should exist.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import pwd
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import NamedTuple
 
 from vswitchd import validate
@@ -30,7 +31,7 @@ from vswitchd.flows.model import Clock, FlowRequest, Rule
 from vswitchd.flows.table import FlowTable
 from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
 from vswitchd.netlink import netns
-from vswitchd.netlink.links import LinkInfo, Links
+from vswitchd.netlink.links import L3Config, LinkInfo, Links, Route
 from vswitchd.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -109,12 +110,14 @@ class Switch:
         datapath: object | None,
         ebpf_unsupported: str | None,
         clock: Clock | None = None,
+        nat: object | None = None,
     ) -> None:
         self.cfg = cfg
         self.links = links
         self.store = store
         self.dp = datapath  # vswitchd.datapath.Datapath, or None when eBPF is unavailable
         self.ebpf_unsupported = ebpf_unsupported
+        self._nat_impl = nat  # vswitchd.netlink.nat.Nat, made on first use (needs libnftables)
         self.started = time.monotonic()
         self._lock = threading.RLock()
         self._bridges: dict[str, BridgeSpec] = store.load()
@@ -173,6 +176,13 @@ class Switch:
             undo.rollback()
             raise
 
+    def _nat(self) -> object:
+        if self._nat_impl is None:
+            from vswitchd.netlink.nat import Nat
+
+            self._nat_impl = Nat()
+        return self._nat_impl
+
     def _dp_kind(self, port_type: str) -> object:
         from vswitchd.datapath import PortKind
 
@@ -186,7 +196,8 @@ class Switch:
         if datapath not in DATAPATHS:
             raise InvalidArgument("datapath", datapath, f"must be one of {', '.join(DATAPATHS)}")
         addresses = [validate.cidr(a, "ip") for a in spec.addresses]
-        spec = BridgeSpec(name=spec.name, datapath=datapath, addresses=addresses)
+        nat_subnet = _nat_subnet(addresses) if spec.nat else ""
+        spec = BridgeSpec(name=spec.name, datapath=datapath, addresses=addresses, nat=spec.nat)
         with self._lock:
             if spec.name in self._bridges:
                 if may_exist:
@@ -196,8 +207,10 @@ class Switch:
                 raise AlreadyExists(
                     f"interface {spec.name} already exists and is not a bridge managed by vswitchd"
                 )
+            self._check_overlap(spec.name, addresses)
             if datapath == "ebpf":
                 self._require_ebpf()
+            nat = self._nat() if spec.nat else None
             undo = _Undo()
             try:
                 info = self.links.create_bridge(spec.name, addresses)
@@ -205,6 +218,8 @@ class Switch:
                 if datapath == "ebpf":
                     self.dp.add_bridge(info.ifindex, info.mac)
                     undo.push("detach bridge", lambda: self.dp.remove_bridge(info.ifindex))
+                if nat is not None:
+                    self._enable_nat(nat, spec.name, nat_subnet, undo)
             except BaseException:
                 undo.rollback()
                 raise
@@ -221,6 +236,14 @@ class Switch:
                     return False
                 raise NotFound(f"bridge {name} does not exist (--if-exists ignores this)")
             br = self._bridges[name]
+            uplinks = [p for p in br.ports.values() if p.uplink]
+            for port in uplinks:  # first: the host's addresses go back to the NIC
+                self._teardown_port(br, port)
+            if br.nat:
+                try:
+                    self._nat().remove(name)
+                except SwitchError as exc:
+                    log.error("bridge %s: NAT rule not removed: %s", name, exc)
             for port in list(br.ports.values()):
                 self._teardown_port(br, port)
             info = self.links.get(name)
@@ -257,6 +280,59 @@ class Switch:
             ports=ports,
         )
 
+    def _check_overlap(self, name: str, addresses: list[str]) -> None:
+        """A bridge's subnets must not overlap another bridge's (routing would be ambiguous)."""
+        for cidr in addresses:
+            net = ipaddress.ip_interface(cidr).network
+            for other in self._bridges.values():
+                if other.name == name:
+                    continue
+                for theirs in self._bridge_addresses(other):
+                    their_net = ipaddress.ip_interface(theirs).network
+                    if their_net.version == net.version and net.overlaps(their_net):
+                        raise InvalidArgument(
+                            "ip", cidr, f"overlaps {theirs} of bridge {other.name}")
+
+    @staticmethod
+    def _bridge_addresses(br: BridgeSpec) -> list[str]:
+        """The bridge's own addresses and those its uplink brought from the NIC."""
+        out = list(br.addresses)
+        for p in br.ports.values():
+            out += [a for a in p.uplink_addresses if a not in out]
+        return out
+
+    def _enable_nat(self, nat: object, bridge: str, subnet: str, undo: _Undo) -> None:
+        if nat.enable_ip_forwarding():
+            log.info("IPv4 forwarding enabled for NAT on bridge %s", bridge)
+            undo.push("disable IPv4 forwarding", nat.disable_ip_forwarding)
+        nat.masquerade(bridge, subnet)
+        undo.push(f"remove NAT rule of {bridge}", lambda: nat.remove(bridge))
+
+    def update_bridge(self, name: str, nat: bool | None = None) -> BridgeView:
+        """Change a bridge's settings at run time (today: NAT on or off)."""
+        with self._lock:
+            br = self._bridge(name)
+            if nat is None or nat == br.nat:
+                return self._bridge_view(br)
+            undo = _Undo()
+            impl = self._nat()
+            if nat:
+                subnet = _nat_subnet(br.addresses)
+                try:
+                    self._enable_nat(impl, name, subnet, undo)
+                except BaseException:
+                    undo.rollback()
+                    raise
+            else:
+                impl.remove(name)
+                subnet = _nat_subnet(br.addresses)
+                undo.push("restore NAT rule", lambda: impl.masquerade(name, subnet))
+            br.nat = nat
+            undo.push("restore nat flag", lambda: setattr(br, "nat", not nat))
+            self._commit(undo)
+            log.info("bridge %s: NAT %s", name, "on" if nat else "off")
+            return self._bridge_view(br)
+
     # ---- ports ---------------------------------------------------------------------------
 
     def _validate_port(self, spec: PortSpec) -> PortSpec:
@@ -265,6 +341,14 @@ class Switch:
         if ptype not in PORT_TYPES:
             raise InvalidArgument("type", ptype, f"must be one of {', '.join(PORT_TYPES)}")
         mtu = validate.mtu(spec.mtu) if spec.mtu else 0
+        vlan, trunks, native = validate.vlan_mode(spec.vlan, spec.trunks, spec.native_vlan)
+        vlans = {"vlan": vlan, "trunks": trunks, "native_vlan": native}
+        if spec.multi_queue and ptype != "tap":
+            raise InvalidArgument("multi_queue", True, "applies only to tap ports")
+        if spec.uplink and ptype != "system":
+            raise InvalidArgument("uplink", True, "applies only to system ports (--type system)")
+        if spec.gateway and ptype != "veth":
+            raise InvalidArgument("gateway", spec.gateway, "applies only to veth ports")
         if ptype == "veth":
             ref = spec.netns or spec.name  # default: a namespace named after the port
             netns.resolve(ref)  # rejects names that are neither a safe name nor a path
@@ -273,7 +357,9 @@ class Switch:
             mac = validate.unicast_mac(spec.mac) if spec.mac else ""
             if spec.owner:
                 raise InvalidArgument("owner", spec.owner, "applies only to tap ports")
-            return PortSpec(spec.name, "veth", ref, peer, addresses, mac, mtu, "", False)
+            gateway = validate.gateway(spec.gateway, addresses) if spec.gateway else ""
+            return PortSpec(spec.name, "veth", ref, peer, addresses, mac, mtu, "", False,
+                            gateway=gateway, **vlans)
         for fld, value in (("netns", spec.netns), ("ip", spec.addresses), ("mac", spec.mac)):
             if value:
                 raise InvalidArgument(fld, value, "applies only to veth ports")
@@ -285,12 +371,14 @@ class Switch:
                     pwd.getpwnam(spec.owner)
                 except KeyError:
                     raise InvalidArgument("owner", spec.owner, "no such user") from None
-            return PortSpec(spec.name, "tap", "", "", [], "", mtu, spec.owner, False)
+            return PortSpec(spec.name, "tap", "", "", [], "", mtu, spec.owner, False,
+                            multi_queue=spec.multi_queue, **vlans)
         if spec.owner:
             raise InvalidArgument("owner", spec.owner, "applies only to tap ports")
         if mtu:
             raise InvalidArgument("mtu", mtu, "is not changed on system ports")
-        return PortSpec(spec.name, "system", "", "", [], "", 0, "", False)
+        return PortSpec(spec.name, "system", "", "", [], "", 0, "", False,
+                        uplink=spec.uplink, **vlans)
 
     def create_port(self, bridge: str, spec: PortSpec, may_exist: bool = False) -> PortView:
         validate.ifname(bridge, "bridge")
@@ -312,21 +400,34 @@ class Switch:
                 raise AlreadyExists(
                     f"interface {spec.name} already exists and is not managed by vswitchd"
                 )
+            self._check_vlan_support(br, spec)
             if br.datapath == "ebpf":
                 self._require_ebpf()
+            if spec.uplink:
+                other = next((p.name for p in br.ports.values() if p.uplink), None)
+                if other is not None:
+                    raise FailedPrecondition(
+                        f"bridge {br.name} already has an uplink ({other}); delete it first")
             undo = _Undo()
             try:
+                l3 = None
                 if spec.type == "veth":
                     spec = self._create_veth(spec, undo)
                 elif spec.type == "tap":
-                    self.links.create_tap(spec.name, owner=spec.owner or None, mtu=spec.mtu or None)
+                    self._create_tap(spec)
                     undo.push(f"delete tap {spec.name}", lambda: self.links.delete(spec.name))
                 else:
                     self._check_system_port(spec.name, existing)
+                    if spec.uplink:
+                        l3, spec = self._uplink_prepare(br, spec, undo)
                 self.links.enslave(spec.name, br.name)
                 undo.push(f"release {spec.name}", lambda: self.links.release(spec.name))
                 self._attach(br, spec)
                 undo.push("detach port", lambda: self._detach(br, spec))
+                if l3 is not None:  # right after enslaving: the host's gap stays short
+                    self.links.move_l3(l3, spec.name, br.name)
+                    undo.push(f"move L3 config back to {spec.name}",
+                              lambda: self.links.move_l3(l3, br.name, spec.name))
             except BaseException:
                 undo.rollback()
                 raise
@@ -334,7 +435,8 @@ class Switch:
             undo.push("forget port", lambda: br.ports.pop(spec.name, None))
             self._commit(undo)
             self._missing.pop(spec.name, None)
-            log.info("port %s (%s) added to bridge %s", spec.name, spec.type, br.name)
+            log.info("port %s (%s%s, vlan %s) added to bridge %s", spec.name, spec.type,
+                     " uplink" if spec.uplink else "", spec.vlan_mode(), br.name)
             return self._port_view(br, spec)
 
     def _create_veth(self, spec: PortSpec, undo: _Undo) -> PortSpec:
@@ -345,15 +447,98 @@ class Switch:
                 spec = replace(spec, netns_created=True)
         elif not netns.exists(spec.netns):
             raise InvalidArgument("netns", spec.netns, "does not exist")
-        self.links.create_veth(
-            spec.name,
-            spec.peer_name,
-            spec.netns,
-            addresses=spec.addresses,
-            mac=spec.mac or None,
-            mtu=spec.mtu or None,
-        )
+        self._make_veth(spec)
         undo.push(f"delete veth {spec.name}", lambda: self.links.delete(spec.name))
+        return spec
+
+    def _make_veth(self, spec: PortSpec) -> None:
+        kw: dict[str, object] = {}
+        if spec.gateway:
+            kw["gateway"] = spec.gateway
+        self.links.create_veth(spec.name, spec.peer_name, spec.netns, addresses=spec.addresses,
+                               mac=spec.mac or None, mtu=spec.mtu or None, **kw)
+
+    def _create_tap(self, spec: PortSpec) -> None:
+        kw: dict[str, object] = {"multi_queue": True} if spec.multi_queue else {}
+        self.links.create_tap(spec.name, owner=spec.owner or None, mtu=spec.mtu or None, **kw)
+
+    def _check_vlan_support(self, br: BridgeSpec, spec: PortSpec) -> None:
+        if br.datapath == "ebpf" or spec.vlan_mode() == "all":
+            return
+        raise FailedPrecondition(
+            f"VLAN settings ({spec.vlan_mode()}) are not supported on bridge {br.name}: it uses "
+            "the kernel datapath, and the Linux bridge here has no VLAN filtering or 802.1Q "
+            "support; use a bridge with --datapath ebpf (its datapath tags VLANs itself)")
+
+    # ---- uplinks ---------------------------------------------------------------------------
+
+    def _uplink_prepare(self, br: BridgeSpec, spec: PortSpec,
+                        undo: _Undo) -> tuple[L3Config, PortSpec]:
+        """Before the NIC is enslaved: read its L3 config and give the bridge its MAC (the
+        LAN's neighbour caches stay valid); returns the config to move and the spec that
+        remembers it and the bridge's own MAC."""
+        l3 = self.links.l3_config(spec.name)
+        nic = self._link(spec.name)
+        br_info = self._link(br.name)
+        self._wear_mac(br, br_info, nic.mac, undo)
+        spec = replace(spec, uplink_addresses=list(l3.addresses),
+                       uplink_routes=[asdict(r) for r in l3.routes], bridge_mac=br_info.mac)
+        return l3, spec
+
+    def _wear_mac(self, br: BridgeSpec, br_info: LinkInfo, mac: str,
+                  undo: _Undo | None = None) -> None:
+        """Set the bridge device's MAC (and the datapath's entry for the host's port)."""
+        old = br_info.mac
+        if old == mac:
+            return
+        self.links.set_mac(br.name, mac)
+        if undo is not None:
+            undo.push(f"restore MAC of {br.name}", lambda: self.links.set_mac(br.name, old))
+        if br.datapath == "ebpf" and self.dp is not None:
+            self.dp.add_bridge(br_info.ifindex, mac)
+            self.dp.fdb_delete(br_info.ifindex, old, 0)
+            if undo is not None:
+                def back() -> None:
+                    self.dp.add_bridge(br_info.ifindex, old)
+                    self.dp.fdb_delete(br_info.ifindex, mac, 0)
+                undo.push("restore the host port's MAC in the datapath", back)
+
+    @staticmethod
+    def _uplink_l3(spec: PortSpec) -> L3Config:
+        return L3Config(tuple(spec.uplink_addresses),
+                        tuple(Route(**r) for r in spec.uplink_routes))
+
+    def _uplink_release(self, br: BridgeSpec, spec: PortSpec) -> None:
+        """Give the NIC its addresses and routes back (raises, changing nothing, if that is
+        impossible), then restore the bridge's own MAC."""
+        br_info, nic = self.links.get(br.name), self.links.get(spec.name)
+        if nic is None or br_info is None:
+            return
+        self.links.move_l3(self._uplink_l3(spec), br.name, spec.name)
+        self._detach(br, spec)
+        self.links.release(spec.name)
+        if spec.bridge_mac:
+            try:
+                self._wear_mac(br, br_info, spec.bridge_mac)
+            except SwitchError as exc:
+                log.error("bridge %s: own MAC %s not restored: %s", br.name, spec.bridge_mac,
+                          exc)
+
+    def _uplink_reconcile(self, br: BridgeSpec, spec: PortSpec) -> PortSpec:
+        """After a restart: the bridge wears the NIC's MAC, the stored L3 config (and whatever
+        the NIC got meanwhile) is on the bridge."""
+        current = self.links.l3_config(spec.name)
+        stored = self._uplink_l3(spec)
+        merged = L3Config(
+            stored.addresses + tuple(a for a in current.addresses if a not in stored.addresses),
+            stored.routes + tuple(r for r in current.routes if r not in stored.routes))
+        br_info, nic = self._link(br.name), self._link(spec.name)
+        self._wear_mac(br, br_info, nic.mac)
+        self.links.move_l3(merged, spec.name, br.name)
+        spec.uplink_addresses = list(merged.addresses)
+        spec.uplink_routes = [asdict(r) for r in merged.routes]
+        if not spec.bridge_mac:
+            spec.bridge_mac = br_info.mac
         return spec
 
     def _check_system_port(self, name: str, info: LinkInfo | None) -> None:
@@ -369,11 +554,19 @@ class Switch:
                 f"interface {name} is already enslaved to {master.name if master else info.master}"
             )
 
+    @staticmethod
+    def _vlan_config(spec: PortSpec) -> object:
+        from vswitchd.datapath import VlanConfig
+
+        return VlanConfig(access=spec.vlan, trunks=frozenset(spec.trunks),
+                          native=spec.native_vlan)
+
     def _attach(self, br: BridgeSpec, spec: PortSpec) -> None:
         if br.datapath != "ebpf":
             return
+        kw = {"vlan": self._vlan_config(spec)} if spec.vlan_mode() != "all" else {}
         self.dp.add_port(self._link(br.name).ifindex, self._link(spec.name).ifindex,
-                         self._dp_kind(spec.type))
+                         self._dp_kind(spec.type), **kw)
 
     def _detach(self, br: BridgeSpec, spec: PortSpec) -> None:
         if br.datapath != "ebpf" or self.dp is None:
@@ -383,7 +576,10 @@ class Switch:
             self.dp.remove_port(br_info.ifindex, info.ifindex)
 
     def _teardown_port(self, br: BridgeSpec, spec: PortSpec) -> None:
-        """Remove everything vswitchd created for a port (best effort, logged)."""
+        """Remove everything vswitchd created for a port (best effort, logged; an uplink whose
+        addresses cannot go back to the NIC raises first, changing nothing)."""
+        if spec.uplink:
+            self._uplink_release(br, spec)
         self._detach(br, spec)
         if spec.type == "system":
             if self.links.get(spec.name) is not None:
@@ -414,6 +610,42 @@ class Switch:
             self._save()
             log.info("port %s deleted from bridge %s", name, bridge)
             return True
+
+    def update_port(self, bridge: str, name: str, changes: dict[str, object]) -> PortView:
+        """Change a port's VLAN settings at run time. CHANGES holds any of vlan, trunks and
+        native_vlan; the resulting combination is validated as a whole."""
+        unknown = sorted(set(changes) - {"vlan", "trunks", "native_vlan"})
+        if unknown:
+            raise InvalidArgument("update_mask", ",".join(unknown),
+                                  "only vlan, trunks and native_vlan can be changed")
+        with self._lock:
+            br = self._bridge(bridge)
+            spec = br.ports.get(name)
+            if spec is None:
+                raise NotFound(f"port {name} does not exist on bridge {bridge}")
+            merged = {"vlan": spec.vlan, "trunks": spec.trunks, "native_vlan": spec.native_vlan,
+                      **changes}
+            vlan, trunks, native = validate.vlan_mode(merged["vlan"], merged["trunks"],
+                                                      merged["native_vlan"])
+            new = replace(spec, vlan=vlan, trunks=trunks, native_vlan=native)
+            if new == spec:
+                return self._port_view(br, spec)
+            if br.datapath != "ebpf":
+                self._check_vlan_support(br, new)
+                raise FailedPrecondition(f"bridge {bridge} uses the kernel datapath: it has no "
+                                         "VLAN settings to change")
+            self._require_ebpf()
+            info = self._link(name)
+            undo = _Undo()
+            self.dp.set_port_vlan(info.ifindex, self._vlan_config(new))
+            undo.push("restore VLAN settings",
+                      lambda: self.dp.set_port_vlan(info.ifindex, self._vlan_config(spec)))
+            br.ports[name] = new
+            undo.push("restore port spec", lambda: br.ports.__setitem__(name, spec))
+            self._commit(undo)
+            log.info("port %s of bridge %s: VLAN %s -> %s", name, bridge, spec.vlan_mode(),
+                     new.vlan_mode())
+            return self._port_view(br, new)
 
     def get_port(self, bridge: str, name: str) -> PortView:
         with self._lock:
@@ -571,7 +803,7 @@ class Switch:
         elif info.kind != "bridge":
             raise FailedPrecondition(f"interface {br.name} exists but is a {info.kind or 'nic'}")
         else:
-            self.links.set_addresses(br.name, br.addresses)
+            self.links.set_addresses(br.name, self._bridge_addresses(br))
             self.links.set_up(br.name)
         if br.datapath == "ebpf":
             self._require_ebpf()
@@ -586,6 +818,11 @@ class Switch:
                 continue
             if port_info is not None:
                 keep.add(port_info.ifindex)
+        if br.nat:
+            try:
+                self._enable_nat(self._nat(), br.name, _nat_subnet(br.addresses), _Undo())
+            except SwitchError as exc:
+                log.error("NAT of bridge %s not restored: %s", br.name, exc)
         for entry in br.fdb:
             try:
                 self._install_fdb(br, entry)
@@ -612,16 +849,16 @@ class Switch:
                         log.warning("port %s: %s", spec.name, self._missing[spec.name])
                         return None
                     netns.create_named(spec.netns)
-                self.links.create_veth(spec.name, spec.peer_name, spec.netns,
-                                       addresses=spec.addresses, mac=spec.mac or None,
-                                       mtu=spec.mtu or None)
+                self._make_veth(spec)
             else:
-                self.links.create_tap(spec.name, owner=spec.owner or None, mtu=spec.mtu or None)
+                self._create_tap(spec)
             log.info("port %s re-created", spec.name)
             info = self._link(spec.name)
         if info.master != self._link(br.name).ifindex:
             self.links.enslave(spec.name, br.name)
         self._attach(br, spec)
+        if spec.uplink:
+            self._uplink_reconcile(br, spec)
         self._missing.pop(spec.name, None)
         return info
 
@@ -956,3 +1193,16 @@ class Switch:
 
 def _by_name(item: BridgeSpec | PortSpec) -> str:
     return item.name
+
+
+def _nat_subnet(addresses: list[str]) -> str:
+    """The one IPv4 subnet a --nat bridge masquerades."""
+    nets = [ipaddress.ip_interface(a).network for a in addresses
+            if ipaddress.ip_interface(a).version == 4]
+    if not nets:
+        raise InvalidArgument("nat", True, "needs an IPv4 address on the bridge (--ip CIDR)")
+    if len(nets) > 1:
+        raise InvalidArgument("nat", True, "masquerades one IPv4 subnet: give the bridge one "
+                              f"IPv4 address, not {len(nets)}")
+    return str(nets[0])
+

@@ -72,3 +72,45 @@ def vlan(value: int, field: str = "vlan", allow_untagged: bool = True) -> int:
     if not VLAN_MIN <= value <= VLAN_MAX:
         raise InvalidArgument(field, value, f"must be in {VLAN_MIN}..{VLAN_MAX}")
     return value
+
+
+def trunks(values: object, field: str = "trunks") -> list[int]:
+    """A list of VLAN ids (1..4094), returned sorted without duplicates."""
+    if isinstance(values, int | str):
+        raise InvalidArgument(field, values, "must be a list of VLAN ids")
+    out = set()
+    for v in values:  # type: ignore[union-attr]
+        if isinstance(v, bool) or not isinstance(v, int) or not VLAN_MIN <= v <= VLAN_MAX:
+            raise InvalidArgument(field, v, f"is not a VLAN id in {VLAN_MIN}..{VLAN_MAX}")
+        out.add(v)
+    return sorted(out)
+
+
+def vlan_mode(vlan_id: int, trunk_ids: object, native: int) -> tuple[int, list[int], int]:
+    """A port's VLAN settings, checked together: access VID, or trunks with an optional native
+    VLAN, or nothing (the port carries every VLAN)."""
+    vlan_id = vlan(vlan_id, "vlan") if vlan_id else 0
+    trunk_ids = trunks(trunk_ids)
+    native = vlan(native, "native_vlan") if native else 0
+    if vlan_id and trunk_ids:
+        raise InvalidArgument("trunks", ",".join(map(str, trunk_ids)),
+                              f"cannot be combined with vlan {vlan_id} (an access port)")
+    if native and not trunk_ids:
+        raise InvalidArgument("native_vlan", native, "applies only to trunk ports (trunks)")
+    return vlan_id, trunk_ids, native
+
+
+def gateway(value: str, addresses: list[str], field: str = "gateway") -> str:
+    """A default-route gateway that lies inside one of ADDRESSES' subnets."""
+    try:
+        gw = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidArgument(field, value, "is not an IP address") from None
+    nets = [ipaddress.ip_interface(a) for a in addresses]
+    for iface in nets:
+        if iface.version == gw.version and gw in iface.network:
+            if gw == iface.ip:
+                raise InvalidArgument(field, value, "is the port's own address")
+            return str(gw)
+    where = ", ".join(str(i.network) for i in nets) or "none: the port has no --ip"
+    raise InvalidArgument(field, value, f"is outside the port's subnets ({where})")
