@@ -22,6 +22,7 @@ def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
         name=msg.name,
         datapath=DATAPATH_FROM_PB.get(msg.datapath, f"enum value {msg.datapath}"),
         addresses=list(msg.addresses),
+        nat=msg.nat,
     )
 
 
@@ -35,7 +36,29 @@ def port_spec(msg: pb.Port) -> PortSpec:
         mac=msg.mac,
         mtu=msg.mtu,
         owner=msg.owner,
+        vlan=msg.vlan,
+        trunks=list(msg.trunks),
+        native_vlan=msg.native_vlan,
+        gateway=msg.gateway,
+        uplink=msg.uplink,
+        multi_queue=msg.multi_queue,
     )
+
+
+PORT_UPDATABLE = {"vlan": "vlan", "trunks": "trunks", "native_vlan": "native_vlan"}
+
+
+def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
+    """UpdatePort: the fields named by the mask, with their values from MSG (unknown paths are
+    passed through by name so the switch can refuse them)."""
+    out: dict[str, object] = {}
+    for path in paths:
+        if path in PORT_UPDATABLE:
+            value = getattr(msg, path)
+            out[PORT_UPDATABLE[path]] = list(value) if path == "trunks" else value
+        else:
+            out[path] = None
+    return out
 
 
 def port_msg(view: PortView) -> pb.Port:
@@ -50,6 +73,13 @@ def port_msg(view: PortView) -> pb.Port:
         mac=s.mac,
         mtu=s.mtu,
         owner=s.owner,
+        vlan=s.vlan,
+        trunks=s.trunks,
+        native_vlan=s.native_vlan,
+        gateway=s.gateway,
+        uplink=s.uplink,
+        multi_queue=s.multi_queue,
+        uplink_addresses=s.uplink_addresses,
         ifindex=view.ifindex,
         netns_created=s.netns_created,
         state=view.state,
@@ -61,6 +91,7 @@ def bridge_msg(view: BridgeView) -> pb.Bridge:
         name=view.spec.name,
         datapath=DATAPATH_TO_PB[view.spec.datapath],
         addresses=view.spec.addresses,
+        nat=view.spec.nat,
         ifindex=view.ifindex,
         mac=view.mac,
         ports=[port_msg(p) for p in view.ports],

@@ -17,7 +17,7 @@ from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd import __version__
 from vswitchd.api import convert
-from vswitchd.errors import SwitchError
+from vswitchd.errors import InvalidArgument, SwitchError
 from vswitchd.switch import Switch
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,16 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         )
 
     @_rpc
+    def UpdateBridge(self, request: pb.UpdateBridgeRequest) -> pb.Bridge:  # noqa: N802
+        paths = list(request.update_mask.paths)
+        unknown = sorted(set(paths) - {"nat"})
+        if unknown or not paths:
+            raise InvalidArgument("update_mask", ",".join(unknown or paths),
+                                  "only nat can be changed")
+        view = self.switch.update_bridge(request.bridge.name, nat=request.bridge.nat)
+        return convert.bridge_msg(view)
+
+    @_rpc
     def DeleteBridge(self, request: pb.DeleteBridgeRequest) -> pb.DeleteBridgeResponse:  # noqa: N802
         return pb.DeleteBridgeResponse(
             deleted=self.switch.delete_bridge(request.name, request.if_exists)
@@ -91,6 +101,16 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         return pb.ListPortsResponse(
             ports=[convert.port_msg(v) for v in self.switch.list_ports(request.bridge)]
         )
+
+    @_rpc
+    def UpdatePort(self, request: pb.UpdatePortRequest) -> pb.Port:  # noqa: N802
+        port = request.port
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise InvalidArgument("update_mask", "", "names no field to change")
+        view = self.switch.update_port(port.bridge, port.name,
+                                       convert.port_changes(port, paths))
+        return convert.port_msg(view)
 
     @_rpc
     def DeletePort(self, request: pb.DeletePortRequest) -> pb.DeletePortResponse:  # noqa: N802
