@@ -78,6 +78,16 @@ def port_type_name(value: int) -> str:
 
 # ---------------------------------------------------------------- messages -> rows
 
+def vlan_mode(p: pb.Port) -> str:
+    """'access:10', 'trunk:10,20', 'trunk:10,20/native:5', or 'all' (no VLAN settings)."""
+    if p.vlan:
+        return f"access:{p.vlan}"
+    if p.trunks:
+        text = "trunk:" + ",".join(str(v) for v in sorted(p.trunks))
+        return text + (f"/native:{p.native_vlan}" if p.native_vlan else "")
+    return "all"
+
+
 def port_row(p: pb.Port) -> Row:
     return {
         "name": p.name,
@@ -92,6 +102,14 @@ def port_row(p: pb.Port) -> Row:
         "ifindex": p.ifindex,
         "netns_created": p.netns_created,
         "state": p.state,
+        "vlan_mode": vlan_mode(p),
+        "vlan": p.vlan,
+        "trunks": sorted(p.trunks),
+        "native_vlan": p.native_vlan,
+        "gateway": p.gateway,
+        "uplink": p.uplink,
+        "uplink_addresses": list(p.uplink_addresses),
+        "multi_queue": p.multi_queue,
     }
 
 
@@ -100,6 +118,7 @@ def bridge_row(b: pb.Bridge) -> Row:
         "name": b.name,
         "datapath": datapath_name(b.datapath),
         "addresses": list(b.addresses),
+        "nat": b.nat,
         "ifindex": b.ifindex,
         "mac": b.mac,
         "ports": [p.name for p in b.ports],
@@ -206,6 +225,7 @@ BRIDGE_COLUMNS = [
     Column("datapath", "DATAPATH"),
     Column("ifindex", "IFINDEX", right=True),
     Column("ports", "PORTS", _count, right=True),
+    Column("nat", "NAT"),
     Column("addresses", "ADDRESSES"),
 ]
 PORT_COLUMNS = [
@@ -213,6 +233,7 @@ PORT_COLUMNS = [
     Column("type", "TYPE"),
     Column("state", "STATE"),
     Column("ifindex", "IFINDEX", right=True),
+    Column("vlan_mode", "VLAN"),
     Column("netns", "NETNS"),
     Column("peer_name", "PEER"),
     Column("addresses", "ADDRESSES"),
@@ -242,9 +263,15 @@ def show_tree(rows: list[Row]) -> list[str]:
         lines.append(f"    datapath: {b['datapath']}")
         if b["addresses"]:
             lines.append(f"    addresses: {', '.join(b['addresses'])}")
+        if b.get("nat"):
+            lines.append("    nat: masquerade")
         for p in b["ports"]:
             lines.append(f"    Port {p['name']}")
-            lines.append(f"        type: {p['type']}")
+            kind = p["type"] + (" (uplink)" if p.get("uplink") else "")
+            kind += " (multi-queue)" if p.get("multi_queue") else ""
+            lines.append(f"        type: {kind}")
+            if p.get("vlan_mode", "all") != "all":
+                lines.append(f"        vlan: {p['vlan_mode']}")
             if p["state"]:
                 lines.append(f"        state: {p['state']}")
             if p["netns"]:
@@ -252,6 +279,11 @@ def show_tree(rows: list[Row]) -> list[str]:
                 lines.append(f"        netns: {p['netns']}{peer}")
             if p["addresses"]:
                 lines.append(f"        addresses: {', '.join(p['addresses'])}")
+            if p.get("gateway"):
+                lines.append(f"        gateway: {p['gateway']}")
+            if p.get("uplink_addresses"):
+                lines.append(f"        host addresses on the bridge: "
+                             f"{', '.join(p['uplink_addresses'])}")
             for key in ("mac", "mtu", "owner"):
                 if p[key]:
                     lines.append(f"        {key}: {p[key]}")
@@ -289,7 +321,7 @@ def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 
 
 def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [])
+    bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [], nat=a.nat)
     if a.datapath:
         bridge.datapath = DATAPATH_VALUES[a.datapath]
     b = c.stub.CreateBridge(pb.CreateBridgeRequest(bridge=bridge, may_exist=a.may_exist),
@@ -333,9 +365,33 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         mac=a.mac or "",
         mtu=a.mtu or 0,
         owner=a.owner or "",
+        vlan=a.vlan or 0,
+        trunks=a.trunks or [],
+        native_vlan=a.native_vlan or 0,
+        gateway=a.gateway or "",
+        uplink=a.uplink,
+        multi_queue=a.multi_queue,
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
     return quiet([port_row(p)])
+
+
+def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
+    --no-vlan (carry every VLAN again)."""
+    port = pb.Port(name=a.port, bridge=a.bridge, vlan=a.vlan or 0, trunks=a.trunks or [],
+                   native_vlan=a.native_vlan or 0)
+    req = pb.UpdatePortRequest(port=port)
+    req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
+    p = c.stub.UpdatePort(req, timeout=t)
+    return quiet([port_row(p)])
+
+
+def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=a.nat))
+    req.update_mask.paths.append("nat")
+    b = c.stub.UpdateBridge(req, timeout=t)
+    return quiet([bridge_row(b)])
 
 
 def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:

@@ -88,6 +88,37 @@ def _mac(text: str) -> str:
 
 _mtu = _uint("--mtu", 1, 65535)
 _vlan = _uint("--vlan", 0, 4094)
+_vid = _uint("VLAN id", 1, 4094)
+
+
+def _vlan_list(text: str) -> list[int]:
+    """'10,20,30-32' -> [10, 20, 30, 31, 32]."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first = _vid(lo)
+            last = _vid(hi) if sep else first
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+        if last < first:
+            raise argparse.ArgumentTypeError(f"{text!r}: range {part} is backwards")
+        out.extend(range(first, last + 1))
+    return out
+
+
+def _vlan_options(p: argparse.ArgumentParser, clear: bool = False) -> None:
+    """--vlan N | --trunks LIST [--native-vlan N] (eBPF datapath)."""
+    group = p.add_mutually_exclusive_group(required=clear)
+    group.add_argument("--vlan", metavar="N", type=_vid,
+                       help="access port: untagged on the wire, VLAN N (1-4094) in the switch")
+    group.add_argument("--trunks", metavar="LIST", type=_vlan_list,
+                       help="trunk port: these VLANs tagged on the wire, e.g. 10,20,30-32")
+    if clear:
+        group.add_argument("--no-vlan", action="store_true",
+                           help="no VLAN settings: the port carries every VLAN")
+    p.add_argument("--native-vlan", metavar="N", type=_vid,
+                   help="trunk port: untagged frames belong to VLAN N")
 
 
 # ---------------------------------------------------------------- parser
@@ -131,8 +162,19 @@ def build_parser() -> Parser:
                    help="forwarding datapath (default: the daemon's configured default)")
     p.add_argument("--ip", metavar="CIDR", action="append",
                    help="address of the bridge device, e.g. 10.0.0.1/24 (repeatable)")
+    p.add_argument("--nat", action="store_true",
+                   help="masquerade the bridge's IPv4 subnet leaving the host by other "
+                        "interfaces (enables IP forwarding)")
     p.add_argument("--may-exist", action="store_true",
                    help="an existing bridge of that name is not an error")
+
+    p = command("set-br", cmds.cmd_set_br, "change a bridge's settings")
+    p.add_argument("bridge", metavar="BR")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--nat", dest="nat", action="store_true", default=None,
+                       help="masquerade the bridge's IPv4 subnet")
+    group.add_argument("--no-nat", dest="nat", action="store_false",
+                       help="remove the bridge's NAT rule")
 
     p = command("del-br", cmds.cmd_del_br, "delete a bridge and its ports")
     p.add_argument("bridge", metavar="BR")
@@ -156,8 +198,22 @@ def build_parser() -> Parser:
     p.add_argument("--mac", metavar="MAC", type=_mac, help="veth: peer MAC address")
     p.add_argument("--mtu", metavar="N", type=_mtu, help="MTU (default: kernel default)")
     p.add_argument("--owner", metavar="USER", help="tap: user owning the device")
+    p.add_argument("--multi-queue", action="store_true",
+                   help="tap: a multi-queue TAP (IFF_MULTI_QUEUE), one queue per vCPU")
+    p.add_argument("--gateway", metavar="IP",
+                   help="veth: default route of the namespace (inside one of the --ip subnets)")
+    p.add_argument("--uplink", action="store_true",
+                   help="system: an uplink NIC; its addresses and routes move to the bridge "
+                        "(and back on del-port) so the host keeps its connectivity")
+    _vlan_options(p)
     p.add_argument("--may-exist", action="store_true",
                    help="an existing port of that name is not an error")
+
+    p = command("set-port", cmds.cmd_set_port,
+                "change a port's VLAN mode at run time (learned FDB entries of the port go)")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("port", metavar="PORT")
+    _vlan_options(p, clear=True)
 
     p = command("del-port", cmds.cmd_del_port, "delete a port")
     p.add_argument("bridge", metavar="BR")

@@ -184,7 +184,7 @@ def test_add_br_ebpf_json_prints_created_bridge(daemon):
     data = daemon.json("add-br", "br0", "--datapath", "ebpf")
     assert daemon.fake.only("CreateBridge").bridge.datapath == pb.DATAPATH_EBPF
     assert data == {"name": "br0", "datapath": "ebpf", "addresses": ["10.0.0.1/24"],
-                    "ifindex": 4, "mac": "02:00:00:00:00:01", "ports": []}
+                    "nat": False, "ifindex": 4, "mac": "02:00:00:00:00:01", "ports": []}
 
 
 def test_del_br(daemon):
@@ -212,9 +212,9 @@ def test_list_br_table(daemon):
     assert (rc, err) == (0, "")
     assert isinstance(daemon.fake.only("ListBridges"), pb.ListBridgesRequest)
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "DATAPATH", "IFINDEX", "PORTS", "ADDRESSES"]
-    assert lines[1].split() == ["br0", "ebpf", "4", "2", "10.0.0.1/24,fd00::1/64"]
-    assert lines[2].split() == ["br1", "kernel", "5", "0", "-"]
+    assert lines[0].split() == ["NAME", "DATAPATH", "IFINDEX", "PORTS", "NAT", "ADDRESSES"]
+    assert lines[1].split() == ["br0", "ebpf", "4", "2", "no", "10.0.0.1/24,fd00::1/64"]
+    assert lines[2].split() == ["br1", "kernel", "5", "0", "no", "-"]
     # aligned: every column starts at the same offset on each line
     assert starts(lines[0])[:2] == starts(lines[1])[:2] == starts(lines[2])[:2]
 
@@ -224,14 +224,14 @@ def test_list_br_json(daemon):
     data = daemon.json("list-br")
     assert [b["name"] for b in data] == ["br0", "br1"]
     assert data[0] == {"name": "br0", "datapath": "ebpf",
-                       "addresses": ["10.0.0.1/24", "fd00::1/64"], "ifindex": 4,
+                       "addresses": ["10.0.0.1/24", "fd00::1/64"], "nat": False, "ifindex": 4,
                        "mac": "02:00:00:00:00:01", "ports": ["ctr1-eth", "vm1-tap"]}
     assert data[1]["datapath"] == "kernel" and data[1]["ports"] == []
 
 
 def test_list_br_empty_prints_header_only(daemon):
     rc, out, _ = daemon.run("list-br")
-    assert rc == 0 and out.split() == ["NAME", "DATAPATH", "IFINDEX", "PORTS", "ADDRESSES"]
+    assert rc == 0 and out.split() == ["NAME", "DATAPATH", "IFINDEX", "PORTS", "NAT", "ADDRESSES"]
     assert daemon.json("list-br") == []
 
 
@@ -338,11 +338,13 @@ def test_list_ports_table(daemon):
     assert (rc, err) == (0, "")
     assert daemon.fake.only("ListPorts").bridge == "br0"
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "TYPE", "STATE", "IFINDEX", "NETNS", "PEER", "ADDRESSES"]
-    assert lines[1].split() == ["ctr1-eth", "veth", "up", "7", "ctr1", "eth0", "10.0.0.2/24"]
-    assert lines[2].split() == ["eth1", "system", "up", "2", "-", "-", "-"]
-    assert lines[3].split() == ["vm1-tap", "tap", "down", "9", "-", "-", "-"]
-    left = [0, 1, 2, 4, 5, 6]  # IFINDEX (3) is right-aligned
+    assert lines[0].split() == ["NAME", "TYPE", "STATE", "IFINDEX", "VLAN", "NETNS", "PEER",
+                                "ADDRESSES"]
+    assert lines[1].split() == ["ctr1-eth", "veth", "up", "7", "all", "ctr1", "eth0",
+                                "10.0.0.2/24"]
+    assert lines[2].split() == ["eth1", "system", "up", "2", "all", "-", "-", "-"]
+    assert lines[3].split() == ["vm1-tap", "tap", "down", "9", "all", "-", "-", "-"]
+    left = [0, 1, 2, 4, 5, 6, 7]  # IFINDEX (3) is right-aligned
     assert [starts(lines[0])[i] for i in left] == [starts(lines[1])[i] for i in left]
     assert [starts(lines[1])[i] for i in left] == [starts(lines[3])[i] for i in left]
     assert lines[0].index("IFINDEX") + len("IFINDEX") == lines[1].index(" 7 ") + 2
