@@ -527,14 +527,16 @@ class Switch:
     def _uplink_reconcile(self, br: BridgeSpec, spec: PortSpec) -> PortSpec:
         """After a restart: the bridge wears the NIC's MAC, the stored L3 config (and whatever
         the NIC got meanwhile) is on the bridge."""
-        current = self.links.l3_config(spec.name)
+        current = self.links.l3_config(spec.name)  # normally nothing: it is on the bridge
         stored = self._uplink_l3(spec)
         merged = L3Config(
             stored.addresses + tuple(a for a in current.addresses if a not in stored.addresses),
             stored.routes + tuple(r for r in current.routes if r not in stored.routes))
         br_info, nic = self._link(br.name), self._link(spec.name)
         self._wear_mac(br, br_info, nic.mac)
-        self.links.move_l3(merged, spec.name, br.name)
+        # the stored addresses are on the bridge already (_reconcile_bridge); routes that went
+        # with a re-created bridge come back, and whatever the NIC got meanwhile moves over
+        self.links.move_l3(L3Config(current.addresses, merged.routes), spec.name, br.name)
         spec.uplink_addresses = list(merged.addresses)
         spec.uplink_routes = [asdict(r) for r in merged.routes]
         if not spec.bridge_mac:

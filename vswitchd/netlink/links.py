@@ -37,6 +37,7 @@ from vswitchd.errors import (
 from vswitchd.netlink import netns as _netns
 
 IFF_UP = 0x1
+IFA_F_NODAD = 0x02
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 NTF_MASTER = 0x04
@@ -647,9 +648,12 @@ class Links:
                     for cidr in config.addresses:
                         iface = ipaddress.ip_interface(cidr)
                         kw = {"address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                        # the host owns the address already: no DAD, so IPv6 works at once
+                        v6_add = verb == "add" and iface.version == 6
+                        nodad = {"flags": IFA_F_NODAD} if v6_add else {}
                         try:
                             with _kernel(f"{verb} address {cidr} on {name}", name=name):
-                                ipr.addr(verb, index=index, **kw)
+                                ipr.addr(verb, index=index, **kw, **nodad)
                         except absent:
                             continue
                         undo.append(lambda i=index, v=inverse, kw=kw: ipr.addr(v, index=i, **kw))
