@@ -17,7 +17,7 @@ import sys
 import time
 
 TUNSETIFF = 0x400454CA
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+IFF_TAP, IFF_NO_PI, IFF_MULTI_QUEUE = 0x0002, 0x1000, 0x0100
 BCAST = b"\xff" * 6
 
 
@@ -30,9 +30,11 @@ def csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
-def open_tap(name: str) -> int:
+def open_tap(name: str, multi_queue: bool = False) -> int:
+    """One queue of TAP NAME; a multi-queue TAP must be opened with IFF_MULTI_QUEUE."""
     fd = os.open("/dev/net/tun", os.O_RDWR)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI))
+    flags = IFF_TAP | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
     return fd
 
 
@@ -106,9 +108,13 @@ def main() -> int:
     p.add_argument("--ip", required=True)
     p.add_argument("--ping", help="ping this address, exit 0 if every echo was answered")
     p.add_argument("--count", type=int, default=3)
+    p.add_argument("--multi-queue", action="store_true",
+                   help="open a multi-queue TAP (a second queue is attached and closed first)")
     p.add_argument("--lifetime", type=float, default=300.0, help="serve at most this long")
     args = p.parse_args()
-    stub = Stub(open_tap(args.tap), bytes.fromhex(args.mac.replace(":", "")),
+    if args.multi_queue:  # a second queue attaches (only on a multi-queue TAP); then closes
+        os.close(open_tap(args.tap, True))  # so that every frame reaches the queue we read
+    stub = Stub(open_tap(args.tap, args.multi_queue), bytes.fromhex(args.mac.replace(":", "")),
                 ipaddress.IPv4Address(args.ip).packed)
     print("ready", flush=True)
     if not args.ping:
