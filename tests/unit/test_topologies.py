@@ -1,0 +1,477 @@
+"""Issue 5 on fakes: VLAN modes, set-port, NAT bridges, veth gateways, uplinks (L3 and MAC
+moved to the bridge and back), multi-queue TAPs; validation, rollback, persistence, reconcile,
+and the API mapping.
+
+The fakes of fakes.py are extended here (VLAN-aware datapath, L3 config of links, a Nat)
+rather than edited, so this file stands alone.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, replace
+
+import grpc
+import pytest
+from fakes import FakeDatapath, FakeLinks, FakeNetns, Rig
+
+import vswitchd.datapath as dp_pkg
+from vswapi import switch_pb2 as pb
+from vswitchd.api import convert
+from vswitchd.config import Config
+from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vswitchd.model import BridgeSpec, PortSpec
+from vswitchd.netlink.links import L3Config, Route
+
+if not hasattr(dp_pkg, "VlanConfig"):  # until the datapath's VLAN API lands: its documented shape
+
+    @dataclass(frozen=True)
+    class VlanConfig:  # type: ignore[no-redef]
+        access: int = 0
+        trunks: frozenset[int] = frozenset()
+        native: int = 0
+
+    dp_pkg.VlanConfig = VlanConfig
+VlanConfig = dp_pkg.VlanConfig
+
+
+class VlanDatapath(FakeDatapath):
+    def __init__(self) -> None:
+        super().__init__()
+        self.vlans: dict[int, object] = {}
+
+    def add_port(self, bridge_ifindex, ifindex, kind, vlan=None):  # noqa: ANN001
+        super().add_port(bridge_ifindex, ifindex, kind)
+        self.vlans[ifindex] = vlan if vlan is not None else VlanConfig()
+
+    def remove_port(self, bridge_ifindex, ifindex):  # noqa: ANN001
+        super().remove_port(bridge_ifindex, ifindex)
+        self.vlans.pop(ifindex, None)
+
+    def set_port_vlan(self, ifindex, vlan):  # noqa: ANN001
+        self._enter("set_port_vlan", ifindex, vlan)
+        if ifindex not in self.ports:
+            raise NotFound(f"port ifindex {ifindex} is not in the datapath")
+        self.vlans[ifindex] = vlan
+
+    def port_vlan(self, ifindex):  # noqa: ANN001
+        return self.vlans[ifindex]
+
+
+class L3Links(FakeLinks):
+    """FakeLinks plus host L3 config per link, set_mac, move_l3, gateways and multi-queue."""
+
+    def __init__(self, netns: FakeNetns) -> None:
+        super().__init__(netns)
+        self.l3: dict[str, L3Config] = {}
+        self.gateways: dict[str, str] = {}
+        self.multi_queue: dict[str, bool] = {}
+
+    def create_veth(self, name, peer_name, netns, *, addresses=(), mac=None, mtu=None,
+                    gateway=None):  # noqa: ANN001
+        info = super().create_veth(name, peer_name, netns, addresses=addresses, mac=mac,
+                                   mtu=mtu)
+        if gateway:
+            self.gateways[name] = gateway
+        return info
+
+    def create_tap(self, name, *, owner=None, mtu=None, multi_queue=False):  # noqa: ANN001
+        info = super().create_tap(name, owner=owner, mtu=mtu)
+        self.multi_queue[name] = multi_queue
+        return info
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self._enter("set_mac", name, mac)
+        self.table[name] = replace(self._require(name), mac=mac)
+
+    def l3_config(self, name: str) -> L3Config:
+        self._enter("l3_config", name)
+        self._require(name)
+        return self.l3.get(name, L3Config((), ()))
+
+    def move_l3(self, config: L3Config, src: str, dst: str) -> None:
+        self._enter("move_l3", config, src, dst)
+        have_src = self.l3.get(src, L3Config((), ()))
+        have_dst = self.l3.get(dst, L3Config((), ()))
+        self.l3[src] = L3Config(
+            tuple(a for a in have_src.addresses if a not in config.addresses),
+            tuple(r for r in have_src.routes if r not in config.routes))
+        self.l3[dst] = L3Config(
+            have_dst.addresses + tuple(a for a in config.addresses
+                                       if a not in have_dst.addresses),
+            have_dst.routes + tuple(r for r in config.routes if r not in have_dst.routes))
+
+
+class FakeNat:
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self.forwarding = False
+        self.fail: Exception | None = None
+
+    def enable_ip_forwarding(self) -> bool:
+        was = self.forwarding
+        self.forwarding = True
+        return not was
+
+    def disable_ip_forwarding(self) -> None:
+        self.forwarding = False
+
+    def masquerade(self, bridge: str, subnet: str) -> None:
+        if self.fail is not None:
+            exc, self.fail = self.fail, None
+            raise exc
+        self.rules[bridge] = subnet
+
+    def remove(self, bridge: str) -> bool:
+        return self.rules.pop(bridge, None) is not None
+
+
+class TopoRig(Rig):
+    nat: FakeNat
+
+    def new_switch(self):  # noqa: ANN201
+        from vswitchd.state import StateStore
+        from vswitchd.switch import Switch
+
+        if not hasattr(self, "nat"):
+            self.nat = FakeNat()
+        return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason,
+                      nat=self.nat)
+
+
+@pytest.fixture
+def rig(monkeypatch, tmp_path):
+    ns = FakeNetns().install(monkeypatch)
+    links = L3Links(ns)
+    state = str(tmp_path / "state")
+    return TopoRig(ns, links, VlanDatapath(), state, Config(state_dir=state))
+
+
+UPLINK_L3 = L3Config(("192.168.1.10/24", "2001:db8::10/64"),
+                     (Route("0.0.0.0/0", "192.168.1.1", 0),))
+
+
+def snapshot(rig):
+    store = rig.switch.store.path
+    return (dict(rig.links.table), dict(rig.links.l3), dict(rig.dp.ports), dict(rig.dp.vlans),
+            {k: dict(v) for k, v in rig.dp.fdb.items()}, dict(rig.nat.rules),
+            store.read_bytes() if store.exists() else None)
+
+
+def fail_store(monkeypatch, rig):
+    def save(_bridges):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rig.switch.store, "save", save)
+
+
+# ---- VLANs -----------------------------------------------------------------------------------
+
+def test_vlan_modes_reach_the_datapath_and_the_store(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("a1", vlan=10))
+    sw.create_port("br0", PortSpec("t1", trunks=[30, 20, 20], native_vlan=5))
+    sw.create_port("br0", PortSpec("p1"))
+    idx = {n: rig.links.get(n).ifindex for n in ("a1", "t1", "p1")}
+    assert rig.dp.vlans[idx["a1"]] == VlanConfig(access=10)
+    assert rig.dp.vlans[idx["t1"]] == VlanConfig(trunks=frozenset({20, 30}), native=5)
+    assert rig.dp.vlans[idx["p1"]] == VlanConfig()
+    ports = {p["name"]: p for p in rig.stored()["br0"]["ports"]}
+    assert (ports["a1"]["vlan"], ports["t1"]["trunks"], ports["t1"]["native_vlan"]) == (
+        10, [20, 30], 5)
+    assert "vlan" not in ports["p1"]  # unset fields stay out of the store
+    assert [p.spec.vlan_mode() for p in sw.list_ports("br0")] == [
+        "access:10", "all", "trunk:20,30/native:5"]
+
+
+@pytest.mark.parametrize("fields, says", [
+    ({"vlan": 4095}, "vlan 4095: must be in 1..4094"),
+    ({"vlan": -1}, "vlan -1"),
+    ({"trunks": [0]}, "trunks 0"),
+    ({"trunks": [10, 4095]}, "trunks 4095"),
+    ({"native_vlan": 5}, "applies only to trunk ports"),
+    ({"trunks": [10], "native_vlan": 4095}, "native_vlan 4095"),
+    ({"vlan": 10, "trunks": [20]}, "cannot be combined with vlan 10"),
+])
+def test_bad_vlan_settings(rig, fields, says):
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    before = snapshot(rig)
+    with pytest.raises(InvalidArgument, match=says.replace("(", r"\(")):
+        rig.switch.create_port("br0", PortSpec("p1", **fields))
+    assert snapshot(rig) == before
+
+
+def test_kernel_bridge_refuses_vlans(rig):
+    rig.switch.create_bridge(BridgeSpec("brk", "kernel"))
+    with pytest.raises(FailedPrecondition, match="kernel datapath.*--datapath ebpf"):
+        rig.switch.create_port("brk", PortSpec("p1", trunks=[10]))
+    assert rig.links.get("p1") is None
+    rig.switch.create_port("brk", PortSpec("p1"))
+    with pytest.raises(FailedPrecondition, match="kernel datapath"):
+        rig.switch.update_port("brk", "p1", {"vlan": 10})
+
+
+def test_set_port_changes_vlan_at_run_time(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("p1", vlan=10))
+    idx = rig.links.get("p1").ifindex
+    view = sw.update_port("br0", "p1", {"vlan": 0, "trunks": [10, 20], "native_vlan": 0})
+    assert view.spec.vlan_mode() == "trunk:10,20"
+    assert rig.dp.called("set_port_vlan") == [(idx, VlanConfig(trunks=frozenset({10, 20})))]
+    assert rig.stored()["br0"]["ports"][0]["trunks"] == [10, 20]
+
+
+def test_set_port_merges_and_validates_together(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("p1", trunks=[10]))
+    with pytest.raises(InvalidArgument, match="cannot be combined"):
+        sw.update_port("br0", "p1", {"vlan": 20})
+    sw.update_port("br0", "p1", {"native_vlan": 7})
+    assert sw.get_port("br0", "p1").spec.vlan_mode() == "trunk:10/native:7"
+    with pytest.raises(InvalidArgument, match="update_mask 'mtu'"):
+        sw.update_port("br0", "p1", {"mtu": 9000})
+    with pytest.raises(NotFound):
+        sw.update_port("br0", "nope", {"vlan": 3})
+    n = len(rig.dp.called("set_port_vlan"))
+    sw.update_port("br0", "p1", {"native_vlan": 7})  # no change, no datapath call
+    assert len(rig.dp.called("set_port_vlan")) == n
+
+
+def test_set_port_undone_when_the_store_fails(rig, monkeypatch):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("p1", vlan=10))
+    idx = rig.links.get("p1").ifindex
+    fail_store(monkeypatch, rig)
+    with pytest.raises(FailedPrecondition, match="cannot write state store"):
+        sw.update_port("br0", "p1", {"vlan": 20})
+    assert rig.dp.vlans[idx] == VlanConfig(access=10)
+    assert sw.get_port("br0", "p1").spec.vlan == 10
+
+
+def test_reconcile_restores_vlans(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("p1", vlan=10))
+    rig.dp.vlans.clear()
+    rig.new_switch().reconcile()
+    assert rig.dp.vlans[rig.links.get("p1").ifindex] == VlanConfig(access=10)
+
+
+# ---- NAT -------------------------------------------------------------------------------------
+
+def test_nat_bridge_masquerades_its_subnet_until_deleted(rig):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"], nat=True))
+    assert view.spec.nat and rig.nat.rules == {"br0": "10.9.0.0/24"} and rig.nat.forwarding
+    assert rig.stored()["br0"]["nat"] is True
+    sw.update_bridge("br0", nat=False)
+    assert rig.nat.rules == {} and rig.stored()["br0"].get("nat", False) is False
+    sw.update_bridge("br0", nat=True)
+    rig.nat.rules.clear()  # lost while the daemon was down
+    rig.new_switch().reconcile()
+    assert rig.nat.rules == {"br0": "10.9.0.0/24"}
+    rig.new_switch().delete_bridge("br0")
+    assert rig.nat.rules == {}
+
+
+@pytest.mark.parametrize("addresses, says", [
+    ([], "needs an IPv4 address"),
+    (["fd00::1/64"], "needs an IPv4 address"),
+    (["10.9.0.1/24", "10.10.0.1/24"], "one IPv4 subnet"),
+])
+def test_nat_needs_one_ipv4_subnet(rig, addresses, says):
+    before = snapshot(rig)
+    with pytest.raises(InvalidArgument, match=says):
+        rig.switch.create_bridge(BridgeSpec("br0", addresses=addresses, nat=True))
+    assert snapshot(rig) == before
+
+
+def test_nat_failure_rolls_the_bridge_back(rig):
+    rig.nat.fail = FailedPrecondition("nftables refused the NAT change: boom")
+    before = snapshot(rig)
+    with pytest.raises(FailedPrecondition, match="boom"):
+        rig.switch.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"], nat=True))
+    assert snapshot(rig) == before and not rig.nat.forwarding  # forwarding turned back off
+
+
+def test_overlapping_bridge_subnets(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"]))
+    with pytest.raises(InvalidArgument, match="overlaps 10.9.0.1/24 of bridge br0"):
+        sw.create_bridge(BridgeSpec("br1", addresses=["10.9.0.129/25"]))
+    with pytest.raises(InvalidArgument, match="overlaps"):
+        sw.create_bridge(BridgeSpec("br1", addresses=["10.0.0.1/8"]))
+    sw.create_bridge(BridgeSpec("br1", addresses=["10.10.0.1/24", "fd00::1/64"]))
+
+
+# ---- gateways and multi-queue TAPs ------------------------------------------------------------
+
+def test_gateway_sets_the_default_route(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"]))
+    view = sw.create_port("br0", PortSpec("c1", addresses=["10.9.0.2/24"], gateway="10.9.0.1"))
+    assert view.spec.gateway == "10.9.0.1" and rig.links.gateways["c1"] == "10.9.0.1"
+    rig.links.delete("c1")
+    rig.new_switch().reconcile()  # re-created with its route
+    assert rig.links.gateways["c1"] == "10.9.0.1"
+
+
+@pytest.mark.parametrize("spec, says", [
+    (PortSpec("c1", addresses=["10.9.0.2/24"], gateway="10.8.0.1"),
+     "outside the port's subnets"),
+    (PortSpec("c1", addresses=["10.9.0.2/24"], gateway="10.9.0.2"), "the port's own address"),
+    (PortSpec("c1", gateway="10.9.0.1"), "the port has no --ip"),
+    (PortSpec("c1", addresses=["fd00::2/64"], gateway="10.9.0.1"), "outside"),
+    (PortSpec("c1", addresses=["10.9.0.2/24"], gateway="nope"), "not an IP address"),
+    (PortSpec("t1", type="tap", gateway="10.9.0.1"), "applies only to veth ports"),
+    (PortSpec("t1", type="veth", multi_queue=True), "applies only to tap ports"),
+    (PortSpec("t1", type="tap", uplink=True), "applies only to system ports"),
+])
+def test_bad_port_options(rig, spec, says):
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    before = snapshot(rig)
+    with pytest.raises(InvalidArgument, match=says):
+        rig.switch.create_port("br0", spec)
+    assert snapshot(rig) == before
+
+
+def test_multi_queue_tap(rig):
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    rig.switch.create_port("br0", PortSpec("vm0", type="tap", multi_queue=True))
+    assert rig.links.multi_queue["vm0"] is True
+    assert rig.stored()["br0"]["ports"][0]["multi_queue"] is True
+
+
+# ---- uplinks -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
+def test_uplink_moves_l3_and_mac_to_the_bridge_and_back(rig, datapath):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    rig.links.l3["eth9"] = UPLINK_L3
+    sw.create_bridge(BridgeSpec("br0", datapath))
+    br = rig.links.get("br0")
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    assert rig.links.l3["br0"] == UPLINK_L3 and rig.links.l3["eth9"] == L3Config((), ())
+    assert rig.links.get("br0").mac == nic.mac
+    assert rig.links.master_name("eth9") == "br0"
+    if datapath == "ebpf":  # the host's port answers to the NIC's MAC in the datapath
+        assert rig.dp.called("add_bridge")[-1] == (br.ifindex, nic.mac)
+        assert rig.dp.called("fdb_delete")[-1] == (br.ifindex, br.mac, 0)
+    stored = rig.stored()["br0"]["ports"][0]
+    assert stored["uplink"] and stored["bridge_mac"] == br.mac
+    assert stored["uplink_addresses"] == list(UPLINK_L3.addresses)
+    assert sw.get_port("br0", "eth9").spec.uplink_routes == [
+        {"dst": "0.0.0.0/0", "gateway": "192.168.1.1", "metric": 0}]
+
+    # restart: nothing to move, routes re-added idempotently, bridge keeps the NIC's MAC
+    rig.new_switch().reconcile()
+    assert rig.links.l3["br0"] == UPLINK_L3 and rig.links.get("br0").mac == nic.mac
+    assert rig.links.called("set_addresses")[-1] == ("br0", list(UPLINK_L3.addresses))
+
+    sw = rig.new_switch()
+    sw.delete_port("br0", "eth9")
+    assert rig.links.l3["eth9"] == UPLINK_L3 and rig.links.l3["br0"] == L3Config((), ())
+    assert rig.links.get("br0").mac == br.mac and rig.links.master_name("eth9") is None
+    assert rig.links.get("eth9") is not None  # a system port is released, never deleted
+
+
+def test_uplink_failure_rolls_everything_back(rig):
+    rig.links.add_system("eth9")
+    rig.links.l3["eth9"] = UPLINK_L3
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    before = snapshot(rig)
+    rig.links.fail_once("move_l3", FailedPrecondition("cannot add address: boom"))
+    with pytest.raises(FailedPrecondition, match="boom"):
+        rig.switch.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    assert snapshot(rig) == before
+
+
+def test_uplink_del_port_refused_when_addresses_cannot_go_back(rig):
+    rig.links.add_system("eth9")
+    rig.links.l3["eth9"] = UPLINK_L3
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    rig.switch.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    rig.links.fail_once("move_l3", FailedPrecondition("cannot add address: boom"))
+    with pytest.raises(FailedPrecondition, match="boom"):
+        rig.switch.delete_port("br0", "eth9")
+    assert rig.links.master_name("eth9") == "br0" and rig.links.l3["br0"] == UPLINK_L3
+    assert "eth9" in rig.stored()["br0"]["ports"][0]["name"]
+
+
+def test_uplink_bad_input(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    rig.links.add_system("other0", kind="bridge")
+    rig.links.add_system("eth8", master="other0")
+    rig.links.add_system("eth9")
+    with pytest.raises(NotFound, match="nope0 does not exist"):
+        sw.create_port("br0", PortSpec("nope0", type="system", uplink=True))
+    with pytest.raises(FailedPrecondition, match="already enslaved to other0"):
+        sw.create_port("br0", PortSpec("eth8", type="system", uplink=True))
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    rig.links.add_system("eth7")
+    with pytest.raises(FailedPrecondition, match="already has an uplink \\(eth9\\)"):
+        sw.create_port("br0", PortSpec("eth7", type="system", uplink=True))
+    with pytest.raises(AlreadyExists):
+        sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+
+
+def test_delete_bridge_gives_the_uplink_its_config_back(rig):
+    rig.links.add_system("eth9")
+    rig.links.l3["eth9"] = UPLINK_L3
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    rig.switch.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    rig.switch.delete_bridge("br0")
+    assert rig.links.l3["eth9"] == UPLINK_L3 and rig.links.get("br0") is None
+
+
+def test_uplink_addresses_count_for_overlap(rig):
+    rig.links.add_system("eth9")
+    rig.links.l3["eth9"] = UPLINK_L3
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    rig.switch.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    with pytest.raises(InvalidArgument, match="overlaps 192.168.1.10/24 of bridge br0"):
+        rig.switch.create_bridge(BridgeSpec("br1", addresses=["192.168.1.1/24"]))
+
+
+# ---- API mapping -------------------------------------------------------------------------------
+
+def test_port_fields_map_both_ways():
+    msg = pb.Port(name="p1", bridge="br0", type=pb.PORT_TYPE_TAP, trunks=[10, 20],
+                  native_vlan=5, multi_queue=True)
+    spec = convert.port_spec(msg)
+    assert (spec.trunks, spec.native_vlan, spec.multi_queue) == ([10, 20], 5, True)
+    veth = convert.port_spec(pb.Port(name="c1", vlan=7, gateway="10.0.0.1"))
+    assert (veth.vlan, veth.gateway) == (7, "10.0.0.1")
+    assert convert.port_spec(pb.Port(name="e", type=pb.PORT_TYPE_SYSTEM, uplink=True)).uplink
+    assert convert.bridge_spec(pb.Bridge(name="b", nat=True)).nat
+    assert convert.port_changes(pb.Port(vlan=3, trunks=[4]), ["vlan", "trunks", "mtu"]) == {
+        "vlan": 3, "trunks": [4], "mtu": None}
+
+
+def test_update_rpcs_over_grpc(rig):
+    from fakes import serve_switch
+
+    rig.switch.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"]))
+    rig.switch.create_port("br0", PortSpec("p1", vlan=10))
+    with serve_switch(rig.switch) as stub:
+        req = pb.UpdatePortRequest(port=pb.Port(bridge="br0", name="p1", trunks=[20, 30]))
+        req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
+        port = stub.UpdatePort(req)
+        assert (port.vlan, list(port.trunks)) == (0, [20, 30])
+        for paths, says in ((["mtu"], "update_mask"), ([], "names no field")):
+            bad = pb.UpdatePortRequest(port=pb.Port(bridge="br0", name="p1"))
+            bad.update_mask.paths.extend(paths)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.UpdatePort(bad)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert says in err.value.details()
+        breq = pb.UpdateBridgeRequest(bridge=pb.Bridge(name="br0", nat=True))
+        breq.update_mask.paths.append("nat")
+        assert stub.UpdateBridge(breq).nat is True
+        assert rig.nat.rules == {"br0": "10.9.0.0/24"}
