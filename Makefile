@@ -1,6 +1,7 @@
 # Two commands for a newcomer on a fresh Debian machine, as root:
 #   make run    install what is missing, then run vswitchd on its built-in default config
 #   make test   install what is missing, then run the whole test suite
+#   make demo   build the NAT-gateway and LAN-uplink topologies in namespaces, show, tear down
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ KBUILD := /lib/modules/$(KREL)/build
 APT_PACKAGES := python3-bpfcc python3-nftables python3-venv iproute2 iputils-ping netsniff-ng
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
-.PHONY: run test setup system-deps kernel-headers venv proto lint unit bench clean
+.PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean
 
 run: setup
 	$(VENV)/bin/vswitchd
@@ -17,6 +18,12 @@ run: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -v
+
+# Both host topologies (README "make demo") with the real daemon in namespaces of its own;
+# DATAPATH=kernel runs them on a plain Linux bridge instead of the eBPF datapath.
+DATAPATH ?= ebpf
+demo: setup
+	$(PY) -m tests.netns.demo --datapath $(DATAPATH)
 
 setup: system-deps kernel-headers venv proto
 
