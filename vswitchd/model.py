@@ -73,10 +73,10 @@ class BridgeSpec:
     name: str
     datapath: str = "ebpf"
     addresses: list[str] = field(default_factory=list)
-    nat: bool = False          # masquerade the bridge's IPv4 subnets leaving by other interfaces
     ports: dict[str, PortSpec] = field(default_factory=dict)
     fdb: list[StaticFdb] = field(default_factory=list)
     flows: FlowTable = field(default_factory=FlowTable)
+    nat: bool = False          # masquerade the bridge's IPv4 subnets leaving by other interfaces
 
     def to_dict(self) -> dict[str, Any]:
         out = {
