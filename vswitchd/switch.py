@@ -1193,6 +1193,102 @@ class Switch:
             return True
 
 
+    # ---- issue 4: packet tracing (trace, watch) ---------------------------------------------
+    def _trace_bridge(self, name: str) -> BridgeSpec:
+        br = self._bridge(name)
+        if br.datapath != "ebpf":
+            raise FailedPrecondition(
+                f"bridge {name} uses the kernel datapath, which runs no programs to trace or "
+                "watch; tracing needs a bridge created with --datapath ebpf")
+        self._require_ebpf()
+        return br
+
+    def trace(self, bridge: str, packet: dict[str, object], truncate: int = 0) -> object:
+        """Run the datapath program on a frame built from PACKET's exact fields (no side effects)
+        and explain its decision stage by stage: a vswitchd.trace.report.TraceReport."""
+        from vswitchd.trace import frames
+        from vswitchd.trace.packet import frame_spec, packet_match
+        from vswitchd.trace.report import build_report
+
+        with self._lock:
+            br = self._trace_bridge(bridge)
+            m = packet_match(packet, bridge=br.name, ports={br.name, *br.ports})
+            info = self.links.get(m.in_port)
+            if info is None:
+                why = self._missing.get(m.in_port, "interface not present")
+                raise FailedPrecondition(
+                    f"port {m.in_port} is missing ({why}); it cannot be traced")
+            whole = frames.build(frame_spec(m))
+            frame = frames.build(frame_spec(m, truncate)) if truncate else whole
+            result = self.dp.trace(frame, info.ifindex, egress=m.in_port == br.name)
+            rule = None
+            if result.rule_id:
+                rule = next((r for r in br.flows if r.rule_id == result.rule_id), None)
+            port_vlan = None
+            if hasattr(self.dp, "port_vlan"):
+                try:
+                    port_vlan = self.dp.port_vlan(info.ifindex)
+                except SwitchError:
+                    port_vlan = None
+            return build_report(bridge=br.name, in_port=m.in_port, result=result,
+                                names=self._port_names(br), rule=rule, n_rules=len(br.flows),
+                                length=len(frame), truncated=len(frame) < len(whole),
+                                port_vlan=port_vlan, frame_vid=m.dl_vlan)
+
+    def _watch_names(self, bridge: str) -> tuple[dict[int, str], dict[int, int]]:
+        with self._lock:
+            br = self._bridge(bridge)
+            return self._port_names(br), {r.rule_id: r.cookie for r in br.flows}
+
+    def _watch_hub(self) -> object:
+        from vswitchd.trace.watch import WatchHub
+
+        hub = getattr(self, "_watch_hub_obj", None)
+        if hub is None or hub.dp is not self.dp:
+            hub = self._watch_hub_obj = WatchHub(self.dp)
+        return hub
+
+    def watch_open(self, bridge: str, port: str = "", match: dict[str, object] | None = None,
+                   drops_only: bool = False) -> object:
+        """Start watching BRIDGE's live decisions that pass the filter: a
+        vswitchd.trace.watch.Session (close it when the client leaves)."""
+        from vswitchd.datapath import WatchFilter
+        from vswitchd.trace.packet import filter_fields
+        from vswitchd.trace.watch import Namer, Session
+
+        with self._lock:
+            br = self._trace_bridge(bridge)
+            ports = {br.name, *br.ports}
+            if port and port not in ports:
+                raise NotFound(f"port {port} does not exist on bridge {bridge}")
+            m = flow_validate.match(match or {}, bridge=br.name, ports=ports)
+            if port and m.in_port is not None and m.in_port != port:
+                raise InvalidArgument("in_port", m.in_port,
+                                      f"contradicts the watched port {port} (give one of them)")
+            in_port_name = port or m.in_port or ""
+            in_port, fields = filter_fields(m._replace(in_port=in_port_name or None),
+                                            lambda n: self._link(n).ifindex)
+            flt = WatchFilter(bridge=self._link(br.name).ifindex, in_port=in_port, fields=fields,
+                              drops_only=drops_only)
+            self._watch_seq = getattr(self, "_watch_seq", 0) + 1
+            label = " ".join(x for x in (
+                f"#{self._watch_seq} {bridge}", in_port_name and f"port {in_port_name}",
+                m.to_ofctl() and f"match {m.to_ofctl()}", drops_only and "drops") if x)
+            stream = self._watch_hub().open(flt, label=label)
+        return Session(stream, Namer(bridge, lambda: self._watch_names(bridge)))
+
+    def watch_slots(self) -> list[int]:
+        """The datapath watcher slots of the open watch streams."""
+        hub = getattr(self, "_watch_hub_obj", None)
+        return hub.active_slots() if hub is not None else []
+
+    def stop_watches(self) -> None:
+        """End every watch stream (daemon shutdown)."""
+        hub = getattr(self, "_watch_hub_obj", None)
+        if hub is not None:
+            hub.close_all()
+
+
 def _by_name(item: BridgeSpec | PortSpec) -> str:
     return item.name
 

@@ -6,6 +6,15 @@ from vswapi import switch_pb2 as pb
 from vswitchd.flows.model import FULL, FlowRequest, Match, format_value, mac_str
 from vswitchd.model import BridgeSpec, PortSpec
 from vswitchd.switch import BridgeView, FdbView, FlowView, PortView, StatsView
+from vswitchd.trace.report import (
+    FlowTableStage,
+    Headers,
+    L2Stage,
+    TraceReport,
+    VerdictStage,
+    VlanStage,
+)
+from vswitchd.trace.watch import EventView
 
 DATAPATH_TO_PB = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
 DATAPATH_FROM_PB = {pb.DATAPATH_UNSPECIFIED: "", **{v: k for k, v in DATAPATH_TO_PB.items()}}
@@ -194,3 +203,45 @@ def flow_msg(view: FlowView) -> pb.Flow:
         duration_seconds=round(view.duration_seconds, 3),
         idle_seconds=round(view.idle_seconds, 3),
     )
+
+
+# ---- issue 4: tracing ------------------------------------------------------------------------
+
+
+def trace_msg(report: TraceReport) -> pb.TraceResponse:
+    msg = pb.TraceResponse(verdict=report.verdict, outputs=list(report.outputs),
+                           drop_reason=report.drop_reason)
+    for st in report.stages:
+        stage = msg.stages.add(name=st.name, summary=st.summary)
+        d = st.detail
+        if isinstance(d, Headers):
+            stage.headers.CopyFrom(pb.TraceHeaders(fields=match_msg(d.match), length=d.length,
+                                                   truncated=d.truncated))
+        elif isinstance(d, FlowTableStage):
+            stage.flow_table.CopyFrom(pb.TraceFlowTable(
+                table_miss=d.table_miss, priority=d.priority, cookie=d.cookie, match=d.match,
+                actions=d.actions, n_rules=d.n_rules))
+        elif isinstance(d, VlanStage):
+            stage.vlan.CopyFrom(pb.TraceVlan(port_mode=d.port_mode, tagged=d.tagged,
+                                             frame_vid=d.frame_vid, vlan=d.vlan,
+                                             accepted=d.accepted))
+        elif isinstance(d, L2Stage):
+            stage.l2.CopyFrom(pb.TraceL2(dl_dst=d.dl_dst, multicast=d.multicast,
+                                         fdb_hit=d.fdb_hit, port=d.port, flood=list(d.flood)))
+        elif isinstance(d, VerdictStage):
+            stage.final.CopyFrom(pb.TraceVerdict(verdict=d.verdict, outputs=list(d.outputs),
+                                                 drop_reason=d.drop_reason))
+    return msg
+
+
+def watch_event_msg(ev: EventView) -> pb.WatchMessage:
+    return pb.WatchMessage(event=pb.WatchEvent(
+        time=ev.time, bridge=ev.bridge, in_port=ev.in_port, dl_src=ev.dl_src, dl_dst=ev.dl_dst,
+        dl_type=ev.dl_type, dl_vlan=ev.dl_vlan, ip_src=ev.ip_src, ip_dst=ev.ip_dst,
+        nw_proto=ev.nw_proto, tp_src=ev.tp_src, tp_dst=ev.tp_dst, length=ev.length,
+        cookie=ev.cookie, table_miss=ev.table_miss, verdict=ev.verdict,
+        outputs=list(ev.outputs), drop_reason=ev.drop_reason, n_copies=ev.n_copies))
+
+
+def watch_lost_msg(n: int) -> pb.WatchMessage:
+    return pb.WatchMessage(lost=n)

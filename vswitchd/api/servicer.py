@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -19,8 +19,11 @@ from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
 from vswitchd.switch import Switch
+from vswitchd.trace.watch import Lost
 
 log = logging.getLogger(__name__)
+
+WATCH_WAKEUP_SECONDS = 0.5  # how soon a watch notices a client that left without a cancel
 
 
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,3 +180,42 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def Shutdown(self, request: pb.ShutdownRequest) -> pb.ShutdownResponse:  # noqa: N802
         self.switch.request_shutdown(request.cleanup)
         return pb.ShutdownResponse()
+
+    # ---- issue 4: tracing --------------------------------------------------------------------
+
+    @_rpc
+    def Trace(self, request: pb.TraceRequest) -> pb.TraceResponse:  # noqa: N802
+        report = self.switch.trace(request.bridge, convert.match_dict(request.packet),
+                                   request.truncate)
+        return convert.trace_msg(report)
+
+    def Watch(self, request: pb.WatchRequest,  # noqa: N802
+              context: grpc.ServicerContext) -> Iterator[pb.WatchMessage]:
+        """Stream the bridge's decisions until the client leaves, `count` events were sent, or
+        the daemon stops; the datapath watcher is removed in every case."""
+        try:
+            session = self.switch.watch_open(
+                request.bridge, request.port,
+                convert.match_dict(request.match) if request.HasField("match") else None,
+                request.drops_only)
+        except SwitchError as exc:
+            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+        except Exception:
+            log.exception("internal error in Watch")
+            context.abort(grpc.StatusCode.INTERNAL, "internal error in Watch; see the vswitchd log")
+        context.add_callback(session.close)  # the client left (or the RPC ended): stop emitting
+        sent = 0
+        try:
+            while context.is_active() and not session.closed:
+                item = session.get(timeout=WATCH_WAKEUP_SECONDS)
+                if item is None:
+                    continue
+                if isinstance(item, Lost):
+                    yield convert.watch_lost_msg(item.count)
+                    continue
+                yield convert.watch_event_msg(item)
+                sent += 1
+                if request.count and sent >= request.count:
+                    return
+        finally:
+            session.close()

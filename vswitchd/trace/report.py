@@ -1,0 +1,257 @@
+"""`vswctl trace`: the datapath's dry-run result explained stage by stage (pure Python).
+
+The datapath runs the real program on the frame (Datapath.trace) and reports what it decided:
+the parsed key, the matched rule, the frame's VLAN, FDB hit or flood set, the verdict. This
+module turns that into the ordered stages an Open vSwitch user knows from `ofproto/trace`:
+
+    packet -> flow table -> vlan -> l2 -> verdict
+
+Stages the packet never reached are left out (a malformed frame stops after `packet`; a rule
+that drops or outputs directly skips `vlan` and `l2`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vswitchd.flows.model import (
+    ETH_IP,
+    ETH_IPV6,
+    FULL,
+    PROTO_TCP,
+    PROTO_UDP,
+    Match,
+    Rule,
+    actions_str,
+    mac_str,
+)
+
+# Drops decided before the flow table: the pipeline stops there.
+EARLY_DROPS = ("malformed", "invalid-src-mac")
+# Drops decided by the flow table's actions: no L2 stage follows.
+FLOW_DROPS = ("flow-drop", "vlan-failed")
+
+
+@dataclass(frozen=True)
+class Headers:
+    match: Match            # exact values of what the parser saw
+    length: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class FlowTableStage:
+    table_miss: bool
+    priority: int = 0
+    cookie: int = 0
+    match: str = ""
+    actions: str = ""
+    n_rules: int = 0
+
+
+@dataclass(frozen=True)
+class VlanStage:
+    port_mode: str
+    tagged: bool
+    frame_vid: int
+    vlan: int
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class L2Stage:
+    dl_dst: str
+    multicast: bool
+    fdb_hit: bool
+    port: str = ""
+    flood: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerdictStage:
+    verdict: str
+    outputs: tuple[str, ...]
+    drop_reason: str
+
+
+Detail = Headers | FlowTableStage | VlanStage | L2Stage | VerdictStage
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    summary: str
+    detail: Detail
+
+
+@dataclass(frozen=True)
+class TraceReport:
+    bridge: str
+    stages: list[Stage] = field(default_factory=list)
+    verdict: str = ""
+    outputs: tuple[str, ...] = ()
+    drop_reason: str = ""
+
+
+def key_match(key: Mapping[str, int], in_port: str) -> Match:
+    """The parsed key (DpRule field names, ints) as a Match of exact values.
+
+    IP fields appear only for IPv4/IPv6 frames, ports only for TCP/UDP, dl_vlan only for a
+    tagged frame (VID != 0)."""
+    fields: dict[str, Any] = {"in_port": in_port}
+    for name in ("dl_src", "dl_dst"):
+        if name in key:
+            fields[name] = (key[name], FULL[name])
+    dl_type = key.get("dl_type")
+    if dl_type is not None:
+        fields["dl_type"] = dl_type
+    if key.get("dl_vlan"):
+        fields["dl_vlan"] = key["dl_vlan"]
+    if dl_type == ETH_IP:
+        for name, dp in (("nw_src", "ip_src"), ("nw_dst", "ip_dst")):
+            if dp in key:
+                fields[name] = ((key[dp] >> 96) & FULL[name], FULL[name])
+    elif dl_type == ETH_IPV6:
+        for name, dp in (("ipv6_src", "ip_src"), ("ipv6_dst", "ip_dst")):
+            if dp in key:
+                fields[name] = (key[dp], FULL[name])
+    if dl_type in (ETH_IP, ETH_IPV6) and "nw_proto" in key:
+        fields["nw_proto"] = key["nw_proto"]
+        if key["nw_proto"] in (PROTO_TCP, PROTO_UDP):
+            for name in ("tp_src", "tp_dst"):
+                if name in key:
+                    fields[name] = (key[name], FULL[name])
+    return Match(**fields)
+
+
+def vlan_mode(config: Any) -> str:
+    """A VlanConfig (or None: unknown) as text: "unconfigured", "access 10",
+    "trunk 10,20 native 5"."""
+    if config is None:
+        return "unknown"
+    if getattr(config, "access", 0):
+        return f"access {config.access}"
+    trunks = sorted(getattr(config, "trunks", ()) or ())
+    if trunks:
+        text = "trunk " + ",".join(str(v) for v in trunks)
+        return text + (f" native {config.native}" if config.native else "")
+    return "unconfigured"
+
+
+def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, str],
+                 rule: Rule | None, n_rules: int, length: int, truncated: bool,
+                 port_vlan: Any = None, frame_vid: int | None = None) -> TraceReport:
+    """The stages of one dry run.
+
+    result: the datapath's RunResult (verdict, drop_reason, out_ifindex, flood, fdb_hit,
+    rule_id, priority, outputs, vlan, key). names: ifindex -> port name (the bridge's ifindex
+    -> the bridge's name). rule: the matched rule (None for a table miss or an unknown rule id).
+    frame_vid: the VID of the frame's 802.1Q tag as sent (None: untagged)."""
+
+    def name(ifindex: int) -> str:
+        return names.get(ifindex, f"ifindex:{ifindex}")
+
+    verdict = result.verdict
+    reason = result.drop_reason if verdict == "drop" else ""
+    key = dict(getattr(result, "key", None) or {})
+    stages: list[Stage] = []
+
+    # ---- packet
+    match = key_match(key, in_port)
+    text = match.to_ofctl()
+    cut = ", truncated" if truncated else ""
+    if reason == "malformed":
+        summary = (f"in_port={in_port}, {length} bytes{cut}: the parser could not read the "
+                   "headers (malformed)")
+    else:
+        summary = f"{text} ({length} bytes{cut})"
+    stages.append(Stage("packet", summary, Headers(match, length, truncated)))
+
+    # ---- flow table
+    if reason not in EARLY_DROPS:
+        if result.rule_id == 0:
+            ft = FlowTableStage(True, n_rules=n_rules)
+            summary = ("table miss: no rule matched, normal switching" if n_rules
+                       else "empty table: normal switching")
+        else:
+            if rule is not None:
+                ft = FlowTableStage(False, rule.priority, rule.cookie, rule.match.to_ofctl(),
+                                    actions_str(rule.actions), n_rules)
+            else:  # the table changed between the run and this lookup
+                ft = FlowTableStage(False, result.priority, 0, f"rule id {result.rule_id}", "?",
+                                    n_rules)
+            summary = (f"priority {ft.priority}, cookie {ft.cookie:#x}: "
+                       f"{ft.match or '(match all)'} actions={ft.actions}")
+        stages.append(Stage("flow table", summary, ft))
+
+    # ---- vlan and l2: only for normal / flood switching
+    switching = (reason not in EARLY_DROPS + FLOW_DROPS and
+                 (result.rule_id == 0 or rule is None or
+                  any(a.kind in ("normal", "flood") for a in rule.actions)))
+    if switching:
+        tagged = frame_vid is not None and frame_vid != 0
+        vid = frame_vid or 0
+        accepted = reason != "vlan-mismatch"
+        mode = vlan_mode(port_vlan)
+        wire = f"tagged {vid}" if tagged else "untagged"
+        if accepted:
+            where = f"VLAN {result.vlan}" if result.vlan else "VLAN 0 (untagged)"
+            summary = f"in_port {in_port} ({mode}): {wire} frame -> {where}"
+        else:
+            summary = f"in_port {in_port} ({mode}) does not accept a {wire} frame: vlan-mismatch"
+        stages.append(Stage("vlan", summary,
+                            VlanStage(mode, tagged, vid, result.vlan if accepted else 0,
+                                      accepted)))
+        if accepted:
+            dst = key.get("dl_dst")
+            dst_text = mac_str(dst) if dst is not None else "?"
+            multicast = dst is not None and bool((dst >> 40) & 1)
+            flood = tuple(name(i) for i in result.flood)
+            if verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
+                if multicast:
+                    what = ("broadcast" if dst == FULL["dl_dst"] else "multicast")
+                    summary = f"dl_dst {dst_text}: {what}, flood"
+                else:
+                    summary = f"dl_dst {dst_text}: FDB miss, flood"
+                summary += f" to {', '.join(flood)}" if flood else ": no port to flood to"
+                l2 = L2Stage(dst_text, multicast, False, "", flood)
+            elif result.fdb_hit or reason == "same-port":
+                port = name(result.out_ifindex) if result.out_ifindex else in_port
+                summary = f"dl_dst {dst_text}: FDB hit, port {port}"
+                if reason == "same-port":
+                    summary += " (the input port: dropped, same-port)"
+                elif reason:
+                    summary += f" (dropped, {reason})"
+                l2 = L2Stage(dst_text, multicast, True, port)
+            elif verdict == "forward" and result.out_ifindex:
+                port = name(result.out_ifindex)  # e.g. the bridge's own MAC: to the host
+                summary = f"dl_dst {dst_text}: to port {port}"
+                l2 = L2Stage(dst_text, multicast, False, port)
+            else:
+                summary = f"dl_dst {dst_text}: {reason or verdict}"
+                l2 = L2Stage(dst_text, multicast, False)
+            stages.append(Stage("l2", summary, l2))
+
+    # ---- verdict
+    outs: list[str] = [name(i) for i in getattr(result, "outputs", ()) or ()]
+    if verdict == "forward" and result.out_ifindex:
+        outs.append(name(result.out_ifindex))
+    elif verdict == "flood":
+        outs.extend(name(i) for i in result.flood)
+    outputs = _dedupe(outs) if verdict != "drop" else ()
+    if verdict == "drop":
+        summary = f"drop ({reason})"
+    elif verdict == "pass":
+        summary = "pass: not a port of the switch, the kernel handles the frame"
+    elif outputs:
+        summary = f"{verdict}: output to {', '.join(outputs)}"
+    else:
+        summary = f"{verdict}: no output"
+    stages.append(Stage("verdict", summary, VerdictStage(verdict, outputs, reason)))
+    return TraceReport(bridge, stages, verdict, outputs, reason)
