@@ -7,8 +7,10 @@ Messages are converted to plain dicts once (`bridge_row`, `port_row`, ...); thos
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
+import time
 from collections.abc import Callable
 
 import grpc
@@ -21,6 +23,7 @@ from vswapi.flowspec import (
     format_actions,
     format_match,
     parse_flow,
+    parse_match,
     parse_match_spec,
 )
 from vswctl.format import Column, Row, View
@@ -549,3 +552,168 @@ def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
     c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
     return quiet()
+
+
+# ---------------------------------------------------------------- issue 4: tracing
+
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
+
+
+def _detail_value(value: object) -> object:
+    if isinstance(value, pb.FlowMatch):
+        return format_match(value)
+    if hasattr(value, "DESCRIPTOR"):
+        return {f.name: _detail_value(getattr(value, f.name)) for f in value.DESCRIPTOR.fields}
+    if isinstance(value, str | int | float | bool):
+        return value
+    return [_detail_value(v) for v in value]  # repeated
+
+
+def trace_stage_row(s: pb.TraceStage) -> Row:
+    kind = s.WhichOneof("detail")
+    details = _detail_value(getattr(s, kind)) if kind else {}
+    return {"name": s.name, "summary": s.summary, "details": details}
+
+
+def trace_row(bridge: str, packet: str, r: pb.TraceResponse) -> Row:
+    return {
+        "bridge": bridge,
+        "packet": packet,
+        "stages": [trace_stage_row(s) for s in r.stages],
+        "verdict": r.verdict,
+        "outputs": list(r.outputs),
+        "drop_reason": r.drop_reason,
+    }
+
+
+def trace_lines(rows: list[Row]) -> list[str]:
+    """`ovs-appctl ofproto/trace`-like: the flow, the bridge, numbered stages, the verdict."""
+    lines: list[str] = []
+    for r in rows:
+        lines.append(f"Flow: {r['packet']}")
+        lines.append("")
+        title = f'bridge("{r["bridge"]}")'
+        lines += [title, "-" * len(title)]
+        for n, st in enumerate(r["stages"], 1):
+            lines.append(f"{n:2d}. {st['name']}: {st['summary']}")
+        lines.append("")
+        if r["verdict"] == "drop":
+            lines.append(f"Datapath actions: drop ({r['drop_reason']})")
+        elif r["outputs"]:
+            lines.append(f"Datapath actions: {r['verdict']} to {','.join(r['outputs'])}")
+        else:
+            lines.append(f"Datapath actions: {r['verdict']}")
+    return lines
+
+
+def _match_arg(text: str) -> pb.FlowMatch:
+    try:
+        return parse_match(text)
+    except FlowSyntaxError as exc:
+        raise InputError([str(exc)]) from None
+
+
+def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    packet = _match_arg(a.packet)
+    req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
+    r = c.stub.Trace(req, timeout=t)
+    return View([trace_row(a.bridge, format_match(packet), r)], style="lines",
+                text=trace_lines, single=True)
+
+
+def watch_event_row(e: pb.WatchEvent) -> Row:
+    return {
+        "time": round(e.time, 6),
+        "bridge": e.bridge,
+        "in_port": e.in_port,
+        "dl_src": e.dl_src,
+        "dl_dst": e.dl_dst,
+        "dl_type": f"0x{e.dl_type:04x}",
+        "dl_vlan": e.dl_vlan,
+        "ip_src": e.ip_src,
+        "ip_dst": e.ip_dst,
+        "nw_proto": e.nw_proto,
+        "tp_src": e.tp_src,
+        "tp_dst": e.tp_dst,
+        "length": e.length,
+        "cookie": f"0x{e.cookie:x}",
+        "table_miss": e.table_miss,
+        "verdict": e.verdict,
+        "outputs": list(e.outputs),
+        "drop_reason": e.drop_reason,
+        "n_copies": e.n_copies,
+    }
+
+
+def _clock(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%H:%M:%S", lt) + f".{int((t % 1) * 1e6):06d}"
+
+
+def watch_line(r: Row) -> str:
+    """One decision: time bridge in_port src > dst [vlan] ips proto ports length cookie verdict."""
+    parts = [_clock(r["time"]), r["bridge"], r["in_port"], f"{r['dl_src']} > {r['dl_dst']}"]
+    if r["dl_vlan"]:
+        parts.append(f"vlan {r['dl_vlan']}")
+    proto = PROTO_NAMES.get(r["nw_proto"], f"proto {r['nw_proto']}") if r["ip_src"] else ""
+    if r["ip_src"]:
+        if r["nw_proto"] in (6, 17):
+            parts.append(f"{r['ip_src']}:{r['tp_src']} > {r['ip_dst']}:{r['tp_dst']} {proto}")
+        else:
+            parts.append(f"{r['ip_src']} > {r['ip_dst']} {proto}")
+    else:
+        parts.append(f"type {r['dl_type']}")
+    parts.append(f"len {r['length']}")
+    parts.append("table-miss" if r["table_miss"] else f"cookie {r['cookie']}")
+    if r["verdict"] == "drop":
+        parts.append(f"drop ({r['drop_reason']})")
+    elif r["outputs"]:
+        parts.append(f"{r['verdict']} {','.join(r['outputs'])}")
+    else:
+        parts.append(r["verdict"])
+    return " ".join(parts)
+
+
+def _emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    """Print decisions as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
+    stream. Prints as it goes (the returned view is empty)."""
+    req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
+                          count=a.count or 0)
+    if a.match:
+        req.match.CopyFrom(_match_arg(a.match))
+    call = c.stub.Watch(req)  # no deadline: a watch lasts as long as the user wants
+    try:
+        for msg in call:
+            if msg.WhichOneof("kind") == "lost":
+                _emit(json.dumps({"lost": msg.lost}) if a.json else f"lost {msg.lost}")
+                continue
+            row = watch_event_row(msg.event)
+            _emit(json.dumps(row) if a.json else watch_line(row))
+    except KeyboardInterrupt:
+        call.cancel()
+    except BrokenPipeError:  # `vswctl watch br0 | head`
+        call.cancel()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise
+    return View([], style="quiet")
+
+
+DROP_COLUMNS = [
+    Column("port", "PORT"),
+    Column("reason", "REASON"),
+    Column("count", "COUNT", right=True),
+]
+
+
+def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    r = c.stub.GetPortStats(pb.GetPortStatsRequest(bridge=a.bridge), timeout=t)
+    rows = [{"port": s.port, "reason": reason, "count": count}
+            for s in sorted(r.stats, key=lambda s: s.port)
+            for reason, count in sorted(s.drops_by_reason.items()) if count]
+    return View(rows, DROP_COLUMNS)

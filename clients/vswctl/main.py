@@ -272,7 +272,34 @@ def build_parser() -> Parser:
     p.add_argument("bridge", metavar="BR")
 
     _shutdown_command(command)
+    _trace_commands(command)
     return parser
+
+
+def _trace_commands(command) -> None:  # issue 4
+    p = command("trace", cmds.cmd_trace,
+                "what would the datapath do with this packet? (runs the real program on it, "
+                "no side effects)")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("packet", metavar="PACKET",
+                   help='exact header values in ovs-ofctl syntax, in_port required, e.g. '
+                        '"in_port=c1,dl_dst=02:00:00:00:00:02,udp,nw_dst=10.0.0.2,tp_dst=53"; '
+                        "other fields take defaults")
+    p.add_argument("--truncate", metavar="BYTES", type=_uint("--truncate", 14, 65535),
+                   help="cut the frame to BYTES bytes (a malformed frame)")
+
+    p = command("watch", cmds.cmd_watch,
+                "print the datapath's decisions on live packets, one line each, until Ctrl-C")
+    p.add_argument("bridge", metavar="BR")
+    p.add_argument("--port", metavar="PORT", help="only packets arriving on PORT")
+    p.add_argument("--match", metavar="MATCH",
+                   help='only packets matching (ovs-ofctl syntax, masks allowed), e.g. "icmp"')
+    p.add_argument("--drops", action="store_true", help="only dropped packets")
+    p.add_argument("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
+                   help="stop after COUNT packets")
+
+    p = command("drops", cmds.cmd_drops, "drop counters of a bridge's ports, by reason")
+    p.add_argument("bridge", metavar="BR")
 
 
 def _shutdown_command(command) -> None:  # issue 6
