@@ -667,6 +667,9 @@ def watch_line(r: Row) -> str:
     parts.append("table-miss" if r["table_miss"] else f"cookie {r['cookie']}")
     if r["verdict"] == "drop":
         parts.append(f"drop ({r['drop_reason']})")
+    elif r["verdict"] == "flood":
+        parts.append(f"flood ({r['n_copies']} copies)"
+                     + (f" {','.join(r['outputs'])}" if r["outputs"] else ""))
     elif r["outputs"]:
         parts.append(f"{r['verdict']} {','.join(r['outputs'])}")
     else:

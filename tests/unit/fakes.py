@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -338,6 +339,73 @@ class FakeLinks(_Failing):
         return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
 
 
+# ---- issue 4: the tracing part of the datapath API (trace, watchers) --------------------------
+# Until vswitchd.datapath exports them, the shapes from the spec are defined here and put where
+# the Switch imports them from.
+
+if not hasattr(_dp_mod, "WatchFilter"):
+
+    @dataclass(frozen=True)
+    class WatchFilter:  # type: ignore[no-redef]
+        bridge: int
+        in_port: int = 0
+        fields: tuple[tuple[str, int, int], ...] = ()
+        drops_only: bool = False
+
+    @dataclass(frozen=True)
+    class WatchEvent:  # type: ignore[no-redef]
+        watchers: int
+        time_ns: int
+        bridge: int
+        in_port: int
+        dl_src: str
+        dl_dst: str
+        dl_type: int
+        dl_vlan: int
+        ip_src: str
+        ip_dst: str
+        nw_proto: int
+        tp_src: int
+        tp_dst: int
+        length: int
+        rule_id: int
+        verdict: str
+        outputs: tuple[int, ...]
+        n_copies: int
+        drop_reason: str
+
+    _dp_mod.WatchFilter = WatchFilter
+    _dp_mod.WatchEvent = WatchEvent
+else:  # pragma: no cover
+    from vswitchd.datapath import WatchEvent, WatchFilter  # noqa: F401
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """What Datapath.trace returns (RunResult's fields that trace uses)."""
+
+    verdict: str
+    drop_reason: str = ""
+    out_ifindex: int = 0
+    flood: list[int] = field(default_factory=list)
+    fdb_hit: bool = False
+    rule_id: int = 0
+    priority: int = 0
+    outputs: list[int] = field(default_factory=list)
+    vlan: int = 0
+    key: dict[str, int] = field(default_factory=dict)
+
+
+def event(watchers: int, **kw: Any) -> Any:
+    """A WatchEvent with defaults for what a test does not care about."""
+    base = dict(time_ns=0, bridge=0, in_port=0, dl_src="02:00:00:00:00:01",
+                dl_dst="02:00:00:00:00:02", dl_type=0x0800, dl_vlan=0, ip_src="10.0.0.1",
+                ip_dst="10.0.0.2", nw_proto=1, tp_src=0, tp_dst=0, length=98, rule_id=0,
+                verdict="forward", outputs=(), n_copies=1, drop_reason="")
+    base.update(kw)
+    return _dp_mod.WatchEvent(watchers=watchers, **base)
+
+
 # ---- eBPF datapath -----------------------------------------------------------------------
 
 
@@ -354,6 +422,7 @@ class FakeDatapath(_Failing):
         self.flows: dict[int, dict[int, DpRule]] = {}          # bridge -> rule_id -> rule
         self.flow_stats: dict[int, dict[int, FlowCounters]] = {}  # bridge -> rule_id -> counters
         self.max_masks = MAX_FLOW_MASKS
+        self._tracing_init()
 
     def learn(self, bridge: int, mac: str, ifindex: int, vlan: int = 0, age: float = 2.0) -> None:
         self.fdb.setdefault(bridge, {})[(mac, vlan)] = FdbRecord(mac, vlan, ifindex, False, age)
@@ -463,6 +532,63 @@ class FakeDatapath(_Failing):
     def port_counters(self, ifindex: int) -> PortCounters:
         self._enter("port_counters", ifindex)
         return self.counters.get(ifindex, PortCounters(0, 0, 0, 0, {}))
+
+
+
+    # ---- issue 4: trace and watchers
+
+    max_watchers = 8
+
+    def _tracing_init(self) -> None:
+        self.trace_result: Any = TraceResult("flood")
+        self.traced: list[tuple[bytes, int, bool]] = []
+        self.watchers: dict[int, Any] = {}            # slot -> WatchFilter
+        self.watch_events: list[Any] = []
+        self.lost: dict[int, int] = {}
+        self.rate = 10_000
+        self._watch_cond = threading.Condition()
+
+    def trace(self, frame: bytes, ifindex: int, *, egress: bool = False) -> Any:
+        self._enter("trace", frame, ifindex, egress)
+        self.traced.append((frame, ifindex, egress))
+        return self.trace_result
+
+    def watch_add(self, flt: Any) -> int:
+        from vswitchd.errors import Unavailable
+
+        self._enter("watch_add", flt)
+        free = [s for s in range(self.max_watchers) if s not in self.watchers]
+        if not free:
+            raise Unavailable(f"all {self.max_watchers} watcher slots are in use")
+        self.watchers[free[0]] = flt
+        self.lost[free[0]] = 0
+        return free[0]
+
+    def watch_remove(self, slot: int) -> None:
+        self._enter("watch_remove", slot)
+        self.watchers.pop(slot, None)
+
+    def watch_lost(self, slot: int) -> int:
+        return self.lost.get(slot, 0)
+
+    def watch_set_rate(self, per_cpu_per_second: int) -> None:
+        self.rate = per_cpu_per_second
+
+    def emit(self, *events: Any) -> None:
+        """Events the datapath put on the ring buffer (only for slots still watching)."""
+        with self._watch_cond:
+            self.watch_events.extend(events)
+            self._watch_cond.notify_all()
+
+    def watch_poll(self, timeout_ms: int) -> list[Any]:
+        with self._watch_cond:
+            if not self.watch_events:
+                self._watch_cond.wait(timeout_ms / 1000)
+            out, self.watch_events = self.watch_events, []
+        active = 0
+        for slot in self.watchers:
+            active |= 1 << slot
+        return [e for e in out if e.watchers & active]
 
 
 # ---- a switch on the fakes ---------------------------------------------------------------
