@@ -7,6 +7,7 @@ On start, reconcile() re-creates or re-adopts what the store says should exist.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -1220,7 +1221,16 @@ class Switch:
                     f"port {m.in_port} is missing ({why}); it cannot be traced")
             whole = frames.build(frame_spec(m))
             frame = frames.build(frame_spec(m, truncate)) if truncate else whole
-            result = self.dp.trace(frame, info.ifindex, egress=m.in_port == br.name)
+            try:
+                result = self.dp.trace(frame, info.ifindex, egress=m.in_port == br.name)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or len(frame) == len(whole):
+                    raise
+                raise InvalidArgument(
+                    "truncate", truncate,
+                    f"the kernel's BPF_PROG_TEST_RUN refuses this frame cut to {len(frame)} "
+                    "bytes (it needs the whole IP header: 34 bytes for IPv4, 54 for IPv6); "
+                    "cut it later, or send it for real and see `vswctl drops`") from None
             rule = None
             if result.rule_id:
                 rule = next((r for r in br.flows if r.rule_id == result.rule_id), None)

@@ -3,6 +3,7 @@ filters, the watch dispatcher (bitmasks, bounded queues, lost notices) and the W
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 
@@ -142,6 +143,18 @@ def test_vlan_mismatch_same_port_and_malformed(rig):
     assert rep.stages[0].detail.truncated and rep.stages[0].detail.length == 20
     assert "malformed" in rep.stages[0].summary
     assert rep.drop_reason == "malformed"
+
+
+def test_a_frame_the_kernel_refuses_to_run_names_truncate(rig, monkeypatch):
+    def refuse(frame, ifindex, *, egress=False):
+        raise OSError(errno.EINVAL, "BPF_PROG_TEST_RUN failed: Invalid argument")
+
+    monkeypatch.setattr(rig.dp, "trace", refuse)
+    with pytest.raises(InvalidArgument) as ei:
+        rig.switch.trace("br0", UDP53, truncate=20)
+    assert ei.value.field == "truncate" and "34 bytes for IPv4" in str(ei.value)
+    with pytest.raises(OSError):  # an uncut frame refused is not the user's fault
+        rig.switch.trace("br0", UDP53)
 
 
 def test_trace_from_the_host_runs_the_egress_program(rig):
