@@ -137,13 +137,6 @@ def test_trace_cases_and_no_side_effects(br):
     assert not {"02:79:00:00:00:77", "02:79:00:00:00:78"} & fdb_macs(h)
 
 
-class VlanApiMissing(Exception):
-    pass
-
-
-@pytest.mark.xfail(raises=VlanApiMissing, strict=True,
-                   reason="access ports need add-port --vlan (issue 5); the vlan-mismatch "
-                          "stage itself is covered on the fakes (tests/unit/test_trace.py)")
 def test_trace_vlan_mismatch(br):
     h = br
     # An unconfigured port carries every VLAN: a tagged frame is switched in its VLAN ...
@@ -151,8 +144,6 @@ def test_trace_vlan_mismatch(br):
     assert stage(r, "vlan")["details"]["tagged"] is True
     assert stage(r, "vlan")["details"]["vlan"] == 20
     # ... an access port refuses it.
-    if "--vlan" not in h.vswctl("add-port", "--help").stdout:
-        raise VlanApiMissing("add-port --vlan (issue 5) is not there")
     h.vswctl("add-port", "br0", "a1", "--netns", h.name("a1"), "--vlan", "10")
     r = trace(h, packet("c2", in_port="a1", dl_vlan="20"))
     assert (r["verdict"], r["drop_reason"]) == ("drop", "vlan-mismatch")
@@ -288,6 +279,7 @@ def drops(h) -> dict[tuple[str, str], int]:
 def test_drop_counters_per_reason(br):
     h = br
     h.vswctl("add-flow", "br0", "priority=200,in_port=c1,udp,tp_dst=8,actions=drop")
+    h.vswctl("add-port", "br0", "a1", "--netns", h.name("a1"), "--vlan", "10")
     before = drops(h)
     udp = {"dl_type": 0x0800, "nw_proto": 17, "nw_src": ip_of("c1"), "nw_dst": ip_of("c2")}
     send(h, "c1", frames.build(frames.FrameSpec(dl_src=mac_of(11), dl_dst=mac_of(12),
@@ -297,9 +289,12 @@ def test_drop_counters_per_reason(br):
     send(h, "c1", frames.build(frames.FrameSpec(dl_src=mac_of(11), dl_dst=mac_of(11), **udp)))
     send(h, "c1", frames.build(frames.FrameSpec(dl_src=mac_of(11), dl_dst=mac_of(12),
                                                 tp_dst=8, **udp)))
+    send(h, "a1", frames.build(frames.FrameSpec(dl_src="02:79:00:00:00:a1", dl_dst=mac_of(12),
+                                                dl_vlan=20, **udp)))
     after = drops(h)
-    for reason in ("malformed", "invalid-src-mac", "same-port", "flow-drop"):
-        assert after.get(("c1", reason), 0) >= before.get(("c1", reason), 0) + 5, (reason, after)
+    for port, reason in (("c1", "malformed"), ("c1", "invalid-src-mac"), ("c1", "same-port"),
+                         ("c1", "flow-drop"), ("a1", "vlan-mismatch")):
+        assert after.get((port, reason), 0) >= before.get((port, reason), 0) + 5, (reason, after)
     table = h.vswctl("drops", "br0").stdout.splitlines()
     assert table[0].split() == ["PORT", "REASON", "COUNT"]
     assert any(line.split()[:2] == ["c1", "malformed"] for line in table[1:])
