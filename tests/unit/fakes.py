@@ -15,76 +15,27 @@ from collections.abc import Iterable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 from typing import Any
 
 from vswitchd.config import Config
+
+# The real datapath API types (importing vswitchd.datapath does not import bcc).
+from vswitchd.datapath import (  # noqa: E402
+    FLOW_FIELDS,
+    MAX_FLOW_ACTIONS,
+    MAX_FLOW_MASKS,
+    DpRule,
+    FdbRecord,
+    FlowCounters,
+    PortCounters,
+    PortKind,
+    WatchEvent,
+)
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vswitchd.netlink import netns as real_netns
 from vswitchd.netlink.links import KernelFdbEntry, LinkInfo, LinkStats
 from vswitchd.state import StateStore
 from vswitchd.switch import Switch
-
-try:  # the real datapath package (importing it does not import bcc)
-    from vswitchd.datapath import FdbRecord, PortCounters, PortKind
-except ImportError:  # pragma: no cover - the package is not there yet: same shapes, from the spec
-    import vswitchd.datapath as _dp_pkg  # a namespace package until __init__.py lands
-
-    class PortKind(IntEnum):  # type: ignore[no-redef]
-        PEER = 1
-        DEVICE = 2
-        BRIDGE = 3
-
-    @dataclass(frozen=True)
-    class FdbRecord:  # type: ignore[no-redef]
-        mac: str
-        vlan: int
-        ifindex: int
-        static: bool
-        age_seconds: float
-
-    @dataclass(frozen=True)
-    class PortCounters:  # type: ignore[no-redef]
-        rx_packets: int
-        rx_bytes: int
-        tx_packets: int
-        tx_bytes: int
-        drops: dict[str, int] = field(default_factory=dict)
-
-    _dp_pkg.PortKind = PortKind  # Switch._dp_kind imports it from there
-
-import vswitchd.datapath as _dp_mod
-
-# The flow-table part of the datapath API. Until vswitchd.datapath exports it, the same shapes
-# from the spec are defined here and put where the Switch imports them from.
-if not hasattr(_dp_mod, "DpRule"):
-
-    @dataclass(frozen=True)
-    class DpRule:  # type: ignore[no-redef]
-        rule_id: int
-        priority: int
-        fields: tuple[tuple[str, int, int], ...]
-        actions: tuple[tuple[str, int], ...]
-
-    @dataclass(frozen=True)
-    class FlowCounters:  # type: ignore[no-redef]
-        packets: int
-        bytes: int
-        last_hit_ns: int
-
-    _dp_mod.DpRule = DpRule
-    _dp_mod.FlowCounters = FlowCounters
-    _dp_mod.FLOW_FIELDS = {"in_port": 32, "dl_src": 48, "dl_dst": 48, "dl_type": 16,
-                           "dl_vlan": 12, "nw_proto": 8, "ip_src": 128, "ip_dst": 128,
-                           "tp_src": 16, "tp_dst": 16}
-    _dp_mod.MAX_FLOW_MASKS = 16
-    _dp_mod.MAX_FLOW_ACTIONS = 8
-else:  # pragma: no cover - the real ones
-    from vswitchd.datapath import DpRule, FlowCounters  # noqa: F401
-
-FLOW_FIELDS = _dp_mod.FLOW_FIELDS
-MAX_FLOW_MASKS = _dp_mod.MAX_FLOW_MASKS
-MAX_FLOW_ACTIONS = _dp_mod.MAX_FLOW_ACTIONS
 
 
 class _Failing:
@@ -339,45 +290,7 @@ class FakeLinks(_Failing):
         return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
 
 
-# ---- issue 4: the tracing part of the datapath API (trace, watchers) --------------------------
-# Until vswitchd.datapath exports them, the shapes from the spec are defined here and put where
-# the Switch imports them from.
-
-if not hasattr(_dp_mod, "WatchFilter"):
-
-    @dataclass(frozen=True)
-    class WatchFilter:  # type: ignore[no-redef]
-        bridge: int
-        in_port: int = 0
-        fields: tuple[tuple[str, int, int], ...] = ()
-        drops_only: bool = False
-
-    @dataclass(frozen=True)
-    class WatchEvent:  # type: ignore[no-redef]
-        watchers: int
-        time_ns: int
-        bridge: int
-        in_port: int
-        dl_src: str
-        dl_dst: str
-        dl_type: int
-        dl_vlan: int
-        ip_src: str
-        ip_dst: str
-        nw_proto: int
-        tp_src: int
-        tp_dst: int
-        length: int
-        rule_id: int
-        verdict: str
-        outputs: tuple[int, ...]
-        n_copies: int
-        drop_reason: str
-
-    _dp_mod.WatchFilter = WatchFilter
-    _dp_mod.WatchEvent = WatchEvent
-else:  # pragma: no cover
-    from vswitchd.datapath import WatchEvent, WatchFilter  # noqa: F401
+# ---- issue 4: trace results and watchers ------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -403,7 +316,7 @@ def event(watchers: int, **kw: Any) -> Any:
                 ip_dst="10.0.0.2", nw_proto=1, tp_src=0, tp_dst=0, length=98, rule_id=0,
                 verdict="forward", outputs=(), n_copies=1, drop_reason="")
     base.update(kw)
-    return _dp_mod.WatchEvent(watchers=watchers, **base)
+    return WatchEvent(watchers=watchers, **base)
 
 
 # ---- eBPF datapath -----------------------------------------------------------------------
