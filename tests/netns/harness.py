@@ -194,6 +194,17 @@ class Host:
     def namespaces(self) -> set[str]:
         return {n for n in os.listdir(NETNS_DIR) if n.startswith(self.tag)} - {self.ns}
 
+    def containers_bridge(self, octet: int) -> None:
+        """br0 at 10.OCTET.0.1/24 (eBPF) with containers c1, c2, m0 at .11, .12, .13 (MACs
+        02:OCTET:00:00:00:0b..0d) and UDP echo servers on ports 7 and 8 in c2."""
+        self.start()
+        self.vswctl("add-br", "br0", "--ip", f"10.{octet}.0.1/24")
+        for name, last in (("c1", 11), ("c2", 12), ("m0", 13)):
+            self.vswctl("add-port", "br0", name, "--netns", self.name(name), "--ip",
+                        f"10.{octet}.0.{last}/24", "--mac", f"02:{octet}:00:00:00:{last:02x}")
+        for port in (7, 8):
+            self.udp_server(self.name("c2"), port)
+
     # ---- teardown ---------------------------------------------------------------------------
 
     def cleanup(self) -> None:

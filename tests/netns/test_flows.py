@@ -20,13 +20,7 @@ def mac_of(last: int) -> str:
 
 @pytest.fixture
 def br(host):
-    host.start()
-    host.vswctl("add-br", "br0", "--ip", f"{SUBNET}.1/24")
-    for name, last in PORTS.items():
-        host.vswctl("add-port", "br0", name, "--netns", host.name(name),
-                    "--ip", f"{SUBNET}.{last}/24", "--mac", mac_of(last))
-    for port in (7, 8):
-        host.udp_server(host.name("c2"), port)
+    host.containers_bridge(78)
     return host
 
 
