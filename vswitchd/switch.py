@@ -29,6 +29,7 @@ from vswitchd.errors import (
 )
 from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.model import Clock, FlowRequest, Rule
+from vswitchd.flows.stages import Stages
 from vswitchd.flows.table import FlowTable
 from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
 from vswitchd.netlink import netns
@@ -880,13 +881,16 @@ class Switch:
         from vswitchd.datapath import MAX_FLOW_ACTIONS
 
         ports = {br.name, *br.ports}
+        present: dict[str, bool] = {}  # one netlink lookup per port, not per rule
         rules = []
         for n, req in enumerate(flows, 1):
             try:
                 rule = flow_validate.flow(req, bridge=br.name, ports=ports,
                                           max_actions=MAX_FLOW_ACTIONS)
                 for port in rule.ports:
-                    if self.links.get(port) is None:
+                    if port not in present:
+                        present[port] = self.links.get(port) is not None
+                    if not present[port]:
                         why = self._missing.get(port, "interface not present")
                         raise FailedPrecondition(
                             f"port {port} is missing ({why}); its flows cannot be installed")
@@ -899,13 +903,22 @@ class Switch:
         info = self.links.get(name)
         return info.ifindex if info is not None else None
 
-    def _sync_flows(self, br: BridgeSpec) -> None:
+    def _sync_flows(self, br: BridgeSpec, stages: Stages | None = None) -> None:
         """Make the datapath's table for BR exactly br.flows (rules using a missing port are
         left out until the port is back)."""
-        rules, skipped = br.flows.to_dp_rules(self._ifindex_or_none)
+        ifindexes: dict[str, int | None] = {}  # one netlink lookup per port, not per rule
+
+        def ifindex(name: str) -> int | None:
+            if name not in ifindexes:
+                ifindexes[name] = self._ifindex_or_none(name)
+            return ifindexes[name]
+
+        rules, skipped = br.flows.to_dp_rules(ifindex)
         if skipped:
             log.warning("bridge %s: %d flows not installed: a port they use is missing",
                         br.name, len(skipped))
+        if stages is not None:
+            stages.mark("to_dp")
         self.dp.flows_sync(self._link(br.name).ifindex, rules)
 
     def _alloc(self, table: FlowTable) -> Callable[[], int]:
@@ -917,16 +930,21 @@ class Switch:
 
         return alloc
 
-    def _flow_change(self, br: BridgeSpec, change: Callable[[FlowTable], object]) -> object:
+    def _flow_change(self, br: BridgeSpec, change: Callable[[FlowTable], object],
+                     stages: Stages | None = None) -> object:
         """Apply CHANGE to the bridge's table, the datapath and the store, or none of them."""
+        stages = stages or Stages()
         table = br.flows
         table.begin()
         synced = False
         try:
             result = change(table)
-            self._sync_flows(br)
+            stages.mark("table")
+            self._sync_flows(br, stages)
+            stages.mark("dp_sync")
             synced = True
             self._save()
+            stages.mark("store")
         except BaseException:
             table.rollback()
             if synced:
@@ -938,15 +956,21 @@ class Switch:
         table.commit()
         return result
 
-    def flows_add(self, bridge: str, flows: Sequence[FlowRequest]) -> tuple[int, int]:
-        """Add a batch, all or nothing: (added, replaced)."""
+    def flows_add(self, bridge: str, flows: Sequence[FlowRequest],
+                  stages: Stages | None = None) -> tuple[int, int]:
+        """Add a batch, all or nothing: (added, replaced). STAGES (started by the caller, e.g.
+        before decoding the request) gets the time of each stage, logged at debug level."""
+        stages = stages or Stages()
         with self._lock:
+            stages.mark("lock")
             br = self._flow_bridge(bridge)
             rules = self._flow_rules(br, flows)
+            stages.mark("validate")
             now = (self.clock.wall(), self.clock.mono_ns())
             result = self._flow_change(
-                br, lambda t: t.add(rules, self._alloc(t), round(now[0], 3), now[1]))
+                br, lambda t: t.add(rules, self._alloc(t), round(now[0], 3), now[1]), stages)
             log.info("bridge %s: %d flows added, %d replaced", bridge, *result)
+            log.debug("flows_add %s: %d flows; stages ms: %s", bridge, len(flows), stages)
             return result  # type: ignore[return-value]
 
     def flows_replace(self, bridge: str, flows: Sequence[FlowRequest]) -> tuple[int, int, int]:

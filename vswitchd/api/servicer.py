@@ -18,6 +18,7 @@ from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
+from vswitchd.flows.stages import Stages
 from vswitchd.switch import Switch
 from vswitchd.trace.watch import Lost
 
@@ -147,8 +148,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def AddFlows(self, request: pb.AddFlowsRequest) -> pb.AddFlowsResponse:  # noqa: N802
+        stages = Stages()
         flows = [convert.flow_request(f) for f in request.flows]
-        added, replaced = self.switch.flows_add(request.bridge, flows)
+        stages.mark("decode")
+        added, replaced = self.switch.flows_add(request.bridge, flows, stages)
         return pb.AddFlowsResponse(added=added, replaced=replaced)
 
     @_rpc
