@@ -28,8 +28,8 @@ from vswitchd.errors import (
     SwitchError,
 )
 from vswitchd.flows import validate as flow_validate
+from vswitchd.flows.batch import Stages
 from vswitchd.flows.model import Clock, FlowRequest, Rule
-from vswitchd.flows.stages import Stages
 from vswitchd.flows.table import FlowTable
 from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
 from vswitchd.netlink import netns
