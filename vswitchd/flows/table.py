@@ -35,10 +35,21 @@ _IN_PORT_MASK = 0xFFFFFFFF
 _DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
 
 
-def _project(rule: Rule, proj: Signature) -> tuple[object, ...]:
-    values = {name: value for name, value, _mask in rule.terms}
-    return tuple(values[name] if name == "in_port" else values[name] & m  # type: ignore[operator]
-                 for name, m in proj)
+# A projection compiled for _project: (position in Match, mask, kind) per field, kind 0 for
+# in_port (a name, compared as is), 1 for an exact int field, 2 for a (value, mask) field.
+Compiled = tuple[tuple[int, int, int], ...]
+_POSITION = {name: i for i, name in enumerate(Match._fields)}
+
+
+def _compile(proj: Signature) -> Compiled:
+    return tuple((_POSITION[name], m, 0 if name == "in_port" else
+                  1 if name in ("dl_type", "dl_vlan", "nw_proto") else 2) for name, m in proj)
+
+
+def _project(match: Match, proj: Compiled) -> tuple[object, ...]:
+    """The match's values of the projection's fields under its masks (a hash key)."""
+    return tuple([match[i] if k == 0 else match[i] & m if k == 1  # type: ignore[operator]
+                  else match[i][0] & m for i, m, k in proj])  # type: ignore[index]
 
 
 def _common(a: Signature, b: Signature) -> Signature:
@@ -59,26 +70,32 @@ class _Group:
 
     def __init__(self) -> None:
         self.rules: dict[Match, Rule] = {}
-        self.proj: dict[Signature, dict[tuple[object, ...], dict[Match, Rule]]] = {}
+        self.proj: dict[Compiled, dict[tuple[object, ...], dict[Match, Rule]]] = {}
 
-    def index(self, proj: Signature) -> dict[tuple[object, ...], dict[Match, Rule]]:
+    def index(self, proj: Compiled) -> dict[tuple[object, ...], dict[Match, Rule]]:
         idx = self.proj.get(proj)
         if idx is None:
             idx = {}
             for rule in self.rules.values():
-                idx.setdefault(_project(rule, proj), {})[rule.match] = rule
+                idx.setdefault(_project(rule.match, proj), {})[rule.match] = rule
             self.proj[proj] = idx
         return idx
 
     def add(self, rule: Rule) -> None:
-        self.rules[rule.match] = rule
+        match = rule.match
+        self.rules[match] = rule
         for proj, idx in self.proj.items():
-            idx.setdefault(_project(rule, proj), {})[rule.match] = rule
+            key = _project(match, proj)
+            bucket = idx.get(key)
+            if bucket is None:
+                idx[key] = {match: rule}
+            else:
+                bucket[match] = rule
 
     def remove(self, rule: Rule) -> None:
         del self.rules[rule.match]
         for proj, idx in self.proj.items():
-            key = _project(rule, proj)
+            key = _project(rule.match, proj)
             bucket = idx[key]
             del bucket[rule.match]
             if not bucket:
@@ -92,7 +109,7 @@ class FlowTable:
         self._rules: dict[Ident, Rule] = {}
         self._groups: dict[int, dict[Signature, _Group]] = {}
         self._timed: dict[Ident, Rule] = {}
-        self._common: dict[tuple[Signature, Signature], Signature] = {}
+        self._common: dict[tuple[Signature, Signature], Compiled] = {}
         self._dp: dict[int, tuple[tuple[int, ...], object]] = {}  # rule_id -> (ifindexes, DpRule)
         self._journal: list[tuple[Ident, Rule | None]] | None = None
         self.next_id = next_id
@@ -223,8 +240,8 @@ class FlowTable:
             key = (sig, other_sig)
             proj = self._common.get(key)
             if proj is None:
-                proj = self._common[key] = _common(sig, other_sig)
-            hits = group.index(proj).get(_project(rule, proj))
+                proj = self._common[key] = _compile(_common(sig, other_sig))
+            hits = group.index(proj).get(_project(rule.match, proj))
             if hits:
                 return next(iter(hits.values()))
         return None
@@ -386,14 +403,19 @@ class FlowTable:
 
         out: list[object] = []
         skipped: list[Rule] = []
+        cache = self._dp
         for rule in self._rules.values():
-            ifs = tuple(ifindex(p) for p in rule.ports)
-            if None in ifs:
-                skipped.append(rule)
-                continue
-            cached = self._dp.get(rule.rule_id)
+            ports = rule.ports
+            if ports:
+                ifs = tuple([ifindex(p) for p in ports])
+                if None in ifs:
+                    skipped.append(rule)
+                    continue
+            else:
+                ifs = ()
+            cached = cache.get(rule.rule_id)
             if cached is not None and cached[0] == ifs:
-                out.append(cached[1])
+                out.append(cached[1])  # the same object: the datapath skips it as unchanged
                 continue
             dp = DpRule(rule_id=rule.rule_id, priority=rule.priority,
                         fields=dp_fields(rule, ifs), actions=dp_actions(rule, ifs))
