@@ -12,6 +12,7 @@ one), then applies the same difference to the other version, so both are equal a
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 import time
 from collections.abc import Iterable
@@ -44,6 +45,8 @@ _VLAN = ("mod_vlan_vid", "strip_vlan")
 # bind_layouts(). Never written out by hand here.
 _KEY: struct.Struct          # struct flow_key
 _KEY_FIELDS: list[tuple[str, str]] = []  # (field, struct code) in C order
+_KEY_POS: dict[str, tuple[int, int]] = {}  # field -> (argument position, bytes or 0 for ints)
+_KEY_ZERO: tuple[object, ...] = ()         # the arguments of an all-zero key
 _LOOKUP_HDR: struct.Struct   # struct flow_lookup_key without .key
 _RULE_HDR: struct.Struct     # struct flow_rule without .actions
 _ACTION: struct.Struct       # struct flow_action
@@ -85,13 +88,18 @@ def _struct(fields: list[tuple[str, str]]) -> struct.Struct:
 
 def bind_layouts(rules_table: object, masks_table: object) -> None:
     """Derive the packing layouts from the loaded program's map types (bcc ctypes)."""
-    global _KEY, _LOOKUP_HDR, _RULE_HDR, _ACTION, _MASK_TAIL, _LIST_HDR
+    global _KEY, _LOOKUP_HDR, _RULE_HDR, _ACTION, _MASK_TAIL, _LIST_HDR, _KEY_ZERO
     lookup_key, rule, mask_list = rules_table.Key, rules_table.Leaf, masks_table.Leaf
     key_type = dict((n, t) for n, t, *_ in lookup_key._fields_)["key"]
     action_type = dict((n, t) for n, t, *_ in rule._fields_)["actions"]._type_
     mask_type = dict((n, t) for n, t, *_ in mask_list._fields_)["m"]._type_
     _KEY_FIELDS[:] = _fields(key_type)
     _KEY = _struct(_KEY_FIELDS)
+    _KEY_POS.clear()
+    for pos, (name, code) in enumerate(_KEY_FIELDS):
+        _KEY_POS[name] = (pos, int(code[:-1]) if code.endswith("s") else 0)
+    _KEY_ZERO = tuple(bytes(size) if size else 0 for _pos, size in _KEY_POS.values())
+    _action_body.cache_clear()
     _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
     _RULE_HDR = _struct(_fields(rule, skip="actions"))
     _ACTION = _struct(_fields(action_type))
@@ -116,10 +124,15 @@ class FlowCounters:
 
 def _pack_key(values: dict[str, int]) -> bytes:
     """struct flow_key with VALUES by field name (byte-array fields big-endian, as on the wire)."""
-    args = []
-    for name, code in _KEY_FIELDS:
-        value = values.get(name, 0)
-        args.append(value.to_bytes(int(code[:-1]), "big") if code.endswith("s") else value)
+    return _pack_items(values.items())
+
+
+def _pack_items(items: Iterable[tuple[str, int]]) -> bytes:
+    """struct flow_key of (field, value) pairs; absent fields are zero."""
+    args = list(_KEY_ZERO)
+    for name, value in items:
+        pos, size = _KEY_POS[name]
+        args[pos] = value.to_bytes(size, "big") if size else value
     return _KEY.pack(*args)
 
 
@@ -192,30 +205,47 @@ def compile_actions(actions: tuple[tuple[str, int], ...]) -> list[tuple[int, int
     return [tuple(x) for x in out]
 
 
-def mask_of(rule: DpRule) -> tuple:
-    return tuple((name, mask) for name, _v, mask in sorted(rule.fields))
+@functools.lru_cache(maxsize=4096)
+def _action_body(actions: tuple[tuple[str, int], ...]) -> tuple[int, int, bytes]:
+    """(n_actions, flags, packed actions) of an action list: rules share a few lists."""
+    acts = compile_actions(actions)
+    flags = FLOW_F_FORWARDS if any(n in _FORWARDING for n, _ in actions) else 0
+    body = b"".join(_ACTION.pack(t, f, 0, a) for t, f, a in acts)
+    body += bytes(_ACTION.size * (MAX_FLOW_ACTIONS - len(acts)))
+    return len(acts), flags, body
 
 
 def pack_rule(rule: DpRule) -> bytes:
-    acts = compile_actions(rule.actions)
-    flags = FLOW_F_FORWARDS if any(n in _FORWARDING for n, _ in rule.actions) else 0
-    body = b"".join(_ACTION.pack(t, f, 0, a) for t, f, a in acts)
-    body += bytes(_ACTION.size * (MAX_FLOW_ACTIONS - len(acts)))
-    return _RULE_HDR.pack(rule.rule_id, rule.priority, len(acts), flags) + body
-
-
-def pack_masked_key(rule: DpRule) -> bytes:
-    return _pack_key({name: value & mask for name, value, mask in rule.fields})
+    n, flags, body = _action_body(rule.actions)
+    return _RULE_HDR.pack(rule.rule_id, rule.priority, n, flags) + body
 
 
 def pack_mask(mask: tuple) -> bytes:
-    return _pack_key(dict(mask))
+    return _pack_items(mask)
+
+
+class _Prepared:
+    """A validated DpRule and what the maps need of it, computed once per rule object: a sync
+    reuses it for every rule that is the same object as in the previous sync (the table
+    manager hands out the same DpRule while a rule is unchanged), so unchanged rules cost a
+    dict lookup, not a validation and packing."""
+
+    __slots__ = ("rule", "fields", "mask", "masked", "leaf")
+
+    def __init__(self, rule: DpRule) -> None:
+        validate_rule(rule)
+        self.rule = rule
+        self.fields = tuple(sorted((n, v & m, m) for n, v, m in rule.fields))
+        self.mask = tuple((n, m) for n, _v, m in self.fields)
+        self.masked = _pack_items((n, v) for n, v, _m in self.fields)
+        self.leaf = pack_rule(rule)
 
 
 @dataclass
 class _BridgeFlows:
-    installed: dict[tuple, DpRule]  # sorted fields -> the installed (highest-priority) rule
-    mask_ids: dict[tuple, int]      # mask -> mask_id (the same in both versions)
+    installed: dict[tuple, _Prepared]  # sorted fields -> the installed (highest-priority) rule
+    mask_ids: dict[tuple, int]         # mask -> mask_id (the same in both versions)
+    inputs: dict[int, _Prepared]       # rule_id -> every rule of the last sync
 
 
 class FlowTables:
@@ -230,9 +260,6 @@ class FlowTables:
         self._bridges: dict[int, _BridgeFlows] = {}
 
     # ---- map helpers -------------------------------------------------------------------
-
-    def _lookup_key(self, bridge: int, version: int, mask_id: int, masked: bytes) -> bytes:
-        return _LOOKUP_HDR.pack(bridge, version, mask_id, 0) + masked
 
     def _active_version(self, bridge: int) -> int | None:
         leaf = self.active.get(self.active.Key(bridge))
@@ -279,48 +306,52 @@ class FlowTables:
     # ---- sync --------------------------------------------------------------------------
 
     def sync(self, bridge: int, rules: Iterable[DpRule]) -> None:
-        rules = list(rules)
-        ids = set()
-        groups: dict[tuple, DpRule] = {}
+        state = self._bridges.get(bridge)
+        prev = state.inputs if state is not None else {}
+        inputs: dict[int, _Prepared] = {}
+        groups: dict[tuple, _Prepared] = {}
         for rule in rules:
-            validate_rule(rule)
-            if rule.rule_id in ids:
+            p = prev.get(rule.rule_id)
+            if p is None or p.rule is not rule:
+                p = _Prepared(rule)
+            if rule.rule_id in inputs:
                 raise InvalidArgument("rule_id", rule.rule_id, "given twice")
-            ids.add(rule.rule_id)
-            fields = tuple(sorted((n, v & m, m) for n, v, m in rule.fields))
-            best = groups.get(fields)
-            if best is None or (rule.priority, rule.rule_id) > (best.priority, best.rule_id):
-                groups[fields] = rule
+            inputs[rule.rule_id] = p
+            best = groups.get(p.fields)
+            if best is None or (rule.priority, rule.rule_id) > (best.rule.priority,
+                                                                best.rule.rule_id):
+                groups[p.fields] = p
         new_masks: dict[tuple, int] = {}
-        for rule in groups.values():
-            m = mask_of(rule)
-            if new_masks.get(m, -1) < rule.priority:
-                new_masks[m] = rule.priority
+        for p in groups.values():
+            if new_masks.get(p.mask, -1) < p.rule.priority:
+                new_masks[p.mask] = p.rule.priority
         if len(new_masks) > MAX_FLOW_MASKS:
             raise FailedPrecondition(
                 f"the flow table of bridge ifindex {bridge} needs {len(new_masks)} distinct "
                 f"masks; the datapath supports at most {MAX_FLOW_MASKS}"
             )
-        state = self._bridges.pop(bridge, None)  # restored only when the sync completes
+        self._bridges.pop(bridge, None)  # restored only when the sync completes
         try:
-            self._sync(bridge, state, groups, new_masks)
+            mask_ids = self._sync(bridge, state, groups, new_masks)
         except Exception as exc:
             raise FailedPrecondition(
                 f"flow table update of bridge ifindex {bridge} failed: {exc} (the next sync "
                 "rebuilds it)"
             ) from exc
+        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids, inputs=inputs)
 
-    def _sync(self, bridge: int, state: _BridgeFlows | None, groups: dict[tuple, DpRule],
-              new_masks: dict[tuple, int]) -> None:
+    def _sync(self, bridge: int, state: _BridgeFlows | None, groups: dict[tuple, _Prepared],
+              new_masks: dict[tuple, int]) -> dict[tuple, int]:
+        """Write the difference to STATE (None: rebuild) into both versions; the mask ids."""
         active = self._active_version(bridge)
         if state is None:  # first sync of this daemon: rebuild both versions from scratch
             existing: dict[int, set[bytes]] = {0: set(), 1: set()}
             for k in self._scan_rule_keys({bridge}):
                 existing[k[4] & 1].add(k)
             mask_ids = {m: i for i, m in enumerate(new_masks)}
-            writes_fields = list(groups)
-            deletes_by_version = None
-            old_ids: set[int] | None = None
+            writes = list(groups.values())
+            deleted: list[_Prepared] = []
+            gone_ids: set[int] | None = None
         else:
             old = state.installed
             kept = {m: i for m, i in state.mask_ids.items() if m in new_masks}
@@ -330,28 +361,35 @@ class FlowTables:
             for m in new_masks:
                 if m not in mask_ids:
                     mask_ids[m] = next(free)
-            deleted = [f for f in old if f not in groups]
-            writes_fields = [f for f, r in groups.items() if old.get(f) != r]
-            old_ids = {r.rule_id for r in old.values()}
-            deletes_by_version = deleted
+            deleted = [p for f, p in old.items() if f not in groups]
+            writes = []
+            replaced = []
+            for f, p in groups.items():
+                o = old.get(f)
+                if o is p:
+                    continue
+                if o is None:
+                    writes.append(p)
+                elif o.rule != p.rule:
+                    writes.append(p)
+                    replaced.append(o)
+            # counters of rules that are no longer installed (a rule id is installed once)
+            gone_ids = ({o.rule.rule_id for o in deleted} | {o.rule.rule_id for o in replaced}) \
+                - {p.rule.rule_id for p in writes}
         ordered = sorted(((m, p, mask_ids[m]) for m, p in new_masks.items()),
                          key=lambda x: (-x[1], x[2]))
-        masked = {f: pack_masked_key(groups[f]) for f in writes_fields}
-        leaves = {f: pack_rule(groups[f]) for f in writes_fields}
+        hdr = _LOOKUP_HDR.pack
 
         def apply(version: int) -> None:
-            if deletes_by_version is None:
-                keep = {self._lookup_key(bridge, version, mask_ids[mask_of(groups[f])],
-                                         masked[f]) for f in writes_fields}
+            if state is None:
+                keep = {hdr(bridge, version, mask_ids[p.mask], 0) + p.masked for p in writes}
                 dels = [k for k in existing[version] if k not in keep]
             else:
-                dels = [self._lookup_key(bridge, version, state.mask_ids[mask_of(old[f])],
-                                         pack_masked_key(old[f])) for f in deletes_by_version]
+                dels = [hdr(bridge, version, state.mask_ids[p.mask], 0) + p.masked
+                        for p in deleted]
             self._delete_batch(dels)
-            self._write_batch([
-                (self._lookup_key(bridge, version, mask_ids[mask_of(groups[f])], masked[f]),
-                 leaves[f]) for f in writes_fields
-            ])
+            self._write_batch([(hdr(bridge, version, mask_ids[p.mask], 0) + p.masked, p.leaf)
+                               for p in writes])
             self._write_masks(bridge, version, ordered)
 
         inactive = 1 if active in (None, 0) else 0
@@ -367,13 +405,13 @@ class FlowTables:
         # microseconds (programs run under RCU); wait out that window before changing it.
         time.sleep(FLIP_GRACE_SECONDS)
         apply(1 - inactive)
-        new_ids = {r.rule_id for r in groups.values()}
-        if old_ids is None:
+        if gone_ids is None:
+            new_ids = {p.rule.rule_id for p in groups.values()}
             gone = [k for k in self.stats.keys() if k.bridge == bridge
                     and k.rule_id not in new_ids]
         else:
             gone = []
-            for rid in old_ids - new_ids:
+            for rid in gone_ids:
                 key = self.stats.Key()
                 key.bridge, key.rule_id = bridge, rid
                 gone.append(key)
@@ -382,7 +420,7 @@ class FlowTables:
                 del self.stats[key]
             except KeyError:
                 pass
-        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids)
+        return mask_ids
 
     # ---- counters and cleanup ----------------------------------------------------------
 
