@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -23,6 +24,7 @@ from vswapi.flowspec import (
     format_actions,
     format_match,
     parse_flow,
+    parse_flow_into,
     parse_match,
     parse_match_spec,
 )
@@ -441,8 +443,9 @@ MAX_REPORTED_ERRORS = 20
 _FLOW_N = re.compile(r"^flow (\d+): ")
 
 
-def read_flows(path: str) -> tuple[list[pb.Flow], list[str]]:
-    """The rules of a flow file ('-' = stdin) and where each came from ("FILE:LINE").
+def read_flows(path: str, flows: Any) -> list[str]:
+    """Append the rules of a flow file ('-' = stdin) to FLOWS (a request's repeated Flow
+    field, filled in place); return where each came from ("FILE:LINE").
 
     One rule a line; blank lines and lines starting with '#' are skipped. Every line is parsed
     before anything is sent: any bad line raises InputError listing the bad lines.
@@ -458,7 +461,6 @@ def read_flows(path: str) -> tuple[list[pb.Flow], list[str]]:
         raise InputError([f"{name}: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise InputError([f"{name}: not a text file ({exc.reason})"]) from None
-    flows: list[pb.Flow] = []
     where: list[str] = []
     errors: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -466,16 +468,17 @@ def read_flows(path: str) -> tuple[list[pb.Flow], list[str]]:
         if not line or line.startswith("#"):
             continue
         try:
-            flows.append(parse_flow(line))
+            parse_flow_into(flows.add(), line)
             where.append(f"{name}:{number}")
         except FlowSyntaxError as exc:
+            del flows[-1]
             errors.append(f"{name}:{number}: {exc}")
     if errors:
         more = len(errors) - MAX_REPORTED_ERRORS
         if more > 0:
             errors = errors[:MAX_REPORTED_ERRORS] + [f"{name}: ... and {more} more bad lines"]
         raise InputError(errors)
-    return flows, where
+    return where
 
 
 def _locate(exc: grpc.RpcError, where: list[str]) -> grpc.RpcError:
@@ -516,14 +519,15 @@ def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 
 
 def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    flows, where = read_flows(a.file)
-    r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=flows), where, t)
+    req = pb.AddFlowsRequest(bridge=a.bridge)
+    where = read_flows(a.file, req.flows)
+    r = _batch(c.stub.AddFlows, req, where, t)
     return quiet([{"added": r.added, "replaced": r.replaced}])
 
 
 def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    flows, where = read_flows(a.file)
-    req = pb.ReplaceFlowsRequest(bridge=a.bridge, flows=flows)
+    req = pb.ReplaceFlowsRequest(bridge=a.bridge)
+    where = read_flows(a.file, req.flows)
     r = _batch(c.stub.ReplaceFlows, req, where, t)
     return quiet([{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}])
 
