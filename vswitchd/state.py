@@ -61,7 +61,9 @@ def _bridge_row(b: BridgeSpec) -> str:
 
 
 def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
-    """The database rows of BRIDGES, keyed for diffing: table -> {key: value}."""
+    """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
+    bridge -> {rule_id: rule text}, the flow table's own dict (see FlowTable.store_rows), so
+    that a save diffs only the tables that changed and builds no row per rule."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
         out["bridges"][(b.name,)] = (_bridge_row(b), b.flows.next_id)
@@ -69,9 +71,22 @@ def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
             out["ports"][(b.name, p.name)] = (json.dumps(asdict(p), sort_keys=True),)
         for seq, f in enumerate(b.fdb):
             out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq)
-        for text in b.flows.store_list():
-            out["flows"][(b.name, int(text.split(" ", 1)[0]))] = (text,)
+        out["flows"][b.name] = b.flows.store_rows()
     return out
+
+
+def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
+                  ) -> tuple[list[tuple[str, int]], list[tuple[str, int, str]]]:
+    """(flow rows to delete, flow rows to write) to go from OLD to NEW."""
+    gone: list[tuple[str, int]] = []
+    changed: list[tuple[str, int, str]] = []
+    for bridge in old.keys() | new.keys():
+        n, o = new.get(bridge, {}), old.get(bridge, {})
+        if n is o:
+            continue
+        gone.extend((bridge, rid) for rid in o.keys() - n.keys())
+        changed.extend((bridge, rid, text) for rid, text in n.items() if o.get(rid) != text)
+    return gone, changed
 
 
 _KEYS = {"bridges": ("name",), "ports": ("bridge", "name"), "fdb": ("bridge", "mac", "vlan"),
@@ -253,18 +268,25 @@ class StateStore:
 
     @staticmethod
     def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict]) -> None:
+        flows_gone, flows_changed = _flow_changes(new["flows"], old["flows"])
         db.execute("BEGIN IMMEDIATE")
         try:
             for table in ("flows", "fdb", "ports", "bridges"):  # children first
                 keys = _KEYS[table]
                 where = " AND ".join(f"{k}=?" for k in keys)
-                gone = [k for k in old[table] if k not in new[table]]
+                if table == "flows":
+                    gone = flows_gone
+                else:
+                    gone = [k for k in old[table] if k not in new[table]]
                 if gone:
                     db.executemany(f"DELETE FROM {table} WHERE {where}", gone)
             for table in ("bridges", "ports", "fdb", "flows"):
                 cols = _KEYS[table] + _VALUES[table]
                 marks = ",".join("?" * len(cols))
-                changed = [k + v for k, v in new[table].items() if old[table].get(k) != v]
+                if table == "flows":
+                    changed = flows_changed
+                else:
+                    changed = [k + v for k, v in new[table].items() if old[table].get(k) != v]
                 if changed:
                     db.executemany(
                         f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) VALUES ({marks})",

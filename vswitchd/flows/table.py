@@ -111,6 +111,7 @@ class FlowTable:
         self._timed: dict[Ident, Rule] = {}
         self._common: dict[tuple[Signature, Signature], Compiled] = {}
         self._dp: dict[int, tuple[tuple[int, ...], object]] = {}  # rule_id -> (ifindexes, DpRule)
+        self._store_rows: dict[int, str] | None = None  # store_rows(), until the next change
         self._journal: list[tuple[Ident, Rule | None]] | None = None
         self.next_id = next_id
         for rule in rules:
@@ -143,9 +144,18 @@ class FlowTable:
     def store_list(self) -> list[str]:
         return [r.to_store() for r in sorted(self._rules.values(), key=lambda r: r.rule_id)]
 
+    def store_rows(self) -> dict[int, str]:
+        """{rule_id: the store's text of the rule}. The same dict object (never changed in
+        place) until the table changes, so the store skips an unchanged table by identity."""
+        rows = self._store_rows
+        if rows is None:
+            rows = self._store_rows = {r.rule_id: r.to_store() for r in self._rules.values()}
+        return rows
+
     # ---- primitive changes (journalled) ------------------------------------------------------
 
     def _index(self, rule: Rule) -> None:
+        self._store_rows = None
         groups = self._groups.setdefault(rule.priority, {})
         group = groups.get(rule.signature)
         if group is None:
@@ -155,6 +165,7 @@ class FlowTable:
             self._timed[rule.ident] = rule
 
     def _unindex(self, rule: Rule) -> None:
+        self._store_rows = None
         groups = self._groups[rule.priority]
         group = groups[rule.signature]
         group.remove(rule)
