@@ -128,25 +128,25 @@ def stats_msg(view: StatsView) -> pb.PortStats:
 # Requests become FlowRequests (raw values, validated by the switch); an unset optional or
 # message field is a wildcard, an unset priority is the default (32768).
 
-_OPTIONAL_MATCH = ("in_port", "dl_type", "dl_vlan", "nw_src", "nw_dst", "ipv6_src", "ipv6_dst",
-                   "nw_proto")
 _NO_ARGUMENT = ("drop", "normal", "flood", "strip_vlan")
 
 
 def match_dict(msg: pb.FlowMatch) -> dict[str, object]:
+    # ListFields: only the fields that are set (one call, not a HasField per field).
     out: dict[str, object] = {}
-    for name in _OPTIONAL_MATCH:
-        if msg.HasField(name):
-            out[name] = getattr(msg, name)
-    for name in ("dl_src", "dl_dst"):
-        if msg.HasField(name):
-            mac = getattr(msg, name)
-            out[name] = (mac.mac, mac.mask)
-    for name in ("tp_src", "tp_dst"):
-        if msg.HasField(name):
-            port = getattr(msg, name)
-            out[name] = (port.port, port.mask)
+    for fd, value in msg.ListFields():
+        name = fd.name
+        if name in _MAC_MATCH:
+            out[name] = (value.mac, value.mask)
+        elif name in _PORT_MATCH:
+            out[name] = (value.port, value.mask)
+        else:
+            out[name] = value
     return out
+
+
+_MAC_MATCH = ("dl_src", "dl_dst")
+_PORT_MATCH = ("tp_src", "tp_dst")
 
 
 def flow_request(msg: pb.Flow) -> FlowRequest:

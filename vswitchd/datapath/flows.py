@@ -34,6 +34,7 @@ FLOW_FIELDS: dict[str, int] = {
     "in_port": 32, "dl_src": 48, "dl_dst": 48, "dl_type": 16, "dl_vlan": 12, "nw_proto": 8,
     "ip_src": 128, "ip_dst": 128, "tp_src": 16, "tp_dst": 16,
 }
+_FIELD_LIMITS = {name: 1 << bits for name, bits in FLOW_FIELDS.items()}
 _ACTION_ARG_BITS = {"drop": 0, "normal": 0, "flood": 0, "output": 32, "mod_vlan_vid": 12,
                     "strip_vlan": 0}
 _FORWARDING = ("output", "normal", "flood")
@@ -152,13 +153,16 @@ def validate_rule(rule: DpRule) -> None:
         if len(item) != 3:
             raise InvalidArgument("fields", item, "must be (field, value, mask)")
         name, value, mask = item
-        if name not in FLOW_FIELDS:
+        limit = _FIELD_LIMITS.get(name)
+        if limit is None:
             raise InvalidArgument("fields", name,
                                   f"unknown field (known: {', '.join(FLOW_FIELDS)})")
         if name in seen:
             raise InvalidArgument("fields", name, "given twice")
         seen.add(name)
-        limit = 1 << FLOW_FIELDS[name]
+        if type(value) is int and type(mask) is int and 0 <= value < limit \
+                and 0 <= mask < limit:
+            continue  # the usual case, without the loop below
         for what, number in (("value", value), ("mask", mask)):
             if not isinstance(number, int) or not 0 <= number < limit:
                 raise InvalidArgument(f"{name} {what}", number,

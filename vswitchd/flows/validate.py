@@ -53,6 +53,8 @@ def numbered(exc: SwitchError, n: int) -> SwitchError:
 
 
 def _range(name: str, value: object, lo: int, hi: int, hexa: bool = False) -> int:
+    if type(value) is int and lo <= value <= hi:  # the usual case, first (bool is no int here)
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         if hexa and isinstance(value, int):
             raise FlowInvalid(f"{name} {value:#x} out of range {lo:#06x}..{hi:#06x}", name, value)
@@ -61,13 +63,13 @@ def _range(name: str, value: object, lo: int, hi: int, hexa: bool = False) -> in
 
 
 def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
-    shown = f"{name}={text}" + (f"/{mask}" if mask else "")
     if not isinstance(text, str) or not _MAC_RE.match(text):
+        shown = f"{name}={text}" + (f"/{mask}" if mask else "")
         raise FlowInvalid(f"{shown}: not a MAC address (expected xx:xx:xx:xx:xx:xx)", name, text)
     m = FULL[name]
     if mask:
         if not _MAC_RE.match(mask):
-            raise FlowInvalid(f"{shown}: mask {mask} is not a MAC address "
+            raise FlowInvalid(f"{name}={text}/{mask}: mask {mask} is not a MAC address "
                               "(expected xx:xx:xx:xx:xx:xx)", name, mask)
         m = mac_int(mask)
     if m == 0:
@@ -77,19 +79,22 @@ def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
 
 def _ip(name: str, text: str, family: int) -> tuple[int, int] | None:
     bits = FIELD_BITS[name]
-    kind = "IPv4" if family == socket.AF_INET else "IPv6"
-    bad = FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
+
+    def bad() -> FlowInvalid:
+        kind = "IPv4" if family == socket.AF_INET else "IPv6"
+        return FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
+
     if not isinstance(text, str):
-        raise bad
+        raise bad()
     addr, slash, plen = text.partition("/")
     try:
         v = int.from_bytes(socket.inet_pton(family, addr), "big")
     except (OSError, ValueError):
-        raise bad from None
+        raise bad() from None
     n = bits
     if slash:
         if not plen.isdigit() or not 0 <= int(plen) <= bits:
-            raise bad
+            raise bad()
         n = int(plen)
     if n == 0:
         return None
@@ -120,51 +125,64 @@ def _shown(name: str, raw: object) -> str:
 def match(raw: dict[str, object], *, bridge: str, ports: Container[str]) -> Match:
     """Validate and canonicalise a match (see FlowRequest for the raw form)."""
     raw = raw or {}
-    unknown = sorted(set(raw) - set(FIELD_BITS))
-    if unknown:
-        raise FlowInvalid(f"unknown field {unknown[0]}", unknown[0], raw[unknown[0]])
-    out: dict[str, object] = {}
+    for name in raw:
+        if name not in FIELD_BITS:
+            first = sorted(n for n in raw if n not in FIELD_BITS)[0]
+            raise FlowInvalid(f"unknown field {first}", first, raw[first])
+    # Fields are checked in Match order; each absent field costs one dict lookup (10 000 rules
+    # a batch). A field whose mask is zero (dl_src=../00:00:.., nw_src=../0) is a wildcard: None.
+    get = raw.get
+    in_port = dl_src = dl_dst = dl_vlan = tp_src = tp_dst = None
+    nw = [None, None, None, None]  # nw_src, nw_dst, ipv6_src, ipv6_dst
     if "in_port" in raw:
-        port = raw["in_port"]
-        if not isinstance(port, str) or port not in ports:
-            raise FlowInvalid(f"in_port={port}: no port {port} on bridge {bridge}", "in_port",
-                              port)
-        out["in_port"] = port
-    for name in ("dl_src", "dl_dst"):
-        if name in raw:
-            mac, mask = raw[name]  # type: ignore[misc]
-            out[name] = _mac(name, mac, mask)
-    dl_type = raw.get("dl_type")
+        in_port = raw["in_port"]
+        if not isinstance(in_port, str) or in_port not in ports:
+            raise FlowInvalid(f"in_port={in_port}: no port {in_port} on bridge {bridge}",
+                              "in_port", in_port)
+    if "dl_src" in raw:
+        mac, mask = raw["dl_src"]  # type: ignore[misc]
+        dl_src = _mac("dl_src", mac, mask)
+    if "dl_dst" in raw:
+        mac, mask = raw["dl_dst"]  # type: ignore[misc]
+        dl_dst = _mac("dl_dst", mac, mask)
+    dl_type = get("dl_type")
     if dl_type is not None:
-        out["dl_type"] = _range("dl_type", dl_type, 0, 0xFFFF, hexa=True)
+        _range("dl_type", dl_type, 0, 0xFFFF, hexa=True)
     if "dl_vlan" in raw:
-        out["dl_vlan"] = _range("dl_vlan", raw["dl_vlan"], 0, 4095)
-    for name, family, need, how in (
-        ("nw_src", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
-        ("nw_dst", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
-        ("ipv6_src", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
-        ("ipv6_dst", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
-    ):
+        dl_vlan = _range("dl_vlan", raw["dl_vlan"], 0, 4095)
+    for i, (name, family, need, how) in enumerate(_IP_FIELDS):
         if name in raw:
             value = _ip(name, raw[name], family)  # type: ignore[arg-type]
             if dl_type != need:
                 raise FlowInvalid(f"{_shown(name, raw[name])} needs {how}", name, raw[name])
-            out[name] = value
-    nw_proto = raw.get("nw_proto")
+            nw[i] = value
+    nw_proto = get("nw_proto")
     if nw_proto is not None:
         _range("nw_proto", nw_proto, 0, 255)
-        if dl_type not in (ETH_IP, ETH_IPV6):
+        if dl_type != ETH_IP and dl_type != ETH_IPV6:
             raise FlowInvalid(f"nw_proto={nw_proto} needs ip or ipv6 "
                               "(dl_type=0x0800 or 0x86dd)", "nw_proto", nw_proto)
-        out["nw_proto"] = nw_proto
-    for name in ("tp_src", "tp_dst"):
-        if name in raw:
-            value = _tp(name, raw[name])
-            if nw_proto not in (PROTO_TCP, PROTO_UDP):
-                raise FlowInvalid(f"{_shown(name, raw[name])} needs tcp or udp "
-                                  "(nw_proto=6 or 17)", name, raw[name])
-            out[name] = value
-    return Match(**{k: v for k, v in out.items() if v is not None})
+    if "tp_src" in raw:
+        tp_src = _tp_checked("tp_src", raw["tp_src"], nw_proto)
+    if "tp_dst" in raw:
+        tp_dst = _tp_checked("tp_dst", raw["tp_dst"], nw_proto)
+    return Match(in_port, dl_src, dl_dst, dl_type, dl_vlan, *nw, nw_proto,  # type: ignore[arg-type]
+                 tp_src, tp_dst)
+
+
+_IP_FIELDS = (
+    ("nw_src", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
+    ("nw_dst", socket.AF_INET, ETH_IP, "ip (dl_type=0x0800)"),
+    ("ipv6_src", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
+    ("ipv6_dst", socket.AF_INET6, ETH_IPV6, "ipv6 (dl_type=0x86dd)"),
+)
+
+
+def _tp_checked(name: str, raw: object, nw_proto: object) -> tuple[int, int]:
+    value = _tp(name, raw)
+    if nw_proto != PROTO_TCP and nw_proto != PROTO_UDP:
+        raise FlowInvalid(f"{_shown(name, raw)} needs tcp or udp (nw_proto=6 or 17)", name, raw)
+    return value
 
 
 def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str],
