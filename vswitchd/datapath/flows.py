@@ -239,9 +239,14 @@ class _Prepared:
     def __init__(self, rule: DpRule) -> None:
         validate_rule(rule)
         self.rule = rule
-        self.fields = tuple(sorted((n, v & m, m) for n, v, m in rule.fields))
-        self.mask = tuple((n, m) for n, _v, m in self.fields)
-        self.masked = _pack_items((n, v) for n, v, _m in self.fields)
+        fields = sorted([(n, v & m, m) for n, v, m in rule.fields])
+        self.fields = tuple(fields)
+        self.mask = tuple([(n, m) for n, _v, m in fields])
+        args = list(_KEY_ZERO)  # _pack_items, inlined
+        for name, value, _m in fields:
+            pos, size = _KEY_POS[name]
+            args[pos] = value.to_bytes(size, "big") if size else value
+        self.masked = _KEY.pack(*args)
         self.leaf = pack_rule(rule)
 
 
