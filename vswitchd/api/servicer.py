@@ -6,9 +6,7 @@ reported as INTERNAL with a pointer to the log (never UNKNOWN).
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +18,7 @@ from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
-from vswitchd.flows.batch import Stages, pause_gc
+from vswitchd.flows.batch import Stages, gc_paused
 from vswitchd.switch import Switch
 from vswitchd.trace.watch import Lost
 
@@ -29,29 +27,10 @@ log = logging.getLogger(__name__)
 WATCH_WAKEUP_SECONDS = 0.5  # how soon a watch notices a client that left without a cancel
 
 
-@contextlib.contextmanager
-def _gc_paused(context: grpc.ServicerContext | None) -> Iterator[None]:
-    """No cyclic collections from here until the reply has been sent (when the RPC ends): the
-    collection that a large flow batch makes due is not paid on the client's time."""
-    resume = pause_gc()
-    try:
-        yield
-    except BaseException:
-        resume()
-        raise
-    if context is None or not context.add_callback(resume):
-        resume()
-
-
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
-    """The method as a gRPC handler. A method with a third parameter also gets the context."""
-    with_context = len(inspect.signature(method).parameters) == 3
-
     @functools.wraps(method)
     def wrapper(self: SwitchServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
-            if with_context:
-                return method(self, request, context)
             return method(self, request)
         except SwitchError as exc:
             context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
@@ -168,19 +147,17 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         return pb.GetPortStatsResponse(stats=[convert.stats_msg(s) for s in stats])
 
     @_rpc
-    def AddFlows(self, request: pb.AddFlowsRequest,  # noqa: N802
-                 context: grpc.ServicerContext | None = None) -> pb.AddFlowsResponse:
+    def AddFlows(self, request: pb.AddFlowsRequest) -> pb.AddFlowsResponse:  # noqa: N802
         stages = Stages()
-        with _gc_paused(context):
+        with gc_paused():
             flows = [convert.flow_request(f) for f in request.flows]
             stages.mark("decode")
             added, replaced = self.switch.flows_add(request.bridge, flows, stages)
         return pb.AddFlowsResponse(added=added, replaced=replaced)
 
     @_rpc
-    def ReplaceFlows(self, request: pb.ReplaceFlowsRequest,  # noqa: N802
-                     context: grpc.ServicerContext | None = None) -> pb.ReplaceFlowsResponse:
-        with _gc_paused(context):
+    def ReplaceFlows(self, request: pb.ReplaceFlowsRequest) -> pb.ReplaceFlowsResponse:  # noqa: N802
+        with gc_paused():
             flows = [convert.flow_request(f) for f in request.flows]
             added, removed, unchanged = self.switch.flows_replace(request.bridge, flows)
         return pb.ReplaceFlowsResponse(added=added, removed=removed, unchanged=unchanged)
