@@ -25,6 +25,7 @@ from pathlib import Path
 
 from vswitchd.flows.model import Rule
 from vswitchd.flows.table import FlowTable
+from vswitchd.flows.views import StoreRows
 from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,8 @@ def _bridge_row(b: BridgeSpec) -> str:
 
 def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
     """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
-    bridge -> {rule_id: rule text}, the flow table's own dict (see FlowTable.store_rows), so
-    that a save diffs only the tables that changed and builds no row per rule."""
+    bridge -> {rule_id: rule text}, the flow table's own snapshot (FlowTable.store_rows), so
+    that a save looks only at the rules that changed since the last save."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
         out["bridges"][(b.name,)] = (_bridge_row(b), b.flows.next_id)
@@ -83,6 +84,15 @@ def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
     for bridge in old.keys() | new.keys():
         n, o = new.get(bridge, {}), old.get(bridge, {})
         if n is o:
+            continue
+        if isinstance(n, StoreRows) and n.base is o:  # only the rows the table changed
+            for rid in n.changed:
+                text = n.get(rid)
+                if text is None:
+                    if rid in o:
+                        gone.append((bridge, rid))
+                elif o.get(rid) != text:
+                    changed.append((bridge, rid, text))
             continue
         gone.extend((bridge, rid) for rid in o.keys() - n.keys())
         changed.extend((bridge, rid, text) for rid, text in n.items() if o.get(rid) != text)

@@ -172,11 +172,13 @@ class Rule:
     def installed(self, rule_id: int, wall: float, mono_ns: int) -> Rule:
         """This rule with an id and installation time. A shallow copy of the instance: cheaper
         than dataclasses.replace (no __init__), and it keeps the cached values that do not
-        depend on the id (terms, signature, ports)."""
+        depend on them (terms, signature, ports; the stored text if the id and wall time
+        stay, as in rebase)."""
         new = object.__new__(Rule)
         d = new.__dict__
         d.update(self.__dict__)
-        d.pop("_store_text", None)
+        if rule_id != self.rule_id or wall != self.installed_wall:
+            d.pop("_store_text", None)
         d["rule_id"], d["installed_wall"], d["installed_ns"] = rule_id, wall, mono_ns
         return new
 

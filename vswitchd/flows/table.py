@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from vswitchd.errors import SwitchError
 from vswitchd.flows.model import DEFAULT_PRIORITY, Match, Rule
 from vswitchd.flows.validate import FlowConflict, FlowInvalid, numbered
+from vswitchd.flows.views import DpView, StoreRows, StoreView
 
 Ident = tuple[int, Match]
 Signature = tuple[tuple[str, int], ...]
-_IN_PORT_MASK = 0xFFFFFFFF
-_DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
 
 
 # A projection compiled for _project: (position in Match, mask, kind) per field, kind 0 for
@@ -110,8 +109,8 @@ class FlowTable:
         self._groups: dict[int, dict[Signature, _Group]] = {}
         self._timed: dict[Ident, Rule] = {}
         self._common: dict[tuple[Signature, Signature], Compiled] = {}
-        self._dp: dict[int, tuple[tuple[int, ...], object]] = {}  # rule_id -> (ifindexes, DpRule)
-        self._store_rows: dict[int, str] | None = None  # store_rows(), until the next change
+        self._dp = DpView()
+        self._store = StoreView()
         self._journal: list[tuple[Ident, Rule | None]] | None = None
         self.next_id = next_id
         for rule in rules:
@@ -144,18 +143,16 @@ class FlowTable:
     def store_list(self) -> list[str]:
         return [r.to_store() for r in sorted(self._rules.values(), key=lambda r: r.rule_id)]
 
-    def store_rows(self) -> dict[int, str]:
-        """{rule_id: the store's text of the rule}. The same dict object (never changed in
-        place) until the table changes, so the store skips an unchanged table by identity."""
-        rows = self._store_rows
-        if rows is None:
-            rows = self._store_rows = {r.rule_id: r.to_store() for r in self._rules.values()}
-        return rows
+    def store_rows(self) -> StoreRows:
+        """{rule_id: the store's text of the rule}: the same object until the table changes,
+        then a new one that says which rows changed (see StoreRows)."""
+        return self._store.rows()
 
     # ---- primitive changes (journalled) ------------------------------------------------------
 
     def _index(self, rule: Rule) -> None:
-        self._store_rows = None
+        self._dp.added(rule)
+        self._store.added(rule)
         groups = self._groups.setdefault(rule.priority, {})
         group = groups.get(rule.signature)
         if group is None:
@@ -165,7 +162,8 @@ class FlowTable:
             self._timed[rule.ident] = rule
 
     def _unindex(self, rule: Rule) -> None:
-        self._store_rows = None
+        self._dp.removed(rule)
+        self._store.removed(rule)
         groups = self._groups[rule.priority]
         group = groups[rule.signature]
         group.remove(rule)
@@ -174,7 +172,6 @@ class FlowTable:
             if not groups:
                 del self._groups[rule.priority]
         self._timed.pop(rule.ident, None)
-        self._dp.pop(rule.rule_id, None)
 
     def _put(self, rule: Rule) -> Rule | None:
         ident = rule.ident
@@ -371,7 +368,7 @@ class FlowTable:
 
     def referencing(self, port: str) -> list[Rule]:
         """Rules that match on in_port=port or output to it."""
-        return [r for r in self._rules.values() if port in r.ports]
+        return self._dp.referencing(port)
 
     # ---- timeouts ----------------------------------------------------------------------------
 
@@ -409,52 +406,6 @@ class FlowTable:
     ) -> tuple[list[object], list[Rule]]:
         """(every rule as a datapath DpRule, the rules left out because a port they use has no
         ifindex). ifindex(name) resolves a port name, None when the port is missing from the
-        kernel. Conversions are cached per rule."""
-        from vswitchd.datapath import DpRule
-
-        out: list[object] = []
-        skipped: list[Rule] = []
-        cache = self._dp
-        for rule in self._rules.values():
-            ports = rule.ports
-            if ports:
-                ifs = tuple([ifindex(p) for p in ports])
-                if None in ifs:
-                    skipped.append(rule)
-                    continue
-            else:
-                ifs = ()
-            cached = cache.get(rule.rule_id)
-            if cached is not None and cached[0] == ifs:
-                out.append(cached[1])  # the same object: the datapath skips it as unchanged
-                continue
-            dp = DpRule(rule_id=rule.rule_id, priority=rule.priority,
-                        fields=dp_fields(rule, ifs), actions=dp_actions(rule, ifs))
-            self._dp[rule.rule_id] = (ifs, dp)  # type: ignore[assignment]
-            out.append(dp)
-        return out, skipped
-
-
-def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for name, value, mask in rule.terms:
-        if name == "in_port":
-            out.append((name, ifs[0], _IN_PORT_MASK))
-        elif name in ("nw_src", "nw_dst"):
-            out.append((_DP_FIELD[name], value << 96, mask << 96))  # type: ignore[operator]
-        else:
-            out.append((_DP_FIELD.get(name, name), value, mask))
-    return tuple(sorted(out))  # type: ignore[arg-type]
-
-
-def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
-    outputs = iter(ifs[1:] if rule.match.in_port is not None else ifs)
-    out = []
-    for action in rule.actions:
-        if action.kind == "output":
-            out.append(("output", next(outputs)))
-        elif action.kind == "mod_vlan_vid":
-            out.append(("mod_vlan_vid", int(action.arg)))  # type: ignore[arg-type]
-        else:
-            out.append((action.kind, 0))
-    return tuple(out)
+        kernel; it is called once per port in use. Conversions are cached per rule and port
+        ifindex (see DpView)."""
+        return self._dp.dp_rules(ifindex)

@@ -13,7 +13,7 @@ from typing import Any
 from vswitchd.errors import InvalidArgument
 from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.model import FULL, Match, Rule, format_value, ipv4_str, ipv6_str, mac_str
-from vswitchd.flows.table import dp_fields
+from vswitchd.flows.views import dp_fields
 from vswitchd.trace.frames import FrameSpec
 
 

@@ -1,0 +1,150 @@
+"""What a flow table derives from its rules for the datapath and for the store, kept up to date
+rule by rule (the table reports each rule it indexes and unindexes), so that a batch costs what
+it changes, not the size of the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vswitchd.flows.model import Rule
+
+_IN_PORT_MASK = 0xFFFFFFFF
+_DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
+
+
+class StoreRows(dict[int, str]):
+    """{rule_id: the store's text of the rule} at one moment. `base` is the snapshot handed out
+    before this one (or None) and `changed` the rule ids whose rows may differ from it: a store
+    that holds `base` writes only those."""
+
+    __slots__ = ("base", "changed")
+
+
+class StoreView:
+    """Snapshots of the rules' store texts (StoreRows), made from the previous snapshot and
+    the rules changed since."""
+
+    def __init__(self) -> None:
+        self._rules: dict[int, Rule] = {}
+        self._changed: set[int] = set()
+        self._snap: StoreRows | None = None
+
+    def added(self, rule: Rule) -> None:
+        self._rules[rule.rule_id] = rule
+        self._changed.add(rule.rule_id)
+
+    def removed(self, rule: Rule) -> None:
+        if self._rules.get(rule.rule_id) is rule:
+            del self._rules[rule.rule_id]
+        self._changed.add(rule.rule_id)
+
+    def rows(self) -> StoreRows:
+        """The current snapshot: the same object until a rule changes (never changed after
+        it is handed out)."""
+        snap = self._snap
+        if snap is not None and not self._changed:
+            return snap
+        if snap is None:
+            new = StoreRows({rid: r.to_store() for rid, r in self._rules.items()})
+            new.base, new.changed = None, frozenset()
+        else:
+            new = StoreRows(snap)
+            for rid in self._changed:
+                rule = self._rules.get(rid)
+                if rule is None:
+                    new.pop(rid, None)
+                else:
+                    new[rid] = rule.to_store()
+            new.base, new.changed = snap, frozenset(self._changed)
+            snap.base = None  # a store compares with the last snapshot only: no chain
+        self._snap, self._changed = new, set()
+        return new
+
+
+class DpView:
+    """The rules as datapath DpRules, each converted once for the ifindexes of its ports, and
+    converted again only when one of those ports changes its ifindex."""
+
+    def __init__(self) -> None:
+        self._rules: dict[int, Rule] = {}
+        self._by_port: dict[str, set[int]] = {}    # port name -> ids of the rules using it
+        self._dp: dict[int, object] = {}           # rule_id -> DpRule, for the ifindexes in _ifs
+        self._ifs: dict[str, int | None] = {}      # port name -> ifindex the conversions used
+        self._todo: set[int] = set()               # rule ids not converted yet
+
+    def added(self, rule: Rule) -> None:
+        rid = rule.rule_id
+        self._rules[rid] = rule
+        self._dp.pop(rid, None)
+        self._todo.add(rid)
+        for port in rule.ports:
+            self._by_port.setdefault(port, set()).add(rid)
+
+    def removed(self, rule: Rule) -> None:
+        rid = rule.rule_id
+        if self._rules.get(rid) is not rule:
+            return
+        del self._rules[rid]
+        self._dp.pop(rid, None)
+        self._todo.discard(rid)
+        for port in rule.ports:
+            ids = self._by_port.get(port)
+            if ids is not None:
+                ids.discard(rid)
+                if not ids:
+                    del self._by_port[port]
+                    self._ifs.pop(port, None)
+
+    def referencing(self, port: str) -> list[Rule]:
+        return [self._rules[rid] for rid in self._by_port.get(port, ())]
+
+    def dp_rules(self, ifindex: Callable[[str], int | None]) -> tuple[list[object], list[Rule]]:
+        """(every rule as a DpRule, the rules left out because a port they use has no
+        ifindex): one ifindex(port) call per port in use; unchanged rules give the same
+        DpRule objects as the previous call (the datapath skips those)."""
+        from vswitchd.datapath import DpRule
+
+        ifs = {port: ifindex(port) for port in self._by_port}
+        redo = self._todo
+        self._todo = set()
+        for port, i in ifs.items():
+            if port not in self._ifs or self._ifs[port] != i:
+                redo |= self._by_port[port]
+        for rid in redo:
+            rule = self._rules[rid]
+            rule_ifs = tuple([ifs[p] for p in rule.ports])
+            if None in rule_ifs:
+                self._dp.pop(rid, None)
+                continue
+            self._dp[rid] = DpRule(rule_id=rid, priority=rule.priority,
+                                   fields=dp_fields(rule, rule_ifs),
+                                   actions=dp_actions(rule, rule_ifs))
+        self._ifs = ifs
+        missing = set().union(*(self._by_port[p] for p, i in ifs.items() if i is None))
+        return list(self._dp.values()), [self._rules[rid] for rid in sorted(missing)]
+
+
+def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for name, value, mask in rule.terms:
+        if name == "in_port":
+            out.append((name, ifs[0], _IN_PORT_MASK))
+        elif name in ("nw_src", "nw_dst"):
+            out.append((_DP_FIELD[name], value << 96, mask << 96))  # type: ignore[operator]
+        else:
+            out.append((_DP_FIELD.get(name, name), value, mask))
+    return tuple(sorted(out))  # type: ignore[arg-type]
+
+
+def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    outputs = iter(ifs[1:] if rule.match.in_port is not None else ifs)
+    out = []
+    for action in rule.actions:
+        if action.kind == "output":
+            out.append(("output", next(outputs)))
+        elif action.kind == "mod_vlan_vid":
+            out.append(("mod_vlan_vid", int(action.arg)))  # type: ignore[arg-type]
+        else:
+            out.append((action.kind, 0))
+    return tuple(out)
