@@ -258,6 +258,45 @@ def test_flip_keeps_both_versions_equal(dp, bridge):
     assert dp.run(frame(dport=1004), bridge.ports[0]).rule_id == 0
 
 
+def _masks(dp, bridge, version):
+    for k, v in dp._flows.masks.items():
+        if k.bridge == bridge and k.version == version:
+            return sorted((bytes(v.m[i].mask), v.m[i].max_prio) for i in range(v.n))
+    return []
+
+
+def test_syncs_write_only_changes_and_equal_a_rebuild(dp, bridge, monkeypatch):
+    """Each sync validates and packs only rule objects it has not seen; the maps it leaves
+    are those a rebuild from scratch writes (rules, masks, both versions)."""
+    p1, p2 = bridge.ports[1], bridge.ports[2]
+    written = []
+    real_write = dp._flows._write_batch
+    monkeypatch.setattr(dp._flows, "_write_batch",
+                        lambda blobs: (written.append(len(blobs)), real_write(blobs)))
+    base = [rule(i, 10 + i % 3, [("output", p1)], tp_dst=1000 + i) for i in range(1, 40)]
+    base += [rule(100 + i, 7, [("drop", 0)],
+                  ip_src=(ip_int(f"10.{i}.0.0"), ip_int("255.255.0.0"))) for i in range(20)]
+    same = [DpRule(r.rule_id, r.priority, r.fields, r.actions) for r in base]  # equal, new
+    shadow = rule(200, 5, [("drop", 0)], tp_dst=1001)       # same key as rule 1, lower priority
+    steps = [
+        (base, 2 * len(base)),
+        (same, 0),                                          # nothing differs: nothing written
+        (base[5:] + [shadow], 2),                           # deletes; 200 takes over from 1
+        (base[:1] + base[5:] + [shadow], 2),                # rule 1 is back over 200
+        (base[10:] + [shadow, rule(201, 9, [("output", p2)], tp_src=7)], 2 * 2),
+        ([], 0),
+    ]
+    for rules, writes in steps:
+        written.clear()
+        dp.flows_sync(bridge.br, rules)
+        assert sum(written) == writes
+        got = [(_entries(dp, bridge.br, v), _masks(dp, bridge.br, v)) for v in (0, 1)]
+        assert got[0] == got[1]
+        dp._flows._bridges.clear()                           # forget: the next sync rebuilds
+        dp.flows_sync(bridge.br, rules)
+        assert [(_entries(dp, bridge.br, v), _masks(dp, bridge.br, v)) for v in (0, 1)] == got
+
+
 def test_mask_limit_leaves_table_unchanged(dp, bridge):
     p0 = bridge.ports[0]
     good = [rule(1, 10, [("drop", 0)], tp_dst=80)]

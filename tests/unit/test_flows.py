@@ -307,6 +307,67 @@ def test_to_dp_rules():
     assert [r.rule_id for r in rules] == [2] and [r.rule_id for r in skipped] == [1]
 
 
+def test_to_dp_rules_converts_only_what_changed():
+    t = FlowTable()
+    t.add([rule(priority=1, in_port="c1", **UDP), rule(priority=2, **TCP),
+           rule([("output", "m0")], priority=3)], Ids(), 0, 0)
+    calls = []
+
+    def ifindex(name):
+        calls.append(name)
+        return {"c1": 11, "m0": 13}.get(name)
+
+    first, _ = t.to_dp_rules(ifindex)
+    assert sorted(calls) == ["c1", "m0"]                     # once per port, not per rule
+    t.add([rule(priority=4, **UDP)], Ids(10), 0, 0)
+    second, _ = t.to_dp_rules(ifindex)
+    old = {r.rule_id: r for r in first}
+    new = {r.rule_id: r for r in second}
+    assert sorted(new) == [1, 2, 3, 10]
+    assert all(new[i] is old[i] for i in (1, 2, 3))          # unchanged: the same objects
+    t.delete(Match(dl_type=0x0800, nw_proto=6), strict=True, priority=2)
+    third, _ = t.to_dp_rules(ifindex)
+    assert sorted(r.rule_id for r in third) == [1, 3, 10]
+    assert [r.rule_id for r in t.referencing("m0")] == [3]
+    assert [r.rule_id for r in t.referencing("c1")] == [1]
+
+
+def test_store_rows_snapshots_say_what_changed():
+    t = FlowTable()
+    t.add([rule(priority=1, **UDP), rule(priority=2, **TCP)], Ids(), 1.0, 1)
+    a = t.store_rows()
+    assert t.store_rows() is a and sorted(a) == [1, 2]
+    assert a[1] == t.get(1, rule(**UDP).match).to_store()
+    t.add([rule(priority=3, **UDP)], Ids(3), 1.0, 1)
+    t.delete(rule(**TCP).match, strict=True, priority=2)
+    b = t.store_rows()
+    assert b.base is a and b.changed == {2, 3} and sorted(b) == [1, 3]
+    assert sorted(a) == [1, 2]                                # a snapshot never changes
+    t.begin()
+    t.add([rule(priority=4, **UDP)], Ids(4), 1.0, 1)
+    t.rollback()
+    c = t.store_rows()
+    assert c.base is b and dict(c) == dict(b) and b.base is None
+
+
+def test_stored_text_is_the_format_value_form():
+    """Rule.to_store builds its text with per-field formatters: the same as format_value."""
+    cases = [
+        rule(in_port="c1", dl_vlan=7, **TCP, tp_src=(0x50, 0xFFF0), tp_dst=(443, 0)),
+        rule(dl_src=("02:AA:00:00:00:01", ""), dl_dst=("01:00:5e:00:00:00", "ff:ff:ff:00:00:00")),
+        rule(dl_type=0x0800, nw_src="10.1.2.3", nw_dst="192.168.0.0/16", nw_proto=47),
+        rule(dl_type=0x86DD, ipv6_src="fd00::/8", ipv6_dst="fd00::1", nw_proto=17,
+             tp_dst=(53, 0)),
+        rule([("output", "m0"), ("mod_vlan_vid", 9), ("normal", None)], dl_type=0x88CC),
+    ]
+    for r in cases:
+        r = r.installed(9, 1_700_000_000.5, 0)
+        head = f"9 {r.priority} 0x0 0 0 1700000000.500"
+        expect = " ".join([head, *r.match.to_tokens(), "actions", *(str(a) for a in r.actions)])
+        assert r.to_store() == expect
+        assert Rule.from_store(expect, 0.0, 0).same_content(r)
+
+
 def test_performance_10k_batch_into_100k_table():
     """Adding 10 000 rules in one batch to a 100 000-rule table is well under a second."""
 

@@ -63,6 +63,32 @@ def test_save_writes_only_changed_rows(tmp_path):
                                                          ("02:00:00:00:00:02", 5)]
 
 
+def test_save_writes_only_the_flow_rows_that_changed(tmp_path):
+    store = StateStore(str(tmp_path))
+    store.load()
+    bridges = sample()
+    store.save(bridges)
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    table = bridges["br0"].flows
+    more = [Rule.from_store(RULE.replace("7 100", f"{i} {i}").replace("53", str(i)), 0.0, 0)
+            for i in range(8, 12)]
+    table.add(more, iter(range(8, 12)).__next__, 1700000001.0, 0)
+    table.delete(more[0].match, strict=True, priority=more[0].priority)
+    store.save(bridges)
+    flows = [s for s in statements if "flows" in s and s.startswith(("INSERT", "DELETE"))]
+    assert len(flows) == 3 and all(s.startswith("INSERT") for s in flows), statements
+    statements.clear()
+    store.save(bridges)                                     # unchanged: nothing written
+    assert not [s for s in statements if s.startswith(("INSERT", "DELETE"))], statements
+    table.delete(more[1].match, strict=True, priority=more[1].priority)
+    store.save(bridges)
+    assert [s for s in statements if s.startswith(("INSERT", "DELETE"))] == [
+        "DELETE FROM flows WHERE bridge='br0' AND rule_id=9"]
+    got = StateStore(str(tmp_path)).load()["br0"].flows
+    assert sorted(r.rule_id for r in got) == [7, 10, 11] and got == table
+
+
 @pytest.mark.parametrize("content", [
     b"this is not a database at all" * 100,
     b"",  # handled: an empty file is an empty database, then fails the meta check
