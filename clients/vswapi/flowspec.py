@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vswapi import switch_pb2 as pb
@@ -121,10 +121,15 @@ def _tokens(text: str) -> list[str]:
 def _split_actions(text: str) -> tuple[str, str | None]:
     """(fields text, actions text or None when there is no `actions=`)."""
     norm = _WS_AROUND.sub(r"\1", text) if _SPACE.search(text) is not None else text
-    m = _ACTIONS.search(norm)
-    if not m:
+    i = norm.find("actions=")
+    if i > 0 and norm[i - 1] != ",":  # not the usual `...,actions=`: the full rule
+        m = _ACTIONS.search(norm)
+        if not m:
+            return norm, None
+        return norm[: m.start()], norm[m.end():]
+    if i < 0:
         return norm, None
-    return norm[: m.start()], norm[m.end():]
+    return norm[:max(i - 1, 0)], norm[i + 8:]
 
 
 def _number(text: str) -> int | None:
@@ -237,6 +242,14 @@ class _Fields:
         if key in self._seen:
             raise FlowSyntaxError(f"duplicate field {key}")
         self._seen.add(key)
+        if value:  # the usual tokens first: a match field or an extra key with a value
+            setter = _MATCH_SETTERS.get(key)
+            if setter is not None:
+                setter(self, key, value, token)
+                return
+            if key in self._extra_keys:
+                self.extra[key] = value
+                return
         if key in SHORTHANDS:
             if eq:
                 raise FlowSyntaxError(f"{token}: {key} takes no value")
@@ -257,23 +270,25 @@ class _Fields:
         if key in self._extra_keys:
             self.extra[key] = value
             return
-        m = self.match
-        if key == "in_port":
-            m.in_port = value
-        elif key in ("dl_src", "dl_dst"):
-            getattr(m, key).CopyFrom(_mac_match(key, value))
-        elif key == "dl_type":
-            self._set("dl_type", _uint(key, value, U16, "0xffff"), token)
-        elif key == "dl_vlan":
-            m.dl_vlan = _uint(key, value, MAX_VLAN)
-        elif key in ("nw_src", "nw_dst"):
-            setattr(m, key, _ipv4(key, value))
-        elif key in ("ipv6_src", "ipv6_dst"):
-            setattr(m, key, _ipv6(key, value))
-        elif key == "nw_proto":
-            self._set("nw_proto", _uint(key, value, 255), token)
-        else:  # tp_src, tp_dst
-            getattr(m, key).CopyFrom(_port_match(key, value))
+        _MATCH_SETTERS[key](self, key, value, token)
+
+
+# key -> setter(fields, key, value, token) of each match field (value not empty)
+_MATCH_SETTERS: dict[str, Callable[[_Fields, str, str, str], None]] = {
+    "in_port": lambda f, k, v, t: setattr(f.match, "in_port", v),
+    "dl_src": lambda f, k, v, t: f.match.dl_src.CopyFrom(_mac_match(k, v)),
+    "dl_dst": lambda f, k, v, t: f.match.dl_dst.CopyFrom(_mac_match(k, v)),
+    "dl_type": lambda f, k, v, t: f._set("dl_type", _uint(k, v, U16, "0xffff"), t),
+    "dl_vlan": lambda f, k, v, t: setattr(f.match, "dl_vlan", _uint(k, v, MAX_VLAN)),
+    "nw_src": lambda f, k, v, t: setattr(f.match, "nw_src", _ipv4(k, v)),
+    "nw_dst": lambda f, k, v, t: setattr(f.match, "nw_dst", _ipv4(k, v)),
+    "ipv6_src": lambda f, k, v, t: setattr(f.match, "ipv6_src", _ipv6(k, v)),
+    "ipv6_dst": lambda f, k, v, t: setattr(f.match, "ipv6_dst", _ipv6(k, v)),
+    "nw_proto": lambda f, k, v, t: f._set("nw_proto", _uint(k, v, 255), t),
+    "tp_src": lambda f, k, v, t: f.match.tp_src.CopyFrom(_port_match(k, v)),
+    "tp_dst": lambda f, k, v, t: f.match.tp_dst.CopyFrom(_port_match(k, v)),
+}
+assert set(_MATCH_SETTERS) == set(MATCH_FIELDS)
 
 
 def _parse_fields(text: str, extra_keys: Iterable[str],
