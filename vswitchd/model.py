@@ -78,7 +78,9 @@ class BridgeSpec:
     flows: FlowTable = field(default_factory=FlowTable)
     nat: bool = False          # masquerade the bridge's IPv4 subnets leaving by other interfaces
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, flows: bool = True) -> dict[str, Any]:
+        """The bridge as plain values; flows=False leaves the flow rules out (the state store
+        keeps them in a table of their own, and listing 100 000 of them costs)."""
         out = {
             "name": self.name,
             "datapath": self.datapath,
@@ -90,7 +92,7 @@ class BridgeSpec:
             out["nat"] = True
         # Flow rules: one compact string each (Rule.to_store), so 100 000 rules stay fast to
         # write; present only once the bridge has had flows.
-        if len(self.flows) or self.flows.next_id > 1:
+        if flows and (len(self.flows) or self.flows.next_id > 1):
             out["flows"] = self.flows.store_list()
             out["next_flow_id"] = self.flows.next_id
         return out

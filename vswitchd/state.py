@@ -55,7 +55,7 @@ class StateError(Exception):
 
 def _bridge_row(b: BridgeSpec) -> str:
     return json.dumps({"datapath": b.datapath, "addresses": list(b.addresses),
-                       **{k: v for k, v in b.to_dict().items()
+                       **{k: v for k, v in b.to_dict(flows=False).items()
                           if k not in ("name", "datapath", "addresses", "ports", "fdb", "flows",
                                        "next_flow_id")}},
                       sort_keys=True)
