@@ -167,10 +167,14 @@ def validate_rule(rule: DpRule) -> None:
             if not isinstance(number, int) or not 0 <= number < limit:
                 raise InvalidArgument(f"{name} {what}", number,
                                       f"must fit in {FLOW_FIELDS[name]} bits")
-    if len(rule.actions) > MAX_FLOW_ACTIONS:
-        raise InvalidArgument("actions", len(rule.actions),
+    _check_actions(rule.actions)
+
+
+def _check_actions(actions: tuple[tuple[str, int], ...]) -> None:
+    if len(actions) > MAX_FLOW_ACTIONS:
+        raise InvalidArgument("actions", len(actions),
                               f"at most {MAX_FLOW_ACTIONS} actions per rule")
-    for item in rule.actions:
+    for item in actions:
         if len(item) != 2 or item[0] not in _ACTION_ARG_BITS:
             raise InvalidArgument("actions", item,
                                   f"unknown action (known: {', '.join(_ACTION_ARG_BITS)})")
@@ -237,16 +241,40 @@ class _Prepared:
     __slots__ = ("rule", "fields", "mask", "masked", "leaf")
 
     def __init__(self, rule: DpRule) -> None:
-        validate_rule(rule)
         self.rule = rule
-        fields = sorted([(n, v & m, m) for n, v, m in rule.fields])
-        self.fields = tuple(fields)
-        self.mask = tuple([(n, m) for n, _v, m in fields])
-        args = list(_KEY_ZERO)  # _pack_items, inlined
-        for name, value, _m in fields:
+        # One pass checks and packs fields that are already canonical (known, in range,
+        # sorted by name, value & mask == value), as the table manager makes them; anything
+        # else takes the full check and is normalised.
+        rid, prio, fields = rule.rule_id, rule.priority, rule.fields
+        args = list(_KEY_ZERO)
+        mask = []
+        prev = ""
+        for item in fields:
+            if len(item) != 3:
+                break
+            name, value, m = item
+            limit = _FIELD_LIMITS.get(name)
+            if limit is None or name <= prev or type(value) is not int \
+                    or type(m) is not int or not 0 <= m < limit or value & m != value \
+                    or value < 0:
+                break
+            prev = name
+            mask.append((name, m))
             pos, size = _KEY_POS[name]
             args[pos] = value.to_bytes(size, "big") if size else value
-        self.masked = _KEY.pack(*args)
+        else:
+            if type(rid) is int and 0 < rid <= 0xFFFFFFFF and type(prio) is int \
+                    and 0 <= prio <= 0xFFFF and type(fields) is tuple:
+                _check_actions(rule.actions)
+                self.fields, self.mask = fields, tuple(mask)
+                self.masked = _KEY.pack(*args)
+                self.leaf = pack_rule(rule)
+                return
+        validate_rule(rule)
+        norm = sorted([(n, v & m, m) for n, v, m in fields])
+        self.fields = tuple(norm)
+        self.mask = tuple([(n, m) for n, _v, m in norm])
+        self.masked = _pack_items((n, v) for n, v, _m in norm)
         self.leaf = pack_rule(rule)
 
 

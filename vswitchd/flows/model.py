@@ -151,7 +151,9 @@ class Rule:
     def signature(self) -> tuple[tuple[str, int], ...]:
         """The fields and masks, without values: rules with one signature never overlap
         unless their matches are identical."""
-        return tuple((name, mask) for name, _value, mask in self.terms)
+        return tuple([(name, value[1]) if type(value) is tuple else (name, FULL[name])
+                      for name, value in zip(_MATCH_FIELDS, self.match, strict=True)
+                      if value is not None])
 
     @_lazy
     def ports(self) -> tuple[str, ...]:

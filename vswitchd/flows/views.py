@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vswitchd.flows.model import Rule
+from vswitchd.flows.model import FULL, Match, Rule
 
 _IN_PORT_MASK = 0xFFFFFFFF
 _DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
@@ -125,16 +125,27 @@ class DpView:
         return list(self._dp.values()), [self._rules[rid] for rid in sorted(missing)]
 
 
+# Per Match position: the datapath's field name and the shift of value and mask (IPv4
+# addresses sit in the high bits of the 128-bit ip_src/ip_dst).
+_DP_POS = tuple((_DP_FIELD.get(name, name), 96 if name in ("nw_src", "nw_dst") else 0)
+                for name in Match._fields)
+
+
 def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
+    """The rule's match as sorted (field, value, mask) of the datapath; ifs[0] is the ifindex
+    of in_port when the rule has one."""
     out = []
-    for name, value, mask in rule.terms:
+    for (name, shift), value in zip(_DP_POS, rule.match, strict=True):
+        if value is None:
+            continue
         if name == "in_port":
             out.append((name, ifs[0], _IN_PORT_MASK))
-        elif name in ("nw_src", "nw_dst"):
-            out.append((_DP_FIELD[name], value << 96, mask << 96))  # type: ignore[operator]
+        elif type(value) is tuple:
+            out.append((name, value[0] << shift, value[1] << shift))
         else:
-            out.append((_DP_FIELD.get(name, name), value, mask))
-    return tuple(sorted(out))  # type: ignore[arg-type]
+            out.append((name, value, FULL[name]))
+    out.sort()
+    return tuple(out)
 
 
 def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
