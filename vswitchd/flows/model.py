@@ -171,6 +171,18 @@ class Rule:
                 self.hard_timeout) == (other.priority, other.match, other.actions, other.cookie,
                                        other.idle_timeout, other.hard_timeout)
 
+    @classmethod
+    def new(cls, priority: int, match: Match, actions: tuple[Action, ...], cookie: int,
+            idle_timeout: int, hard_timeout: int) -> Rule:
+        """Rule(...) of validated values, not installed. Fills the instance's __dict__ at
+        once: the frozen dataclass __init__ makes one object.__setattr__ call per field, a
+        measurable part of a 10 000-rule batch."""
+        rule = object.__new__(cls)
+        rule.__dict__.update(priority=priority, match=match, actions=actions, cookie=cookie,
+                             idle_timeout=idle_timeout, hard_timeout=hard_timeout, rule_id=0,
+                             installed_wall=0.0, installed_ns=0)
+        return rule
+
     def installed(self, rule_id: int, wall: float, mono_ns: int) -> Rule:
         """This rule with an id and installation time. A shallow copy of the instance: cheaper
         than dataclasses.replace (no __init__), and it keeps the cached values that do not
@@ -414,7 +426,7 @@ class Clock:
         return time.monotonic_ns()
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowRequest:
     """A flow as a client wrote it, before validation (see validate.flow).
 

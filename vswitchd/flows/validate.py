@@ -227,11 +227,14 @@ def priority(value: int | None) -> int:
 def flow(req: FlowRequest, *, bridge: str, ports: Container[str], max_actions: int) -> Rule:
     """A canonical Rule (rule_id 0, not installed) or FlowInvalid."""
     prio = priority(req.priority)
-    _range("idle_timeout", req.idle_timeout, 0, MAX_TIMEOUT)
-    _range("hard_timeout", req.hard_timeout, 0, MAX_TIMEOUT)
-    _range("cookie", req.cookie, 0, (1 << 64) - 1, hexa=True)
+    idle, hard, cookie = req.idle_timeout, req.hard_timeout, req.cookie
+    if not (type(idle) is int and type(hard) is int and type(cookie) is int
+            and 0 <= idle <= MAX_TIMEOUT and 0 <= hard <= MAX_TIMEOUT
+            and 0 <= cookie < 1 << 64):  # the usual case in one test, else the messages
+        _range("idle_timeout", idle, 0, MAX_TIMEOUT)
+        _range("hard_timeout", hard, 0, MAX_TIMEOUT)
+        _range("cookie", cookie, 0, (1 << 64) - 1, hexa=True)
     m = match(req.match or {}, bridge=bridge, ports=ports)
     acts = actions(req.actions or [], bridge=bridge, ports=ports, in_port=m.in_port,
                    max_actions=max_actions)
-    return Rule(priority=prio, match=m, actions=acts, cookie=req.cookie,
-                idle_timeout=req.idle_timeout, hard_timeout=req.hard_timeout)
+    return Rule.new(prio, m, acts, cookie, idle, hard)
