@@ -139,6 +139,8 @@ def _number(text: str) -> int | None:
 
 
 def _uint(key: str, value: str, hi: int, hi_text: str | None = None, sep: str = "=") -> int:
+    if value.isdigit() and value.isascii() and int(value) <= hi:  # plain decimal, in range
+        return int(value)
     n = _number(value)
     if n is None:
         raise FlowSyntaxError(f"{key}{sep}{value}: not a number")

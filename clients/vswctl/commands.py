@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -443,7 +443,7 @@ MAX_REPORTED_ERRORS = 20
 _FLOW_N = re.compile(r"^flow (\d+): ")
 
 
-def read_flows(path: str, flows: Any) -> list[str]:
+def read_flows(path: str, flows: Any) -> Sequence[str]:
     """Append the rules of a flow file ('-' = stdin) to FLOWS (a request's repeated Flow
     field, filled in place); return where each came from ("FILE:LINE").
 
@@ -461,15 +461,15 @@ def read_flows(path: str, flows: Any) -> list[str]:
         raise InputError([f"{name}: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise InputError([f"{name}: not a text file ({exc.reason})"]) from None
-    where: list[str] = []
+    lines: list[int] = []
     errors: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
         try:
             parse_flow_into(flows.add(), line)
-            where.append(f"{name}:{number}")
+            lines.append(number)
         except FlowSyntaxError as exc:
             del flows[-1]
             errors.append(f"{name}:{number}: {exc}")
@@ -478,10 +478,23 @@ def read_flows(path: str, flows: Any) -> list[str]:
         if more > 0:
             errors = errors[:MAX_REPORTED_ERRORS] + [f"{name}: ... and {more} more bad lines"]
         raise InputError(errors)
-    return where
+    return _Where(name, lines)
 
 
-def _locate(exc: grpc.RpcError, where: list[str]) -> grpc.RpcError:
+class _Where:
+    """where[N-1] is "FILE:LINE" of flow N (made when asked: only an error needs one)."""
+
+    def __init__(self, name: str, lines: list[int]) -> None:
+        self._name, self._lines = name, lines
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def __getitem__(self, i: int) -> str:
+        return f"{self._name}:{self._lines[i]}"
+
+
+def _locate(exc: grpc.RpcError, where: Sequence[str]) -> grpc.RpcError:
     """Rewrite the daemon's `flow N: ...` (N from 1, in request order) to `FILE:LINE: ...`.
 
     where[N-1] is the location of flow N; an empty location just drops the prefix (add-flow).
@@ -495,7 +508,7 @@ def _locate(exc: grpc.RpcError, where: list[str]) -> grpc.RpcError:
     return Refusal(exc.code(), f"{location}: {rest}" if location else rest)
 
 
-def _batch(call, request, where: list[str], t: float):
+def _batch(call, request, where: Sequence[str], t: float):
     try:
         return call(request, timeout=t)
     except grpc.RpcError as exc:

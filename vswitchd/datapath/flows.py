@@ -419,8 +419,11 @@ class FlowTables:
 
         def apply(version: int) -> None:
             if state is None:
-                keep = {hdr(bridge, version, mask_ids[p.mask], 0) + p.masked for p in writes}
-                dels = [k for k in existing[version] if k not in keep]
+                dels = []
+                if existing[version]:  # stale entries of an earlier daemon: keep what stays
+                    keep = {hdr(bridge, version, mask_ids[p.mask], 0) + p.masked
+                            for p in writes}
+                    dels = [k for k in existing[version] if k not in keep]
             else:
                 dels = [hdr(bridge, version, state.mask_ids[p.mask], 0) + p.masked
                         for p in deleted]

@@ -138,7 +138,7 @@ class Rule:
     installed_wall: float = 0.0    # time.time() at installation (persisted)
     installed_ns: int = 0          # CLOCK_MONOTONIC ns at installation (derived on load)
 
-    @property
+    @_lazy
     def ident(self) -> tuple[int, Match]:
         """What makes two rules the same rule."""
         return (self.priority, self.match)

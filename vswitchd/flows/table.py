@@ -241,6 +241,8 @@ class FlowTable:
         groups = self._groups.get(rule.priority)
         if not groups:
             return None
+        if len(groups) == 1 and rule.signature in groups:
+            return None  # one signature, the rule's: only the identical match overlaps
         sig = rule.signature
         for other_sig, group in groups.items():
             if other_sig == sig:
