@@ -297,6 +297,26 @@ def test_syncs_write_only_changes_and_equal_a_rebuild(dp, bridge, monkeypatch):
         assert [(_entries(dp, bridge.br, v), _masks(dp, bridge.br, v)) for v in (0, 1)] == got
 
 
+def test_the_rule_map_is_scanned_once_for_every_bridge(dp, bridge, topo, monkeypatch):
+    """Only a bridge's first sync needs the map's stale keys; one scan (bcc walks the map key
+    by key) serves all bridges, and forgetting a synced bridge deletes the keys it knows."""
+    from dp_helpers import Bridge
+
+    other = Bridge(topo, dp, "o", 1)
+    scans = []
+    real_keys = dp._flows.rules.keys
+    monkeypatch.setattr(dp._flows.rules, "keys", lambda: (scans.append(1), real_keys())[1])
+    dp.flows_sync(bridge.br, [rule(i, 10, [("drop", 0)], tp_dst=i) for i in range(1, 30)])
+    dp.flows_sync(other.br, [rule(i, 10, [("drop", 0)], tp_src=i) for i in range(40, 50)])
+    dp.flows_sync(bridge.br, [rule(i, 10, [("drop", 0)], tp_dst=i) for i in range(1, 5)])
+    dp.remove_bridge(bridge.br)
+    assert len(scans) == 1
+    monkeypatch.undo()
+    left = [k for k in dp._flows.rules.keys()]
+    assert {k.bridge for k in left} == {other.br} and len(left) == 2 * 10
+    assert dp.run(frame(sport=45, dport=7), other.ports[0]).rule_id == 45
+
+
 def test_mask_limit_leaves_table_unchanged(dp, bridge):
     p0 = bridge.ports[0]
     good = [rule(1, 10, [("drop", 0)], tp_dst=80)]

@@ -295,6 +295,7 @@ class FlowTables:
         self.stats = bpf[b"flow_stats"]
         bind_layouts(self.rules, self.masks)
         self._bridges: dict[int, _BridgeFlows] = {}
+        self._stale: dict[int, dict[int, set[bytes]]] | None = None  # see _stale_keys
 
     # ---- map helpers -------------------------------------------------------------------
 
@@ -337,8 +338,26 @@ class FlowTables:
         key.bridge, key.version = bridge, version
         self.masks[key] = self.masks.Leaf.from_buffer_copy(blob)
 
-    def _scan_rule_keys(self, bridges) -> list[bytes]:
-        return [bytes(k) for k in self.rules.keys() if k.bridge in bridges]
+    def _stale_keys(self, bridge: int) -> dict[int, set[bytes]]:
+        """The rule keys, by version, of a bridge this instance has no state of: left by an
+        earlier daemon or by a sync that failed. One scan of the map (slow: bcc walks it key by
+        key) serves every such bridge; only syncs write the map, so what it found stays true
+        for a bridge until its first sync, which takes its keys out."""
+        return self._scan().pop(bridge, {0: set(), 1: set()})
+
+    def _scan(self) -> dict[int, dict[int, set[bytes]]]:
+        if self._stale is None:
+            self._stale = {}
+            for k in self.rules.keys():
+                raw = bytes(k)
+                self._stale.setdefault(k.bridge, {0: set(), 1: set()})[raw[4] & 1].add(raw)
+        return self._stale
+
+    def _state_keys(self, bridge: int, state: _BridgeFlows) -> list[bytes]:
+        """The rule keys a completed sync left for BRIDGE, in both versions."""
+        hdr = _LOOKUP_HDR.pack
+        return [hdr(bridge, version, state.mask_ids[p.mask], 0) + p.masked
+                for version in (0, 1) for p in state.installed.values()]
 
     # ---- sync --------------------------------------------------------------------------
 
@@ -371,6 +390,7 @@ class FlowTables:
         try:
             mask_ids = self._sync(bridge, state, groups, new_masks)
         except Exception as exc:
+            self._stale = None  # what is in the map now is unknown: the next sync scans it
             raise FailedPrecondition(
                 f"flow table update of bridge ifindex {bridge} failed: {exc} (the next sync "
                 "rebuilds it)"
@@ -382,9 +402,7 @@ class FlowTables:
         """Write the difference to STATE (None: rebuild) into both versions; the mask ids."""
         active = self._active_version(bridge)
         if state is None:  # first sync of this daemon: rebuild both versions from scratch
-            existing: dict[int, set[bytes]] = {0: set(), 1: set()}
-            for k in self._scan_rule_keys({bridge}):
-                existing[k[4] & 1].add(k)
+            existing = self._stale_keys(bridge)
             mask_ids = {m: i for i, m in enumerate(new_masks)}
             writes = list(groups.values())
             deleted: list[_Prepared] = []
@@ -477,19 +495,25 @@ class FlowTables:
         return out
 
     def forget(self, drop) -> None:
-        """Removes every flow map entry of the bridges for which drop(bridge) is true."""
+        """Removes every flow map entry of the bridges for which drop(bridge) is true. The
+        rule keys of synced bridges are known; the others come from _stale_keys' scan."""
         for key in list(self.active.keys()):
             if drop(key.value):
                 self._del(self.active, key)
         for key in list(self.masks.keys()):
             if drop(key.bridge):
                 self._del(self.masks, key)
-        self._delete_batch([bytes(k) for k in self.rules.keys() if drop(k.bridge)])
+        stale = self._scan()
+        keys: list[bytes] = []
+        for bridge in [b for b in self._bridges if drop(b)]:
+            keys += self._state_keys(bridge, self._bridges.pop(bridge))
+        for bridge in [b for b in stale if drop(b)]:
+            for version_keys in stale.pop(bridge).values():
+                keys += version_keys
+        self._delete_batch(keys)
         for key in list(self.stats.keys()):
             if drop(key.bridge):
                 self._del(self.stats, key)
-        for bridge in [b for b in self._bridges if drop(b)]:
-            del self._bridges[bridge]
 
     @staticmethod
     def _del(table, key) -> None:
