@@ -154,14 +154,8 @@ def flow_request(msg: pb.Flow) -> FlowRequest:
     for action in msg.actions:
         kind = action.WhichOneof("action") or ""
         actions.append((kind, None if kind in _NO_ARGUMENT or not kind else getattr(action, kind)))
-    return FlowRequest(
-        priority=msg.priority if msg.HasField("priority") else None,
-        cookie=msg.cookie,
-        idle_timeout=msg.idle_timeout,
-        hard_timeout=msg.hard_timeout,
-        match=match_dict(msg.match),
-        actions=actions,
-    )
+    return FlowRequest(msg.priority if msg.HasField("priority") else None, msg.cookie,
+                       msg.idle_timeout, msg.hard_timeout, match_dict(msg.match), actions)
 
 
 def match_msg(match: Match) -> pb.FlowMatch:

@@ -256,13 +256,15 @@ class FlowTable:
                 return next(iter(hits.values()))
         return None
 
-    def _check_overlap(self, rule: Rule, numbers: dict[Ident, int] | None = None) -> None:
+    def _check_overlap(self, rule: Rule, numbers: dict[int, int] | None = None) -> None:
+        """FlowInvalid naming the flow of this batch it overlaps (NUMBERS: rule_id -> flow
+        number), else FlowConflict naming the rule of the table."""
         other = self.overlapping(rule)
         if other is None:
             return
         why = (f"a packet could match both at priority {rule.priority}; give one a different "
                "priority or make the matches disjoint")
-        n = numbers.get(other.ident) if numbers else None
+        n = numbers.get(other.rule_id) if numbers else None
         if n is not None:
             raise FlowInvalid(f"overlaps flow {n} ({other.to_ofctl()}): {why}", "match",
                               rule.match)
@@ -275,19 +277,22 @@ class FlowTable:
         """Add a batch, all or nothing: (added, replaced). Errors say `flow N: ...`."""
 
         def run() -> tuple[int, int]:
-            numbers: dict[Ident, int] = {}
-            replaced_before: set[Ident] = set()
+            numbers: dict[int, int] = {}  # rule_id given in this batch -> flow number
+            replaced = again = 0
             for n, rule in enumerate(rules, 1):
-                ident = rule.ident
                 try:
                     self._check_overlap(rule, numbers)
                 except SwitchError as exc:
                     raise numbered(exc, n) from None
-                if ident in self._rules and ident not in numbers:
-                    replaced_before.add(ident)
-                numbers[ident] = n
-                self._put(rule.installed(alloc(), wall, mono_ns))
-            return len(numbers) - len(replaced_before), len(replaced_before)
+                rule_id = alloc()
+                numbers[rule_id] = n
+                old = self._put(rule.installed(rule_id, wall, mono_ns))
+                if old is not None:  # a rule of the table before this batch, or of this batch
+                    if old.rule_id in numbers:
+                        again += 1
+                    else:
+                        replaced += 1
+            return len(rules) - again - replaced, replaced
 
         return self._atomic(run)  # type: ignore[return-value]
 
@@ -301,14 +306,15 @@ class FlowTable:
             for n, rule in enumerate(rules, 1):
                 desired[rule.ident] = (n, rule)  # the last of duplicates wins, as in add
             removed = unchanged = 0
+            numbers: dict[int, int] = {}  # rule_id -> flow number, for overlap messages
             for ident, old in list(self._rules.items()):
                 want = desired.get(ident)
                 if want is not None and want[1].same_content(old):
                     unchanged += 1
+                    numbers[old.rule_id] = want[0]
                 else:
                     self._remove(ident)
                     removed += 1
-            numbers = {ident: n for ident, (n, _r) in desired.items()}
             added = 0
             for ident, (n, rule) in sorted(desired.items(), key=lambda kv: kv[1][0]):
                 if ident in self._rules:
@@ -317,7 +323,9 @@ class FlowTable:
                     self._check_overlap(rule, numbers)
                 except SwitchError as exc:
                     raise numbered(exc, n) from None
-                self._put(rule.installed(alloc(), wall, mono_ns))
+                rule_id = alloc()
+                numbers[rule_id] = n
+                self._put(rule.installed(rule_id, wall, mono_ns))
                 added += 1
             return added, removed, unchanged
 

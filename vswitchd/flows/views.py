@@ -5,9 +5,10 @@ it changes, not the size of the table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
-from vswitchd.flows.model import FULL, Match, Rule
+from vswitchd.flows.model import FULL, Action, Match, Rule
 
 _IN_PORT_MASK = 0xFFFFFFFF
 _DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
@@ -117,9 +118,8 @@ class DpView:
             if None in rule_ifs:
                 self._dp.pop(rid, None)
                 continue
-            self._dp[rid] = DpRule(rule_id=rid, priority=rule.priority,
-                                   fields=dp_fields(rule, rule_ifs),
-                                   actions=dp_actions(rule, rule_ifs))
+            self._dp[rid] = DpRule(rid, rule.priority, dp_fields(rule, rule_ifs),
+                                   dp_actions(rule, rule_ifs))
         self._ifs = ifs
         missing = set().union(*(self._by_port[p] for p, i in ifs.items() if i is None))
         return list(self._dp.values()), [self._rules[rid] for rid in sorted(missing)]
@@ -149,6 +149,8 @@ def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], .
 
 
 def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    if not ifs or (len(ifs) == 1 and rule.match.in_port is not None):
+        return _port_free_actions(rule.actions)  # no output: the same for every rule
     outputs = iter(ifs[1:] if rule.match.in_port is not None else ifs)
     out = []
     for action in rule.actions:
@@ -159,3 +161,9 @@ def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
         else:
             out.append((action.kind, 0))
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _port_free_actions(actions: tuple[Action, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple(("mod_vlan_vid", int(a.arg)) if a.kind == "mod_vlan_vid"  # type: ignore[arg-type]
+                 else (a.kind, 0) for a in actions)
