@@ -48,6 +48,7 @@ _KEY: struct.Struct          # struct flow_key
 _KEY_FIELDS: list[tuple[str, str]] = []  # (field, struct code) in C order
 _KEY_POS: dict[str, tuple[int, int]] = {}  # field -> (argument position, bytes or 0 for ints)
 _KEY_ZERO: tuple[object, ...] = ()         # the arguments of an all-zero key
+_KEY_WHERE: dict[str, tuple[int, int, int]] = {}  # field -> (position, bytes, 1 << bits)
 _LOOKUP_HDR: struct.Struct   # struct flow_lookup_key without .key
 _RULE_HDR: struct.Struct     # struct flow_rule without .actions
 _ACTION: struct.Struct       # struct flow_action
@@ -100,6 +101,9 @@ def bind_layouts(rules_table: object, masks_table: object) -> None:
     for pos, (name, code) in enumerate(_KEY_FIELDS):
         _KEY_POS[name] = (pos, int(code[:-1]) if code.endswith("s") else 0)
     _KEY_ZERO = tuple(bytes(size) if size else 0 for _pos, size in _KEY_POS.values())
+    _KEY_WHERE.clear()
+    _KEY_WHERE.update({name: (pos, size, _FIELD_LIMITS[name])
+                       for name, (pos, size) in _KEY_POS.items() if name in _FIELD_LIMITS})
     _action_body.cache_clear()
     _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
     _RULE_HDR = _struct(_fields(rule, skip="actions"))
@@ -250,17 +254,17 @@ class _Prepared:
         mask = []
         prev = ""
         for item in fields:
-            if len(item) != 3:
+            if type(item) is not tuple or len(item) != 3:
                 break
             name, value, m = item
-            limit = _FIELD_LIMITS.get(name)
-            if limit is None or name <= prev or type(value) is not int \
-                    or type(m) is not int or not 0 <= m < limit or value & m != value \
-                    or value < 0:
+            where = _KEY_WHERE.get(name)
+            # value & m == value with 0 <= m < limit also bounds value
+            if where is None or name <= prev or type(value) is not int \
+                    or type(m) is not int or not 0 <= m < where[2] or value & m != value:
                 break
             prev = name
             mask.append((name, m))
-            pos, size = _KEY_POS[name]
+            pos, size, _limit = where
             args[pos] = value.to_bytes(size, "big") if size else value
         else:
             if type(rid) is int and 0 < rid <= 0xFFFFFFFF and type(prio) is int \

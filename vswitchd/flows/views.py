@@ -127,6 +127,7 @@ class DpView:
 
 # Per Match position: the datapath's field name and the shift of value and mask (IPv4
 # addresses sit in the high bits of the 128-bit ip_src/ip_dst).
+_POSITION = {name: i for i, name in enumerate(Match._fields)}
 _DP_POS = tuple((_DP_FIELD.get(name, name), 96 if name in ("nw_src", "nw_dst") else 0)
                 for name in Match._fields)
 
@@ -134,18 +135,30 @@ _DP_POS = tuple((_DP_FIELD.get(name, name), 96 if name in ("nw_src", "nw_dst") e
 def dp_fields(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int, int], ...]:
     """The rule's match as sorted (field, value, mask) of the datapath; ifs[0] is the ifindex
     of in_port when the rule has one."""
+    match = rule.match
     out = []
-    for (name, shift), value in zip(_DP_POS, rule.match, strict=True):
-        if value is None:
-            continue
-        if name == "in_port":
+    for pos, name, shift, kind in _dp_plan(rule.signature):
+        value = match[pos]
+        if kind == 0:
             out.append((name, ifs[0], _IN_PORT_MASK))
-        elif type(value) is tuple:
-            out.append((name, value[0] << shift, value[1] << shift))
+        elif kind == 2:
+            out.append((name, value[0] << shift, value[1] << shift))  # type: ignore[index]
         else:
             out.append((name, value, FULL[name]))
-    out.sort()
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dp_plan(signature: tuple[tuple[str, int], ...]) -> tuple[tuple[int, str, int, int], ...]:
+    """(Match position, datapath field, shift, kind: 0 in_port, 1 exact, 2 masked) of the
+    fields of a signature, in the datapath's sorted field order (rules share a few)."""
+    plan = []
+    for name, _mask in signature:
+        pos = _POSITION[name]
+        dp_name, shift = _DP_POS[pos]
+        kind = 0 if name == "in_port" else 1 if name in ("dl_type", "dl_vlan", "nw_proto") else 2
+        plan.append((pos, dp_name, shift, kind))
+    return tuple(sorted(plan, key=lambda p: p[1]))
 
 
 def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
