@@ -192,7 +192,20 @@ def _ipv6(key: str, value: str) -> str:
     return str(net.network_address) if net.prefixlen == 128 else str(net)
 
 
-def _port_match(key: str, value: str) -> pb.PortMatch:
+def _set_port(fields: _Fields, key: str, value: str, token: str) -> None:
+    """tp_src/tp_dst set in place (no message to copy); present even for port 0."""
+    port, mask = _port_value(key, value)
+    target = getattr(fields.match, key)
+    target.SetInParent()
+    target.port = port
+    if mask:
+        target.mask = mask
+
+
+def _port_value(key: str, value: str) -> tuple[int, int]:
+    """(port, mask), mask 0 for an exact port (as PortMatch has it)."""
+    if value.isdigit() and value.isascii() and int(value) <= U16:  # the usual: a plain port
+        return int(value), 0
     port_text, slash, mask_text = value.partition("/")
     port = _number(port_text)
     if port is None:
@@ -200,7 +213,7 @@ def _port_match(key: str, value: str) -> pb.PortMatch:
     if port > U16:
         raise FlowSyntaxError(f"{key} {port_text} out of range 0..65535")
     if not slash:
-        return pb.PortMatch(port=port)
+        return port, 0
     mask = _number(mask_text)
     if mask is None:
         raise FlowSyntaxError(f"{key}={value}: mask {mask_text or '(empty)'} is not a number")
@@ -210,8 +223,8 @@ def _port_match(key: str, value: str) -> pb.PortMatch:
         # The proto reads mask 0 as "exact"; a zero mask would match every port anyway.
         raise FlowSyntaxError(f"{key}={value}: mask 0 matches every port (leave {key} out)")
     if mask == U16:
-        return pb.PortMatch(port=port)
-    return pb.PortMatch(port=port & mask, mask=mask)
+        return port, 0
+    return port & mask, mask
 
 
 # ---------------------------------------------------------------- fields
@@ -287,8 +300,8 @@ _MATCH_SETTERS: dict[str, Callable[[_Fields, str, str, str], None]] = {
     "ipv6_src": lambda f, k, v, t: setattr(f.match, "ipv6_src", _ipv6(k, v)),
     "ipv6_dst": lambda f, k, v, t: setattr(f.match, "ipv6_dst", _ipv6(k, v)),
     "nw_proto": lambda f, k, v, t: f._set("nw_proto", _uint(k, v, 255), t),
-    "tp_src": lambda f, k, v, t: f.match.tp_src.CopyFrom(_port_match(k, v)),
-    "tp_dst": lambda f, k, v, t: f.match.tp_dst.CopyFrom(_port_match(k, v)),
+    "tp_src": _set_port,
+    "tp_dst": _set_port,
 }
 assert set(_MATCH_SETTERS) == set(MATCH_FIELDS)
 
