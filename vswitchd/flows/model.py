@@ -111,6 +111,19 @@ class Match(NamedTuple):
 _MATCH_FIELDS = Match._fields
 
 
+def _signature(match: Match) -> tuple[tuple[str, int], ...]:
+    return tuple([(name, value[1]) if type(value) is tuple else (name, FULL[name])
+                  for name, value in zip(_MATCH_FIELDS, match, strict=True)
+                  if value is not None])
+
+
+def _ports(match: Match, actions: tuple[Action, ...]) -> tuple[str, ...]:
+    outs = [a.arg for a in actions if a.kind == "output"]
+    if match.in_port is None:
+        return tuple(outs)  # type: ignore[arg-type]
+    return (match.in_port, *outs)  # type: ignore[return-value]
+
+
 class Action(NamedTuple):
     """One action: kind in ACTION_NAMES; arg is the port name (output), the VLAN id
     (mod_vlan_vid) or None."""
@@ -151,15 +164,12 @@ class Rule:
     def signature(self) -> tuple[tuple[str, int], ...]:
         """The fields and masks, without values: rules with one signature never overlap
         unless their matches are identical."""
-        return tuple([(name, value[1]) if type(value) is tuple else (name, FULL[name])
-                      for name, value in zip(_MATCH_FIELDS, self.match, strict=True)
-                      if value is not None])
+        return _signature(self.match)
 
     @_lazy
     def ports(self) -> tuple[str, ...]:
         """Every port name the rule refers to (in_port first, then outputs)."""
-        outs = tuple(a.arg for a in self.actions if a.kind == "output")
-        return self.match.ports() + outs  # type: ignore[operator]
+        return _ports(self.match, self.actions)
 
     @property
     def timed(self) -> bool:
@@ -178,9 +188,11 @@ class Rule:
         once: the frozen dataclass __init__ makes one object.__setattr__ call per field, a
         measurable part of a 10 000-rule batch."""
         rule = object.__new__(cls)
+        # the values every batch needs, here rather than through the _lazy descriptors
         rule.__dict__.update(priority=priority, match=match, actions=actions, cookie=cookie,
                              idle_timeout=idle_timeout, hard_timeout=hard_timeout, rule_id=0,
-                             installed_wall=0.0, installed_ns=0)
+                             installed_wall=0.0, installed_ns=0, ident=(priority, match),
+                             signature=_signature(match), ports=_ports(match, actions))
         return rule
 
     def installed(self, rule_id: int, wall: float, mono_ns: int) -> Rule:
