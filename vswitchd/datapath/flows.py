@@ -105,6 +105,7 @@ def bind_layouts(rules_table: object, masks_table: object) -> None:
     _KEY_WHERE.update({name: (pos, size, _FIELD_LIMITS[name])
                        for name, (pos, size) in _KEY_POS.items() if name in _FIELD_LIMITS})
     _action_body.cache_clear()
+    _shape.cache_clear()
     _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
     _RULE_HDR = _struct(_fields(rule, skip="actions"))
     _ACTION = _struct(_fields(action_type))
@@ -219,7 +220,9 @@ def compile_actions(actions: tuple[tuple[str, int], ...]) -> list[tuple[int, int
 
 @functools.lru_cache(maxsize=4096)
 def _action_body(actions: tuple[tuple[str, int], ...]) -> tuple[int, int, bytes]:
-    """(n_actions, flags, packed actions) of an action list: rules share a few lists."""
+    """(n_actions, flags, packed actions) of a valid action list (InvalidArgument otherwise):
+    rules share a few lists, each is checked and packed once."""
+    _check_actions(actions)
     acts = compile_actions(actions)
     flags = FLOW_F_FORWARDS if any(n in _FORWARDING for n, _ in actions) else 0
     body = b"".join(_ACTION.pack(t, f, 0, a) for t, f, a in acts)
@@ -228,12 +231,30 @@ def _action_body(actions: tuple[tuple[str, int], ...]) -> tuple[int, int, bytes]
 
 
 def pack_rule(rule: DpRule) -> bytes:
-    n, flags, body = _action_body(rule.actions)
+    try:
+        n, flags, body = _action_body(rule.actions)
+    except TypeError:  # not hashable (lists): the same actions as tuples
+        n, flags, body = _action_body(tuple(tuple(a) for a in rule.actions))
     return _RULE_HDR.pack(rule.rule_id, rule.priority, n, flags) + body
 
 
 def pack_mask(mask: tuple) -> bytes:
     return _pack_items(mask)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape(names: tuple[str, ...], masks: tuple[int, ...]
+           ) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[int, int], ...]] | None:
+    """(mask, packing plan: (argument position, bytes) per field) of canonical field names
+    (known, strictly increasing) with in-range int masks, or None."""
+    prev = ""
+    for name, m in zip(names, masks, strict=True):
+        where = _KEY_WHERE.get(name)
+        if where is None or name <= prev or type(m) is not int or not 0 <= m < where[2]:
+            return None
+        prev = name
+    return (tuple(zip(names, masks, strict=True)),
+            tuple((_KEY_WHERE[n][0], _KEY_WHERE[n][1]) for n in names))
 
 
 class _Prepared:
@@ -246,33 +267,28 @@ class _Prepared:
 
     def __init__(self, rule: DpRule) -> None:
         self.rule = rule
-        # One pass checks and packs fields that are already canonical (known, in range,
-        # sorted by name, value & mask == value), as the table manager makes them; anything
-        # else takes the full check and is normalised.
+        # Fields that are already canonical (known names in order, masks in range, value &
+        # mask == value), as the table manager makes them, are checked and packed in one
+        # pass, with what depends only on the names and masks looked up once per shape;
+        # anything else takes the full check and is normalised.
         rid, prio, fields = rule.rule_id, rule.priority, rule.fields
-        args = list(_KEY_ZERO)
-        mask = []
-        prev = ""
-        for item in fields:
-            if type(item) is not tuple or len(item) != 3:
-                break
-            name, value, m = item
-            where = _KEY_WHERE.get(name)
-            # value & m == value with 0 <= m < limit also bounds value
-            if where is None or name <= prev or type(value) is not int \
-                    or type(m) is not int or not 0 <= m < where[2] or value & m != value:
-                break
-            prev = name
-            mask.append((name, m))
-            pos, size, _limit = where
-            args[pos] = value.to_bytes(size, "big") if size else value
-        else:
-            if type(rid) is int and 0 < rid <= 0xFFFFFFFF and type(prio) is int \
-                    and 0 <= prio <= 0xFFFF and type(fields) is tuple:
-                _check_actions(rule.actions)
-                self.fields, self.mask = fields, tuple(mask)
+        try:
+            names, values, masks = zip(*fields, strict=True) if fields else ((), (), ())
+            shape = _shape(names, masks)
+        except (TypeError, ValueError):
+            shape = None
+        if shape is not None and type(fields) is tuple and type(rid) is int \
+                and 0 < rid <= 0xFFFFFFFF and type(prio) is int and 0 <= prio <= 0xFFFF:
+            mask, plan = shape
+            args = list(_KEY_ZERO)
+            for (pos, size), value, m in zip(plan, values, masks, strict=True):
+                if type(value) is not int or value & m != value:
+                    break
+                args[pos] = value.to_bytes(size, "big") if size else value
+            else:
+                self.leaf = pack_rule(rule)  # checks the actions
+                self.fields, self.mask = fields, mask
                 self.masked = _KEY.pack(*args)
-                self.leaf = pack_rule(rule)
                 return
         validate_rule(rule)
         norm = sorted([(n, v & m, m) for n, v, m in fields])
@@ -450,8 +466,8 @@ class FlowTables:
                 dels = [hdr(bridge, version, state.mask_ids[p.mask], 0) + p.masked
                         for p in deleted]
             self._delete_batch(dels)
-            self._write_batch([(hdr(bridge, version, mask_ids[p.mask], 0) + p.masked, p.leaf)
-                               for p in writes])
+            heads = {m: hdr(bridge, version, i, 0) for m, i in mask_ids.items()}
+            self._write_batch([(heads[p.mask] + p.masked, p.leaf) for p in writes])
             self._write_masks(bridge, version, ordered)
 
         inactive = 1 if active in (None, 0) else 0

@@ -77,24 +77,24 @@ def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
     return (mac_int(text) & m, m)
 
 
+def _bad_ip(name: str, text: object, family: int) -> FlowInvalid:
+    kind = "IPv4" if family == socket.AF_INET else "IPv6"
+    return FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
+
+
 def _ip(name: str, text: str, family: int) -> tuple[int, int] | None:
     bits = FIELD_BITS[name]
-
-    def bad() -> FlowInvalid:
-        kind = "IPv4" if family == socket.AF_INET else "IPv6"
-        return FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
-
     if not isinstance(text, str):
-        raise bad()
+        raise _bad_ip(name, text, family)
     addr, slash, plen = text.partition("/")
     try:
         v = int.from_bytes(socket.inet_pton(family, addr), "big")
     except (OSError, ValueError):
-        raise bad() from None
+        raise _bad_ip(name, text, family) from None
     n = bits
     if slash:
         if not plen.isdigit() or not 0 <= int(plen) <= bits:
-            raise bad()
+            raise _bad_ip(name, text, family)
         n = int(plen)
     if n == 0:
         return None
