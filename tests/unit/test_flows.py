@@ -350,6 +350,19 @@ def test_store_rows_snapshots_say_what_changed():
     assert c.base is b and dict(c) == dict(b) and b.base is None
 
 
+def test_signature_made_by_validation_is_the_rules():
+    from vswitchd.flows.model import _signature
+
+    for r in (rule(in_port="c1", dl_vlan=7, **TCP, tp_src=(0x50, 0xFFF0), tp_dst=(443, 0)),
+              rule(dl_src=("02:aa:00:00:00:01", "00:00:00:00:00:00"), dl_dst=("01:00:5e:00:00:00",
+                                                                          "ff:ff:ff:00:00:00")),
+              rule(dl_type=0x0800, nw_src="10.1.2.3", nw_dst="0.0.0.0/0", nw_proto=47),
+              rule(dl_type=0x86DD, ipv6_src="fd00::/8", ipv6_dst="fd00::1", **{"nw_proto": 17}),
+              rule()):
+        assert r.signature == _signature(r.match) == tuple(
+            (name, mask) for name, _v, mask in r.match.terms())
+
+
 def test_stored_text_is_the_format_value_form():
     """Rule.to_store builds its text with per-field formatters: the same as format_value."""
     cases = [

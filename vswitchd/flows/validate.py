@@ -124,6 +124,13 @@ def _shown(name: str, raw: object) -> str:
 
 def match(raw: dict[str, object], *, bridge: str, ports: Container[str]) -> Match:
     """Validate and canonicalise a match (see FlowRequest for the raw form)."""
+    return _match(raw, bridge, ports)[0]
+
+
+def _match(raw: dict[str, object], bridge: str, ports: Container[str]
+           ) -> tuple[Match, tuple[tuple[str, int], ...]]:
+    """(the match, its signature: Rule.signature, made here on the way for less than it
+    costs to derive from the match)."""
     raw = raw or {}
     for name in raw:
         if name not in FIELD_BITS:
@@ -134,40 +141,59 @@ def match(raw: dict[str, object], *, bridge: str, ports: Container[str]) -> Matc
     get = raw.get
     in_port = dl_src = dl_dst = dl_vlan = tp_src = tp_dst = None
     nw = [None, None, None, None]  # nw_src, nw_dst, ipv6_src, ipv6_dst
+    sig = []  # (field, mask) of the fields present, in Match order
     if "in_port" in raw:
         in_port = raw["in_port"]
         if not isinstance(in_port, str) or in_port not in ports:
             raise FlowInvalid(f"in_port={in_port}: no port {in_port} on bridge {bridge}",
                               "in_port", in_port)
+        sig.append(_SIG_IN_PORT)
     if "dl_src" in raw:
         mac, mask = raw["dl_src"]  # type: ignore[misc]
         dl_src = _mac("dl_src", mac, mask)
+        if dl_src is not None:
+            sig.append(("dl_src", dl_src[1]))
     if "dl_dst" in raw:
         mac, mask = raw["dl_dst"]  # type: ignore[misc]
         dl_dst = _mac("dl_dst", mac, mask)
+        if dl_dst is not None:
+            sig.append(("dl_dst", dl_dst[1]))
     dl_type = get("dl_type")
     if dl_type is not None:
         _range("dl_type", dl_type, 0, 0xFFFF, hexa=True)
+        sig.append(_SIG_DL_TYPE)
     if "dl_vlan" in raw:
         dl_vlan = _range("dl_vlan", raw["dl_vlan"], 0, 4095)
+        sig.append(_SIG_DL_VLAN)
     for i, (name, family, need, how) in enumerate(_IP_FIELDS):
         if name in raw:
             value = _ip(name, raw[name], family)  # type: ignore[arg-type]
             if dl_type != need:
                 raise FlowInvalid(f"{_shown(name, raw[name])} needs {how}", name, raw[name])
             nw[i] = value
+            if value is not None:
+                sig.append((name, value[1]))
     nw_proto = get("nw_proto")
     if nw_proto is not None:
         _range("nw_proto", nw_proto, 0, 255)
         if dl_type != ETH_IP and dl_type != ETH_IPV6:
             raise FlowInvalid(f"nw_proto={nw_proto} needs ip or ipv6 "
                               "(dl_type=0x0800 or 0x86dd)", "nw_proto", nw_proto)
+        sig.append(_SIG_NW_PROTO)
     if "tp_src" in raw:
         tp_src = _tp_checked("tp_src", raw["tp_src"], nw_proto)
+        sig.append(("tp_src", tp_src[1]))
     if "tp_dst" in raw:
         tp_dst = _tp_checked("tp_dst", raw["tp_dst"], nw_proto)
-    return Match(in_port, dl_src, dl_dst, dl_type, dl_vlan, *nw, nw_proto,  # type: ignore[arg-type]
-                 tp_src, tp_dst)
+        sig.append(("tp_dst", tp_dst[1]))
+    # tuple.__new__: what Match(...) does, without its generated __new__'s argument handling
+    m = tuple.__new__(Match, (in_port, dl_src, dl_dst, dl_type, dl_vlan, *nw, nw_proto, tp_src,
+                              tp_dst))
+    return m, tuple(sig)
+
+
+_SIG_IN_PORT, _SIG_DL_TYPE, _SIG_DL_VLAN, _SIG_NW_PROTO = (
+    (name, FULL[name]) for name in ("in_port", "dl_type", "dl_vlan", "nw_proto"))
 
 
 _IP_FIELDS = (
@@ -187,6 +213,10 @@ def _tp_checked(name: str, raw: object, nw_proto: object) -> tuple[int, int]:
 
 def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str],
             in_port: str | None, max_actions: int) -> tuple[Action, ...]:
+    if len(raw) == 1 and max_actions >= 1:  # the usual single action without a port
+        kind = raw[0][0]
+        if kind in _SINGLE:
+            return _SINGLE[kind]
     if not raw:
         raise FlowInvalid("actions= is required; use actions=drop to drop", "actions", "")
     out = []
@@ -219,6 +249,9 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
     return tuple(out)
 
 
+_SINGLE = {kind: (Action(kind),) for kind in ("drop", "normal", "flood", "strip_vlan")}
+
+
 def priority(value: int | None) -> int:
     """A priority (None = the default 32768)."""
     return _range("priority", DEFAULT_PRIORITY if value is None else value, 0, MAX_PRIORITY)
@@ -234,7 +267,7 @@ def flow(req: FlowRequest, *, bridge: str, ports: Container[str], max_actions: i
         _range("idle_timeout", idle, 0, MAX_TIMEOUT)
         _range("hard_timeout", hard, 0, MAX_TIMEOUT)
         _range("cookie", cookie, 0, (1 << 64) - 1, hexa=True)
-    m = match(req.match or {}, bridge=bridge, ports=ports)
+    m, sig = _match(req.match or {}, bridge, ports)
     acts = actions(req.actions or [], bridge=bridge, ports=ports, in_port=m.in_port,
                    max_actions=max_actions)
-    return Rule.new(prio, m, acts, cookie, idle, hard)
+    return Rule.new(prio, m, acts, cookie, idle, hard, sig)
