@@ -160,21 +160,32 @@ def flow_request(msg: pb.Flow) -> FlowRequest:
 
 def match_msg(match: Match) -> pb.FlowMatch:
     msg = pb.FlowMatch()
+    fill_match(msg, match)
+    return msg
+
+
+def fill_match(msg: pb.FlowMatch, match: Match) -> None:
+    """Set MATCH's fields in MSG, in place (listing 20 000 rules copies no sub-messages)."""
     for name, value in zip(match._fields, match, strict=True):
         if value is None:
             continue
         if name in ("dl_src", "dl_dst"):
             v, m = value
-            getattr(msg, name).CopyFrom(
-                pb.MacMatch(mac=mac_str(v), mask="" if m == FULL[name] else mac_str(m)))
+            mac = getattr(msg, name)
+            mac.mac = mac_str(v)
+            if m != FULL[name]:
+                mac.mask = mac_str(m)
         elif name in ("tp_src", "tp_dst"):
             v, m = value
-            getattr(msg, name).CopyFrom(pb.PortMatch(port=v, mask=0 if m == FULL[name] else m))
+            port = getattr(msg, name)
+            port.SetInParent()
+            port.port = v
+            if m != FULL[name]:
+                port.mask = m
         elif name in ("nw_src", "nw_dst", "ipv6_src", "ipv6_dst"):
             setattr(msg, name, format_value(name, value))
         else:
             setattr(msg, name, value)
-    return msg
 
 
 def action_msg(kind: str, arg: object) -> pb.FlowAction:
@@ -184,19 +195,36 @@ def action_msg(kind: str, arg: object) -> pb.FlowAction:
 
 
 def flow_msg(view: FlowView) -> pb.Flow:
+    msg = pb.Flow()
+    fill_flow(msg, view)
+    return msg
+
+
+def fill_flow(msg: pb.Flow, view: FlowView) -> None:
+    """The listed rule in MSG, in place (e.g. `response.flows.add()`)."""
     r = view.rule
-    return pb.Flow(
-        priority=r.priority,
-        cookie=r.cookie,
-        idle_timeout=r.idle_timeout,
-        hard_timeout=r.hard_timeout,
-        match=match_msg(r.match),
-        actions=[action_msg(a.kind, a.arg) for a in r.actions],
-        n_packets=view.counters.packets,
-        n_bytes=view.counters.bytes,
-        duration_seconds=round(view.duration_seconds, 3),
-        idle_seconds=round(view.idle_seconds, 3),
-    )
+    msg.priority = r.priority
+    if r.cookie:
+        msg.cookie = r.cookie
+    if r.idle_timeout:
+        msg.idle_timeout = r.idle_timeout
+    if r.hard_timeout:
+        msg.hard_timeout = r.hard_timeout
+    msg.match.SetInParent()
+    fill_match(msg.match, r.match)
+    for a in r.actions:
+        action = msg.actions.add()
+        if a.kind in _NO_ARGUMENT:
+            getattr(action, a.kind).SetInParent()
+        else:
+            setattr(action, a.kind, a.arg)
+    c = view.counters
+    if c.packets:
+        msg.n_packets = c.packets
+    if c.bytes:
+        msg.n_bytes = c.bytes
+    msg.duration_seconds = round(view.duration_seconds, 3)
+    msg.idle_seconds = round(view.idle_seconds, 3)
 
 
 # ---- issue 4: tracing ------------------------------------------------------------------------

@@ -176,8 +176,11 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def ListFlows(self, request: pb.ListFlowsRequest) -> pb.ListFlowsResponse:  # noqa: N802
-        return pb.ListFlowsResponse(
-            flows=[convert.flow_msg(v) for v in self.switch.flows_list(request.bridge)])
+        resp = pb.ListFlowsResponse()
+        with gc_paused():
+            for view in self.switch.flows_list(request.bridge):
+                convert.fill_flow(resp.flows.add(), view)
+        return resp
 
     # ---- issue 6: lifecycle ------------------------------------------------------------------
 
