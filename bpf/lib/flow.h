@@ -293,7 +293,7 @@ static __always_inline void count_rule(const struct dp_ctx *ctx, const struct fl
 	}
 	st->packets++;
 	st->bytes += ctx->len;
-	st->last_hit_ns = bpf_ktime_get_ns();
+	st->last_hit_ns = bpf_ktime_get_coarse_ns();  /* idle timeouts are in seconds */
 }
 
 #endif
