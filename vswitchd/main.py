@@ -62,8 +62,11 @@ def _open_datapath(cfg: config.Config) -> tuple[object | None, str | None]:
     reason = ebpf_unsupported_reason()
     if reason:
         return None, reason
+    # VSWITCHD_NO_TRACE=1: the programs without the watch stage, the baseline of
+    # bench/packet_rate.py's tracing-cost setups (like VSWITCHD_BPF_DIR, not for production).
+    trace = os.environ.get("VSWITCHD_NO_TRACE") != "1"
     try:
-        return Datapath(cfg.bpffs_dir), None
+        return Datapath(cfg.bpffs_dir, trace=trace), None
     except SwitchError as exc:
         return None, str(exc)
 
