@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import struct
@@ -290,6 +291,42 @@ def test_restart_reopens_pinned_state(dp, bridge, bpffs_dir):
         dp2.close()
     dp._bpf = None  # closed above
     dp.__init__(bpffs_dir)  # let the fixture destroy through a live instance
+
+
+def test_pins_of_another_layout_are_replaced(bpffs_dir, topo, caplog):
+    """bcc reuses a pinned map whatever its shape: pins left by a build with other map layouts
+    (here a ports map with a smaller value and a port_stats of another type) are replaced, and
+    the datapath then works on maps of its own layout."""
+    from bcc import BPF
+
+    from vswitchd.datapath.loader import map_shape
+
+    os.makedirs(bpffs_dir)
+    old = BPF(text=f"""
+        BPF_TABLE_PINNED("hash", u32, u32, ports, 16, "{bpffs_dir}/ports");
+        BPF_TABLE_PINNED("hash", u32, u64, port_stats, 16, "{bpffs_dir}/port_stats");
+        int f(void *ctx) {{ return 0; }}""")
+    old_ports = old[b"ports"]
+    old_ports[old_ports.Key(1)] = old_ports.Leaf(7)
+    old.cleanup()
+    with caplog.at_level("WARNING"):
+        dp = Datapath(bpffs_dir)
+    try:
+        assert "another layout than this build" in caplog.text
+        assert "ports: pinned" in caplog.text and "port_stats: pinned" in caplog.text
+        assert dp._stale_pins() == []
+        ports = dp._bpf[b"ports"]
+        assert map_shape(ports.map_fd)[2] == ctypes.sizeof(ports.Leaf)
+        assert len(ports) == 0  # the old entry went with the old map
+        br = Bridge(topo, dp, "l", 2, [PortKind.DEVICE, PortKind.DEVICE])
+        p0, p1 = br.ports
+        dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
+        res = dp.run(eth(MAC_A, MAC_B), p1)
+        assert (res.verdict, res.out_ifindex) == ("forward", p0)
+        assert dp.port_counters(p0).rx_packets == 1
+    finally:
+        dp.destroy()
+    assert not os.path.exists(bpffs_dir)
 
 
 def test_unicast_ns_per_run(dp, bridge, capsys):

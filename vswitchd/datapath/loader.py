@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import re
 import threading
@@ -46,6 +47,8 @@ from vswitchd.datapath.watch import (
     check_filter,
 )
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
@@ -241,6 +244,15 @@ def _mac_str(raw) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
 
 
+def map_shape(map_fd: int) -> tuple[int, int, int, int]:
+    """(type, key size, value size, max entries) of a BPF map, from its fdinfo."""
+    info = {}
+    for line in Path(f"/proc/self/fdinfo/{map_fd}").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info[key] = value.strip()
+    return tuple(int(info[k], 0) for k in ("map_type", "key_size", "value_size", "max_entries"))
+
+
 def build_source(pin_dir: str, trace: bool = True) -> str:
     """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
     `ports.lookup()` only in its main file) and VSW_PIN_DIR defined. trace=False defines
@@ -300,8 +312,21 @@ class Datapath:
                 ) from None
         fresh = not os.path.exists(self.bpffs_dir)
         os.makedirs(self.bpffs_dir, mode=0o700, exist_ok=True)
+        source = build_source(self.bpffs_dir, self.trace_enabled).encode()
         try:
-            self._bpf = BPF(text=build_source(self.bpffs_dir, self.trace_enabled).encode())
+            self._bpf = BPF(text=source)
+            stale = self._stale_pins()
+            if stale:
+                # bcc reuses a pinned map whatever its shape: maps pinned by a build with
+                # other layouts would be misread (or refused by the verifier). They are
+                # replaced; the daemon re-adds its desired state (ports, static FDB, flows).
+                log.warning("pinned datapath maps in %s have another layout than this build "
+                            "(%s): replacing them; learned FDB entries and counters restart",
+                            self.bpffs_dir, "; ".join(stale))
+                self._bpf.cleanup()
+                self._bpf = None
+                self._remove_pins(keep_dir=True)
+                self._bpf = BPF(text=source)
         except Exception:
             if fresh:  # do not leave half-created pins behind a failed first start
                 self._remove_pins()
@@ -327,6 +352,21 @@ class Datapath:
             self._bpf.cleanup()
             self._bpf = None
             raise
+
+    def _stale_pins(self) -> list[str]:
+        """The pinned maps whose kernel shape (type, key and value size, max entries) is not
+        what this build declares, described. Programs are not loaded yet (bcc loads them in
+        load_func), so nothing has used a misfit map."""
+        stale = []
+        for name in PIN_NAMES:
+            table = self._bpf[name.encode()]
+            leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU maps: one CPU's value
+            want = (table.ttype, ctypes.sizeof(table.Key), ctypes.sizeof(leaf),
+                    table.max_entries)
+            have = map_shape(table.map_fd)
+            if have != want:
+                stale.append(f"{name}: pinned type/key/value/entries {have}, built {want}")
+        return stale
 
     def _check_open(self):
         if self._bpf is None:
@@ -865,12 +905,14 @@ class Datapath:
             self.close()
             self._remove_pins()
 
-    def _remove_pins(self) -> None:
+    def _remove_pins(self, keep_dir: bool = False) -> None:
         for name in PIN_NAMES:
             try:
                 os.unlink(os.path.join(self.bpffs_dir, name))
             except FileNotFoundError:
                 pass
+        if keep_dir:
+            return
         try:
             os.rmdir(self.bpffs_dir)
         except OSError:
