@@ -310,3 +310,24 @@ def test_remove_bridge_clears_flow_state(dp, bridge):
     assert not any(k.bridge == bridge.br for k in dp._flows.rules.keys())
     assert not any(k.bridge == bridge.br for k in dp._flows.masks.keys())
     assert not any(k.value == bridge.br for k in dp._flows.active.keys())
+
+
+def test_mask_needs_skip_lookups_and_keep_matches(dp, bridge):
+    """Per mask, the bits all its rules agree on (need_mask/need) are checked before the hash
+    lookup. Real tables: rules of one mask that differ only in tp_dst still match; a packet
+    that differs in an agreed bit (tcp vs udp) misses. Then the C side is shown to honour the
+    need bits: rewritten to demand tp_src 7, a packet that matches the rule misses."""
+    p0, _p1, _p2 = bridge.ports
+    rules = [rule(i + 1, 100, [("drop", 0)], dl_type=0x0800, nw_proto=17, tp_dst=80 + i)
+             for i in range(3)]
+    dp.flows_sync(bridge.br, rules)
+    assert dp.run(frame(dport=81), p0).rule_id == 2
+    assert dp.run(frame(dport=81, proto=6), p0).rule_id == 0
+    flows = dp._flows
+    for key, leaf in list(flows.masks.items()):
+        if key.bridge == bridge.br:
+            m = leaf.m[0]
+            m.need_mask.tp_src, m.need.tp_src = 0xFFFF, 7
+            flows.masks[key] = leaf
+    assert dp.run(frame(dport=81), p0).rule_id == 0
+    assert dp.run(frame(dport=81, sport=7), p0).rule_id == 2

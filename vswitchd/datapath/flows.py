@@ -47,9 +47,10 @@ _KEY_FIELDS: list[tuple[str, str]] = []  # (field, struct code) in C order
 _LOOKUP_HDR: struct.Struct   # struct flow_lookup_key without .key
 _RULE_HDR: struct.Struct     # struct flow_rule without .actions
 _ACTION: struct.Struct       # struct flow_action
-_MASK_TAIL: struct.Struct    # struct flow_mask without .mask
+_MASK_TAIL: struct.Struct    # struct flow_mask without .mask, .need_mask, .need (_MASK_KEYS)
 _LIST_HDR: struct.Struct     # struct flow_mask_list without .m
 
+_MASK_KEYS = ("mask", "need_mask", "need")  # struct flow_mask's leading struct flow_keys
 _CTYPE_CODES = {ctypes.c_uint8: "B", ctypes.c_uint16: "H", ctypes.c_uint32: "I",
                 ctypes.c_uint64: "Q"}
 
@@ -65,11 +66,11 @@ def _code(ctype: type) -> str:
     raise TypeError(f"no struct code for {ctype}")
 
 
-def _fields(cls: type, skip: str = "") -> list[tuple[str, str]]:
+def _fields(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(name, code) of cls's fields but SKIP, checking that they are contiguous in C."""
     out, pos = [], None
     for name, ctype, *_ in cls._fields_:
-        if name == skip:
+        if name in skip:
             continue
         offset = getattr(cls, name).offset
         if pos is not None and offset != pos:
@@ -92,11 +93,13 @@ def bind_layouts(rules_table: object, masks_table: object) -> None:
     mask_type = dict((n, t) for n, t, *_ in mask_list._fields_)["m"]._type_
     _KEY_FIELDS[:] = _fields(key_type)
     _KEY = _struct(_KEY_FIELDS)
-    _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
-    _RULE_HDR = _struct(_fields(rule, skip="actions"))
+    _LOOKUP_HDR = _struct(_fields(lookup_key, skip=("key",)))
+    _RULE_HDR = _struct(_fields(rule, skip=("actions",)))
     _ACTION = _struct(_fields(action_type))
-    _MASK_TAIL = _struct(_fields(mask_type, skip="mask"))
-    _LIST_HDR = _struct(_fields(mask_list, skip="m"))
+    if tuple(n for n, *_ in mask_type._fields_[:len(_MASK_KEYS)]) != _MASK_KEYS:
+        raise RuntimeError(f"struct flow_mask must start with {', '.join(_MASK_KEYS)}")
+    _MASK_TAIL = _struct(_fields(mask_type, skip=_MASK_KEYS))
+    _LIST_HDR = _struct(_fields(mask_list, skip=("m",)))
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,25 @@ def pack_mask(mask: tuple) -> bytes:
     return _pack_key(dict(mask))
 
 
+def mask_needs(groups: Iterable[tuple]) -> dict[tuple, tuple[dict[str, int], dict[str, int]]]:
+    """{mask: (need_mask, need)} by field, for rules given by their sorted (field, masked
+    value, mask) tuples: per mask, the bits on which all of its rules agree, and their value.
+    A packet that differs there matches no rule of the mask (the datapath skips its lookup)."""
+    agree: dict[tuple, tuple[dict[str, int], dict[str, int]]] = {}
+    for fields in groups:
+        mask = tuple((name, m) for name, _v, m in fields)
+        cur = agree.get(mask)
+        if cur is None:
+            agree[mask] = ({name: m for name, _v, m in fields},
+                           {name: v for name, v, _m in fields})
+            continue
+        bits, first = cur
+        for name, value, _m in fields:
+            bits[name] &= ~(value ^ first[name])
+    return {mask: (bits, {n: first[n] & b for n, b in bits.items()})
+            for mask, (bits, first) in agree.items()}
+
+
 @dataclass
 class _BridgeFlows:
     installed: dict[tuple, DpRule]  # sorted fields -> the installed (highest-priority) rule
@@ -264,11 +286,15 @@ class FlowTables:
                 except KeyError:
                     pass
 
-    def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]]):
+    def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]],
+                     needs: dict[tuple, tuple[dict[str, int], dict[str, int]]]):
         blob = _LIST_HDR.pack(len(ordered), 0)
         for mask, max_prio, mask_id in ordered:
-            blob += pack_mask(mask) + _MASK_TAIL.pack(max_prio, mask_id)
-        blob += bytes((_KEY.size + _MASK_TAIL.size) * (MAX_FLOW_MASKS - len(ordered)))
+            need_mask, need = needs[mask]
+            blob += (pack_mask(mask) + _pack_key(need_mask) + _pack_key(need)
+                     + _MASK_TAIL.pack(max_prio, mask_id))
+        entry = len(_MASK_KEYS) * _KEY.size + _MASK_TAIL.size
+        blob += bytes(entry * (MAX_FLOW_MASKS - len(ordered)))
         key = self.masks.Key()
         key.bridge, key.version = bridge, version
         self.masks[key] = self.masks.Leaf.from_buffer_copy(blob)
@@ -336,6 +362,7 @@ class FlowTables:
             deletes_by_version = deleted
         ordered = sorted(((m, p, mask_ids[m]) for m, p in new_masks.items()),
                          key=lambda x: (-x[1], x[2]))
+        needs = mask_needs(groups)
         masked = {f: pack_masked_key(groups[f]) for f in writes_fields}
         leaves = {f: pack_rule(groups[f]) for f in writes_fields}
 
@@ -352,7 +379,7 @@ class FlowTables:
                 (self._lookup_key(bridge, version, mask_ids[mask_of(groups[f])], masked[f]),
                  leaves[f]) for f in writes_fields
             ])
-            self._write_masks(bridge, version, ordered)
+            self._write_masks(bridge, version, ordered, needs)
 
         inactive = 1 if active in (None, 0) else 0
         apply(inactive)
