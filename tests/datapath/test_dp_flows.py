@@ -331,3 +331,21 @@ def test_mask_needs_skip_lookups_and_keep_matches(dp, bridge):
             flows.masks[key] = leaf
     assert dp.run(frame(dport=81), p0).rule_id == 0
     assert dp.run(frame(dport=81, sport=7), p0).rule_id == 2
+
+
+def test_mask_needs_follow_incremental_syncs(dp, bridge):
+    """The agreed bits are narrowed by added rules and widened again when rules go: every
+    rule present still matches after each sync, whatever was added or removed before."""
+    p0, _p1, _p2 = bridge.ports
+    r80 = rule(1, 100, [("drop", 0)], dl_type=0x0800, nw_proto=17, tp_dst=80)
+    r81 = rule(2, 100, [("drop", 0)], dl_type=0x0800, nw_proto=17, tp_dst=81)
+    r90 = rule(3, 100, [("drop", 0)], dl_type=0x0800, nw_proto=17, tp_dst=90)
+    for table, hits in (([r80], {80: 1}), ([r80, r81], {80: 1, 81: 2}),
+                        ([r81], {81: 2, 80: 0}), ([r81, r90], {81: 2, 90: 3}),
+                        ([r90, r80], {90: 3, 80: 1, 81: 0})):
+        dp.flows_sync(bridge.br, table)
+        for dport, rule_id in hits.items():
+            assert dp.run(frame(dport=dport), p0).rule_id == rule_id, (table, dport)
+    state = dp._flows._bridges[bridge.br]
+    (need_mask, need), = state.needs.values()
+    assert need_mask["tp_dst"] == 0xFFFF & ~(80 ^ 90) and need["tp_dst"] == 80 & 90

@@ -215,29 +215,40 @@ def pack_mask(mask: tuple) -> bytes:
     return _pack_key(dict(mask))
 
 
-def mask_needs(groups: Iterable[tuple]) -> dict[tuple, tuple[dict[str, int], dict[str, int]]]:
+Needs = dict[tuple, tuple[dict[str, int], dict[str, int]]]
+
+
+def fields_mask(fields: tuple) -> tuple:
+    """The mask of a rule given by its sorted (field, masked value, mask) tuples."""
+    return tuple((name, m) for name, _v, m in fields)
+
+
+def mask_needs(groups: Iterable[tuple], start: Needs | None = None) -> Needs:
     """{mask: (need_mask, need)} by field, for rules given by their sorted (field, masked
     value, mask) tuples: per mask, the bits on which all of its rules agree, and their value.
-    A packet that differs there matches no rule of the mask (the datapath skips its lookup)."""
-    agree: dict[tuple, tuple[dict[str, int], dict[str, int]]] = {}
+    A packet that differs there matches no rule of the mask (the datapath skips its lookup).
+    START (not changed) holds masks of earlier rules: the new ones narrow it."""
+    needs = {m: (dict(b), dict(v)) for m, (b, v) in (start or {}).items()}
     for fields in groups:
-        mask = tuple((name, m) for name, _v, m in fields)
-        cur = agree.get(mask)
+        mask = fields_mask(fields)
+        cur = needs.get(mask)
         if cur is None:
-            agree[mask] = ({name: m for name, _v, m in fields},
+            needs[mask] = ({name: m for name, _v, m in fields},
                            {name: v for name, v, _m in fields})
             continue
-        bits, first = cur
+        bits, need = cur
         for name, value, _m in fields:
-            bits[name] &= ~(value ^ first[name])
-    return {mask: (bits, {n: first[n] & b for n, b in bits.items()})
-            for mask, (bits, first) in agree.items()}
+            agreed = bits[name] & ~(value ^ need[name])
+            bits[name] = agreed
+            need[name] &= agreed
+    return needs
 
 
 @dataclass
 class _BridgeFlows:
     installed: dict[tuple, DpRule]  # sorted fields -> the installed (highest-priority) rule
     mask_ids: dict[tuple, int]      # mask -> mask_id (the same in both versions)
+    needs: Needs                    # mask -> its agreed bits (mask_needs)
 
 
 class FlowTables:
@@ -287,7 +298,7 @@ class FlowTables:
                     pass
 
     def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]],
-                     needs: dict[tuple, tuple[dict[str, int], dict[str, int]]]):
+                     needs: Needs):
         blob = _LIST_HDR.pack(len(ordered), 0)
         for mask, max_prio, mask_id in ordered:
             need_mask, need = needs[mask]
@@ -347,6 +358,7 @@ class FlowTables:
             writes_fields = list(groups)
             deletes_by_version = None
             old_ids: set[int] | None = None
+            needs = mask_needs(groups)
         else:
             old = state.installed
             kept = {m: i for m, i in state.mask_ids.items() if m in new_masks}
@@ -360,9 +372,15 @@ class FlowTables:
             writes_fields = [f for f, r in groups.items() if old.get(f) != r]
             old_ids = {r.rule_id for r in old.values()}
             deletes_by_version = deleted
+            # Rules only narrow the agreed bits: start from the last sync's, but recompute the
+            # masks that lost rules (their bits may widen again).
+            lost = {fields_mask(f) for f in deleted}
+            kept_needs = {m: n for m, n in state.needs.items() if m in new_masks and m not in lost}
+            needs = mask_needs([f for f in groups if fields_mask(f) in lost] if lost else [],
+                               kept_needs)
+            needs = mask_needs(writes_fields, needs)
         ordered = sorted(((m, p, mask_ids[m]) for m, p in new_masks.items()),
                          key=lambda x: (-x[1], x[2]))
-        needs = mask_needs(groups)
         masked = {f: pack_masked_key(groups[f]) for f in writes_fields}
         leaves = {f: pack_rule(groups[f]) for f in writes_fields}
 
@@ -409,7 +427,7 @@ class FlowTables:
                 del self.stats[key]
             except KeyError:
                 pass
-        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids)
+        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids, needs=needs)
 
     # ---- counters and cleanup ----------------------------------------------------------
 
