@@ -260,6 +260,26 @@ def test_remove_port_cleans_state(dp, bridge):
     assert dp.run(eth(BROADCAST, MAC_A), p2).verdict == "pass"
 
 
+def test_counter_slots_are_reused_zeroed(dp, bridge):
+    """Counters live in a per-CPU array at the port's slot: a removed port's slot goes to the
+    next port with its counters zeroed, and every port has a slot of its own."""
+    p0, p1, p2 = bridge.ports
+    dp.run(eth(BROADCAST, MAC_C), p2, dry_run=False)
+    dp.run(eth(MAC_A, MULTICAST), p2, dry_run=False)
+    slot = dp._port_get(p2).slot
+    dp.remove_port(bridge.br, p2)
+    dp.add_port(bridge.br, p2, PortKind.DEVICE)
+    assert dp._port_get(p2).slot == slot  # the lowest free one
+    c = dp.port_counters(p2)
+    assert (c.rx_packets, c.tx_packets, c.drops) == (0, 0, {})
+    slots = [dp._port_get(i).slot for i in (bridge.br, p0, p1, p2)]
+    assert len(set(slots)) == 4
+    dp.run(eth(BROADCAST, MAC_C), p2, dry_run=False)
+    assert dp.port_counters(p2).rx_packets == 1
+    # p1 kept its counters: both broadcasts from p2 were flooded to it
+    assert dp.port_counters(p1).tx_packets == 2 and dp.port_counters(p1).rx_packets == 0
+
+
 def test_remove_bridge_and_prune(dp, bridge, topo):
     other = Bridge(topo, dp, "b", 1)
     dp.run(eth(BROADCAST, MAC_A), bridge.ports[0], dry_run=False)

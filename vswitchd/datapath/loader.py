@@ -70,6 +70,7 @@ FLOOD_CHANGED = parse_define(_FORWARD_H, "FLOOD_CHANGED")
 DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
                  parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
 MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
+MAX_PORTS = parse_define(_COMMON_H, "MAX_PORTS")
 FDB_F_STATIC = parse_define((BPF_DIR / "lib" / "fdb.h").read_text(), "FDB_F_STATIC")
 _PORTS_H = (BPF_DIR / "lib" / "ports.h").read_text()
 PORT_F_ACCESS = parse_define(_PORTS_H, "PORT_F_ACCESS")
@@ -407,14 +408,26 @@ class Datapath:
             for i, word in enumerate(vlan.bitmap()):
                 trunk.bits[i] = word
             self._trunks[self._trunks.Key(ifindex)] = trunk
+        old = self._port_get(ifindex)
         leaf = self._ports.Leaf()
         leaf.bridge = bridge
         leaf.vlan = vlan.access
         leaf.kind = int(kind)
         leaf.flags = PORT_F_ACCESS if vlan.access else PORT_F_TRUNK if vlan.trunks else 0
+        leaf.slot = old.slot if old is not None else self._new_slot()
         self._ports[self._ports.Key(ifindex)] = leaf
         if not vlan.trunks:
             self._delete(self._trunks, self._trunks.Key(ifindex))
+
+    def _new_slot(self) -> int:
+        """The lowest counter slot no port holds, zeroed (it may hold a removed port's
+        counters): counters restart with the port, as they would with a new device."""
+        used = {leaf.slot for leaf in self._ports.values()}
+        slot = next((i for i in range(MAX_PORTS) if i not in used), None)
+        if slot is None:
+            raise FailedPrecondition(f"the datapath already has {MAX_PORTS} ports, its maximum")
+        self._stats[self._stats.Key(slot)] = self._stats.Leaf()  # zero on every CPU
+        return slot
 
     def _port_vlan(self, leaf, ifindex: int) -> VlanConfig:
         if leaf.flags & PORT_F_ACCESS:
@@ -440,10 +453,10 @@ class Datapath:
             return False
 
     def _forget_port_state(self, ifindex: int) -> None:
-        """ports, stats and FDB entries pointing at the port (not members, not tc)."""
+        """ports (and so its counter slot), FDB entries pointing at the port (not members, not
+        tc)."""
         self._delete(self._ports, self._ports.Key(ifindex))
         self._delete(self._trunks, self._trunks.Key(ifindex))
-        self._delete(self._stats, self._stats.Key(ifindex))
         for key, leaf in list(self._fdb.items()):
             if leaf.ifindex == ifindex:
                 self._delete(self._fdb, key)
@@ -566,7 +579,6 @@ class Datapath:
                     self._detach(key.value, "ingress")
                 self._delete(self._ports, key)
                 self._delete(self._trunks, self._trunks.Key(key.value))
-                self._delete(self._stats, self._stats.Key(key.value))
             for key, _leaf in list(self._fdb.items()):
                 if key.bridge == bridge_ifindex:
                     self._delete(self._fdb, key)
@@ -590,9 +602,6 @@ class Datapath:
                 kept = [i for i in members if i in keep]
                 if kept != members:
                     self._members_set(key.value, kept)
-            for key in list(self._stats.keys()):
-                if key.value not in keep:
-                    self._delete(self._stats, key)
             for key, leaf in list(self._fdb.items()):
                 if key.bridge not in keep or leaf.ifindex not in keep:
                     self._delete(self._fdb, key)
@@ -685,9 +694,10 @@ class Datapath:
     def port_counters(self, ifindex: int) -> PortCounters:
         with self._lock:
             self._check_open()
-            per_cpu = self._stats.get(self._stats.Key(ifindex))
-            if per_cpu is None:
+            port = self._port_get(ifindex)
+            if port is None:
                 return PortCounters(0, 0, 0, 0, {})
+            per_cpu = self._stats[self._stats.Key(port.slot)]
             rx_p = rx_b = tx_p = tx_b = 0
             drops = [0] * DROP_REASON_MAX
             for cpu in per_cpu:
