@@ -257,3 +257,7 @@ def watch_event_msg(ev: EventView) -> pb.WatchMessage:
 
 def watch_lost_msg(n: int) -> pb.WatchMessage:
     return pb.WatchMessage(lost=n)
+
+
+def watch_config_msg(config: dict[str, int]) -> pb.WatchConfig:
+    return pb.WatchConfig(rate_limit=config["rate_limit"])
