@@ -159,6 +159,7 @@ def status_row(s: pb.Status) -> Row:
         "ebpf_supported": s.ebpf_supported,
         "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
         "fdb_aging_seconds": s.fdb_aging_seconds,
+        "watch_rate_limit": s.watch_rate_limit,   # 0: the daemon did not say (older daemon)
     }
 
 
@@ -222,6 +223,8 @@ STATUS_COLUMNS = [
     Column("default_datapath", "default datapath"),
     Column("ebpf_supported", "ebpf datapath", _ebpf_support),
     Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
+    Column("watch_rate_limit", "watch rate limit",
+           lambda v, r: f"{v} events/s per CPU" if v else "-"),
 ]
 BRIDGE_COLUMNS = [
     Column("name", "NAME"),
@@ -731,6 +734,14 @@ DROP_COLUMNS = [
     Column("reason", "REASON"),
     Column("count", "COUNT", right=True),
 ]
+
+
+def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    """The switch-wide watch event rate limit (kept across daemon restarts)."""
+    req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
+    req.update_mask.paths.append("rate_limit")
+    cfg = c.stub.UpdateWatchConfig(req, timeout=t)
+    return quiet([{"rate_limit": cfg.rate_limit}])
 
 
 def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:

@@ -1,5 +1,5 @@
 """The switch-wide watch event rate limit: the config key, the Switch (datapath, store, restart),
-config-declared values at start and on SIGHUP, the API mapping."""
+config-declared values at start and on SIGHUP, the API mapping, `vswctl set-watch-rate`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import errno
 import grpc
 import pytest
 from fakes import make_rig, serve_switch
+from test_vswctl import Daemon, FakeSwitch, daemon, short_dir  # noqa: F401 - fixtures
 
 from vswapi import switch_pb2 as pb
+from vswctl.main import MAX_WATCH_RATE
 from vswitchd import config, main
 from vswitchd.datapath.watch import MAX_RATE, WATCH_DEFAULT_RATE
 from vswitchd.errors import FailedPrecondition, InvalidArgument
@@ -175,3 +177,32 @@ def test_api_get_update_and_status(rig):
             assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert named in exc.value.details() and "rate_limit" in exc.value.details()
         assert rig.dp.rate == 5  # nothing refused changed anything
+
+
+# ---- vswctl ------------------------------------------------------------------------------
+
+
+def test_vswctl_set_watch_rate(daemon):  # noqa: F811
+    daemon.fake.responses["UpdateWatchConfig"] = pb.WatchConfig(rate_limit=5)
+    rc, out, err = daemon.run("set-watch-rate", "5")
+    assert (rc, out, err) == (0, "", "")
+    req = daemon.fake.only("UpdateWatchConfig")
+    assert (req.config.rate_limit, list(req.update_mask.paths)) == (5, ["rate_limit"])
+    assert daemon.json("set-watch-rate", "5") == {"rate_limit": 5}
+
+
+@pytest.mark.parametrize("arg", ["0", "-5", "1.5", "fast", str(MAX_WATCH_RATE + 1), ""])
+def test_vswctl_bad_rates_are_usage_errors_naming_value_and_range(daemon, arg):  # noqa: F811
+    rc, out, err = daemon.run("set-watch-rate", arg)
+    assert rc == 1 and out == ""
+    assert f"must be a whole number of events per second per CPU in 1..{MAX_WATCH_RATE}" in err
+    assert (arg.lstrip("-") or "''") in err
+    assert daemon.fake.requests == []
+
+
+def test_vswctl_refusal_and_the_shared_range(daemon):  # noqa: F811
+    assert MAX_WATCH_RATE == MAX_RATE  # the client's check is the daemon's range
+    daemon.fake.errors["UpdateWatchConfig"] = (
+        grpc.StatusCode.FAILED_PRECONDITION, "eBPF datapath unavailable: no bpf() here")
+    rc, _, err = daemon.run("set-watch-rate", "5")
+    assert rc == 2 and "FAILED_PRECONDITION: eBPF datapath unavailable" in err
