@@ -10,6 +10,7 @@ from vswitchd.trace.report import (
     FlowTableStage,
     Headers,
     L2Stage,
+    OutputTag,
     TraceReport,
     VerdictStage,
     VlanStage,
@@ -208,9 +209,18 @@ def flow_msg(view: FlowView) -> pb.Flow:
 # ---- issue 4: tracing ------------------------------------------------------------------------
 
 
+def trace_output_msg(out: OutputTag) -> pb.TraceOutput:
+    msg = pb.TraceOutput(port=out.port)
+    if out.tagged is not None:  # unset = not reported, distinct from untagged
+        msg.tagged = out.tagged
+        msg.vlan = out.vlan or 0
+    return msg
+
+
 def trace_msg(report: TraceReport) -> pb.TraceResponse:
     msg = pb.TraceResponse(verdict=report.verdict, outputs=list(report.outputs),
-                           drop_reason=report.drop_reason)
+                           drop_reason=report.drop_reason,
+                           output_tags=[trace_output_msg(o) for o in report.output_tags])
     for st in report.stages:
         stage = msg.stages.add(name=st.name, summary=st.summary)
         d = st.detail
@@ -226,11 +236,13 @@ def trace_msg(report: TraceReport) -> pb.TraceResponse:
                                              frame_vid=d.frame_vid, vlan=d.vlan,
                                              accepted=d.accepted))
         elif isinstance(d, L2Stage):
-            stage.l2.CopyFrom(pb.TraceL2(dl_dst=d.dl_dst, multicast=d.multicast,
-                                         fdb_hit=d.fdb_hit, port=d.port, flood=list(d.flood)))
+            stage.l2.CopyFrom(pb.TraceL2(
+                dl_dst=d.dl_dst, multicast=d.multicast, fdb_hit=d.fdb_hit, port=d.port,
+                flood=list(d.flood), output_tags=[trace_output_msg(o) for o in d.output_tags]))
         elif isinstance(d, VerdictStage):
-            stage.final.CopyFrom(pb.TraceVerdict(verdict=d.verdict, outputs=list(d.outputs),
-                                                 drop_reason=d.drop_reason))
+            stage.final.CopyFrom(pb.TraceVerdict(
+                verdict=d.verdict, outputs=list(d.outputs), drop_reason=d.drop_reason,
+                output_tags=[trace_output_msg(o) for o in d.output_tags]))
     return msg
 
 
@@ -245,3 +257,7 @@ def watch_event_msg(ev: EventView) -> pb.WatchMessage:
 
 def watch_lost_msg(n: int) -> pb.WatchMessage:
     return pb.WatchMessage(lost=n)
+
+
+def watch_config_msg(config: dict[str, int]) -> pb.WatchConfig:
+    return pb.WatchConfig(rate_limit=config["rate_limit"])
