@@ -6,13 +6,20 @@ It prints figures; it is not a test and asserts nothing about them (goals are pr
 
 Method
 ------
-Packet rate. Four copies of one topology exist side by side, each "container A -> container B"
-in namespaces of their own:
+Packet rate. Copies of one topology exist side by side, each "container A -> container B" in
+namespaces of their own:
 
   direct      a veth pair A:eth0 <-> B:eth0 (no switch at all: the ceiling),
+  bare        A and B on veth pairs whose host ends are joined by a bare TC program each
+              (`return bpf_redirect_peer(other end)`): the ceiling of any TC datapath on this
+              machine (DESIGN.md's reference; no switching at all),
   kernel      A and B on a vswitchd bridge with `--datapath kernel` (plain Linux bridge),
   ebpf        A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline,
               bpf_redirect_peer), its flow table empty,
+  ebpf-notrace  the same on a second daemon whose programs are built without the watch stage
+              (VSWITCHD_NO_TRACE=1): the baseline of the tracing cost (issue 4),
+  ebpf+watch  the ebpf pair while one `vswctl watch` runs whose filter matches none of the
+              test traffic (udp,tp_dst=7): the datapath evaluates the filter on every frame,
   ebpf+flows  the same on a bridge of its own whose flow table holds --flows rules (default
               1000; 0 leaves this setup out), installed with `vswctl add-flows`, that none of
               the test traffic matches. They are spread evenly over 4 masks, one priority per
@@ -35,10 +42,18 @@ ARP and the forwarding databases of both bridges hold B (the known-unicast path 
 not flooding).
 
 Frames are counted at the TC ingress hook of B:eth0 by a tiny bcc program (per-CPU array,
-counts IPv4/UDP to port 9 only, returns TC_ACT_OK), attached from inside B's namespace. The veth
-rx counters are not used: bpf_redirect_peer delivers straight into B's stack and bypasses them
-(and XDP), but B's TC ingress runs on every path. Each measurement: start trafgen, let it run
-0.5 s, read the counter, wait --seconds, read it again, stop trafgen; rate = delta / elapsed.
+counts IPv4/UDP to port 9 only), attached from inside B's namespace. The veth rx counters are
+not used: bpf_redirect_peer delivers straight into B's stack and bypasses them (and XDP), but
+B's TC ingress runs on every path. --sink says what happens to a counted frame then:
+
+  drop   (default) TC_ACT_SHOT: the figure is the rate at which the path delivers frames to B,
+         the switch's own cost (DESIGN.md's baselines were measured this way);
+  stack  TC_ACT_OK: B's IP stack also handles every frame (a UDP port nobody listens on: a
+         route lookup and an ICMP port-unreachable attempt each). That cost is the same on every
+         path and weighs on every one of them, so all ratios move towards 1.
+
+Each measurement: start trafgen, let it run 0.5 s, read the counter, wait --seconds, read it
+again, stop trafgen; rate = delta / elapsed.
 The setups are interleaved in every round (the order rotates from round to round) so that
 the noise of a shared machine hits all of them alike; the figure is the per-setup median over
 --rounds, with min and max shown.
@@ -83,10 +98,20 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from pyroute2 import NetNS, netns  # noqa: E402
 
-from tests.netns.harness import NETNS_DIR, VSWITCHD, Host, trafgen_udp_config  # noqa: E402
+from tests.netns.harness import (  # noqa: E402
+    NETNS_DIR,
+    VSWCTL,
+    VSWITCHD,
+    Host,
+    trafgen_udp_config,
+)
 
-SETUPS = ("direct", "kernel", "ebpf", "ebpf+flows")
-GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95}
+SETUPS = ("direct", "bare", "kernel", "ebpf", "ebpf-notrace", "ebpf+watch", "ebpf+flows")
+GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95,
+         "ebpf/ebpf-notrace": 0.97, "ebpf+watch/ebpf-notrace": 0.9}
+INFO_RATIOS = ("kernel/direct", "bare/direct", "ebpf/bare")  # printed without a goal
+SINKS = {"drop": "TC_ACT_SHOT", "stack": "TC_ACT_OK"}
+WATCH_MATCH = "udp,tp_dst=7"  # ebpf+watch's filter; the test traffic: UDP to 9, ICMP, ARP
 FLOW_BRIDGE, FLOW_SHORT = "brf", "f"  # ports "fa" (A's) and "fb" (B's)
 FLOW_MASKS = 4
 UDP_PORT = 9
@@ -125,8 +150,17 @@ static __always_inline int count(struct __sk_buff *skb, u32 slot)
     u64 *v = hits.lookup(&slot);
     if (v)
         *v += 1;
-    return TC_ACT_OK;
+    return SINK_VERDICT;
 }
+"""
+
+# The "bare" setup: each host-side end hands its frames straight to the other end's peer.
+BARE_C = r"""
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/pkt_cls.h>
+
+int to_b(struct __sk_buff *skb) { return bpf_redirect_peer(IFINDEX_B, 0); }
+int to_a(struct __sk_buff *skb) { return bpf_redirect_peer(IFINDEX_A, 0); }
 """
 
 
@@ -140,7 +174,7 @@ def log(msg: str) -> None:
 class Counters:
     """One bcc module with a counting program per setup, attached at TC ingress of B:eth0."""
 
-    def __init__(self, slots: list[str]) -> None:
+    def __init__(self, slots: list[str], sink: str) -> None:
         from bcc import BPF  # Debian's python3-bpfcc, seen through the venv's system site
 
         self.slots = {name: i for i, name in enumerate(slots)}
@@ -149,17 +183,14 @@ class Counters:
             for i in self.slots.values()
         )
         self.bpf = BPF(text=COUNTER_C + funcs,
-                       cflags=[f"-DNSLOTS={len(slots)}", f"-DUDP_PORT={UDP_PORT}"])
+                       cflags=[f"-DNSLOTS={len(slots)}", f"-DUDP_PORT={UDP_PORT}",
+                               f"-DSINK_VERDICT={SINKS[sink]}"])
         self.hits = self.bpf["hits"]
         self.attached: list[str] = []  # namespaces with our filter
 
     def attach(self, slot: str, ns: str, ifname: str = "eth0") -> None:
         fn = self.bpf.load_func(f"count_{self.slots[slot]}", self.bpf.SCHED_CLS)
-        with NetNS(ns) as ipr:  # netlink socket bound to B's namespace, requests sent from here
-            idx = ipr.link_lookup(ifname=ifname)[0]
-            ipr.tc("add", "clsact", index=idx)
-            ipr.tc("add-filter", "bpf", index=idx, handle=1, parent=0xFFFFFFF2, prio=1,
-                   fd=fn.fd, name=fn.name, direct_action=True)
+        tc_ingress(ns, ifname, fn)
         self.attached.append(ns)
 
     def read(self, slot: str) -> int:
@@ -168,6 +199,15 @@ class Counters:
     def close(self) -> None:
         # The filters go with B's namespaces; the programs and the map with this module.
         self.bpf.cleanup()
+
+
+def tc_ingress(ns: str, ifname: str, fn) -> None:
+    """Attaches bcc function fn at TC ingress of ifname in namespace ns."""
+    with NetNS(ns) as ipr:  # netlink socket bound to that namespace, requests sent from here
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        ipr.tc("add", "clsact", index=idx)
+        ipr.tc("add-filter", "bpf", index=idx, handle=1, parent=0xFFFFFFF2, prio=1,
+               fd=fn.fd, name=fn.name, direct_action=True)
 
 
 # ---- the generator ----------------------------------------------------------------------------
@@ -179,7 +219,7 @@ def tx_packets(ipr: NetNS, ifname: str) -> int:
 
 
 def measure(host: Host, counters: Counters, setup: str, a_ns: str, b_ns: str, cfg: str,
-            seconds: float, host_ipr: NetNS, b_port: str | None) -> tuple[float, float | None]:
+            seconds: float, b_port: tuple[NetNS, str] | None) -> tuple[float, float | None]:
     """Mpps received at B while trafgen (one core) sends from A for `seconds`, and the share
     of them that left through B's host-side port the ordinary way (its tx counter; frames
     redirected with bpf_redirect_peer never pass there), or None for the direct pair."""
@@ -195,11 +235,11 @@ def measure(host: Host, counters: Counters, setup: str, a_ns: str, b_ns: str, cf
         time.sleep(WARMUP)
         if proc.poll() is not None:
             raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
-        x0 = tx_packets(host_ipr, b_port) if b_port else 0
+        x0 = tx_packets(*b_port) if b_port else 0
         c0, t0 = counters.read(setup), time.monotonic()
         time.sleep(seconds)
         c1, t1 = counters.read(setup), time.monotonic()
-        x1 = tx_packets(host_ipr, b_port) if b_port else 0
+        x1 = tx_packets(*b_port) if b_port else 0
     finally:
         stop_group(proc)
     share = (x1 - x0) / (c1 - c0) if b_port and c1 > c0 else None
@@ -236,13 +276,67 @@ def make_direct_pair(host: Host) -> tuple[str, str]:
                      peer={"ifname": "eth0", "net_ns_fd": b_fd, "address": MAC_B})
     finally:
         os.close(b_fd)
+    configure_ends(a_ns, b_ns)
+    return a_ns, b_ns
+
+
+def configure_ends(a_ns: str, b_ns: str) -> None:
     for ns, ip in ((a_ns, IP_A), (b_ns, IP_B)):
         with NetNS(ns) as ipr:
             ipr.link("set", index=1, state="up")
             idx = ipr.link_lookup(ifname="eth0")[0]
             ipr.addr("add", index=idx, address=ip, prefixlen=PREFIX)
             ipr.link("set", index=idx, state="up")
-    return a_ns, b_ns
+
+
+def make_bare_pair(host: Host):
+    """A and B on veth pairs whose host ends xa, xb (in the host namespace) are joined by
+    BARE_C. Returns (a_ns, b_ns) and the bcc module (the programs live as long as it does)."""
+    from bcc import BPF
+
+    a_ns, b_ns = host.name("xA"), host.name("xB")
+    idx = {}
+    with NetNS(host.ns) as ipr:
+        for ns, mac, end in ((a_ns, MAC_A, "xa"), (b_ns, MAC_B, "xb")):
+            netns.create(ns)
+            fd = os.open(f"{NETNS_DIR}/{ns}", os.O_RDONLY)
+            try:
+                ipr.link("add", ifname=end, kind="veth",
+                         peer={"ifname": "eth0", "net_ns_fd": fd, "address": mac})
+            finally:
+                os.close(fd)
+            idx[end] = ipr.link_lookup(ifname=end)[0]
+            ipr.link("set", index=idx[end], state="up")
+    configure_ends(a_ns, b_ns)
+    bpf = BPF(text=BARE_C, cflags=[f"-DIFINDEX_A={idx['xa']}", f"-DIFINDEX_B={idx['xb']}"])
+    tc_ingress(host.ns, "xa", bpf.load_func("to_b", BPF.SCHED_CLS))
+    tc_ingress(host.ns, "xb", bpf.load_func("to_a", BPF.SCHED_CLS))
+    return (a_ns, b_ns), bpf
+
+
+@contextlib.contextmanager
+def watcher(host: Host, bridge: str, counts: dict):
+    """`vswctl -j watch BRIDGE --match WATCH_MATCH` for the duration of the block, started
+    once the daemon logged its watcher; counts["events"] gets the lines it printed."""
+    n = host.log().count(": started (slot")
+    proc = subprocess.Popen([VSWCTL, "--socket", host.socket, "-j", "watch", bridge,
+                             "--match", WATCH_MATCH],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while host.log().count(": started (slot") <= n:
+            if proc.poll() is not None or time.monotonic() - t0 > 10:
+                raise RuntimeError(f"the watcher did not start: {proc.communicate()}")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        counts["events"] = counts.get("events", 0) + len(out.splitlines())
 
 
 def make_bridged_pair(host: Host, bridge: str, datapath: str, short: str) -> tuple[str, str]:
@@ -290,7 +384,7 @@ def flow_counts(host: Host, bridge: str) -> dict:
 # ---- daemon: timed start, PID, memory ---------------------------------------------------------
 
 
-def start_timed(host: Host, timeout: float = 120.0) -> float:
+def start_timed(host: Host, timeout: float = 120.0, env: dict | None = None) -> float:
     """Like Host.start, but readiness is polled in-process every 20 ms (a vswctl process per
     poll would cost more than the resolution we want)."""
     import grpc
@@ -305,6 +399,7 @@ def start_timed(host: Host, timeout: float = 120.0) -> float:
         ["nsenter", f"--net={NETNS_DIR}/{host.ns}", VSWITCHD, "--socket", host.socket,
          "--state-dir", host.state_dir, "--bpffs-dir", host.bpffs_dir, "--log-level", "info"],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     logf.close()
     while time.monotonic() - t0 < timeout:
@@ -372,13 +467,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
                     "loadavg_1m_at_start": os.getloadavg()[0]},
         "params": {"rounds": args.rounds, "seconds": args.seconds, "ports": args.ports,
-                   "flows": args.flows, "flow_masks": FLOW_MASKS,
+                   "flows": args.flows, "flow_masks": FLOW_MASKS, "sink": args.sink,
                    "frame_bytes": FRAME_LEN + 4, "generator": "trafgen --cpus 1"},
         "memory_mib": {}, "notes": [],
     }
     host = Host(workdir)
+    (workdir / "notrace").mkdir()
+    host2 = Host(workdir / "notrace")  # the daemon built without the watch stage
     counters: Counters | None = None
-    host_ipr = NetNS(host.ns)  # one socket for the per-round counter reads (opening one is slow)
+    bare_bpf = None
+    # one socket per namespace for the per-round counter reads (opening one is slow)
+    host_ipr, host2_ipr = NetNS(host.ns), NetNS(host2.ns)
+    watch_counts: dict = {}
     try:
         log(f"host namespace {host.ns}; starting vswitchd (fresh)")
         res["start_fresh_s"] = start_timed(host)
@@ -388,14 +488,20 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         status = host.json("status")
         status = status[0] if isinstance(status, list) else status
 
-        pairs = {"direct": make_direct_pair(host),
-                 "kernel": make_bridged_pair(host, "brk", "kernel", "k")}
+        pairs = {"direct": make_direct_pair(host)}
+        pairs["bare"], bare_bpf = make_bare_pair(host)
+        pairs["kernel"] = make_bridged_pair(host, "brk", "kernel", "k")
         try:
             pairs["ebpf"] = make_bridged_pair(host, "bre", "ebpf", "e")
         except AssertionError as exc:
             reason = str(exc).strip().splitlines()
             res["notes"].append("ebpf datapath unavailable: " + " | ".join(reason[-2:]))
             log(res["notes"][-1])
+        if "ebpf" in pairs:
+            log("starting a second vswitchd, built without the watch stage")
+            start_timed(host2, env={"VSWITCHD_NO_TRACE": "1"})
+            pairs["ebpf-notrace"] = make_bridged_pair(host2, "brn", "ebpf", "n")
+            pairs["ebpf+watch"] = pairs["ebpf"]  # the same pair, measured while watched
         if "ebpf" in pairs and args.flows > 0:
             pairs["ebpf+flows"] = make_bridged_pair(host, FLOW_BRIDGE, "ebpf", FLOW_SHORT)
             rules_file = workdir / "rules.flows"
@@ -414,18 +520,24 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         cfg = workdir / "udp64.trafgen"
         cfg.write_text(trafgen_udp_config(MAC_A, MAC_B, IP_A, IP_B, UDP_PORT, FRAME_LEN))
         log("compiling the counting program")
-        counters = Counters(setups)
+        counters = Counters(setups, args.sink)
         for s in setups:
-            counters.attach(s, pairs[s][1])
+            if s != "ebpf+watch":  # counted by ebpf's program (one filter per device)
+                counters.attach(s, pairs[s][1])
 
         rates: dict[str, list[float]] = {s: [] for s in setups}
         shares: dict[str, list[float]] = {s: [] for s in setups}
-        b_ports = {"direct": None, "kernel": "kb", "ebpf": "eb", "ebpf+flows": f"{FLOW_SHORT}b"}
+        b_ports = {"direct": None, "bare": (host_ipr, "xb"), "kernel": (host_ipr, "kb"),
+                   "ebpf": (host_ipr, "eb"), "ebpf-notrace": (host2_ipr, "nb"),
+                   "ebpf+watch": (host_ipr, "eb"), "ebpf+flows": (host_ipr, f"{FLOW_SHORT}b")}
         for r in range(args.rounds):
             order = setups[r % len(setups):] + setups[: r % len(setups)]
             for s in order:
-                rate, share = measure(host, counters, s, *pairs[s], str(cfg), args.seconds,
-                                      host_ipr, b_ports[s])
+                slot = "ebpf" if s == "ebpf+watch" else s
+                with (watcher(host, "bre", watch_counts) if s == "ebpf+watch"
+                      else contextlib.nullcontext()):
+                    rate, share = measure(host, counters, slot, *pairs[s], str(cfg),
+                                          args.seconds, b_ports[s])
                 rates[s].append(rate)
                 if share is not None:
                     shares[s].append(share)
@@ -434,15 +546,19 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         res["machine"]["loadavg_1m_after_rate"] = os.getloadavg()[0]
         # Drops the datapath counted at A's host-side port (where the frames enter a bridge):
         # a switch that drops the test frames shows here, not as a low rate only.
-        bridges = {"kernel": ("brk", "ka"), "ebpf": ("bre", "ea"),
-                   "ebpf+flows": (FLOW_BRIDGE, f"{FLOW_SHORT}a")}
+        bridges = {"kernel": (host, "brk", "ka"), "ebpf": (host, "bre", "ea"),
+                   "ebpf-notrace": (host2, "brn", "na"),
+                   "ebpf+flows": (host, FLOW_BRIDGE, f"{FLOW_SHORT}a")}
         res["drops_at_a_port"] = {}
         for s in setups:
             if s in bridges:
-                rows = host.json("port-stats", bridges[s][0])
-                row = next((r for r in rows if r["port"] == bridges[s][1]), None)
+                owner, bridge, a_port = bridges[s]
+                rows = owner.json("port-stats", bridge)
+                row = next((r for r in rows if r["port"] == a_port), None)
                 if row and row["drops"]:
                     res["drops_at_a_port"][s] = row["drops_by_reason"] or {"?": row["drops"]}
+        if "ebpf+watch" in pairs:
+            res["watch_events"] = watch_counts.get("events", 0)
         if "ebpf+flows" in pairs:
             res["flow_check"] = flow_counts(host, FLOW_BRIDGE)
             log(f"{FLOW_BRIDGE} after the rounds: {res['flow_check']}")
@@ -450,10 +566,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                            "rounds": v} for s, v in rates.items()}
         res["via_host_port_tx"] = {s: statistics.median(v) for s, v in shares.items() if v}
         med = {s: v["median"] for s, v in res["mpps"].items()}
-        names = ["ebpf/kernel", "ebpf/direct", "kernel/direct"] if "ebpf" in med else [
-            "kernel/direct"]
-        if "ebpf+flows" in med:
-            names.append("ebpf+flows/ebpf")
+        names = [n for n in (*GOALS, *INFO_RATIOS)
+                 if n.split("/")[0] in med and n.split("/")[1] in med]
         # Ratio of the medians, and the median of the per-round ratios (the setups of one
         # round ran back to back, so slow drifts of a shared machine cancel better there).
         # None where the denominator is 0 (a setup that received nothing).
@@ -472,8 +586,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         res["start_pinned_s"] = start_timed(host)
         pid = daemon_pid(host)
         res["memory_mib"]["after restart (pinned)"] = memory(pid)
-        for s in setups:
-            if s != "direct" and not host.ping(pairs[s][0], IP_B, count=1):
+        for s in ("kernel", "ebpf", "ebpf+flows"):
+            if s in pairs and not host.ping(pairs[s][0], IP_B, count=1):
                 res["notes"].append(f"{s}: A cannot ping B after the restart")
 
         dp = "ebpf" if "ebpf" in pairs else "kernel"
@@ -501,12 +615,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         return res
     finally:
         host_ipr.close()
+        host2_ipr.close()
         if counters is not None:
             counters.close()
-        host.cleanup()
-        left = [n for n in os.listdir(NETNS_DIR) if n.startswith(host.tag)]
-        if left or os.path.exists(host.bpffs_dir):
-            log(f"WARNING: left behind after cleanup: {left} {host.bpffs_dir}")
+        if bare_bpf is not None:
+            bare_bpf.cleanup()
+        for h in (host, host2):
+            h.cleanup()
+            left = [n for n in os.listdir(NETNS_DIR) if n.startswith(h.tag)]
+            if left or os.path.exists(h.bpffs_dir):
+                log(f"WARNING: left behind after cleanup: {left} {h.bpffs_dir}")
 
 
 def report(res: dict) -> str:
@@ -517,7 +635,9 @@ def report(res: dict) -> str:
         f" {res['machine']['loadavg_1m_after_rate']:.2f} after the packet rounds)",
         "",
         f"Packet rate: {p['frame_bytes']}-byte UDP frames ({FRAME_LEN} + FCS), A -> B, "
-        f"one trafgen core, counted at TC ingress of B",
+        f"one trafgen core, counted at TC ingress of B (--sink {p['sink']}: "
+        + ("dropped there: the paths' own cost" if p["sink"] == "drop" else
+           "then handled by B's IP stack, a cost common to every path") + ")",
         f"{p['rounds']} interleaved rounds x {p['seconds']:g} s; Mpps",
         "",
     ]
@@ -546,6 +666,10 @@ def report(res: dict) -> str:
                          " have reached the table either)")
         for hit in fc["rules_with_packets"][:10]:
             lines.append(f"    hit: {hit}")
+    if "watch_events" in res:
+        lines.append(f"  watch check: the ebpf+watch watcher ({WATCH_MATCH}) printed "
+                     f"{res['watch_events']} events: "
+                     + ("OK" if res["watch_events"] == 0 else "FAILED, it matched something"))
     via = res.get("via_host_port_tx", {})
     if via:
         lines.append("  path check: share of received frames that left B's host-side port via its"
@@ -600,6 +724,9 @@ def main() -> int:
     ap.add_argument("--ports", type=int, default=50, help="ports to add for add-port timing (50)")
     ap.add_argument("--flows", type=int, default=1000, metavar="N",
                     help="rules on the ebpf+flows bridge, none matching (1000; 0: no such setup)")
+    ap.add_argument("--sink", choices=sorted(SINKS), default="drop",
+                    help="at B's TC ingress, drop the counted frames (default: the paths' own "
+                         "cost) or hand them to B's IP stack (stack)")
     ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s, 10 ports")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args()

@@ -76,6 +76,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		return TC_ACT_OK;
 	}
 	ctx->bridge = in->bridge;
+	ctx->in_slot = in->slot;
 
 	pull_headers(skb);
 	err = parse_flow(skb, ctx, &key);
@@ -100,8 +101,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	if (res)
 		res->stages |= STAGE_FLOW;
 	if (rule) {
-		__u32 out = 0;
-		__u8 kind = 0;
+		__u32 out = 0, ref = 0;
 
 		if (res) {
 			res->rule_id = rule->rule_id;
@@ -110,9 +110,9 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 			count_rule(ctx, rule);
 		}
 		watch_rule(ctx, rule->rule_id);
-		next = flow_actions(ctx, rule, &out, &kind);
+		next = flow_actions(ctx, rule, &out, &ref);
 		if (next == FLOW_NEXT_OUTPUT)
-			return forward(ctx, out, kind);
+			return forward(ctx, out, ref);
 		if (next == FLOW_NEXT_CLONED) {
 			ctx->verdict = VERDICT_FORWARD;
 			result_set(ctx, VERDICT_FORWARD, DROP_NONE, 0);
@@ -143,6 +143,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	struct dp_ctx ctx = {
 		.skb = skb,
 		.in_port = skb->ifindex,
+		.in_slot = NO_SLOT,
 		.len = skb->len,
 		.vlan = 0,  /* set by vlan_ingress() */
 		.ingress = ingress,
@@ -162,6 +163,7 @@ int tc_flood(struct __sk_buff *skb)
 	struct dp_ctx ctx = {
 		.skb = skb,
 		.in_port = skb->ifindex,
+		.in_slot = NO_SLOT,
 		.len = skb->len,
 		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
 		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
@@ -177,6 +179,7 @@ int tc_flood(struct __sk_buff *skb)
 		ret = drop(&ctx, DROP_NO_FLOOD_TARGET);
 	} else {
 		ctx.bridge = in->bridge;
+		ctx.in_slot = in->slot;
 		ret = flood_run(&ctx);
 	}
 	watch_emit(&ctx);  /* the packet's event, started by the pipeline (watch_cb) */

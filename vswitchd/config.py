@@ -31,6 +31,14 @@ class TcpListener:
 
 
 @dataclass
+class WatchSettings:
+    """`watch:` (issue 4). A key left out leaves the running value alone (see
+    vswitchd.trace.ratelimit for how a declared value meets one set over the API)."""
+
+    rate_limit: int | None = None  # watch events per second per CPU the datapath emits at most
+
+
+@dataclass
 class Config:
     socket: str = "/run/vswitchd/vswitchd.sock"
     state_dir: str = "/var/lib/vswitchd"
@@ -39,6 +47,7 @@ class Config:
     fdb_aging_seconds: int = 300
     log_level: str = "info"
     tcp: TcpListener | None = None
+    watch: WatchSettings = field(default_factory=WatchSettings)
     # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
     # `bridges:` section and the daemon leaves declared state alone.
     bridges: dict | None = None
@@ -54,9 +63,11 @@ _SCHEMA: dict[str, type] = {
     "fdb_aging_seconds": int,
     "log_level": str,
     "tcp": dict,
+    "watch": dict,
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
+_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int}
 
 
 def _where(path: str, node: yaml.Node) -> str:
@@ -124,6 +135,13 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{where}: tcp.address: {cfg.tcp.address!r} must be HOST:PORT")
         if not (cfg.tcp.tls_cert and cfg.tcp.tls_key):
             raise ConfigError(f"{where}: tcp: tls_cert and tls_key are required (TCP needs TLS)")
+    if cfg.watch.rate_limit is not None:
+        from vswitchd.trace import ratelimit
+
+        why = ratelimit.problem(cfg.watch.rate_limit)
+        if why:
+            raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
+                              f"{cfg.watch.rate_limit!r} {why}")
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -169,9 +187,25 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
                     )
                 setattr(tcp, tkey, _typed(path, f"tcp.{tkey}", tval, tnode, str))
             cfg.tcp = tcp
+        elif key == "watch":
+            cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)
         else:
             setattr(cfg, key, _typed(path, key, value, node, _SCHEMA[key]))
     return cfg
+
+
+def _parse_watch(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader,
+                 origins: dict[str, str]) -> WatchSettings:
+    watch = WatchSettings()
+    if value is None:
+        return watch
+    for wkey, (wval, wnode) in _mapping(path, node, "watch", loader).items():
+        if wkey not in _WATCH_SCHEMA:
+            raise ConfigError(f"{_where(path, wnode)}: unknown key 'watch.{wkey}' "
+                              f"(known: {', '.join(_WATCH_SCHEMA)})")
+        origins[f"watch.{wkey}"] = _where(path, wnode)
+        setattr(watch, wkey, wval)  # range and type: _check_values, with the range in the text
+    return watch
 
 
 def load(path: str | None) -> Config:

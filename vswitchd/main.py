@@ -62,8 +62,11 @@ def _open_datapath(cfg: config.Config) -> tuple[object | None, str | None]:
     reason = ebpf_unsupported_reason()
     if reason:
         return None, reason
+    # VSWITCHD_NO_TRACE=1: the programs without the watch stage, the baseline of
+    # bench/packet_rate.py's tracing-cost setups (like VSWITCHD_BPF_DIR, not for production).
+    trace = os.environ.get("VSWITCHD_NO_TRACE") != "1"
     try:
-        return Datapath(cfg.bpffs_dir), None
+        return Datapath(cfg.bpffs_dir, trace=trace), None
     except SwitchError as exc:
         return None, str(exc)
 
@@ -103,9 +106,13 @@ def _declared(store: StateStore) -> dict:
 
 
 def apply_declared(switch: object, store: StateStore, cfg: config.Config) -> None:
-    """Apply the difference between the bridges the file declares and those applied before."""
+    """Apply the difference between what the file declares (bridges, the watch rate limit) and
+    what was applied before."""
     from vswitchd import desired
+    from vswitchd.trace import ratelimit
 
+    ratelimit.apply_declared(switch, store, cfg.watch.rate_limit,
+                             cfg.origins.get("watch.rate_limit", "<config>"))
     if cfg.bridges is None:
         return
     old = _declared(store)
@@ -133,15 +140,13 @@ def reload_config(path: str | None, switch: object, store: StateStore,
                 "tcp"):
         if getattr(new, key) != getattr(running, key) and key in new.origins:
             log.warning("configuration reload: %s changed; it takes effect on restart", key)
-    if new.bridges is None:
-        log.info("configuration reloaded from %s: it declares no bridges", path)
-        return True
     try:
         apply_declared(switch, store, new)
     except StateError as exc:
         log.error("configuration reload: %s", exc)
         return False
-    log.info("configuration reloaded from %s", path)
+    log.info("configuration reloaded from %s%s", path,
+             ": it declares no bridges" if new.bridges is None else "")
     return True
 
 
@@ -168,6 +173,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     from vswitchd.netlink.links import Links
     from vswitchd.notify import notify
     from vswitchd.switch import Switch
+    from vswitchd.trace import ratelimit
 
     started = time.monotonic()
     store = StateStore(cfg.state_dir)
@@ -176,6 +182,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
         if cleanup:
             return cleanup_only(cfg, store)
         _declared(store)  # a damaged record stops us here, before anything changes
+        ratelimit.stored(store)
     except StateError as exc:
         log.error("%s", exc)
         return 1

@@ -35,6 +35,7 @@ from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec, StaticFdb
 from vswitchd.netlink import netns
 from vswitchd.netlink.links import L3Config, LinkInfo, Links, Route
 from vswitchd.state import StateStore
+from vswitchd.trace import ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class Switch:
         # Rule ids are unique across bridges and never reused while a rule exists: each table
         # persists its high-water mark and the allocator starts above all of them.
         self._next_rule_id = max((b.flows.next_id for b in self._bridges.values()), default=1)
+        self._watch_rate = ratelimit.stored(store)  # issue 4: given to the datapath by reconcile
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -798,6 +800,7 @@ class Switch:
             if self.dp is not None:
                 self.dp.prune(keep)
             self._save()
+            self._restore_watch_rate()
 
     def _reconcile_bridge(self, br: BridgeSpec) -> set[int]:
         info = self.links.get(br.name)
@@ -1079,6 +1082,7 @@ class Switch:
             "default_datapath": self.cfg.default_datapath,
             "kernel": os.uname().release,
             "fdb_aging_seconds": self.cfg.fdb_aging_seconds,
+            "watch_rate_limit": self._watch_rate,
         }
 
     # ---- issue 6: lifecycle, reconciliation while running, config-declared state ---------
@@ -1310,6 +1314,38 @@ class Switch:
                 m.to_ofctl() and f"match {m.to_ofctl()}", drops_only and "drops") if x)
             stream = self._watch_hub().open(flt, label=label)
         return Session(stream, Namer(bridge, lambda: self._watch_names(bridge)))
+
+    def watch_config(self) -> dict[str, int]:
+        """The switch-wide watch settings: rate_limit (events per second per CPU)."""
+        return {"rate_limit": self._watch_rate}
+
+    def set_watch_rate(self, rate: int) -> dict[str, int]:
+        """Give the datapath a new watch event rate limit and store it (it outlives restarts);
+        a bad value or a failure changes nothing."""
+        ratelimit.check(rate)
+        with self._lock:
+            self._require_ebpf()
+            old = self._watch_rate
+            self.dp.watch_set_rate(rate)
+            try:
+                self.store.set_meta(ratelimit.STORE_KEY, str(rate))
+            except OSError as exc:
+                self.dp.watch_set_rate(old)
+                raise FailedPrecondition(
+                    f"cannot write state store {self.store.path}: {exc.strerror}") from None
+            self._watch_rate = rate
+            log.info("watch rate limit: %d %s (was %d)", rate, ratelimit.UNIT, old)
+            return self.watch_config()
+
+    def _restore_watch_rate(self) -> None:
+        """A new datapath instance starts at its default: give it the stored limit."""
+        if self.dp is None or self._watch_rate == ratelimit.limits()[0]:
+            return
+        try:
+            self.dp.watch_set_rate(self._watch_rate)
+        except SwitchError as exc:
+            log.error("the watch rate limit %d could not be restored: %s", self._watch_rate,
+                      exc)
 
     def watch_slots(self) -> list[int]:
         """The datapath watcher slots of the open watch streams."""

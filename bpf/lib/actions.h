@@ -41,12 +41,12 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	if (vlan_apply_want(ctx, want))
 		return drop(ctx, DROP_VLAN_FAILED);
 	watch_output(ctx, out_port);
-	return forward(ctx, out_port, out->kind);
+	return forward(ctx, out_port, PORT_REF(out));
 }
 
 /* An output target: a member of the packet's bridge other than in_port (OpenFlow never sends a
- * frame back out of its in_port by output:PORT). Fills *kind. */
-static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex, __u8 *kind)
+ * frame back out of its in_port by output:PORT). Fills *ref (PORT_REF). */
+static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex, __u32 *ref)
 {
 	struct port_info *pi;
 
@@ -55,7 +55,7 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
 	pi = port_lookup(ifindex);
 	if (!pi || pi->bridge != ctx->bridge)
 		return 0;
-	*kind = pi->kind;
+	*ref = PORT_REF(pi);
 	return 1;
 }
 
@@ -74,20 +74,20 @@ enum flow_next {
  * it (and rejects normal/flood followed by a VLAN action), so normal, flood and the final output
  * end the list; the caller executes them (no flood loop nested in this loop for the verifier). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
-					__u32 *out, __u8 *out_kind)
+					__u32 *out, __u32 *out_ref)
 {
 	struct dp_result *res = result_get(ctx);
 	__u32 i, sent = 0;
 
 	for (i = 0; i < MAX_FLOW_ACTIONS; i++) {
 		const struct flow_action *a;
-		__u8 kind = 0;
+		__u32 ref = 0;
 
 		if (i >= rule->n_actions)
 			break;
 		a = &rule->actions[i];
 		if (a->type == FLOW_ACT_OUTPUT) {
-			if (!output_target(ctx, a->arg, &kind))
+			if (!output_target(ctx, a->arg, &ref))
 				continue;
 			sent = 1;
 			if (res) {
@@ -104,11 +104,11 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 				return FLOW_NEXT_VLAN_FAILED;
 			if (a->final) {
 				*out = a->arg;
-				*out_kind = kind;
+				*out_ref = ref;
 				return FLOW_NEXT_OUTPUT;
 			}
 			if (!res)
-				flood_clone(ctx, a->arg, kind);
+				flood_clone(ctx, a->arg, ref);
 		} else if (a->type == FLOW_ACT_NORMAL) {
 			return FLOW_NEXT_NORMAL;
 		} else if (a->type == FLOW_ACT_FLOOD) {

@@ -19,9 +19,12 @@
 #define TAG_PUSHED 2  /* inserted inline by this program */
 
 /* Per-packet state, kept small: it lives on the BPF stack. */
+#define NO_SLOT 0xffff  /* dp_ctx.in_slot of a frame from a device that is not a port */
+
 struct dp_ctx {
 	struct __sk_buff *skb;
 	__u32 in_port;
+	__u16 in_slot;  /* the in port's port_info.slot (counters.h), NO_SLOT until known */
 	__u32 bridge;
 	__u32 len;      /* skb->len, read before any helper may change the skb */
 	__u16 vlan;     /* the frame's VLAN inside the switch (FDB, flooding): vlan.h */

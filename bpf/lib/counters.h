@@ -1,4 +1,6 @@
-/* Per-port counters in a per-CPU hash. Never touched by dry runs. */
+/* Per-port counters in a per-CPU array indexed by the port's slot (port_info.slot): an array
+ * lookup is a few instructions, a hash lookup hashes the key. The daemon zeroes a slot before it
+ * gives it to a port. Never touched by dry runs. */
 #ifndef VSW_COUNTERS_H
 #define VSW_COUNTERS_H
 
@@ -10,25 +12,18 @@ struct port_stats {
 	__u64 drops[DROP_REASON_MAX];
 };
 
-BPF_TABLE_PINNED("percpu_hash", __u32, struct port_stats, port_stats, MAX_PORTS,
+BPF_TABLE_PINNED("percpu_array", __u32, struct port_stats, port_stats, MAX_PORTS,
 		 VSW_PIN_DIR "/port_stats");
 
-static __always_inline struct port_stats *stats_get(__u32 ifindex)
+/* NULL for NO_SLOT (a frame from a device that is not a port). */
+static __always_inline struct port_stats *stats_get(__u32 slot)
 {
-	struct port_stats *st = port_stats.lookup(&ifindex);
-
-	if (!st) {
-		struct port_stats zero = {};
-
-		port_stats.insert(&ifindex, &zero);  /* BPF_NOEXIST: never resets a racing insert */
-		st = port_stats.lookup(&ifindex);
-	}
-	return st;
+	return port_stats.lookup(&slot);
 }
 
 static __always_inline void count_rx(const struct dp_ctx *ctx)
 {
-	struct port_stats *st = stats_get(ctx->in_port);
+	struct port_stats *st = stats_get(ctx->in_slot);
 
 	if (st) {
 		st->rx_packets++;
@@ -36,9 +31,9 @@ static __always_inline void count_rx(const struct dp_ctx *ctx)
 	}
 }
 
-static __always_inline void count_tx(const struct dp_ctx *ctx, __u32 ifindex)
+static __always_inline void count_tx(const struct dp_ctx *ctx, __u32 slot)
 {
-	struct port_stats *st = stats_get(ifindex);
+	struct port_stats *st = stats_get(slot);
 
 	if (st) {
 		st->tx_packets++;
@@ -49,7 +44,7 @@ static __always_inline void count_tx(const struct dp_ctx *ctx, __u32 ifindex)
 /* Drops are counted on the port the frame came in on. */
 static __always_inline void count_drop(const struct dp_ctx *ctx, __u32 reason)
 {
-	struct port_stats *st = stats_get(ctx->in_port);
+	struct port_stats *st = stats_get(ctx->in_slot);
 
 	if (st && reason < DROP_REASON_MAX)
 		st->drops[reason]++;

@@ -14,7 +14,8 @@ struct fdb_key {
 struct fdb_entry {
 	__u32 ifindex;
 	__u32 flags;          /* FDB_F_STATIC: installed by the daemon, never learned over/aged */
-	__u64 last_seen_ns;   /* bpf_ktime_get_ns() = CLOCK_MONOTONIC */
+	__u64 last_seen_ns;   /* bpf_ktime_get_coarse_ns() = CLOCK_MONOTONIC_COARSE: at most a
+			       * tick behind CLOCK_MONOTONIC, which the daemon compares with */
 };
 
 BPF_TABLE_PINNED("hash", struct fdb_key, struct fdb_entry, fdb, MAX_FDB_ENTRIES,
@@ -42,7 +43,7 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	struct fdb_key key;
 	struct fdb_entry *old;
 	struct fdb_entry entry = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();  /* no clocksource read: aging is in seconds */
 
 	fdb_make_key(&key, ctx->bridge, ctx->vlan, src);
 	old = fdb.lookup(&key);

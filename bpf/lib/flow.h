@@ -66,8 +66,12 @@ struct flow_table_key {
 	__u32 version;
 };
 
+/* need_mask/need: the bits (within mask) on which all of the mask's rules agree, and their
+ * value. A packet that differs there matches none of them: its hash lookup is skipped. */
 struct flow_mask {
 	struct flow_key mask;
+	struct flow_key need_mask;
+	struct flow_key need;
 	__u32 max_prio;   /* highest priority of the mask's rules */
 	__u32 mask_id;
 };
@@ -227,7 +231,8 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 }
 
 /* Tuple space search over the active version: one hash lookup per mask, in descending order
- * of the masks' highest priority, stopping as soon as no later mask can beat the best match.
+ * of the masks' highest priority, stopping as soon as no later mask can beat the best match,
+ * and skipping a mask whose rules all need a value the packet does not have (need_mask).
  * NULL = table miss (or no table: a single lookup). */
 static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 						  const struct flow_key *key)
@@ -257,12 +262,20 @@ static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 	lk->pad = 0;
 	lw = (__u64 *)&lk->key;
 	for (i = 0; i < MAX_FLOW_MASKS; i++) {
-		const __u64 *mw;
+		const __u64 *mw, *nm, *nv;
+		__u64 differs = 0;
 
 		if (i >= ml->n)
 			break;
 		if ((__s32)ml->m[i].max_prio <= best_prio)
 			break;  /* sorted: no later mask holds a higher priority */
+		nm = (const __u64 *)&ml->m[i].need_mask;
+		nv = (const __u64 *)&ml->m[i].need;
+#pragma unroll
+		for (j = 0; j < FLOW_KEY_WORDS; j++)
+			differs |= (kw[j] & nm[j]) ^ nv[j];
+		if (differs)
+			continue;
 		mw = (const __u64 *)&ml->m[i].mask;
 		lk->mask_id = ml->m[i].mask_id;
 #pragma unroll
@@ -293,7 +306,7 @@ static __always_inline void count_rule(const struct dp_ctx *ctx, const struct fl
 	}
 	st->packets++;
 	st->bytes += ctx->len;
-	st->last_hit_ns = bpf_ktime_get_ns();
+	st->last_hit_ns = bpf_ktime_get_coarse_ns();  /* idle timeouts are in seconds */
 }
 
 #endif

@@ -15,8 +15,10 @@ static __always_inline int drop(struct dp_ctx *ctx, __u32 reason)
 }
 
 /* The redirect for a port kind. redirect_peer is valid at TC ingress only. */
-static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifindex, __u8 kind)
+static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
+	__u32 kind = PORT_REF_KIND(ref);
+
 	if (kind == PORT_KIND_BRIDGE)
 		return bpf_redirect(ifindex, BPF_F_INGRESS);
 	if (kind == PORT_KIND_PEER && ctx->ingress && !ctx->no_peer)
@@ -24,40 +26,41 @@ static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifinde
 	return bpf_redirect(ifindex, 0);
 }
 
-/* The final redirect of a forward or flood; counts tx on success. */
-static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u8 kind)
+/* The final redirect of a forward or flood (ref: PORT_REF of the target); counts tx on
+ * success. */
+static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
-	long ret = redirect_port(ctx, ifindex, kind);
+	long ret = redirect_port(ctx, ifindex, ref);
 
 	if (ret != TC_ACT_REDIRECT)
 		return drop(ctx, DROP_REDIRECT_FAILED);
-	count_tx(ctx, ifindex);
+	count_tx(ctx, PORT_REF_SLOT(ref));
 	return TC_ACT_REDIRECT;
 }
 
-static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u8 kind)
+static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 {
 	ctx->verdict = VERDICT_FORWARD;
 	if (ctx->dry_run) {
 		result_set(ctx, VERDICT_FORWARD, DROP_NONE, out);
 		return TC_ACT_REDIRECT;
 	}
-	return redirect_last(ctx, out, kind);
+	return redirect_last(ctx, out, ref);
 }
 
-static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex, __u8 kind)
+static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
-	__u64 flags = kind == PORT_KIND_BRIDGE ? BPF_F_INGRESS : 0;
+	__u64 flags = PORT_REF_KIND(ref) == PORT_KIND_BRIDGE ? BPF_F_INGRESS : 0;
 
 	if (bpf_clone_redirect(ctx->skb, ifindex, flags) == 0)
-		count_tx(ctx, ifindex);
+		count_tx(ctx, PORT_REF_SLOT(ref));
 	else
 		count_drop(ctx, DROP_REDIRECT_FAILED);
 }
 
 /* members->ifindex[i] for a flood: 0 = not a target (in_port, elsewhere, not carrying the
  * frame's VLAN), FLOOD_AS_IS = takes the frame as it is, FLOOD_CHANGED = takes it after the one
- * tag change (pop if tagged now, push if not). Fills *kind. Mirrors vlan_egress().
+ * tag change (pop if tagged now, push if not). Fills *ref (PORT_REF). Mirrors vlan_egress().
  *
  * Verifier: the VLAN and tag state are re-read from skb->cb[3] (FLOOD_CB_VLAN, written before
  * the tail call) and combined without branches on every call. Kept in registers or on the
@@ -67,7 +70,7 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 #define FLOOD_AS_IS 1
 #define FLOOD_CHANGED 2
 
-static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, __u8 *kind)
+static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, __u32 *ref)
 {
 	struct port_info *pi;
 	struct port_trunk *t;
@@ -79,7 +82,7 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 	pi = port_lookup(target);
 	if (!pi || pi->bridge != ctx->bridge)
 		return 0;
-	*kind = pi->kind;
+	*ref = PORT_REF(pi);
 	cb = ctx->skb->cb[3];
 	vlan = cb & VLAN_VID_MASK;
 	tag = (cb >> 24) & 3;
@@ -115,20 +118,18 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
 	struct dp_result *res = result_get(ctx);
-	__u32 prev = 0, other = 0, i;
-	__u8 prev_kind = 0;
+	__u32 prev = 0, other = 0, prev_ref = 0, i;
 
 	if (!m)
 		return drop(ctx, DROP_NO_FLOOD_TARGET);
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
-		__u32 target;
-		__u8 kind = 0;
+		__u32 target, ref = 0;
 		int cls;
 
 		if (i >= m->count)
 			break;
 		target = m->ifindex[i];
-		cls = flood_class(ctx, target, &kind);
+		cls = flood_class(ctx, target, &ref);
 		if (!cls)
 			continue;
 		if (cls == FLOOD_CHANGED) {
@@ -140,17 +141,17 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
 			res->n_flood++;
 		} else if (prev) {
-			flood_clone(ctx, prev, prev_kind);
+			flood_clone(ctx, prev, prev_ref);
 		}
 		watch_copy(ctx);
 		prev = target;
-		prev_kind = kind;
+		prev_ref = ref;
 	}
 	if (!other)
 		goto last;
 	if (!res) {
 		if (prev)
-			flood_clone(ctx, prev, prev_kind);
+			flood_clone(ctx, prev, prev_ref);
 		prev = 0;
 		if (!ctx->tag_now) {
 			if (vlan_push(ctx, ctx->vlan))
@@ -160,24 +161,23 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		}
 	}
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
-		__u32 target;
-		__u8 kind = 0;
+		__u32 target, ref = 0;
 
 		if (i >= m->count)
 			break;
 		target = m->ifindex[i];
-		if (flood_class(ctx, target, &kind) != FLOOD_CHANGED)
+		if (flood_class(ctx, target, &ref) != FLOOD_CHANGED)
 			continue;
 		if (res) {
 			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = FLOOD_CHANGED;
 			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
 			res->n_flood++;
 		} else if (prev) {
-			flood_clone(ctx, prev, prev_kind);
+			flood_clone(ctx, prev, prev_ref);
 		}
 		watch_copy(ctx);
 		prev = target;
-		prev_kind = kind;
+		prev_ref = ref;
 	}
 	if (!prev && !res) {  /* copies went out; the members changed under us */
 		ctx->verdict = VERDICT_FLOOD;
@@ -191,7 +191,7 @@ last:
 		res->verdict = VERDICT_FLOOD;
 		return TC_ACT_REDIRECT;
 	}
-	return redirect_last(ctx, prev, prev_kind);
+	return redirect_last(ctx, prev, prev_ref);
 }
 
 /* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop

@@ -20,7 +20,14 @@ struct port_info {
 	__u16 vlan;    /* PORT_F_ACCESS: the access VID; otherwise 0 */
 	__u8 kind;     /* enum port_kind */
 	__u8 flags;    /* PORT_F_* */
+	__u16 slot;    /* the port's counters: port_stats[slot] (< MAX_PORTS, daemon-assigned) */
+	__u16 pad;
 };
+
+/* A forwarding target as the stages pass it around: kind and counter slot in one scalar. */
+#define PORT_REF(pi) ((__u32)(pi)->kind | ((__u32)(pi)->slot << 8))
+#define PORT_REF_KIND(ref) ((ref) & 0xff)
+#define PORT_REF_SLOT(ref) ((ref) >> 8)
 
 /* A trunk: 4096-bit membership bitmap (bit v of word v/64) and the native VID (0 = none; it is
  * a member whether or not its bit is set, sent untagged). One value holds the whole trunk, so a

@@ -161,6 +161,7 @@ def status_row(s: pb.Status) -> Row:
         "ebpf_supported": s.ebpf_supported,
         "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
         "fdb_aging_seconds": s.fdb_aging_seconds,
+        "watch_rate_limit": s.watch_rate_limit,   # 0: the daemon did not say (older daemon)
     }
 
 
@@ -224,6 +225,8 @@ STATUS_COLUMNS = [
     Column("default_datapath", "default datapath"),
     Column("ebpf_supported", "ebpf datapath", _ebpf_support),
     Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
+    Column("watch_rate_limit", "watch rate limit",
+           lambda v, r: f"{v} events/s per CPU" if v else "-"),
 ]
 BRIDGE_COLUMNS = [
     Column("name", "NAME"),
@@ -576,9 +579,18 @@ def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 
 
+def trace_output_row(o: pb.TraceOutput) -> Row:
+    """{"port", "tagged", "vlan"}: vlan is the VID when tagged, else None; tagged is None when
+    the daemon did not report the output's tag state."""
+    tagged = o.tagged if o.HasField("tagged") else None
+    return {"port": o.port, "tagged": tagged, "vlan": o.vlan if tagged else None}
+
+
 def _detail_value(value: object) -> object:
     if isinstance(value, pb.FlowMatch):
         return format_match(value)
+    if isinstance(value, pb.TraceOutput):
+        return trace_output_row(value)
     if hasattr(value, "DESCRIPTOR"):
         return {f.name: _detail_value(getattr(value, f.name)) for f in value.DESCRIPTOR.fields}
     if isinstance(value, str | int | float | bool):
@@ -600,7 +612,15 @@ def trace_row(bridge: str, packet: str, r: pb.TraceResponse) -> Row:
         "verdict": r.verdict,
         "outputs": list(r.outputs),
         "drop_reason": r.drop_reason,
+        "output_tags": [trace_output_row(o) for o in r.output_tags],
     }
+
+
+def _action_target(port: str, tags: dict[str, Row]) -> str:
+    """An output in the `Datapath actions` line: PORT, or PORT(vid=N) when it leaves tagged
+    (untagged is the norm, as ofproto/trace shows push_vlan only where a tag is pushed)."""
+    tag = tags.get(port)
+    return f"{port}(vid={tag['vlan']})" if tag and tag["tagged"] else port
 
 
 def trace_lines(rows: list[Row]) -> list[str]:
@@ -617,7 +637,9 @@ def trace_lines(rows: list[Row]) -> list[str]:
         if r["verdict"] == "drop":
             lines.append(f"Datapath actions: drop ({r['drop_reason']})")
         elif r["outputs"]:
-            lines.append(f"Datapath actions: {r['verdict']} to {','.join(r['outputs'])}")
+            tags = {t["port"]: t for t in r.get("output_tags", [])}
+            targets = ",".join(_action_target(p, tags) for p in r["outputs"])
+            lines.append(f"Datapath actions: {r['verdict']} to {targets}")
         else:
             lines.append(f"Datapath actions: {r['verdict']}")
     return lines
@@ -729,6 +751,14 @@ DROP_COLUMNS = [
     Column("reason", "REASON"),
     Column("count", "COUNT", right=True),
 ]
+
+
+def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+    """The switch-wide watch event rate limit (kept across daemon restarts)."""
+    req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
+    req.update_mask.paths.append("rate_limit")
+    cfg = c.stub.UpdateWatchConfig(req, timeout=t)
+    return quiet([{"rate_limit": cfg.rate_limit}])
 
 
 def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:

@@ -86,6 +86,22 @@ def _mac(text: str) -> str:
     return text
 
 
+# WatchConfig.rate_limit's range (proto/vswapi/switch.proto); the daemon checks it too.
+MAX_WATCH_RATE = 1_000_000_000
+
+
+def _watch_rate(text: str) -> int:
+    what = f"must be a whole number of events per second per CPU in 1..{MAX_WATCH_RATE}"
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} {what}") from None
+    if not 1 <= value <= MAX_WATCH_RATE:
+        raise argparse.ArgumentTypeError(f"{value} {what}")
+    return value
+
+
+_watch_rate.__name__ = "RATE"
 _mtu = _uint("--mtu", 1, 65535)
 _vlan = _uint("--vlan", 0, 4094)
 _vid = _uint("VLAN id", 1, 4094)
@@ -297,6 +313,13 @@ def _trace_commands(command) -> None:  # issue 4
     p.add_argument("--drops", action="store_true", help="only dropped packets")
     p.add_argument("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
                    help="stop after COUNT packets")
+
+    p = command("set-watch-rate", cmds.cmd_set_watch_rate,
+                "limit the datapath's watch events (all bridges; kept across restarts; "
+                "`status` shows it)")
+    p.add_argument("rate", metavar="RATE", type=_watch_rate,
+                   help="events per second per CPU, 1..1000000000 (default 10000); the "
+                        "events over it are reported to watchers as `lost N`")
 
     p = command("drops", cmds.cmd_drops, "drop counters of a bridge's ports, by reason")
     p.add_argument("bridge", metavar="BR")

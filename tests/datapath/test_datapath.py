@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import struct
@@ -259,6 +260,26 @@ def test_remove_port_cleans_state(dp, bridge):
     assert dp.run(eth(BROADCAST, MAC_A), p2).verdict == "pass"
 
 
+def test_counter_slots_are_reused_zeroed(dp, bridge):
+    """Counters live in a per-CPU array at the port's slot: a removed port's slot goes to the
+    next port with its counters zeroed, and every port has a slot of its own."""
+    p0, p1, p2 = bridge.ports
+    dp.run(eth(BROADCAST, MAC_C), p2, dry_run=False)
+    dp.run(eth(MAC_A, MULTICAST), p2, dry_run=False)
+    slot = dp._port_get(p2).slot
+    dp.remove_port(bridge.br, p2)
+    dp.add_port(bridge.br, p2, PortKind.DEVICE)
+    assert dp._port_get(p2).slot == slot  # the lowest free one
+    c = dp.port_counters(p2)
+    assert (c.rx_packets, c.tx_packets, c.drops) == (0, 0, {})
+    slots = [dp._port_get(i).slot for i in (bridge.br, p0, p1, p2)]
+    assert len(set(slots)) == 4
+    dp.run(eth(BROADCAST, MAC_C), p2, dry_run=False)
+    assert dp.port_counters(p2).rx_packets == 1
+    # p1 kept its counters: both broadcasts from p2 were flooded to it
+    assert dp.port_counters(p1).tx_packets == 2 and dp.port_counters(p1).rx_packets == 0
+
+
 def test_remove_bridge_and_prune(dp, bridge, topo):
     other = Bridge(topo, dp, "b", 1)
     dp.run(eth(BROADCAST, MAC_A), bridge.ports[0], dry_run=False)
@@ -290,6 +311,42 @@ def test_restart_reopens_pinned_state(dp, bridge, bpffs_dir):
         dp2.close()
     dp._bpf = None  # closed above
     dp.__init__(bpffs_dir)  # let the fixture destroy through a live instance
+
+
+def test_pins_of_another_layout_are_replaced(bpffs_dir, topo, caplog):
+    """bcc reuses a pinned map whatever its shape: pins left by a build with other map layouts
+    (here a ports map with a smaller value and a port_stats of another type) are replaced, and
+    the datapath then works on maps of its own layout."""
+    from bcc import BPF
+
+    from vswitchd.datapath.loader import map_shape
+
+    os.makedirs(bpffs_dir)
+    old = BPF(text=f"""
+        BPF_TABLE_PINNED("hash", u32, u32, ports, 16, "{bpffs_dir}/ports");
+        BPF_TABLE_PINNED("hash", u32, u64, port_stats, 16, "{bpffs_dir}/port_stats");
+        int f(void *ctx) {{ return 0; }}""")
+    old_ports = old[b"ports"]
+    old_ports[old_ports.Key(1)] = old_ports.Leaf(7)
+    old.cleanup()
+    with caplog.at_level("WARNING"):
+        dp = Datapath(bpffs_dir)
+    try:
+        assert "another layout than this build" in caplog.text
+        assert "ports: pinned" in caplog.text and "port_stats: pinned" in caplog.text
+        assert dp._stale_pins() == []
+        ports = dp._bpf[b"ports"]
+        assert map_shape(ports.map_fd)[2] == ctypes.sizeof(ports.Leaf)
+        assert len(ports) == 0  # the old entry went with the old map
+        br = Bridge(topo, dp, "l", 2, [PortKind.DEVICE, PortKind.DEVICE])
+        p0, p1 = br.ports
+        dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
+        res = dp.run(eth(MAC_A, MAC_B), p1)
+        assert (res.verdict, res.out_ifindex) == ("forward", p0)
+        assert dp.port_counters(p0).rx_packets == 1
+    finally:
+        dp.destroy()
+    assert not os.path.exists(bpffs_dir)
 
 
 def test_unicast_ns_per_run(dp, bridge, capsys):

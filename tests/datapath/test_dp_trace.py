@@ -14,6 +14,8 @@ from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, Bridge, mac_bytes
 
 from vswitchd.datapath import MAX_WATCHERS, DpRule, PortKind, VlanConfig, WatchFilter
 from vswitchd.errors import InvalidArgument, NotFound, Unavailable
+from vswitchd.flows.model import Action, Match, Rule
+from vswitchd.trace.report import build_report
 
 pytestmark = pytest.mark.root
 
@@ -152,6 +154,153 @@ def test_trace_changes_nothing(dp, bridge):
     assert after[0] == before[0] and after[2] == before[2]
     assert poll_all(dp, timeout=0.2) == []  # no event from a dry run
     assert dp.watch_lost(slot) == 0
+
+
+# ---- per-output VLAN tags in the trace report (the real program's report, explained) --------
+
+VLAN_MODES = {
+    "a10": VlanConfig(access=10),
+    "a10b": VlanConfig(access=10),
+    "a20": VlanConfig(access=20),
+    "t": VlanConfig(trunks=frozenset({10, 20})),          # no native VLAN
+    "tn": VlanConfig(trunks=frozenset({20}), native=10),  # native 10: untagged on the wire
+    "u": VlanConfig(),                                     # unconfigured: every VLAN, tagged
+}
+
+
+class TagBridge:
+    """A bridge with the ports of VLAN_MODES; `host` is the bridge device."""
+
+    def __init__(self, topo, dp) -> None:
+        self.dp = dp
+        self.br = topo.add("tgb", "bridge")
+        dp.add_bridge(self.br, topo.mac(self.br))
+        self.port = {"host": self.br}
+        for i, (name, mode) in enumerate(VLAN_MODES.items()):
+            self.port[name] = topo.add(f"tg{i}", "veth")
+            dp.add_port(self.br, self.port[name], PortKind.DEVICE, mode)
+        self.names = {v: k for k, v in self.port.items()}
+
+    def learn(self, mac: str, port: str, vlan: int) -> None:
+        """MAC on PORT in VLAN, learned from a real frame sent the way PORT carries VLAN."""
+        if port == "host":
+            self.dp.fdb_add_static(self.br, mac, vlan, self.br)
+            return
+        mode = VLAN_MODES[port]
+        wire_untagged = mode.access or vlan == mode.native or (not mode.trunks and vlan == 0)
+        frame = udp(BROADCAST, mac, vid=None if wire_untagged else vlan)
+        self.dp.run(frame, self.port[port], dry_run=False)
+        assert {(r.mac, r.vlan): r.ifindex for r in self.dp.fdb_list(self.br)}[(mac, vlan)] \
+            == self.port[port]
+
+    def report(self, port: str, frame: bytes, vid: int | None, rule: Rule | None = None):
+        res = self.dp.trace(frame, self.port[port])
+        return build_report(bridge="tgb", in_port=port, result=res, names=self.names,
+                            rule=rule, n_rules=int(rule is not None), length=len(frame),
+                            truncated=False, port_vlan=VLAN_MODES.get(port), frame_vid=vid)
+
+
+@pytest.fixture
+def tb(topo, dp):
+    return TagBridge(topo, dp)
+
+
+def tags(outputs) -> dict[str, int | None]:
+    """port -> VID it leaves tagged with, None = untagged (every tag state reported)."""
+    assert all(o.tagged is not None for o in outputs), outputs
+    return {o.port: o.vlan if o.tagged else None for o in outputs}
+
+
+def stage_detail(rep, name: str):
+    return next(s.detail for s in rep.stages if s.name == name)
+
+
+# (in port, VID sent / None = untagged, expected port -> VID out / None = untagged)
+FLOOD_TAGS = [
+    ("a10", None, {"a10b": None, "t": 10, "tn": None, "u": 10, "host": 10}),
+    ("a20", 0, {"t": 20, "tn": 20, "u": 20, "host": 20}),         # priority tag: VID := 20
+    ("t", 20, {"a20": None, "tn": 20, "u": 20, "host": 20}),      # tagged ones as-is
+    ("t", 10, {"a10": None, "a10b": None, "tn": None, "u": 10, "host": 10}),
+    ("tn", None, {"a10": None, "a10b": None, "t": 10, "u": 10, "host": 10}),  # native in
+    ("u", 10, {"a10": None, "a10b": None, "t": 10, "tn": None, "host": 10}),
+    ("u", None, {"host": None}),                                   # VLAN 0: plain switching
+]
+
+
+@pytest.mark.parametrize("port,vid,expected", FLOOD_TAGS,
+                         ids=[f"{p}-{v}" for p, v, _ in FLOOD_TAGS])
+def test_trace_report_flood_tag_per_output(tb, port, vid, expected):
+    rep = tb.report(port, udp(BROADCAST, MAC_A, vid=vid), vid)
+    assert rep.verdict == "flood"
+    assert tags(rep.output_tags) == expected
+    assert [o.port for o in rep.output_tags] == list(rep.outputs)
+    assert stage_detail(rep, "verdict").output_tags == rep.output_tags
+    l2 = stage_detail(rep, "l2")
+    assert tags(l2.output_tags) == expected and [o.port for o in l2.output_tags] == list(l2.flood)
+    if vid is None and port == "u":  # no VLAN in play: summaries read as without VLANs
+        assert next(s.summary for s in rep.stages if s.name == "l2").endswith("flood to host")
+        assert rep.stages[-1].summary == "flood: output to host"
+    else:
+        for name, out in expected.items():
+            text = f"{name} (tagged {out})" if out is not None else f"{name} (untagged)"
+            assert text in rep.stages[-1].summary, rep.stages[-1].summary
+
+
+# (in port, VID sent, the port MAC_B is learned on, VID out / None = untagged)
+UNICAST_TAGS = [
+    ("a10", None, "a10b", None),
+    ("a10", None, "t", 10),          # pushed
+    ("a10", None, "tn", None),       # native there
+    ("a10", None, "u", 10),
+    ("a10", 0, "t", 10),             # priority tag rewritten, not "as it came"
+    ("t", 10, "a10", None),          # popped
+    ("t", 20, "tn", 20),             # as it came: tagged 20
+    ("t", 20, "u", 20),
+    ("tn", None, "t", 10),           # native in, tagged out
+    ("u", 20, "a20", None),
+    ("u", None, "host", None),       # VLAN 0
+    ("a20", None, "host", 20),       # the host carries every VLAN tagged
+]
+
+
+@pytest.mark.parametrize("port,vid,to,out", UNICAST_TAGS,
+                         ids=[f"{p}-{v}-{t}" for p, v, t, _ in UNICAST_TAGS])
+def test_trace_report_unicast_tag(tb, port, vid, to, out):
+    frame = udp(MAC_B, MAC_A, vid=vid)
+    vlan = tb.dp.trace(frame, tb.port[port]).vlan
+    tb.learn(MAC_B, to, vlan)
+    rep = tb.report(port, frame, vid)
+    assert (rep.verdict, rep.outputs) == ("forward", (to,))
+    assert tags(rep.output_tags) == {to: out}
+    l2 = stage_detail(rep, "l2")
+    assert (l2.fdb_hit, l2.port, tags(l2.output_tags)) == (True, to, {to: out})
+    summary = next(s.summary for s in rep.stages if s.name == "l2")
+    if vlan:
+        want = f"{to} (tagged {out})" if out is not None else f"{to} (untagged)"
+        assert summary.endswith(f"FDB hit, port {want}"), summary
+    else:
+        assert summary.endswith(f"FDB hit, port {to}"), summary
+
+
+def test_trace_report_flow_output_tags(tb):
+    """output:PORT after mod_vlan_vid leaves with the rule's tag; a mirror copy before the
+    rule's normal takes the frame as it came."""
+    u, t, a10 = tb.port["u"], tb.port["t"], tb.port["a10"]
+    push = Rule(priority=10, match=Match(in_port="u"), rule_id=1,
+                actions=(Action("mod_vlan_vid", 30), Action("output", "t")))
+    mirror = Rule(priority=10, match=Match(in_port="a10"), rule_id=2,
+                  actions=(Action("output", "u"), Action("normal")))
+    tb.dp.flows_sync(tb.br, [
+        DpRule(1, 10, (("in_port", u, 0xFFFFFFFF),), (("mod_vlan_vid", 30), ("output", t))),
+        DpRule(2, 10, (("in_port", a10, 0xFFFFFFFF),), (("output", u), ("normal", 0))),
+    ])
+    rep = tb.report("u", udp(MAC_B, MAC_A), None, push)
+    assert (rep.verdict, tags(rep.output_tags)) == ("forward", {"t": 30})
+    assert rep.stages[-1].summary == "forward: output to t (tagged 30)"
+    tb.learn(MAC_B, "t", 10)
+    rep = tb.report("a10", udp(MAC_B, MAC_A), None, mirror)
+    assert rep.outputs == ("u", "t")
+    assert tags(rep.output_tags) == {"u": None, "t": 10}  # the mirror: untagged, as it came
 
 
 # ---- watch ---------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ NETNS_DIR = "/run/netns"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 SYS_BPF, BPF_OBJ_GET, BPF_MAP_GET_NEXT_KEY = 321, 7, 4
-PINNED_KEY_SIZES = {"ports": 4, "members": 4, "port_stats": 4, "fdb": 12}
+# (port_stats is an array: always full, its slots are zeroed when given to a port)
+PINNED_KEY_SIZES = {"ports": 4, "members": 4, "fdb": 12}
 
 
 def pinned_map_entries(path: str, key_size: int) -> int:

@@ -128,7 +128,7 @@ def test_delete_leaves_nothing_behind(host, datapath):
     assert host.namespaces() == set()
     assert host.json("list-br") == []
     if datapath == "ebpf":  # no map entry of the bridge or its ports is left in the pins
-        assert host.pinned_entries() == {"ports": 0, "members": 0, "port_stats": 0, "fdb": 0}
+        assert host.pinned_entries() == {"ports": 0, "members": 0, "fdb": 0}
     # A container namespace that existed before the port is left alone.
     keep = host.name("own")
     host.run_in(host.ns, "ip", "netns", "add", keep)

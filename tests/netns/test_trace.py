@@ -132,7 +132,7 @@ def test_trace_cases_and_no_side_effects(br):
     assert not {"02:79:00:00:00:77", "02:79:00:00:00:78"} & fdb_macs(h)
 
 
-def test_trace_vlan_mismatch(br):
+def test_trace_vlan_mismatch_and_output_tags(br):
     h = br
     # An unconfigured port carries every VLAN: a tagged frame is switched in its VLAN ...
     r = trace(h, packet("c2", dl_vlan="20"))
@@ -144,6 +144,26 @@ def test_trace_vlan_mismatch(br):
     assert (r["verdict"], r["drop_reason"]) == ("drop", "vlan-mismatch")
     v = stage(r, "vlan")["details"]
     assert (v["accepted"], v["port_mode"], v["frame_vid"]) == (False, "access 10", 20)
+    # Each output says how the frame leaves it: a broadcast from the access port goes
+    # untagged to the other access port, tagged 10 to the trunk, the unconfigured ports and
+    # the host; the trunk's native VLAN 10 back to a1 leaves untagged.
+    h.vswctl("add-port", "br0", "a2", "--netns", h.name("a2"), "--vlan", "10")
+    h.vswctl("add-port", "br0", "t1", "--netns", h.name("t1"), "--trunks", "10,20")
+    r = trace(h, packet("ff:ff:ff:ff:ff:ff", in_port="a1", dl_src="02:79:00:00:00:a1"))
+    want = {"a2": None, "t1": 10, "c2": 10, "m0": 10, "c1": 10, "br0": 10}
+    tags = {o["port"]: o["vlan"] for o in r["output_tags"]}
+    assert tags == want and [o["port"] for o in r["output_tags"]] == r["outputs"]
+    assert all(o["tagged"] is (o["vlan"] is not None) for o in r["output_tags"])
+    assert stage(r, "verdict")["details"]["output_tags"] == r["output_tags"]
+    assert {o["port"]: o["vlan"] for o in stage(r, "l2")["details"]["output_tags"]} == want
+    assert "a2 (untagged)" in stage(r, "l2")["summary"]
+    out = h.vswctl("trace", "br0", packet("ff:ff:ff:ff:ff:ff", in_port="a1",
+                                          dl_src="02:79:00:00:00:a1")).stdout
+    targets = out.splitlines()[-1].removeprefix("Datapath actions: flood to ").split(",")
+    assert {"a2", "t1(vid=10)", "br0(vid=10)"} <= set(targets), targets
+    r = trace(h, packet("ff:ff:ff:ff:ff:ff", in_port="t1", dl_vlan="20"))
+    assert {o["port"]: o["vlan"] for o in r["output_tags"]} == {
+        "c1": 20, "c2": 20, "m0": 20, "br0": 20}   # a tagged frame kept as it came
 
 
 def test_trace_refusals(br):

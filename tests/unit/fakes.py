@@ -307,6 +307,7 @@ class TraceResult:
     outputs: list[int] = field(default_factory=list)
     vlan: int = 0
     key: dict[str, int] = field(default_factory=dict)
+    tags: dict[int, str] = field(default_factory=dict)  # ifindex -> "as-is"/"untagged"/"tagged:N"
 
 
 def event(watchers: int, **kw: Any) -> Any:

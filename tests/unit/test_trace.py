@@ -17,6 +17,7 @@ from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unava
 from vswitchd.flows.model import FlowRequest
 from vswitchd.model import BridgeSpec, PortSpec
 from vswitchd.trace import frames
+from vswitchd.trace.report import OutputTag, output_tag
 from vswitchd.trace.watch import Lost, Stream, WatchHub
 
 C1, C2 = "02:00:00:00:00:01", "02:00:00:00:00:02"
@@ -145,6 +146,52 @@ def test_vlan_mismatch_same_port_and_malformed(rig):
     assert rep.drop_reason == "malformed"
 
 
+def test_outputs_carry_the_tag_the_datapath_reported(rig):
+    c2, c3, br0 = idx(rig, "c2"), idx(rig, "c3"), idx(rig, "br0")
+    # a tagged frame of VLAN 10 flooded: popped for c2, kept for c3 ("as-is"), br0 unreported
+    rig.dp.trace_result = TraceResult("flood", flood=[c2, c3, br0], vlan=10, key=key(dl_vlan=10),
+                                      tags={c2: "untagged", c3: "as-is"})
+    rep = rig.switch.trace("br0", {**UDP53, "dl_vlan": 10})
+    want = (OutputTag("c2", False), OutputTag("c3", True, 10), OutputTag("br0", None))
+    assert rep.output_tags == want and rep.outputs == ("c2", "c3", "br0")
+    assert rep.stages[3].detail.output_tags == want == rep.stages[4].detail.output_tags
+    assert rep.stages[3].summary.endswith("FDB miss, flood to c2 (untagged), c3 (tagged 10), br0")
+    assert rep.stages[4].summary == "flood: output to c2 (untagged), c3 (tagged 10), br0"
+
+    # an untagged frame pushed into VLAN 20 towards the FDB port
+    rig.dp.trace_result = TraceResult("forward", out_ifindex=c2, fdb_hit=True, vlan=20,
+                                      key=key(), tags={c2: "tagged:20"})
+    rep = rig.switch.trace("br0", UDP53)
+    assert rep.output_tags == (OutputTag("c2", True, 20),)
+    assert rep.stages[3].summary.endswith("FDB hit, port c2 (tagged 20)")
+    assert rep.stages[4].summary == "forward: output to c2 (tagged 20)"
+
+    # no VLAN in play: the tags are in the report, the summaries stay as without VLANs
+    rig.dp.trace_result = TraceResult("forward", out_ifindex=c2, fdb_hit=True, key=key(),
+                                      tags={c2: "as-is"})
+    rep = rig.switch.trace("br0", UDP53)
+    assert rep.output_tags == (OutputTag("c2", False),)
+    assert rep.stages[4].summary == "forward: output to c2"
+
+    # a drop has no outputs
+    rig.dp.trace_result = TraceResult("drop", "flow-drop", key=key(), tags={c2: "as-is"})
+    assert rig.switch.trace("br0", UDP53).output_tags == ()
+
+
+@pytest.mark.parametrize("tag, arrived, expected", [
+    ("as-is", None, (False, None)),
+    ("as-is", 0, (True, 0)),            # a priority-tagged frame left as it came
+    ("as-is", 30, (True, 30)),
+    ("untagged", 30, (False, None)),
+    ("tagged:4094", None, (True, 4094)),
+    (None, 30, (None, None)),           # not reported
+    ("tagged:x", None, (None, None)),
+])
+def test_output_tag_from_the_datapath_text(tag, arrived, expected):
+    o = output_tag("p", tag, arrived)
+    assert (o.port, o.tagged, o.vlan) == ("p", *expected)
+
+
 def test_a_frame_the_kernel_refuses_to_run_names_truncate(rig, monkeypatch):
     def refuse(frame, ifindex, *, egress=False):
         raise OSError(errno.EINVAL, "BPF_PROG_TEST_RUN failed: Invalid argument")
@@ -210,6 +257,17 @@ def test_trace_over_grpc_maps_stages_and_codes(rig):
         assert list(r.stages[3].l2.flood) == ["c2"]
         assert (r.verdict, list(r.outputs), r.drop_reason) == ("flood", ["c2"], "")
         assert r.stages[4].final.verdict == "flood"
+        assert [(o.port, o.HasField("tagged")) for o in r.output_tags] == [("c2", False)]
+        rig.dp.trace_result = TraceResult("flood", flood=[idx(rig, "c2"), idx(rig, "c3")],
+                                          vlan=7, key=key(),
+                                          tags={idx(rig, "c2"): "tagged:7",
+                                                idx(rig, "c3"): "as-is"})
+        r = stub.Trace(req)
+        for outs in (r.output_tags, r.stages[3].l2.output_tags, r.stages[4].final.output_tags):
+            assert [(o.port, o.tagged, o.vlan) for o in outs] == [("c2", True, 7),
+                                                                  ("c3", False, 0)]
+            assert all(o.HasField("tagged") for o in outs)
+        rig.dp.trace_result = TraceResult("flood", flood=[idx(rig, "c2")], key=key())
         req.packet.nw_dst = "10.0.0.0/8"
         with pytest.raises(grpc.RpcError) as ei:
             stub.Trace(req)

@@ -118,7 +118,8 @@ def tap(name="vm1-tap", **kw) -> pb.Port:
 # ---------------------------------------------------------------- status
 
 STATUS = pb.Status(version="0.1.0", uptime_seconds=3725.4, ebpf_supported=True,
-                   default_datapath=pb.DATAPATH_EBPF, kernel="6.1.0-test", fdb_aging_seconds=300)
+                   default_datapath=pb.DATAPATH_EBPF, kernel="6.1.0-test", fdb_aging_seconds=300,
+                   watch_rate_limit=10000)
 
 
 def test_status_table(daemon):
@@ -133,13 +134,15 @@ def test_status_table(daemon):
     assert [ln for ln in lines if ln.startswith("default datapath:")][0].endswith(" ebpf")
     assert [ln for ln in lines if ln.startswith("ebpf datapath:")][0].endswith(" supported")
     assert [ln for ln in lines if ln.startswith("fdb aging:")][0].endswith(" 300s")
+    assert [ln for ln in lines if ln.startswith("watch rate limit:")][0].endswith(
+        " 10000 events/s per CPU")
 
 
 def test_status_json_and_unsupported_reason(daemon):
     daemon.fake.responses["GetStatus"] = pb.Status(
         version="0.1.0", uptime_seconds=12.5, ebpf_supported=False,
         ebpf_unsupported_reason="bcc not installed", default_datapath=pb.DATAPATH_KERNEL,
-        kernel="6.1.0-test", fdb_aging_seconds=300)
+        kernel="6.1.0-test", fdb_aging_seconds=300, watch_rate_limit=5)
     data = daemon.json("status")
     assert data == {
         "version": "0.1.0",
@@ -149,6 +152,7 @@ def test_status_json_and_unsupported_reason(daemon):
         "ebpf_supported": False,
         "ebpf_unsupported_reason": "bcc not installed",
         "fdb_aging_seconds": 300,
+        "watch_rate_limit": 5,
     }
     rc, out, _ = daemon.run("status")
     assert "unsupported: bcc not installed" in out

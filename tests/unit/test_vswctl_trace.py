@@ -68,6 +68,49 @@ def test_trace_json(daemon):  # noqa: F811
     assert data["stages"][3]["details"]["flood"] == ["c2", "c3"]
 
 
+def _out(port: str, vlan: int | None = None, reported: bool = True) -> pb.TraceOutput:
+    o = pb.TraceOutput(port=port)
+    if reported:
+        o.tagged, o.vlan = vlan is not None, vlan or 0
+    return o
+
+
+VLAN_TRACE = pb.TraceResponse(
+    stages=[
+        pb.TraceStage(name="l2", summary="dl_dst ff:ff:ff:ff:ff:ff: broadcast, flood to a1 "
+                                         "(untagged), t1 (tagged 10), br0",
+                      l2=pb.TraceL2(dl_dst="ff:ff:ff:ff:ff:ff", multicast=True,
+                                    flood=["a1", "t1", "br0"],
+                                    output_tags=[_out("a1"), _out("t1", 10),
+                                                 _out("br0", reported=False)])),
+        pb.TraceStage(name="verdict", summary="flood: output to a1 (untagged), t1 (tagged 10)",
+                      final=pb.TraceVerdict(verdict="flood", outputs=["a1", "t1", "br0"],
+                                            output_tags=[_out("a1"), _out("t1", 10),
+                                                         _out("br0", reported=False)])),
+    ],
+    verdict="flood", outputs=["a1", "t1", "br0"],
+    output_tags=[_out("a1"), _out("t1", 10), _out("br0", reported=False)])
+
+
+def test_trace_output_tags_in_json_and_the_actions_line(daemon):  # noqa: F811
+    daemon.fake.responses["Trace"] = VLAN_TRACE
+    data = daemon.json("trace", "br0", "in_port=c1")
+    want = [{"port": "a1", "tagged": False, "vlan": None},
+            {"port": "t1", "tagged": True, "vlan": 10},
+            {"port": "br0", "tagged": None, "vlan": None}]   # not reported by the daemon
+    assert data["outputs"] == ["a1", "t1", "br0"]            # unchanged: names only
+    assert data["output_tags"] == want
+    assert data["stages"][0]["details"]["output_tags"] == want
+    assert data["stages"][1]["details"]["output_tags"] == want
+    rc, out, _ = daemon.run("trace", "br0", "in_port=c1")
+    assert out.splitlines()[-1] == "Datapath actions: flood to a1,t1(vid=10),br0"
+    # an older daemon sends no tags: the line and the JSON keys stay as they were
+    daemon.fake.responses["Trace"] = TRACE
+    assert daemon.json("trace", "br0", "in_port=c1")["output_tags"] == []
+    assert daemon.run("trace", "br0", "in_port=c1")[1].splitlines()[-1] == (
+        "Datapath actions: flood to c2,c3")
+
+
 def test_trace_drop_line_and_errors(daemon):  # noqa: F811
     daemon.fake.responses["Trace"] = pb.TraceResponse(
         stages=[pb.TraceStage(name="verdict", summary="drop (flow-drop)",

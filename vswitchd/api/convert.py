@@ -10,6 +10,7 @@ from vswitchd.trace.report import (
     FlowTableStage,
     Headers,
     L2Stage,
+    OutputTag,
     TraceReport,
     VerdictStage,
     VlanStage,
@@ -230,9 +231,18 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
 # ---- issue 4: tracing ------------------------------------------------------------------------
 
 
+def trace_output_msg(out: OutputTag) -> pb.TraceOutput:
+    msg = pb.TraceOutput(port=out.port)
+    if out.tagged is not None:  # unset = not reported, distinct from untagged
+        msg.tagged = out.tagged
+        msg.vlan = out.vlan or 0
+    return msg
+
+
 def trace_msg(report: TraceReport) -> pb.TraceResponse:
     msg = pb.TraceResponse(verdict=report.verdict, outputs=list(report.outputs),
-                           drop_reason=report.drop_reason)
+                           drop_reason=report.drop_reason,
+                           output_tags=[trace_output_msg(o) for o in report.output_tags])
     for st in report.stages:
         stage = msg.stages.add(name=st.name, summary=st.summary)
         d = st.detail
@@ -248,11 +258,13 @@ def trace_msg(report: TraceReport) -> pb.TraceResponse:
                                              frame_vid=d.frame_vid, vlan=d.vlan,
                                              accepted=d.accepted))
         elif isinstance(d, L2Stage):
-            stage.l2.CopyFrom(pb.TraceL2(dl_dst=d.dl_dst, multicast=d.multicast,
-                                         fdb_hit=d.fdb_hit, port=d.port, flood=list(d.flood)))
+            stage.l2.CopyFrom(pb.TraceL2(
+                dl_dst=d.dl_dst, multicast=d.multicast, fdb_hit=d.fdb_hit, port=d.port,
+                flood=list(d.flood), output_tags=[trace_output_msg(o) for o in d.output_tags]))
         elif isinstance(d, VerdictStage):
-            stage.final.CopyFrom(pb.TraceVerdict(verdict=d.verdict, outputs=list(d.outputs),
-                                                 drop_reason=d.drop_reason))
+            stage.final.CopyFrom(pb.TraceVerdict(
+                verdict=d.verdict, outputs=list(d.outputs), drop_reason=d.drop_reason,
+                output_tags=[trace_output_msg(o) for o in d.output_tags]))
     return msg
 
 
@@ -267,3 +279,7 @@ def watch_event_msg(ev: EventView) -> pb.WatchMessage:
 
 def watch_lost_msg(n: int) -> pb.WatchMessage:
     return pb.WatchMessage(lost=n)
+
+
+def watch_config_msg(config: dict[str, int]) -> pb.WatchConfig:
+    return pb.WatchConfig(rate_limit=config["rate_limit"])

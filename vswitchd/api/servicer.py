@@ -57,6 +57,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
             default_datapath=convert.DATAPATH_TO_PB[st["default_datapath"]],
             kernel=st["kernel"],
             fdb_aging_seconds=st["fdb_aging_seconds"],
+            watch_rate_limit=st["watch_rate_limit"],
         )
 
     @_rpc
@@ -196,6 +197,21 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         report = self.switch.trace(request.bridge, convert.match_dict(request.packet),
                                    request.truncate)
         return convert.trace_msg(report)
+
+    @_rpc
+    def GetWatchConfig(self, request: pb.GetWatchConfigRequest) -> pb.WatchConfig:  # noqa: N802
+        return convert.watch_config_msg(self.switch.watch_config())
+
+    @_rpc
+    def UpdateWatchConfig(  # noqa: N802
+        self, request: pb.UpdateWatchConfigRequest
+    ) -> pb.WatchConfig:
+        paths = list(request.update_mask.paths)
+        unknown = sorted(set(paths) - {"rate_limit"})
+        if unknown or not paths:
+            raise InvalidArgument("update_mask", ",".join(unknown or paths),
+                                  "only rate_limit can be changed")
+        return convert.watch_config_msg(self.switch.set_watch_rate(request.config.rate_limit))
 
     def Watch(self, request: pb.WatchRequest,  # noqa: N802
               context: grpc.ServicerContext) -> Iterator[pb.WatchMessage]:

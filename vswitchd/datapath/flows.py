@@ -52,9 +52,10 @@ _KEY_WHERE: dict[str, tuple[int, int, int]] = {}  # field -> (position, bytes, 1
 _LOOKUP_HDR: struct.Struct   # struct flow_lookup_key without .key
 _RULE_HDR: struct.Struct     # struct flow_rule without .actions
 _ACTION: struct.Struct       # struct flow_action
-_MASK_TAIL: struct.Struct    # struct flow_mask without .mask
+_MASK_TAIL: struct.Struct    # struct flow_mask without .mask, .need_mask, .need (_MASK_KEYS)
 _LIST_HDR: struct.Struct     # struct flow_mask_list without .m
 
+_MASK_KEYS = ("mask", "need_mask", "need")  # struct flow_mask's leading struct flow_keys
 _CTYPE_CODES = {ctypes.c_uint8: "B", ctypes.c_uint16: "H", ctypes.c_uint32: "I",
                 ctypes.c_uint64: "Q"}
 
@@ -70,11 +71,11 @@ def _code(ctype: type) -> str:
     raise TypeError(f"no struct code for {ctype}")
 
 
-def _fields(cls: type, skip: str = "") -> list[tuple[str, str]]:
+def _fields(cls: type, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(name, code) of cls's fields but SKIP, checking that they are contiguous in C."""
     out, pos = [], None
     for name, ctype, *_ in cls._fields_:
-        if name == skip:
+        if name in skip:
             continue
         offset = getattr(cls, name).offset
         if pos is not None and offset != pos:
@@ -106,11 +107,13 @@ def bind_layouts(rules_table: object, masks_table: object) -> None:
                        for name, (pos, size) in _KEY_POS.items() if name in _FIELD_LIMITS})
     _action_body.cache_clear()
     _shape.cache_clear()
-    _LOOKUP_HDR = _struct(_fields(lookup_key, skip="key"))
-    _RULE_HDR = _struct(_fields(rule, skip="actions"))
+    _LOOKUP_HDR = _struct(_fields(lookup_key, skip=("key",)))
+    _RULE_HDR = _struct(_fields(rule, skip=("actions",)))
     _ACTION = _struct(_fields(action_type))
-    _MASK_TAIL = _struct(_fields(mask_type, skip="mask"))
-    _LIST_HDR = _struct(_fields(mask_list, skip="m"))
+    if tuple(n for n, *_ in mask_type._fields_[:len(_MASK_KEYS)]) != _MASK_KEYS:
+        raise RuntimeError(f"struct flow_mask must start with {', '.join(_MASK_KEYS)}")
+    _MASK_TAIL = _struct(_fields(mask_type, skip=_MASK_KEYS))
+    _LIST_HDR = _struct(_fields(mask_list, skip=("m",)))
 
 
 @dataclass(frozen=True)
@@ -298,11 +301,72 @@ class _Prepared:
         self.leaf = pack_rule(rule)
 
 
+Needs = dict[tuple, tuple[dict[str, int], dict[str, int]]]
+
+
+def fields_mask(fields: tuple) -> tuple:
+    """The mask of a rule given by its sorted (field, masked value, mask) tuples."""
+    return tuple((name, m) for name, _v, m in fields)
+
+
+def mask_needs(groups: Iterable[tuple], start: Needs | None = None) -> Needs:
+    """{mask: (need_mask, need)} by field, for rules given by their sorted (field, masked
+    value, mask) tuples: per mask, the bits on which all of its rules agree, and their value.
+    A packet that differs there matches no rule of the mask (the datapath skips its lookup).
+    START (not changed) holds masks of earlier rules: the new ones narrow it."""
+    needs = {m: (dict(b), dict(v)) for m, (b, v) in (start or {}).items()}
+    for fields in groups:
+        mask = fields_mask(fields)
+        cur = needs.get(mask)
+        if cur is None:
+            needs[mask] = ({name: m for name, _v, m in fields},
+                           {name: v for name, v, _m in fields})
+            continue
+        bits, need = cur
+        for name, value, _m in fields:
+            agreed = bits[name] & ~(value ^ need[name])
+            bits[name] = agreed
+            need[name] &= agreed
+    return needs
+
+
+def _needs(prepared: Iterable[_Prepared], start: Needs) -> Needs:
+    """mask_needs (START narrowed by the rules) for prepared rules, on their packed keys:
+    bitwise operations never carry, so the agreed bits of all fields at once are two integer
+    operations per rule (not a dict update per field)."""
+    acc: dict[tuple, list[int]] = {
+        mask: [int.from_bytes(_pack_key(bits), "big"), int.from_bytes(_pack_key(need), "big")]
+        for mask, (bits, need) in start.items()}
+    from_bytes = int.from_bytes
+    for p in prepared:
+        value = from_bytes(p.masked, "big")
+        cur = acc.get(p.mask)
+        if cur is None:
+            acc[p.mask] = [from_bytes(pack_mask(p.mask), "big"), value]
+        else:
+            agreed = cur[0] & ~(value ^ cur[1])
+            cur[0] = agreed
+            cur[1] &= agreed
+    return {mask: (_key_dict(bits, mask), _key_dict(need, mask))
+            for mask, (bits, need) in acc.items()}
+
+
+def _key_dict(packed: int, mask: tuple) -> dict[str, int]:
+    """{field: value} of MASK's fields in a packed struct flow_key given as an integer."""
+    values = _KEY.unpack(packed.to_bytes(_KEY.size, "big"))
+    out = {}
+    for name, _m in mask:
+        pos, size = _KEY_POS[name]
+        out[name] = int.from_bytes(values[pos], "big") if size else values[pos]
+    return out
+
+
 @dataclass
 class _BridgeFlows:
     installed: dict[tuple, _Prepared]  # sorted fields -> the installed (highest-priority) rule
     mask_ids: dict[tuple, int]         # mask -> mask_id (the same in both versions)
     inputs: dict[int, _Prepared]       # rule_id -> every rule of the last sync
+    needs: Needs                       # mask -> its agreed bits (mask_needs)
 
 
 class FlowTables:
@@ -349,11 +413,15 @@ class FlowTables:
                 except KeyError:
                     pass
 
-    def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]]):
+    def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]],
+                     needs: Needs):
         blob = _LIST_HDR.pack(len(ordered), 0)
         for mask, max_prio, mask_id in ordered:
-            blob += pack_mask(mask) + _MASK_TAIL.pack(max_prio, mask_id)
-        blob += bytes((_KEY.size + _MASK_TAIL.size) * (MAX_FLOW_MASKS - len(ordered)))
+            need_mask, need = needs[mask]
+            blob += (pack_mask(mask) + _pack_key(need_mask) + _pack_key(need)
+                     + _MASK_TAIL.pack(max_prio, mask_id))
+        entry = len(_MASK_KEYS) * _KEY.size + _MASK_TAIL.size
+        blob += bytes(entry * (MAX_FLOW_MASKS - len(ordered)))
         key = self.masks.Key()
         key.bridge, key.version = bridge, version
         self.masks[key] = self.masks.Leaf.from_buffer_copy(blob)
@@ -408,18 +476,20 @@ class FlowTables:
             )
         self._bridges.pop(bridge, None)  # restored only when the sync completes
         try:
-            mask_ids = self._sync(bridge, state, groups, new_masks)
+            mask_ids, needs = self._sync(bridge, state, groups, new_masks)
         except Exception as exc:
             self._stale = None  # what is in the map now is unknown: the next sync scans it
             raise FailedPrecondition(
                 f"flow table update of bridge ifindex {bridge} failed: {exc} (the next sync "
                 "rebuilds it)"
             ) from exc
-        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids, inputs=inputs)
+        self._bridges[bridge] = _BridgeFlows(installed=groups, mask_ids=mask_ids, inputs=inputs,
+                                             needs=needs)
 
     def _sync(self, bridge: int, state: _BridgeFlows | None, groups: dict[tuple, _Prepared],
-              new_masks: dict[tuple, int]) -> dict[tuple, int]:
-        """Write the difference to STATE (None: rebuild) into both versions; the mask ids."""
+              new_masks: dict[tuple, int]) -> tuple[dict[tuple, int], Needs]:
+        """Write the difference to STATE (None: rebuild) into both versions; the mask ids and
+        the masks' agreed bits."""
         active = self._active_version(bridge)
         if state is None:  # first sync of this daemon: rebuild both versions from scratch
             existing = self._stale_keys(bridge)
@@ -427,6 +497,7 @@ class FlowTables:
             writes = list(groups.values())
             deleted: list[_Prepared] = []
             gone_ids: set[int] | None = None
+            needs = _needs(writes, {})
         else:
             old = state.installed
             kept = {m: i for m, i in state.mask_ids.items() if m in new_masks}
@@ -451,6 +522,13 @@ class FlowTables:
             # counters of rules that are no longer installed (a rule id is installed once)
             gone_ids = ({o.rule.rule_id for o in deleted} | {o.rule.rule_id for o in replaced}) \
                 - {p.rule.rule_id for p in writes}
+            # Rules only narrow the agreed bits: start from the last sync's, but recompute the
+            # masks that lost rules (their bits may widen again).
+            lost = {p.mask for p in deleted}
+            kept_needs = {m: n for m, n in state.needs.items() if m in new_masks and m not in lost}
+            if lost:
+                kept_needs = _needs([p for p in groups.values() if p.mask in lost], kept_needs)
+            needs = _needs(writes, kept_needs)
         ordered = sorted(((m, p, mask_ids[m]) for m, p in new_masks.items()),
                          key=lambda x: (-x[1], x[2]))
         hdr = _LOOKUP_HDR.pack
@@ -468,7 +546,7 @@ class FlowTables:
             self._delete_batch(dels)
             heads = {m: hdr(bridge, version, i, 0) for m, i in mask_ids.items()}
             self._write_batch([(heads[p.mask] + p.masked, p.leaf) for p in writes])
-            self._write_masks(bridge, version, ordered)
+            self._write_masks(bridge, version, ordered, needs)
 
         inactive = 1 if active in (None, 0) else 0
         apply(inactive)
@@ -498,7 +576,7 @@ class FlowTables:
                 del self.stats[key]
             except KeyError:
                 pass
-        return mask_ids
+        return mask_ids, needs
 
     # ---- counters and cleanup ----------------------------------------------------------
 

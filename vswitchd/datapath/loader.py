@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
 import re
 import threading
@@ -47,6 +48,8 @@ from vswitchd.datapath.watch import (
 )
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
+log = logging.getLogger(__name__)
+
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
 PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_active", "flow_masks", "flow_rules",
@@ -67,6 +70,7 @@ FLOOD_CHANGED = parse_define(_FORWARD_H, "FLOOD_CHANGED")
 DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
                  parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
 MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
+MAX_PORTS = parse_define(_COMMON_H, "MAX_PORTS")
 FDB_F_STATIC = parse_define((BPF_DIR / "lib" / "fdb.h").read_text(), "FDB_F_STATIC")
 _PORTS_H = (BPF_DIR / "lib" / "ports.h").read_text()
 PORT_F_ACCESS = parse_define(_PORTS_H, "PORT_F_ACCESS")
@@ -241,6 +245,15 @@ def _mac_str(raw) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
 
 
+def map_shape(map_fd: int) -> tuple[int, int, int, int]:
+    """(type, key size, value size, max entries) of a BPF map, from its fdinfo."""
+    info = {}
+    for line in Path(f"/proc/self/fdinfo/{map_fd}").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info[key] = value.strip()
+    return tuple(int(info[k], 0) for k in ("map_type", "key_size", "value_size", "max_entries"))
+
+
 def build_source(pin_dir: str, trace: bool = True) -> str:
     """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
     `ports.lookup()` only in its main file) and VSW_PIN_DIR defined. trace=False defines
@@ -300,8 +313,21 @@ class Datapath:
                 ) from None
         fresh = not os.path.exists(self.bpffs_dir)
         os.makedirs(self.bpffs_dir, mode=0o700, exist_ok=True)
+        source = build_source(self.bpffs_dir, self.trace_enabled).encode()
         try:
-            self._bpf = BPF(text=build_source(self.bpffs_dir, self.trace_enabled).encode())
+            self._bpf = BPF(text=source)
+            stale = self._stale_pins()
+            if stale:
+                # bcc reuses a pinned map whatever its shape: maps pinned by a build with
+                # other layouts would be misread (or refused by the verifier). They are
+                # replaced; the daemon re-adds its desired state (ports, static FDB, flows).
+                log.warning("pinned datapath maps in %s have another layout than this build "
+                            "(%s): replacing them; learned FDB entries and counters restart",
+                            self.bpffs_dir, "; ".join(stale))
+                self._bpf.cleanup()
+                self._bpf = None
+                self._remove_pins(keep_dir=True)
+                self._bpf = BPF(text=source)
         except Exception:
             if fresh:  # do not leave half-created pins behind a failed first start
                 self._remove_pins()
@@ -327,6 +353,21 @@ class Datapath:
             self._bpf.cleanup()
             self._bpf = None
             raise
+
+    def _stale_pins(self) -> list[str]:
+        """The pinned maps whose kernel shape (type, key and value size, max entries) is not
+        what this build declares, described. Programs are not loaded yet (bcc loads them in
+        load_func), so nothing has used a misfit map."""
+        stale = []
+        for name in PIN_NAMES:
+            table = self._bpf[name.encode()]
+            leaf = getattr(table, "sLeaf", table.Leaf)  # per-CPU maps: one CPU's value
+            want = (table.ttype, ctypes.sizeof(table.Key), ctypes.sizeof(leaf),
+                    table.max_entries)
+            have = map_shape(table.map_fd)
+            if have != want:
+                stale.append(f"{name}: pinned type/key/value/entries {have}, built {want}")
+        return stale
 
     def _check_open(self):
         if self._bpf is None:
@@ -367,14 +408,26 @@ class Datapath:
             for i, word in enumerate(vlan.bitmap()):
                 trunk.bits[i] = word
             self._trunks[self._trunks.Key(ifindex)] = trunk
+        old = self._port_get(ifindex)
         leaf = self._ports.Leaf()
         leaf.bridge = bridge
         leaf.vlan = vlan.access
         leaf.kind = int(kind)
         leaf.flags = PORT_F_ACCESS if vlan.access else PORT_F_TRUNK if vlan.trunks else 0
+        leaf.slot = old.slot if old is not None else self._new_slot()
         self._ports[self._ports.Key(ifindex)] = leaf
         if not vlan.trunks:
             self._delete(self._trunks, self._trunks.Key(ifindex))
+
+    def _new_slot(self) -> int:
+        """The lowest counter slot no port holds, zeroed (it may hold a removed port's
+        counters): counters restart with the port, as they would with a new device."""
+        used = {leaf.slot for leaf in self._ports.values()}
+        slot = next((i for i in range(MAX_PORTS) if i not in used), None)
+        if slot is None:
+            raise FailedPrecondition(f"the datapath already has {MAX_PORTS} ports, its maximum")
+        self._stats[self._stats.Key(slot)] = self._stats.Leaf()  # zero on every CPU
+        return slot
 
     def _port_vlan(self, leaf, ifindex: int) -> VlanConfig:
         if leaf.flags & PORT_F_ACCESS:
@@ -400,10 +453,10 @@ class Datapath:
             return False
 
     def _forget_port_state(self, ifindex: int) -> None:
-        """ports, stats and FDB entries pointing at the port (not members, not tc)."""
+        """ports (and so its counter slot), FDB entries pointing at the port (not members, not
+        tc)."""
         self._delete(self._ports, self._ports.Key(ifindex))
         self._delete(self._trunks, self._trunks.Key(ifindex))
-        self._delete(self._stats, self._stats.Key(ifindex))
         for key, leaf in list(self._fdb.items()):
             if leaf.ifindex == ifindex:
                 self._delete(self._fdb, key)
@@ -526,7 +579,6 @@ class Datapath:
                     self._detach(key.value, "ingress")
                 self._delete(self._ports, key)
                 self._delete(self._trunks, self._trunks.Key(key.value))
-                self._delete(self._stats, self._stats.Key(key.value))
             for key, _leaf in list(self._fdb.items()):
                 if key.bridge == bridge_ifindex:
                     self._delete(self._fdb, key)
@@ -550,9 +602,6 @@ class Datapath:
                 kept = [i for i in members if i in keep]
                 if kept != members:
                     self._members_set(key.value, kept)
-            for key in list(self._stats.keys()):
-                if key.value not in keep:
-                    self._delete(self._stats, key)
             for key, leaf in list(self._fdb.items()):
                 if key.bridge not in keep or leaf.ifindex not in keep:
                     self._delete(self._fdb, key)
@@ -645,9 +694,10 @@ class Datapath:
     def port_counters(self, ifindex: int) -> PortCounters:
         with self._lock:
             self._check_open()
-            per_cpu = self._stats.get(self._stats.Key(ifindex))
-            if per_cpu is None:
+            port = self._port_get(ifindex)
+            if port is None:
                 return PortCounters(0, 0, 0, 0, {})
+            per_cpu = self._stats[self._stats.Key(port.slot)]
             rx_p = rx_b = tx_p = tx_b = 0
             drops = [0] * DROP_REASON_MAX
             for cpu in per_cpu:
@@ -865,12 +915,14 @@ class Datapath:
             self.close()
             self._remove_pins()
 
-    def _remove_pins(self) -> None:
+    def _remove_pins(self, keep_dir: bool = False) -> None:
         for name in PIN_NAMES:
             try:
                 os.unlink(os.path.join(self.bpffs_dir, name))
             except FileNotFoundError:
                 pass
+        if keep_dir:
+            return
         try:
             os.rmdir(self.bpffs_dir)
         except OSError:

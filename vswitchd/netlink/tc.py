@@ -33,13 +33,6 @@ def _parent(direction: str) -> int:
         raise InvalidArgument("direction", direction, "must be 'ingress' or 'egress'") from None
 
 
-def _has_clsact(ipr: IPRoute, ifindex: int) -> bool:
-    for qdisc in ipr.get_qdiscs(index=ifindex):
-        if qdisc.get_attr("TCA_KIND") == "clsact":
-            return True
-    return False
-
-
 def ensure_clsact(ifindex: int) -> None:
     """Adds the clsact qdisc to the device unless it has one already."""
     with IPRoute() as ipr:
@@ -47,9 +40,9 @@ def ensure_clsact(ifindex: int) -> None:
 
 
 def _ensure_clsact(ipr: IPRoute, ifindex: int) -> None:
+    # Added blindly, EEXIST meaning "already there": asking first costs a dump of every qdisc
+    # of the namespace (the kernel does not filter it by device), ~30 ms per port at 100 ports.
     try:
-        if _has_clsact(ipr, ifindex):
-            return
         ipr.tc("add", "clsact", index=ifindex)
     except NetlinkError as exc:
         if exc.code == _EEXIST:

@@ -8,6 +8,10 @@ module turns that into the ordered stages an Open vSwitch user knows from `ofpro
 
 Stages the packet never reached are left out (a malformed frame stops after `packet`; a rule
 that drops or outputs directly skips `vlan` and `l2`).
+
+Each output carries the tag state the datapath reported for it (RunResult.tags): the frame
+leaves tagged with a VID, or untagged. Summaries name it only when VLANs are in play (a tagged
+frame, a VLAN other than 0, or a tagged output), so plain switching reads as before.
 """
 
 from __future__ import annotations
@@ -61,12 +65,27 @@ class VlanStage:
 
 
 @dataclass(frozen=True)
+class OutputTag:
+    """How the frame leaves one output port, as the datapath reported it."""
+
+    port: str
+    tagged: bool | None      # None: the datapath reported no tag state for this output
+    vlan: int | None = None  # the 802.1Q VID when tagged
+
+    def text(self) -> str:
+        if self.tagged is None:
+            return self.port
+        return f"{self.port} (tagged {self.vlan})" if self.tagged else f"{self.port} (untagged)"
+
+
+@dataclass(frozen=True)
 class L2Stage:
     dl_dst: str
     multicast: bool
     fdb_hit: bool
     port: str = ""
     flood: tuple[str, ...] = ()
+    output_tags: tuple[OutputTag, ...] = ()  # the FDB port or the flood set, with their tags
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,7 @@ class VerdictStage:
     verdict: str
     outputs: tuple[str, ...]
     drop_reason: str
+    output_tags: tuple[OutputTag, ...] = ()  # outputs, in the same order, with their tags
 
 
 Detail = Headers | FlowTableStage | VlanStage | L2Stage | VerdictStage
@@ -93,6 +113,20 @@ class TraceReport:
     verdict: str = ""
     outputs: tuple[str, ...] = ()
     drop_reason: str = ""
+    output_tags: tuple[OutputTag, ...] = ()  # outputs, in the same order, with their tags
+
+
+def output_tag(port: str, tag: str | None, arrived_vid: int | None) -> OutputTag:
+    """One output's tag from the datapath's report: "as-is" (the frame's own tag state, VID
+    ARRIVED_VID or untagged when None), "untagged", "tagged:VID"; None or anything else: not
+    reported."""
+    if tag == "as-is":
+        return OutputTag(port, arrived_vid is not None, arrived_vid)
+    if tag == "untagged":
+        return OutputTag(port, False)
+    if tag and tag.startswith("tagged:") and tag[7:].isdigit():
+        return OutputTag(port, True, int(tag[7:]))
+    return OutputTag(port, None)
 
 
 def key_match(key: Mapping[str, int], in_port: str) -> Match:
@@ -140,7 +174,7 @@ def vlan_mode(config: Any) -> str:
     return "unconfigured"
 
 
-def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
+def _dedupe(items: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(items))
 
 
@@ -150,13 +184,25 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
     """The stages of one dry run.
 
     result: the datapath's RunResult (verdict, drop_reason, out_ifindex, flood, fdb_hit,
-    rule_id, priority, outputs, vlan, key). names: ifindex -> port name (the bridge's ifindex
+    rule_id, priority, outputs, vlan, key, tags). names: ifindex -> port name (the bridge's ifindex
     -> the bridge's name). rule: the matched rule (None for a table miss or an unknown rule id).
     frame_vid: the VID of the frame's 802.1Q tag as sent (None: untagged)."""
 
     def name(ifindex: int) -> str:
         return names.get(ifindex, f"ifindex:{ifindex}")
 
+    tags = dict(getattr(result, "tags", None) or {})
+
+    def with_tags(ifindexes: Sequence[int]) -> tuple[OutputTag, ...]:
+        return tuple(output_tag(name(i), tags.get(i), frame_vid) for i in ifindexes)
+
+    def listed(outs: Sequence[OutputTag]) -> str:
+        return ", ".join(o.text() if vlans else o.port for o in outs)
+
+    # Name tag states only when VLANs are in play: on a switch without VLANs every output is
+    # untagged and saying so on each line is noise.
+    vlans = (frame_vid is not None or bool(result.vlan)
+             or any(tag.startswith("tagged") for tag in tags.values()))
     verdict = result.verdict
     reason = result.drop_reason if verdict == "drop" else ""
     key = dict(getattr(result, "key", None) or {})
@@ -219,39 +265,43 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
                     summary = f"dl_dst {dst_text}: {what}, flood"
                 else:
                     summary = f"dl_dst {dst_text}: FDB miss, flood"
-                summary += f" to {', '.join(flood)}" if flood else ": no port to flood to"
-                l2 = L2Stage(dst_text, multicast, False, "", flood)
+                outs = with_tags(result.flood)
+                summary += f" to {listed(outs)}" if flood else ": no port to flood to"
+                l2 = L2Stage(dst_text, multicast, False, "", flood, outs)
             elif result.fdb_hit or reason == "same-port":
                 port = name(result.out_ifindex) if result.out_ifindex else in_port
-                summary = f"dl_dst {dst_text}: FDB hit, port {port}"
+                outs = with_tags([result.out_ifindex]) if verdict == "forward" else ()
+                summary = f"dl_dst {dst_text}: FDB hit, port {listed(outs) or port}"
                 if reason == "same-port":
                     summary += " (the input port: dropped, same-port)"
                 elif reason:
                     summary += f" (dropped, {reason})"
-                l2 = L2Stage(dst_text, multicast, True, port)
+                l2 = L2Stage(dst_text, multicast, True, port, (), outs)
             elif verdict == "forward" and result.out_ifindex:
                 port = name(result.out_ifindex)  # e.g. the bridge's own MAC: to the host
-                summary = f"dl_dst {dst_text}: to port {port}"
-                l2 = L2Stage(dst_text, multicast, False, port)
+                outs = with_tags([result.out_ifindex])
+                summary = f"dl_dst {dst_text}: to port {listed(outs)}"
+                l2 = L2Stage(dst_text, multicast, False, port, (), outs)
             else:
                 summary = f"dl_dst {dst_text}: {reason or verdict}"
                 l2 = L2Stage(dst_text, multicast, False)
             stages.append(Stage("l2", summary, l2))
 
     # ---- verdict
-    outs: list[str] = [name(i) for i in getattr(result, "outputs", ()) or ()]
+    out_ifs: list[int] = list(getattr(result, "outputs", ()) or ())
     if verdict == "forward" and result.out_ifindex:
-        outs.append(name(result.out_ifindex))
+        out_ifs.append(result.out_ifindex)
     elif verdict == "flood":
-        outs.extend(name(i) for i in result.flood)
-    outputs = _dedupe(outs) if verdict != "drop" else ()
+        out_ifs.extend(result.flood)
+    out_tags = with_tags(_dedupe(out_ifs)) if verdict != "drop" else ()
+    outputs = tuple(o.port for o in out_tags)
     if verdict == "drop":
         summary = f"drop ({reason})"
     elif verdict == "pass":
         summary = "pass: not a port of the switch, the kernel handles the frame"
     elif outputs:
-        summary = f"{verdict}: output to {', '.join(outputs)}"
+        summary = f"{verdict}: output to {listed(out_tags)}"
     else:
         summary = f"{verdict}: no output"
-    stages.append(Stage("verdict", summary, VerdictStage(verdict, outputs, reason)))
-    return TraceReport(bridge, stages, verdict, outputs, reason)
+    stages.append(Stage("verdict", summary, VerdictStage(verdict, outputs, reason, out_tags)))
+    return TraceReport(bridge, stages, verdict, outputs, reason, out_tags)
