@@ -189,18 +189,6 @@ def fill_match(msg: pb.FlowMatch, match: Match) -> None:
             setattr(msg, name, value)
 
 
-def action_msg(kind: str, arg: object) -> pb.FlowAction:
-    if kind in _NO_ARGUMENT:
-        return pb.FlowAction(**{kind: pb.NoArgument()})
-    return pb.FlowAction(**{kind: arg})
-
-
-def flow_msg(view: FlowView) -> pb.Flow:
-    msg = pb.Flow()
-    fill_flow(msg, view)
-    return msg
-
-
 def fill_flow(msg: pb.Flow, view: FlowView) -> None:
     """The listed rule in MSG, in place (e.g. `response.flows.add()`)."""
     r = view.rule
