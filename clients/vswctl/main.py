@@ -15,6 +15,7 @@ and returns a View of row dicts -> render as table or JSON on stdout. Errors go 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -361,6 +362,25 @@ def _rpc_failure(exc: grpc.RpcError, address: str, timeout: float) -> int:
 # ---------------------------------------------------------------- main
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """vswctl ARGV; without ARGV (the vswctl command itself) the process ends here."""
+    rc = _main(argv)
+    if argv is None:
+        _exit(rc)
+    return rc
+
+
+def _exit(rc: int) -> None:
+    """End the process once its output is out, without the interpreter's teardown of the
+    grpc and protobuf modules: ~20 ms of a ~120 ms vswctl command, nothing left to do."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):  # `vswctl ... | head`
+        pass
+    os._exit(rc)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
