@@ -31,9 +31,9 @@ def _step(what: str, fn, *args) -> bool:
 
 def remove_pins(bpffs_dir: str) -> None:
     """Unlink the datapath's pins (only the names it creates) and its directory if then empty."""
-    from vswitchd.datapath.loader import PIN_NAMES
+    from vswitchd.datapath.loader import PIN_NAMES, RETIRED_PIN_NAMES
 
-    for name in PIN_NAMES:
+    for name in (*PIN_NAMES, *RETIRED_PIN_NAMES):
         try:
             os.unlink(os.path.join(bpffs_dir, name))
         except FileNotFoundError:

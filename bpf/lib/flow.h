@@ -3,11 +3,11 @@
  * vswitchd/datapath/flows.py parses the FLOW_ACTIONS X(...) lines and the MAX_FLOW_* defines of
  * this file and packs keys and rules with the layouts below: change both together.
  *
- * Per bridge there are two table versions (0/1). flow_active[bridge] names the one packets use
- * (no entry = empty table). A version is a list of distinct masks (flow_masks[bridge, version],
- * sorted by the highest priority of their rules, descending) and the rules of every mask
- * (flow_rules[bridge, version, mask_id, key & mask]). The daemon writes the inactive version,
- * flips flow_active with one update, then brings the other version in sync.
+ * Per bridge there are two versions (0/1) of the rules (flow_rules[bridge, version, mask_id,
+ * key & mask]). flow_masks[bridge] is the table packets use: the version, and its distinct masks
+ * sorted by the highest priority of their rules, descending (no entry = empty table): one
+ * lookup per packet finds both. The daemon writes the inactive version's rules, flips by
+ * replacing flow_masks[bridge] with one update, then brings the other version in sync.
  */
 #ifndef VSW_FLOW_H
 #define VSW_FLOW_H
@@ -61,11 +61,6 @@ struct flow_lookup_key {
 	struct flow_key key;  /* already masked */
 };
 
-struct flow_table_key {
-	__u32 bridge;
-	__u32 version;
-};
-
 /* need_mask/need: the bits (within mask) on which all of the mask's rules agree, and their
  * value. A packet that differs there matches none of them: its hash lookup is skipped. */
 struct flow_mask {
@@ -78,7 +73,7 @@ struct flow_mask {
 
 struct flow_mask_list {
 	__u32 n;
-	__u32 pad;
+	__u32 version;  /* the version of flow_rules these masks find */
 	struct flow_mask m[MAX_FLOW_MASKS];  /* sorted by max_prio, descending */
 };
 
@@ -110,9 +105,8 @@ struct flow_stats {
 	__u64 last_hit_ns;
 };
 
-BPF_TABLE_PINNED("hash", __u32, __u32, flow_active, MAX_BRIDGES, VSW_PIN_DIR "/flow_active");
-BPF_TABLE_PINNED("hash", struct flow_table_key, struct flow_mask_list, flow_masks,
-		 2 * MAX_BRIDGES, VSW_PIN_DIR "/flow_masks");
+BPF_TABLE_PINNED("hash", __u32, struct flow_mask_list, flow_masks, MAX_BRIDGES,
+		 VSW_PIN_DIR "/flow_masks");
 BPF_TABLE_PINNED("hash", struct flow_lookup_key, struct flow_rule, flow_rules, MAX_FLOW_RULES,
 		 VSW_PIN_DIR "/flow_rules", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("percpu_hash", struct flow_stats_key, struct flow_stats, flow_stats,
@@ -237,28 +231,22 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 						  const struct flow_key *key)
 {
-	struct flow_table_key tk = {};
 	struct flow_lookup_key *lk;
 	struct flow_mask_list *ml;
 	struct flow_rule *best = NULL, *r;
 	const __u64 *kw = (const __u64 *)key;
 	__u64 *lw;
 	__s32 best_prio = -1;
-	__u32 bridge = ctx->bridge, zero = 0, *ver, i, j;
+	__u32 bridge = ctx->bridge, zero = 0, i, j;
 
-	ver = flow_active.lookup(&bridge);
-	if (!ver)
-		return NULL;
-	tk.bridge = bridge;
-	tk.version = *ver & 1;
-	ml = flow_masks.lookup(&tk);
+	ml = flow_masks.lookup(&bridge);
 	if (!ml)
 		return NULL;
 	lk = flow_scratch.lookup(&zero);
 	if (!lk)
 		return NULL;
 	lk->bridge = bridge;
-	lk->version = tk.version;
+	lk->version = ml->version & 1;
 	lk->pad = 0;
 	lw = (__u64 *)&lk->key;
 	for (i = 0; i < MAX_FLOW_MASKS; i++) {

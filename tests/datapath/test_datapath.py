@@ -316,7 +316,7 @@ def test_restart_reopens_pinned_state(dp, bridge, bpffs_dir):
 def test_pins_of_another_layout_are_replaced(bpffs_dir, topo, caplog):
     """bcc reuses a pinned map whatever its shape: pins left by a build with other map layouts
     (here a ports map with a smaller value and a port_stats of another type) are replaced, and
-    the datapath then works on maps of its own layout."""
+    the datapath then works on maps of its own layout; a retired pin (flow_active) goes."""
     from bcc import BPF
 
     from vswitchd.datapath.loader import map_shape
@@ -325,6 +325,7 @@ def test_pins_of_another_layout_are_replaced(bpffs_dir, topo, caplog):
     old = BPF(text=f"""
         BPF_TABLE_PINNED("hash", u32, u32, ports, 16, "{bpffs_dir}/ports");
         BPF_TABLE_PINNED("hash", u32, u64, port_stats, 16, "{bpffs_dir}/port_stats");
+        BPF_TABLE_PINNED("hash", u32, u32, flow_active, 16, "{bpffs_dir}/flow_active");
         int f(void *ctx) {{ return 0; }}""")
     old_ports = old[b"ports"]
     old_ports[old_ports.Key(1)] = old_ports.Leaf(7)
@@ -341,6 +342,7 @@ def test_pins_of_another_layout_are_replaced(bpffs_dir, topo, caplog):
         assert "another layout than this build" in caplog.text
         assert "ports: pinned" in caplog.text and "port_stats: pinned" in caplog.text
         assert dp._stale_pins() == []
+        assert not os.path.exists(f"{bpffs_dir}/flow_active")  # retired: no build uses it
         ports = dp._bpf[b"ports"]
         assert map_shape(ports.map_fd)[2] == ctypes.sizeof(ports.Leaf)
         assert len(ports) == 0  # the old entry went with the old map

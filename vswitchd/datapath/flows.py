@@ -4,9 +4,10 @@ Layouts and limits come from bpf/lib/flow.h (parsed, never retyped): the X(...) 
 actions and the MAX_FLOW_* defines; the struct layouts are packed with `struct` below and
 checked against the sizes of bcc's generated ctypes classes when the maps are opened.
 
-Per bridge the datapath holds two versions of the table. A sync writes the difference into the
-inactive version, flips flow_active with one map update (a packet sees the old table or the new
-one), then applies the same difference to the other version, so both are equal again.
+Per bridge the datapath holds two versions of the rules. A sync writes the difference into the
+inactive version, flips flow_masks[bridge] (the version packets use, with its masks) with one
+map update (a packet sees the old table or the new one), then applies the same difference to
+the other version, so both are equal again.
 """
 
 from __future__ import annotations
@@ -373,8 +374,7 @@ class FlowTables:
     """The flow maps of one Datapath (bcc tables), and the last synced table of each bridge."""
 
     def __init__(self, bpf) -> None:
-        self.active = bpf[b"flow_active"]
-        self.masks = bpf[b"flow_masks"]
+        self.masks = bpf[b"flow_masks"]  # bridge -> the version packets use, and its masks
         self.rules = bpf[b"flow_rules"]
         self.stats = bpf[b"flow_stats"]
         bind_layouts(self.rules, self.masks)
@@ -384,8 +384,8 @@ class FlowTables:
     # ---- map helpers -------------------------------------------------------------------
 
     def _active_version(self, bridge: int) -> int | None:
-        leaf = self.active.get(self.active.Key(bridge))
-        return None if leaf is None else leaf.value & 1
+        leaf = self.masks.get(self.masks.Key(bridge))
+        return None if leaf is None else leaf.version & 1
 
     def _write_batch(self, blobs: list[tuple[bytes, bytes]]) -> None:
         if not blobs:
@@ -415,16 +415,14 @@ class FlowTables:
 
     def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]],
                      needs: Needs):
-        blob = _LIST_HDR.pack(len(ordered), 0)
+        blob = _LIST_HDR.pack(len(ordered), version)
         for mask, max_prio, mask_id in ordered:
             need_mask, need = needs[mask]
             blob += (pack_mask(mask) + _pack_key(need_mask) + _pack_key(need)
                      + _MASK_TAIL.pack(max_prio, mask_id))
         entry = len(_MASK_KEYS) * _KEY.size + _MASK_TAIL.size
         blob += bytes(entry * (MAX_FLOW_MASKS - len(ordered)))
-        key = self.masks.Key()
-        key.bridge, key.version = bridge, version
-        self.masks[key] = self.masks.Leaf.from_buffer_copy(blob)
+        self.masks[self.masks.Key(bridge)] = self.masks.Leaf.from_buffer_copy(blob)
 
     def _stale_keys(self, bridge: int) -> dict[int, set[bytes]]:
         """The rule keys, by version, of a bridge this instance has no state of: left by an
@@ -546,17 +544,13 @@ class FlowTables:
             self._delete_batch(dels)
             heads = {m: hdr(bridge, version, i, 0) for m, i in mask_ids.items()}
             self._write_batch([(heads[p.mask] + p.masked, p.leaf) for p in writes])
-            self._write_masks(bridge, version, ordered, needs)
 
         inactive = 1 if active in (None, 0) else 0
         apply(inactive)
-        if groups:  # the flip: one map update
-            self.active[self.active.Key(bridge)] = self.active.Leaf(inactive)
+        if groups:  # the flip: one map update, the version and its masks together
+            self._write_masks(bridge, inactive, ordered, needs)
         else:  # empty table: no entry, packets go straight to normal after one lookup
-            try:
-                del self.active[self.active.Key(bridge)]
-            except KeyError:
-                pass
+            self._del(self.masks, self.masks.Key(bridge))
         # A packet that read the old version just before the flip finishes within
         # microseconds (programs run under RCU); wait out that window before changing it.
         time.sleep(FLIP_GRACE_SECONDS)
@@ -595,11 +589,8 @@ class FlowTables:
     def forget(self, drop) -> None:
         """Removes every flow map entry of the bridges for which drop(bridge) is true. The
         rule keys of synced bridges are known; the others come from _stale_keys' scan."""
-        for key in list(self.active.keys()):
-            if drop(key.value):
-                self._del(self.active, key)
         for key in list(self.masks.keys()):
-            if drop(key.bridge):
+            if drop(key.value):
                 self._del(self.masks, key)
         stale = self._scan()
         keys: list[bytes] = []

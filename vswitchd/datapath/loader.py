@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
-PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_active", "flow_masks", "flow_rules",
-             "flow_stats", "flood_progs", "port_trunks")
+PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_masks", "flow_rules", "flow_stats",
+             "flood_progs", "port_trunks")
+RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
 PROG_FLOOD = "tc_flood"
@@ -328,6 +329,9 @@ class Datapath:
                 self._bpf = None
                 self._remove_pins(keep_dir=True)
                 self._bpf = BPF(text=source)
+            for name in RETIRED_PIN_NAMES:  # no program of this build uses them
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.bpffs_dir, name))
         except Exception:
             if fresh:  # do not leave half-created pins behind a failed first start
                 self._remove_pins()
@@ -916,7 +920,7 @@ class Datapath:
             self._remove_pins()
 
     def _remove_pins(self, keep_dir: bool = False) -> None:
-        for name in PIN_NAMES:
+        for name in (*PIN_NAMES, *RETIRED_PIN_NAMES):
             try:
                 os.unlink(os.path.join(self.bpffs_dir, name))
             except FileNotFoundError:
