@@ -114,6 +114,23 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
  * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
  * and the real run only remembers the previous target, so states at the loop head prune and the
  * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
+/* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
+ * becomes the previous. A macro, not a function: its variables stay the loop's own registers
+ * (taken by address they would go to the stack, and change what the verifier prunes). */
+#define FLOOD_TAKE(cls)								\
+	do {									\
+		if (res) {							\
+			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = (cls); \
+			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target; \
+			res->n_flood++;						\
+		} else if (prev) {						\
+			flood_clone(ctx, prev, prev_ref);			\
+		}								\
+		watch_copy(ctx);						\
+		prev = target;							\
+		prev_ref = ref;							\
+	} while (0)
+
 static __always_inline int flood_run(struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
@@ -136,16 +153,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 			other = 1;
 			continue;
 		}
-		if (res) {
-			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = FLOOD_AS_IS;
-			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
-			res->n_flood++;
-		} else if (prev) {
-			flood_clone(ctx, prev, prev_ref);
-		}
-		watch_copy(ctx);
-		prev = target;
-		prev_ref = ref;
+		FLOOD_TAKE(FLOOD_AS_IS);
 	}
 	if (!other)
 		goto last;
@@ -168,16 +176,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		target = m->ifindex[i];
 		if (flood_class(ctx, target, &ref) != FLOOD_CHANGED)
 			continue;
-		if (res) {
-			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = FLOOD_CHANGED;
-			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
-			res->n_flood++;
-		} else if (prev) {
-			flood_clone(ctx, prev, prev_ref);
-		}
-		watch_copy(ctx);
-		prev = target;
-		prev_ref = ref;
+		FLOOD_TAKE(FLOOD_CHANGED);
 	}
 	if (!prev && !res) {  /* copies went out; the members changed under us */
 		ctx->verdict = VERDICT_FLOOD;
@@ -193,6 +192,7 @@ last:
 	}
 	return redirect_last(ctx, prev, prev_ref);
 }
+#undef FLOOD_TAKE
 
 /* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop
  * verified once there, instead of once per distinct path into it here (the classifier and
