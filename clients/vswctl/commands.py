@@ -521,15 +521,16 @@ def _batch(call, request, where: Sequence[str], t: float):
         raise located from exc
 
 
-def _parse_one(text: str) -> pb.Flow:
+def _parsed(parse: Callable[[str], Any], text: str) -> Any:
+    """parse(text), a FlowSyntaxError turned into the usage error that names it."""
     try:
-        return parse_flow(text)
+        return parse(text)
     except FlowSyntaxError as exc:
         raise InputError([str(exc)]) from None
 
 
 def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    flow = _parse_one(a.flow)
+    flow = _parsed(parse_flow, a.flow)
     r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
     return quiet([{"added": r.added, "replaced": r.replaced}])
 
@@ -645,15 +646,8 @@ def trace_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
-def _match_arg(text: str) -> pb.FlowMatch:
-    try:
-        return parse_match(text)
-    except FlowSyntaxError as exc:
-        raise InputError([str(exc)]) from None
-
-
 def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    packet = _match_arg(a.packet)
+    packet = _parsed(parse_match, a.packet)
     req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
     r = c.stub.Trace(req, timeout=t)
     return View([trace_row(a.bridge, format_match(packet), r)], style="lines",
@@ -727,7 +721,7 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
                           count=a.count or 0)
     if a.match:
-        req.match.CopyFrom(_match_arg(a.match))
+        req.match.CopyFrom(_parsed(parse_match, a.match))
     call = c.stub.Watch(req)  # no deadline: a watch lasts as long as the user wants
     try:
         for msg in call:
