@@ -83,17 +83,21 @@ def short_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture
-def daemon(short_dir, capsys, monkeypatch):
+def serve(fake, short_dir, capsys, monkeypatch):
+    """Serves FAKE (a Switch servicer) on a Unix socket in SHORT_DIR: yields its Daemon."""
     monkeypatch.delenv("VSWITCHD_SOCKET", raising=False)
     sock = os.path.join(short_dir, "vswitchd.sock")
-    fake = FakeSwitch()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     switch_pb2_grpc.add_SwitchServicer_to_server(fake, server)
     assert server.add_insecure_port(f"unix:{sock}") != 0
     server.start()
     yield Daemon(fake, sock, capsys)
     server.stop(grace=None)
+
+
+@pytest.fixture
+def daemon(short_dir, capsys, monkeypatch):
+    yield from serve(FakeSwitch(), short_dir, capsys, monkeypatch)
 
 
 def starts(line: str) -> list[int]:

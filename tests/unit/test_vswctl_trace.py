@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-from concurrent import futures
 
 import grpc
 import pytest
-from test_vswctl import Daemon, FakeSwitch, daemon, short_dir  # noqa: F401 - fixtures
+from test_vswctl import Daemon, FakeSwitch, daemon, serve, short_dir  # noqa: F401 - fixtures
 
 from vswapi import switch_pb2 as pb
-from vswapi import switch_pb2_grpc
 from vswctl import commands as cmds
 
 TRACE = pb.TraceResponse(
@@ -153,15 +150,7 @@ class WatchingFake(FakeSwitch):
 
 @pytest.fixture
 def watching(short_dir, capsys, monkeypatch):  # noqa: F811
-    monkeypatch.delenv("VSWITCHD_SOCKET", raising=False)
-    sock = os.path.join(short_dir, "vswitchd.sock")
-    fake = WatchingFake()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    switch_pb2_grpc.add_SwitchServicer_to_server(fake, server)
-    assert server.add_insecure_port(f"unix:{sock}") != 0
-    server.start()
-    yield Daemon(fake, sock, capsys)
-    server.stop(grace=None)
+    yield from serve(WatchingFake(), short_dir, capsys, monkeypatch)
 
 
 def test_watch_lines_and_request(watching):
