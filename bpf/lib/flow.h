@@ -107,6 +107,17 @@ struct flow_stats {
 
 BPF_TABLE_PINNED("hash", __u32, struct flow_mask_list, flow_masks, MAX_BRIDGES,
 		 VSW_PIN_DIR "/flow_masks");
+/* The bridges that have a flow_masks entry, as bits (bridge ifindex modulo FLOW_BRIDGE_BITS):
+ * a bridge without rules, the common case, skips the classifier's hash lookup for an array
+ * read. A bit may stand for several bridges; the lookup then misses as before. The daemon sets
+ * a bit after it writes the entry and clears it after it deletes the entry. */
+#define FLOW_BRIDGE_BITS 4096
+struct flow_bridge_set {
+	__u64 bits[FLOW_BRIDGE_BITS / 64];
+};
+
+BPF_TABLE_PINNED("array", __u32, struct flow_bridge_set, flow_bridges, 1,
+		 VSW_PIN_DIR "/flow_bridges");
 BPF_TABLE_PINNED("hash", struct flow_lookup_key, struct flow_rule, flow_rules, MAX_FLOW_RULES,
 		 VSW_PIN_DIR "/flow_rules", BPF_F_NO_PREALLOC);
 BPF_TABLE_PINNED("percpu_hash", struct flow_stats_key, struct flow_stats, flow_stats,
@@ -227,10 +238,11 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 /* Tuple space search over the active version: one hash lookup per mask, in descending order
  * of the masks' highest priority, stopping as soon as no later mask can beat the best match,
  * and skipping a mask whose rules all need a value the packet does not have (need_mask).
- * NULL = table miss (or no table: a single lookup). */
+ * NULL = table miss (or no table: the bridge's bit in flow_bridges is clear). */
 static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 						  const struct flow_key *key)
 {
+	struct flow_bridge_set *bs;
 	struct flow_lookup_key *lk;
 	struct flow_mask_list *ml;
 	struct flow_rule *best = NULL, *r;
@@ -239,6 +251,9 @@ static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 	__s32 best_prio = -1;
 	__u32 bridge = ctx->bridge, zero = 0, i, j;
 
+	bs = flow_bridges.lookup(&zero);
+	if (!bs || !((bs->bits[(bridge >> 6) & (FLOW_BRIDGE_BITS / 64 - 1)] >> (bridge & 63)) & 1))
+		return NULL;
 	ml = flow_masks.lookup(&bridge);
 	if (!ml)
 		return NULL;

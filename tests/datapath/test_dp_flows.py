@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import struct
 
@@ -412,3 +413,50 @@ def test_mask_needs_follow_incremental_syncs(dp, bridge):
     state = dp._flows._bridges[bridge.br]
     (need_mask, need), = state.needs.values()
     assert need_mask["tp_dst"] == 0xFFFF & ~(80 ^ 90) and need["tp_dst"] == 80 & 90
+
+
+def _bridge_bits(dp) -> set[int]:
+    leaf = dp._flows.bridge_set[ctypes.c_int(0)]
+    return {w * 64 + b for w, word in enumerate(leaf.bits) for b in range(64) if word >> b & 1}
+
+
+def test_bridge_bits_follow_the_table_and_gate_the_classifier(dp, bridge, bpffs_dir):
+    """flow_bridges has the bit of every bridge with a flow table: set by the first rules,
+    cleared by an empty sync and by remove_bridge, rebuilt from the pinned masks by a new
+    Datapath. The C side honours it: with the bit cleared by hand, a packet that matches a
+    rule of the (still present) table takes the table miss."""
+    p0 = bridge.ports[0]
+    nbits = len(dp._flows.bridge_set.Leaf().bits) * 64
+    assert bridge.br % nbits not in _bridge_bits(dp)
+    dp.flows_sync(bridge.br, [rule(1, 10, [("drop", 0)], tp_dst=80)])
+    assert _bridge_bits(dp) == {bridge.br % nbits}
+    assert dp.run(frame(), p0).rule_id == 1
+    dp._flows.bridge_set[ctypes.c_int(0)] = dp._flows.bridge_set.Leaf()
+    assert dp.run(frame(), p0).rule_id == 0
+    dp.close()
+    dp._bpf = None
+    dp.__init__(bpffs_dir)  # a restart: the bits follow the pinned masks entries
+    assert _bridge_bits(dp) == {bridge.br % nbits}
+    assert dp.run(frame(), p0).rule_id == 1
+    dp.flows_sync(bridge.br, [])
+    assert _bridge_bits(dp) == set()
+    assert dp.run(frame(), p0).rule_id == 0
+    dp.flows_sync(bridge.br, [rule(2, 10, [("drop", 0)], tp_dst=80)])
+    assert _bridge_bits(dp) == {bridge.br % nbits}
+    dp.remove_bridge(bridge.br)
+    assert _bridge_bits(dp) == set()
+
+
+def test_bridge_bits_shared_by_congruent_bridges(dp, bridge):
+    """Two bridges whose ifindexes share a bit: the bit stays while either has a table."""
+    flows = dp._flows
+    nbits = len(flows.bridge_set.Leaf().bits) * 64
+    other = bridge.br + nbits
+    flows._tabled.add(other)  # as if a bridge with that ifindex had a table
+    flows._publish_tabled()
+    dp.flows_sync(bridge.br, [rule(1, 10, [("drop", 0)], tp_dst=80)])
+    dp.flows_sync(bridge.br, [])
+    assert _bridge_bits(dp) == {bridge.br % nbits}
+    flows._tabled.discard(other)
+    flows._publish_tabled()
+    assert _bridge_bits(dp) == set()

@@ -377,9 +377,13 @@ class FlowTables:
         self.masks = bpf[b"flow_masks"]  # bridge -> the version packets use, and its masks
         self.rules = bpf[b"flow_rules"]
         self.stats = bpf[b"flow_stats"]
+        self.bridge_set = bpf[b"flow_bridges"]  # bits of the bridges with a masks entry
         bind_layouts(self.rules, self.masks)
         self._bridges: dict[int, _BridgeFlows] = {}
         self._stale: dict[int, dict[int, set[bytes]]] | None = None  # see _stale_keys
+        # The bits follow the masks entries (also those an earlier daemon left).
+        self._tabled = {key.value for key in self.masks.keys()}
+        self._publish_tabled()
 
     # ---- map helpers -------------------------------------------------------------------
 
@@ -413,6 +417,17 @@ class FlowTables:
                 except KeyError:
                     pass
 
+    def _publish_tabled(self) -> None:
+        """Writes flow_bridges from _tabled: bit (bridge mod the bit count) for each bridge
+        that has a masks entry. Set after an entry is written, cleared after it is deleted, so
+        a packet never skips a table that exists (but for the write itself)."""
+        leaf = self.bridge_set.Leaf()
+        nbits = len(leaf.bits) * 64
+        for bridge in self._tabled:
+            bit = bridge % nbits
+            leaf.bits[bit // 64] |= 1 << (bit % 64)
+        self.bridge_set[ctypes.c_int(0)] = leaf
+
     def _write_masks(self, bridge: int, version: int, ordered: list[tuple[tuple, int, int]],
                      needs: Needs):
         blob = _LIST_HDR.pack(len(ordered), version)
@@ -423,6 +438,15 @@ class FlowTables:
         entry = len(_MASK_KEYS) * _KEY.size + _MASK_TAIL.size
         blob += bytes(entry * (MAX_FLOW_MASKS - len(ordered)))
         self.masks[self.masks.Key(bridge)] = self.masks.Leaf.from_buffer_copy(blob)
+        if bridge not in self._tabled:
+            self._tabled.add(bridge)
+            self._publish_tabled()
+
+    def _delete_masks(self, bridge: int) -> None:
+        self._del(self.masks, self.masks.Key(bridge))
+        if bridge in self._tabled:
+            self._tabled.discard(bridge)
+            self._publish_tabled()
 
     def _stale_keys(self, bridge: int) -> dict[int, set[bytes]]:
         """The rule keys, by version, of a bridge this instance has no state of: left by an
@@ -549,8 +573,8 @@ class FlowTables:
         apply(inactive)
         if groups:  # the flip: one map update, the version and its masks together
             self._write_masks(bridge, inactive, ordered, needs)
-        else:  # empty table: no entry, packets go straight to normal after one lookup
-            self._del(self.masks, self.masks.Key(bridge))
+        else:  # empty table: no entry (and no bit), packets go straight to normal
+            self._delete_masks(bridge)
         # A packet that read the old version just before the flip finishes within
         # microseconds (programs run under RCU); wait out that window before changing it.
         time.sleep(FLIP_GRACE_SECONDS)
@@ -591,7 +615,7 @@ class FlowTables:
         rule keys of synced bridges are known; the others come from _stale_keys' scan."""
         for key in list(self.masks.keys()):
             if drop(key.value):
-                self._del(self.masks, key)
+                self._delete_masks(key.value)
         stale = self._scan()
         keys: list[bytes] = []
         for bridge in [b for b in self._bridges if drop(b)]:

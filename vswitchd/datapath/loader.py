@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
-PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_masks", "flow_rules", "flow_stats",
-             "flood_progs", "port_trunks")
+PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_masks", "flow_bridges", "flow_rules",
+             "flow_stats", "flood_progs", "port_trunks")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
