@@ -11,11 +11,10 @@ hold at least an Ethernet header (else EINVAL).
 from __future__ import annotations
 
 import ctypes
-import os
 from dataclasses import dataclass
 
-SYS_BPF = 321  # x86_64
-BPF_PROG_TEST_RUN = 10
+from vswitchd.datapath.bpfsys import BPF_PROG_TEST_RUN, bpf, obj_info
+
 ETH_HLEN = 14
 
 
@@ -72,10 +71,6 @@ class TestRunOutput:
     data: bytes
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 def prog_test_run_skb(
     prog_fd: int,
     frame: bytes,
@@ -111,10 +106,7 @@ def prog_test_run_skb(
     # No ctx_out: the kernel copies back the whole __sk_buff and fails with ENOSPC when the
     # buffer is shorter, and nothing in it is needed here.
 
-    ret = _libc.syscall(SYS_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
+    bpf(BPF_PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
     size = min(attr.data_size_out, out_size)
     return TestRunOutput(
         retval=attr.retval,
@@ -123,24 +115,13 @@ def prog_test_run_skb(
     )
 
 
-BPF_OBJ_GET_INFO_BY_FD = 15
 _VERIFIED_INSNS_OFFSET = 216  # struct bpf_prog_info.verified_insns (uapi, kernel >= 5.16)
-
-
-class _InfoAttr(ctypes.Structure):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
-                ("info", ctypes.c_uint64)]
 
 
 def verified_insns(prog_fd: int) -> int:
     """How many instructions the verifier processed for the program (`processed N insns`);
     0 when the kernel does not report it."""
-    buf = ctypes.create_string_buffer(256)
-    attr = _InfoAttr(prog_fd, ctypes.sizeof(buf), ctypes.addressof(buf))
-    ret = _libc.syscall(SYS_BPF, BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"BPF_OBJ_GET_INFO_BY_FD failed: {os.strerror(err)}")
-    if attr.info_len < _VERIFIED_INSNS_OFFSET + 4:
+    info = obj_info(prog_fd)
+    if len(info) < _VERIFIED_INSNS_OFFSET + 4:
         return 0
-    return int.from_bytes(buf.raw[_VERIFIED_INSNS_OFFSET:_VERIFIED_INSNS_OFFSET + 4], "little")
+    return int.from_bytes(info[_VERIFIED_INSNS_OFFSET:_VERIFIED_INSNS_OFFSET + 4], "little")

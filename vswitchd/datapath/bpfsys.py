@@ -1,0 +1,46 @@
+"""The bpf() syscall through ctypes, for the commands bcc 0.26 has no wrapper for (test runs,
+object info, TCX links). Attributes are ctypes structures laid out as in uapi/linux/bpf.h."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+SYS_BPF = 321  # x86_64
+
+# enum bpf_cmd
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_PROG_TEST_RUN = 10
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_QUERY = 16
+BPF_LINK_CREATE = 28
+BPF_LINK_UPDATE = 29
+BPF_LINK_DETACH = 34
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """Runs bpf(cmd, &attr); returns its result (an fd for the commands that make one).
+    Raises OSError naming `what` and the errno."""
+    ret = _libc.syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what} failed: {os.strerror(err)}")
+    return ret
+
+
+class _InfoAttr(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                ("info", ctypes.c_uint64)]
+
+
+def obj_info(fd: int, size: int = 256) -> bytes:
+    """The kernel's struct bpf_{prog,map,link}_info of fd, as many bytes as it filled."""
+    buf = ctypes.create_string_buffer(size)
+    attr = _InfoAttr(fd, size, ctypes.addressof(buf))
+    bpf(BPF_OBJ_GET_INFO_BY_FD, attr, "BPF_OBJ_GET_INFO_BY_FD")
+    return buf.raw[:attr.info_len]
