@@ -11,8 +11,9 @@ namespaces of their own:
 
   direct      a veth pair A:eth0 <-> B:eth0 (no switch at all: the ceiling),
   bare        A and B on veth pairs whose host ends are joined by a bare TC program each
-              (`return bpf_redirect_peer(other end)`): the ceiling of any TC datapath on this
-              machine (DESIGN.md's reference; no switching at all),
+              (`return bpf_redirect_peer(other end)`), attached the way the datapath attaches
+              its own (TCX, or clsact on kernels without it): the ceiling of any TC datapath
+              on this machine (DESIGN.md's reference; no switching at all),
   kernel      A and B on a vswitchd bridge with `--datapath kernel` (plain Linux bridge),
   ebpf        A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline,
               bpf_redirect_peer), its flow table empty,
@@ -105,6 +106,8 @@ from tests.netns.harness import (  # noqa: E402
     Host,
     trafgen_udp_config,
 )
+from vswitchd.datapath import tcx  # noqa: E402
+from vswitchd.netlink import netns as netns_of_vswitchd  # noqa: E402
 
 SETUPS = ("direct", "bare", "kernel", "ebpf", "ebpf-notrace", "ebpf+watch", "ebpf+flows")
 GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95,
@@ -291,7 +294,8 @@ def configure_ends(a_ns: str, b_ns: str) -> None:
 
 def make_bare_pair(host: Host):
     """A and B on veth pairs whose host ends xa, xb (in the host namespace) are joined by
-    BARE_C. Returns (a_ns, b_ns) and the bcc module (the programs live as long as it does)."""
+    BARE_C. Returns (a_ns, b_ns) and what keeps the programs attached: the bcc module and
+    the TCX link fds."""
     from bcc import BPF
 
     a_ns, b_ns = host.name("xA"), host.name("xB")
@@ -309,9 +313,16 @@ def make_bare_pair(host: Host):
             ipr.link("set", index=idx[end], state="up")
     configure_ends(a_ns, b_ns)
     bpf = BPF(text=BARE_C, cflags=[f"-DIFINDEX_A={idx['xa']}", f"-DIFINDEX_B={idx['xb']}"])
-    tc_ingress(host.ns, "xa", bpf.load_func("to_b", BPF.SCHED_CLS))
-    tc_ingress(host.ns, "xb", bpf.load_func("to_a", BPF.SCHED_CLS))
-    return (a_ns, b_ns), bpf
+    to_b, to_a = bpf.load_func("to_b", BPF.SCHED_CLS), bpf.load_func("to_a", BPF.SCHED_CLS)
+    try:  # attached as the datapath attaches its own (TCX links, else clsact)
+        with netns_of_vswitchd.entered(host.ns):
+            links = [tcx.link_create(idx["xa"], to_b.fd, "ingress"),
+                     tcx.link_create(idx["xb"], to_a.fd, "ingress")]
+    except tcx.TcxUnsupported:
+        links = []
+        tc_ingress(host.ns, "xa", to_b)
+        tc_ingress(host.ns, "xb", to_a)
+    return (a_ns, b_ns), (bpf, links)  # the links hold as long as their fds stay open
 
 
 @contextlib.contextmanager
@@ -475,7 +486,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     (workdir / "notrace").mkdir()
     host2 = Host(workdir / "notrace")  # the daemon built without the watch stage
     counters: Counters | None = None
-    bare_bpf = None
+    bare = None
     # one socket per namespace for the per-round counter reads (opening one is slow)
     host_ipr, host2_ipr = NetNS(host.ns), NetNS(host2.ns)
     watch_counts: dict = {}
@@ -489,7 +500,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         status = status[0] if isinstance(status, list) else status
 
         pairs = {"direct": make_direct_pair(host)}
-        pairs["bare"], bare_bpf = make_bare_pair(host)
+        pairs["bare"], bare = make_bare_pair(host)
         pairs["kernel"] = make_bridged_pair(host, "brk", "kernel", "k")
         try:
             pairs["ebpf"] = make_bridged_pair(host, "bre", "ebpf", "e")
@@ -618,7 +629,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         host2_ipr.close()
         if counters is not None:
             counters.close()
-        if bare_bpf is not None:
+        if bare is not None:
+            bare_bpf, links = bare
+            for fd in links:
+                os.close(fd)
             bare_bpf.cleanup()
         for h in (host, host2):
             h.cleanup()

@@ -11,9 +11,8 @@ import time
 import pytest
 from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, MULTICAST, Bridge, eth
 
-from vswitchd.datapath import DROP_REASONS, Datapath, PortKind
+from vswitchd.datapath import DROP_REASONS, Datapath, PortKind, attached_programs
 from vswitchd.errors import InvalidArgument
-from vswitchd.netlink import tc
 
 pytestmark = pytest.mark.root
 
@@ -33,15 +32,15 @@ def test_drop_reasons_parsed_from_header():
 
 
 def test_programs_attached(dp, bridge):
-    assert tc.attached(bridge.br, "egress") == ["tc_egress"]
+    assert attached_programs(bridge.br, "egress") == ["tc_egress"]
     for port in bridge.ports:
-        assert tc.attached(port, "ingress") == ["tc_ingress"]
-        assert tc.attached(port, "egress") == []
+        assert attached_programs(port, "ingress") == ["tc_ingress"]
+        assert attached_programs(port, "egress") == []
     # re-adding (daemon re-adopting) replaces, never duplicates
     dp.add_port(bridge.br, bridge.ports[0], PortKind.PEER)
     dp.add_bridge(bridge.br, bridge.mac)
-    assert tc.attached(bridge.ports[0], "ingress") == ["tc_ingress"]
-    assert tc.attached(bridge.br, "egress") == ["tc_egress"]
+    assert attached_programs(bridge.ports[0], "ingress") == ["tc_ingress"]
+    assert attached_programs(bridge.br, "egress") == ["tc_egress"]
 
 
 def test_learning_real_run_and_not_dry_run(dp, bridge):
@@ -255,7 +254,7 @@ def test_remove_port_cleans_state(dp, bridge):
     dp.remove_port(bridge.br, p2)
     assert (MAC_C, 0) not in fdb_of(dp, bridge.br)
     assert dp.port_counters(p2).rx_packets == 0
-    assert tc.attached(p2, "ingress") == []
+    assert attached_programs(p2, "ingress") == []
     assert sorted(dp.run(eth(BROADCAST, MAC_A), p0).flood) == sorted([bridge.br, p1])
     assert dp.run(eth(BROADCAST, MAC_A), p2).verdict == "pass"
 
@@ -285,8 +284,8 @@ def test_remove_bridge_and_prune(dp, bridge, topo):
     dp.run(eth(BROADCAST, MAC_A), bridge.ports[0], dry_run=False)
     dp.remove_bridge(bridge.br)
     assert dp.fdb_list(bridge.br) == []
-    assert tc.attached(bridge.br, "egress") == []
-    assert tc.attached(bridge.ports[0], "ingress") == []
+    assert attached_programs(bridge.br, "egress") == []
+    assert attached_programs(bridge.ports[0], "ingress") == []
     assert dp.run(eth(BROADCAST, MAC_A), bridge.ports[0]).verdict == "pass"
     assert dp.run(eth(BROADCAST, MAC_A), other.ports[0]).flood == [other.br]
     dp.prune(keep={other.br})  # its port is stale now

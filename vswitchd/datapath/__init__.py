@@ -17,6 +17,7 @@ from vswitchd.datapath.loader import (
     PortCounters,
     PortKind,
     RunResult,
+    attached_programs,
     ebpf_unsupported_reason,
 )
 from vswitchd.datapath.vlan import VlanConfig
@@ -38,5 +39,6 @@ __all__ = [
     "VlanConfig",
     "WatchEvent",
     "WatchFilter",
+    "attached_programs",
     "ebpf_unsupported_reason",
 ]

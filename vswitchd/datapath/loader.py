@@ -21,7 +21,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from vswitchd import validate
-from vswitchd.datapath import testrun
+from vswitchd.datapath import tcx, testrun
 from vswitchd.datapath.drop_reasons import (
     BPF_DIR,
     DROP_REASON_MAX,
@@ -220,6 +220,13 @@ def ebpf_unsupported_reason() -> str | None:
     return None
 
 
+def attached_programs(ifindex: int, direction: str) -> list[str]:
+    """Names of the programs at a device's TC hook: TCX links first, then cls_bpf filters."""
+    from vswitchd.netlink import tc
+
+    return tcx.attached(ifindex, direction) + tc.attached(ifindex, direction)
+
+
 def _bpffs_mounted(path: str = BPFFS_ROOT) -> bool:
     try:
         with open("/proc/self/mounts") as mounts:
@@ -286,6 +293,7 @@ class Datapath:
         self.bpffs_dir = os.path.abspath(bpffs_dir)
         self.trace_enabled = trace
         self._watch = None
+        self._tcx: bool | None = None  # attach with TCX links; None = not tried yet
         self._lock = threading.RLock()
         self._bpf = None
         reason = ebpf_unsupported_reason()
@@ -468,13 +476,30 @@ class Datapath:
     # ---- tc ----------------------------------------------------------------------------
 
     def _attach(self, ifindex: int, direction: str) -> None:
+        """TCX where the kernel has it (a pinned link, vswitchd/datapath/tcx.py), otherwise a
+        clsact + cls_bpf filter."""
         from vswitchd.netlink import tc
 
         prog = self._progs[direction]
+        if self._tcx is not False:
+            try:
+                created = tcx.attach(self.bpffs_dir, ifindex, prog.fd, direction)
+            except tcx.TcxUnsupported as exc:
+                log.info("no TCX in this kernel (%s): programs go on clsact + cls_bpf", exc)
+                self._tcx = False
+            else:
+                self._tcx = True
+                if created:  # an earlier build's filter on the device: one attachment only
+                    self._detach_filter(ifindex, direction)
+                return
         tc.attach(ifindex, prog.fd, prog.name.decode(), direction)
 
+    def _detach(self, ifindex: int, direction: str) -> None:
+        tcx.detach(self.bpffs_dir, ifindex, direction)
+        self._detach_filter(ifindex, direction)
+
     @staticmethod
-    def _detach(ifindex: int, direction: str) -> None:
+    def _detach_filter(ifindex: int, direction: str) -> None:
         from vswitchd.netlink import tc
 
         try:
@@ -610,6 +635,9 @@ class Datapath:
                 if key.bridge not in keep or leaf.ifindex not in keep:
                     self._delete(self._fdb, key)
             self._flows.forget(lambda bridge: bridge not in keep)
+            for ifindex, direction in tcx.pinned(self.bpffs_dir):
+                if ifindex not in keep:
+                    tcx.detach(self.bpffs_dir, ifindex, direction)
 
     # ---- flow tables -------------------------------------------------------------------
 
@@ -916,6 +944,7 @@ class Datapath:
                 for key, leaf in list(self._ports.items()):
                     direction = "egress" if leaf.kind == PortKind.BRIDGE else "ingress"
                     self._detach(key.value, direction)
+            tcx.remove_all(self.bpffs_dir)  # links of devices that are gone
             self.close()
             self._remove_pins()
 
