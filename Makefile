@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KREL := $(shell uname -r)
 KBUILD := /lib/modules/$(KREL)/build
-APT_PACKAGES := python3-bpfcc python3-nftables python3-venv iproute2 iputils-ping netsniff-ng
+APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
 .PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean
@@ -28,6 +28,8 @@ demo: setup
 setup: system-deps kernel-headers venv proto
 
 # apt packages: installed only when one is missing, so a warm machine skips apt entirely.
+# nftables is the `nft` command the netns tests and the demo read the ruleset with (the daemon
+# itself needs only python3-nftables, which does not bring it).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
