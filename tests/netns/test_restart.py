@@ -232,7 +232,9 @@ def test_external_deletions_are_noticed_within_a_second(host):
 # ---- shutdown and cleanup ---------------------------------------------------------------------
 
 def nft_tables(host) -> str:
-    return host.run_in(host.ns, "nft", "list", "tables").stdout
+    res = host.run_in(host.ns, "nft", "list", "tables")
+    assert res.returncode == 0, res.stderr  # a missing nft must not pass as "no tables"
+    return res.stdout
 
 
 def assert_nothing_left(host, unrelated: set[str]) -> None:
