@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -18,6 +19,8 @@ import pytest
 from pyroute2 import NetNS
 
 from tests.netns.harness import SYSTEM_PYTHON, VSWITCHD
+from vswitchd.datapath import tcx
+from vswitchd.netlink import netns
 
 pytestmark = pytest.mark.root
 
@@ -70,13 +73,21 @@ def finish_stream(send, recv) -> dict:
 
 
 def prog_tags(host, names) -> dict[str, tuple]:
-    """(prog id, tag) of vswitchd's filter at ingress of each port (read with tc -j)."""
+    """(prog id, tag) of vswitchd's program at ingress of each port: its TCX link's, or its
+    cls_bpf filter's (read with tc -j) on kernels without TCX."""
     out = {}
     for name in names:
+        with netns.entered(host.ns):
+            ifindex = socket.if_nametoindex(name)
+            progs = tcx.programs(ifindex, "ingress")
+        for prog_id, prog_name, tag in progs:
+            if prog_name == "tc_ingress":
+                out[name] = (prog_id, tag)
         res = host.run_in(host.ns, "tc", "-j", "filter", "show", "dev", name, "ingress")
         for flt in json.loads(res.stdout or "[]"):
             opts = flt.get("options", {})
             if flt.get("kind") == "bpf" and opts.get("bpf_name", "").startswith("tc_ingress"):
+                assert name not in out, f"{name}: both a TCX link and a filter"
                 out[name] = (opts["prog"]["id"], opts["prog"]["tag"])
     return out
 

@@ -33,6 +33,7 @@ from vswitchd.errors import InvalidArgument, NotFound, Unavailable
 ATTACH_TYPE = {"ingress": 46, "egress": 47}  # enum bpf_attach_type: BPF_TCX_INGRESS, _EGRESS
 LINKS_DIR = "links"  # under the datapath's bpffs directory
 _LINK_INFO_TCX_IFINDEX = 16  # struct bpf_link_info: type, id, prog_id, pad, then tcx.ifindex
+_PROG_INFO_TAG = 8  # struct bpf_prog_info.tag[8]
 _PROG_INFO_NAME = 64  # struct bpf_prog_info.name[16]
 _MAX_PROGS = 64
 
@@ -189,8 +190,9 @@ def remove_all(bpffs_dir: str) -> None:
         pass  # gone, or holds something that is not ours
 
 
-def attached(ifindex: int, direction: str) -> list[str]:
-    """Names of the programs TCX runs at the device's hook, in order ([] without TCX)."""
+def programs(ifindex: int, direction: str) -> list[tuple[int, str, str]]:
+    """(id, name, tag) of each program TCX runs at the device's hook, in order ([] without
+    TCX)."""
     ids = (ctypes.c_uint32 * _MAX_PROGS)()
     attr = _ProgQuery(target_ifindex=ifindex, attach_type=_attach_type(direction),
                       prog_ids=ctypes.addressof(ids), prog_cnt=_MAX_PROGS)
@@ -202,12 +204,18 @@ def attached(ifindex: int, direction: str) -> list[str]:
         if exc.errno == errno.EINVAL:
             return []
         raise Unavailable(str(exc)) from None
-    names = []
+    out = []
     for prog_id in ids[:attr.prog_cnt]:
         fd = bpf(BPF_PROG_GET_FD_BY_ID, _ById(prog_id, 0, 0), f"opening program {prog_id}")
         try:
-            raw = obj_info(fd)[_PROG_INFO_NAME:_PROG_INFO_NAME + 16]
+            info = obj_info(fd)
         finally:
             os.close(fd)
-        names.append(raw.split(b"\0", 1)[0].decode())
-    return names
+        name = info[_PROG_INFO_NAME:_PROG_INFO_NAME + 16].split(b"\0", 1)[0].decode()
+        out.append((prog_id, name, info[_PROG_INFO_TAG:_PROG_INFO_TAG + 8].hex()))
+    return out
+
+
+def attached(ifindex: int, direction: str) -> list[str]:
+    """Names of the programs TCX runs at the device's hook, in order ([] without TCX)."""
+    return [name for _id, name, _tag in programs(ifindex, direction)]
