@@ -3,7 +3,11 @@
 #define VSW_FDB_H
 
 #define FDB_F_STATIC 1
-#define FDB_REFRESH_NS 1000000000ULL
+/* A learned entry's last_seen_ns is refreshed when at least this many jiffies passed since the
+ * last refresh: 0.1 s at HZ=1000, 1 s at HZ=100 (the lowest HZ); aging counts in seconds (300 by
+ * default). Jiffies because bpf_jiffies64() is inlined (a load), where the coarse clock is a
+ * helper call on every packet. */
+#define FDB_REFRESH_JIFFIES 100
 
 struct fdb_key {
 	__u32 bridge;
@@ -16,6 +20,7 @@ struct fdb_entry {
 	__u32 flags;          /* FDB_F_STATIC: installed by the daemon, never learned over/aged */
 	__u64 last_seen_ns;   /* bpf_ktime_get_coarse_ns() = CLOCK_MONOTONIC_COARSE: at most a
 			       * tick behind CLOCK_MONOTONIC, which the daemon compares with */
+	__u64 seen_jiffies;   /* bpf_jiffies64() at the last refresh (the datapath's own) */
 };
 
 BPF_TABLE_PINNED("hash", struct fdb_key, struct fdb_entry, fdb, MAX_FDB_ENTRIES,
@@ -43,7 +48,7 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	struct fdb_key key;
 	struct fdb_entry *old;
 	struct fdb_entry entry = {};
-	__u64 now = bpf_ktime_get_coarse_ns();  /* no clocksource read: aging is in seconds */
+	__u64 jiffies = bpf_jiffies64();
 
 	fdb_make_key(&key, ctx->bridge, ctx->vlan, src);
 	old = fdb.lookup(&key);
@@ -51,16 +56,19 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 		if (old->flags & FDB_F_STATIC)
 			return;
 		if (old->ifindex == ctx->in_port) {
-			/* Refresh in place, at most once per FDB_REFRESH_NS: aging has second
+			/* Refresh in place, at most once per FDB_REFRESH_JIFFIES: aging has second
 			 * granularity, and a write per packet would bounce the entry's cache line
 			 * between CPUs. */
-			if (now - old->last_seen_ns > FDB_REFRESH_NS)
-				old->last_seen_ns = now;
+			if (jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
+				old->seen_jiffies = jiffies;
+				old->last_seen_ns = bpf_ktime_get_coarse_ns();
+			}
 			return;
 		}
 	}
 	entry.ifindex = ctx->in_port;
-	entry.last_seen_ns = now;
+	entry.last_seen_ns = bpf_ktime_get_coarse_ns();  /* no clocksource read */
+	entry.seen_jiffies = jiffies;
 	fdb.update(&key, &entry);
 }
 

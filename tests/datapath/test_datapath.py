@@ -9,9 +9,10 @@ import struct
 import time
 
 import pytest
-from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, MULTICAST, Bridge, eth
+from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, MULTICAST, Bridge, eth, mac_bytes
 
 from vswitchd.datapath import DROP_REASONS, Datapath, PortKind, attached_programs
+from vswitchd.datapath.drop_reasons import BPF_DIR, parse_define
 from vswitchd.errors import InvalidArgument
 
 pytestmark = pytest.mark.root
@@ -139,6 +140,27 @@ def test_fdb_sweep_ages_learned(dp, bridge):
     fdb = fdb_of(dp, bridge.br)
     assert (MAC_A, 0) not in fdb
     assert (bridge.mac, 0) in fdb  # static bridge MAC survives
+
+
+def test_fdb_refresh_at_most_once_per_refresh_period(dp, bridge):
+    """A known source refreshes last_seen_ns only when FDB_REFRESH_JIFFIES passed since its
+    last refresh (by the entry's seen_jiffies): no clock read nor write on other packets."""
+    p0 = bridge.ports[0]
+    refresh = parse_define((BPF_DIR / "lib" / "fdb.h").read_text(), "FDB_REFRESH_JIFFIES")
+    dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
+    key = dp._fdb_key(bridge.br, mac_bytes(MAC_A), 0)
+    leaf = dp._fdb[key]
+    assert leaf.seen_jiffies > 0
+    leaf.last_seen_ns -= 10 * 10**9  # as if last refreshed 10 s ago, seen_jiffies recent
+    dp._fdb[key] = leaf
+    dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].age_seconds >= 10  # not refreshed
+    leaf = dp._fdb[key]
+    leaf.seen_jiffies -= refresh  # the refresh period has passed
+    dp._fdb[key] = leaf
+    dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].age_seconds < 1
+    assert dp._fdb[key].seen_jiffies >= leaf.seen_jiffies + refresh
 
 
 def test_fdb_to_port_elsewhere_is_no_fdb_port(dp, bridge, topo):
