@@ -53,7 +53,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	struct __sk_buff *skb = ctx->skb;
 	struct dp_result *res = result_get(ctx);
 	struct flow_rule *rule;
-	struct port_info *in;
+	struct port_info *in, in_info;
 	struct flow_key key;
 	int ret, err, next = FLOW_NEXT_NORMAL;
 
@@ -75,8 +75,9 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		result_set(ctx, VERDICT_PASS, DROP_NONE, 0);
 		return TC_ACT_OK;
 	}
-	ctx->bridge = in->bridge;
-	ctx->in_slot = in->slot;
+	in_info = *in;  /* the cache entry may go to the out port (port_lookup) */
+	ctx->bridge = in_info.bridge;
+	ctx->in_slot = in_info.slot;
 
 	pull_headers(skb);
 	err = parse_flow(skb, ctx, &key);
@@ -124,7 +125,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 			return drop(ctx, DROP_VLAN_FAILED);
 	}
 	/* normal or flood: switching in the frame's VLAN (vlan.h) */
-	if (vlan_ingress(ctx, in))
+	if (vlan_ingress(ctx, &in_info))
 		return drop(ctx, DROP_VLAN_MISMATCH);
 	if (res) {
 		res->vlan = ctx->vlan;

@@ -53,9 +53,45 @@ BPF_TABLE_PINNED("hash", __u32, struct bridge_members, members, MAX_BRIDGES,
 BPF_TABLE_PINNED("hash", __u32, struct port_trunk, port_trunks, MAX_PORTS,
 		 VSW_PIN_DIR "/port_trunks", BPF_F_NO_PREALLOC);
 
+/* A per-CPU cache of the ports hash in front of it: two array reads instead of a hash lookup
+ * (the in port and the out port of every packet). Only this CPU's programs write its copy, so
+ * no reader sees a half-written entry. An entry is valid while port_gen holds the value it was
+ * filled under: the daemon bumps port_gen after every change of the ports map (pinned, so
+ * every program instance's cache sees the bump), and a fill uses the port_gen read before its
+ * hash lookup, so a fill that raced with a change is invalid at once. */
+#define PORT_CACHE_SIZE 256  /* power of two: entry ifindex & (PORT_CACHE_SIZE - 1) */
+
+struct port_cache_entry {
+	__u64 gen;      /* port_gen when filled */
+	__u32 ifindex;  /* 0 = empty */
+	struct port_info info;
+};
+
+BPF_TABLE_PINNED("array", __u32, __u64, port_gen, 1, VSW_PIN_DIR "/port_gen");
+BPF_PERCPU_ARRAY(port_cache, struct port_cache_entry, PORT_CACHE_SIZE);
+
+/* The port's info, or NULL if ifindex is not a port. The pointer is into the cache: valid
+ * until the next port_lookup (another ifindex may take the entry). */
 static __always_inline struct port_info *port_lookup(__u32 ifindex)
 {
-	return ports.lookup(&ifindex);
+	__u32 zero = 0, i = ifindex & (PORT_CACHE_SIZE - 1);
+	struct port_cache_entry *c = port_cache.lookup(&i);
+	__u64 *genp = port_gen.lookup(&zero);
+	struct port_info *pi;
+	__u64 gen;
+
+	if (!c || !genp)
+		return NULL;
+	gen = *genp;
+	if (c->ifindex == ifindex && c->gen == gen)
+		return &c->info;
+	pi = ports.lookup(&ifindex);
+	if (!pi)
+		return NULL;
+	c->info = *pi;
+	c->ifindex = ifindex;
+	c->gen = gen;
+	return &c->info;
 }
 
 static __always_inline struct bridge_members *members_lookup(__u32 bridge)

@@ -11,8 +11,9 @@ import time
 import pytest
 from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, MULTICAST, Bridge, eth, mac_bytes
 
-from vswitchd.datapath import DROP_REASONS, Datapath, PortKind, attached_programs
+from vswitchd.datapath import DROP_REASONS, Datapath, PortKind, VlanConfig, attached_programs
 from vswitchd.datapath.drop_reasons import BPF_DIR, parse_define
+from vswitchd.datapath.loader import PORT_F_ACCESS
 from vswitchd.errors import InvalidArgument
 
 pytestmark = pytest.mark.root
@@ -161,6 +162,47 @@ def test_fdb_refresh_at_most_once_per_refresh_period(dp, bridge):
     dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
     assert fdb_of(dp, bridge.br)[(MAC_A, 0)].age_seconds < 1
     assert dp._fdb[key].seen_jiffies >= leaf.seen_jiffies + refresh
+
+
+@pytest.fixture
+def one_cpu():
+    """The test's runs on one CPU: the port cache is per CPU."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_port_cache_is_invalidated_by_every_port_change(dp, bridge, bpffs_dir, one_cpu):
+    """Packets read the ports map through a per-CPU cache (ports.h) that the datapath
+    invalidates by bumping port_gen after each change. A port_info written behind its back
+    (no bump) is not seen while cached; the bump makes it seen; changes through the API are
+    seen at once; a new Datapath counts on from the pinned port_gen."""
+    p0 = bridge.ports[0]
+    frame = eth(BROADCAST, MAC_A)
+    assert dp.trace(frame, p0).vlan == 0  # p0's entry cached on this CPU
+    key = dp._ports.Key(p0)
+    leaf = dp._ports[key]
+    leaf.flags, leaf.vlan = PORT_F_ACCESS, 5
+    dp._ports[key] = leaf
+    assert dp.trace(frame, p0).vlan == 0  # the cached entry
+    dp._ports_changed()
+    assert dp.trace(frame, p0).vlan == 5
+    dp.set_port_vlan(p0, VlanConfig(access=7))
+    assert dp.trace(frame, p0).vlan == 7
+    dp.set_port_vlan(p0, VlanConfig())
+    assert dp.trace(frame, p0).vlan == 0
+    dp.remove_port(bridge.br, p0)
+    assert dp.trace(frame, p0).verdict == "pass"  # not a port any more, not from the cache
+    gen = dp._port_gen[ctypes.c_int(0)].value
+    dp.close()
+    dp._bpf = None
+    dp.__init__(bpffs_dir)
+    assert dp._port_gen[ctypes.c_int(0)].value == gen
+    dp.add_port(bridge.br, p0, PortKind.PEER)
+    assert dp._port_gen[ctypes.c_int(0)].value > gen
 
 
 def test_fdb_to_port_elsewhere_is_no_fdb_port(dp, bridge, topo):

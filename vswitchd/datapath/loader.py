@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
-PIN_NAMES = ("ports", "members", "fdb", "port_stats", "flow_masks", "flow_bridges", "flow_rules",
-             "flow_stats", "flood_progs", "port_trunks")
+PIN_NAMES = ("ports", "port_gen", "members", "fdb", "port_stats", "flow_masks", "flow_bridges",
+             "flow_rules", "flow_stats", "flood_progs", "port_trunks")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
@@ -354,6 +354,7 @@ class Datapath:
             flood_progs[ctypes.c_int(0)] = ctypes.c_int(self._progs["flood"].fd)
             self._flows = FlowTables(self._bpf)
             self._ports = self._bpf[b"ports"]
+            self._port_gen = self._bpf[b"port_gen"]
             self._trunks = self._bpf[b"port_trunks"]
             self._members = self._bpf[b"members"]
             self._fdb = self._bpf[b"fdb"]
@@ -428,8 +429,20 @@ class Datapath:
         leaf.flags = PORT_F_ACCESS if vlan.access else PORT_F_TRUNK if vlan.trunks else 0
         leaf.slot = old.slot if old is not None else self._new_slot()
         self._ports[self._ports.Key(ifindex)] = leaf
+        self._ports_changed()
         if not vlan.trunks:
             self._delete(self._trunks, self._trunks.Key(ifindex))
+
+    def _ports_changed(self) -> None:
+        """Invalidates every program's port cache (ports.h: port_gen), after each change of
+        the ports map. Counts on from the pinned value: an earlier daemon's programs may
+        still hold entries filled under lower values."""
+        key = ctypes.c_int(0)
+        self._port_gen[key] = ctypes.c_uint64(self._port_gen[key].value + 1)
+
+    def _port_delete(self, key) -> None:
+        self._delete(self._ports, key)
+        self._ports_changed()
 
     def _new_slot(self) -> int:
         """The lowest counter slot no port holds, zeroed (it may hold a removed port's
@@ -467,7 +480,7 @@ class Datapath:
     def _forget_port_state(self, ifindex: int) -> None:
         """ports (and so its counter slot), FDB entries pointing at the port (not members, not
         tc)."""
-        self._delete(self._ports, self._ports.Key(ifindex))
+        self._port_delete(self._ports.Key(ifindex))
         self._delete(self._trunks, self._trunks.Key(ifindex))
         for key, leaf in list(self._fdb.items()):
             if leaf.ifindex == ifindex:
@@ -606,7 +619,7 @@ class Datapath:
                     continue
                 if key.value != bridge_ifindex:
                     self._detach(key.value, "ingress")
-                self._delete(self._ports, key)
+                self._port_delete(key)
                 self._delete(self._trunks, self._trunks.Key(key.value))
             for key, _leaf in list(self._fdb.items()):
                 if key.bridge == bridge_ifindex:
@@ -619,7 +632,7 @@ class Datapath:
             self._check_open()
             for key, _leaf in list(self._ports.items()):
                 if key.value not in keep:
-                    self._delete(self._ports, key)
+                    self._port_delete(key)
             for key in list(self._trunks.keys()):
                 if key.value not in keep:
                     self._delete(self._trunks, key)
