@@ -12,7 +12,6 @@ the state directory to forget it).
 from __future__ import annotations
 
 import logging
-import os
 
 from vswitchd.errors import SwitchError
 from vswitchd.model import BridgeSpec
@@ -34,19 +33,10 @@ def remove_pins(bpffs_dir: str) -> None:
     """Unlink the datapath's pins (only the names it creates; its TCX link pins, which
     detaches their programs) and its directory if then empty."""
     from vswitchd.datapath import tcx
-    from vswitchd.datapath.loader import PIN_NAMES, RETIRED_PIN_NAMES
+    from vswitchd.datapath.loader import remove_map_pins
 
     tcx.remove_all(bpffs_dir)
-
-    for name in (*PIN_NAMES, *RETIRED_PIN_NAMES):
-        try:
-            os.unlink(os.path.join(bpffs_dir, name))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(bpffs_dir)
-    except OSError:
-        pass
+    remove_map_pins(bpffs_dir)
 
 
 def remove_nat(bridges: dict[str, BridgeSpec]) -> int:

@@ -227,6 +227,17 @@ def attached_programs(ifindex: int, direction: str) -> list[str]:
     return tcx.attached(ifindex, direction) + tc.attached(ifindex, direction)
 
 
+def remove_map_pins(bpffs_dir: str, keep_dir: bool = False) -> None:
+    """Unlinks the maps this build (or an earlier one) pins, only those names, then the
+    directory unless keep_dir, if it is then empty. Link pins: tcx.remove_all."""
+    for name in (*PIN_NAMES, *RETIRED_PIN_NAMES):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(bpffs_dir, name))
+    if not keep_dir:
+        with contextlib.suppress(OSError):  # not empty (someone else's pins) or already gone
+            os.rmdir(bpffs_dir)
+
+
 def _bpffs_mounted(path: str = BPFFS_ROOT) -> bool:
     try:
         with open("/proc/self/mounts") as mounts:
@@ -508,8 +519,10 @@ class Datapath:
         tc.attach(ifindex, prog.fd, prog.name.decode(), direction)
 
     def _detach(self, ifindex: int, direction: str) -> None:
-        tcx.detach(self.bpffs_dir, ifindex, direction)
-        self._detach_filter(ifindex, direction)
+        # A port with a link pin has no filter of ours (attach removed it); one without may
+        # have one (clsact kernel, or attached by an earlier build and not re-added since).
+        if not tcx.detach(self.bpffs_dir, ifindex, direction):
+            self._detach_filter(ifindex, direction)
 
     @staticmethod
     def _detach_filter(ifindex: int, direction: str) -> None:
@@ -962,17 +975,7 @@ class Datapath:
             self._remove_pins()
 
     def _remove_pins(self, keep_dir: bool = False) -> None:
-        for name in (*PIN_NAMES, *RETIRED_PIN_NAMES):
-            try:
-                os.unlink(os.path.join(self.bpffs_dir, name))
-            except FileNotFoundError:
-                pass
-        if keep_dir:
-            return
-        try:
-            os.rmdir(self.bpffs_dir)
-        except OSError:
-            pass  # not empty (someone else's pins) or already gone
+        remove_map_pins(self.bpffs_dir, keep_dir)
 
     def __enter__(self) -> Datapath:
         return self
