@@ -21,29 +21,13 @@
 #include "lib/ports.h"
 #include "lib/fdb.h"
 #include "lib/counters.h"
+#include "lib/parse.h"
 #include "lib/flow.h"
 #include "lib/result.h"
 #include "lib/watch.h"
-#include "lib/parse.h"
 #include "lib/vlan.h"
 #include "lib/forward.h"
 #include "lib/actions.h"
-
-/* What the parser may read: Ethernet, two VLAN tags, an IPv6 header, TCP/UDP ports. */
-#define PARSE_PULL_LEN 128
-
-/* Frames from TX rings, GSO or virtio may keep their headers outside the linear area, where
- * direct packet access cannot see them: pull in what the parser reads (only when needed, so
- * the common linear frame pays one comparison). */
-static __always_inline void pull_headers(struct __sk_buff *skb)
-{
-	__u32 want = skb->len < PARSE_PULL_LEN ? skb->len : PARSE_PULL_LEN;
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-
-	if (data + want > data_end)
-		bpf_skb_pull_data(skb, want);
-}
 
 /* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions.
  * Every decision goes through drop(), forward() or flood() (forward.h), which record it in ctx
@@ -79,7 +63,6 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	ctx->bridge = in_info.bridge;
 	ctx->in_slot = in_info.slot;
 
-	pull_headers(skb);
 	err = parse_flow(skb, ctx, &key);
 	watch_begin(ctx, &key);
 	if (res) {  /* the trace report: what was parsed, also of a malformed frame */

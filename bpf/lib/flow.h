@@ -143,41 +143,55 @@ static __always_inline __u16 vsw_ntohs(__u16 x)
 	return __builtin_bswap16(x);
 }
 
-static __always_inline int flow_l4(void *data, void *data_end, __u32 off, __u8 proto,
+/* The largest header the parser reads at once (IPv6). */
+#define PARSE_BUF_LEN 40
+
+/* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. */
+static __always_inline int flow_l4(struct __sk_buff *skb, __u32 off, __u8 proto, __u64 *buf,
 				   struct flow_key *key)
 {
 	__u16 *ports;
-	__u32 need;
 
 	if (proto == IPPROTO_TCP)
-		need = 20;
+		ports = header_at(skb, off, 20, buf);
 	else if (proto == IPPROTO_UDP)
-		need = 8;
+		ports = header_at(skb, off, 8, buf);
 	else
 		return 0;
-	ports = data + off;
-	if ((void *)ports + need > data_end)
+	if (!ports)
 		return DROP_MALFORMED;
 	key->tp_src = vsw_ntohs(ports[0]);
 	key->tp_dst = vsw_ntohs(ports[1]);
 	return 0;
 }
 
+/* For an IP header cut short at off: DROP_MALFORMED when its version nibble says `version`
+ * (or the frame ends at off), 0 (L2-only) otherwise. */
+static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u64 *buf,
+					  __u8 version)
+{
+	__u8 *first = header_at(skb, off, 1, buf);
+
+	return !first || *first >> 4 == version ? DROP_MALFORMED : 0;
+}
+
 /* Fills the flow key from the frame. Returns 0, or DROP_MALFORMED when the frame is shorter
  * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
- * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate). */
+ * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
+ * Each header is read where header_at() finds it (parse.h): one buffer serves them in turn,
+ * as nothing is read from a header after the next one is fetched. */
 static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 				      struct flow_key *key)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	__u64 buf[PARSE_BUF_LEN / 8];
+	struct ethhdr *eth;
 	__u32 off = sizeof(*eth);
 	__u16 proto;
 
 	__builtin_memset(key, 0, sizeof(*key));
 	key->in_port = ctx->in_port;
-	if (data + sizeof(*eth) > data_end)
+	eth = header_at(skb, 0, sizeof(*eth), buf);
+	if (!eth)
 		return DROP_MALFORMED;
 	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
@@ -187,9 +201,9 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 		ctx->tag_now = TAG_ORIG;
 	}
 	if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {  /* tag inline */
-		struct vsw_vlan_hdr *vh = data + off;
+		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
 
-		if ((void *)(vh + 1) > data_end)
+		if (!vh)
 			return DROP_MALFORMED;
 		if (!skb->vlan_present)
 			key->dl_vlan = vsw_ntohs(vh->tci) & 0x0fff;
@@ -199,38 +213,38 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 	}
 	key->dl_type = vsw_ntohs(proto);
 	if (proto == ETH_P_IP_BE) {
-		struct iphdr *ip = data + off;
+		struct iphdr *ip;
 		__u32 ihl;
+		__u8 l4;
 
-		if ((void *)ip + 1 > data_end)
-			return DROP_MALFORMED;
+		ip = header_at(skb, off, sizeof(*ip), buf);
+		if (!ip)  /* shorter than an IPv4 header: malformed if it claims to be one */
+			return header_version(skb, off, buf, 4);
 		if (ip->version != 4)
 			return 0;
-		if ((void *)(ip + 1) > data_end)
-			return DROP_MALFORMED;
 		ihl = ip->ihl * 4;
-		if (ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
+		if (ihl < sizeof(*ip) || off + ihl > ctx->len)
 			return DROP_MALFORMED;
-		key->nw_proto = ip->protocol;
+		key->nw_proto = l4 = ip->protocol;
 		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
 		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
 		if (ip->frag_off & 0xff1f)  /* a non-first fragment has no L4 header */
 			return 0;
-		return flow_l4(data, data_end, off + ihl, ip->protocol, key);
+		return flow_l4(skb, off + ihl, l4, buf, key);
 	}
 	if (proto == ETH_P_IPV6_BE) {
-		struct ipv6hdr *ip6 = data + off;
+		struct ipv6hdr *ip6;
+		__u8 l4;
 
-		if ((void *)ip6 + 1 > data_end)
-			return DROP_MALFORMED;
+		ip6 = header_at(skb, off, sizeof(*ip6), buf);
+		if (!ip6)
+			return header_version(skb, off, buf, 6);
 		if (ip6->version != 6)
 			return 0;
-		if ((void *)(ip6 + 1) > data_end)
-			return DROP_MALFORMED;
-		key->nw_proto = ip6->nexthdr;
+		key->nw_proto = l4 = ip6->nexthdr;
 		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
 		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
-		return flow_l4(data, data_end, off + sizeof(*ip6), ip6->nexthdr, key);
+		return flow_l4(skb, off + sizeof(*ip6), l4, buf, key);
 	}
 	return 0;
 }

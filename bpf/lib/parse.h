@@ -2,11 +2,6 @@
 #ifndef VSW_PARSE_H
 #define VSW_PARSE_H
 
-struct l2_hdr {
-	__u8 dst[ETH_ALEN];
-	__u8 src[ETH_ALEN];
-};
-
 static __always_inline int mac_is_multicast(const __u8 *mac)
 {
 	return mac[0] & 1;
@@ -17,19 +12,22 @@ static __always_inline int mac_is_zero(const __u8 *mac)
 	return !(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]);
 }
 
-/* Copies the addresses out of the frame (later helpers may invalidate packet pointers).
- * Returns 0, or DROP_MALFORMED when the frame is shorter than an Ethernet header. */
-static __always_inline int parse_eth(struct __sk_buff *skb, struct l2_hdr *l2)
+/* Where the parser reads a header of len bytes at off: in the frame itself when the linear area
+ * holds it, otherwise in a copy made into buf. Frames from TX rings, GSO or virtio may keep
+ * only the Ethernet header linear; pulling the rest in (bpf_skb_pull_data) reallocated the head
+ * of every such frame, which cost more than the whole switching decision. NULL when the frame
+ * ends before off + len. len must be a constant no larger than buf. */
+static __always_inline void *header_at(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	void *p = data + off;
 
-	if (data + sizeof(*eth) > data_end)
-		return DROP_MALFORMED;
-	__builtin_memcpy(l2->dst, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(l2->src, eth->h_source, ETH_ALEN);
-	return 0;
+	if (p + len <= data_end)
+		return p;
+	if (bpf_skb_load_bytes(skb, off, buf, len))
+		return NULL;
+	return buf;
 }
 
 #endif

@@ -141,11 +141,17 @@ def test_delete_leaves_nothing_behind(host, datapath):
 @pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
 def test_frames_with_headers_outside_the_linear_area(host, datapath):
     """trafgen's TX_RING frames keep only the Ethernet header in the skb's linear area; the
-    datapath must still parse and forward them (not drop them as malformed)."""
+    datapath must still parse and forward them (not drop them as malformed), and flow rules
+    must see their IP and UDP fields (parse.h: header_at reads them from a copy)."""
     host.start()
     build(host, datapath)
     c1, c2 = host.name("c1"), host.name("c2")
     assert host.ping(c1, f"{SUBNET}.12")
+    match = f"udp,nw_dst={SUBNET}.12,tp_dst=9"
+    if datapath == "ebpf":
+        host.vswctl("add-flow", "br0", f"priority=100,{match},actions=normal")
+        host.vswctl("add-flow", "br0", f"priority=100,udp,nw_dst={SUBNET}.12,tp_dst=10,"
+                    "actions=drop")
     cfg = host.workdir / "udp.trafgen"
     cfg.write_text(trafgen_udp_config(mac_of(11), mac_of(12), f"{SUBNET}.11", f"{SUBNET}.12", 9))
     counter = host.spawn_in(c2, SYSTEM_PYTHON, str(HERE / "udpecho.py"), "count", "9", "5")
@@ -156,6 +162,9 @@ def test_frames_with_headers_outside_the_linear_area(host, datapath):
     assert int(out.split()[-1]) >= 290, out
     drops = host.json("port-stats", "br0", "c1")[0]["drops_by_reason"]
     assert drops.get("malformed", 0) == 0, drops
+    if datapath == "ebpf":
+        hits = {f["match"]: f["n_packets"] for f in host.json("dump-flows", "br0")}
+        assert hits[match] >= 290, hits
 
 
 def test_restart_keeps_state_and_traffic(host):
