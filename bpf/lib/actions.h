@@ -9,7 +9,6 @@
 static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key)
 {
 	struct dp_result *res = result_get(ctx);
-	struct fdb_entry *entry;
 	struct port_info *out;
 	__u32 out_port;
 	int want;
@@ -20,10 +19,9 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 		fdb_learn(ctx, key->dl_src);
 	if (mac_is_multicast(key->dl_dst))
 		return -1;
-	entry = fdb_lookup(ctx->bridge, ctx->vlan, key->dl_dst);
-	if (!entry)
+	out_port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
+	if (!out_port)
 		return -1;
-	out_port = entry->ifindex;
 	if (res)
 		res->fdb_hit = 1;
 	if (out_port == ctx->in_port)

@@ -26,50 +26,142 @@ struct fdb_entry {
 BPF_TABLE_PINNED("hash", struct fdb_key, struct fdb_entry, fdb, MAX_FDB_ENTRIES,
 		 VSW_PIN_DIR "/fdb");
 
-static __always_inline void fdb_make_key(struct fdb_key *key, __u32 bridge, __u16 vlan,
+/* A per-CPU cache of the fdb hash, in front of it for both lookups of every packet (its source
+ * when learning, its destination): a slot chosen by a hash of the key, read in a few
+ * instructions where the hash map hashes and compares in a call. A slot is valid while fdb_gen
+ * holds the value it was filled under, read before the hash lookup that filled it: a fill that
+ * raced with a change is invalid at once.
+ *
+ * fdb_gen changes after every change of an entry's port or flags, never goes back, and never
+ * repeats a value: the program adds 1 (atomically) after it learns a new or moved address; the
+ * daemon, after it adds or deletes entries, writes its value read + FDB_GEN_DAEMON_STEP, above
+ * anything the program's additions can reach meanwhile (a plain write would otherwise undo
+ * them). Refreshes of last_seen_ns change no port and bump nothing. Only this CPU's programs
+ * write its slots, so no reader sees a half-written one. */
+#define FDB_CACHE_BITS 10
+#define FDB_CACHE_SIZE (1 << FDB_CACHE_BITS)
+#define FDB_GEN_DAEMON_STEP 0x100000000  /* 2^32 */
+
+struct fdb_cache_slot {
+	__u64 gen;           /* fdb_gen when filled */
+	__u64 key_lo;        /* the fdb_key: bridge, vlan, mac[0..1] */
+	__u32 key_hi;        /* mac[2..5] */
+	__u32 ifindex;       /* 0 = empty */
+	__u32 flags;
+	__u32 pad;
+	__u64 seen_jiffies;  /* the entry's, as this CPU last read or set it */
+};
+
+BPF_TABLE_PINNED("array", __u32, __u64, fdb_gen, 1, VSW_PIN_DIR "/fdb_gen");
+BPF_PERCPU_ARRAY(fdb_cache, struct fdb_cache_slot, FDB_CACHE_SIZE);
+
+/* The key as the hash map has it, and as two words for the cache. */
+struct fdb_ref {
+	struct fdb_key key;
+	__u64 lo;
+	__u32 hi;
+	__u64 gen;                   /* fdb_gen, read by fdb_ref_make before any lookup */
+	struct fdb_cache_slot *slot; /* NULL if fdb_gen could not be read: no caching */
+};
+
+static __always_inline void fdb_ref_make(struct fdb_ref *r, __u32 bridge, __u16 vlan,
 					 const __u8 *mac)
 {
-	key->bridge = bridge;
-	key->vlan = vlan;
-	__builtin_memcpy(key->mac, mac, ETH_ALEN);
+	__u32 zero = 0, i;
+	__u64 *gen;
+
+	r->key.bridge = bridge;
+	r->key.vlan = vlan;
+	__builtin_memcpy(r->key.mac, mac, ETH_ALEN);
+	r->lo = bridge | (__u64)vlan << 32 | (__u64)mac[0] << 48 | (__u64)mac[1] << 56;
+	r->hi = mac[2] | (__u32)mac[3] << 8 | (__u32)mac[4] << 16 | (__u32)mac[5] << 24;
+	r->slot = NULL;
+	gen = fdb_gen.lookup(&zero);
+	if (!gen)
+		return;
+	r->gen = *gen;
+	i = (((__u32)r->lo ^ (__u32)(r->lo >> 32) ^ r->hi) * 0x9e3779b1) >> (32 - FDB_CACHE_BITS);
+	r->slot = fdb_cache.lookup(&i);
 }
 
-static __always_inline struct fdb_entry *fdb_lookup(__u32 bridge, __u16 vlan, const __u8 *mac)
+/* The cached entry of r's key, or NULL. */
+static __always_inline struct fdb_cache_slot *fdb_cached(const struct fdb_ref *r)
 {
-	struct fdb_key key;
+	struct fdb_cache_slot *c = r->slot;
 
-	fdb_make_key(&key, bridge, vlan, mac);
-	return fdb.lookup(&key);
+	if (c && c->ifindex && c->gen == r->gen && c->key_lo == r->lo && c->key_hi == r->hi)
+		return c;
+	return NULL;
 }
 
-/* Learns src on in_port. Static entries are never overwritten. Caller skips dry runs. */
+static __always_inline void fdb_cache_fill(const struct fdb_ref *r, const struct fdb_entry *e)
+{
+	struct fdb_cache_slot *c = r->slot;
+
+	if (!c)
+		return;
+	c->gen = r->gen;
+	c->key_lo = r->lo;
+	c->key_hi = r->hi;
+	c->ifindex = e->ifindex;
+	c->flags = e->flags;
+	c->seen_jiffies = e->seen_jiffies;
+}
+
+/* The port of (bridge, vlan, mac), 0 if unknown. */
+static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac)
+{
+	struct fdb_cache_slot *c;
+	struct fdb_entry *e;
+	struct fdb_ref r;
+
+	fdb_ref_make(&r, bridge, vlan, mac);
+	c = fdb_cached(&r);
+	if (c)
+		return c->ifindex;
+	e = fdb.lookup(&r.key);
+	if (!e)
+		return 0;
+	fdb_cache_fill(&r, e);
+	return e->ifindex;
+}
+
+/* Learns src on in_port. Static entries are never overwritten. Caller skips dry runs. A known
+ * address on the same port costs a cache read; its entry is refreshed (in place) at most once
+ * per FDB_REFRESH_JIFFIES: aging has second granularity, and a write per packet would bounce
+ * the entry's cache line between CPUs. */
 static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 {
-	struct fdb_key key;
+	struct fdb_cache_slot *c;
 	struct fdb_entry *old;
 	struct fdb_entry entry = {};
-	__u64 jiffies = bpf_jiffies64();
+	struct fdb_ref r;
+	__u64 jiffies = bpf_jiffies64(), *gen;
+	__u32 zero = 0;
 
-	fdb_make_key(&key, ctx->bridge, ctx->vlan, src);
-	old = fdb.lookup(&key);
-	if (old) {
-		if (old->flags & FDB_F_STATIC)
-			return;
-		if (old->ifindex == ctx->in_port) {
-			/* Refresh in place, at most once per FDB_REFRESH_JIFFIES: aging has second
-			 * granularity, and a write per packet would bounce the entry's cache line
-			 * between CPUs. */
-			if (jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
-				old->seen_jiffies = jiffies;
-				old->last_seen_ns = bpf_ktime_get_coarse_ns();
-			}
-			return;
+	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
+	c = fdb_cached(&r);
+	if (c && (c->flags & FDB_F_STATIC ||
+		  (c->ifindex == ctx->in_port &&
+		   jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)))
+		return;
+	old = fdb.lookup(&r.key);
+	if (old && (old->flags & FDB_F_STATIC || old->ifindex == ctx->in_port)) {
+		if (!(old->flags & FDB_F_STATIC) &&
+		    jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
+			old->seen_jiffies = jiffies;
+			old->last_seen_ns = bpf_ktime_get_coarse_ns();
 		}
+		fdb_cache_fill(&r, old);
+		return;
 	}
 	entry.ifindex = ctx->in_port;
 	entry.last_seen_ns = bpf_ktime_get_coarse_ns();  /* no clocksource read */
 	entry.seen_jiffies = jiffies;
-	fdb.update(&key, &entry);
+	fdb.update(&r.key, &entry);
+	gen = fdb_gen.lookup(&zero);
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
 }
 
 #endif

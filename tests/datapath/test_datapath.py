@@ -154,11 +154,13 @@ def test_fdb_refresh_at_most_once_per_refresh_period(dp, bridge):
     assert leaf.seen_jiffies > 0
     leaf.last_seen_ns -= 10 * 10**9  # as if last refreshed 10 s ago, seen_jiffies recent
     dp._fdb[key] = leaf
+    dp._fdb_changed()  # written behind the FDB cache (fdb.h): make the programs read it
     dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
     assert fdb_of(dp, bridge.br)[(MAC_A, 0)].age_seconds >= 10  # not refreshed
     leaf = dp._fdb[key]
     leaf.seen_jiffies -= refresh  # the refresh period has passed
     dp._fdb[key] = leaf
+    dp._fdb_changed()
     dp.run(eth(BROADCAST, MAC_A), p0, dry_run=False)
     assert fdb_of(dp, bridge.br)[(MAC_A, 0)].age_seconds < 1
     assert dp._fdb[key].seen_jiffies >= leaf.seen_jiffies + refresh
@@ -203,6 +205,64 @@ def test_port_cache_is_invalidated_by_every_port_change(dp, bridge, bpffs_dir, o
     assert dp._port_gen[ctypes.c_int(0)].value == gen
     dp.add_port(bridge.br, p0, PortKind.PEER)
     assert dp._port_gen[ctypes.c_int(0)].value > gen
+
+
+def test_fdb_cache_is_invalidated_by_every_fdb_change(dp, bridge, bpffs_dir, one_cpu):
+    """Both FDB lookups of a packet go through a per-CPU cache (fdb.h), valid while fdb_gen
+    holds the value it was filled under. An entry written behind its back (no bump) is not seen
+    while cached; the program's own learning of a moved address, and every FDB change of the
+    daemon, are seen at once; the daemon's bumps never take fdb_gen back."""
+    p0, p1, p2 = bridge.ports
+    gen = lambda: dp._fdb_gen[ctypes.c_int(0)].value  # noqa: E731
+    to_b = eth(MAC_B, MAC_A)
+    dp.run(eth(BROADCAST, MAC_B), p1, dry_run=False)  # learned: B on p1 (program's bump)
+    assert dp.trace(to_b, p0).out_ifindex == p1  # cached on this CPU
+    key = dp._fdb_key(bridge.br, mac_bytes(MAC_B), 0)
+    leaf = dp._fdb[key]
+    leaf.ifindex = p2
+    dp._fdb[key] = leaf
+    assert dp.trace(to_b, p0).out_ifindex == p1  # the cached entry
+    before = gen()
+    dp._fdb_changed()
+    assert gen() == before + 2**32
+    assert dp.trace(to_b, p0).out_ifindex == p2
+    # the program's own change: B moves back to p1
+    before = gen()
+    dp.run(eth(BROADCAST, MAC_B), p1, dry_run=False)
+    assert gen() == before + 1
+    assert dp.trace(to_b, p0).out_ifindex == p1
+    # the daemon's changes
+    dp.fdb_add_static(bridge.br, MAC_B, 0, p2)
+    assert dp.trace(to_b, p0).out_ifindex == p2
+    dp.fdb_delete(bridge.br, MAC_B, 0)
+    assert dp.trace(to_b, p0).verdict == "flood"
+    # a source known to the cache is learned again once the daemon deleted its entry
+    dp.run(eth(BROADCAST, MAC_B), p2, dry_run=False)
+    dp.run(eth(BROADCAST, MAC_B), p2, dry_run=False)  # source now served by the cache
+    assert dp.trace(to_b, p0).out_ifindex == p2
+    dp.fdb_delete(bridge.br, MAC_B, 0)
+    dp.run(eth(BROADCAST, MAC_B), p2, dry_run=False)
+    assert fdb_of(dp, bridge.br)[(MAC_B, 0)].ifindex == p2
+    assert dp.trace(to_b, p0).out_ifindex == p2
+    # aging
+    leaf = dp._fdb[key]
+    leaf.last_seen_ns -= 600 * 10**9
+    dp._fdb[key] = leaf
+    assert dp.fdb_sweep(300) == 1
+    assert dp.trace(to_b, p0).verdict == "flood"
+    # removing the port
+    dp.run(eth(BROADCAST, MAC_B), p1, dry_run=False)
+    assert dp.trace(to_b, p0).out_ifindex == p1
+    dp.remove_port(bridge.br, p1)
+    assert dp.trace(to_b, p0).verdict == "flood"
+    # a new Datapath counts on from the pinned fdb_gen
+    before = gen()
+    dp.close()
+    dp._bpf = None
+    dp.__init__(bpffs_dir)
+    assert gen() == before
+    dp.fdb_add_static(bridge.br, MAC_C, 0, p0)
+    assert gen() > before
 
 
 def test_fdb_to_port_elsewhere_is_no_fdb_port(dp, bridge, topo):

@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
-PIN_NAMES = ("ports", "port_gen", "members", "fdb", "port_stats", "flow_masks", "flow_bridges",
-             "flow_rules", "flow_stats", "flood_progs", "port_trunks")
+PIN_NAMES = ("ports", "port_gen", "members", "fdb", "fdb_gen", "port_stats", "flow_masks",
+             "flow_bridges", "flow_rules", "flow_stats", "flood_progs", "port_trunks")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
@@ -72,7 +72,9 @@ DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
                  parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
 MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
 MAX_PORTS = parse_define(_COMMON_H, "MAX_PORTS")
-FDB_F_STATIC = parse_define((BPF_DIR / "lib" / "fdb.h").read_text(), "FDB_F_STATIC")
+_FDB_H = (BPF_DIR / "lib" / "fdb.h").read_text()
+FDB_F_STATIC = parse_define(_FDB_H, "FDB_F_STATIC")
+FDB_GEN_DAEMON_STEP = parse_define(_FDB_H, "FDB_GEN_DAEMON_STEP")
 _PORTS_H = (BPF_DIR / "lib" / "ports.h").read_text()
 PORT_F_ACCESS = parse_define(_PORTS_H, "PORT_F_ACCESS")
 PORT_F_TRUNK = parse_define(_PORTS_H, "PORT_F_TRUNK")
@@ -369,6 +371,7 @@ class Datapath:
             self._trunks = self._bpf[b"port_trunks"]
             self._members = self._bpf[b"members"]
             self._fdb = self._bpf[b"fdb"]
+            self._fdb_gen = self._bpf[b"fdb_gen"]
             self._stats = self._bpf[b"port_stats"]
             self._result = self._bpf[b"dp_result"]
             if self.trace_enabled:
@@ -476,9 +479,8 @@ class Datapath:
         return VlanConfig()
 
     def _flush_learned(self, ifindex: int) -> None:
-        for key, leaf in list(self._fdb.items()):
-            if leaf.ifindex == ifindex and not leaf.flags & FDB_F_STATIC:
-                self._delete(self._fdb, key)
+        self._fdb_delete_where(lambda key, leaf: leaf.ifindex == ifindex
+                               and not leaf.flags & FDB_F_STATIC)
 
     @staticmethod
     def _delete(table, key) -> bool:
@@ -493,9 +495,7 @@ class Datapath:
         tc)."""
         self._port_delete(self._ports.Key(ifindex))
         self._delete(self._trunks, self._trunks.Key(ifindex))
-        for key, leaf in list(self._fdb.items()):
-            if leaf.ifindex == ifindex:
-                self._delete(self._fdb, key)
+        self._fdb_delete_where(lambda key, leaf: leaf.ifindex == ifindex)
 
     # ---- tc ----------------------------------------------------------------------------
 
@@ -634,9 +634,7 @@ class Datapath:
                     self._detach(key.value, "ingress")
                 self._port_delete(key)
                 self._delete(self._trunks, self._trunks.Key(key.value))
-            for key, _leaf in list(self._fdb.items()):
-                if key.bridge == bridge_ifindex:
-                    self._delete(self._fdb, key)
+            self._fdb_delete_where(lambda key, leaf: key.bridge == bridge_ifindex)
             self._delete(self._members, self._members.Key(bridge_ifindex))
             self._flows.forget(lambda bridge: bridge == bridge_ifindex)
 
@@ -657,9 +655,8 @@ class Datapath:
                 kept = [i for i in members if i in keep]
                 if kept != members:
                     self._members_set(key.value, kept)
-            for key, leaf in list(self._fdb.items()):
-                if key.bridge not in keep or leaf.ifindex not in keep:
-                    self._delete(self._fdb, key)
+            self._fdb_delete_where(
+                lambda key, leaf: key.bridge not in keep or leaf.ifindex not in keep)
             self._flows.forget(lambda bridge: bridge not in keep)
             for ifindex, direction in tcx.pinned(self.bpffs_dir):
                 if ifindex not in keep:
@@ -699,6 +696,25 @@ class Datapath:
         leaf.flags = FDB_F_STATIC if static else 0
         leaf.last_seen_ns = time.monotonic_ns()
         self._fdb[self._fdb_key(bridge, mac_raw, vlan)] = leaf
+        self._fdb_changed()
+
+    def _fdb_changed(self) -> None:
+        """Invalidates every program's FDB cache (fdb.h: fdb_gen), after entries were added,
+        replaced or deleted. Steps above what the programs' own increments (after learning)
+        can reach between this read and write, so the value never goes back."""
+        key = ctypes.c_int(0)
+        self._fdb_gen[key] = ctypes.c_uint64(
+            (self._fdb_gen[key].value + FDB_GEN_DAEMON_STEP) % 2**64)
+
+    def _fdb_delete_where(self, doomed: Callable) -> int:
+        """Deletes the entries for which doomed(key, leaf) holds. Returns how many."""
+        deleted = 0
+        for key, leaf in list(self._fdb.items()):
+            if doomed(key, leaf):
+                deleted += self._delete(self._fdb, key)
+        if deleted:
+            self._fdb_changed()
+        return deleted
 
     def fdb_list(self, bridge_ifindex: int) -> list[FdbRecord]:
         with self._lock:
@@ -725,7 +741,10 @@ class Datapath:
         with self._lock:
             self._check_open()
             key = self._fdb_key(bridge_ifindex, _mac_bytes(mac), validate.vlan(vlan))
-            return self._delete(self._fdb, key)
+            deleted = self._delete(self._fdb, key)
+            if deleted:
+                self._fdb_changed()
+            return deleted
 
     def fdb_sweep(self, aging_seconds: float) -> int:
         """Deletes learned entries not seen for more than aging_seconds. Returns how many."""
@@ -745,6 +764,8 @@ class Datapath:
                     continue
                 if time.monotonic_ns() - fresh.last_seen_ns > limit:
                     deleted += self._delete(self._fdb, key)
+            if deleted:
+                self._fdb_changed()
             return deleted
 
     # ---- counters ----------------------------------------------------------------------
