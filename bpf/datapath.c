@@ -5,9 +5,12 @@
  * and inlines the quoted "lib/..." includes (bcc only rewrites map calls in its main file).
  * Every setting lives in maps; nothing here depends on the bridges or ports configured.
  *
- *   tc_ingress  TC clsact ingress of every port
- *   tc_egress   TC clsact egress of the bridge device (the host's own frames)
+ *   tc_ingress  TC ingress of every port
+ *   tc_egress   TC egress of the bridge device (the host's own frames)
  *   tc_flood    tail-called by both to flood (flood_progs[0])
+ *
+ * Attached with TCX links, or clsact + cls_bpf on kernels without TCX
+ * (vswitchd/datapath/tcx.py).
  *
  * Defining VSW_NO_TRACE (Datapath(trace=False), bench/trace_cost.py only) builds it without
  * the watch stage (lib/watch.h).

@@ -15,8 +15,8 @@ static __always_inline int mac_is_zero(const __u8 *mac)
 /* Where the parser reads a header of len bytes at off: in the frame itself when the linear area
  * holds it, otherwise in a copy made into buf. Frames from TX rings, GSO or virtio may keep
  * only the Ethernet header linear; pulling the rest in (bpf_skb_pull_data) reallocated the head
- * of every such frame, which cost more than the whole switching decision. NULL when the frame
- * ends before off + len. len must be a constant no larger than buf. */
+ * of every such frame. NULL when the frame ends before off + len. len must be a constant no
+ * larger than buf. */
 static __always_inline void *header_at(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
 {
 	void *data = (void *)(long)skb->data;
