@@ -501,7 +501,8 @@ class Datapath:
 
     def _attach(self, ifindex: int, direction: str) -> None:
         """TCX where the kernel has it (a pinned link, vswitchd/datapath/tcx.py), otherwise a
-        clsact + cls_bpf filter."""
+        clsact + cls_bpf filter. Then invalidates the FDB caches: the program it replaced may
+        be an earlier build's, which learned without bumping fdb_gen."""
         from vswitchd.netlink import tc
 
         prog = self._progs[direction]
@@ -515,8 +516,10 @@ class Datapath:
                 self._tcx = True
                 if created:  # an earlier build's filter on the device: one attachment only
                     self._detach_filter(ifindex, direction)
+                self._fdb_changed()
                 return
         tc.attach(ifindex, prog.fd, prog.name.decode(), direction)
+        self._fdb_changed()
 
     def _detach(self, ifindex: int, direction: str) -> None:
         # A port with a link pin has no filter of ours (attach removed it); one without may
