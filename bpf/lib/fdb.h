@@ -61,6 +61,7 @@ struct fdb_ref {
 	__u64 lo;
 	__u32 hi;
 	__u64 gen;                   /* fdb_gen, read by fdb_ref_make before any lookup */
+	__u64 *genp;                 /* where: the learning step bumps it */
 	struct fdb_cache_slot *slot; /* NULL if fdb_gen could not be read: no caching */
 };
 
@@ -68,7 +69,6 @@ static __always_inline void fdb_ref_make(struct fdb_ref *r, __u32 bridge, __u16 
 					 const __u8 *mac)
 {
 	__u32 zero = 0, i;
-	__u64 *gen;
 
 	r->key.bridge = bridge;
 	r->key.vlan = vlan;
@@ -76,10 +76,10 @@ static __always_inline void fdb_ref_make(struct fdb_ref *r, __u32 bridge, __u16 
 	r->lo = bridge | (__u64)vlan << 32 | (__u64)mac[0] << 48 | (__u64)mac[1] << 56;
 	r->hi = mac[2] | (__u32)mac[3] << 8 | (__u32)mac[4] << 16 | (__u32)mac[5] << 24;
 	r->slot = NULL;
-	gen = fdb_gen.lookup(&zero);
-	if (!gen)
+	r->genp = fdb_gen.lookup(&zero);
+	if (!r->genp)
 		return;
-	r->gen = *gen;
+	r->gen = *r->genp;
 	i = (((__u32)r->lo ^ (__u32)(r->lo >> 32) ^ r->hi) * 0x9e3779b1) >> (32 - FDB_CACHE_BITS);
 	r->slot = fdb_cache.lookup(&i);
 }
@@ -136,8 +136,7 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	struct fdb_entry *old;
 	struct fdb_entry entry = {};
 	struct fdb_ref r;
-	__u64 jiffies = bpf_jiffies64(), *gen;
-	__u32 zero = 0;
+	__u64 jiffies = bpf_jiffies64();
 
 	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
 	c = fdb_cached(&r);
@@ -159,9 +158,8 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	entry.last_seen_ns = bpf_ktime_get_coarse_ns();  /* no clocksource read */
 	entry.seen_jiffies = jiffies;
 	fdb.update(&r.key, &entry);
-	gen = fdb_gen.lookup(&zero);
-	if (gen)
-		__sync_fetch_and_add(gen, 1);
+	if (r.genp)
+		__sync_fetch_and_add(r.genp, 1);
 }
 
 #endif

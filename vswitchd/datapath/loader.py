@@ -240,6 +240,12 @@ def remove_map_pins(bpffs_dir: str, keep_dir: bool = False) -> None:
             os.rmdir(bpffs_dir)
 
 
+def _bump(generation, step: int) -> None:
+    """Adds step to a one-entry u64 array (a cache generation: ports.h, fdb.h)."""
+    key = ctypes.c_int(0)
+    generation[key] = ctypes.c_uint64((generation[key].value + step) % 2**64)
+
+
 def _bpffs_mounted(path: str = BPFFS_ROOT) -> bool:
     try:
         with open("/proc/self/mounts") as mounts:
@@ -451,8 +457,7 @@ class Datapath:
         """Invalidates every program's port cache (ports.h: port_gen), after each change of
         the ports map. Counts on from the pinned value: an earlier daemon's programs may
         still hold entries filled under lower values."""
-        key = ctypes.c_int(0)
-        self._port_gen[key] = ctypes.c_uint64(self._port_gen[key].value + 1)
+        _bump(self._port_gen, 1)
 
     def _port_delete(self, key) -> None:
         self._delete(self._ports, key)
@@ -516,9 +521,8 @@ class Datapath:
                 self._tcx = True
                 if created:  # an earlier build's filter on the device: one attachment only
                     self._detach_filter(ifindex, direction)
-                self._fdb_changed()
-                return
-        tc.attach(ifindex, prog.fd, prog.name.decode(), direction)
+        if self._tcx is False:
+            tc.attach(ifindex, prog.fd, prog.name.decode(), direction)
         self._fdb_changed()
 
     def _detach(self, ifindex: int, direction: str) -> None:
@@ -705,9 +709,7 @@ class Datapath:
         """Invalidates every program's FDB cache (fdb.h: fdb_gen), after entries were added,
         replaced or deleted. Steps above what the programs' own increments (after learning)
         can reach between this read and write, so the value never goes back."""
-        key = ctypes.c_int(0)
-        self._fdb_gen[key] = ctypes.c_uint64(
-            (self._fdb_gen[key].value + FDB_GEN_DAEMON_STEP) % 2**64)
+        _bump(self._fdb_gen, FDB_GEN_DAEMON_STEP)
 
     def _fdb_delete_where(self, doomed: Callable) -> int:
         """Deletes the entries for which doomed(key, leaf) holds. Returns how many."""
