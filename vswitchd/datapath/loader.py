@@ -22,13 +22,23 @@ from pathlib import Path
 
 from vswitchd import validate
 from vswitchd.datapath import tcx, testrun
-from vswitchd.datapath.drop_reasons import (
+from vswitchd.datapath.constants import (
     BPF_DIR,
     DROP_REASON_MAX,
-    parse_define,
-    parse_xmacro,
-    reason_name,
+    DRY_RUN_MAGIC,
+    FDB_F_STATIC,
+    FDB_GEN_DAEMON_STEP,
+    FLOOD_CHANGED,
+    MAX_BRIDGE_PORTS,
+    MAX_PORTS,
+    PORT_F_ACCESS,
+    PORT_F_TRUNK,
+    TAG_ENC_TAGGED,
+    TAG_ENC_UNTAGGED,
+    TRACE_STAGES,
+    VERDICTS,
 )
+from vswitchd.datapath.drop_reasons import reason_name
 from vswitchd.datapath.flows import (
     MAX_FLOW_ACTIONS,
     DpRule,
@@ -58,28 +68,6 @@ RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when f
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
 PROG_FLOOD = "tc_flood"
-
-_RESULT_H = (BPF_DIR / "lib" / "result.h").read_text()
-_COMMON_H = (BPF_DIR / "lib" / "common.h").read_text()
-VERDICTS: dict[int, str] = parse_xmacro(_RESULT_H, "VERDICTS")
-TRACE_STAGES: dict[int, str] = parse_xmacro(_RESULT_H, "TRACE_STAGES")
-TAG_ENC_TAGGED = parse_define(_RESULT_H, "TAG_ENC_TAGGED")
-TAG_ENC_UNTAGGED = parse_define(_RESULT_H, "TAG_ENC_UNTAGGED")
-_FORWARD_H = (BPF_DIR / "lib" / "forward.h").read_text()
-FLOOD_AS_IS = parse_define(_FORWARD_H, "FLOOD_AS_IS")
-FLOOD_CHANGED = parse_define(_FORWARD_H, "FLOOD_CHANGED")
-DRY_RUN_MAGIC = (parse_define(_RESULT_H, "DRY_RUN_MAGIC_LO"),
-                 parse_define(_RESULT_H, "DRY_RUN_MAGIC_HI"))
-MAX_BRIDGE_PORTS = parse_define(_COMMON_H, "MAX_BRIDGE_PORTS")
-MAX_PORTS = parse_define(_COMMON_H, "MAX_PORTS")
-_FDB_H = (BPF_DIR / "lib" / "fdb.h").read_text()
-FDB_F_STATIC = parse_define(_FDB_H, "FDB_F_STATIC")
-FDB_GEN_DAEMON_STEP = parse_define(_FDB_H, "FDB_GEN_DAEMON_STEP")
-_PORTS_H = (BPF_DIR / "lib" / "ports.h").read_text()
-PORT_F_ACCESS = parse_define(_PORTS_H, "PORT_F_ACCESS")
-PORT_F_TRUNK = parse_define(_PORTS_H, "PORT_F_TRUNK")
-if parse_define(_PORTS_H, "VLAN_BITMAP_WORDS") != VLAN_BITMAP_WORDS:
-    raise ValueError("ports.h VLAN_BITMAP_WORDS differs from vswitchd/datapath/vlan.py")
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 _RETVAL_VERDICT = {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"}

@@ -2,9 +2,9 @@
 
 The datapath evaluates each watcher's filter itself and emits one event per packet decision
 into a ring buffer, with the bitmask of the watchers whose filter it passed. Events start with
-a versioned header (u8 version, u8 type, u16 length); decode_event() refuses what it does not
-know. The event layout is bcc's ctypes type of the program's watch_scratch map (struct
-watch_event), never written out here; constants are parsed from watch.h.
+a versioned header (u8 version, u8 type, u16 length); EventDecoder.decode() refuses what it
+does not know. The event layout is bcc's ctypes type of the program's watch_scratch map (struct
+watch_event), never written out here; the constants come from watch.h through constants.py.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import ctypes
 import ipaddress
 from dataclasses import dataclass
 
-from vswitchd.datapath.drop_reasons import LIB_DIR, parse_define, reason_name
+from vswitchd.datapath.constants import (
+    MAX_WATCHERS,  # noqa: F401  (imported from here)
+    WATCH_DEFAULT_RATE,  # noqa: F401  (imported from here)
+    WATCH_EVENT_DECISION,
+    WATCH_EVENT_VERSION,
+    WATCH_MAX_OUTPUTS,
+)
+from vswitchd.datapath.drop_reasons import reason_name
 from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, validate_rule
 from vswitchd.errors import InvalidArgument
 
-_WATCH_H = (LIB_DIR / "watch.h").read_text()
-MAX_WATCHERS: int = parse_define(_WATCH_H, "MAX_WATCHERS")
-WATCH_EVENT_VERSION: int = parse_define(_WATCH_H, "WATCH_EVENT_VERSION")
-WATCH_EVENT_DECISION: int = parse_define(_WATCH_H, "WATCH_EVENT_DECISION")
-WATCH_MAX_OUTPUTS: int = parse_define(_WATCH_H, "WATCH_MAX_OUTPUTS")
-WATCH_DEFAULT_RATE: int = parse_define(_WATCH_H, "WATCH_DEFAULT_RATE")
 MAX_RATE = 1_000_000_000  # rate * 1e9 ns-tokens must fit the bucket's u64
 HEADER_LEN = 4
 
