@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vswitchd.datapath import maps
 from vswitchd.datapath.constants import (
     FLOW_ACTIONS,
     FLOW_F_FORWARDS,
@@ -411,10 +412,7 @@ class FlowTables:
             self.rules.items_delete_batch(keys)
         except Exception:  # a key already gone stops the batch: finish one by one
             for i in range(n):
-                try:
-                    del self.rules[keys[i]]
-                except KeyError:
-                    pass
+                maps.delete(self.rules, keys[i])
 
     def _publish_tabled(self) -> None:
         """Writes flow_bridges from _tabled: bit (bridge mod the bit count) for each bridge
@@ -442,7 +440,7 @@ class FlowTables:
             self._publish_tabled()
 
     def _delete_masks(self, bridge: int) -> None:
-        self._del(self.masks, self.masks.Key(bridge))
+        maps.delete(self.masks, self.masks.Key(bridge))
         if bridge in self._tabled:
             self._tabled.discard(bridge)
             self._publish_tabled()
@@ -625,11 +623,4 @@ class FlowTables:
         self._delete_batch(keys)
         for key in list(self.stats.keys()):
             if drop(key.bridge):
-                self._del(self.stats, key)
-
-    @staticmethod
-    def _del(table, key) -> None:
-        try:
-            del table[key]
-        except KeyError:
-            pass
+                maps.delete(self.stats, key)
