@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from vswitchd.datapath import pins
+from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf
 from vswitchd.datapath.constants import BPF_DIR
 from vswitchd.errors import InvalidArgument
 
@@ -24,14 +25,14 @@ _INCLUDE_RE = re.compile(r'^#include "(lib/[\w.-]+\.h)"\s*$', re.M)
 
 
 def _bpf_syscall_available() -> str | None:
-    libc = ctypes.CDLL(None, use_errno=True)
     # BPF_PROG_LOAD with a NULL attr of size 0: EINVAL/EFAULT means the syscall is there.
-    ret = libc.syscall(321, 5, None, 0)
-    err = ctypes.get_errno()
-    if ret < 0 and err in (errno.ENOSYS,):
-        return "the kernel has no bpf() syscall"
-    if ret < 0 and err == errno.EPERM:
-        return "bpf() is not permitted (needs root / CAP_BPF and CAP_NET_ADMIN)"
+    try:
+        os.close(bpf(BPF_PROG_LOAD, None, "BPF_PROG_LOAD probe"))
+    except OSError as exc:
+        if exc.errno == errno.ENOSYS:
+            return "the kernel has no bpf() syscall"
+        if exc.errno == errno.EPERM:
+            return "bpf() is not permitted (needs root / CAP_BPF and CAP_NET_ADMIN)"
     return None
 
 

@@ -4,7 +4,6 @@ decoding of a dry run's result (dp_result) into a RunResult: the decision and th
 from __future__ import annotations
 
 import ctypes
-import errno
 from dataclasses import dataclass, field
 
 from vswitchd.datapath import testrun
@@ -19,7 +18,8 @@ from vswitchd.datapath.constants import (
     VERDICTS,
 )
 from vswitchd.datapath.drop_reasons import reason_name
-from vswitchd.errors import InvalidArgument, NotFound, Unavailable
+from vswitchd.errors import InvalidArgument, Unavailable
+from vswitchd.netlink.errors import device_error
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 _RETVAL_VERDICT = {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"}
@@ -89,9 +89,7 @@ def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int) ->
             prog.fd, frame, ifindex=ifindex, cb=DRY_RUN_MAGIC if dry_run else (), repeat=repeat,
         )
     except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise NotFound(f"no device with ifindex {ifindex} in this netns") from None
-        raise
+        raise device_error(exc, ifindex, where=" in this netns") from None
     if not dry_run:
         return RunResult(out.retval, _RETVAL_VERDICT.get(out.retval, "other"), "", 0,
                          [], False, out.duration_ns, data=out.data)
