@@ -63,11 +63,15 @@ class FdbMaps:
         mac_raw = mac_bytes(validate.unicast_mac(mac))
         self.put(bridge, mac_raw, validate.vlan(vlan), ifindex, static=True)
 
-    def delete(self, bridge: int, mac: str, vlan: int) -> bool:
-        deleted = maps.delete(self.table, self.key(bridge, mac_bytes(mac), validate.vlan(vlan)))
-        if deleted:
+    def _deleted(self, count: int) -> int:
+        """After deletions: bumps fdb_gen if there were any; returns count."""
+        if count:
             self.changed()
-        return deleted
+        return count
+
+    def delete(self, bridge: int, mac: str, vlan: int) -> bool:
+        return self._deleted(
+            maps.delete(self.table, self.key(bridge, mac_bytes(mac), validate.vlan(vlan))))
 
     def delete_where(self, doomed: Callable) -> int:
         """Deletes the entries for which doomed(key, leaf) holds. Returns how many."""
@@ -75,9 +79,7 @@ class FdbMaps:
         for key, leaf in list(self.table.items()):
             if doomed(key, leaf):
                 deleted += maps.delete(self.table, key)
-        if deleted:
-            self.changed()
-        return deleted
+        return self._deleted(deleted)
 
     def flush_learned(self, ifindex: int) -> None:
         """Deletes the entries learned on the port (static ones stay)."""
@@ -110,6 +112,4 @@ class FdbMaps:
                 continue
             if time.monotonic_ns() - fresh.last_seen_ns > limit:
                 deleted += maps.delete(self.table, key)
-        if deleted:
-            self.changed()
-        return deleted
+        return self._deleted(deleted)
