@@ -287,7 +287,9 @@ class Datapath:
     def run(self, frame: bytes, ifindex: int, *, egress: bool = False, dry_run: bool = True,
             repeat: int = 1) -> RunResult:
         """Runs the program on a crafted frame through BPF_PROG_TEST_RUN, as if it arrived on
-        `ifindex` (a device in the current netns). A dry run decides without side effects."""
+        `ifindex` (a device in the current netns). A dry run decides without side effects.
+        Raises NotFound when no device has ifindex, OSError (EINVAL) when the kernel refuses
+        the frame (BPF_PROG_TEST_RUN wants a whole IP header)."""
         runs.check_args(frame, repeat)
         with self._lock:
             self._check_open()

@@ -4,6 +4,7 @@ decoding of a dry run's result (dp_result) into a RunResult: the decision and th
 from __future__ import annotations
 
 import ctypes
+import errno
 from dataclasses import dataclass, field
 
 from vswitchd.datapath import testrun
@@ -89,7 +90,9 @@ def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int) ->
             prog.fd, frame, ifindex=ifindex, cb=DRY_RUN_MAGIC if dry_run else (), repeat=repeat,
         )
     except OSError as exc:
-        raise device_error(exc, ifindex, where=" in this netns") from None
+        if exc.errno == errno.ENODEV:
+            raise device_error(exc, ifindex, where=" in this netns") from None
+        raise  # EINVAL: the kernel refuses the frame (Switch.trace tells the user why)
     if not dry_run:
         return RunResult(out.retval, _RETVAL_VERDICT.get(out.retval, "other"), "", 0,
                          [], False, out.duration_ns, data=out.data)
