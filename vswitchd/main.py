@@ -234,7 +234,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
             break
     notify("STOPPING=1")
     stop.set()
-    switch.stop_watches()  # issue 4: watch streams end, the datapath's watchers are removed
+    switch.stop_watches()  # watch streams end, the datapath's watchers are removed
     server.stop(grace=2).wait()
     monitor.stop()
     if flags["cleanup"]:

@@ -33,7 +33,7 @@ def test_parse_declared_bridges():
     cfg = config.parse(GOOD, "v.yaml")
     assert sorted(cfg.bridges) == ["br0", "kbr"]
     br = cfg.bridges["br0"]
-    assert br.ip == ("10.0.0.1/24",) and br.where == "v.yaml:4"
+    assert br.spec.addresses == ["10.0.0.1/24"] and br.where == "v.yaml:4"
     assert br.ports["c1"].netns == "c1" and br.ports["t1"].type == "tap"
     assert list(br.fdb) == [("02:00:00:00:00:99", 0)]
     assert list(br.flows) == ["priority=100,udp,tp_dst=53,actions=drop"]

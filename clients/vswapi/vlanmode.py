@@ -1,0 +1,16 @@
+"""The one wording of a port's VLAN mode, shared by the daemon and its clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def vlan_mode_text(vlan: int, trunks: Iterable[int], native_vlan: int) -> str:
+    """'access:10', 'trunk:10,20', 'trunk:10,20/native:5', or 'all' (no VLAN settings)."""
+    if vlan:
+        return f"access:{vlan}"
+    ids = sorted(trunks)
+    if ids:
+        text = "trunk:" + ",".join(str(v) for v in ids)
+        return text + (f"/native:{native_vlan}" if native_vlan else "")
+    return "all"
