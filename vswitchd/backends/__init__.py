@@ -58,6 +58,10 @@ class Backends:
         self.ebpf = (EbpfBackend(self._links, datapath) if datapath is not None
                      else NoEbpfBackend(self._links, unavailable or "unknown reason"))
 
+    def ebpf_datapath(self) -> DatapathApi:
+        """The eBPF datapath, or FailedPrecondition saying why there is none."""
+        return self.ebpf.programs("", "watch")
+
     def of(self, datapath: str) -> Backend:
         return self.kernel if datapath == "kernel" else self.ebpf
 

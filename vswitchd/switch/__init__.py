@@ -19,7 +19,7 @@ from types import ModuleType
 
 from vswitchd.backends import Backends
 from vswitchd.config import Config
-from vswitchd.errors import FailedPrecondition, NotFound, SwitchError
+from vswitchd.errors import FailedPrecondition, NotFound
 from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.batch import Stages
 from vswitchd.flows.model import Clock, FlowRequest
@@ -256,21 +256,8 @@ class Switch:
 
     def expire_flows(self) -> int:
         """Remove rules whose idle or hard timeout has passed; the number removed."""
-        total = 0
         with self._lock:
-            for br in list(self.ctx.bridges.values()):
-                gone = self.flows.expired(br)
-                if not gone:
-                    continue
-                try:
-                    with self._change() as txn:
-                        self.flows.remove(br, gone, txn)
-                except SwitchError as exc:
-                    log.error("bridge %s: expired flows not removed: %s", br.name, exc)
-                    continue
-                total += len(gone)
-                log.info("bridge %s: %d flows expired", br.name, len(gone))
-        return total
+            return self.flows.expire(self._change)
 
     # ---- tracing -------------------------------------------------------------------------
 
@@ -342,16 +329,8 @@ class Switch:
         """The kernel changed under us (netlink events): drop the ports of vanished containers,
         re-create what can be re-created, mark the rest missing, prune stale datapath state."""
         with self._lock:
-            missing = self.ctx.missing
-            before = set(missing)
-            self.reconciler.vanished_containers()
-            self.reconciler.changed()
+            self.reconciler.links_changed()
             self._save()
-            for name in sorted(set(missing) - before):
-                log.warning("%s is missing: %s", name, missing[name])
-            for name in sorted(before - set(missing)):
-                if self.ctx.port_owner(name) or name in self.ctx.bridges:
-                    log.info("%s is back", name)
 
     def missing_names(self) -> set[str]:
         with self._lock:
@@ -360,12 +339,7 @@ class Switch:
     def owned_links(self) -> dict[str, tuple[str, str | None]]:
         """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
         with self._lock:
-            out: dict[str, tuple[str, str | None]] = {}
-            for br in self.ctx.bridges.values():
-                out[br.name] = ("bridge", None)
-                for p in br.ports.values():
-                    out[p.name] = (p.type, br.name)
-            return out
+            return self.ctx.owned_links()
 
     def snapshot(self) -> dict[str, Bridge]:
         """The desired state (the live objects: read-only, under no lock afterwards)."""

@@ -50,6 +50,15 @@ class Context:
                 return br
         return None
 
+    def owned_links(self) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for br in self.bridges.values():
+            out[br.name] = ("bridge", None)
+            for p in br.ports.values():
+                out[p.name] = (p.type, br.name)
+        return out
+
     def backend(self, br: Bridge) -> Backend:
         return self.backends.of(br.datapath)
 

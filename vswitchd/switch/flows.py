@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 from vswitchd.datapath import MAX_FLOW_ACTIONS, FlowCounters
 from vswitchd.errors import FailedPrecondition, SwitchError
@@ -179,6 +180,23 @@ class FlowManager:
 
     def remove(self, br: Bridge, rules: list[Rule], txn: Txn) -> None:
         self.change(br, lambda t: t.remove_rules(rules), txn)
+
+    def expire(self, transaction: Callable[[], AbstractContextManager[Txn]]) -> int:
+        """Remove the rules whose timeout passed, one transaction per bridge; how many."""
+        total = 0
+        for br in list(self.ctx.bridges.values()):
+            gone = self.expired(br)
+            if not gone:
+                continue
+            try:
+                with transaction() as txn:
+                    self.remove(br, gone, txn)
+            except SwitchError as exc:
+                log.error("bridge %s: expired flows not removed: %s", br.name, exc)
+                continue
+            total += len(gone)
+            log.info("bridge %s: %d flows expired", br.name, len(gone))
+        return total
 
     def drop_port(self, br: Bridge, port: str) -> None:
         """Delete the rules that match on or output to PORT (before the port goes)."""

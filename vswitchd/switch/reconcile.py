@@ -61,6 +61,19 @@ class Reconciler:
                 self.flows.restore(br)
         self._prune(keep)
 
+    def links_changed(self) -> None:
+        """After netlink events: forget vanished containers, restore what differs, and log
+        what went missing or came back."""
+        missing = self.ctx.missing
+        before = set(missing)
+        self.vanished_containers()
+        self.changed()
+        for name in sorted(set(missing) - before):
+            log.warning("%s is missing: %s", name, missing[name])
+        for name in sorted(before - set(missing)):
+            if self.ctx.port_owner(name) or name in self.ctx.bridges:
+                log.info("%s is back", name)
+
     def vanished_containers(self) -> list[str]:
         """Remove the ports whose container went away (each says so in the log); their
         names."""

@@ -102,7 +102,7 @@ class TraceManager:
         return Session(stream, Namer(bridge, names))
 
     def set_rate(self, rate: int, txn: Txn) -> None:
-        dp = self.ctx.backends.ebpf.programs("", "trace")
+        dp = self.ctx.backends.ebpf_datapath()
         old = self.rate
         txn.step("set the datapath's watch rate", lambda: dp.watch_set_rate(rate),
                  lambda: dp.watch_set_rate(old))
