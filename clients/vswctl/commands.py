@@ -28,6 +28,7 @@ from vswapi.flowspec import (
     parse_match,
     parse_match_spec,
 )
+from vswapi.vlanmode import vlan_mode_text
 from vswctl.format import Column, Row, View
 
 # Enums are printed as lower-case words; a value this client does not know stays visible.
@@ -83,16 +84,6 @@ def port_type_name(value: int) -> str:
 
 # ---------------------------------------------------------------- messages -> rows
 
-def vlan_mode(p: pb.Port) -> str:
-    """'access:10', 'trunk:10,20', 'trunk:10,20/native:5', or 'all' (no VLAN settings)."""
-    if p.vlan:
-        return f"access:{p.vlan}"
-    if p.trunks:
-        text = "trunk:" + ",".join(str(v) for v in sorted(p.trunks))
-        return text + (f"/native:{p.native_vlan}" if p.native_vlan else "")
-    return "all"
-
-
 def port_row(p: pb.Port) -> Row:
     return {
         "name": p.name,
@@ -107,7 +98,7 @@ def port_row(p: pb.Port) -> Row:
         "ifindex": p.ifindex,
         "netns_created": p.netns_created,
         "state": p.state,
-        "vlan_mode": vlan_mode(p),
+        "vlan_mode": vlan_mode_text(p.vlan, p.trunks, p.native_vlan),
         "vlan": p.vlan,
         "trunks": sorted(p.trunks),
         "native_vlan": p.native_vlan,
