@@ -1,7 +1,7 @@
 """vswctl commands: each turns parsed arguments into requests and the replies into a `View`.
 
-Messages are converted to plain dicts once (`bridge_row`, `port_row`, ...); those dicts are what
-`-j` prints and what the tables are rendered from.
+Replies become rows through `vswctl.rows`; those rows are what `-j` prints and what the tables are
+rendered from.
 """
 
 from __future__ import annotations
@@ -19,31 +19,17 @@ import grpc
 from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
 from vswapi.flowspec import (
-    DEFAULT_PRIORITY,
     FlowSyntaxError,
-    format_actions,
     format_match,
     parse_flow,
     parse_flow_into,
     parse_match,
     parse_match_spec,
 )
-from vswapi.vlanmode import vlan_mode_text
+from vswctl import rows
 from vswctl.format import Column, Row, View
 
-# Enums are printed as lower-case words; a value this client does not know stays visible.
-DATAPATH_NAMES = {
-    pb.DATAPATH_UNSPECIFIED: "default",
-    pb.DATAPATH_EBPF: "ebpf",
-    pb.DATAPATH_KERNEL: "kernel",
-}
 DATAPATH_VALUES = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
-PORT_TYPE_NAMES = {
-    pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
-    pb.PORT_TYPE_VETH: "veth",
-    pb.PORT_TYPE_TAP: "tap",
-    pb.PORT_TYPE_SYSTEM: "system",
-}
 PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
                     "system": pb.PORT_TYPE_SYSTEM}
 
@@ -72,103 +58,6 @@ class Refusal(grpc.RpcError):
 
     def details(self) -> str:
         return self._details
-
-
-def datapath_name(value: int) -> str:
-    return DATAPATH_NAMES.get(value, f"unknown({value})")
-
-
-def port_type_name(value: int) -> str:
-    return PORT_TYPE_NAMES.get(value, f"unknown({value})")
-
-
-# ---------------------------------------------------------------- messages -> rows
-
-def port_row(p: pb.Port) -> Row:
-    return {
-        "name": p.name,
-        "bridge": p.bridge,
-        "type": port_type_name(p.type),
-        "netns": p.netns,
-        "peer_name": p.peer_name,
-        "addresses": list(p.addresses),
-        "mac": p.mac,
-        "mtu": p.mtu,
-        "owner": p.owner,
-        "ifindex": p.ifindex,
-        "netns_created": p.netns_created,
-        "state": p.state,
-        "vlan_mode": vlan_mode_text(p.vlan, p.trunks, p.native_vlan),
-        "vlan": p.vlan,
-        "trunks": sorted(p.trunks),
-        "native_vlan": p.native_vlan,
-        "gateway": p.gateway,
-        "uplink": p.uplink,
-        "uplink_addresses": list(p.uplink_addresses),
-        "multi_queue": p.multi_queue,
-    }
-
-
-def bridge_row(b: pb.Bridge) -> Row:
-    return {
-        "name": b.name,
-        "datapath": datapath_name(b.datapath),
-        "addresses": list(b.addresses),
-        "nat": b.nat,
-        "ifindex": b.ifindex,
-        "mac": b.mac,
-        "ports": [p.name for p in b.ports],
-    }
-
-
-def fdb_row(e: pb.FdbEntry) -> Row:
-    return {
-        "mac": e.mac,
-        "port": e.port,
-        "vlan": e.vlan,
-        "static": e.static,
-        "age": 0.0 if e.static else round(e.age_seconds, 3),
-    }
-
-
-def stats_row(s: pb.PortStats) -> Row:
-    return {
-        "port": s.port,
-        "rx_packets": s.rx_packets,
-        "rx_bytes": s.rx_bytes,
-        "tx_packets": s.tx_packets,
-        "tx_bytes": s.tx_bytes,
-        "drops": s.drops,
-        "drops_by_reason": dict(sorted(s.drops_by_reason.items())),
-    }
-
-
-def status_row(s: pb.Status) -> Row:
-    return {
-        "version": s.version,
-        "uptime_seconds": round(s.uptime_seconds, 3),
-        "kernel": s.kernel,
-        "default_datapath": datapath_name(s.default_datapath),
-        "ebpf_supported": s.ebpf_supported,
-        "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
-        "fdb_aging_seconds": s.fdb_aging_seconds,
-        "watch_rate_limit": s.watch_rate_limit,   # 0: the daemon did not say (older daemon)
-    }
-
-
-def flow_row(f: pb.Flow) -> Row:
-    return {
-        "priority": f.priority if f.HasField("priority") else DEFAULT_PRIORITY,
-        "cookie": f"0x{f.cookie:x}",
-        "match": format_match(f.match),
-        "actions": format_actions(f.actions),
-        "n_packets": f.n_packets,
-        "n_bytes": f.n_bytes,
-        "duration": round(f.duration_seconds, 3),
-        "idle_age": round(f.idle_seconds, 3),
-        "idle_timeout": f.idle_timeout,
-        "hard_timeout": f.hard_timeout,
-    }
 
 
 # ---------------------------------------------------------------- text helpers
@@ -316,7 +205,7 @@ Command = Callable[[SwitchClient, argparse.Namespace, float], View]
 
 def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
-    return View([status_row(st)], STATUS_COLUMNS, style="record", single=True)
+    return View([rows.status_row(st)], STATUS_COLUMNS, style="record", single=True)
 
 
 def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -325,7 +214,7 @@ def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         bridge.datapath = DATAPATH_VALUES[a.datapath]
     b = c.stub.CreateBridge(pb.CreateBridgeRequest(bridge=bridge, may_exist=a.may_exist),
                             timeout=t)
-    return quiet([bridge_row(b)])
+    return quiet([rows.bridge_row(b)])
 
 
 def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -336,8 +225,7 @@ def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 
 def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t)
-    rows = sorted((bridge_row(b) for b in r.bridges), key=lambda b: b["name"])
-    return View(rows, BRIDGE_COLUMNS)
+    return View(rows.bridge_rows(r.bridges), BRIDGE_COLUMNS)
 
 
 def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -345,12 +233,7 @@ def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         bridges = [c.stub.GetBridge(pb.GetBridgeRequest(name=a.bridge), timeout=t)]
     else:
         bridges = list(c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t).bridges)
-    rows = []
-    for b in sorted(bridges, key=lambda b: b.name):
-        row = bridge_row(b)
-        row["ports"] = sorted((port_row(p) for p in b.ports), key=lambda p: p["name"])
-        rows.append(row)
-    return View(rows, style="tree", text=show_tree)
+    return View(rows.show_rows(bridges), style="tree", text=show_tree)
 
 
 def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -372,7 +255,7 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         multi_queue=a.multi_queue,
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
-    return quiet([port_row(p)])
+    return quiet([rows.port_row(p)])
 
 
 def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -383,14 +266,14 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.UpdatePortRequest(port=port)
     req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
     p = c.stub.UpdatePort(req, timeout=t)
-    return quiet([port_row(p)])
+    return quiet([rows.port_row(p)])
 
 
 def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=a.nat))
     req.update_mask.paths.append("nat")
     b = c.stub.UpdateBridge(req, timeout=t)
-    return quiet([bridge_row(b)])
+    return quiet([rows.bridge_row(b)])
 
 
 def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -401,20 +284,18 @@ def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 
 def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.ListPorts(pb.ListPortsRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((port_row(p) for p in r.ports), key=lambda p: p["name"])
-    return View(rows, PORT_COLUMNS)
+    return View(rows.port_rows(r.ports), PORT_COLUMNS)
 
 
 def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.ListFdbEntries(pb.ListFdbEntriesRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((fdb_row(e) for e in r.entries), key=lambda e: (e["vlan"], e["mac"]))
-    return View(rows, FDB_COLUMNS)
+    return View(rows.fdb_rows(r.entries), FDB_COLUMNS)
 
 
 def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True)
     e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
-    return quiet([fdb_row(e)])
+    return quiet([rows.fdb_row(e)])
 
 
 def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
@@ -427,8 +308,7 @@ def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.GetPortStatsRequest(bridge=a.bridge, port=a.port or "")
     r = c.stub.GetPortStats(req, timeout=t)
-    rows = sorted((stats_row(s) for s in r.stats), key=lambda s: s["port"])
-    return View(rows, STATS_COLUMNS)
+    return View(rows.stats_rows(r.stats), STATS_COLUMNS)
 
 
 # ---------------------------------------------------------------- flows
@@ -554,8 +434,7 @@ def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 
 def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((flow_row(f) for f in r.flows), key=lambda f: -f["priority"])  # stable
-    return View(rows, style="lines", text=flow_lines)
+    return View(rows.flow_rows(r.flows), style="lines", text=flow_lines)
 
 
 # ---------------------------------------------------------------- issue 6: shutdown
@@ -569,43 +448,6 @@ def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
 # ---------------------------------------------------------------- issue 4: tracing
 
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
-
-
-def trace_output_row(o: pb.TraceOutput) -> Row:
-    """{"port", "tagged", "vlan"}: vlan is the VID when tagged, else None; tagged is None when
-    the daemon did not report the output's tag state."""
-    tagged = o.tagged if o.HasField("tagged") else None
-    return {"port": o.port, "tagged": tagged, "vlan": o.vlan if tagged else None}
-
-
-def _detail_value(value: object) -> object:
-    if isinstance(value, pb.FlowMatch):
-        return format_match(value)
-    if isinstance(value, pb.TraceOutput):
-        return trace_output_row(value)
-    if hasattr(value, "DESCRIPTOR"):
-        return {f.name: _detail_value(getattr(value, f.name)) for f in value.DESCRIPTOR.fields}
-    if isinstance(value, str | int | float | bool):
-        return value
-    return [_detail_value(v) for v in value]  # repeated
-
-
-def trace_stage_row(s: pb.TraceStage) -> Row:
-    kind = s.WhichOneof("detail")
-    details = _detail_value(getattr(s, kind)) if kind else {}
-    return {"name": s.name, "summary": s.summary, "details": details}
-
-
-def trace_row(bridge: str, packet: str, r: pb.TraceResponse) -> Row:
-    return {
-        "bridge": bridge,
-        "packet": packet,
-        "stages": [trace_stage_row(s) for s in r.stages],
-        "verdict": r.verdict,
-        "outputs": list(r.outputs),
-        "drop_reason": r.drop_reason,
-        "output_tags": [trace_output_row(o) for o in r.output_tags],
-    }
 
 
 def _action_target(port: str, tags: dict[str, Row]) -> str:
@@ -641,32 +483,8 @@ def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     packet = _parsed(parse_match, a.packet)
     req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
     r = c.stub.Trace(req, timeout=t)
-    return View([trace_row(a.bridge, format_match(packet), r)], style="lines",
+    return View([rows.trace_row(a.bridge, format_match(packet), r)], style="lines",
                 text=trace_lines, single=True)
-
-
-def watch_event_row(e: pb.WatchEvent) -> Row:
-    return {
-        "time": round(e.time, 6),
-        "bridge": e.bridge,
-        "in_port": e.in_port,
-        "dl_src": e.dl_src,
-        "dl_dst": e.dl_dst,
-        "dl_type": f"0x{e.dl_type:04x}",
-        "dl_vlan": e.dl_vlan,
-        "ip_src": e.ip_src,
-        "ip_dst": e.ip_dst,
-        "nw_proto": e.nw_proto,
-        "tp_src": e.tp_src,
-        "tp_dst": e.tp_dst,
-        "length": e.length,
-        "cookie": f"0x{e.cookie:x}",
-        "table_miss": e.table_miss,
-        "verdict": e.verdict,
-        "outputs": list(e.outputs),
-        "drop_reason": e.drop_reason,
-        "n_copies": e.n_copies,
-    }
 
 
 def _clock(t: float) -> str:
@@ -719,7 +537,7 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
             if msg.WhichOneof("kind") == "lost":
                 _emit(json.dumps({"lost": msg.lost}) if a.json else f"lost {msg.lost}")
                 continue
-            row = watch_event_row(msg.event)
+            row = rows.watch_event_row(msg.event)
             _emit(json.dumps(row) if a.json else watch_line(row))
     except KeyboardInterrupt:
         call.cancel()
@@ -748,7 +566,4 @@ def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> View
 
 def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     r = c.stub.GetPortStats(pb.GetPortStatsRequest(bridge=a.bridge), timeout=t)
-    rows = [{"port": s.port, "reason": reason, "count": count}
-            for s in sorted(r.stats, key=lambda s: s.port)
-            for reason, count in sorted(s.drops_by_reason.items()) if count]
-    return View(rows, DROP_COLUMNS)
+    return View(rows.drop_rows(r.stats), DROP_COLUMNS)
