@@ -1,7 +1,6 @@
-"""vswctl commands: each turns parsed arguments into requests and the replies into a `View`.
-
-Replies become rows through `vswctl.rows`; those rows are what `-j` prints and what the tables are
-rendered from.
+"""vswctl's handlers: each builds its request from the parsed arguments, calls the daemon and
+returns the reply as rows (`vswctl.rows`). What the commands are and how their rows read is the
+command table's (`vswctl.main`).
 """
 
 from __future__ import annotations
@@ -26,20 +25,9 @@ from vswapi.flowspec import (
     parse_match_spec,
 )
 from vswctl import rows
-from vswctl.format import Row, View
-from vswctl.render import (
-    BRIDGE_COLUMNS,
-    DROP_COLUMNS,
-    FDB_COLUMNS,
-    PORT_COLUMNS,
-    STATS_COLUMNS,
-    STATUS_COLUMNS,
-    duration,  # noqa: F401 - callers import it from here
-    flow_lines,
-    show_tree,
-    trace_lines,
-    watch_line,
-)
+from vswctl.format import Row
+from vswctl.render import duration as duration  # re-exported: importable from here as before
+from vswctl.render import watch_line
 
 DATAPATH_VALUES = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
 PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
@@ -72,49 +60,42 @@ class Refusal(grpc.RpcError):
         return self._details
 
 
-def quiet(rows: list[Row] | None = None, single: bool = True) -> View:
-    return View(rows or [], style="quiet", single=single)
+# ---------------------------------------------------------------- bridges, ports, fdb, counters
 
-
-# ---------------------------------------------------------------- commands
-
-Command = Callable[[SwitchClient, argparse.Namespace, float], View]
-
-
-def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
-    return View([rows.status_row(st)], STATUS_COLUMNS, style="record", single=True)
+    return [rows.status_row(st)]
 
 
-def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [], nat=a.nat)
     if a.datapath:
         bridge.datapath = DATAPATH_VALUES[a.datapath]
     b = c.stub.CreateBridge(pb.CreateBridgeRequest(bridge=bridge, may_exist=a.may_exist),
                             timeout=t)
-    return quiet([rows.bridge_row(b)])
+    return [rows.bridge_row(b)]
 
 
-def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.DeleteBridge(pb.DeleteBridgeRequest(name=a.bridge, if_exists=a.if_exists),
                             timeout=t)
-    return quiet([{"name": a.bridge, "deleted": r.deleted}])
+    return [{"name": a.bridge, "deleted": r.deleted}]
 
 
-def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t)
-    return View(rows.bridge_rows(r.bridges), BRIDGE_COLUMNS)
+    return rows.bridge_rows(r.bridges)
 
 
-def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     if a.bridge:
         bridges = [c.stub.GetBridge(pb.GetBridgeRequest(name=a.bridge), timeout=t)]
     else:
         bridges = list(c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t).bridges)
-    return View(rows.show_rows(bridges), style="tree", text=show_tree)
+    return rows.show_rows(bridges)
 
 
-def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     port = pb.Port(
         name=a.port,
         bridge=a.bridge,
@@ -133,10 +114,10 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         multi_queue=a.multi_queue,
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
-    return quiet([rows.port_row(p)])
+    return [rows.port_row(p)]
 
 
-def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
     --no-vlan (carry every VLAN again)."""
     port = pb.Port(name=a.port, bridge=a.bridge, vlan=a.vlan or 0, trunks=a.trunks or [],
@@ -144,49 +125,49 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.UpdatePortRequest(port=port)
     req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
     p = c.stub.UpdatePort(req, timeout=t)
-    return quiet([rows.port_row(p)])
+    return [rows.port_row(p)]
 
 
-def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=a.nat))
     req.update_mask.paths.append("nat")
     b = c.stub.UpdateBridge(req, timeout=t)
-    return quiet([rows.bridge_row(b)])
+    return [rows.bridge_row(b)]
 
 
-def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeletePortRequest(bridge=a.bridge, name=a.port, if_exists=a.if_exists)
     r = c.stub.DeletePort(req, timeout=t)
-    return quiet([{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}])
+    return [{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}]
 
 
-def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListPorts(pb.ListPortsRequest(bridge=a.bridge), timeout=t)
-    return View(rows.port_rows(r.ports), PORT_COLUMNS)
+    return rows.port_rows(r.ports)
 
 
-def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFdbEntries(pb.ListFdbEntriesRequest(bridge=a.bridge), timeout=t)
-    return View(rows.fdb_rows(r.entries), FDB_COLUMNS)
+    return rows.fdb_rows(r.entries)
 
 
-def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True)
     e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
-    return quiet([rows.fdb_row(e)])
+    return [rows.fdb_row(e)]
 
 
-def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeleteFdbEntryRequest(bridge=a.bridge, mac=a.mac, vlan=a.vlan,
                                    if_exists=a.if_exists)
     r = c.stub.DeleteFdbEntry(req, timeout=t)
-    return quiet([{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}])
+    return [{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}]
 
 
-def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.GetPortStatsRequest(bridge=a.bridge, port=a.port or "")
     r = c.stub.GetPortStats(req, timeout=t)
-    return View(rows.stats_rows(r.stats), STATS_COLUMNS)
+    return rows.stats_rows(r.stats)
 
 
 # ---------------------------------------------------------------- flows
@@ -278,59 +259,56 @@ def _parsed(parse: Callable[[str], Any], text: str) -> Any:
         raise InputError([str(exc)]) from None
 
 
-def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    flow = _parsed(parse_flow, a.flow)
-    r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
-    return quiet([{"added": r.added, "replaced": r.replaced}])
-
-
-def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    req = pb.AddFlowsRequest(bridge=a.bridge)
-    where = read_flows(a.file, req.flows)
+def _add_flows(c: SwitchClient, req: pb.AddFlowsRequest, where: Sequence[str],
+               t: float) -> list[Row]:
     r = _batch(c.stub.AddFlows, req, where, t)
-    return quiet([{"added": r.added, "replaced": r.replaced}])
+    return [{"added": r.added, "replaced": r.replaced}]
 
 
-def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    flow = _parsed(parse_flow, a.flow)
+    return _add_flows(c, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
+
+
+def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    req = pb.AddFlowsRequest(bridge=a.bridge)
+    return _add_flows(c, req, read_flows(a.file, req.flows), t)
+
+
+def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.ReplaceFlowsRequest(bridge=a.bridge)
     where = read_flows(a.file, req.flows)
     r = _batch(c.stub.ReplaceFlows, req, where, t)
-    return quiet([{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}])
+    return [{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}]
 
 
-def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    try:
-        spec = parse_match_spec(a.match or "")
-    except FlowSyntaxError as exc:
-        raise InputError([str(exc)]) from None
+def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    spec = _parsed(parse_match_spec, a.match or "")
     if spec.priority is not None and not a.strict:
         raise InputError([f"priority={spec.priority} needs --strict "
                           "(a loose delete ignores priority)"])
     r = c.stub.DeleteFlows(spec.delete_request(a.bridge, strict=a.strict), timeout=t)
-    return quiet([{"deleted": r.deleted}])
+    return [{"deleted": r.deleted}]
 
 
-def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
-    return View(rows.flow_rows(r.flows), style="lines", text=flow_lines)
+    return rows.flow_rows(r.flows)
 
 
-# ---------------------------------------------------------------- issue 6: shutdown
-
-def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
     c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
-    return quiet()
+    return []
 
 
-# ---------------------------------------------------------------- issue 4: tracing
+# ---------------------------------------------------------------- trace, watch, drops
 
-def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     packet = _parsed(parse_match, a.packet)
     req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
     r = c.stub.Trace(req, timeout=t)
-    return View([rows.trace_row(a.bridge, format_match(packet), r)], style="lines",
-                text=trace_lines, single=True)
+    return [rows.trace_row(a.bridge, format_match(packet), r)]
 
 
 def _emit(text: str) -> None:
@@ -338,9 +316,9 @@ def _emit(text: str) -> None:
     sys.stdout.flush()
 
 
-def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """Print decisions as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
-    stream. Prints as it goes (the returned view is empty)."""
+    stream. Prints as it goes (returns no rows)."""
     req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
                           count=a.count or 0)
     if a.match:
@@ -360,17 +338,17 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
             raise
-    return View([], style="quiet")
+    return []
 
 
-def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The switch-wide watch event rate limit (kept across daemon restarts)."""
     req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
     req.update_mask.paths.append("rate_limit")
     cfg = c.stub.UpdateWatchConfig(req, timeout=t)
-    return quiet([{"rate_limit": cfg.rate_limit}])
+    return [{"rate_limit": cfg.rate_limit}]
 
 
-def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.GetPortStats(pb.GetPortStatsRequest(bridge=a.bridge), timeout=t)
-    return View(rows.drop_rows(r.stats), DROP_COLUMNS)
+    return rows.drop_rows(r.stats)

@@ -1,5 +1,5 @@
-"""How vswctl's rows read as text: table columns, the `show` tree, dump-flows and trace lines,
-watch lines.
+"""How vswctl's rows read as text: each result's layout (table columns, record, tree or lines),
+the `show` tree, dump-flows, trace and watch lines.
 
 Only rows (plain dicts, from `vswctl.rows`) come in; `vswctl.format` lays out tables and records.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from vswctl.format import Column, Row
+from vswctl.format import Column, Row, View
 
 
 def duration(seconds: float) -> str:
@@ -43,56 +43,6 @@ def _ebpf_support(value: bool, row: Row) -> str:
         return "supported"
     reason = row.get("ebpf_unsupported_reason")
     return f"unsupported: {reason}" if reason else "unsupported"
-
-
-STATUS_COLUMNS = [
-    Column("version", "version"),
-    Column("uptime_seconds", "uptime", lambda v, r: duration(v)),
-    Column("kernel", "kernel"),
-    Column("default_datapath", "default datapath"),
-    Column("ebpf_supported", "ebpf datapath", _ebpf_support),
-    Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
-    Column("watch_rate_limit", "watch rate limit",
-           lambda v, r: f"{v} events/s per CPU" if v else "-"),
-]
-BRIDGE_COLUMNS = [
-    Column("name", "NAME"),
-    Column("datapath", "DATAPATH"),
-    Column("ifindex", "IFINDEX", right=True),
-    Column("ports", "PORTS", _count, right=True),
-    Column("nat", "NAT"),
-    Column("addresses", "ADDRESSES"),
-]
-PORT_COLUMNS = [
-    Column("name", "NAME"),
-    Column("type", "TYPE"),
-    Column("state", "STATE"),
-    Column("ifindex", "IFINDEX", right=True),
-    Column("vlan_mode", "VLAN"),
-    Column("netns", "NETNS"),
-    Column("peer_name", "PEER"),
-    Column("addresses", "ADDRESSES"),
-]
-FDB_COLUMNS = [
-    Column("port", "PORT"),
-    Column("vlan", "VLAN", _vlan, right=True),
-    Column("mac", "MAC"),
-    Column("age", "AGE", _age, right=True),
-]
-STATS_COLUMNS = [
-    Column("port", "PORT"),
-    Column("rx_packets", "RX_PACKETS", right=True),
-    Column("rx_bytes", "RX_BYTES", right=True),
-    Column("tx_packets", "TX_PACKETS", right=True),
-    Column("tx_bytes", "TX_BYTES", right=True),
-    Column("drops", "DROPS", right=True),
-    Column("drops_by_reason", "DROP_REASONS"),
-]
-DROP_COLUMNS = [
-    Column("port", "PORT"),
-    Column("reason", "REASON"),
-    Column("count", "COUNT", right=True),
-]
 
 
 def show_tree(rows: list[Row]) -> list[str]:
@@ -208,3 +158,59 @@ def watch_line(r: Row) -> str:
     else:
         parts.append(r["verdict"])
     return " ".join(parts)
+
+
+# ---------------------------------------------------------------- layouts, one per kind of result
+
+QUIET = View(style="quiet", single=True)  # write commands: nothing, or the written row with -j
+STATUS = View(columns=[
+    Column("version", "version"),
+    Column("uptime_seconds", "uptime", lambda v, r: duration(v)),
+    Column("kernel", "kernel"),
+    Column("default_datapath", "default datapath"),
+    Column("ebpf_supported", "ebpf datapath", _ebpf_support),
+    Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
+    Column("watch_rate_limit", "watch rate limit",
+           lambda v, r: f"{v} events/s per CPU" if v else "-"),
+], style="record", single=True)
+BRIDGES = View(columns=[
+    Column("name", "NAME"),
+    Column("datapath", "DATAPATH"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("ports", "PORTS", _count, right=True),
+    Column("nat", "NAT"),
+    Column("addresses", "ADDRESSES"),
+])
+SHOW = View(style="tree", text=show_tree)
+PORTS = View(columns=[
+    Column("name", "NAME"),
+    Column("type", "TYPE"),
+    Column("state", "STATE"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("vlan_mode", "VLAN"),
+    Column("netns", "NETNS"),
+    Column("peer_name", "PEER"),
+    Column("addresses", "ADDRESSES"),
+])
+FDB = View(columns=[
+    Column("port", "PORT"),
+    Column("vlan", "VLAN", _vlan, right=True),
+    Column("mac", "MAC"),
+    Column("age", "AGE", _age, right=True),
+])
+STATS = View(columns=[
+    Column("port", "PORT"),
+    Column("rx_packets", "RX_PACKETS", right=True),
+    Column("rx_bytes", "RX_BYTES", right=True),
+    Column("tx_packets", "TX_PACKETS", right=True),
+    Column("tx_bytes", "TX_BYTES", right=True),
+    Column("drops", "DROPS", right=True),
+    Column("drops_by_reason", "DROP_REASONS"),
+])
+DROPS = View(columns=[
+    Column("port", "PORT"),
+    Column("reason", "REASON"),
+    Column("count", "COUNT", right=True),
+])
+FLOWS = View(style="lines", text=flow_lines)
+TRACE = View(style="lines", text=trace_lines, single=True)
