@@ -1,6 +1,8 @@
 """vswctl's handlers: each builds its request from the parsed arguments, calls the daemon and
 returns the reply as rows (`vswctl.rows`). What the commands are and how their rows read is the
 command table's (`vswctl.main`).
+
+`vswapi.flowspec` is imported by the handlers that parse flows, not when vswctl starts.
 """
 
 from __future__ import annotations
@@ -16,14 +18,6 @@ import grpc
 
 from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
-from vswapi.flowspec import (
-    FlowSyntaxError,
-    format_match,
-    parse_flow,
-    parse_flow_into,
-    parse_match,
-    parse_match_spec,
-)
 from vswctl import rows
 from vswctl.format import Row
 from vswctl.render import duration as duration  # re-exported: importable from here as before
@@ -60,11 +54,17 @@ class Refusal(grpc.RpcError):
         return self._details
 
 
-# ---------------------------------------------------------------- bridges, ports, fdb, counters
+# ---------------------------------------------------------------- daemon, bridges, ports, fdb
 
 def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
     return [rows.status_row(st)]
+
+
+def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
+    c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
+    return []
 
 
 def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
@@ -183,6 +183,8 @@ def read_flows(path: str, flows: Any) -> Sequence[str]:
     One rule a line; blank lines and lines starting with '#' are skipped. Every line is parsed
     before anything is sent: any bad line raises InputError listing the bad lines.
     """
+    from vswapi.flowspec import FlowSyntaxError, parse_flow_into
+
     name = "<stdin>" if path == "-" else path
     try:
         if path == "-":
@@ -253,6 +255,8 @@ def _batch(call, request, where: Sequence[str], t: float):
 
 def _parsed(parse: Callable[[str], Any], text: str) -> Any:
     """parse(text), a FlowSyntaxError turned into the usage error that names it."""
+    from vswapi.flowspec import FlowSyntaxError
+
     try:
         return parse(text)
     except FlowSyntaxError as exc:
@@ -266,6 +270,8 @@ def _add_flows(c: SwitchClient, req: pb.AddFlowsRequest, where: Sequence[str],
 
 
 def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import parse_flow
+
     flow = _parsed(parse_flow, a.flow)
     return _add_flows(c, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
 
@@ -283,6 +289,8 @@ def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[
 
 
 def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import parse_match_spec
+
     spec = _parsed(parse_match_spec, a.match or "")
     if spec.priority is not None and not a.strict:
         raise InputError([f"priority={spec.priority} needs --strict "
@@ -296,15 +304,11 @@ def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row
     return rows.flow_rows(r.flows)
 
 
-def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
-    """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
-    c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
-    return []
-
-
 # ---------------------------------------------------------------- trace, watch, drops
 
 def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import format_match, parse_match
+
     packet = _parsed(parse_match, a.packet)
     req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
     r = c.stub.Trace(req, timeout=t)
@@ -322,6 +326,8 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
                           count=a.count or 0)
     if a.match:
+        from vswapi.flowspec import parse_match
+
         req.match.CopyFrom(_parsed(parse_match, a.match))
     call = c.stub.Watch(req)  # no deadline: a watch lasts as long as the user wants
     try:

@@ -1,7 +1,8 @@
 """Replies as rows: each protobuf message of the API converted once into a plain dict.
 
 The rows are what `-j` prints and what the tables and trees are rendered from. Lists of rows come
-sorted the way the commands print them.
+sorted the way the commands print them. `vswapi.flowspec` is imported by the conversions of flows
+and traces, not when vswctl starts.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vswapi import switch_pb2 as pb
-from vswapi.flowspec import DEFAULT_PRIORITY, format_actions, format_match
 from vswapi.vlanmode import vlan_mode_text
 from vswctl.format import Row
 
@@ -140,8 +140,11 @@ def drop_rows(stats: Iterable[pb.PortStats]) -> list[Row]:
             for reason, count in sorted(s.drops_by_reason.items()) if count]
 
 
-def flow_row(f: pb.Flow) -> Row:
-    return {
+def flow_rows(flows: Iterable[pb.Flow]) -> list[Row]:
+    """Highest priority first; flows of one priority keep the daemon's order."""
+    from vswapi.flowspec import DEFAULT_PRIORITY, format_actions, format_match
+
+    rows = [{
         "priority": f.priority if f.HasField("priority") else DEFAULT_PRIORITY,
         "cookie": f"0x{f.cookie:x}",
         "match": format_match(f.match),
@@ -152,12 +155,8 @@ def flow_row(f: pb.Flow) -> Row:
         "idle_age": round(f.idle_seconds, 3),
         "idle_timeout": f.idle_timeout,
         "hard_timeout": f.hard_timeout,
-    }
-
-
-def flow_rows(flows: Iterable[pb.Flow]) -> list[Row]:
-    """Highest priority first; flows of one priority keep the daemon's order."""
-    return sorted((flow_row(f) for f in flows), key=lambda f: -f["priority"])
+    } for f in flows]
+    return sorted(rows, key=lambda f: -f["priority"])
 
 
 def trace_output_row(o: pb.TraceOutput) -> Row:
@@ -169,6 +168,8 @@ def trace_output_row(o: pb.TraceOutput) -> Row:
 
 def _detail_value(value: object) -> object:
     if isinstance(value, pb.FlowMatch):
+        from vswapi.flowspec import format_match
+
         return format_match(value)
     if isinstance(value, pb.TraceOutput):
         return trace_output_row(value)
