@@ -27,7 +27,7 @@ class Column:
         return self.fmt(value, row) if self.fmt else text_of(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class View:
     """What a command produced. Without rows, a layout: each command's table entry holds one,
     and the rows its handler returns are filled in (`with_rows`).

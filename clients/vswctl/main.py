@@ -181,7 +181,7 @@ COMMANDS: tuple[Command, ...] = (
             cmds.cmd_add_port, layout.QUIET, [
         BR,
         arg("port", metavar="PORT", help="host-side interface name"),
-        arg("--type", choices=["veth", "tap", "system"], default="veth",
+        arg("--type", choices=list(cmds.PORT_TYPE_VALUES), default="veth",
             help="port type (default veth)"),
         arg("--netns", metavar="NS",
             help="veth: namespace of the peer (name under /run/netns or a path)"),
