@@ -98,7 +98,9 @@ def _detach_ours(links, name: str) -> None:
     info = links.get(name)
     if info is None:
         return
-    for direction, prog in (("ingress", "tc_ingress"), ("egress", "tc_egress")):
+    hooks: tuple[tuple[tc.Direction, str], ...] = (("ingress", "tc_ingress"),
+                                                    ("egress", "tc_egress"))
+    for direction, prog in hooks:
         try:
             if prog in tc.attached(info.ifindex, direction):
                 tc.detach(info.ifindex, direction)

@@ -51,6 +51,17 @@ class StatsView:
         return sum(self.drops_by_reason.values())
 
 
+@dataclass(frozen=True)
+class StatusView:
+    uptime_seconds: float
+    ebpf_supported: bool
+    ebpf_unsupported_reason: str   # "" when supported
+    default_datapath: str
+    kernel: str
+    fdb_aging_seconds: int
+    watch_rate_limit: int
+
+
 class FlowView(NamedTuple):
     rule: Rule
     counters: FlowCounters

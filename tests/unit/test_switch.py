@@ -196,8 +196,8 @@ def test_ebpf_unavailable_kernel_bridges_still_work(nodp):
     sw.fdb_add("kbr", MAC_A, "p1")
     assert [(v.mac, v.port, v.static) for v in sw.fdb_list("kbr")] == [(MAC_A, "p1", True)]
     assert sw.sweep_fdb() == 0
-    assert sw.status()["ebpf_supported"] is False
-    assert sw.status()["ebpf_unsupported_reason"] == "kernel 4.19 has no bpf_redirect_peer"
+    assert sw.status().ebpf_supported is False
+    assert sw.status().ebpf_unsupported_reason == "kernel 4.19 has no bpf_redirect_peer"
 
 
 def test_ebpf_unavailable_stored_ebpf_bridge_refuses_ports_and_fdb(monkeypatch, tmp_path):

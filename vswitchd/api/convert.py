@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from vswapi import switch_pb2 as pb
 from vswitchd.flows.model import FULL, Match, format_value, mac_str
@@ -19,7 +20,7 @@ from vswitchd.trace.report import (
     VlanStage,
 )
 from vswitchd.trace.watch import EventView
-from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView
+from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, StatusView
 
 # Enum values by name: a datapath or port type (vswitchd.ports) without one in the .proto fails
 # here, at import.
@@ -42,7 +43,8 @@ def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
 
 
 def port_spec(msg: pb.Port) -> PortSpec:
-    values = {n: list(getattr(msg, n)) if n in _LISTS else getattr(msg, n) for n in _PORT_FIELDS}
+    values: dict[str, Any] = {n: list(getattr(msg, n)) if n in _LISTS else getattr(msg, n)
+                              for n in _PORT_FIELDS}
     return PortSpec(type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"), **values)
 
 
@@ -87,6 +89,19 @@ def bridge_msg(view: BridgeView) -> pb.Bridge:
     )
 
 
+def status_msg(view: StatusView, version: str) -> pb.Status:
+    return pb.Status(
+        version=version,
+        uptime_seconds=view.uptime_seconds,
+        ebpf_supported=view.ebpf_supported,
+        ebpf_unsupported_reason=view.ebpf_unsupported_reason,
+        default_datapath=DATAPATH_TO_PB[view.default_datapath],
+        kernel=view.kernel,
+        fdb_aging_seconds=view.fdb_aging_seconds,
+        watch_rate_limit=view.watch_rate_limit,
+    )
+
+
 def fdb_msg(view: FdbView) -> pb.FdbEntry:
     return pb.FdbEntry(mac=view.mac, port=view.port, vlan=view.vlan, static=view.static,
                        age_seconds=view.age_seconds)
@@ -115,6 +130,7 @@ def match_msg(match: Match) -> pb.FlowMatch:
 
 def fill_match(msg: pb.FlowMatch, match: Match) -> None:
     """Set MATCH's fields in MSG, in place (listing 20 000 rules copies no sub-messages)."""
+    value: Any  # a field's value: int, str, or (value, mask)
     for name, value in zip(match._fields, match, strict=True):
         if value is None:
             continue

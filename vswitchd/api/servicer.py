@@ -50,17 +50,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def GetStatus(self, request: pb.GetStatusRequest) -> pb.Status:  # noqa: N802
-        st = self.switch.status()
-        return pb.Status(
-            version=__version__,
-            uptime_seconds=st["uptime_seconds"],
-            ebpf_supported=st["ebpf_supported"],
-            ebpf_unsupported_reason=st["ebpf_unsupported_reason"],
-            default_datapath=convert.DATAPATH_TO_PB[st["default_datapath"]],
-            kernel=st["kernel"],
-            fdb_aging_seconds=st["fdb_aging_seconds"],
-            watch_rate_limit=st["watch_rate_limit"],
-        )
+        return convert.status_msg(self.switch.status(), __version__)
 
     @_rpc
     def CreateBridge(self, request: pb.CreateBridgeRequest) -> pb.Bridge:  # noqa: N802

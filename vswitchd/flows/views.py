@@ -24,6 +24,8 @@ class StoreRows(dict[int, str]):
     that holds `base` writes only those."""
 
     __slots__ = ("base", "changed")
+    base: StoreRows | None
+    changed: frozenset[int]
 
 
 class StoreView:

@@ -38,7 +38,7 @@ from vswitchd.trace import ratelimit
 from vswitchd.trace.report import TraceReport
 from vswitchd.trace.watch import Session
 from vswitchd.txn import Txn
-from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView
+from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, StatusView
 
 log = logging.getLogger(__name__)
 
@@ -348,17 +348,11 @@ class Switch:
 
     # ---- the daemon ----------------------------------------------------------------------
 
-    def status(self) -> dict[str, object]:
-        backends = self.ctx.backends
-        return {
-            "uptime_seconds": time.monotonic() - self.started,
-            "ebpf_supported": backends.datapath is not None,
-            "ebpf_unsupported_reason": backends.unavailable,
-            "default_datapath": self.ctx.cfg.default_datapath,
-            "kernel": os.uname().release,
-            "fdb_aging_seconds": self.ctx.cfg.fdb_aging_seconds,
-            "watch_rate_limit": self.tracing.rate,
-        }
+    def status(self) -> StatusView:
+        backends, cfg = self.ctx.backends, self.ctx.cfg
+        return StatusView(time.monotonic() - self.started, backends.datapath is not None,
+                          backends.unavailable, cfg.default_datapath, os.uname().release,
+                          cfg.fdb_aging_seconds, self.tracing.rate)
 
     def set_shutdown_handler(self, handler: Callable[[bool], None]) -> None:
         """What the Shutdown RPC calls: handler(cleanup) stops the daemon after the reply."""
