@@ -21,6 +21,7 @@ class InvalidArgument(SwitchError):
     def __init__(self, field: str, value: object, problem: str):
         self.field = field
         self.value = value
+        self.problem = problem
         super().__init__(f"{field} {value!r}: {problem}")
 
 

@@ -20,13 +20,12 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from vswitchd.flows.model import Rule
 from vswitchd.flows.table import FlowTable
 from vswitchd.flows.views import StoreRows
-from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
+from vswitchd.model import Bridge, StaticFdb, bridge_row, port_from_row, port_row
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +52,16 @@ class StateError(Exception):
     """The store exists but cannot be used."""
 
 
-def _bridge_row(b: BridgeSpec) -> str:
-    return json.dumps({"datapath": b.datapath, "addresses": list(b.addresses),
-                       **{k: v for k, v in b.to_dict(flows=False).items()
-                          if k not in ("name", "datapath", "addresses", "ports", "fdb", "flows",
-                                       "next_flow_id")}},
-                      sort_keys=True)
-
-
-def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
+def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
     """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
     bridge -> {rule_id: rule text}, the flow table's own snapshot (FlowTable.store_rows), so
     that a save looks only at the rules that changed since the last save."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
-        out["bridges"][(b.name,)] = (_bridge_row(b), b.flows.next_id)
+        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec), sort_keys=True),
+                                     b.flows.next_id)
         for p in b.ports.values():
-            out["ports"][(b.name, p.name)] = (json.dumps(asdict(p), sort_keys=True),)
+            out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)
         for seq, f in enumerate(b.fdb):
             out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq)
         out["flows"][b.name] = b.flows.store_rows()
@@ -173,7 +165,7 @@ class StateStore:
 
     # ---- load ------------------------------------------------------------------------------
 
-    def load(self) -> dict[str, BridgeSpec]:
+    def load(self) -> dict[str, Bridge]:
         """Bridges by name; empty when no store exists yet (after importing an old JSON)."""
         with self._lock:
             fresh = not self.path.exists()
@@ -195,19 +187,19 @@ class StateStore:
             self._rows = _rows(bridges)
             return bridges
 
-    def _read(self, db: sqlite3.Connection) -> dict[str, BridgeSpec]:
+    def _read(self, db: sqlite3.Connection) -> dict[str, Bridge]:
         now_wall, now_ns = time.time(), time.monotonic_ns()
-        bridges: dict[str, BridgeSpec] = {}
+        bridges: dict[str, Bridge] = {}
         for name, spec, next_id in db.execute(
                 "SELECT name, spec, next_flow_id FROM bridges ORDER BY rowid"):
             data = json.loads(spec)
             data.update(name=name, ports=[], fdb=[])
-            br = BridgeSpec.from_dict(data)
+            br = Bridge.from_dict(data)
             br.flows = FlowTable([], next_id=int(next_id))
             bridges[name] = br
         for bridge, _name, spec in db.execute(
                 "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
-            p = PortSpec(**json.loads(spec))
+            p = port_from_row(json.loads(spec))
             bridges[bridge].ports[p.name] = p
         for bridge, mac, vlan, port in db.execute(
                 "SELECT bridge, mac, vlan, port FROM fdb ORDER BY bridge, seq"):
@@ -222,12 +214,12 @@ class StateStore:
             br.flows = FlowTable(rs, next_id=br.flows.next_id)
         return bridges
 
-    def _read_json(self) -> dict[str, BridgeSpec]:
+    def _read_json(self) -> dict[str, Bridge]:
         try:
             data = json.loads(self.json_path.read_text(encoding="utf-8"))
             if data.get("version") != 1:
                 raise ValueError(f"unsupported format version {data.get('version')!r}")
-            return {b["name"]: BridgeSpec.from_dict(b) for b in data["bridges"]}
+            return {b["name"]: Bridge.from_dict(b) for b in data["bridges"]}
         except OSError as exc:
             raise StateError(f"cannot read old state store {self.json_path}: "
                              f"{exc.strerror}") from None
@@ -238,7 +230,7 @@ class StateStore:
 
     # ---- save ------------------------------------------------------------------------------
 
-    def save(self, bridges: dict[str, BridgeSpec]) -> None:
+    def save(self, bridges: dict[str, Bridge]) -> None:
         """Make the database hold BRIDGES, in one transaction (only changed rows are written).
         Raises OSError when it cannot (the database is unchanged then)."""
         new = _rows(bridges)

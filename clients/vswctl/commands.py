@@ -20,12 +20,10 @@ from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
 from vswctl import rows
 from vswctl.format import Row
-from vswctl.render import duration as duration  # re-exported: importable from here as before
 from vswctl.render import watch_line
 
-DATAPATH_VALUES = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
-PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
-                    "system": pb.PORT_TYPE_SYSTEM}
+DATAPATH_VALUES = rows.enum_words(pb.Datapath, "DATAPATH_")
+PORT_TYPE_VALUES = rows.enum_words(pb.PortType, "PORT_TYPE_")
 
 
 class InputError(Exception):

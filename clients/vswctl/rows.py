@@ -13,18 +13,19 @@ from vswapi import switch_pb2 as pb
 from vswapi.vlanmode import vlan_mode_text
 from vswctl.format import Row
 
+
+def enum_words(enum: object, prefix: str) -> dict[str, int]:
+    """An API enum's values by lower-case word (PORT_TYPE_TAP -> "tap"), UNSPECIFIED left out:
+    the .proto is the one list of datapaths and port types."""
+    return {name.removeprefix(prefix).lower(): value
+            for name, value in enum.items() if value}  # type: ignore[attr-defined]
+
+
 # Enums are printed as lower-case words; a value this client does not know stays visible.
-DATAPATH_NAMES = {
-    pb.DATAPATH_UNSPECIFIED: "default",
-    pb.DATAPATH_EBPF: "ebpf",
-    pb.DATAPATH_KERNEL: "kernel",
-}
-PORT_TYPE_NAMES = {
-    pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
-    pb.PORT_TYPE_VETH: "veth",
-    pb.PORT_TYPE_TAP: "tap",
-    pb.PORT_TYPE_SYSTEM: "system",
-}
+DATAPATH_NAMES = {pb.DATAPATH_UNSPECIFIED: "default",
+                  **{v: k for k, v in enum_words(pb.Datapath, "DATAPATH_").items()}}
+PORT_TYPE_NAMES = {pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
+                   **{v: k for k, v in enum_words(pb.PortType, "PORT_TYPE_").items()}}
 
 
 def datapath_name(value: int) -> str:

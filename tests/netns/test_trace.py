@@ -143,7 +143,7 @@ def test_trace_vlan_mismatch_and_output_tags(br):
     r = trace(h, packet("c2", in_port="a1", dl_vlan="20"))
     assert (r["verdict"], r["drop_reason"]) == ("drop", "vlan-mismatch")
     v = stage(r, "vlan")["details"]
-    assert (v["accepted"], v["port_mode"], v["frame_vid"]) == (False, "access 10", 20)
+    assert (v["accepted"], v["port_mode"], v["frame_vid"]) == (False, "access:10", 20)
     # Each output says how the frame leaves it: a broadcast from the access port goes
     # untagged to the other access port, tagged 10 to the trunk, the unconfigured ports and
     # the host; the trunk's native VLAN 10 back to a1 leaves untagged.

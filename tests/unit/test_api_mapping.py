@@ -27,8 +27,8 @@ from vswitchd.errors import (
     SwitchError,
     Unavailable,
 )
-from vswitchd.model import BridgeSpec, PortSpec
-from vswitchd.switch import BridgeView, FdbView, PortView, StatsView
+from vswitchd.model import BridgeSpec, PortFacts, PortSpec
+from vswitchd.views import BridgeView, FdbView, PortView, StatsView
 
 # ---- convert: messages -> specs ----------------------------------------------------------
 
@@ -69,7 +69,7 @@ def test_port_spec_fields():
     spec = convert.port_spec(msg)
     # output-only fields (ifindex, netns_created, state) are not taken from the request
     assert spec == PortSpec("p1", "veth", "c1", "eth1", ["10.0.0.2/24", "10.0.1.2/24"],
-                            "02:aa:00:00:00:01", 9000, "", False)
+                            "02:aa:00:00:00:01", 9000, "")
     empty = convert.port_spec(pb.Port(name="p2"))
     assert (empty.type, empty.peer_name, empty.netns, empty.addresses, empty.mtu) == (
         "veth", "", "", [], 0)
@@ -80,9 +80,9 @@ def test_port_spec_fields():
 
 def test_port_and_bridge_msg():
     pspec = PortSpec("t1", "tap", mtu=1400, owner="qemu")
-    vspec = PortSpec("v1", "veth", "c1", "eth0", ["10.0.0.2/24"], "02:aa:00:00:00:01", 0, "",
-                     True)
-    ports = [PortView(pspec, "br0", 11, "down"), PortView(vspec, "br0", 12, "missing: gone")]
+    vspec = PortSpec("v1", "veth", "c1", "eth0", ["10.0.0.2/24"], "02:aa:00:00:00:01", 0, "")
+    ports = [PortView(pspec, "br0", 11, "down"),
+             PortView(vspec, "br0", 12, "missing: gone", PortFacts(netns_created=True))]
     view = BridgeView(BridgeSpec("br0", "kernel", ["10.0.0.1/24"]), 10, "02:00:00:00:00:0a",
                       ports)
     msg = convert.bridge_msg(view)
@@ -101,7 +101,7 @@ def test_port_and_bridge_msg():
 
 def test_round_trip_port_spec():
     spec = PortSpec("v1", "veth", "/proc/1/ns/net", "eth3", ["fd00::2/64"], "02:aa:00:00:00:01",
-                    1500, "", False)
+                    1500, "")
     assert convert.port_spec(convert.port_msg(PortView(spec, "br0", 5, "up"))) == spec
 
 

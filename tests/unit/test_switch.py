@@ -12,7 +12,6 @@ import pwd
 import pytest
 from fakes import FakeDatapath, PortCounters, PortKind, make_rig
 
-from vswitchd import switch as switch_mod
 from vswitchd.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -197,8 +196,8 @@ def test_ebpf_unavailable_kernel_bridges_still_work(nodp):
     sw.fdb_add("kbr", MAC_A, "p1")
     assert [(v.mac, v.port, v.static) for v in sw.fdb_list("kbr")] == [(MAC_A, "p1", True)]
     assert sw.sweep_fdb() == 0
-    assert sw.status()["ebpf_supported"] is False
-    assert sw.status()["ebpf_unsupported_reason"] == "kernel 4.19 has no bpf_redirect_peer"
+    assert sw.status().ebpf_supported is False
+    assert sw.status().ebpf_unsupported_reason == "kernel 4.19 has no bpf_redirect_peer"
 
 
 def test_ebpf_unavailable_stored_ebpf_bridge_refuses_ports_and_fdb(monkeypatch, tmp_path):
@@ -254,7 +253,7 @@ def test_tap_owner_must_be_a_known_user(monkeypatch, rig):
             return pwd.struct_passwd(("qemu", "x", 107, 107, "", "/", "/bin/false"))
         raise KeyError(name)
 
-    monkeypatch.setattr(switch_mod.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(pwd, "getpwnam", getpwnam)
     with pytest.raises(InvalidArgument) as ei:
         rig.switch.create_port("br0", PortSpec("t1", "tap", owner="nosuchuser"))
     assert ei.value.field == "owner" and "no such user" in str(ei.value)
@@ -284,7 +283,7 @@ def test_veth_port_creates_namespace_veth_and_datapath_entry(rig):
     assert rig.dp.called("add_port") == [(br.ifindex, info.ifindex, PortKind.PEER)]
     assert rig.dp.members[br.ifindex] == {info.ifindex}
     assert (view.bridge, view.ifindex, view.state) == ("br0", info.ifindex, "up")
-    assert view.spec.netns_created is True
+    assert view.facts.netns_created is True
     stored = rig.stored()["br0"]["ports"]
     assert stored == [{"name": "p1", "type": "veth", "netns": "p1", "peer_name": "eth0",
                        "addresses": ["10.0.0.2/24"], "mac": "02:aa:00:00:00:01", "mtu": 0,
@@ -295,7 +294,7 @@ def test_veth_into_an_existing_namespace_does_not_own_it(rig):
     rig.netns.names.add("c1")
     rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
     view = rig.switch.create_port("br0", PortSpec("p1", netns="c1", peer_name="eth1"))
-    assert view.spec.netns_created is False
+    assert view.facts.netns_created is False
     assert rig.netns.called("create_named") == []
     assert rig.links.veth_peer["p1"] == ("c1", "eth1")
     assert rig.switch.delete_port("br0", "p1") is True
@@ -311,7 +310,7 @@ def test_veth_into_a_missing_namespace_path_is_refused(rig):
     assert ei.value.field == "netns" and "does not exist" in str(ei.value)
     rig.netns.paths.add("/proc/4242/ns/net")
     view = rig.switch.create_port("br0", PortSpec("p1", netns="/proc/4242/ns/net"))
-    assert view.spec.netns_created is False
+    assert view.facts.netns_created is False
     assert rig.netns.names == set()
 
 
@@ -405,7 +404,7 @@ def test_veth_rollback_at_each_step_leaves_nothing(monkeypatch, rig, where, meth
     monkeypatch.undo()
     rig.netns.install(monkeypatch)
     view = sw.create_port("br0", PortSpec("p1"))
-    assert view.state == "up" and view.spec.netns_created is True
+    assert view.state == "up" and view.facts.netns_created is True
 
 
 @pytest.mark.parametrize("method", ["create_tap", "enslave", "add_port", "save"])
@@ -575,7 +574,7 @@ def test_fdb_add_store_failure_uninstalls_the_entry(monkeypatch, rig):
     fail_store(monkeypatch, rig)
     with pytest.raises(FailedPrecondition, match="cannot write state store"):
         sw.fdb_add("br0", MAC_A, "t1")
-    assert rig.switch._bridges["br0"].fdb == []
+    assert rig.switch.snapshot()["br0"].fdb == []
     assert rig.dp.fdb.get(br.ifindex, {}) == {}
 
 
@@ -709,7 +708,7 @@ def test_reconcile_without_ebpf_keeps_kernel_bridges_and_marks_ebpf_ones(monkeyp
     sw = r.new_switch()
     sw.reconcile()
     assert r.links.master_name("t1") == "kbr"
-    assert "no BTF" in sw._missing["br0"]
+    assert "no BTF" in sw.ctx.missing["br0"]
     assert sorted(r.stored()) == ["br0", "kbr"]
 
 
@@ -719,7 +718,7 @@ def test_reconcile_replaces_a_bridge_name_taken_by_a_non_bridge(rig):
     rig.links.add_system("kbr", kind="dummy")
     sw = rig.new_switch()
     sw.reconcile()  # does not raise
-    assert "kbr exists but is a dummy" in sw._missing["kbr"]
+    assert "kbr exists but is a dummy" in sw.ctx.missing["kbr"]
     assert rig.links.get("kbr").kind == "dummy"
 
 

@@ -69,7 +69,7 @@ def test_known_unicast_builds_the_frame_and_names_the_port(rig):
         ("packet", "in_port=c1,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,udp,"
                    "nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1024,tp_dst=53 (60 bytes)"),
         ("flow table", "empty table: normal switching"),
-        ("vlan", "in_port c1 (unknown): untagged frame -> VLAN 0 (untagged)"),
+        ("vlan", "in_port c1 (all): untagged frame -> VLAN 0 (untagged)"),
         ("l2", "dl_dst 02:00:00:00:00:02: FDB hit, port c2"),
         ("verdict", "forward: output to c2"),
     ]

@@ -62,9 +62,9 @@ def test_config_errors_name_file_line_value_and_range(text, expected):
 def test_set_applies_stores_and_survives_a_restart(rig):
     sw = rig.switch
     assert sw.watch_config() == {"rate_limit": WATCH_DEFAULT_RATE}
-    assert sw.status()["watch_rate_limit"] == WATCH_DEFAULT_RATE
+    assert sw.status().watch_rate_limit == WATCH_DEFAULT_RATE
     assert sw.set_watch_rate(5) == {"rate_limit": 5}
-    assert rig.dp.rate == 5 and sw.status()["watch_rate_limit"] == 5
+    assert rig.dp.rate == 5 and sw.status().watch_rate_limit == 5
     rig.dp.rate = WATCH_DEFAULT_RATE  # the restarted daemon's datapath instance starts afresh
     again = rig.new_switch()
     assert again.watch_config() == {"rate_limit": 5}

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -35,6 +34,9 @@ from vswitchd.errors import (
     Unavailable,
 )
 from vswitchd.netlink import netns as _netns
+from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats, Route
+
+__all__ = ["KernelFdbEntry", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
 
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -46,37 +48,6 @@ AF_BRIDGE = 7
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    ifindex: int
-    kind: str  # 'bridge', 'veth', 'tun', 'dummy', ... ('' for plain NICs)
-    master: int | None
-    mac: str
-    mtu: int
-    up: bool  # administratively up (IFF_UP)
-    operstate: str  # 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
-
-
-@dataclass(frozen=True)
-class LinkStats:
-    rx_packets: int
-    rx_bytes: int
-    tx_packets: int
-    tx_bytes: int
-    rx_dropped: int
-    tx_dropped: int
-
-
-@dataclass(frozen=True)
-class KernelFdbEntry:
-    mac: str
-    vlan: int
-    ifindex: int
-    static: bool
-    age_seconds: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,23 +101,6 @@ def _kernel(action: str, **kw: Any) -> Iterator[None]:
 
 def _code(exc: BaseException) -> int:
     return getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route of the main table that leaves by one interface."""
-
-    dst: str          # CIDR; 0.0.0.0/0 or ::/0 for a default route
-    gateway: str      # "" for an on-link route
-    metric: int
-
-
-@dataclass(frozen=True)
-class L3Config:
-    """What an uplink NIC carries for the host: addresses and the routes through it."""
-
-    addresses: tuple[str, ...]
-    routes: tuple[Route, ...]
 
 
 RT_TABLE_MAIN = 254

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vswapi.vlanmode import vlan_mode_text
 from vswitchd.flows.model import (
     ETH_IP,
     ETH_IPV6,
@@ -161,17 +162,10 @@ def key_match(key: Mapping[str, int], in_port: str) -> Match:
 
 
 def vlan_mode(config: Any) -> str:
-    """A VlanConfig (or None: unknown) as text: "unconfigured", "access 10",
-    "trunk 10,20 native 5"."""
+    """A VlanConfig as text ("all", "access:10", "trunk:10,20/native:5"), "unknown" for None."""
     if config is None:
         return "unknown"
-    if getattr(config, "access", 0):
-        return f"access {config.access}"
-    trunks = sorted(getattr(config, "trunks", ()) or ())
-    if trunks:
-        text = "trunk " + ",".join(str(v) for v in trunks)
-        return text + (f" native {config.native}" if config.native else "")
-    return "unconfigured"
+    return vlan_mode_text(config.access, config.trunks, config.native)
 
 
 def _dedupe(items: Sequence[int]) -> tuple[int, ...]:
