@@ -128,21 +128,6 @@ BPF_TABLE_PINNED("percpu_hash", struct flow_stats_key, struct flow_stats, flow_s
  * rest of the pipeline, multiplying its verification (1M-insn limit). Map memory is opaque. */
 BPF_TABLE("percpu_array", __u32, struct flow_lookup_key, flow_scratch, 1);
 
-#define ETH_P_8021Q_BE 0x0081   /* 0x8100 as read from the wire on a little-endian CPU */
-#define ETH_P_8021AD_BE 0xa888  /* 0x88a8 */
-#define ETH_P_IP_BE 0x0008
-#define ETH_P_IPV6_BE 0xdd86
-
-struct vsw_vlan_hdr {
-	__be16 tci;
-	__be16 proto;
-};
-
-static __always_inline __u16 vsw_ntohs(__u16 x)
-{
-	return __builtin_bswap16(x);
-}
-
 /* The largest header the parser reads at once (IPv6). */
 #define PARSE_BUF_LEN 40
 
@@ -197,22 +182,22 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
 	proto = eth->h_proto;
 	if (skb->vlan_present) {  /* tag already moved out of the frame by the kernel */
-		key->dl_vlan = skb->vlan_tci & 0x0fff;
+		key->dl_vlan = skb->vlan_tci & VLAN_VID_MASK;
 		ctx->tag_now = TAG_ORIG;
 	}
-	if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {  /* tag inline */
+	if (proto == vsw_htons(ETH_P_8021Q) || proto == vsw_htons(ETH_P_8021AD)) {  /* tag inline */
 		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
 
 		if (!vh)
 			return DROP_MALFORMED;
 		if (!skb->vlan_present)
-			key->dl_vlan = vsw_ntohs(vh->tci) & 0x0fff;
+			key->dl_vlan = vsw_ntohs(vh->tci) & VLAN_VID_MASK;
 		ctx->tag_now = TAG_ORIG;
 		proto = vh->proto;
 		off += sizeof(*vh);
 	}
 	key->dl_type = vsw_ntohs(proto);
-	if (proto == ETH_P_IP_BE) {
+	if (proto == vsw_htons(ETH_P_IP)) {
 		struct iphdr *ip;
 		__u32 ihl;
 		__u8 l4;
@@ -228,11 +213,11 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 		key->nw_proto = l4 = ip->protocol;
 		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
 		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
-		if (ip->frag_off & 0xff1f)  /* a non-first fragment has no L4 header */
+		if (ip->frag_off & vsw_htons(IPV4_FRAG_OFFSET))  /* a non-first fragment has no L4 header */
 			return 0;
 		return flow_l4(skb, off + ihl, l4, buf, key);
 	}
-	if (proto == ETH_P_IPV6_BE) {
+	if (proto == vsw_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
 		__u8 l4;
 

@@ -2,6 +2,18 @@
 #ifndef VSW_PARSE_H
 #define VSW_PARSE_H
 
+#include "lib/endian.h"
+
+/* The rest of an inline 802.1Q/802.1ad tag, after the Ethernet header whose h_proto is its TPID
+ * (the kernel's struct vlan_hdr). */
+struct vsw_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+#define VLAN_VID_MASK 0x0fff   /* the VID bits of a TCI */
+#define IPV4_FRAG_OFFSET 0x1fff  /* the fragment offset bits of iphdr.frag_off */
+
 static __always_inline int mac_is_multicast(const __u8 *mac)
 {
 	return mac[0] & 1;

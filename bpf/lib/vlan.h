@@ -24,9 +24,6 @@
 #ifndef VSW_VLAN_H
 #define VSW_VLAN_H
 
-#define VLAN_VID_MASK 0x0fff
-#define ETH_P_8021Q_HOST 0x8100
-
 /* What a target needs. The values of UNTAGGED and TAGGED are the flood classes. */
 enum vlan_want {
 	WANT_NONE = 0,      /* the port does not carry the frame's VLAN */
@@ -112,10 +109,10 @@ static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 			return -1;
 		return bpf_skb_vlan_push(skb, proto, tci) ? -1 : 0;
 	}
-	if (bpf_skb_load_bytes(skb, 14, &tci, 2))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &tci, 2))  /* the TCI follows the Ethernet header */
 		return -1;
-	tci = (tci & vsw_ntohs(~VLAN_VID_MASK & 0xffff)) | vsw_ntohs(vid);
-	return bpf_skb_store_bytes(skb, 14, &tci, 2, 0) ? -1 : 0;
+	tci = (tci & vsw_htons(~VLAN_VID_MASK & 0xffff)) | vsw_htons(vid);
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &tci, 2, 0) ? -1 : 0;
 }
 
 /* Pushes an 802.1Q tag on an untagged frame and sets ctx->tag_now. Inline (visible in the
@@ -127,24 +124,24 @@ static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
 {
 	struct __sk_buff *skb = ctx->skb;
-	__u8 macs[12];
-	__u16 tag[2];
+	__u8 macs[2 * ETH_ALEN];
+	__be16 tag[2];  /* TPID, TCI: between the MAC addresses and the EtherType */
 
 	if (skb->gso_size) {
 		ctx->tag_now = TAG_ORIG;
-		return bpf_skb_vlan_push(skb, vsw_ntohs(ETH_P_8021Q_HOST), vid) ? -1 : 0;
+		return bpf_skb_vlan_push(skb, vsw_htons(ETH_P_8021Q), vid) ? -1 : 0;
 	}
 	ctx->tag_now = TAG_PUSHED;
 	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
 		return -1;
-	if (bpf_skb_change_head(skb, 4, 0))
+	if (bpf_skb_change_head(skb, sizeof(tag), 0))
 		return -1;
 	ctx->no_peer = 1;
-	tag[0] = vsw_ntohs(ETH_P_8021Q_HOST);
-	tag[1] = vsw_ntohs(vid);
+	tag[0] = vsw_htons(ETH_P_8021Q);
+	tag[1] = vsw_htons(vid);
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
 		return -1;
-	return bpf_skb_store_bytes(skb, 12, tag, sizeof(tag), 0) ? -1 : 0;
+	return bpf_skb_store_bytes(skb, sizeof(macs), tag, sizeof(tag), 0) ? -1 : 0;
 }
 
 /* Brings the skb to the tag state wanted (tagged with vid, or untagged). Dry runs change
