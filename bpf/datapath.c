@@ -16,21 +16,19 @@
  * the watch stage (lib/watch.h).
  */
 #include <uapi/linux/bpf.h>
-#include <uapi/linux/if_ether.h>
 #include <uapi/linux/pkt_cls.h>
 
-#include "lib/common.h"
-#include "lib/drop_reasons.h"
-#include "lib/ports.h"
-#include "lib/fdb.h"
-#include "lib/counters.h"
-#include "lib/parse.h"
-#include "lib/flow.h"
-#include "lib/result.h"
-#include "lib/watch.h"
-#include "lib/vlan.h"
-#include "lib/forward.h"
 #include "lib/actions.h"
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/drop_reasons.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
 
 /* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions.
  * Every decision goes through drop(), forward() or flood() (forward.h), which record it in ctx

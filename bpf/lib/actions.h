@@ -3,6 +3,17 @@
 #ifndef VSW_ACTIONS_H
 #define VSW_ACTIONS_H
 
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/fdb.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
+
 /* L2 switching in the frame's VLAN (ctx->vlan, set by vlan_ingress): learn the source, forward
  * known unicast with the tag state the target needs. Returns -1 when the frame is to be flooded
  * (the caller floods: one flood() call site keeps the verifier's work linear). */

@@ -2,6 +2,8 @@
 #ifndef VSW_COMMON_H
 #define VSW_COMMON_H
 
+#include <uapi/linux/bpf.h>
+
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
 #define MAX_BRIDGE_PORTS 128
 #define MAX_PORTS 4096

@@ -4,6 +4,9 @@
 #ifndef VSW_COUNTERS_H
 #define VSW_COUNTERS_H
 
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+
 struct port_stats {
 	__u64 rx_packets;
 	__u64 rx_bytes;

@@ -2,6 +2,10 @@
 #ifndef VSW_FDB_H
 #define VSW_FDB_H
 
+#include <uapi/linux/if_ether.h>
+
+#include "lib/common.h"
+
 #define FDB_F_STATIC 1
 /* A learned entry's last_seen_ns is refreshed when at least this many jiffies passed since the
  * last refresh: 0.1 s at HZ=1000, 1 s at HZ=100 (the lowest HZ); aging counts in seconds (300 by

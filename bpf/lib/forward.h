@@ -3,6 +3,16 @@
 #ifndef VSW_FORWARD_H
 #define VSW_FORWARD_H
 
+#include <uapi/linux/pkt_cls.h>
+
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/drop_reasons.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
+
 static __always_inline int drop(struct dp_ctx *ctx, __u32 reason)
 {
 	ctx->verdict = VERDICT_DROP;

@@ -6,6 +6,12 @@
 #ifndef VSW_RESULT_H
 #define VSW_RESULT_H
 
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/flow.h"
+#include "lib/flow_key.h"
+#include "lib/parse.h"
+
 /* 0 means "no result written". */
 #define VERDICTS(X) \
 	X(PASS, 1, "pass") \
@@ -40,7 +46,7 @@ enum trace_stage {
 
 static __always_inline __u16 tag_enc(__u8 tagged, __u16 vid)
 {
-	return tagged ? TAG_ENC_TAGGED | (vid & 0x0fff) : TAG_ENC_UNTAGGED;
+	return tagged ? TAG_ENC_TAGGED | (vid & VLAN_VID_MASK) : TAG_ENC_UNTAGGED;
 }
 
 /* skb->cb[0] and cb[1] hold this 64-bit value only when set through BPF_PROG_TEST_RUN ctx_in. */

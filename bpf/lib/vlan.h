@@ -24,6 +24,13 @@
 #ifndef VSW_VLAN_H
 #define VSW_VLAN_H
 
+#include <uapi/linux/if_ether.h>
+
+#include "lib/common.h"
+#include "lib/endian.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
+
 /* What a target needs. The values of UNTAGGED and TAGGED are the flood classes. */
 enum vlan_want {
 	WANT_NONE = 0,      /* the port does not carry the frame's VLAN */
