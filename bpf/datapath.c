@@ -30,17 +30,16 @@
 #include "lib/vlan.h"
 #include "lib/watch.h"
 
-/* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions.
- * Every decision goes through drop(), forward() or flood() (forward.h), which record it in ctx
- * for the one watch event that pipeline() emits after it. */
+/* port lookup -> parse -> count rx -> classify -> hit: the rule's actions / miss: normal ->
+ * forward, flood or drop. Returns a TC action or a drop (-DROP_*), for finish() (forward.h). */
 static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 {
-	struct __sk_buff *skb = ctx->skb;
 	struct dp_result *res = result_get(ctx);
 	struct flow_rule *rule;
 	struct port_info *in, in_info;
 	struct flow_key key;
-	int ret, err, next = FLOW_NEXT_NORMAL;
+	__u32 out = 0, ref = 0;
+	int ret, next = FLOW_NEXT_NORMAL;
 
 	if (res) {
 		res->verdict = 0;
@@ -64,15 +63,15 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	ctx->bridge = in_info.bridge;
 	ctx->in_slot = in_info.slot;
 
-	err = parse_flow(skb, ctx, &key);
+	ret = parse_flow(ctx->skb, ctx, &key);
 	watch_begin(ctx, &key);
 	if (res) {  /* the trace report: what was parsed, also of a malformed frame */
 		__builtin_memcpy(&res->key, &key, sizeof(key));
 		res->in_tag = tag_enc(ctx->tag_now != TAG_NONE, key.dl_vlan);
-		res->stages = err ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
+		res->stages = ret ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
 	}
-	if (err)
-		return drop(ctx, DROP_MALFORMED);
+	if (IS_DROP(ret))
+		return ret;
 	ctx->tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
 	ctx->flow_tag = ctx->tag_now;
 	ctx->flow_vid = key.dl_vlan;
@@ -80,14 +79,12 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		count_rx(ctx);
 
 	if (mac_is_multicast(key.dl_src))
-		return drop(ctx, DROP_INVALID_SRC_MAC);
+		return -DROP_INVALID_SRC_MAC;
 
 	rule = classify(ctx, &key);
 	if (res)
 		res->stages |= STAGE_FLOW;
 	if (rule) {
-		__u32 out = 0, ref = 0;
-
 		if (res) {
 			res->rule_id = rule->rule_id;
 			res->priority = rule->priority;
@@ -96,6 +93,8 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		}
 		watch_rule(ctx, rule->rule_id);
 		next = flow_actions(ctx, rule, &out, &ref);
+		if (IS_DROP(next))
+			return next;
 		if (next == FLOW_NEXT_OUTPUT)
 			return forward(ctx, out, ref);
 		if (next == FLOW_NEXT_CLONED) {
@@ -103,23 +102,22 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 			result_set(ctx, VERDICT_FORWARD, DROP_NONE, 0);
 			return TC_ACT_SHOT;
 		}
-		if (next == FLOW_NEXT_DROP)
-			return drop(ctx, DROP_FLOW_DROP);
-		if (next == FLOW_NEXT_VLAN_FAILED)
-			return drop(ctx, DROP_VLAN_FAILED);
 	}
 	/* normal or flood: switching in the frame's VLAN (vlan.h) */
-	if (vlan_ingress(ctx, &in_info))
-		return drop(ctx, DROP_VLAN_MISMATCH);
+	ret = vlan_ingress(ctx, &in_info);
+	if (IS_DROP(ret))
+		return ret;
 	if (res) {
 		res->vlan = ctx->vlan;
 		res->stages |= STAGE_VLAN;
 	}
-	if (next == FLOW_NEXT_FLOOD)
-		return flood(ctx);
-	ret = normal(ctx, &key);
-	if (ret >= 0)
-		return ret;
+	if (next == FLOW_NEXT_NORMAL) {
+		next = normal(ctx, &key, &out, &ref);
+		if (IS_DROP(next))
+			return next;
+		if (next == FLOW_NEXT_OUTPUT)
+			return forward(ctx, out, ref);
+	}
 	return flood(ctx);
 }
 
@@ -134,12 +132,9 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		.ingress = ingress,
 		.dry_run = is_dry_run(skb),
 	};
-	int ret;
 
 	watch_cb_set(&ctx, 0);  /* no watcher until watch_begin() says so */
-	ret = pipeline_decide(&ctx);
-	watch_emit(&ctx);  /* a flood's event is emitted by tc_flood */
-	return ret;
+	return finish(&ctx, pipeline_decide(&ctx));  /* a flood's event is emitted by tc_flood */
 }
 
 /* Tail-called by flood(): the flood of the packet in skb. */
@@ -158,17 +153,14 @@ int tc_flood(struct __sk_buff *skb)
 		.dry_run = is_dry_run(skb),
 	};
 	struct port_info *in = port_lookup(ctx.in_port);
-	int ret;
+	int ret = -DROP_NO_FLOOD_TARGET;
 
-	if (!in) {
-		ret = drop(&ctx, DROP_NO_FLOOD_TARGET);
-	} else {
+	if (in) {
 		ctx.bridge = in->bridge;
 		ctx.in_slot = in->slot;
 		ret = flood_run(&ctx);
 	}
-	watch_emit(&ctx);  /* the packet's event, started by the pipeline (watch_cb) */
-	return ret;
+	return finish(&ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
 }
 
 int tc_ingress(struct __sk_buff *skb)

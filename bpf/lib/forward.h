@@ -1,5 +1,6 @@
-/* Verdict stages: drop, forward to one port, flood to the bridge. Each stage serves both the
- * real and the dry run: the decision is made once, only its effect depends on ctx->dry_run. */
+/* Verdict stages: forward to one port, flood to the bridge, and finish(), where every program
+ * ends and a drop is done. Each stage serves both the real and the dry run: the decision is
+ * made once, only its effect depends on ctx->dry_run. */
 #ifndef VSW_FORWARD_H
 #define VSW_FORWARD_H
 
@@ -13,15 +14,25 @@
 #include "lib/vlan.h"
 #include "lib/watch.h"
 
-static __always_inline int drop(struct dp_ctx *ctx, __u32 reason)
+/* The end of every program (pipeline, tc_flood), with a stage's answer: a TC action, or a drop
+ * (IS_DROP, drop_reasons.h), which is counted on the in port (a dry run reports it instead),
+ * recorded for the watch event, and becomes TC_ACT_SHOT. Then the packet's watch event is
+ * emitted, with the final decision. */
+static __always_inline int finish(struct dp_ctx *ctx, int ret)
 {
-	ctx->verdict = VERDICT_DROP;
-	ctx->reason = reason;
-	if (ctx->dry_run)
-		result_set(ctx, VERDICT_DROP, reason, 0);
-	else
-		count_drop(ctx, reason);
-	return TC_ACT_SHOT;
+	if (IS_DROP(ret)) {
+		__u32 reason = -ret;
+
+		ctx->verdict = VERDICT_DROP;
+		ctx->reason = reason;
+		if (ctx->dry_run)
+			result_set(ctx, VERDICT_DROP, reason, 0);
+		else
+			count_drop(ctx, reason);
+		ret = TC_ACT_SHOT;
+	}
+	watch_emit(ctx);
+	return ret;
 }
 
 /* The redirect for a port kind. redirect_peer is valid at TC ingress only. */
@@ -43,7 +54,7 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 	long ret = redirect_port(ctx, ifindex, ref);
 
 	if (ret != TC_ACT_REDIRECT)
-		return drop(ctx, DROP_REDIRECT_FAILED);
+		return -DROP_REDIRECT_FAILED;
 	count_tx(ctx, PORT_REF_SLOT(ref));
 	return TC_ACT_REDIRECT;
 }
@@ -150,7 +161,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 	__u32 prev = 0, other = 0, prev_ref = 0, i;
 
 	if (!m)
-		return drop(ctx, DROP_NO_FLOOD_TARGET);
+		return -DROP_NO_FLOOD_TARGET;
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
 		__u32 target, ref = 0;
 		int cls;
@@ -175,9 +186,9 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		prev = 0;
 		if (!ctx->tag_now) {
 			if (vlan_push(ctx, ctx->vlan))
-				return drop(ctx, DROP_VLAN_FAILED);
+				return -DROP_VLAN_FAILED;
 		} else if (ctx->tag_now == TAG_PUSHED || bpf_skb_vlan_pop(ctx->skb)) {
-			return drop(ctx, DROP_VLAN_FAILED);
+			return -DROP_VLAN_FAILED;
 		}
 	}
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
@@ -196,7 +207,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 	}
 last:
 	if (!prev)
-		return drop(ctx, DROP_NO_FLOOD_TARGET);
+		return -DROP_NO_FLOOD_TARGET;
 	ctx->verdict = VERDICT_FLOOD;
 	if (res) {
 		res->verdict = VERDICT_FLOOD;
@@ -227,21 +238,22 @@ BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs
 static __always_inline int flood(struct dp_ctx *ctx)
 {
 	struct dp_result *res = result_get(ctx);
+	int ret = 0;
 
 	if (res)  /* the tag state the FLOOD_AS_IS targets get (dry runs change nothing) */
 		res->flood_base = ctx->vlan ? tag_enc(ctx->tag_now != TAG_NONE, ctx->vlan) :
 					      tag_enc(ctx->flow_tag, ctx->flow_vid);
-	if (!ctx->vlan) {
-		if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
-			return drop(ctx, DROP_VLAN_FAILED);
-	} else if (ctx->tag_now && vlan_apply(ctx, 1, ctx->vlan)) {
-		return drop(ctx, DROP_VLAN_FAILED);  /* (priority tag, native tagged: VID := VLAN) */
-	}
+	if (!ctx->vlan)
+		ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
+	else if (ctx->tag_now)  /* (priority tag, native tagged: VID := VLAN) */
+		ret = vlan_apply(ctx, 1, ctx->vlan);
+	if (ret)
+		return ret;
 	ctx->skb->cb[3] = FLOOD_CB_VLAN(ctx);
 	ctx->skb->cb[2] = (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
 			  (ctx->no_peer ? FLOOD_CB_NO_PEER : 0);
 	flood_progs.call(ctx->skb, 0);
-	return drop(ctx, DROP_NO_FLOOD_TARGET);  /* tail call failed: no tc_flood installed */
+	return -DROP_NO_FLOOD_TARGET;  /* tail call failed: no tc_flood installed */
 }
 
 #endif

@@ -67,23 +67,23 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto
 	else
 		return 0;
 	if (!ports)
-		return DROP_MALFORMED;
+		return -DROP_MALFORMED;
 	key->tp_src = vsw_ntohs(ports[0]);
 	key->tp_dst = vsw_ntohs(ports[1]);
 	return 0;
 }
 
-/* For an IP header cut short at off: DROP_MALFORMED when its version nibble says `version`
+/* For an IP header cut short at off: -DROP_MALFORMED when its version nibble says `version`
  * (or the frame ends at off), 0 (L2-only) otherwise. */
 static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u64 *buf,
 					  __u8 version)
 {
 	__u8 *first = header_at(skb, off, 1, buf);
 
-	return !first || *first >> 4 == version ? DROP_MALFORMED : 0;
+	return !first || *first >> 4 == version ? -DROP_MALFORMED : 0;
 }
 
-/* Fills the flow key from the frame. Returns 0, or DROP_MALFORMED when the frame is shorter
+/* Fills the flow key from the frame. Returns 0, or -DROP_MALFORMED when the frame is shorter
  * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
  * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
  * Each header is read where header_at() finds it: one buffer serves them in turn,
@@ -100,7 +100,7 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 	key->in_port = ctx->in_port;
 	eth = header_at(skb, 0, sizeof(*eth), buf);
 	if (!eth)
-		return DROP_MALFORMED;
+		return -DROP_MALFORMED;
 	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
 	proto = eth->h_proto;
@@ -112,7 +112,7 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
 
 		if (!vh)
-			return DROP_MALFORMED;
+			return -DROP_MALFORMED;
 		if (!skb->vlan_present)
 			key->dl_vlan = vsw_ntohs(vh->tci) & VLAN_VID_MASK;
 		ctx->tag_now = TAG_ORIG;
@@ -132,7 +132,7 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
 			return 0;
 		ihl = ip->ihl * 4;
 		if (ihl < sizeof(*ip) || off + ihl > ctx->len)
-			return DROP_MALFORMED;
+			return -DROP_MALFORMED;
 		key->nw_proto = l4 = ip->protocol;
 		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
 		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
