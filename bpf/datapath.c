@@ -34,29 +34,16 @@
  * forward, flood or drop. Returns a TC action or a drop (-DROP_*), for finish() (forward.h). */
 static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 {
-	struct dp_result *res = result_get(ctx);
 	struct flow_rule *rule;
 	struct port_info *in, in_info;
 	struct flow_key key;
 	__u32 out = 0, ref = 0;
 	int ret, next = FLOW_NEXT_NORMAL;
 
-	if (res) {
-		res->verdict = 0;
-		res->drop_reason = DROP_NONE;
-		res->out_ifindex = 0;
-		res->fdb_hit = 0;
-		res->n_flood = 0;
-		res->rule_id = 0;
-		res->priority = 0;
-		res->n_outputs = 0;
-		res->vlan = 0;
-		res->stages = 0;
-	}
-
+	result_begin(ctx);
 	in = port_lookup(ctx->in_port);
 	if (!in) {  /* not ours: the kernel handles it, nothing counted, no event */
-		result_set(ctx, VERDICT_PASS, DROP_NONE, 0);
+		result_verdict(ctx, VERDICT_PASS, 0);
 		return TC_ACT_OK;
 	}
 	in_info = *in;  /* the cache entry may go to the out port (port_lookup) */
@@ -65,41 +52,30 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 
 	ret = parse_flow(ctx->skb, ctx, &key);
 	watch_begin(ctx, &key);
-	if (res) {  /* the trace report: what was parsed, also of a malformed frame */
-		__builtin_memcpy(&res->key, &key, sizeof(key));
-		res->in_tag = tag_enc(ctx->tag_now != TAG_NONE, key.dl_vlan);
-		res->stages = ret ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
-	}
+	result_parsed(ctx, &key, ret);
 	if (IS_DROP(ret))
 		return ret;
 	ctx->tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
 	ctx->flow_tag = ctx->tag_now;
 	ctx->flow_vid = key.dl_vlan;
-	if (!ctx->dry_run)
-		count_rx(ctx);
+	count_rx(ctx);
 
 	if (mac_is_multicast(key.dl_src))
 		return -DROP_INVALID_SRC_MAC;
 
 	rule = classify(ctx, &key);
-	if (res)
-		res->stages |= STAGE_FLOW;
+	result_stage(ctx, STAGE_FLOW);
 	if (rule) {
-		if (res) {
-			res->rule_id = rule->rule_id;
-			res->priority = rule->priority;
-		} else {
-			count_rule(ctx, rule);
-		}
+		count_rule(ctx, rule);
+		result_rule(ctx, rule);
 		watch_rule(ctx, rule->rule_id);
 		next = flow_actions(ctx, rule, &out, &ref);
 		if (IS_DROP(next))
 			return next;
 		if (next == FLOW_NEXT_OUTPUT)
 			return forward(ctx, out, ref);
-		if (next == FLOW_NEXT_CLONED) {
-			ctx->verdict = VERDICT_FORWARD;
-			result_set(ctx, VERDICT_FORWARD, DROP_NONE, 0);
+		if (next == FLOW_NEXT_CLONED) {  /* the copies went out: nothing left to send */
+			result_verdict(ctx, VERDICT_FORWARD, 0);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -107,10 +83,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	ret = vlan_ingress(ctx, &in_info);
 	if (IS_DROP(ret))
 		return ret;
-	if (res) {
-		res->vlan = ctx->vlan;
-		res->stages |= STAGE_VLAN;
-	}
+	result_vlan(ctx);
 	if (next == FLOW_NEXT_NORMAL) {
 		next = normal(ctx, &key, &out, &ref);
 		if (IS_DROP(next))

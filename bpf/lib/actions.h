@@ -29,22 +29,19 @@ enum flow_next {
 static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key, __u32 *out,
 				  __u32 *out_ref)
 {
-	struct dp_result *res = result_get(ctx);
 	struct port_info *pi;
 	__u32 port;
 	int want, ret;
 
-	if (res)
-		res->stages |= STAGE_L2;
-	if (!ctx->dry_run && !mac_is_zero(key->dl_src))
+	result_stage(ctx, STAGE_L2);
+	if (!mac_is_zero(key->dl_src))
 		fdb_learn(ctx, key->dl_src);
 	if (mac_is_multicast(key->dl_dst))
 		return FLOW_NEXT_FLOOD;
 	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
 	if (!port)
 		return FLOW_NEXT_FLOOD;
-	if (res)
-		res->fdb_hit = 1;
+	result_fdb_hit(ctx);
 	if (port == ctx->in_port)
 		return -DROP_SAME_PORT;
 	pi = port_lookup(port);
@@ -53,10 +50,7 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	want = vlan_egress(ctx, port, pi);
 	if (want == WANT_NONE)  /* e.g. a static entry to a port outside the VLAN */
 		return -DROP_VLAN_MISMATCH;
-	if (res)
-		res->out_tag = want == WANT_TAGGED ? tag_enc(1, ctx->vlan) :
-			       want == WANT_UNTAGGED ? tag_enc(0, 0) :
-			       tag_enc(ctx->flow_tag, ctx->flow_vid);
+	result_out_tag(ctx, want);
 	ret = vlan_apply_want(ctx, want);
 	if (ret)
 		return ret;
@@ -88,7 +82,6 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
 					__u32 *out, __u32 *out_ref)
 {
-	struct dp_result *res = result_get(ctx);
 	__u32 i, sent = 0;
 	int ret;
 
@@ -103,15 +96,7 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 			if (!output_target(ctx, a->arg, &ref))
 				continue;
 			sent = 1;
-			if (res) {
-				__u16 tag = tag_enc(ctx->flow_tag, ctx->flow_vid);
-
-				res->output_tags[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = tag;
-				res->outputs[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = a->arg;
-				res->n_outputs++;
-				if (a->final)
-					res->out_tag = tag;
-			}
+			result_output(ctx, a->arg, a->final);
 			watch_output(ctx, a->arg);
 			ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
 			if (ret)
@@ -121,7 +106,7 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 				*out_ref = ref;
 				return FLOW_NEXT_OUTPUT;
 			}
-			if (!res)
+			if (!ctx->dry_run)
 				flood_clone(ctx, a->arg, ref);
 		} else if (a->type == FLOW_ACT_NORMAL) {
 			return FLOW_NEXT_NORMAL;

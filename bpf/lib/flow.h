@@ -175,8 +175,11 @@ static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 static __always_inline void count_rule(const struct dp_ctx *ctx, const struct flow_rule *rule)
 {
 	struct flow_stats_key sk = { .bridge = ctx->bridge, .rule_id = rule->rule_id };
-	struct flow_stats *st = flow_stats.lookup(&sk);
+	struct flow_stats *st;
 
+	if (ctx->dry_run)
+		return;
+	st = flow_stats.lookup(&sk);
 	if (!st) {
 		struct flow_stats zero = {};
 

@@ -21,14 +21,8 @@
 static __always_inline int finish(struct dp_ctx *ctx, int ret)
 {
 	if (IS_DROP(ret)) {
-		__u32 reason = -ret;
-
-		ctx->verdict = VERDICT_DROP;
-		ctx->reason = reason;
-		if (ctx->dry_run)
-			result_set(ctx, VERDICT_DROP, reason, 0);
-		else
-			count_drop(ctx, reason);
+		result_drop(ctx, -ret);
+		count_drop(ctx, -ret);
 		ret = TC_ACT_SHOT;
 	}
 	watch_emit(ctx);
@@ -61,11 +55,9 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 {
-	ctx->verdict = VERDICT_FORWARD;
-	if (ctx->dry_run) {
-		result_set(ctx, VERDICT_FORWARD, DROP_NONE, out);
+	result_verdict(ctx, VERDICT_FORWARD, out);
+	if (ctx->dry_run)
 		return TC_ACT_REDIRECT;
-	}
 	return redirect_last(ctx, out, ref);
 }
 
@@ -142,13 +134,10 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
  * (taken by address they would go to the stack, and change what the verifier prunes). */
 #define FLOOD_TAKE(cls)								\
 	do {									\
-		if (res) {							\
-			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = (cls); \
-			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target; \
-			res->n_flood++;						\
-		} else if (prev) {						\
+		if (res)							\
+			result_flood_add(res, target, (cls));			\
+		else if (prev)							\
 			flood_clone(ctx, prev, prev_ref);			\
-		}								\
 		watch_copy(ctx);						\
 		prev = target;							\
 		prev_ref = ref;							\
@@ -202,17 +191,15 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		FLOOD_TAKE(FLOOD_CHANGED);
 	}
 	if (!prev && !res) {  /* copies went out; the members changed under us */
-		ctx->verdict = VERDICT_FLOOD;
+		result_verdict(ctx, VERDICT_FLOOD, 0);
 		return TC_ACT_SHOT;
 	}
 last:
 	if (!prev)
 		return -DROP_NO_FLOOD_TARGET;
-	ctx->verdict = VERDICT_FLOOD;
-	if (res) {
-		res->verdict = VERDICT_FLOOD;
+	result_verdict(ctx, VERDICT_FLOOD, 0);
+	if (res)
 		return TC_ACT_REDIRECT;
-	}
 	return redirect_last(ctx, prev, prev_ref);
 }
 #undef FLOOD_TAKE
@@ -237,12 +224,9 @@ BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs
  * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
 static __always_inline int flood(struct dp_ctx *ctx)
 {
-	struct dp_result *res = result_get(ctx);
 	int ret = 0;
 
-	if (res)  /* the tag state the FLOOD_AS_IS targets get (dry runs change nothing) */
-		res->flood_base = ctx->vlan ? tag_enc(ctx->tag_now != TAG_NONE, ctx->vlan) :
-					      tag_enc(ctx->flow_tag, ctx->flow_vid);
+	result_flood_base(ctx);  /* before it is applied (dry runs change nothing) */
 	if (!ctx->vlan)
 		ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
 	else if (ctx->tag_now)  /* (priority tag, native tagged: VID := VLAN) */
