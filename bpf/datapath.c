@@ -12,6 +12,11 @@
  * Attached with TCX links, or clsact + cls_bpf on kernels without TCX
  * (vswitchd/datapath/tcx.py).
  *
+ * Each stage returns a verdict (a TC action, or what the pipeline does next) or a drop as
+ * -DROP_* (drop_reasons.h); both programs end in finish() (lib/forward.h), which does the drop
+ * and emits the watch event. The dry-run report is written through the result_*() helpers
+ * (lib/result.h).
+ *
  * Defining VSW_NO_TRACE (Datapath(trace=False), bench/trace_cost.py only) builds it without
  * the watch stage (lib/watch.h).
  */
@@ -50,7 +55,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	ctx->bridge = in_info.bridge;
 	ctx->in_slot = in_info.slot;
 
-	ret = parse_flow(ctx->skb, ctx, &key);
+	ret = parse_flow(ctx, &key);
 	watch_begin(ctx, &key);
 	result_parsed(ctx, &key, ret);
 	if (IS_DROP(ret))
@@ -120,9 +125,9 @@ int tc_flood(struct __sk_buff *skb)
 		.len = skb->len,
 		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
 		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
-		.vlan = skb->cb[3] & 0xfff,  /* FLOOD_CB_VLAN */
-		.tag_vid = (skb->cb[3] >> 12) & 0xfff,
-		.tag_now = (skb->cb[3] >> 24) & 3,
+		.vlan = FLOOD_CB_VLAN_ID(skb->cb[3]),
+		.tag_vid = FLOOD_CB_TAG_VID(skb->cb[3]),
+		.tag_now = FLOOD_CB_TAG_NOW(skb->cb[3]),
 		.dry_run = is_dry_run(skb),
 	};
 	struct port_info *in = port_lookup(ctx.in_port);

@@ -76,9 +76,11 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
 }
 
 /* Runs the matched rule's actions in order: clones for every output but the final one; VLAN
- * actions only record the tag wanted, which each output applies before it sends (vlan.h). The loader marks the last output action `final` when no normal/flood follows
- * it (and rejects normal/flood followed by a VLAN action), so normal, flood and the final output
- * end the list; the caller executes them (no flood loop nested in this loop for the verifier). */
+ * actions only record the tag wanted, which each output applies before it sends (vlan.h). The
+ * loader marks the last output action `final` when no normal/flood follows it (and rejects
+ * normal/flood followed by a VLAN action), so normal, flood and the final output end the list;
+ * the caller executes them (no flood loop nested in this loop for the verifier). Returns
+ * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref), or a drop (flow-drop: no output at all). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
 					__u32 *out, __u32 *out_ref)
 {

@@ -39,7 +39,8 @@ struct dp_ctx {
 	__u8 dry_run;   /* 1: decide only, no side effects, report in dp_result */
 	__u8 no_peer;   /* a VLAN tag was inserted into the frame: skb->protocol is stale, so
 			 * no redirect_peer (a plain redirect re-parses the frame) */
-	__u8 verdict;   /* the decision (VERDICT_*, result.h), for the watch event (watch.h) */
+	__u8 verdict;   /* the decision (VERDICT_*: result_verdict/result_drop, result.h), for the
+			 * watch event (watch.h) */
 	__u8 reason;    /* its drop reason */
 };
 

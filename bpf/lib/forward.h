@@ -53,6 +53,7 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 	return TC_ACT_REDIRECT;
 }
 
+/* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. */
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 {
 	result_verdict(ctx, VERDICT_FORWARD, out);
@@ -61,6 +62,8 @@ static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 	return redirect_last(ctx, out, ref);
 }
 
+/* A copy to ifindex (real runs only), the packet goes on: counts tx, or a redirect-failed drop
+ * on the in port. */
 static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
 	__u64 flags = PORT_REF_KIND(ref) == PORT_KIND_BRIDGE ? BPF_F_INGRESS : 0;
@@ -70,6 +73,18 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 	else
 		count_drop(ctx, DROP_REDIRECT_FAILED);
 }
+
+/* What tc_flood cannot re-derive travels in skb->cb (cb[0..1] are the dry-run magic):
+ *   cb[2]  FLOOD_CB_INGRESS, FLOOD_CB_NO_PEER
+ *   cb[3]  FLOOD_CB_VLAN: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25)
+ *   cb[4]  watch_cb (watch.h), the packet's watchers; tc_flood emits their event */
+#define FLOOD_CB_INGRESS 1
+#define FLOOD_CB_NO_PEER 2
+#define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
+			    ((__u32)(ctx)->tag_now << 24))
+#define FLOOD_CB_VLAN_ID(cb) ((cb) & VLAN_VID_MASK)
+#define FLOOD_CB_TAG_VID(cb) (((cb) >> 12) & VLAN_VID_MASK)
+#define FLOOD_CB_TAG_NOW(cb) (((cb) >> 24) & 3)
 
 /* members->ifindex[i] for a flood: 0 = not a target (in_port, elsewhere, not carrying the
  * frame's VLAN), FLOOD_AS_IS = takes the frame as it is, FLOOD_CHANGED = takes it after the one
@@ -99,8 +114,8 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 		return 0;
 	*ref = PORT_REF(pi);
 	cb = ctx->skb->cb[3];
-	vlan = cb & VLAN_VID_MASK;
-	tag = (cb >> 24) & 3;
+	vlan = FLOOD_CB_VLAN_ID(cb);
+	tag = FLOOD_CB_TAG_NOW(cb);
 	now = (tag | (tag >> 1)) & 1;               /* tagged now */
 	nonzero = ((vlan + VLAN_VID_MASK) >> 12) & 1;  /* VLAN N, not 0 */
 	mode = pi->flags & PORT_F_VLAN_MODE;
@@ -120,15 +135,6 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 	return 0;
 }
 
-/* Every member of the bridge but in_port that carries the frame's VLAN: clone to all targets
- * but the last, plain redirect to the last (no clone in the two-member case, and a host flood
- * never ends in TC_ACT_SHOT). Two passes: first the targets that take the frame as it is now
- * (flood() already set a tag's VID to the VLAN), then, after one tag change (push or pop), the
- * others; a tag pushed by this program is never popped again (vlan.h).
- *
- * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
- * and the real run only remembers the previous target, so states at the loop head prune and the
- * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
 /* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
  * becomes the previous. A macro, not a function: its variables stay the loop's own registers
  * (taken by address they would go to the stack, and change what the verifier prunes). */
@@ -143,6 +149,15 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 		prev_ref = ref;							\
 	} while (0)
 
+/* Every member of the bridge but in_port that carries the frame's VLAN: clone to all targets
+ * but the last, plain redirect to the last (no clone in the two-member case, and a host flood
+ * never ends in TC_ACT_SHOT). Two passes: first the targets that take the frame as it is now
+ * (flood() already set a tag's VID to the VLAN), then, after one tag change (push or pop), the
+ * others; a tag pushed by this program is never popped again (vlan.h).
+ *
+ * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
+ * and the real run only remembers the previous target, so states at the loop head prune and the
+ * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
 static __always_inline int flood_run(struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
@@ -206,21 +221,14 @@ last:
 
 /* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop
  * verified once there, instead of once per distinct path into it here (the classifier and
- * the action list multiply those paths beyond the verifier's 1M-instruction budget).
- * skb->cb[2] carries what tc_flood cannot re-derive (cb[0..1] are the dry-run magic). The prog
+ * the action list multiply those paths beyond the verifier's 1M-instruction budget). The prog
  * array is pinned, so the entry survives a daemon restart (an unpinned one is emptied when the
  * daemon's last fd closes, and attached programs would stop flooding). */
-#define FLOOD_CB_INGRESS 1
-#define FLOOD_CB_NO_PEER 2
-/* skb->cb[4]: watch_cb (watch.h), the packet's watchers; tc_flood emits their event. */
-/* skb->cb[3]: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25). */
-#define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
-			    ((__u32)(ctx)->tag_now << 24))
-
 BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs");
 
-/* VLAN 0 floods to unconfigured ports only, each taking the frame as the flow actions left it:
- * that tag state is applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
+/* Floods the frame in its VLAN: a tail call to tc_flood (flood_run). VLAN 0 floods to
+ * unconfigured ports only, each taking the frame as the flow actions left it: that tag state is
+ * applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
  * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
 static __always_inline int flood(struct dp_ctx *ctx)
 {

@@ -88,9 +88,9 @@ static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u6
  * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
  * Each header is read where header_at() finds it: one buffer serves them in turn,
  * as nothing is read from a header after the next one is fetched. */
-static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
-				      struct flow_key *key)
+static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 {
+	struct __sk_buff *skb = ctx->skb;
 	__u64 buf[PARSE_BUF_LEN / 8];
 	struct ethhdr *eth;
 	__u32 off = sizeof(*eth);
