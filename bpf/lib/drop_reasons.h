@@ -29,4 +29,10 @@ enum drop_reason {
 };
 #undef VSW_DROP_ENUM
 
+/* The stages' return convention: a drop is its reason negated (`return -DROP_MALFORMED;`, as
+ * the kernel returns -errno); any value >= 0 is a verdict (a TC action, or what the caller does
+ * next). The drop itself (counter, dry-run report, watch event) is done once, by finish()
+ * (forward.h), where every program ends. */
+#define IS_DROP(ret) ((ret) < 0)
+
 #endif

@@ -2,6 +2,10 @@
 #ifndef VSW_FDB_H
 #define VSW_FDB_H
 
+#include <uapi/linux/if_ether.h>
+
+#include "lib/common.h"
+
 #define FDB_F_STATIC 1
 /* A learned entry's last_seen_ns is refreshed when at least this many jiffies passed since the
  * last refresh: 0.1 s at HZ=1000, 1 s at HZ=100 (the lowest HZ); aging counts in seconds (300 by
@@ -126,7 +130,7 @@ static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac)
 	return e->ifindex;
 }
 
-/* Learns src on in_port. Static entries are never overwritten. Caller skips dry runs. A known
+/* Learns src on in_port (not in a dry run). Static entries are never overwritten. A known
  * address on the same port costs a cache read; its entry is refreshed (in place) at most once
  * per FDB_REFRESH_JIFFIES: aging has second granularity, and a write per packet would bounce
  * the entry's cache line between CPUs. */
@@ -136,8 +140,11 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	struct fdb_entry *old;
 	struct fdb_entry entry = {};
 	struct fdb_ref r;
-	__u64 jiffies = bpf_jiffies64();
+	__u64 jiffies;
 
+	if (ctx->dry_run)
+		return;
+	jiffies = bpf_jiffies64();
 	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
 	c = fdb_cached(&r);
 	if (c && (c->flags & FDB_F_STATIC ||
