@@ -34,8 +34,11 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	int want, ret;
 
 	result_stage(ctx, STAGE_L2);
-	if (!mac_is_zero(key->dl_src))
-		fdb_learn(ctx, key->dl_src);
+	if (!mac_is_zero(key->dl_src)) {
+		ret = fdb_learn(ctx, key->dl_src);
+		if (IS_DROP(ret))
+			return ret;
+	}
 	if (mac_is_multicast(key->dl_dst))
 		return FLOW_NEXT_FLOOD;
 	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);

@@ -17,7 +17,8 @@
 	X(REDIRECT_FAILED, 6, "redirect-failed") \
 	X(FLOW_DROP, 7, "flow-drop") \
 	X(VLAN_FAILED, 8, "vlan-failed") \
-	X(VLAN_MISMATCH, 9, "vlan-mismatch")
+	X(VLAN_MISMATCH, 9, "vlan-mismatch") \
+	X(HOST_MAC_SPOOF, 10, "host-mac-spoof")
 
 /* Size of the drops[] array in port_stats. Fixed with room to spare (flow-drop, vlan-mismatch,
  * ...) so adding a reason does not change the layout of an already pinned map. */

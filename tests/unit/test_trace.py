@@ -136,6 +136,13 @@ def test_vlan_mismatch_same_port_and_malformed(rig):
     rep = rig.switch.trace("br0", UDP53)
     assert rep.stages[3].summary.endswith("FDB hit, port c1 (the input port: dropped, same-port)")
 
+    rig.dp.trace_result = TraceResult("drop", "host-mac-spoof", key=key())
+    rep = rig.switch.trace("br0", UDP53)
+    assert [s.name for s in rep.stages] == ["packet", "flow table", "vlan", "l2", "verdict"]
+    assert rep.stages[3].summary == (f"dl_src {C1} is the host's own MAC (the bridge's), sent by "
+                                     "port c1: dropped, host-mac-spoof")
+    assert rep.stages[4].summary == "drop (host-mac-spoof)"
+
     rig.dp.trace_result = TraceResult("drop", "malformed", key={"dl_src": 1, "dl_dst": 2,
                                                                  "dl_type": 0x0800})
     rep = rig.switch.trace("br0", UDP53, truncate=20)

@@ -253,7 +253,13 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
             dst_text = mac_str(dst) if dst is not None else "?"
             multicast = dst is not None and bool((dst >> 40) & 1)
             flood = tuple(name(i) for i in result.flood)
-            if verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
+            if reason == "host-mac-spoof":
+                src = key.get("dl_src")
+                summary = (f"dl_src {mac_str(src) if src is not None else '?'} is the host's "
+                           f"own MAC (the bridge's), sent by port {in_port}: dropped, "
+                           "host-mac-spoof")
+                l2 = L2Stage(dst_text, multicast, False)
+            elif verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
                 if multicast:
                     what = ("broadcast" if dst == FULL["dl_dst"] else "multicast")
                     summary = f"dl_dst {dst_text}: {what}, flood"
