@@ -38,7 +38,7 @@ import yaml
 
 from vswitchd import ports as port_types
 from vswitchd import validate
-from vswitchd.errors import InvalidArgument, SwitchError
+from vswitchd.errors import InvalidArgument, SwitchError, shown
 from vswitchd.flows.model import DEFAULT_PRIORITY, FlowRequest
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
 from vswitchd.yamlfile import ConfigError, fields, is_null, mapping, where
@@ -210,7 +210,7 @@ def _parse_port(path: str, what: str, name: str, node: yaml.Node, loader) -> Por
     except InvalidArgument as exc:
         key = exc.field if exc.field in f else ""
         detail = exc.problem if exc.problem.startswith("applies only") else \
-            f"{exc.value!r}: {exc.problem}"
+            f"{shown(exc.value)}: {exc.problem}"
         raise ConfigError(f"{key_at(key)}: {what}.{key or exc.field}: {detail}") from None
     return spec
 

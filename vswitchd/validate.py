@@ -8,25 +8,19 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from vswapi import names
 from vswitchd.errors import InvalidArgument
 
-IFNAMSIZ = 16  # kernel limit including the terminating NUL
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 MTU_MIN, MTU_MAX = 68, 65535
 VLAN_MIN, VLAN_MAX = 1, 4094
 
 
 def ifname(value: str, field: str = "name") -> str:
-    """A Linux interface name: 1..15 bytes, no '/', ':' or whitespace, not '.' or '..'."""
-    if not value:
-        raise InvalidArgument(field, value, "must not be empty")
-    if len(value.encode()) > IFNAMSIZ - 1:
-        raise InvalidArgument(field, value, f"is longer than {IFNAMSIZ - 1} bytes")
-    if value in (".", ".."):
-        raise InvalidArgument(field, value, "is not a valid interface name")
-    for ch in value:
-        if ch == "/" or ch == ":" or ch.isspace() or not ch.isprintable():
-            raise InvalidArgument(field, value, f"must not contain {ch!r}")
+    """A Linux interface name (a bridge, port or peer): the kernel's rule (vswapi.names)."""
+    why = names.ifname_problem(value) if isinstance(value, str) else "must be a string"
+    if why is not None:
+        raise InvalidArgument(field, value, why)
     return value
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from vswitchd import ports as port_types
 from vswitchd import validate
 from vswitchd.datapath import VlanConfig
-from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound
+from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound, clip
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.switch.context import Context
@@ -141,7 +141,7 @@ class PortManager:
 
     def stats(self, br: Bridge, port: str = "") -> list[StatsView]:
         if port and port != br.name and port not in br.ports:
-            raise NotFound(f"port {port} does not exist on bridge {br.name}")
+            raise NotFound(f"port {clip(port)} does not exist on bridge {br.name}")
         backend = self.ctx.backend(br)
         return [backend.port_stats(name) for name in ([port] if port
                                                       else [br.name, *sorted(br.ports)])

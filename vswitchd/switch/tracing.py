@@ -8,7 +8,13 @@ import logging
 from collections.abc import Callable
 
 from vswitchd.datapath import WatchFilter
-from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, SwitchError
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchError,
+    clip,
+)
 from vswitchd.flows import validate as flow_validate
 from vswitchd.model import Bridge
 from vswitchd.seams import DatapathApi
@@ -84,7 +90,7 @@ class TraceManager:
         br, dp = self.bridge(bridge)
         ports = {br.name, *br.ports}
         if port and port not in ports:
-            raise NotFound(f"port {port} does not exist on bridge {bridge}")
+            raise NotFound(f"port {clip(port)} does not exist on bridge {bridge}")
         m = flow_validate.match(match or {}, bridge=br.name, ports=ports)
         if port and m.in_port is not None and m.in_port != port:
             raise InvalidArgument("in_port", m.in_port,
