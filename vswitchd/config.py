@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vswitchd.datapath.watch import MAX_WATCHERS
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
@@ -33,10 +34,12 @@ class TcpListener:
 
 @dataclass
 class WatchSettings:
-    """`watch:`. A key left out leaves the running value alone (see
+    """`watch:`. rate_limit left out leaves the running value alone (see
     vswitchd.trace.ratelimit for how a declared value meets one set over the API)."""
 
     rate_limit: int | None = None  # watch events per second per CPU the datapath emits at most
+    # watch streams open at once (1..the datapath's MAX_WATCHERS slots); read at start
+    max_watchers: int = MAX_WATCHERS
 
 
 @dataclass
@@ -68,7 +71,7 @@ _SCHEMA: dict[str, type] = {
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
-_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int}
+_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 
 
 def _check_values(cfg: Config) -> None:
@@ -111,6 +114,10 @@ def _check_values(cfg: Config) -> None:
         if why:
             raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
                               f"{cfg.watch.rate_limit!r} {why}")
+    most = cfg.watch.max_watchers
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
+        raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
+                          f"in 1..{MAX_WATCHERS} (the datapath has {MAX_WATCHERS} watcher slots)")
 
 
 def parse(text: str, path: str = "<config>") -> Config:

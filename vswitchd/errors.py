@@ -15,7 +15,7 @@ from __future__ import annotations
 from vswapi.names import clip, shown
 
 __all__ = ["AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound",
-           "SwitchError", "Unavailable", "clip", "shown"]
+           "ResourceExhausted", "SwitchError", "Unavailable", "clip", "shown"]
 
 
 class SwitchError(Exception):
@@ -46,6 +46,12 @@ class NotFound(SwitchError):
 
 class FailedPrecondition(SwitchError):
     code_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(SwitchError):
+    """A limit is reached (e.g. the number of watch streams); the message names it."""
+
+    code_name = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(SwitchError):

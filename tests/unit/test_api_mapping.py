@@ -24,6 +24,7 @@ from vswitchd.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     SwitchError,
     Unavailable,
 )
@@ -246,6 +247,7 @@ def test_switch_errors_arrive_as_their_canonical_codes(api):
     NotFound("interface x does not exist"),
     FailedPrecondition("interface br0 is not a bridge"),
     Unavailable("cannot create network namespace c1: EPERM"),
+    ResourceExhausted("8 watch streams are open"),
     SwitchError("base class"),
 ], ids=lambda e: type(e).__name__)
 def test_every_switch_error_class_maps_to_its_code(api, exc):

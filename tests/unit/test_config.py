@@ -54,3 +54,15 @@ def test_bad_flag_override_is_rejected():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="nope.yaml: cannot read"):
         config.load(str(tmp_path / "nope.yaml"))
+
+
+def test_watch_max_watchers():
+    from vswitchd.datapath import MAX_WATCHERS
+
+    assert config.parse("").watch.max_watchers == MAX_WATCHERS == 8
+    assert config.parse("watch:\n  max_watchers: 3\n").watch.max_watchers == 3
+    for bad in ("0", "9", "-1", "true", "two"):
+        with pytest.raises(config.ConfigError) as ei:
+            config.parse(f"watch:\n  max_watchers: {bad}\n", "f.yaml")
+        assert "f.yaml:2: watch.max_watchers:" in str(ei.value)
+        assert "is not in 1..8" in str(ei.value)

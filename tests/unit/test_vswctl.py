@@ -564,6 +564,8 @@ def test_help_exits_0(capsys):
     (["add-br", "br0", "--datapath", "ebpf"], "CreateBridge",
      grpc.StatusCode.FAILED_PRECONDITION, "ebpf datapath unsupported: bcc not installed"),
     (["dump-fdb", "br0"], "ListFdbEntries", grpc.StatusCode.INTERNAL, "map lookup failed"),
+    (["watch", "br0"], "Watch", grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "8 watch streams are open, the most vswitchd allows at once (watch.max_watchers ...)"),
 ])
 def test_refused_exit_2(daemon, argv, rpc, code, message):
     daemon.fake.errors[rpc] = (code, message)

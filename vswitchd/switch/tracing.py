@@ -12,6 +12,7 @@ from vswitchd.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     SwitchError,
     clip,
 )
@@ -100,12 +101,21 @@ class TraceManager:
                                         lambda n: ctx.link(n).ifindex)
         flt = WatchFilter(bridge=ctx.link(br.name).ifindex, in_port=in_port, fields=fields,
                           drops_only=drops_only)
+        self._check_room()
         self._seq += 1
         label = " ".join(x for x in (
             f"#{self._seq} {bridge}", in_port_name and f"port {in_port_name}",
             m.to_ofctl() and f"match {m.to_ofctl()}", drops_only and "drops") if x)
         stream = self._watch_hub(dp).open(flt, label=label)
         return Session(stream, Namer(bridge, names))
+
+    def _check_room(self) -> None:
+        """ResourceExhausted when the configured number of watch streams is open."""
+        most = self.ctx.cfg.watch.max_watchers
+        if len(self.slots()) >= most:
+            raise ResourceExhausted(
+                f"{most} watch streams are open, the most vswitchd allows at once "
+                f"(watch.max_watchers in its configuration): end one (Ctrl-C) and try again")
 
     def set_rate(self, rate: int, txn: Txn) -> None:
         dp = self.ctx.backends.ebpf_datapath()
