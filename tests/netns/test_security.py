@@ -1,8 +1,9 @@
 """What the daemon exposes: the TCP listener needs client certificates unless the configuration
-says it is unauthenticated."""
+says it is unauthenticated; the state store is for root only."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -81,3 +82,35 @@ def test_unauthenticated_tcp_only_when_said_and_with_a_warning(host, tmp_path, p
     warning = [line for line in h.log().splitlines() if " WARNING " in line
                and "tcp.unauthenticated_clients: true" in line]
     assert warning and f"the TCP listener on {ADDRESS} accepts every TLS client" in warning[0]
+
+
+def _modes(state_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in state_dir.iterdir()}
+
+
+def test_state_store_files_are_private(host):
+    h = host
+    state = Path(h.state_dir)
+    assert not state.exists()
+    old = os.umask(0o022)  # the daemon inherits it: what a shell gives
+    try:
+        h.start()
+    finally:
+        os.umask(old)
+    h.vswctl("add-br", "br0", "--datapath", "kernel")
+    assert state.stat().st_mode & 0o777 == 0o700  # made by the daemon
+    assert _modes(state) == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+    h.stop()
+    # an existing directory keeps its mode; the store made in it is private all the same
+    for p in state.iterdir():
+        p.unlink()
+    state.chmod(0o755)
+    h.start()
+    h.vswctl("add-br", "br1", "--datapath", "kernel")
+    assert state.stat().st_mode & 0o777 == 0o755
+    assert _modes(state) == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
+    assert "readable by other users" not in h.log()
+    h.stop()
+    (state / "state.db").chmod(0o644)  # e.g. restored from a backup
+    h.start()
+    assert f"state store {state / 'state.db'} is readable by other users (mode 0644)" in h.log()
