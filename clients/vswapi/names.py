@@ -8,6 +8,9 @@ from __future__ import annotations
 
 IFNAMSIZ = 16                    # the kernel's limit, the terminating NUL included
 MAX_IFNAME_BYTES = IFNAMSIZ - 1
+# The bytes the kernel's isspace() takes for white space (lib/ctype.c): a name holding one is
+# refused by the kernel, even inside a UTF-8 character (U+00E0 'à' is C3 A0).
+_KERNEL_SPACES = frozenset(b"\t\n\v\f\r \xa0")
 MAX_SHOWN = 32                   # characters of a user's value that a message quotes
 
 
@@ -47,8 +50,9 @@ def ifname_too_long(name: str) -> str | None:
 
 
 def ifname_problem(name: str) -> str | None:
-    """Why NAME cannot be an interface name, or None. The kernel's rule (dev_valid_name): 1..15
-    bytes, no '/', ':' or white space, not '.' or '..'; control characters are refused too."""
+    """Why NAME cannot be an interface name (a bridge, port or peer), or None. The kernel's rule
+    (dev_valid_name): 1..15 bytes of UTF-8, no '/', ':' or white space (also as a byte of a
+    UTF-8 character), not '.' or '..'; control characters are refused too."""
     if not name:
         return "must not be empty"
     why = ifname_too_long(name)
@@ -59,4 +63,7 @@ def ifname_problem(name: str) -> str | None:
     for ch in name:
         if ch == "/" or ch == ":" or ch.isspace() or not ch.isprintable():
             return f"must not contain {ch!r}"
+        if ch > "\x7f" and not _KERNEL_SPACES.isdisjoint(ch.encode()):
+            return (f"must not contain {ch!r}: the kernel takes its UTF-8 byte 0xa0 for white "
+                    "space")
     return None

@@ -277,6 +277,19 @@ def test_tap_root_owner_and_unknown_owner(links: Links, ipr: IPRoute, ifnames) -
     assert ipr.link_lookup(ifname=other) == []
 
 
+@pytest.mark.root
+def test_tap_named_in_utf8(links: Links, ipr: IPRoute, ifnames) -> None:
+    """A TAP takes any name a bridge or veth takes (pyroute2's own TAP creation takes ASCII
+    only)."""
+    tap = ifnames("tü")  # 'tü' + 6 hex: 9 bytes
+    info = links.create_tap(tap, owner="nobody", multi_queue=True)
+    assert (info.name, info.kind) == (tap, "tun")
+    data = ipr.link("get", ifname=tap)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+    assert (data.get_attr("IFLA_TUN_TYPE"), data.get_attr("IFLA_TUN_OWNER")) == (2, 65534)
+    assert data.get_attr("IFLA_TUN_MULTI_QUEUE") == 1 and data.get_attr("IFLA_TUN_PERSIST") == 1
+    assert links.delete(tap)
+
+
 # ---- ports ----------------------------------------------------------------------------------
 
 

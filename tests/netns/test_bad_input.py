@@ -156,3 +156,24 @@ def test_failure_after_partial_work_is_rolled_back(br0):
     refused(h, "add-port", "br0", "p2", "--netns", ns, code="ALREADY_EXISTS", says=ns)
     assert ns in h.namespaces()
     assert "p2" not in h.links()
+
+
+def test_one_name_rule_for_every_interface_name(br0):
+    """The kernel's rule for bridge, port and peer names alike; what the kernel would refuse
+    is refused up front, naming the field."""
+    h = br0
+    for name in ("é", "😀"):
+        h.vswctl("add-br", name, "--datapath", "kernel")
+    h.vswctl("add-port", "é", "ü", "--type", "tap")
+    h.vswctl("add-port", "é", "ö", "--netns", h.name("uni"), "--peer-name", "ä")
+    assert {"é", "😀", "ü", "ö"} <= h.links()
+    assert "ä" in h.links(h.name("uni"))
+    refused(h, "add-br", "à", says="bridge 'à': must not contain 'à'")  # C3 A0: a kernel space
+    refused(h, "add-port", "br0", "à", "--type", "tap", says="port 'à': must not contain")
+    refused(h, "add-port", "br0", "p1", "--netns", h.name("uni"), "--peer-name", "eà",
+            says="peer_name 'eà': must not contain")
+    # a veth port's namespace is named after it unless given: a message about the port
+    err = refused(h, "add-port", "br0", "ÿ", says="port 'ÿ': cannot name its network namespace")
+    assert "--netns NAME" in err and "netns 'ÿ'" not in err
+    for name in ("é", "😀"):
+        h.vswctl("del-br", name)

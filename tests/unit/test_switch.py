@@ -263,6 +263,31 @@ def test_tap_owner_must_be_a_known_user(monkeypatch, rig):
     assert rig.stored()["br0"]["ports"][0]["owner"] == "qemu"
 
 
+def test_one_name_rule_for_bridges_ports_and_peers(rig):
+    """The kernel's rule for every interface name; a veth port whose name cannot name its
+    default namespace is told so, about the port."""
+    sw = rig.switch
+    for name in ("é", "😀", "brü0"):
+        assert sw.create_bridge(BridgeSpec(name, "kernel")).spec.name == name
+    sw.create_port("é", PortSpec("ü", "tap"))
+    sw.create_port("é", PortSpec("ö", "veth", netns="ns1", peer_name="ä"))
+    assert rig.links.veth_peer["ö"] == ("ns1", "ä")
+    before = snapshot(rig)
+    for bad, field in ((lambda: sw.create_bridge(BridgeSpec("à", "kernel")), "bridge"),
+                       (lambda: sw.create_port("é", PortSpec("à", "tap")), "port"),
+                       (lambda: sw.create_port("é", PortSpec("p1", netns="ns1", peer_name="à")),
+                        "peer_name")):
+        with pytest.raises(InvalidArgument) as ei:
+            bad()
+        assert ei.value.field == field and "must not contain 'à'" in str(ei.value)
+    with pytest.raises(InvalidArgument) as ei:
+        sw.create_port("é", PortSpec("ÿ"))  # a veth named ÿ lives in a namespace named ÿ
+    assert ei.value.field == "port"
+    assert str(ei.value).startswith("port 'ÿ': cannot name its network namespace")
+    assert "--netns NAME" in str(ei.value)
+    assert snapshot(rig) == before
+
+
 def test_port_on_a_bad_bridge_name_is_invalid(rig):
     with pytest.raises(InvalidArgument) as ei:
         rig.switch.create_port("b r", PortSpec("p1"))

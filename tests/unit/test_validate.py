@@ -13,9 +13,18 @@ def test_bad_interface_names(name):
     assert repr(name) in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["a" * 15, "br0", "c1-eth0", "veth.10"])
+@pytest.mark.parametrize("name", ["a" * 15, "br0", "c1-eth0", "veth.10", "é", "é" * 7, "😀",
+                                  "ä", "brü0"])
 def test_good_interface_names(name):
     assert validate.ifname(name) == name
+
+
+@pytest.mark.parametrize("name", ["à", "xàx", "Ġ", "ࠀ", "a\u00a0b", "a\u2003b"])
+def test_names_with_a_byte_the_kernel_takes_for_white_space(name):
+    """The kernel's isspace() takes byte 0xa0 for a space: 'à' (C3 A0) is refused by it."""
+    with pytest.raises(InvalidArgument) as err:
+        validate.ifname(name, "bridge")
+    assert err.value.field == "bridge" and "must not contain" in err.value.problem
 
 
 def test_mac_canonical_and_errors():

@@ -26,6 +26,11 @@ class VethDriver(PortDriver):
 
     def validate(self, spec: PortSpec) -> PortSpec:
         ref = spec.netns or spec.name  # default: a namespace named after the port
+        if not spec.netns and not netns_names.is_named(ref):
+            raise InvalidArgument(
+                "port", spec.name, "cannot name its network namespace (a veth port's namespace "
+                "is named after it, and namespace names take letters, digits, '_', '.' and "
+                "'-'); give one: --netns NAME (netns: in the configuration file)")
         netns_names.resolve(ref)  # rejects names that are neither a safe name nor a path
         peer = validate.ifname(spec.peer_name or "eth0", "peer_name")
         addresses = [validate.cidr(a, "ip") for a in spec.addresses]
