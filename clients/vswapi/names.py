@@ -11,7 +11,7 @@ MAX_IFNAME_BYTES = IFNAMSIZ - 1
 # The bytes the kernel's isspace() takes for white space (lib/ctype.c): a name holding one is
 # refused by the kernel, even inside a UTF-8 character (U+00E0 'à' is C3 A0).
 _KERNEL_SPACES = frozenset(b"\t\n\v\f\r \xa0")
-MAX_SHOWN = 32                   # characters of a user's value that a message quotes
+MAX_SHOWN = 80                   # characters of a user's value that a message quotes (paths fit)
 
 
 def _length(n: int) -> str:
@@ -35,7 +35,7 @@ def shown(value: object) -> str:
             return repr(value)
         return f"{value[:MAX_SHOWN] + '…'!r} ({_length(len(value))} characters)"
     text = repr(value)
-    return text if len(text) <= 2 * MAX_SHOWN else f"{text[:2 * MAX_SHOWN]}…"
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}…"
 
 
 def ifname_too_long(name: str) -> str | None:

@@ -307,10 +307,10 @@ def test_error_values_are_quoted_short():
     from vswitchd.errors import clip, shown
 
     assert shown("br0") == "'br0'" and clip("br0") == "br0"
-    assert shown(LONG) == f"'{'a' * 32}…' {CLIPPED}"
-    assert clip(LONG) == f"{'a' * 32}… {CLIPPED}"
+    assert shown(LONG) == f"'{'a' * 80}…' {CLIPPED}"
+    assert clip(LONG) == f"{'a' * 80}… {CLIPPED}"
     assert str(InvalidArgument("bridge", LONG, "is longer than 15 bytes")) == (
-        f"bridge '{'a' * 32}…' {CLIPPED}: is longer than 15 bytes")
+        f"bridge '{'a' * 80}…' {CLIPPED}: is longer than 15 bytes")
     assert len(shown(list(range(10_000)))) < 100
 
 
