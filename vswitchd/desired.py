@@ -159,8 +159,8 @@ def parse(path: str, node: yaml.Node, loader) -> Declared:
         if "ip" in f:
             ipw = where(path, f["ip"][1])
             _items(ipw, f"{what}.ip", f["ip"][0], str)
-            for ip in f["ip"][0]:
-                _check(ipw, validate.cidr, ip, "ip")
+            _check(ipw, validate.distinct_addresses,
+                   [_check(ipw, validate.cidr, ip, "ip") for ip in f["ip"][0]])
         spec = _spec(BridgeSpec, BRIDGE_KEYS, name, {k: v for k, (v, _n) in f.items()})
         spec.datapath = datapath
         bridge = DBridge(spec, where=at)

@@ -41,14 +41,38 @@ def unicast_mac(value: str, field: str = "mac") -> str:
 
 
 def cidr(value: str, field: str = "ip") -> str:
-    """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64."""
+    """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64: a host's
+    address (not multicast, and in IPv4 not the network or broadcast address of its prefix;
+    /31 and /32 have neither)."""
     if not isinstance(value, str) or "/" not in value:
         raise InvalidArgument(field, value, "needs a prefix length (e.g. 10.0.0.2/24)")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:
         raise InvalidArgument(field, value, f"is not a valid CIDR ({exc})") from None
+    if iface.ip.is_multicast:
+        raise InvalidArgument(field, value, "is a multicast address; an interface needs a "
+                                            "unicast one")
+    net = iface.network
+    if net.version == 4 and net.prefixlen < 31:
+        if iface.ip == net.network_address:
+            raise InvalidArgument(field, value, f"is the network address of {net}; give a "
+                                                "host's address in it")
+        if iface.ip == net.broadcast_address:
+            raise InvalidArgument(field, value, f"is the broadcast address of {net}; give a "
+                                                "host's address in it")
     return str(iface)
+
+
+def distinct_addresses(values: list[str], field: str = "ip") -> list[str]:
+    """VALUES (canonical CIDRs) with no address twice (whatever the prefix lengths)."""
+    seen: dict[object, str] = {}
+    for value in values:
+        ip = ipaddress.ip_interface(value).ip
+        if ip in seen:
+            raise InvalidArgument(field, value, f"is given twice (also as {seen[ip]})")
+        seen[ip] = value
+    return values
 
 
 def mtu(value: int, field: str = "mtu") -> int:

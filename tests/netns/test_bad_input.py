@@ -177,3 +177,39 @@ def test_one_name_rule_for_every_interface_name(br0):
     assert "--netns NAME" in err and "netns 'ÿ'" not in err
     for name in ("é", "😀"):
         h.vswctl("del-br", name)
+
+
+def test_addresses_namespaces_and_outputs_that_cannot_work(br0, tmp_path):
+    h = br0
+    for ip, says in (("10.3.0.0/24", "is the network address of 10.3.0.0/24"),
+                     ("10.3.0.255/24", "is the broadcast address of 10.3.0.0/24"),
+                     ("224.0.0.1/24", "is a multicast address"),
+                     ("ff02::1/64", "is a multicast address")):
+        refused(h, "add-br", "br1", "--ip", ip, says=f"ip '{ip}': {says}")
+    refused(h, "add-br", "br1", "--ip", "10.3.0.1/24", "--ip", "10.3.0.1/25",
+            says="ip '10.3.0.1/25': is given twice (also as 10.3.0.1/24)")
+    h.vswctl("add-br", "br1", "--ip", "10.3.0.1/24")  # eBPF: it takes flows
+    ns = h.name("v1")
+    refused(h, "add-port", "br1", "p1", "--netns", ns, "--ip", "10.3.0.1/24",
+            says="ip '10.3.0.1/24': is already the address of bridge br1")
+    refused(h, "add-port", "br0", "p1", "--netns", ns, "--ip", "10.3.0.9/24",
+            says="ip '10.3.0.9/24': overlaps 10.3.0.1/24 of bridge br1")
+    h.vswctl("add-port", "br1", "p1", "--netns", ns, "--ip", "10.3.0.2/24")
+    refused(h, "add-port", "br1", "p2", "--netns", h.name("v2"), "--ip", "10.3.0.2/16",
+            says="ip '10.3.0.2/16': is already the address of port p1 of bridge br1")
+    # the daemon's own namespace, however the path names it
+    link = tmp_path / "own-ns"
+    link.symlink_to(f"/proc/{h.proc.pid}/ns/net")
+    for ref in ("/proc/self/ns/net", f"/proc/{h.proc.pid}/ns/net", "//proc/./1/../self/ns/net",
+                str(link)):
+        refused(h, "add-port", "br1", "p2", "--netns", ref,
+                says=f"netns '{ref}': is the network namespace vswitchd runs in")
+    # a flow that outputs to one port twice
+    h.vswctl("add-port", "br1", "t1", "--type", "tap")
+    h.vswctl("add-port", "br1", "t2", "--type", "tap")
+    res = h.vswctl("add-flow", "br1", "in_port=t1,actions=output:t2,normal,output:t2",
+                   check=False)
+    assert res.returncode == 2, res
+    assert "INVALID_ARGUMENT: output:t2: the flow outputs to t2 twice" in res.stderr
+    assert h.json("dump-flows", "br1") == []
+    h.vswctl("del-br", "br1")

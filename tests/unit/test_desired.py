@@ -198,6 +198,19 @@ def test_an_applied_record_of_an_earlier_build_reads_as_the_same_declarations():
     assert desired.from_json(old) == config.parse(GOOD, "v.yaml").bridges
 
 
+def test_declared_addresses_follow_the_apis_rules():
+    for ips, says in (("[10.0.0.1/24, 10.0.0.1/25]", "ip '10.0.0.1/25': is given twice"),
+                      ("[10.0.0.0/24]", "ip '10.0.0.0/24': is the network address"),
+                      ("[ff02::1/64]", "ip 'ff02::1/64': is a multicast address")):
+        with pytest.raises(config.ConfigError) as ei:
+            config.parse(f"bridges:\n  br0:\n    ip: {ips}\n", "f.yaml")
+        assert str(ei.value).startswith(f"f.yaml:3: {says}"), str(ei.value)
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse("bridges:\n  br0:\n    ports:\n      p1: {ip: [10.0.0.2/24, 10.0.0.2/24]}\n",
+                     "f.yaml")
+    assert str(ei.value).startswith("f.yaml:4: bridges.br0.ports.p1.ip: '10.0.0.2/24': is given")
+
+
 def test_one_name_rule_for_declared_bridges_and_ports():
     cfg = config.parse("bridges:\n  é:\n    ports:\n      ü: {type: tap}\n"
                        "      ö: {netns: ns1}\n  😀:\n", "f.yaml")

@@ -7,6 +7,7 @@ Persistence is checked by reading the state directory back with a fresh StateSto
 from __future__ import annotations
 
 import errno
+import os
 import pwd
 
 import pytest
@@ -326,6 +327,58 @@ def test_veth_into_an_existing_namespace_does_not_own_it(rig):
     assert rig.netns.names == {"c1"}
     assert rig.netns.called("remove_named") == []
     assert rig.links.get("p1") is None
+
+
+def test_veth_into_the_daemons_own_namespace_is_refused(rig, tmp_path):
+    rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
+    link = tmp_path / "ns-link"
+    link.symlink_to("/proc/self/ns/net")
+    own = ["/proc/self/ns/net", f"/proc/{os.getpid()}/ns/net", "//proc/./1/../self/ns/net",
+           "/proc/self/task/../ns/net", "/proc/thread-self/ns/net", str(link)]
+    rig.netns.paths.update(own)  # they exist
+    before = snapshot(rig)
+    for ref in own:
+        with pytest.raises(InvalidArgument) as ei:
+            rig.switch.create_port("br0", PortSpec("p1", netns=ref))
+        assert ei.value.field == "netns" and ei.value.value == ref
+        assert "is the network namespace vswitchd runs in" in str(ei.value)
+    assert snapshot(rig) == before
+
+
+def test_addresses_are_unique_on_a_bridge_and_subnets_between_bridges(rig):
+    sw = rig.switch
+    with pytest.raises(InvalidArgument, match=r"ip '10.0.0.1/16': is given twice \(also as "
+                                              r"10.0.0.1/24\)"):
+        sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "10.0.0.1/16"]))
+    sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "fd00::1/64"]))
+    sw.create_bridge(BridgeSpec("br1", "kernel", ["10.1.0.1/24"]))
+    sw.create_port("br0", PortSpec("p1", netns="ns1", addresses=["10.0.0.2/24"]))
+    before = snapshot(rig)
+    for spec, message in (
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.1/24"]),
+             "ip '10.0.0.1/24': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["fd00::1/128"]),
+             "ip 'fd00::1/128': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.2/24"]),
+             "ip '10.0.0.2/24': is already the address of port p1 of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "10.0.0.3/25"]),
+             "ip '10.0.0.3/25': is given twice (also as 10.0.0.3/24)"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.0.7/24"]),
+             "ip '10.1.0.7/24': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.9/24", "10.1.0.0/16"]),
+             "ip '10.1.0.0/16': is the network address of 10.1.0.0/16"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.2.3/16"]),
+             "ip '10.1.2.3/16': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.255/24"]),
+             "ip '10.0.0.255/24': is the broadcast address of 10.0.0.0/24"),
+            (PortSpec("p2", netns="ns2", addresses=["224.0.0.9/24"]),
+             "ip '224.0.0.9/24': is a multicast address")):
+        with pytest.raises(InvalidArgument) as ei:
+            sw.create_port("br0", spec)
+        assert str(ei.value).startswith(message), str(ei.value)
+    assert snapshot(rig) == before
+    sw.create_port("br0", PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "fd00::3/64"]))
+    sw.create_port("br1", PortSpec("p3", netns="ns3", addresses=["10.1.0.2/24"]))
 
 
 def test_veth_into_a_missing_namespace_path_is_refused(rig):

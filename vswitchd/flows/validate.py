@@ -248,6 +248,11 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
     if len(out) > max_actions:
         raise FlowInvalid(f"{len(out)} actions: the datapath allows at most {max_actions} "
                           "per flow", "actions", len(out))
+    ports_out = [a.arg for a in out if a.kind == "output"]
+    for port in ports_out:
+        if ports_out.count(port) > 1:
+            raise FlowInvalid(f"output:{port}: the flow outputs to {port} twice (a frame leaves "
+                              "a port once)", "output", port)
     return tuple(out)
 
 

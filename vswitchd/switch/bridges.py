@@ -10,6 +10,7 @@ from vswitchd import validate
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SwitchError
 from vswitchd.model import DATAPATHS, Bridge, BridgeSpec
 from vswitchd.seams import NatApi
+from vswitchd.switch.addresses import bridge_addresses, check_overlap
 from vswitchd.switch.context import Context
 from vswitchd.switch.ports import PortManager
 from vswitchd.txn import NoUndo, Txn
@@ -30,14 +31,6 @@ def nat_subnet(addresses: list[str]) -> str:
     return str(nets[0])
 
 
-def bridge_addresses(br: Bridge) -> list[str]:
-    """The bridge's own addresses and those its uplink brought from the NIC."""
-    out = list(br.spec.addresses)
-    for p in br.ports.values():
-        out += [a for a in p.facts.uplink_addresses if a not in out]
-    return out
-
-
 class BridgeManager:
     def __init__(self, ctx: Context, ports: PortManager, nat: Callable[[], NatApi]) -> None:
         self.ctx = ctx
@@ -49,7 +42,7 @@ class BridgeManager:
         datapath = spec.datapath or self.ctx.cfg.default_datapath
         if datapath not in DATAPATHS:
             raise InvalidArgument("datapath", datapath, f"must be one of {', '.join(DATAPATHS)}")
-        addresses = [validate.cidr(a, "ip") for a in spec.addresses]
+        addresses = validate.distinct_addresses([validate.cidr(a, "ip") for a in spec.addresses])
         if spec.nat:
             nat_subnet(addresses)
         return BridgeSpec(name=spec.name, datapath=datapath, addresses=addresses, nat=spec.nat)
@@ -64,7 +57,7 @@ class BridgeManager:
         if ctx.port_owner(name) or ctx.links.get(name) is not None:
             raise AlreadyExists(
                 f"interface {name} already exists and is not a bridge managed by vswitchd")
-        self.check_overlap(name, spec.addresses)
+        check_overlap(ctx.bridges.values(), name, spec.addresses)
         br = Bridge(spec)
         backend = ctx.backend(br)
         backend.require()
@@ -120,19 +113,6 @@ class BridgeManager:
             txn.on_undo("disable IPv4 forwarding", nat.disable_ip_forwarding)
         txn.step(f"add NAT rule of {br.name}", lambda: nat.masquerade(br.name, subnet),
                  lambda: nat.remove(br.name))
-
-    def check_overlap(self, name: str, addresses: list[str]) -> None:
-        """A bridge's subnets must not overlap another bridge's (routing would be ambiguous)."""
-        for cidr in addresses:
-            net = ipaddress.ip_interface(cidr).network
-            for other in self.ctx.bridges.values():
-                if other.name == name:
-                    continue
-                for theirs in bridge_addresses(other):
-                    their_net = ipaddress.ip_interface(theirs).network
-                    if their_net.version == net.version and net.overlaps(their_net):
-                        raise InvalidArgument(
-                            "ip", cidr, f"overlaps {theirs} of bridge {other.name}")
 
     def restore(self, br: Bridge) -> set[int]:
         """Make the kernel hold the bridge as stored (after a start, or when it vanished);

@@ -14,6 +14,7 @@ from vswitchd.datapath import VlanConfig
 from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound, clip
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
+from vswitchd.switch.addresses import check_overlap, check_unused
 from vswitchd.switch.context import Context
 from vswitchd.txn import Txn
 from vswitchd.views import PortView, StatsView
@@ -48,6 +49,8 @@ class PortManager:
                                 + (" (--may-exist ignores this)" if owner is br else ""))
         if spec.name in ctx.bridges:
             raise AlreadyExists(f"{spec.name} is a bridge managed by vswitchd")
+        check_unused(br, spec.addresses)
+        check_overlap(ctx.bridges.values(), br.name, spec.addresses)
         existing = ctx.links.get(spec.name)
         backend = ctx.backend(br)
         backend.check_vlans(br.name, spec)
