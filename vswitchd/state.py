@@ -58,7 +58,7 @@ def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
     that a save looks only at the rules that changed since the last save."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
-        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec), sort_keys=True),
+        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec, b.facts), sort_keys=True),
                                      b.flows.next_id)
         for p in b.ports.values():
             out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)

@@ -84,6 +84,20 @@ def test_bridge_create_addresses_delete(links: Links, ipr: IPRoute, ifnames) -> 
 
 
 @pytest.mark.root
+def test_bridge_created_with_its_mac_keeps_it(links: Links, ipr: IPRoute, ifnames) -> None:
+    """An address given at creation is one the kernel keeps when ports come and go."""
+    br, port = ifnames("vswbr"), ifnames("vswd")
+    info = links.create_bridge(br, mac="02:5a:00:00:00:01")
+    assert info.mac == "02:5a:00:00:00:01"
+    _local_veth(ipr, port)
+    links.enslave(port, br)
+    assert links.get(br).mac == "02:5a:00:00:00:01"
+    links.release(port)
+    assert links.get(br).mac == "02:5a:00:00:00:01"  # not zeros
+    assert links.delete(br)
+
+
+@pytest.mark.root
 def test_set_addresses_rolls_back_on_kernel_error(links: Links, ipr: IPRoute, ifnames) -> None:
     br = ifnames("vswbr")
     info = links.create_bridge(br, ["10.1.0.1/24"])

@@ -70,7 +70,8 @@ def test_create_ebpf_bridge_creates_link_attaches_datapath_and_persists(rig):
     assert (view.spec.name, view.spec.datapath, view.ifindex, view.mac, view.ports) == (
         "br0", "ebpf", info.ifindex, info.mac, [])
     assert rig.stored() == {"br0": {"name": "br0", "datapath": "ebpf",
-                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": []}}
+                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": [],
+                                    "mac": info.mac}}  # its own MAC, kept in the store
 
 
 def test_create_kernel_bridge_does_not_touch_datapath(rig):
@@ -690,6 +691,118 @@ def test_port_stats_ebpf_and_kernel(rig):
     assert s.drops_by_reason == {"tx-dropped": 4} and s.drops == 4
     rig.links._drop("t2")  # a port whose interface vanished is skipped
     assert [x.port for x in sw.port_stats("kbr")] == ["kbr"]
+
+
+# ---- the bridge's own MAC ----------------------------------------------------------------
+
+
+def _own_mac(mac: str) -> bool:
+    """A locally administered unicast MAC, not all zeros."""
+    first = int(mac[:2], 16)
+    return first & 0x03 == 0x02 and mac != "00:00:00:00:00:00"
+
+
+@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
+def test_a_bridge_keeps_its_own_mac_when_ports_come_and_go(rig, datapath):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", datapath, ["10.0.0.1/24"]))
+    mac = view.mac
+    assert _own_mac(mac) and rig.stored()["br0"]["mac"] == mac
+    assert sw.create_bridge(BridgeSpec("br1", datapath)).mac != mac  # random: one each
+    for name, peer_mac in (("p1", "02:00:00:00:00:01"), ("p2", "02:00:00:00:00:02")):
+        sw.create_port("br0", PortSpec(name, netns=name, mac=peer_mac))
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    assert rig.links.get("br0").mac == mac
+    for name in ("t1", "p1", "p2"):
+        sw.delete_port("br0", name)
+        assert rig.links.get("br0").mac == mac  # never a port's, never zeros
+    if datapath == "ebpf":
+        assert rig.dp.bridges[view.ifindex] == mac  # the host's port answers to it
+    assert rig.stored()["br0"]["mac"] == mac
+
+
+def test_a_bridge_gets_its_own_mac_back_after_a_restart(rig):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", "ebpf", ["10.0.0.1/24"]))
+    mac = view.mac
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.links.called("set_mac")[-1] == ("br0", mac)
+    # changed behind the daemon's back: set back at the next start, the datapath too
+    rig.links.set_mac("br0", "02:99:00:00:00:99")
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.dp.bridges[view.ifindex] == mac
+    assert rig.dp.called("fdb_delete")[-1] == (view.ifindex, "02:99:00:00:00:99", 0)
+    # ... or while it runs (netlink events)
+    sw = rig.new_switch()
+    sw.reconcile()
+    rig.links.set_mac("br0", "02:99:00:00:00:98")
+    sw.links_changed()
+    assert rig.links.get("br0").mac == mac
+    # gone (a reboot): re-created with the same MAC
+    rig.links._drop("br0")
+    rig.dp.bridges.clear()
+    rig.new_switch().reconcile()
+    info = rig.links.get("br0")
+    assert info.mac == mac and rig.dp.bridges[info.ifindex] == mac
+    assert rig.links.master_name("t1") == "br0"
+
+
+def _forget_bridge_macs(rig) -> None:
+    """The store as written before bridges had a MAC of their own."""
+    import json
+    import sqlite3
+
+    rig.switch.store.close()
+    db = sqlite3.connect(rig.switch.store.path)
+    for name, spec in db.execute("SELECT name, spec FROM bridges").fetchall():
+        row = json.loads(spec)
+        row.pop("mac")
+        db.execute("UPDATE bridges SET spec=? WHERE name=?", (json.dumps(row), name))
+    db.commit()
+    db.close()
+
+
+def test_a_store_without_bridge_macs_adopts_the_devices(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", "ebpf"))
+    sw.create_bridge(BridgeSpec("gone", "kernel"))
+    _forget_bridge_macs(rig)
+    rig.links.set_mac("br0", "02:42:00:00:00:42")  # what the device wears
+    rig.links._drop("gone")
+    assert "mac" not in rig.stored()["br0"]
+    rig.new_switch().reconcile()
+    stored = rig.stored()
+    assert stored["br0"]["mac"] == "02:42:00:00:00:42" == rig.links.get("br0").mac
+    assert ("br0", "02:42:00:00:00:42") in rig.links.called("set_mac")  # now kept
+    assert _own_mac(stored["gone"]["mac"]) and rig.links.get("gone").mac == stored["gone"]["mac"]
+
+
+def test_an_uplink_lends_the_nics_mac_and_gives_the_bridges_own_back(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    assert rig.links.get("br0").mac == nic.mac
+    sw = rig.new_switch()
+    sw.reconcile()  # the NIC's MAC stays: not swapped for the own one and back
+    assert rig.links.get("br0").mac == nic.mac
+    assert ("br0", mac) not in rig.links.called("set_mac")[-3:]
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac == rig.stored()["br0"]["mac"]
+
+
+def test_an_uplink_of_a_store_without_bridge_macs_gives_back_the_one_it_remembers(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    _forget_bridge_macs(rig)
+    sw = rig.new_switch()
+    sw.reconcile()
+    assert rig.links.get("br0").mac == nic.mac and rig.stored()["br0"]["mac"] == mac
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac
 
 
 # ---- reconcile ---------------------------------------------------------------------------

@@ -309,8 +309,11 @@ class Links:
 
     # ---- bridges -------------------------------------------------------------------------
 
-    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
-        """A Linux bridge with STP off and forward delay 0, up, with ADDRESSES."""
+    def create_bridge(self, name: str, addresses: Iterable[str] = (),
+                      mac: str | None = None) -> LinkInfo:
+        """A Linux bridge with STP off and forward delay 0, up, with ADDRESSES; with MAC, that
+        address from the start (an address set explicitly is one the kernel keeps when ports
+        come and go; without, the bridge takes its lowest port's MAC, or zeros)."""
         addresses = list(addresses)
         _parse_addresses(addresses)
 
@@ -318,8 +321,10 @@ class Links:
             ipr = self._ipr
             if _get(ipr, name) is not None:
                 raise AlreadyExists(f"interface {name} already exists")
-            with _kernel(f"create bridge {name}", name=name):
-                ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+            extra = {"address": mac} if mac else {}
+            with _kernel(f"create bridge {name}", name=name, field="mac", value=mac):
+                ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0,
+                         **extra)
             try:
                 index = _require(ipr, name)["index"]
                 _sync_addresses(ipr, index, name, addresses)
