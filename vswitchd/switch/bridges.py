@@ -137,8 +137,9 @@ class BridgeManager:
                  lambda: nat.remove(br.name))
 
     def restore(self, br: Bridge) -> set[int]:
-        """Make the kernel hold the bridge as stored (after a start, or when it vanished);
-        its ports, FDB and flows are the reconciler's. The ifindexes it keeps."""
+        """Make the kernel hold the bridge as stored (after a start, or when it vanished),
+        re-made with its own MAC (keep_mac puts it back on one that exists); its ports, FDB and
+        flows are the reconciler's. The ifindexes it keeps."""
         ctx = self.ctx
         info = ctx.links.get(br.name)
         if info is not None and info.kind != "bridge":
@@ -154,7 +155,6 @@ class BridgeManager:
         backend = ctx.backend(br)
         backend.require()
         backend.add_bridge(br.name)
-        self.keep_mac(br)
         return {info.ifindex}
 
     def keep_mac(self, br: Bridge) -> None:

@@ -100,6 +100,7 @@ class Reconciler:
             self.ctx.missing[br.name] = str(exc)
             log.error("bridge %s could not be restored: %s", br.name, exc)
             return set()
+        self._own_mac(br)
         for port in list(br.ports.values()):
             restored = self._port(br, port)
             if restored is not None:
