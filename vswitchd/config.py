@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vswitchd.datapath.watch import MAX_WATCHERS
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
@@ -23,20 +24,24 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 @dataclass
 class TcpListener:
-    """An optional TCP listener; TLS is mandatory on TCP."""
+    """An optional TCP listener; TLS is mandatory on TCP, and so are client certificates unless
+    unauthenticated_clients says explicitly that any client may connect."""
 
     address: str = ""          # host:port
     tls_cert: str = ""         # PEM server certificate chain
     tls_key: str = ""          # PEM private key
-    tls_client_ca: str = ""    # if set, clients must present a certificate signed by it
+    tls_client_ca: str = ""    # clients must present a certificate signed by it
+    unauthenticated_clients: bool = False  # no client certificates: anyone who connects rules
 
 
 @dataclass
 class WatchSettings:
-    """`watch:`. A key left out leaves the running value alone (see
+    """`watch:`. rate_limit left out leaves the running value alone (see
     vswitchd.trace.ratelimit for how a declared value meets one set over the API)."""
 
     rate_limit: int | None = None  # watch events per second per CPU the datapath emits at most
+    # watch streams open at once (1..the datapath's MAX_WATCHERS slots); read at start
+    max_watchers: int = MAX_WATCHERS
 
 
 @dataclass
@@ -67,8 +72,9 @@ _SCHEMA: dict[str, type] = {
     "watch": dict,
     "bridges": dict,
 }
-_TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
-_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int}
+_TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
+                                 for f in dataclasses.fields(TcpListener)}
+_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 
 
 def _check_values(cfg: Config) -> None:
@@ -104,6 +110,16 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{where}: tcp.address: {cfg.tcp.address!r} must be HOST:PORT")
         if not (cfg.tcp.tls_cert and cfg.tcp.tls_key):
             raise ConfigError(f"{where}: tcp: tls_cert and tls_key are required (TCP needs TLS)")
+        if not cfg.tcp.tls_client_ca and not cfg.tcp.unauthenticated_clients:
+            raise ConfigError(
+                f"{where}: tcp.tls_client_ca is required: without client certificates any TLS "
+                "client that reaches the address has full control of the switch; give the CA "
+                "that signs the clients' certificates, or set tcp.unauthenticated_clients: true "
+                "to accept every client")
+        if cfg.tcp.tls_client_ca and cfg.tcp.unauthenticated_clients:
+            raise ConfigError(
+                f"{where}: tcp.unauthenticated_clients: true contradicts tcp.tls_client_ca "
+                "(clients with certificates signed by it): give one of them")
     if cfg.watch.rate_limit is not None:
         from vswitchd.trace import ratelimit
 
@@ -111,6 +127,10 @@ def _check_values(cfg: Config) -> None:
         if why:
             raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
                               f"{cfg.watch.rate_limit!r} {why}")
+    most = cfg.watch.max_watchers
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
+        raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
+                          f"in 1..{MAX_WATCHERS} (the datapath has {MAX_WATCHERS} watcher slots)")
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -154,7 +174,7 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
                         f"{where(path, tnode)}: unknown key 'tcp.{tkey}' "
                         f"(known: {', '.join(_TCP_SCHEMA)})"
                     )
-                setattr(tcp, tkey, typed(path, f"tcp.{tkey}", tval, tnode, str))
+                setattr(tcp, tkey, typed(path, f"tcp.{tkey}", tval, tnode, _TCP_SCHEMA[tkey]))
             cfg.tcp = tcp
         elif key == "watch":
             cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)

@@ -38,7 +38,7 @@ import yaml
 
 from vswitchd import ports as port_types
 from vswitchd import validate
-from vswitchd.errors import InvalidArgument, SwitchError
+from vswitchd.errors import InvalidArgument, SwitchError, shown
 from vswitchd.flows.model import DEFAULT_PRIORITY, FlowRequest
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
 from vswitchd.yamlfile import ConfigError, fields, is_null, mapping, where
@@ -159,8 +159,8 @@ def parse(path: str, node: yaml.Node, loader) -> Declared:
         if "ip" in f:
             ipw = where(path, f["ip"][1])
             _items(ipw, f"{what}.ip", f["ip"][0], str)
-            for ip in f["ip"][0]:
-                _check(ipw, validate.cidr, ip, "ip")
+            _check(ipw, validate.distinct_addresses,
+                   [_check(ipw, validate.cidr, ip, "ip") for ip in f["ip"][0]])
         spec = _spec(BridgeSpec, BRIDGE_KEYS, name, {k: v for k, (v, _n) in f.items()})
         spec.datapath = datapath
         bridge = DBridge(spec, where=at)
@@ -210,7 +210,7 @@ def _parse_port(path: str, what: str, name: str, node: yaml.Node, loader) -> Por
     except InvalidArgument as exc:
         key = exc.field if exc.field in f else ""
         detail = exc.problem if exc.problem.startswith("applies only") else \
-            f"{exc.value!r}: {exc.problem}"
+            f"{shown(exc.value)}: {exc.problem}"
         raise ConfigError(f"{key_at(key)}: {what}.{key or exc.field}: {detail}") from None
     return spec
 

@@ -145,6 +145,9 @@ def reload_config(path: str | None, switch: Switch, store: StateStore,
                 "tcp"):
         if getattr(new, key) != getattr(running, key) and key in new.origins:
             log.warning("configuration reload: %s changed; it takes effect on restart", key)
+    if new.watch.max_watchers != running.watch.max_watchers:
+        log.warning("configuration reload: watch.max_watchers changed; it takes effect on "
+                    "restart")
     try:
         apply_declared(switch, store, new)
     except StateError as exc:

@@ -97,13 +97,25 @@ class BridgeSpec:
 
 
 @dataclass
+class BridgeFacts:
+    """What the daemon chose for a bridge and keeps: its own MAC, a random locally administered
+    unicast one made at creation (set on the device, so the kernel keeps it when ports come and
+    go; the bridge wears an uplink NIC's MAC while one is attached). "" in a store written
+    before it existed: the reconciliation adopts one."""
+
+    mac: str = ""
+
+
+@dataclass
 class Bridge:
-    """One bridge of the desired state: its spec, ports, static FDB entries and flow table."""
+    """One bridge of the desired state: its spec, ports, static FDB entries, flow table and
+    facts."""
 
     spec: BridgeSpec
     ports: dict[str, Port] = field(default_factory=dict)
     fdb: list[StaticFdb] = field(default_factory=list)
     flows: FlowTable = field(default_factory=FlowTable)
+    facts: BridgeFacts = field(default_factory=BridgeFacts)
 
     @property
     def name(self) -> str:
@@ -117,7 +129,7 @@ class Bridge:
         """The bridge as plain values (the store's encoding); flows=False leaves the flow rules
         out (the state store keeps them in a table of their own, and listing 100 000 of them
         costs)."""
-        out = {**bridge_row(self.spec), "name": self.name,
+        out = {**bridge_row(self.spec, self.facts), "name": self.name,
                "ports": [port_row(p) for p in self.ports.values()],
                "fdb": [dataclasses.asdict(f) for f in self.fdb]}
         # Flow rules: one compact string each (Rule.to_store), so 100 000 rules stay fast to
@@ -137,7 +149,8 @@ class Bridge:
         except IndexError as exc:
             raise ValueError(f"damaged flow: {exc}") from None
         return cls(bridge_from_row(data), ports, fdb,
-                   FlowTable(rules, next_id=int(data.get("next_flow_id", 1))))
+                   FlowTable(rules, next_id=int(data.get("next_flow_id", 1))),
+                   bridge_facts_from_row(data))
 
 
 # ---- the store's encoding: one row per bridge and per port ------------------------------------
@@ -163,14 +176,21 @@ def port_from_row(row: dict[str, Any]) -> Port:
     return Port(PortSpec(**spec), PortFacts(**facts))
 
 
-def bridge_row(spec: BridgeSpec) -> dict[str, Any]:
-    """A bridge's own settings (name, datapath, addresses; nat only when set)."""
+def bridge_row(spec: BridgeSpec, facts: BridgeFacts | None = None) -> dict[str, Any]:
+    """A bridge's own settings (name, datapath, addresses; nat only when set) and facts (its
+    MAC, once it has one)."""
     out: dict[str, Any] = {"datapath": spec.datapath, "addresses": list(spec.addresses)}
     if spec.nat:
         out["nat"] = True
+    if facts is not None and facts.mac:
+        out["mac"] = facts.mac
     return out
 
 
 def bridge_from_row(row: dict[str, Any]) -> BridgeSpec:
     return BridgeSpec(name=row["name"], datapath=row.get("datapath", "ebpf"),
                       addresses=list(row.get("addresses", [])), nat=bool(row.get("nat", False)))
+
+
+def bridge_facts_from_row(row: dict[str, Any]) -> BridgeFacts:
+    return BridgeFacts(mac=str(row.get("mac", "")))

@@ -58,7 +58,7 @@ def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
     that a save looks only at the rules that changed since the last save."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
-        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec), sort_keys=True),
+        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec, b.facts), sort_keys=True),
                                      b.flows.next_id)
         for p in b.ports.values():
             out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)
@@ -114,40 +114,69 @@ class StateStore:
             "inspection: move it away (with its -wal file) to start with an empty state"
         )
 
+    def _create(self) -> None:
+        """A new, empty store: made under a temporary name with mode 0600 (whatever the
+        directory's mode and the umask; SQLite gives its -wal and -shm files the database's
+        mode) and renamed into place, in a directory made 0700 when it does not exist."""
+        tmp = self.dir / f".{DB_NAME}.new"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
+                           (str(FORMAT_VERSION),))
+            finally:
+                db.close()
+            os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            raise StateError(f"cannot create state store {self.path}: {why}") from None
+
+    def _check_mode(self) -> None:
+        """A warning when other users may read the store (it is left as it is)."""
+        mode = self.path.stat().st_mode & 0o777
+        if mode & 0o044:
+            log.warning("state store %s is readable by other users (mode %04o): it holds the "
+                        "whole configuration; chmod 600 it (and its -wal and -shm files)",
+                        self.path, mode)
+
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
-        exists = self.path.exists()
-        if not exists:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            self._create()
         elif not os.access(self.path, os.R_OK | os.W_OK):
             raise StateError(f"cannot open state store {self.path}: permission denied")
+        else:
+            self._check_mode()
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                  timeout=10)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {self.path}: {exc}") from None
         try:
-            if exists:
-                # Read before anything writes: a file that is not ours fails here, untouched.
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                check = db.execute("PRAGMA quick_check").fetchall()
-                if check != [("ok",)]:
-                    raise self._damaged("; ".join(str(r[0]) for r in check[:3]))
-                tables = {r[0] for r in db.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table'")}
-                if "meta" not in tables:
-                    raise self._damaged("not a vswitchd store: no meta table")
-                row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-                if row is None or row[0] != str(FORMAT_VERSION):
-                    raise self._damaged(
-                        f"unsupported format version {row[0] if row else None!r}")
+            # Read before anything writes: a file that is not ours fails here, untouched.
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            check = db.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise self._damaged("; ".join(str(r[0]) for r in check[:3]))
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in tables:
+                raise self._damaged("not a vswitchd store: no meta table")
+            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if row is None or row[0] != str(FORMAT_VERSION):
+                raise self._damaged(
+                    f"unsupported format version {row[0] if row else None!r}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
-            if not exists:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
-                           (str(FORMAT_VERSION),))
         except StateError:
             db.close()
             raise

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from vswapi import names
 from vswapi.client import DEFAULT_SOCKET, SOCKET_ENV, connect
 from vswctl import commands as cmds
 from vswctl import render as layout
@@ -91,6 +92,20 @@ def _watch_rate(text: str) -> int:
 
 
 _watch_rate.__name__ = "RATE"
+
+
+def _ifname(what: str):
+    """An interface name's length (at most 15 bytes) checked before anything is sent; the
+    daemon checks the rest of the rule (vswapi.names)."""
+
+    def parse(text: str) -> str:
+        why = names.ifname_too_long(text)
+        if why is not None:
+            raise argparse.ArgumentTypeError(f"{what} name {names.shown(text)} {why}")
+        return text
+
+    parse.__name__ = what
+    return parse
 _mtu = _uint("--mtu", 1, 65535)
 _vlan = _uint("--vlan", 0, 4094)
 _vid = _uint("VLAN id", 1, 4094)
@@ -114,8 +129,8 @@ def _vlan_list(text: str) -> list[int]:
 
 # ---------------------------------------------------------------- the command table
 
-BR = arg("bridge", metavar="BR")
-PORT = arg("port", metavar="PORT")
+BR = arg("bridge", metavar="BR", type=_ifname("bridge"))
+PORT = arg("port", metavar="PORT", type=_ifname("port"))
 MAC = arg("mac", metavar="MAC", type=_mac)
 FDB_VLAN = arg("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
 
@@ -176,16 +191,18 @@ COMMANDS: tuple[Command, ...] = (
     Command("list-br", "list bridges",
             cmds.cmd_list_br, layout.BRIDGES),
     Command("show", "bridges with their ports, as a tree",
-            cmds.cmd_show, layout.SHOW, [arg("bridge", metavar="BR", nargs="?")]),
+            cmds.cmd_show, layout.SHOW,
+            [arg("bridge", metavar="BR", nargs="?", type=_ifname("bridge"))]),
     Command("add-port", "add a port (veth pair, TAP, system interface)",
             cmds.cmd_add_port, layout.QUIET, [
         BR,
-        arg("port", metavar="PORT", help="host-side interface name"),
+        arg("port", metavar="PORT", type=_ifname("port"), help="host-side interface name"),
         arg("--type", choices=list(cmds.PORT_TYPE_VALUES), default="veth",
             help="port type (default veth)"),
         arg("--netns", metavar="NS",
             help="veth: namespace of the peer (name under /run/netns or a path)"),
-        arg("--peer-name", metavar="IF", help="veth: peer name in the namespace"),
+        arg("--peer-name", metavar="IF", type=_ifname("peer"),
+            help="veth: peer name in the namespace"),
         arg("--ip", metavar="CIDR", action="append",
             help="veth: address on the peer (repeatable)"),
         arg("--mac", metavar="MAC", type=_mac, help="veth: peer MAC address"),
@@ -217,7 +234,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("port-stats", "packet, byte and drop counters of ports",
             cmds.cmd_port_stats, layout.STATS, [
         BR,
-        arg("port", metavar="PORT", nargs="?", help="one port (default: all)"),
+        arg("port", metavar="PORT", nargs="?", type=_ifname("port"),
+            help="one port (default: all)"),
     ]),
     Command("add-flow", "add or replace one flow rule",
             cmds.cmd_add_flow, layout.QUIET, [
@@ -269,7 +287,8 @@ COMMANDS: tuple[Command, ...] = (
             "print the datapath's decisions on live packets, one line each, until Ctrl-C",
             cmds.cmd_watch, layout.QUIET, [  # the handler prints as packets come
         BR,
-        arg("--port", metavar="PORT", help="only packets arriving on PORT"),
+        arg("--port", metavar="PORT", type=_ifname("port"),
+            help="only packets arriving on PORT"),
         arg("--match", metavar="MATCH",
             help='only packets matching (ovs-ofctl syntax, masks allowed), e.g. "icmp"'),
         arg("--drops", action="store_true", help="only dropped packets"),

@@ -130,6 +130,7 @@ class FakeLinks(_Failing):
         self.l3: dict[str, L3Config] = {}          # the host's addresses and routes per link
         self.gateways: dict[str, str] = {}         # veth -> default route of its netns
         self.multi_queue: dict[str, bool] = {}     # tap -> IFF_MULTI_QUEUE
+        self.mac_set: set[str] = set()             # links whose MAC was set explicitly
         self.netns = netns
         if netns is not None:
             netns.links = self
@@ -179,9 +180,11 @@ class FakeLinks(_Failing):
         self.veth_peer.pop(name, None)
         self.tap_owner.pop(name, None)
         self.kernel_fdb.pop(name, None)
+        self.mac_set.discard(name)
         for other, o in list(self.table.items()):
             if o.master == info.ifindex:
                 self.table[other] = replace(o, master=None)
+        self._bridge_follows_ports(info.master)
         for entries in self.kernel_fdb.values():
             for key, e in list(entries.items()):
                 if e.ifindex == info.ifindex:
@@ -210,12 +213,16 @@ class FakeLinks(_Failing):
         self._require(name)
         return self.counters.get(name, LinkStats(0, 0, 0, 0, 0, 0))
 
-    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
+    def create_bridge(self, name: str, addresses: Iterable[str] = (),
+                      mac: str | None = None) -> LinkInfo:
         addresses = list(addresses)
         self._enter("create_bridge", name, addresses)
         if name in self.table:
             raise AlreadyExists(f"interface {name} already exists")
         info = self._new(name, "bridge")
+        if mac:
+            info = self.table[name] = replace(info, mac=mac)
+            self.mac_set.add(name)
         self.addresses[name] = addresses
         return info
 
@@ -268,10 +275,13 @@ class FakeLinks(_Failing):
         if br.kind != "bridge":
             raise FailedPrecondition(f"interface {bridge} is not a bridge")
         self.table[name] = replace(port, master=br.ifindex)
+        self._bridge_follows_ports(br.ifindex)
 
     def release(self, name: str) -> None:
         self._enter("release", name)
-        self.table[name] = replace(self._require(name), master=None)
+        info = self._require(name)
+        self.table[name] = replace(info, master=None)
+        self._bridge_follows_ports(info.master)
 
     def set_up(self, name: str) -> None:
         self._enter("set_up", name)
@@ -280,6 +290,16 @@ class FakeLinks(_Failing):
     def set_mac(self, name: str, mac: str) -> None:
         self._enter("set_mac", name, mac)
         self.table[name] = replace(self._require(name), mac=mac)
+        self.mac_set.add(name)
+
+    def _bridge_follows_ports(self, ifindex: int | None) -> None:
+        """As the kernel does: a bridge whose MAC was never set explicitly wears its lowest
+        port's MAC, and zeros without ports."""
+        br = self.get_by_index(ifindex) if ifindex else None
+        if br is None or br.kind != "bridge" or br.name in self.mac_set:
+            return
+        macs = [i.mac for i in self.table.values() if i.master == br.ifindex]
+        self.table[br.name] = replace(br, mac=min(macs, default="00:00:00:00:00:00"))
 
     def l3_config(self, name: str) -> L3Config:
         self._enter("l3_config", name)

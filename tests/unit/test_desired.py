@@ -174,6 +174,10 @@ def test_the_file_declares_what_the_api_can(monkeypatch, tmp_path):
     ("      p1: {gateway: 10.0.0.1}",
      "f.yaml:4: bridges.br0.ports.p1.gateway: '10.0.0.1': is outside the port's subnets"),
     ("      p1: {colour: red}", "f.yaml:4: unknown key 'bridges.br0.ports.p1.colour'"),
+    ("      é: {type: veth}",
+     "f.yaml:4: bridges.br0.ports.é.port: 'é': cannot name its network namespace"),
+    ("      à: {type: tap}", "f.yaml:4: port 'à': must not contain 'à'"),
+    ("      p1: {peer_name: eà}", "f.yaml:4: bridges.br0.ports.p1.peer_name: 'eà': must not"),
 ])
 def test_bad_port_keys_name_file_line_and_key(line, expected):
     with pytest.raises(config.ConfigError) as exc:
@@ -192,3 +196,24 @@ def test_an_applied_record_of_an_earlier_build_reads_as_the_same_declarations():
            '"type": "tap"}}}, "kbr": {"datapath": "kernel", "fdb": [], "flows": [], "ip": [], '
            '"ports": {}}}')
     assert desired.from_json(old) == config.parse(GOOD, "v.yaml").bridges
+
+
+def test_declared_addresses_follow_the_apis_rules():
+    for ips, says in (("[10.0.0.1/24, 10.0.0.1/25]", "ip '10.0.0.1/25': is given twice"),
+                      ("[10.0.0.0/24]", "ip '10.0.0.0/24': is the network address"),
+                      ("[ff02::1/64]", "ip 'ff02::1/64': is a multicast address")):
+        with pytest.raises(config.ConfigError) as ei:
+            config.parse(f"bridges:\n  br0:\n    ip: {ips}\n", "f.yaml")
+        assert str(ei.value).startswith(f"f.yaml:3: {says}"), str(ei.value)
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse("bridges:\n  br0:\n    ports:\n      p1: {ip: [10.0.0.2/24, 10.0.0.2/24]}\n",
+                     "f.yaml")
+    assert str(ei.value).startswith("f.yaml:4: bridges.br0.ports.p1.ip: '10.0.0.2/24': is given")
+
+
+def test_one_name_rule_for_declared_bridges_and_ports():
+    cfg = config.parse("bridges:\n  é:\n    ports:\n      ü: {type: tap}\n"
+                       "      ö: {netns: ns1}\n  😀:\n", "f.yaml")
+    assert sorted(cfg.bridges) == ["é", "😀"] and sorted(cfg.bridges["é"].ports) == ["ö", "ü"]
+    with pytest.raises(config.ConfigError, match="f.yaml:2: bridge 'à': must not contain 'à'"):
+        config.parse("bridges:\n  à:\n", "f.yaml")

@@ -167,3 +167,48 @@ def test_save_failure_is_an_oserror_and_changes_nothing(tmp_path):
     with pytest.raises(OSError):
         store.save(bridges)
     assert plain(StateStore(str(tmp_path)).load()) == plain(sample())
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_store_is_private_whatever_the_directory_and_umask(tmp_path):
+    import os
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    old = os.umask(0o002)
+    try:
+        store = StateStore(str(shared))
+        store.load()
+        store.save(sample())
+        made = StateStore(str(tmp_path / "new" / "state"))  # the daemon makes the directory
+        made.load()
+        made.save(sample())
+    finally:
+        os.umask(old)
+    for path in (store.path, made.path):
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        assert [_mode(p) for p in files] == [0o600] * 3, [oct(_mode(p)) for p in files]
+    assert _mode(made.dir) == 0o700 and _mode(shared) == 0o777
+    store.close()
+    made.close()
+
+
+def test_a_store_others_can_read_is_warned_about(tmp_path, caplog):
+    store = StateStore(str(tmp_path))
+    store.load()
+    store.close()
+    store.path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="vswitchd.state"):
+        StateStore(str(tmp_path)).load()
+    assert f"state store {store.path} is readable by other users (mode 0644)" in caplog.text
+    assert _mode(store.path) == 0o644  # left as it is
+    caplog.clear()
+    store.path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="vswitchd.state"):
+        StateStore(str(tmp_path)).load()
+    assert "readable" not in caplog.text
+

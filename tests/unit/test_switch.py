@@ -7,6 +7,7 @@ Persistence is checked by reading the state directory back with a fresh StateSto
 from __future__ import annotations
 
 import errno
+import os
 import pwd
 
 import pytest
@@ -69,7 +70,8 @@ def test_create_ebpf_bridge_creates_link_attaches_datapath_and_persists(rig):
     assert (view.spec.name, view.spec.datapath, view.ifindex, view.mac, view.ports) == (
         "br0", "ebpf", info.ifindex, info.mac, [])
     assert rig.stored() == {"br0": {"name": "br0", "datapath": "ebpf",
-                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": []}}
+                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": [],
+                                    "mac": info.mac}}  # its own MAC, kept in the store
 
 
 def test_create_kernel_bridge_does_not_touch_datapath(rig):
@@ -263,6 +265,31 @@ def test_tap_owner_must_be_a_known_user(monkeypatch, rig):
     assert rig.stored()["br0"]["ports"][0]["owner"] == "qemu"
 
 
+def test_one_name_rule_for_bridges_ports_and_peers(rig):
+    """The kernel's rule for every interface name; a veth port whose name cannot name its
+    default namespace is told so, about the port."""
+    sw = rig.switch
+    for name in ("é", "😀", "brü0"):
+        assert sw.create_bridge(BridgeSpec(name, "kernel")).spec.name == name
+    sw.create_port("é", PortSpec("ü", "tap"))
+    sw.create_port("é", PortSpec("ö", "veth", netns="ns1", peer_name="ä"))
+    assert rig.links.veth_peer["ö"] == ("ns1", "ä")
+    before = snapshot(rig)
+    for bad, field in ((lambda: sw.create_bridge(BridgeSpec("à", "kernel")), "bridge"),
+                       (lambda: sw.create_port("é", PortSpec("à", "tap")), "port"),
+                       (lambda: sw.create_port("é", PortSpec("p1", netns="ns1", peer_name="à")),
+                        "peer_name")):
+        with pytest.raises(InvalidArgument) as ei:
+            bad()
+        assert ei.value.field == field and "must not contain 'à'" in str(ei.value)
+    with pytest.raises(InvalidArgument) as ei:
+        sw.create_port("é", PortSpec("ÿ"))  # a veth named ÿ lives in a namespace named ÿ
+    assert ei.value.field == "port"
+    assert str(ei.value).startswith("port 'ÿ': cannot name its network namespace")
+    assert "--netns NAME" in str(ei.value)
+    assert snapshot(rig) == before
+
+
 def test_port_on_a_bad_bridge_name_is_invalid(rig):
     with pytest.raises(InvalidArgument) as ei:
         rig.switch.create_port("b r", PortSpec("p1"))
@@ -301,6 +328,58 @@ def test_veth_into_an_existing_namespace_does_not_own_it(rig):
     assert rig.netns.names == {"c1"}
     assert rig.netns.called("remove_named") == []
     assert rig.links.get("p1") is None
+
+
+def test_veth_into_the_daemons_own_namespace_is_refused(rig, tmp_path):
+    rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
+    link = tmp_path / "ns-link"
+    link.symlink_to("/proc/self/ns/net")
+    own = ["/proc/self/ns/net", f"/proc/{os.getpid()}/ns/net", "//proc/./1/../self/ns/net",
+           "/proc/self/task/../ns/net", "/proc/thread-self/ns/net", str(link)]
+    rig.netns.paths.update(own)  # they exist
+    before = snapshot(rig)
+    for ref in own:
+        with pytest.raises(InvalidArgument) as ei:
+            rig.switch.create_port("br0", PortSpec("p1", netns=ref))
+        assert ei.value.field == "netns" and ei.value.value == ref
+        assert "is the network namespace vswitchd runs in" in str(ei.value)
+    assert snapshot(rig) == before
+
+
+def test_addresses_are_unique_on_a_bridge_and_subnets_between_bridges(rig):
+    sw = rig.switch
+    with pytest.raises(InvalidArgument, match=r"ip '10.0.0.1/16': is given twice \(also as "
+                                              r"10.0.0.1/24\)"):
+        sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "10.0.0.1/16"]))
+    sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "fd00::1/64"]))
+    sw.create_bridge(BridgeSpec("br1", "kernel", ["10.1.0.1/24"]))
+    sw.create_port("br0", PortSpec("p1", netns="ns1", addresses=["10.0.0.2/24"]))
+    before = snapshot(rig)
+    for spec, message in (
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.1/24"]),
+             "ip '10.0.0.1/24': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["fd00::1/128"]),
+             "ip 'fd00::1/128': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.2/24"]),
+             "ip '10.0.0.2/24': is already the address of port p1 of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "10.0.0.3/25"]),
+             "ip '10.0.0.3/25': is given twice (also as 10.0.0.3/24)"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.0.7/24"]),
+             "ip '10.1.0.7/24': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.9/24", "10.1.0.0/16"]),
+             "ip '10.1.0.0/16': is the network address of 10.1.0.0/16"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.2.3/16"]),
+             "ip '10.1.2.3/16': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.255/24"]),
+             "ip '10.0.0.255/24': is the broadcast address of 10.0.0.0/24"),
+            (PortSpec("p2", netns="ns2", addresses=["224.0.0.9/24"]),
+             "ip '224.0.0.9/24': is a multicast address")):
+        with pytest.raises(InvalidArgument) as ei:
+            sw.create_port("br0", spec)
+        assert str(ei.value).startswith(message), str(ei.value)
+    assert snapshot(rig) == before
+    sw.create_port("br0", PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "fd00::3/64"]))
+    sw.create_port("br1", PortSpec("p3", netns="ns3", addresses=["10.1.0.2/24"]))
 
 
 def test_veth_into_a_missing_namespace_path_is_refused(rig):
@@ -612,6 +691,118 @@ def test_port_stats_ebpf_and_kernel(rig):
     assert s.drops_by_reason == {"tx-dropped": 4} and s.drops == 4
     rig.links._drop("t2")  # a port whose interface vanished is skipped
     assert [x.port for x in sw.port_stats("kbr")] == ["kbr"]
+
+
+# ---- the bridge's own MAC ----------------------------------------------------------------
+
+
+def _own_mac(mac: str) -> bool:
+    """A locally administered unicast MAC, not all zeros."""
+    first = int(mac[:2], 16)
+    return first & 0x03 == 0x02 and mac != "00:00:00:00:00:00"
+
+
+@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
+def test_a_bridge_keeps_its_own_mac_when_ports_come_and_go(rig, datapath):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", datapath, ["10.0.0.1/24"]))
+    mac = view.mac
+    assert _own_mac(mac) and rig.stored()["br0"]["mac"] == mac
+    assert sw.create_bridge(BridgeSpec("br1", datapath)).mac != mac  # random: one each
+    for name, peer_mac in (("p1", "02:00:00:00:00:01"), ("p2", "02:00:00:00:00:02")):
+        sw.create_port("br0", PortSpec(name, netns=name, mac=peer_mac))
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    assert rig.links.get("br0").mac == mac
+    for name in ("t1", "p1", "p2"):
+        sw.delete_port("br0", name)
+        assert rig.links.get("br0").mac == mac  # never a port's, never zeros
+    if datapath == "ebpf":
+        assert rig.dp.bridges[view.ifindex] == mac  # the host's port answers to it
+    assert rig.stored()["br0"]["mac"] == mac
+
+
+def test_a_bridge_gets_its_own_mac_back_after_a_restart(rig):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", "ebpf", ["10.0.0.1/24"]))
+    mac = view.mac
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.links.called("set_mac")[-1] == ("br0", mac)
+    # changed behind the daemon's back: set back at the next start, the datapath too
+    rig.links.set_mac("br0", "02:99:00:00:00:99")
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.dp.bridges[view.ifindex] == mac
+    assert rig.dp.called("fdb_delete")[-1] == (view.ifindex, "02:99:00:00:00:99", 0)
+    # ... or while it runs (netlink events)
+    sw = rig.new_switch()
+    sw.reconcile()
+    rig.links.set_mac("br0", "02:99:00:00:00:98")
+    sw.links_changed()
+    assert rig.links.get("br0").mac == mac
+    # gone (a reboot): re-created with the same MAC
+    rig.links._drop("br0")
+    rig.dp.bridges.clear()
+    rig.new_switch().reconcile()
+    info = rig.links.get("br0")
+    assert info.mac == mac and rig.dp.bridges[info.ifindex] == mac
+    assert rig.links.master_name("t1") == "br0"
+
+
+def _forget_bridge_macs(rig) -> None:
+    """The store as written before bridges had a MAC of their own."""
+    import json
+    import sqlite3
+
+    rig.switch.store.close()
+    db = sqlite3.connect(rig.switch.store.path)
+    for name, spec in db.execute("SELECT name, spec FROM bridges").fetchall():
+        row = json.loads(spec)
+        row.pop("mac")
+        db.execute("UPDATE bridges SET spec=? WHERE name=?", (json.dumps(row), name))
+    db.commit()
+    db.close()
+
+
+def test_a_store_without_bridge_macs_adopts_the_devices(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", "ebpf"))
+    sw.create_bridge(BridgeSpec("gone", "kernel"))
+    _forget_bridge_macs(rig)
+    rig.links.set_mac("br0", "02:42:00:00:00:42")  # what the device wears
+    rig.links._drop("gone")
+    assert "mac" not in rig.stored()["br0"]
+    rig.new_switch().reconcile()
+    stored = rig.stored()
+    assert stored["br0"]["mac"] == "02:42:00:00:00:42" == rig.links.get("br0").mac
+    assert ("br0", "02:42:00:00:00:42") in rig.links.called("set_mac")  # now kept
+    assert _own_mac(stored["gone"]["mac"]) and rig.links.get("gone").mac == stored["gone"]["mac"]
+
+
+def test_an_uplink_lends_the_nics_mac_and_gives_the_bridges_own_back(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    assert rig.links.get("br0").mac == nic.mac
+    sw = rig.new_switch()
+    sw.reconcile()  # the NIC's MAC stays: not swapped for the own one and back
+    assert rig.links.get("br0").mac == nic.mac
+    assert ("br0", mac) not in rig.links.called("set_mac")[-3:]
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac == rig.stored()["br0"]["mac"]
+
+
+def test_an_uplink_of_a_store_without_bridge_macs_gives_back_the_one_it_remembers(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    _forget_bridge_macs(rig)
+    sw = rig.new_switch()
+    sw.reconcile()
+    assert rig.links.get("br0").mac == nic.mac and rig.stored()["br0"]["mac"] == mac
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac
 
 
 # ---- reconcile ---------------------------------------------------------------------------

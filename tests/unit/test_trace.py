@@ -13,7 +13,12 @@ from fakes import FakeClock, TraceResult, event, make_rig, serve_switch
 
 from vswapi import switch_pb2 as pb
 from vswitchd.api import convert
-from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from vswitchd.flows.model import FlowRequest
 from vswitchd.model import BridgeSpec, PortSpec
 from vswitchd.trace import frames
@@ -311,12 +316,18 @@ def test_watch_filter_from_port_and_match(rig):
     assert rig.dp.watchers == {}
 
 
-def test_all_slots_taken_is_unavailable(rig):
+def test_all_slots_taken_is_resource_exhausted(rig):
     sessions = [rig.switch.watch_open("br0") for _ in range(rig.dp.max_watchers)]
-    with pytest.raises(Unavailable):
-        rig.switch.watch_open("br0")
-    for s in sessions:
-        s.close()
+    try:
+        with pytest.raises(ResourceExhausted) as ei:  # the ninth: the configured limit
+            rig.switch.watch_open("br0")
+        assert "8 watch streams are open" in str(ei.value)
+        assert "watch.max_watchers" in str(ei.value)
+        sessions.pop().close()
+        sessions.append(rig.switch.watch_open("br0"))  # a slot came free
+    finally:
+        for s in sessions:
+            s.close()
     assert rig.dp.watchers == {} and rig.switch.watch_slots() == []
 
 
@@ -491,3 +502,17 @@ def test_event_message_mapping():
     m = convert.watch_event_msg(ev)
     assert (m.event.cookie, m.event.tp_dst, list(m.event.outputs)) == (7, 53, ["c2"])
     assert convert.watch_lost_msg(4).lost == 4
+
+
+def test_the_configured_watcher_limit_over_the_api(rig):
+    rig.cfg.watch.max_watchers = 1  # (serve_switch's server has two worker threads)
+    with serve_switch(rig.switch) as stub:
+        a = stub.Watch(pb.WatchRequest(bridge="br0"))
+        wait_for(lambda: len(rig.dp.watchers) == 1)
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Watch(pb.WatchRequest(bridge="br0"), timeout=10))
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "1 watch streams are open" in ei.value.details()
+        assert "watch.max_watchers" in ei.value.details()
+        a.cancel()
+        wait_for(lambda: not rig.dp.watchers)

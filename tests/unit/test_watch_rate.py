@@ -46,7 +46,8 @@ def test_config_key_and_defaults():
     ("watch:\n  rate_limit: 1.5\n", "f.yaml:2: watch.rate_limit: 1.5 must be a whole number"),
     ("watch:\n  rate_limit: fast\n", "f.yaml:2: watch.rate_limit: 'fast' must be a whole"),
     ("watch:\n  rate_limit: true\n", "f.yaml:2: watch.rate_limit: True must be a whole"),
-    ("watch:\n  burst: 3\n", "f.yaml:2: unknown key 'watch.burst' (known: rate_limit)"),
+    ("watch:\n  burst: 3\n",
+     "f.yaml:2: unknown key 'watch.burst' (known: rate_limit, max_watchers)"),
     ("watch: 5\n", "f.yaml:1: watch must be a mapping"),
     ("watch:\n  rate_limit: 1\n  rate_limit: 2\n", "f.yaml:3: duplicate key 'rate_limit'"),
 ])

@@ -27,6 +27,22 @@ from vswitchd.trace.watch import Lost
 log = logging.getLogger(__name__)
 
 WATCH_WAKEUP_SECONDS = 0.5  # how soon a watch notices a client that left without a cancel
+# A status message travels in a header whose size gRPC limits: messages quote short prefixes of
+# user values (vswitchd.errors.shown), and this caps any message that still grew too long.
+MAX_MESSAGE = 1000
+
+
+def status_message(exc: SwitchError) -> str:
+    """EXC's message, at most MAX_MESSAGE characters (its start and its end kept)."""
+    text = str(exc)
+    if len(text) <= MAX_MESSAGE:
+        return text
+    half = MAX_MESSAGE // 2
+    return f"{text[:half]} … {text[-half:]}"
+
+
+def _abort(context: grpc.ServicerContext, exc: SwitchError) -> None:
+    context.abort(getattr(grpc.StatusCode, exc.code_name), status_message(exc))
 
 
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,7 +51,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, request)
         except SwitchError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+            _abort(context, exc)
         except Exception:
             log.exception("internal error in %s", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL,
@@ -215,7 +231,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                 match_dict(request.match) if request.HasField("match") else None,
                 request.drops_only)
         except SwitchError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+            _abort(context, exc)
         except Exception:
             log.exception("internal error in Watch")
             context.abort(grpc.StatusCode.INTERNAL, "internal error in Watch; see the vswitchd log")

@@ -3,7 +3,8 @@
 An uplink (--uplink) also carries the host's connectivity: its IPv4/IPv6 addresses and routes
 move to the bridge, and the bridge wears the NIC's MAC (the LAN's neighbour caches stay valid),
 right after enslaving so the host's gap stays short; del-port moves them back and restores the
-bridge's own MAC."""
+bridge's own MAC (the one in its facts; ports of stores written before bridges had one remember
+it as bridge_mac)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ class SystemDriver(PortDriver):
         # Before the NIC is enslaved: read its L3 config and give the bridge its MAC; the port
         # remembers both and the bridge's own MAC.
         l3 = env.links.l3_config(name)
-        bridge_mac = _link(env, br.name).mac
+        bridge_mac = br.facts.mac or _link(env, br.name).mac
         env.set_bridge_mac(br, existing.mac, txn)
         return Port(port.spec, replace(port.facts, uplink_addresses=list(l3.addresses),
                                        uplink_routes=[asdict(r) for r in l3.routes],
@@ -83,12 +84,12 @@ class SystemDriver(PortDriver):
         if env.links.get(port.name) is None:
             return
         env.links.release(port.name)
-        if port.spec.uplink and port.facts.bridge_mac and env.links.get(br.name) is not None:
+        own = br.facts.mac or port.facts.bridge_mac
+        if port.spec.uplink and own and env.links.get(br.name) is not None:
             try:
-                env.set_bridge_mac(br, port.facts.bridge_mac, NoUndo())
+                env.set_bridge_mac(br, own, NoUndo())
             except SwitchError as exc:
-                log.error("bridge %s: own MAC %s not restored: %s", br.name,
-                          port.facts.bridge_mac, exc)
+                log.error("bridge %s: own MAC %s not restored: %s", br.name, own, exc)
 
     def recreate(self, env: PortEnv, br: Bridge, port: Port) -> str | None:
         return f"system interface {port.name} is not present"
@@ -103,7 +104,7 @@ class SystemDriver(PortDriver):
         merged = L3Config(
             stored.addresses + tuple(a for a in current.addresses if a not in stored.addresses),
             stored.routes + tuple(r for r in current.routes if r not in stored.routes))
-        bridge_mac = _link(env, br.name).mac
+        bridge_mac = br.facts.mac or _link(env, br.name).mac
         env.set_bridge_mac(br, _link(env, port.name).mac, NoUndo())
         # the stored addresses are on the bridge already (the bridge's reconciliation); routes
         # that went with a re-created bridge come back, and what the NIC got meanwhile moves

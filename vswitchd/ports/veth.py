@@ -26,9 +26,19 @@ class VethDriver(PortDriver):
 
     def validate(self, spec: PortSpec) -> PortSpec:
         ref = spec.netns or spec.name  # default: a namespace named after the port
+        if not spec.netns and not netns_names.is_named(ref):
+            raise InvalidArgument(
+                "port", spec.name, "cannot name its network namespace (a veth port's namespace "
+                "is named after it, and namespace names take letters, digits, '_', '.' and "
+                "'-'); give one: --netns NAME (netns: in the configuration file)")
         netns_names.resolve(ref)  # rejects names that are neither a safe name nor a path
+        if netns_names.is_own(ref):
+            raise InvalidArgument("netns", spec.netns, "is the network namespace vswitchd runs "
+                                  "in: the peer of a veth port lives in another one (a "
+                                  "container's)")
         peer = validate.ifname(spec.peer_name or "eth0", "peer_name")
-        addresses = [validate.cidr(a, "ip") for a in spec.addresses]
+        addresses = validate.distinct_addresses([validate.cidr(a, "ip")
+                                                 for a in spec.addresses])
         mac = validate.unicast_mac(spec.mac) if spec.mac else ""
         gateway = validate.gateway(spec.gateway, addresses) if spec.gateway else ""
         return replace(spec, netns=ref, peer_name=peer, addresses=addresses, mac=mac,

@@ -19,7 +19,7 @@ from types import ModuleType
 
 from vswitchd.backends import Backends
 from vswitchd.config import Config
-from vswitchd.errors import FailedPrecondition, NotFound
+from vswitchd.errors import FailedPrecondition, NotFound, clip
 from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.batch import Stages
 from vswitchd.flows.model import Clock, FlowRequest
@@ -111,7 +111,7 @@ class Switch:
             if name not in self.ctx.bridges:
                 if if_exists:
                     return False
-                raise NotFound(f"bridge {name} does not exist (--if-exists ignores this)")
+                raise NotFound(f"bridge {clip(name)} does not exist (--if-exists ignores this)")
             self.bridges.delete(self.ctx.bridges[name])
             self._save()
             return True
@@ -147,7 +147,7 @@ class Switch:
             if port is None:
                 if if_exists:
                     return False
-                raise NotFound(f"port {name} does not exist on bridge {bridge} "
+                raise NotFound(f"port {clip(name)} does not exist on bridge {bridge} "
                                "(--if-exists ignores this)")
             self.flows.drop_port(br, name)
             self.ports.remove(br, port)

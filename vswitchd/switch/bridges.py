@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 
 from vswitchd import validate
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, SwitchError
-from vswitchd.model import DATAPATHS, Bridge, BridgeSpec
+from vswitchd.model import DATAPATHS, Bridge, BridgeFacts, BridgeSpec
+from vswitchd.netlink.types import LinkInfo
 from vswitchd.seams import NatApi
+from vswitchd.switch.addresses import bridge_addresses, check_overlap
 from vswitchd.switch.context import Context
 from vswitchd.switch.ports import PortManager
 from vswitchd.txn import NoUndo, Txn
 from vswitchd.views import BridgeView
 
 log = logging.getLogger(__name__)
+
+
+def new_mac() -> str:
+    """A random locally administered unicast MAC: a bridge's own."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def adopt_mac(br: Bridge, info: LinkInfo | None) -> None:
+    """A MAC of its own for a bridge from a store written before bridges had one: the one an
+    uplink remembers (the device wears the NIC's), else the device's, else a new one."""
+    uplink = next((p.facts.bridge_mac for p in br.ports.values()
+                   if p.spec.uplink and p.facts.bridge_mac), "")
+    mac = uplink or (info.mac if info is not None else "")
+    if not mac or mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 1:
+        mac = new_mac()
+    br.facts.mac = mac
+    log.info("bridge %s: its own MAC is %s from now on", br.name, mac)
 
 
 def nat_subnet(addresses: list[str]) -> str:
@@ -30,14 +52,6 @@ def nat_subnet(addresses: list[str]) -> str:
     return str(nets[0])
 
 
-def bridge_addresses(br: Bridge) -> list[str]:
-    """The bridge's own addresses and those its uplink brought from the NIC."""
-    out = list(br.spec.addresses)
-    for p in br.ports.values():
-        out += [a for a in p.facts.uplink_addresses if a not in out]
-    return out
-
-
 class BridgeManager:
     def __init__(self, ctx: Context, ports: PortManager, nat: Callable[[], NatApi]) -> None:
         self.ctx = ctx
@@ -49,7 +63,7 @@ class BridgeManager:
         datapath = spec.datapath or self.ctx.cfg.default_datapath
         if datapath not in DATAPATHS:
             raise InvalidArgument("datapath", datapath, f"must be one of {', '.join(DATAPATHS)}")
-        addresses = [validate.cidr(a, "ip") for a in spec.addresses]
+        addresses = validate.distinct_addresses([validate.cidr(a, "ip") for a in spec.addresses])
         if spec.nat:
             nat_subnet(addresses)
         return BridgeSpec(name=spec.name, datapath=datapath, addresses=addresses, nat=spec.nat)
@@ -64,12 +78,13 @@ class BridgeManager:
         if ctx.port_owner(name) or ctx.links.get(name) is not None:
             raise AlreadyExists(
                 f"interface {name} already exists and is not a bridge managed by vswitchd")
-        self.check_overlap(name, spec.addresses)
-        br = Bridge(spec)
+        check_overlap(ctx.bridges.values(), name, spec.addresses)
+        br = Bridge(spec, facts=BridgeFacts(mac=new_mac()))
         backend = ctx.backend(br)
         backend.require()
         nat = self.nat() if spec.nat else None
-        txn.step(f"create bridge {name}", lambda: ctx.links.create_bridge(name, spec.addresses),
+        txn.step(f"create bridge {name}",
+                 lambda: ctx.links.create_bridge(name, spec.addresses, mac=br.facts.mac),
                  lambda: ctx.links.delete(name))
         txn.step("attach the bridge to its datapath", lambda: backend.add_bridge(name),
                  lambda: backend.remove_bridge(br))
@@ -121,29 +136,19 @@ class BridgeManager:
         txn.step(f"add NAT rule of {br.name}", lambda: nat.masquerade(br.name, subnet),
                  lambda: nat.remove(br.name))
 
-    def check_overlap(self, name: str, addresses: list[str]) -> None:
-        """A bridge's subnets must not overlap another bridge's (routing would be ambiguous)."""
-        for cidr in addresses:
-            net = ipaddress.ip_interface(cidr).network
-            for other in self.ctx.bridges.values():
-                if other.name == name:
-                    continue
-                for theirs in bridge_addresses(other):
-                    their_net = ipaddress.ip_interface(theirs).network
-                    if their_net.version == net.version and net.overlaps(their_net):
-                        raise InvalidArgument(
-                            "ip", cidr, f"overlaps {theirs} of bridge {other.name}")
-
     def restore(self, br: Bridge) -> set[int]:
-        """Make the kernel hold the bridge as stored (after a start, or when it vanished);
-        its ports, FDB and flows are the reconciler's. The ifindexes it keeps."""
+        """Make the kernel hold the bridge as stored (after a start, or when it vanished),
+        re-made with its own MAC (keep_mac puts it back on one that exists); its ports, FDB and
+        flows are the reconciler's. The ifindexes it keeps."""
         ctx = self.ctx
         info = ctx.links.get(br.name)
-        if info is None:
-            info = ctx.links.create_bridge(br.name, br.spec.addresses)
-            log.info("bridge %s re-created", br.name)
-        elif info.kind != "bridge":
+        if info is not None and info.kind != "bridge":
             raise FailedPrecondition(f"interface {br.name} exists but is a {info.kind or 'nic'}")
+        if not br.facts.mac:
+            adopt_mac(br, info)
+        if info is None:
+            info = ctx.links.create_bridge(br.name, br.spec.addresses, mac=br.facts.mac)
+            log.info("bridge %s re-created", br.name)
         else:
             ctx.links.set_addresses(br.name, bridge_addresses(br))
             ctx.links.set_up(br.name)
@@ -151,6 +156,21 @@ class BridgeManager:
         backend.require()
         backend.add_bridge(br.name)
         return {info.ifindex}
+
+    def keep_mac(self, br: Bridge) -> None:
+        """The bridge wears its own MAC, set explicitly so that the kernel keeps it when ports
+        come and go; a MAC that drifted is put back. Not while it has an uplink: then it
+        wears the NIC's (the uplink's driver sees to it)."""
+        if any(p.spec.uplink for p in br.ports.values()):
+            return
+        ctx = self.ctx
+        current = ctx.link(br.name).mac
+        if current == br.facts.mac:
+            ctx.links.set_mac(br.name, current)  # set even when equal: then the kernel keeps it
+        else:
+            log.warning("bridge %s: its MAC is %s; setting its own %s back", br.name, current,
+                        br.facts.mac)
+            ctx.set_bridge_mac(br, br.facts.mac, NoUndo())
 
     def restore_nat(self, br: Bridge) -> None:
         if not br.spec.nat:

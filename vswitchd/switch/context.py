@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from vswitchd.backends import Backend, Backends
 from vswitchd.config import Config
-from vswitchd.errors import FailedPrecondition, NotFound
+from vswitchd.errors import FailedPrecondition, NotFound, clip
 from vswitchd.flows.model import Clock
 from vswitchd.model import Bridge, Port
 from vswitchd.netlink.types import LinkInfo
@@ -30,13 +30,13 @@ class Context:
         try:
             return self.bridges[name]
         except KeyError:
-            raise NotFound(f"bridge {name} does not exist") from None
+            raise NotFound(f"bridge {clip(name)} does not exist") from None
 
     def port(self, br: Bridge, name: str) -> Port:
         try:
             return br.ports[name]
         except KeyError:
-            raise NotFound(f"port {name} does not exist on bridge {br.name}") from None
+            raise NotFound(f"port {clip(name)} does not exist on bridge {br.name}") from None
 
     def link(self, name: str) -> LinkInfo:
         info = self.links.get(name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from vswitchd import validate
-from vswitchd.errors import NotFound, SwitchError
+from vswitchd.errors import NotFound, SwitchError, clip
 from vswitchd.model import Bridge, StaticFdb
 from vswitchd.switch.context import Context
 from vswitchd.txn import Txn
@@ -33,7 +33,7 @@ class FdbManager:
 
     def add(self, br: Bridge, mac: str, port: str, vlan: int, txn: Txn) -> FdbView:
         if port != br.name and port not in br.ports:
-            raise NotFound(f"port {port} does not exist on bridge {br.name}")
+            raise NotFound(f"port {clip(port)} does not exist on bridge {br.name}")
         previous = next((f for f in br.fdb if (f.mac, f.vlan) == (mac, vlan)), None)
         backend = self.ctx.backend(br)
 

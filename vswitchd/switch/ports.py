@@ -11,9 +11,10 @@ from typing import Any
 from vswitchd import ports as port_types
 from vswitchd import validate
 from vswitchd.datapath import VlanConfig
-from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound
+from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound, clip
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
+from vswitchd.switch.addresses import check_overlap, check_unused
 from vswitchd.switch.context import Context
 from vswitchd.txn import Txn
 from vswitchd.views import PortView, StatsView
@@ -48,6 +49,8 @@ class PortManager:
                                 + (" (--may-exist ignores this)" if owner is br else ""))
         if spec.name in ctx.bridges:
             raise AlreadyExists(f"{spec.name} is a bridge managed by vswitchd")
+        check_unused(br, spec.addresses)
+        check_overlap(ctx.bridges.values(), br.name, spec.addresses)
         existing = ctx.links.get(spec.name)
         backend = ctx.backend(br)
         backend.check_vlans(br.name, spec)
@@ -141,7 +144,7 @@ class PortManager:
 
     def stats(self, br: Bridge, port: str = "") -> list[StatsView]:
         if port and port != br.name and port not in br.ports:
-            raise NotFound(f"port {port} does not exist on bridge {br.name}")
+            raise NotFound(f"port {clip(port)} does not exist on bridge {br.name}")
         backend = self.ctx.backend(br)
         return [backend.port_stats(name) for name in ([port] if port
                                                       else [br.name, *sorted(br.ports)])

@@ -45,6 +45,8 @@ class Reconciler:
                 keep |= self._bridge(br)
                 continue
             keep.add(info.ifindex)
+            if br.facts.mac and info.mac != br.facts.mac:
+                self._own_mac(br)
             touched = False
             for port in list(br.ports.values()):
                 link = ctx.links.get(port.name)
@@ -98,6 +100,7 @@ class Reconciler:
             self.ctx.missing[br.name] = str(exc)
             log.error("bridge %s could not be restored: %s", br.name, exc)
             return set()
+        self._own_mac(br)
         for port in list(br.ports.values()):
             restored = self._port(br, port)
             if restored is not None:
@@ -106,6 +109,12 @@ class Reconciler:
         self.fdb.restore(br)
         self.flows.restore(br)
         return keep
+
+    def _own_mac(self, br: Bridge) -> None:
+        try:
+            self.bridges.keep_mac(br)
+        except SwitchError as exc:
+            log.error("bridge %s: its own MAC %s not set back: %s", br.name, br.facts.mac, exc)
 
     def _port(self, br: Bridge, port: Port) -> int | None:
         try:

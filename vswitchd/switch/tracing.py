@@ -8,7 +8,14 @@ import logging
 from collections.abc import Callable
 
 from vswitchd.datapath import WatchFilter
-from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, SwitchError
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    SwitchError,
+    clip,
+)
 from vswitchd.flows import validate as flow_validate
 from vswitchd.model import Bridge
 from vswitchd.seams import DatapathApi
@@ -84,7 +91,7 @@ class TraceManager:
         br, dp = self.bridge(bridge)
         ports = {br.name, *br.ports}
         if port and port not in ports:
-            raise NotFound(f"port {port} does not exist on bridge {bridge}")
+            raise NotFound(f"port {clip(port)} does not exist on bridge {bridge}")
         m = flow_validate.match(match or {}, bridge=br.name, ports=ports)
         if port and m.in_port is not None and m.in_port != port:
             raise InvalidArgument("in_port", m.in_port,
@@ -94,12 +101,21 @@ class TraceManager:
                                         lambda n: ctx.link(n).ifindex)
         flt = WatchFilter(bridge=ctx.link(br.name).ifindex, in_port=in_port, fields=fields,
                           drops_only=drops_only)
+        self._check_room()
         self._seq += 1
         label = " ".join(x for x in (
             f"#{self._seq} {bridge}", in_port_name and f"port {in_port_name}",
             m.to_ofctl() and f"match {m.to_ofctl()}", drops_only and "drops") if x)
         stream = self._watch_hub(dp).open(flt, label=label)
         return Session(stream, Namer(bridge, names))
+
+    def _check_room(self) -> None:
+        """ResourceExhausted when the configured number of watch streams is open."""
+        most = self.ctx.cfg.watch.max_watchers
+        if len(self.slots()) >= most:
+            raise ResourceExhausted(
+                f"{most} watch streams are open, the most vswitchd allows at once "
+                f"(watch.max_watchers in its configuration): end one (Ctrl-C) and try again")
 
     def set_rate(self, rate: int, txn: Txn) -> None:
         dp = self.ctx.backends.ebpf_datapath()
