@@ -56,3 +56,29 @@ def test_the_bridge_mac_stays_when_ports_go_and_across_restarts(host):
     assert macs(h) == own and {br: link_mac(h, br) for br in own} == own
     for br, net in NETS.items():
         assert h.ping(h.name(f"{br}a"), f"{net}.1"), br
+
+
+def test_a_container_cannot_take_the_gateway_mac(host):
+    """A container that sets its MAC to the bridge's and sends: its frames are dropped as
+    host-mac-spoof (counted), the FDB keeps the MAC on the bridge, the other containers still
+    reach the gateway, and trace says where the gateway's frames go."""
+    h = host
+    h.start()
+    net = "10.85.0"
+    h.vswctl("add-br", "br0", "--ip", f"{net}.1/24")
+    for name, last in (("c1", 11), ("c2", 12)):
+        h.vswctl("add-port", "br0", name, "--netns", h.name(name), "--ip", f"{net}.{last}/24")
+    gw = macs(h)["br0"]
+    assert h.ping(h.name("c1"), f"{net}.1")
+    c2 = h.name("c2")
+    for cmd in (("link", "set", "eth0", "down"), ("link", "set", "eth0", "address", gw),
+                ("link", "set", "eth0", "up")):
+        assert h.run_in(c2, "ip", *cmd).returncode == 0, cmd
+    h.ping(c2, f"{net}.11")  # fails: its frames are dropped
+    fdb = {(e["mac"], e["vlan"]): e["port"] for e in h.json("dump-fdb", "br0")}
+    assert fdb[(gw, 0)] == "br0"
+    drops = {(d["port"], d["reason"]): d["count"] for d in h.json("drops", "br0")}
+    assert drops.get(("c2", "host-mac-spoof"), 0) >= 1, drops
+    trace = h.json("trace", "br0", f"in_port=c1,dl_dst={gw},icmp,nw_dst={net}.1")
+    assert trace["outputs"] == ["br0"], trace
+    assert h.ping(h.name("c1"), f"{net}.1")
