@@ -17,6 +17,7 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -v
 
 # Both host topologies (README "make demo") with the real daemon in namespaces of its own;
@@ -69,6 +70,7 @@ proto: $(PROTO_OUT)
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 unit: setup
 	$(VENV)/bin/pytest -v tests/unit
@@ -79,7 +81,7 @@ bench: setup
 clean:
 	rm -rf $(VENV) $(PROTO_OUT) clients/vswapi/switch_pb2.pyi *.egg-info
 
-# issue 6: install the systemd unit (Type=notify) with @PREFIX@ set to this checkout.
+# Install the systemd unit (Type=notify) with @PREFIX@ set to this checkout.
 # `systemctl stop vswitchd` leaves the datapath forwarding; `vswitchd --cleanup` removes it.
 .PHONY: install-service
 install-service: setup

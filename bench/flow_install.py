@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Flow installation rate, end to end (issue 3: "10 000 rules in one batch, goal >= 20 000/s").
+"""Flow installation rate, end to end (goal: 10 000 rules in one batch at >= 20 000/s).
 
 Run from the repository root, as root:  .venv/bin/python bench/flow_install.py [--runs 3]
 It prints figures; it is not a test and asserts nothing about them.

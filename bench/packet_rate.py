@@ -18,7 +18,7 @@ namespaces of their own:
   ebpf        A and B on a vswitchd bridge with `--datapath ebpf` (TC pipeline,
               bpf_redirect_peer), its flow table empty,
   ebpf-notrace  the same on a second daemon whose programs are built without the watch stage
-              (VSWITCHD_NO_TRACE=1): the baseline of the tracing cost (issue 4),
+              (VSWITCHD_NO_TRACE=1): the baseline of the tracing cost,
   ebpf+watch  the ebpf pair while one `vswctl watch` runs whose filter matches none of the
               test traffic (udp,tp_dst=7): the datapath evaluates the filter on every frame,
   ebpf+flows  the same on a bridge of its own whose flow table holds --flows rules (default

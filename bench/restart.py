@@ -1,4 +1,4 @@
-"""Figures for issue 6 (hitless restart), printed, not asserted. Run as root from the repo:
+"""Figures for the hitless restart, printed, not asserted. Run as root from the repo:
 
     .venv/bin/python bench/restart.py [--cycles 10] [--ports 100] [--deletions 10]
 

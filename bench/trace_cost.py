@@ -1,4 +1,4 @@
-"""Per-packet cost of the trace/watch stage (issue 4), with BPF_PROG_TEST_RUN real runs of known
+"""Per-packet cost of the trace/watch stage, with BPF_PROG_TEST_RUN real runs of known
 unicast (two ports, the destination learned):
 
   (a) the datapath built without the trace stage (Datapath(trace=False): VSW_NO_TRACE),

@@ -12,116 +12,90 @@
  * Attached with TCX links, or clsact + cls_bpf on kernels without TCX
  * (vswitchd/datapath/tcx.py).
  *
+ * Each stage returns a verdict (a TC action, or what the pipeline does next) or a drop as
+ * -DROP_* (drop_reasons.h); both programs end in finish() (lib/forward.h), which does the drop
+ * and emits the watch event. The dry-run report is written through the result_*() helpers
+ * (lib/result.h).
+ *
  * Defining VSW_NO_TRACE (Datapath(trace=False), bench/trace_cost.py only) builds it without
  * the watch stage (lib/watch.h).
  */
 #include <uapi/linux/bpf.h>
-#include <uapi/linux/if_ether.h>
 #include <uapi/linux/pkt_cls.h>
 
-#include "lib/common.h"
-#include "lib/drop_reasons.h"
-#include "lib/ports.h"
-#include "lib/fdb.h"
-#include "lib/counters.h"
-#include "lib/parse.h"
-#include "lib/flow.h"
-#include "lib/result.h"
-#include "lib/watch.h"
-#include "lib/vlan.h"
-#include "lib/forward.h"
 #include "lib/actions.h"
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/drop_reasons.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
 
-/* port lookup -> parse -> count rx -> classify -> miss: normal / hit: the rule's actions.
- * Every decision goes through drop(), forward() or flood() (forward.h), which record it in ctx
- * for the one watch event that pipeline() emits after it. */
+/* port lookup -> parse -> count rx -> classify -> hit: the rule's actions / miss: normal ->
+ * forward, flood or drop. Returns a TC action or a drop (-DROP_*), for finish() (forward.h). */
 static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 {
-	struct __sk_buff *skb = ctx->skb;
-	struct dp_result *res = result_get(ctx);
 	struct flow_rule *rule;
 	struct port_info *in, in_info;
 	struct flow_key key;
-	int ret, err, next = FLOW_NEXT_NORMAL;
+	__u32 out = 0, ref = 0;
+	int ret, next = FLOW_NEXT_NORMAL;
 
-	if (res) {
-		res->verdict = 0;
-		res->drop_reason = DROP_NONE;
-		res->out_ifindex = 0;
-		res->fdb_hit = 0;
-		res->n_flood = 0;
-		res->rule_id = 0;
-		res->priority = 0;
-		res->n_outputs = 0;
-		res->vlan = 0;
-		res->stages = 0;
-	}
-
+	result_begin(ctx);
 	in = port_lookup(ctx->in_port);
 	if (!in) {  /* not ours: the kernel handles it, nothing counted, no event */
-		result_set(ctx, VERDICT_PASS, DROP_NONE, 0);
+		result_verdict(ctx, VERDICT_PASS, 0);
 		return TC_ACT_OK;
 	}
 	in_info = *in;  /* the cache entry may go to the out port (port_lookup) */
 	ctx->bridge = in_info.bridge;
 	ctx->in_slot = in_info.slot;
 
-	err = parse_flow(skb, ctx, &key);
+	ret = parse_flow(ctx, &key);
 	watch_begin(ctx, &key);
-	if (res) {  /* the trace report: what was parsed, also of a malformed frame */
-		__builtin_memcpy(&res->key, &key, sizeof(key));
-		res->in_tag = tag_enc(ctx->tag_now != TAG_NONE, key.dl_vlan);
-		res->stages = err ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
-	}
-	if (err)
-		return drop(ctx, DROP_MALFORMED);
+	result_parsed(ctx, &key, ret);
+	if (IS_DROP(ret))
+		return ret;
 	ctx->tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
 	ctx->flow_tag = ctx->tag_now;
 	ctx->flow_vid = key.dl_vlan;
-	if (!ctx->dry_run)
-		count_rx(ctx);
+	count_rx(ctx);
 
 	if (mac_is_multicast(key.dl_src))
-		return drop(ctx, DROP_INVALID_SRC_MAC);
+		return -DROP_INVALID_SRC_MAC;
 
 	rule = classify(ctx, &key);
-	if (res)
-		res->stages |= STAGE_FLOW;
+	result_stage(ctx, STAGE_FLOW);
 	if (rule) {
-		__u32 out = 0, ref = 0;
-
-		if (res) {
-			res->rule_id = rule->rule_id;
-			res->priority = rule->priority;
-		} else {
-			count_rule(ctx, rule);
-		}
+		count_rule(ctx, rule);
+		result_rule(ctx, rule);
 		watch_rule(ctx, rule->rule_id);
 		next = flow_actions(ctx, rule, &out, &ref);
+		if (IS_DROP(next))
+			return next;
 		if (next == FLOW_NEXT_OUTPUT)
 			return forward(ctx, out, ref);
-		if (next == FLOW_NEXT_CLONED) {
-			ctx->verdict = VERDICT_FORWARD;
-			result_set(ctx, VERDICT_FORWARD, DROP_NONE, 0);
+		if (next == FLOW_NEXT_CLONED) {  /* the copies went out: nothing left to send */
+			result_verdict(ctx, VERDICT_FORWARD, 0);
 			return TC_ACT_SHOT;
 		}
-		if (next == FLOW_NEXT_DROP)
-			return drop(ctx, DROP_FLOW_DROP);
-		if (next == FLOW_NEXT_VLAN_FAILED)
-			return drop(ctx, DROP_VLAN_FAILED);
 	}
 	/* normal or flood: switching in the frame's VLAN (vlan.h) */
-	if (vlan_ingress(ctx, &in_info))
-		return drop(ctx, DROP_VLAN_MISMATCH);
-	if (res) {
-		res->vlan = ctx->vlan;
-		res->stages |= STAGE_VLAN;
-	}
-	if (next == FLOW_NEXT_FLOOD)
-		return flood(ctx);
-	ret = normal(ctx, &key);
-	if (ret >= 0)
+	ret = vlan_ingress(ctx, &in_info);
+	if (IS_DROP(ret))
 		return ret;
+	result_vlan(ctx);
+	if (next == FLOW_NEXT_NORMAL) {
+		next = normal(ctx, &key, &out, &ref);
+		if (IS_DROP(next))
+			return next;
+		if (next == FLOW_NEXT_OUTPUT)
+			return forward(ctx, out, ref);
+	}
 	return flood(ctx);
 }
 
@@ -136,12 +110,9 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 		.ingress = ingress,
 		.dry_run = is_dry_run(skb),
 	};
-	int ret;
 
 	watch_cb_set(&ctx, 0);  /* no watcher until watch_begin() says so */
-	ret = pipeline_decide(&ctx);
-	watch_emit(&ctx);  /* a flood's event is emitted by tc_flood */
-	return ret;
+	return finish(&ctx, pipeline_decide(&ctx));  /* a flood's event is emitted by tc_flood */
 }
 
 /* Tail-called by flood(): the flood of the packet in skb. */
@@ -154,23 +125,20 @@ int tc_flood(struct __sk_buff *skb)
 		.len = skb->len,
 		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
 		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
-		.vlan = skb->cb[3] & 0xfff,  /* FLOOD_CB_VLAN */
-		.tag_vid = (skb->cb[3] >> 12) & 0xfff,
-		.tag_now = (skb->cb[3] >> 24) & 3,
+		.vlan = FLOOD_CB_VLAN_ID(skb->cb[3]),
+		.tag_vid = FLOOD_CB_TAG_VID(skb->cb[3]),
+		.tag_now = FLOOD_CB_TAG_NOW(skb->cb[3]),
 		.dry_run = is_dry_run(skb),
 	};
 	struct port_info *in = port_lookup(ctx.in_port);
-	int ret;
+	int ret = -DROP_NO_FLOOD_TARGET;
 
-	if (!in) {
-		ret = drop(&ctx, DROP_NO_FLOOD_TARGET);
-	} else {
+	if (in) {
 		ctx.bridge = in->bridge;
 		ctx.in_slot = in->slot;
 		ret = flood_run(&ctx);
 	}
-	watch_emit(&ctx);  /* the packet's event, started by the pipeline (watch_cb) */
-	return ret;
+	return finish(&ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
 }
 
 int tc_ingress(struct __sk_buff *skb)

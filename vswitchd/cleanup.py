@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 
 from vswitchd.errors import SwitchError
-from vswitchd.model import BridgeSpec
+from vswitchd.model import Bridge
 from vswitchd.netlink import netns
+from vswitchd.ports import driver
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def remove_pins(bpffs_dir: str) -> None:
     remove_map_pins(bpffs_dir)
 
 
-def remove_nat(bridges: dict[str, BridgeSpec]) -> int:
+def remove_nat(bridges: dict[str, Bridge]) -> int:
     """Remove vswitchd's masquerade rules (all of them: every rule in its own table is its);
     the table goes with the last one. Returns how many."""
     try:
@@ -58,7 +59,7 @@ def remove_nat(bridges: dict[str, BridgeSpec]) -> int:
     return removed
 
 
-def teardown(bridges: dict[str, BridgeSpec], links, datapath, bpffs_dir: str) -> dict[str, int]:
+def teardown(bridges: dict[str, Bridge], links, datapath, bpffs_dir: str) -> dict[str, int]:
     """Remove the kernel side of BRIDGES and the datapath; the desired state is not changed.
     Best effort: every step is tried and failures are logged. Returns counts for the log."""
     counts = {"bridges": 0, "ports": 0, "namespaces": 0, "nat_rules": 0}
@@ -68,7 +69,7 @@ def teardown(bridges: dict[str, BridgeSpec], links, datapath, bpffs_dir: str) ->
     remove_pins(bpffs_dir)
     for br in bridges.values():
         for port in br.ports.values():
-            if port.type == "system":
+            if not driver(port.type).makes_link:
                 if links.get(port.name) is not None:
                     _step(f"releasing {port.name}", links.release, port.name)
                     _detach_ours(links, port.name)
@@ -80,7 +81,7 @@ def teardown(bridges: dict[str, BridgeSpec], links, datapath, bpffs_dir: str) ->
             _detach_ours(links, br.name)
             if _step(f"deleting bridge {br.name}", links.delete, br.name):
                 counts["bridges"] += 1
-        created = {p.netns for p in br.ports.values() if p.type == "veth" and p.netns_created}
+        created = {p.spec.netns for p in br.ports.values() if p.facts.netns_created}
         for ref in sorted(created):
             if netns.is_named(ref) and netns.exists(ref):
                 if _step(f"removing namespace {ref}", netns.remove_named, ref):
@@ -97,7 +98,9 @@ def _detach_ours(links, name: str) -> None:
     info = links.get(name)
     if info is None:
         return
-    for direction, prog in (("ingress", "tc_ingress"), ("egress", "tc_egress")):
+    hooks: tuple[tuple[tc.Direction, str], ...] = (("ingress", "tc_ingress"),
+                                                    ("egress", "tc_egress"))
+    for direction, prog in hooks:
         try:
             if prog in tc.attached(info.ifindex, direction):
                 tc.detach(info.ifindex, direction)

@@ -12,30 +12,36 @@ from typing import Any
 
 import yaml
 
-DATAPATHS = ("ebpf", "kernel")
+from vswitchd.datapath.watch import MAX_WATCHERS
+from vswitchd.model import DATAPATHS
+from vswitchd.yamlfile import ConfigError, mapping, typed, where
+
+__all__ = ["DATAPATHS", "Config", "ConfigError", "TcpListener", "WatchSettings", "load",
+           "override", "parse"]
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class ConfigError(Exception):
-    """A configuration problem; str() is 'FILE:LINE: key: problem'."""
 
 
 @dataclass
 class TcpListener:
-    """An optional TCP listener; TLS is mandatory on TCP."""
+    """An optional TCP listener; TLS is mandatory on TCP, and so are client certificates unless
+    unauthenticated_clients says explicitly that any client may connect."""
 
     address: str = ""          # host:port
     tls_cert: str = ""         # PEM server certificate chain
     tls_key: str = ""          # PEM private key
-    tls_client_ca: str = ""    # if set, clients must present a certificate signed by it
+    tls_client_ca: str = ""    # clients must present a certificate signed by it
+    unauthenticated_clients: bool = False  # no client certificates: anyone who connects rules
 
 
 @dataclass
 class WatchSettings:
-    """`watch:` (issue 4). A key left out leaves the running value alone (see
+    """`watch:`. rate_limit left out leaves the running value alone (see
     vswitchd.trace.ratelimit for how a declared value meets one set over the API)."""
 
     rate_limit: int | None = None  # watch events per second per CPU the datapath emits at most
+    # watch streams open at once (1..the datapath's MAX_WATCHERS slots); read at start
+    max_watchers: int = MAX_WATCHERS
 
 
 @dataclass
@@ -66,40 +72,9 @@ _SCHEMA: dict[str, type] = {
     "watch": dict,
     "bridges": dict,
 }
-_TCP_SCHEMA: dict[str, type] = {f.name: str for f in dataclasses.fields(TcpListener)}
-_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int}
-
-
-def _where(path: str, node: yaml.Node) -> str:
-    return f"{path}:{node.start_mark.line + 1}"
-
-
-def _mapping(path: str, node: yaml.Node, what: str, loader: yaml.SafeLoader) -> dict:
-    """Construct a mapping node into {key: (value, value_node)}, rejecting duplicates."""
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(f"{_where(path, node)}: {what} must be a mapping")
-    out: dict[str, tuple[Any, yaml.Node]] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            raise ConfigError(f"{_where(path, key_node)}: key {key!r} must be a string")
-        if key in out:
-            first = out[key][1].start_mark.line + 1
-            raise ConfigError(
-                f"{_where(path, key_node)}: duplicate key '{key}' (first set on line {first})"
-            )
-        out[key] = (loader.construct_object(value_node, deep=True), value_node)
-    return out
-
-
-def _typed(path: str, key: str, value: Any, node: yaml.Node, want: type) -> Any:
-    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(
-            f"{_where(path, node)}: {key}: expected {want.__name__}, got {type(value).__name__} "
-            f"{value!r}"
-        )
-    return value
+_TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
+                                 for f in dataclasses.fields(TcpListener)}
+_WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 
 
 def _check_values(cfg: Config) -> None:
@@ -135,6 +110,16 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(f"{where}: tcp.address: {cfg.tcp.address!r} must be HOST:PORT")
         if not (cfg.tcp.tls_cert and cfg.tcp.tls_key):
             raise ConfigError(f"{where}: tcp: tls_cert and tls_key are required (TCP needs TLS)")
+        if not cfg.tcp.tls_client_ca and not cfg.tcp.unauthenticated_clients:
+            raise ConfigError(
+                f"{where}: tcp.tls_client_ca is required: without client certificates any TLS "
+                "client that reaches the address has full control of the switch; give the CA "
+                "that signs the clients' certificates, or set tcp.unauthenticated_clients: true "
+                "to accept every client")
+        if cfg.tcp.tls_client_ca and cfg.tcp.unauthenticated_clients:
+            raise ConfigError(
+                f"{where}: tcp.unauthenticated_clients: true contradicts tcp.tls_client_ca "
+                "(clients with certificates signed by it): give one of them")
     if cfg.watch.rate_limit is not None:
         from vswitchd.trace import ratelimit
 
@@ -142,6 +127,10 @@ def _check_values(cfg: Config) -> None:
         if why:
             raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
                               f"{cfg.watch.rate_limit!r} {why}")
+    most = cfg.watch.max_watchers
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
+        raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
+                          f"in 1..{MAX_WATCHERS} (the datapath has {MAX_WATCHERS} watcher slots)")
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -165,12 +154,12 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
     cfg = Config()
     if root is None:
         return cfg
-    for key, (value, node) in _mapping(path, root, "the configuration", loader).items():
+    for key, (value, node) in mapping(path, root, "the configuration", loader).items():
         if key not in _SCHEMA:
             raise ConfigError(
-                f"{_where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
+                f"{where(path, node)}: unknown key '{key}' (known: {', '.join(_SCHEMA)})"
             )
-        cfg.origins[key] = _where(path, node)
+        cfg.origins[key] = where(path, node)
         if key == "bridges":
             from vswitchd import desired
 
@@ -179,18 +168,18 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
             if value is None:
                 continue
             tcp = TcpListener()
-            for tkey, (tval, tnode) in _mapping(path, node, "tcp", loader).items():
+            for tkey, (tval, tnode) in mapping(path, node, "tcp", loader).items():
                 if tkey not in _TCP_SCHEMA:
                     raise ConfigError(
-                        f"{_where(path, tnode)}: unknown key 'tcp.{tkey}' "
+                        f"{where(path, tnode)}: unknown key 'tcp.{tkey}' "
                         f"(known: {', '.join(_TCP_SCHEMA)})"
                     )
-                setattr(tcp, tkey, _typed(path, f"tcp.{tkey}", tval, tnode, str))
+                setattr(tcp, tkey, typed(path, f"tcp.{tkey}", tval, tnode, _TCP_SCHEMA[tkey]))
             cfg.tcp = tcp
         elif key == "watch":
             cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)
         else:
-            setattr(cfg, key, _typed(path, key, value, node, _SCHEMA[key]))
+            setattr(cfg, key, typed(path, key, value, node, _SCHEMA[key]))
     return cfg
 
 
@@ -199,11 +188,11 @@ def _parse_watch(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader
     watch = WatchSettings()
     if value is None:
         return watch
-    for wkey, (wval, wnode) in _mapping(path, node, "watch", loader).items():
+    for wkey, (wval, wnode) in mapping(path, node, "watch", loader).items():
         if wkey not in _WATCH_SCHEMA:
-            raise ConfigError(f"{_where(path, wnode)}: unknown key 'watch.{wkey}' "
+            raise ConfigError(f"{where(path, wnode)}: unknown key 'watch.{wkey}' "
                               f"(known: {', '.join(_WATCH_SCHEMA)})")
-        origins[f"watch.{wkey}"] = _where(path, wnode)
+        origins[f"watch.{wkey}"] = where(path, wnode)
         setattr(watch, wkey, wval)  # range and type: _check_values, with the range in the text
     return watch
 

@@ -4,62 +4,69 @@
       br0:
         datapath: ebpf            # optional: the daemon's default_datapath
         ip: [10.0.0.1/24]
+        nat: true                 # masquerade the bridge's IPv4 subnet
         ports:
-          c1: {type: veth, netns: c1, ip: [10.0.0.2/24], mac: "02:00:00:00:00:02"}
+          c1: {type: veth, netns: c1, ip: [10.0.0.2/24], mac: "02:00:00:00:00:02", vlan: 10}
           vm0: {type: tap, owner: root}
-          eth1: {type: system}
+          eth1: {type: system, uplink: true, trunks: [10, 20]}
         fdb:
           - {mac: "02:00:00:00:00:99", port: c1, vlan: 0}
         flows:
           - "priority=100,udp,tp_dst=53,actions=drop"
 
-The section is parsed with the configuration (typed, unknown keys rejected, errors carry
-FILE:LINE). Applying is a diff: apply(switch, old, new) changes only what differs between the
-previously applied declarations and the new ones, through the Switch's public methods, so objects
-made over the API are never touched. The applied declarations are kept in the state store
-(meta "applied_config"), so a start applies what changed in the file while the daemon was down.
-An item that fails is logged with its FILE:LINE and left out of the applied record, so the next
-reload tries it again.
+A port's keys are PortSpec's fields (vswitchd.model: their metadata names the key), a bridge's
+BridgeSpec's, so the file declares what the API can; the values are checked by the same rules
+as the API's (vswitchd.ports.validate), with FILE:LINE and the key in the error.
+
+The section is parsed with the configuration (typed, unknown keys rejected). Applying is a diff:
+apply(switch, old, new) changes only what differs between the previously applied declarations
+and the new ones, through the Switch's public methods, so objects made over the API are never
+touched. The applied declarations are kept in the state store (meta "applied_config"), so a
+start applies what changed in the file while the daemon was down. An item that fails is logged
+with its FILE:LINE and left out of the applied record, so the next reload tries it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from vswitchd import ports as port_types
 from vswitchd import validate
-from vswitchd.errors import SwitchError
-from vswitchd.flows.model import DEFAULT_PRIORITY
-from vswitchd.model import PORT_TYPES, BridgeSpec, PortSpec
+from vswitchd.errors import InvalidArgument, SwitchError, shown
+from vswitchd.flows.model import DEFAULT_PRIORITY, FlowRequest
+from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
+from vswitchd.yamlfile import ConfigError, fields, is_null, mapping, where
 
 log = logging.getLogger(__name__)
 
-_BRIDGE_KEYS = {"datapath": str, "ip": list, "ports": dict, "fdb": list, "flows": list}
-_PORT_KEYS = {"type": str, "netns": str, "peer_name": str, "ip": list, "mac": str, "mtu": int,
-              "owner": str}
-_FDB_KEYS = {"mac": str, "port": str, "vlan": int}
+_TYPES = {"str": str, "int": int, "bool": bool, "list[str]": list, "list[int]": list}
+_ITEMS = {"list[str]": str, "list[int]": int}
 
 
 @dataclass(frozen=True)
-class DPort:
-    name: str
-    type: str = "veth"
-    netns: str = ""
-    peer_name: str = ""
-    ip: tuple[str, ...] = ()
-    mac: str = ""
-    mtu: int = 0
-    owner: str = ""
-    where: str = field(default="", compare=False)
+class _Key:
+    field: str     # the dataclass field
+    type: str      # its annotation
 
-    def spec(self) -> PortSpec:
-        return PortSpec(name=self.name, type=self.type, netns=self.netns,
-                        peer_name=self.peer_name, addresses=list(self.ip), mac=self.mac,
-                        mtu=self.mtu, owner=self.owner)
+
+def _keys(cls: type) -> dict[str, _Key]:
+    """The configuration keys of a spec dataclass (fields whose metadata names one)."""
+    return {f.metadata["key"]: _Key(f.name, str(f.type)) for f in dataclasses.fields(cls)
+            if "key" in f.metadata}
+
+
+PORT_KEYS = _keys(PortSpec)
+BRIDGE_KEYS = _keys(BridgeSpec)
+_BRIDGE_SCHEMA = {**{k: _TYPES[v.type] for k, v in BRIDGE_KEYS.items()},
+                  "ports": dict, "fdb": list, "flows": list}
+_PORT_SCHEMA = {k: _TYPES[v.type] for k, v in PORT_KEYS.items()}
+_FDB_SCHEMA = {"mac": str, "port": str, "vlan": int}
 
 
 @dataclass(frozen=True)
@@ -76,201 +83,192 @@ class DFlow:
     where: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass
 class DBridge:
-    name: str
-    datapath: str = ""
-    ip: tuple[str, ...] = ()
-    ports: dict[str, DPort] = field(default_factory=dict)
+    """A declared bridge. Its spec and port specs are as written (datapath "" = the daemon's
+    default): what the switch is asked for, and what the next reload is compared with."""
+
+    spec: BridgeSpec
+    ports: dict[str, PortSpec] = field(default_factory=dict)
     fdb: dict[tuple[str, int], DFdb] = field(default_factory=dict)
     flows: dict[str, DFlow] = field(default_factory=dict)
     where: str = field(default="", compare=False)
+    port_where: dict[str, str] = field(default_factory=dict, compare=False)
 
-    def attrs(self) -> tuple:
-        return (self.datapath, self.ip)
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def identity(self) -> tuple:
+        """What cannot change without re-creating the bridge."""
+        return (self.spec.datapath, tuple(self.spec.addresses))
 
 
 Declared = dict[str, DBridge]
 
 
+# ---- specs from keys, and back ----------------------------------------------------------------
+
+def _spec(cls: type, keys: dict[str, _Key], name: str, values: dict[str, Any]) -> Any:
+    """A spec from configuration keys; unset values (empty, zero, false) keep the defaults."""
+    kw = {keys[k].field: list(v) if isinstance(v, list | tuple) else v
+          for k, v in values.items() if k in keys and v not in ("", 0, False, None, [], ())}
+    return cls(name=name, **kw)
+
+
+def _values(spec: Any, keys: dict[str, _Key]) -> dict[str, Any]:
+    """The configuration keys of a spec whose values differ from the defaults."""
+    default = type(spec)(name=spec.name)
+    return {k: getattr(spec, f.field) for k, f in keys.items()
+            if getattr(spec, f.field) != getattr(default, f.field)}
+
+
 # ---- parsing ---------------------------------------------------------------------------------
 
-def _err(where: str, what: str) -> Exception:
-    from vswitchd.config import ConfigError
-
-    return ConfigError(f"{where}: {what}")
-
-
-def _fields(path: str, node: yaml.Node, what: str, loader, schema: dict[str, type]) -> dict:
-    from vswitchd.config import _mapping, _typed, _where
-
-    out = {}
-    for key, (value, vnode) in _mapping(path, node, what, loader).items():
-        if key not in schema:
-            raise _err(_where(path, vnode), f"unknown key '{what}.{key}' "
-                                            f"(known: {', '.join(schema)})")
-        if value is None and schema[key] in (list, dict):
-            value = schema[key]()
-        out[key] = (_typed(path, f"{what}.{key}", value, vnode, schema[key]), vnode)
-    return out
-
-
-def _check(where: str, fn, *args) -> Any:
+def _check(at: str, fn, *args) -> Any:
     try:
         return fn(*args)
     except SwitchError as exc:
-        raise _err(where, str(exc)) from None
+        raise ConfigError(f"{at}: {exc}") from None
 
 
-def _strings(where: str, what: str, values: list) -> tuple[str, ...]:
+def _items(at: str, what: str, values: list, want: type) -> None:
     for v in values:
-        if not isinstance(v, str):
-            raise _err(where, f"{what}: expected a list of strings, got {v!r}")
-    return tuple(values)
+        if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            noun = "strings" if want is str else "integers"
+            raise ConfigError(f"{at}: {what}: expected a list of {noun}, got {v!r}")
 
 
 def parse(path: str, node: yaml.Node, loader) -> Declared:
     """The `bridges:` section (a mapping node) into declarations; ConfigError on any error."""
-    from vswitchd.config import DATAPATHS, _mapping, _where
-
-    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
+    if is_null(node):
         return {}
     out: Declared = {}
-    for name, (_value, bnode) in _mapping(path, node, "bridges", loader).items():
-        where = _where(path, bnode)
-        _check(where, validate.ifname, name, "bridge")
-        if isinstance(bnode, yaml.ScalarNode) and bnode.value in ("", "~", "null"):
-            out[name] = DBridge(name, where=where)
+    for name, (_value, bnode) in mapping(path, node, "bridges", loader).items():
+        at = where(path, bnode)
+        _check(at, validate.ifname, name, "bridge")
+        if is_null(bnode):
+            out[name] = DBridge(BridgeSpec(name, datapath=""), where=at)
             continue
-        f = _fields(path, bnode, f"bridges.{name}", loader, _BRIDGE_KEYS)
+        what = f"bridges.{name}"
+        f = fields(path, bnode, what, loader, _BRIDGE_SCHEMA)
         datapath = f.get("datapath", ("", None))[0]
         if datapath and datapath not in DATAPATHS:
-            raise _err(_where(path, f["datapath"][1]), f"bridges.{name}.datapath: {datapath!r} "
-                                                       f"is not one of {', '.join(DATAPATHS)}")
-        ips = ()
+            raise ConfigError(f"{where(path, f['datapath'][1])}: {what}.datapath: {datapath!r} "
+                              f"is not one of {', '.join(DATAPATHS)}")
         if "ip" in f:
-            ipw = _where(path, f["ip"][1])
-            ips = _strings(ipw, f"bridges.{name}.ip", f["ip"][0])
-            for ip in ips:
-                _check(ipw, validate.cidr, ip, "ip")
-        ports: dict[str, DPort] = {}
+            ipw = where(path, f["ip"][1])
+            _items(ipw, f"{what}.ip", f["ip"][0], str)
+            _check(ipw, validate.distinct_addresses,
+                   [_check(ipw, validate.cidr, ip, "ip") for ip in f["ip"][0]])
+        spec = _spec(BridgeSpec, BRIDGE_KEYS, name, {k: v for k, (v, _n) in f.items()})
+        spec.datapath = datapath
+        bridge = DBridge(spec, where=at)
         if "ports" in f and isinstance(f["ports"][1], yaml.MappingNode):
-            for pname, (_pv, pnode) in _mapping(path, f["ports"][1], f"bridges.{name}.ports",
-                                                loader).items():
-                ports[pname] = _parse_port(path, f"bridges.{name}.ports.{pname}", pname, pnode,
-                                           loader)
-        fdb: dict[tuple[str, int], DFdb] = {}
+            for pname, (_pv, pnode) in mapping(path, f["ports"][1], f"{what}.ports",
+                                               loader).items():
+                bridge.ports[pname] = _parse_port(path, f"{what}.ports.{pname}", pname, pnode,
+                                                  loader)
+                bridge.port_where[pname] = where(path, pnode)
         if "fdb" in f and isinstance(f["fdb"][1], yaml.SequenceNode):
             for enode in f["fdb"][1].value:
-                entry = _parse_fdb(path, f"bridges.{name}.fdb", enode, loader)
+                entry = _parse_fdb(path, f"{what}.fdb", enode, loader)
                 key = (entry.mac, entry.vlan)
-                if key in fdb:
-                    raise _err(entry.where, f"bridges.{name}.fdb: {entry.mac} vlan {entry.vlan} "
-                                            f"is declared twice (first on {fdb[key].where})")
-                fdb[key] = entry
-        flows: dict[str, DFlow] = {}
+                if key in bridge.fdb:
+                    raise ConfigError(f"{entry.where}: {what}.fdb: {entry.mac} vlan "
+                                      f"{entry.vlan} is declared twice (first on "
+                                      f"{bridge.fdb[key].where})")
+                bridge.fdb[key] = entry
         if "flows" in f and isinstance(f["flows"][1], yaml.SequenceNode):
             for fnode in f["flows"][1].value:
-                flow = _parse_flow(path, f"bridges.{name}.flows", fnode)
-                flows.setdefault(flow.text, flow)
-        out[name] = DBridge(name, datapath, ips, ports, fdb, flows, where)
+                flow = _parse_flow(path, f"{what}.flows", fnode)
+                bridge.flows.setdefault(flow.text, flow)
+        out[name] = bridge
     return out
 
 
-def _parse_port(path: str, what: str, name: str, node: yaml.Node, loader) -> DPort:
-    from vswitchd.config import _where
+def _parse_port(path: str, what: str, name: str, node: yaml.Node, loader) -> PortSpec:
+    at = where(path, node)
+    _check(at, validate.ifname, name, "port")
+    if is_null(node):
+        return PortSpec(name)
+    f = fields(path, node, what, loader, _PORT_SCHEMA)
 
-    where = _where(path, node)
-    _check(where, validate.ifname, name, "port")
-    if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
-        return DPort(name, where=where)
-    f = _fields(path, node, what, loader, _PORT_KEYS)
-    vals = {k: v for k, (v, _n) in f.items()}
+    def key_at(key: str) -> str:
+        return where(path, f[key][1]) if key in f else at
 
-    def at(key: str) -> str:
-        return _where(path, f[key][1]) if key in f else where
-
-    ptype = vals.get("type", "veth")
-    if ptype not in PORT_TYPES:
-        raise _err(at("type"), f"{what}.type: {ptype!r} is not one of {', '.join(PORT_TYPES)}")
-    ips = _strings(at("ip"), f"{what}.ip", vals.get("ip", []))
-    for ip in ips:
-        _check(at("ip"), validate.cidr, ip, "ip")
-    if vals.get("mac"):
-        _check(at("mac"), validate.unicast_mac, vals["mac"], "mac")
-    if vals.get("mtu"):
-        _check(at("mtu"), validate.mtu, vals["mtu"])
-    if vals.get("peer_name"):
-        _check(at("peer_name"), validate.ifname, vals["peer_name"], "peer_name")
-    if ptype != "veth":
-        for key in ("netns", "peer_name", "ip", "mac"):
-            if vals.get(key):
-                raise _err(at(key), f"{what}.{key}: applies only to veth ports")
-    if ptype != "tap" and vals.get("owner"):
-        raise _err(at("owner"), f"{what}.owner: applies only to tap ports")
-    return DPort(name, ptype, vals.get("netns", ""), vals.get("peer_name", ""), ips,
-                 vals.get("mac", ""), vals.get("mtu", 0), vals.get("owner", ""), where)
+    ptype = f.get("type", ("veth", None))[0]
+    if ptype not in port_types.PORT_TYPES:
+        raise ConfigError(f"{key_at('type')}: {what}.type: {ptype!r} is not one of "
+                          f"{', '.join(port_types.PORT_TYPES)}")
+    for key, (value, _n) in f.items():
+        if PORT_KEYS[key].type in _ITEMS:
+            _items(key_at(key), f"{what}.{key}", value, _ITEMS[PORT_KEYS[key].type])
+    spec = _spec(PortSpec, PORT_KEYS, name, {k: v for k, (v, _n) in f.items()})
+    try:
+        port_types.validate(spec)  # the API's rules; the declared spec is kept as written
+    except InvalidArgument as exc:
+        key = exc.field if exc.field in f else ""
+        detail = exc.problem if exc.problem.startswith("applies only") else \
+            f"{shown(exc.value)}: {exc.problem}"
+        raise ConfigError(f"{key_at(key)}: {what}.{key or exc.field}: {detail}") from None
+    return spec
 
 
 def _parse_fdb(path: str, what: str, node: yaml.Node, loader) -> DFdb:
-    from vswitchd.config import _where
-
-    where = _where(path, node)
-    f = _fields(path, node, what, loader, _FDB_KEYS)
+    at = where(path, node)
+    f = fields(path, node, what, loader, _FDB_SCHEMA)
     for key in ("mac", "port"):
         if key not in f:
-            raise _err(where, f"{what}: '{key}' is required")
-    mac = _check(where, validate.unicast_mac, f["mac"][0], "mac")
-    vlan = _check(where, validate.vlan, f["vlan"][0]) if "vlan" in f else 0
-    return DFdb(mac, f["port"][0], vlan, where)
+            raise ConfigError(f"{at}: {what}: '{key}' is required")
+    mac = _check(at, validate.unicast_mac, f["mac"][0], "mac")
+    vlan = _check(at, validate.vlan, f["vlan"][0]) if "vlan" in f else 0
+    return DFdb(mac, f["port"][0], vlan, at)
 
 
 def _parse_flow(path: str, what: str, node: yaml.Node) -> DFlow:
-    from vswitchd.config import _where
-
-    where = _where(path, node)
+    at = where(path, node)
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
-        raise _err(where, f"{what}: expected a flow in ovs-ofctl syntax (a string)")
+        raise ConfigError(f"{at}: {what}: expected a flow in ovs-ofctl syntax (a string)")
     text = " ".join(node.value.split())
-    flow_request(text, where)
-    return DFlow(text, where)
+    flow_request(text, at)
+    return DFlow(text, at)
 
 
-def flow_request(text: str, where: str = "<flow>"):
+def flow_request(text: str, at: str = "<flow>") -> FlowRequest:
     """The FlowRequest of an ovs-ofctl flow string (syntax only; ports are checked on apply)."""
-    from vswapi.flowspec import FlowSyntaxError, parse_flow
-    from vswitchd.api.convert import flow_request as to_request
+    from vswapi.flowspec import FlowSyntaxError
+    from vswitchd.flows.request import from_text
 
     try:
-        return to_request(parse_flow(text))
+        return from_text(text)
     except FlowSyntaxError as exc:
-        raise _err(where, f"flow {text!r}: {exc}") from None
+        raise ConfigError(f"{at}: flow {text!r}: {exc}") from None
 
 
 # ---- persistence of what was applied --------------------------------------------------------
 
 def to_json(declared: Declared) -> str:
     return json.dumps({
-        name: {"datapath": b.datapath, "ip": list(b.ip),
-               "ports": {p.name: {k: v for k, v in asdict(p).items() if k != "where"}
-                         for p in b.ports.values()},
+        name: {**_values(b.spec, BRIDGE_KEYS), "datapath": b.spec.datapath,
+               "ip": list(b.spec.addresses),
+               "ports": {p.name: _values(p, PORT_KEYS) for p in b.ports.values()},
                "fdb": [[f.mac, f.vlan, f.port] for f in b.fdb.values()],
                "flows": list(b.flows)}
         for name, b in declared.items()}, sort_keys=True)
 
 
 def from_json(text: str | None) -> Declared:
+    """What to_json wrote (records of earlier builds, with every port key, read the same)."""
     if not text:
         return {}
     out: Declared = {}
     for name, b in json.loads(text).items():
-        ports = {}
-        for pname, p in b["ports"].items():
-            p["ip"] = tuple(p["ip"])
-            ports[pname] = DPort(**p)
+        spec = _spec(BridgeSpec, BRIDGE_KEYS, name, b)
+        spec.datapath = b["datapath"]
+        ports = {pname: _spec(PortSpec, PORT_KEYS, pname, p) for pname, p in b["ports"].items()}
         fdb = {(m, v): DFdb(m, port, v) for m, v, port in b["fdb"]}
-        out[name] = DBridge(name, b["datapath"], tuple(b["ip"]), ports, fdb,
-                            {t: DFlow(t) for t in b["flows"]})
+        out[name] = DBridge(spec, ports, fdb, {t: DFlow(t) for t in b["flows"]})
     return out
 
 
@@ -300,17 +298,21 @@ class _Applier:
 
     def run(self) -> Declared:
         for name, b in self.old.items():
-            if name not in self.new or self.new[name].attrs() != b.attrs():
+            if name not in self.new or self.new[name].identity() != b.identity():
                 self._delete_bridge(b, replaced=name in self.new)
         for name, b in self.new.items():
             if name not in self.applied:
                 if not self._try(b.where, f"bridge {name} created", self.switch.create_bridge,
-                                 BridgeSpec(name, b.datapath, list(b.ip)), may_exist=True):
+                                 dataclasses.replace(b.spec), may_exist=True):
                     continue
                 self.applied[name] = {"b": b, "ports": {}, "fdb": {}, "flows": {}}
+            elif self.applied[name]["b"].spec.nat != b.spec.nat:
+                if self._try(b.where, f"bridge {name}: NAT {'on' if b.spec.nat else 'off'}",
+                             self.switch.update_bridge, name, nat=b.spec.nat):
+                    self.applied[name]["b"] = b
             self._bridge_contents(b)
-        return {n: DBridge(n, a["b"].datapath, a["b"].ip, a["ports"], a["fdb"], a["flows"],
-                           a["b"].where) for n, a in self.applied.items()}
+        return {n: DBridge(a["b"].spec, a["ports"], a["fdb"], a["flows"], a["b"].where,
+                           a["b"].port_where) for n, a in self.applied.items()}
 
     def _delete_bridge(self, b: DBridge, replaced: bool) -> None:
         what = f"bridge {b.name} " + ("deleted to re-create it (datapath or ip changed)"
@@ -337,14 +339,15 @@ class _Applier:
                     del a["fdb"][key]
         for pname, port in list(a["ports"].items()):
             if b.ports.get(pname) != port:
-                if self._try(b.ports.get(pname, port).where or b.where,
+                if self._try(b.port_where.get(pname) or b.where,
                              f"bridge {b.name}: port {pname} deleted", sw.delete_port, b.name,
                              pname, if_exists=True):
                     del a["ports"][pname]
         for pname, port in b.ports.items():
             if pname not in a["ports"]:
-                if self._try(port.where, f"bridge {b.name}: port {pname} added", sw.create_port,
-                             b.name, port.spec(), may_exist=True):
+                if self._try(b.port_where.get(pname, b.where),
+                             f"bridge {b.name}: port {pname} added", sw.create_port,
+                             b.name, dataclasses.replace(port), may_exist=True):
                     a["ports"][pname] = port
         for key, entry in b.fdb.items():
             if key not in a["fdb"]:

@@ -2,9 +2,20 @@
 
 Every layer (validation, netlink, datapath, switch) raises these; the API layer maps them to
 status codes, so a user error never becomes UNKNOWN.
+
+A message quotes what the user sent through `shown` (quoted) or `clip` (as is; both from
+vswapi.names, which vswctl shares): whole when it is short, else a short prefix and its length.
+gRPC carries the message in a header of limited size: a message that echoed a 100 000-character
+value would be lost (RESOURCE_EXHAUSTED "metadata size exceeds hard limit") instead of naming
+the problem.
 """
 
 from __future__ import annotations
+
+from vswapi.names import clip, shown
+
+__all__ = ["AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound",
+           "ResourceExhausted", "SwitchError", "Unavailable", "clip", "shown"]
 
 
 class SwitchError(Exception):
@@ -21,7 +32,8 @@ class InvalidArgument(SwitchError):
     def __init__(self, field: str, value: object, problem: str):
         self.field = field
         self.value = value
-        super().__init__(f"{field} {value!r}: {problem}")
+        self.problem = problem
+        super().__init__(f"{field} {shown(value)}: {problem}")
 
 
 class AlreadyExists(SwitchError):
@@ -34,6 +46,12 @@ class NotFound(SwitchError):
 
 class FailedPrecondition(SwitchError):
     code_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(SwitchError):
+    """A limit is reached (e.g. the number of watch streams); the message names it."""
+
+    code_name = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(SwitchError):

@@ -9,10 +9,15 @@ import signal
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from vswitchd import __version__, config
 from vswitchd.errors import SwitchError
 from vswitchd.state import StateError, StateStore
+
+if TYPE_CHECKING:
+    from vswitchd.seams import DatapathApi
+    from vswitchd.switch import Switch
 
 log = logging.getLogger("vswitchd")
 APPLIED_KEY = "applied_config"  # the declared bridges last applied (vswitchd.desired)
@@ -55,7 +60,7 @@ def load_config(args: argparse.Namespace) -> config.Config:
     )
 
 
-def _open_datapath(cfg: config.Config) -> tuple[object | None, str | None]:
+def _open_datapath(cfg: config.Config) -> tuple[DatapathApi | None, str | None]:
     """The eBPF datapath, or None and the reason it cannot be used."""
     from vswitchd.datapath import Datapath, ebpf_unsupported_reason
 
@@ -71,7 +76,7 @@ def _open_datapath(cfg: config.Config) -> tuple[object | None, str | None]:
         return None, str(exc)
 
 
-def _sweep(switch: object, stop: threading.Event, fdb_interval: float,
+def _sweep(switch: Switch, stop: threading.Event, fdb_interval: float,
            flow_interval: float = 1.0) -> None:
     """Age out FDB entries every fdb_interval and expire flows (idle/hard timeouts) every
     flow_interval; the flow sweep is a no-op for bridges without timed rules."""
@@ -105,7 +110,7 @@ def _declared(store: StateStore) -> dict:
                          f"damaged ({exc}); it was left in place for inspection") from None
 
 
-def apply_declared(switch: object, store: StateStore, cfg: config.Config) -> None:
+def apply_declared(switch: Switch, store: StateStore, cfg: config.Config) -> None:
     """Apply the difference between what the file declares (bridges, the watch rate limit) and
     what was applied before."""
     from vswitchd import desired
@@ -125,7 +130,7 @@ def apply_declared(switch: object, store: StateStore, cfg: config.Config) -> Non
         log.info("configuration applied: %d changes, %d errors", changes, errors)
 
 
-def reload_config(path: str | None, switch: object, store: StateStore,
+def reload_config(path: str | None, switch: Switch, store: StateStore,
                   running: config.Config) -> bool:
     """SIGHUP: re-read the file and apply only what changed; a bad file changes nothing."""
     if path is None:
@@ -140,6 +145,9 @@ def reload_config(path: str | None, switch: object, store: StateStore,
                 "tcp"):
         if getattr(new, key) != getattr(running, key) and key in new.origins:
             log.warning("configuration reload: %s changed; it takes effect on restart", key)
+    if new.watch.max_watchers != running.watch.max_watchers:
+        log.warning("configuration reload: watch.max_watchers changed; it takes effect on "
+                    "restart")
     try:
         apply_declared(switch, store, new)
     except StateError as exc:
@@ -234,7 +242,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
             break
     notify("STOPPING=1")
     stop.set()
-    switch.stop_watches()  # issue 4: watch streams end, the datapath's watchers are removed
+    switch.stop_watches()  # watch streams end, the datapath's watchers are removed
     server.stop(grace=2).wait()
     monitor.stop()
     if flags["cleanup"]:

@@ -1,64 +1,82 @@
-"""The desired state: what the operator asked for, as plain values.
+"""The desired state: what the operator asked for (the specs) and what the daemon did to make it
+so and must remember to undo (the facts), as plain values, with their one store encoding.
 
-These are what the state store persists and what reconciliation re-creates. Kernel facts
-(ifindexes, MACs of bridges, run-time state) are not part of it.
+The state store persists these; reconciliation re-creates them. Kernel facts that can be read
+back at any time (ifindexes, link state) are not part of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from vswapi.vlanmode import vlan_mode_text
 from vswitchd.flows.model import Rule
 from vswitchd.flows.table import FlowTable
 
-PORT_TYPES = ("veth", "tap", "system")
+DATAPATHS = ("ebpf", "kernel")
+
+
+def _key(name: str, **more: Any) -> dict[str, Any]:
+    """Field metadata: the field's key in the configuration file (see vswitchd.desired)."""
+    return {"key": name, **more}
 
 
 @dataclass
 class PortSpec:
+    """A port as the operator asked for it (API, vswctl, configuration file).
+
+    Which fields a port type accepts is its driver's business (vswitchd.ports); the others stay
+    at their defaults. `metadata["key"]` is the field's name in the configuration file."""
+
     name: str
-    type: str = "veth"
-    netns: str = ""            # veth: name under /run/netns or a path
-    peer_name: str = "eth0"    # veth: name inside the netns
-    addresses: list[str] = field(default_factory=list)
-    mac: str = ""              # veth: peer MAC ("" = kernel's choice)
-    mtu: int = 0               # 0 = kernel default
-    owner: str = ""            # tap: owning user
-    netns_created: bool = False  # vswitchd created the named netns and removes it with the port
+    type: str = field(default="veth", metadata=_key("type"))
+    netns: str = field(default="", metadata=_key("netns"))    # veth: /run/netns name or a path
+    peer_name: str = field(default="eth0", metadata=_key("peer_name"))  # veth: name in the netns
+    addresses: list[str] = field(default_factory=list, metadata=_key("ip"))
+    mac: str = field(default="", metadata=_key("mac"))        # veth: peer MAC ("" = kernel's)
+    mtu: int = field(default=0, metadata=_key("mtu"))         # 0 = kernel default
+    owner: str = field(default="", metadata=_key("owner"))    # tap: owning user
     # VLAN mode (eBPF datapath): none configured = carries every VLAN (untagged = VLAN 0);
     # vlan = access port (untagged on the wire); trunks = tagged VLANs, native_vlan = untagged.
-    vlan: int = 0
-    trunks: list[int] = field(default_factory=list)
-    native_vlan: int = 0
-    gateway: str = ""          # veth: default route of the peer's namespace
-    multi_queue: bool = False  # tap: IFF_MULTI_QUEUE
-    uplink: bool = False       # system: the host's L3 config moves to the bridge while attached
-    # uplink: what was moved to the bridge (restored to the NIC on del-port) and the bridge's
-    # own MAC (the bridge wears the NIC's MAC while the uplink is attached).
+    vlan: int = field(default=0, metadata=_key("vlan"))
+    trunks: list[int] = field(default_factory=list, metadata=_key("trunks"))
+    native_vlan: int = field(default=0, metadata=_key("native_vlan"))
+    gateway: str = field(default="", metadata=_key("gateway"))  # veth: the netns' default route
+    multi_queue: bool = field(default=False, metadata=_key("multi_queue"))  # tap: IFF_MULTI_QUEUE
+    uplink: bool = field(default=False, metadata=_key("uplink"))  # system: host L3 moves over
+
+    def vlan_mode(self) -> str:
+        """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""
+        return vlan_mode_text(self.vlan, self.trunks, self.native_vlan)
+
+
+@dataclass
+class PortFacts:
+    """What the daemon did for a port and must undo when it goes."""
+
+    netns_created: bool = False  # it created the named netns (removed with its last port)
+    # uplink: what moved from the NIC to the bridge (it goes back on del-port), and the
+    # bridge's own MAC (the bridge wears the NIC's MAC while the uplink is attached)
     uplink_addresses: list[str] = field(default_factory=list)
     uplink_routes: list[dict[str, Any]] = field(default_factory=list)
     bridge_mac: str = ""
 
-    def vlan_mode(self) -> str:
-        """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""
-        if self.vlan:
-            return f"access:{self.vlan}"
-        if self.trunks:
-            text = "trunk:" + ",".join(str(v) for v in self.trunks)
-            return text + (f"/native:{self.native_vlan}" if self.native_vlan else "")
-        return "all"
 
+@dataclass
+class Port:
+    spec: PortSpec
+    facts: PortFacts = field(default_factory=PortFacts)
 
-# Written to the store only when set, so a store without VLANs, uplinks etc. reads as before.
-_OPTIONAL_PORT_FIELDS = {"vlan": 0, "trunks": [], "native_vlan": 0, "gateway": "",
-                         "multi_queue": False, "uplink": False, "uplink_addresses": [],
-                         "uplink_routes": [], "bridge_mac": ""}
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
-
-def _port_dict(port: PortSpec) -> dict[str, Any]:
-    return {k: v for k, v in asdict(port).items() if _OPTIONAL_PORT_FIELDS.get(k, ()) != v}
+    @property
+    def type(self) -> str:
+        return self.spec.type
 
 
 @dataclass
@@ -70,26 +88,50 @@ class StaticFdb:
 
 @dataclass
 class BridgeSpec:
+    """A bridge as the operator asked for it."""
+
     name: str
-    datapath: str = "ebpf"
-    addresses: list[str] = field(default_factory=list)
-    ports: dict[str, PortSpec] = field(default_factory=dict)
+    datapath: str = field(default="ebpf", metadata=_key("datapath"))
+    addresses: list[str] = field(default_factory=list, metadata=_key("ip"))
+    nat: bool = field(default=False, metadata=_key("nat"))  # masquerade its IPv4 subnet
+
+
+@dataclass
+class BridgeFacts:
+    """What the daemon chose for a bridge and keeps: its own MAC, a random locally administered
+    unicast one made at creation (set on the device, so the kernel keeps it when ports come and
+    go; the bridge wears an uplink NIC's MAC while one is attached). "" in a store written
+    before it existed: the reconciliation adopts one."""
+
+    mac: str = ""
+
+
+@dataclass
+class Bridge:
+    """One bridge of the desired state: its spec, ports, static FDB entries, flow table and
+    facts."""
+
+    spec: BridgeSpec
+    ports: dict[str, Port] = field(default_factory=dict)
     fdb: list[StaticFdb] = field(default_factory=list)
     flows: FlowTable = field(default_factory=FlowTable)
-    nat: bool = False          # masquerade the bridge's IPv4 subnets leaving by other interfaces
+    facts: BridgeFacts = field(default_factory=BridgeFacts)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def datapath(self) -> str:
+        return self.spec.datapath
 
     def to_dict(self, flows: bool = True) -> dict[str, Any]:
-        """The bridge as plain values; flows=False leaves the flow rules out (the state store
-        keeps them in a table of their own, and listing 100 000 of them costs)."""
-        out = {
-            "name": self.name,
-            "datapath": self.datapath,
-            "addresses": list(self.addresses),
-            "ports": [_port_dict(p) for p in self.ports.values()],
-            "fdb": [asdict(f) for f in self.fdb],
-        }
-        if self.nat:
-            out["nat"] = True
+        """The bridge as plain values (the store's encoding); flows=False leaves the flow rules
+        out (the state store keeps them in a table of their own, and listing 100 000 of them
+        costs)."""
+        out = {**bridge_row(self.spec, self.facts), "name": self.name,
+               "ports": [port_row(p) for p in self.ports.values()],
+               "fdb": [dataclasses.asdict(f) for f in self.fdb]}
         # Flow rules: one compact string each (Rule.to_store), so 100 000 rules stay fast to
         # write; present only once the bridge has had flows.
         if flows and (len(self.flows) or self.flows.next_id > 1):
@@ -98,20 +140,57 @@ class BridgeSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BridgeSpec:
-        ports = {p["name"]: PortSpec(**p) for p in data.get("ports", [])}
+    def from_dict(cls, data: dict[str, Any]) -> Bridge:
+        ports = {p["name"]: port_from_row(p) for p in data.get("ports", [])}
         fdb = [StaticFdb(**f) for f in data.get("fdb", [])]
         now_wall, now_ns = time.time(), time.monotonic_ns()
         try:
             rules = [Rule.from_store(text, now_wall, now_ns) for text in data.get("flows", [])]
         except IndexError as exc:
             raise ValueError(f"damaged flow: {exc}") from None
-        return cls(
-            name=data["name"],
-            datapath=data.get("datapath", "ebpf"),
-            addresses=list(data.get("addresses", [])),
-            nat=bool(data.get("nat", False)),
-            ports=ports,
-            fdb=fdb,
-            flows=FlowTable(rules, next_id=int(data.get("next_flow_id", 1))),
-        )
+        return cls(bridge_from_row(data), ports, fdb,
+                   FlowTable(rules, next_id=int(data.get("next_flow_id", 1))),
+                   bridge_facts_from_row(data))
+
+
+# ---- the store's encoding: one row per bridge and per port ------------------------------------
+# Fields at their defaults are left out (except the bridge's identity), so a store written
+# before a field existed reads the same, and a row shows only what was set.
+
+_PORT_DEFAULTS = {**dataclasses.asdict(PortSpec("")), **dataclasses.asdict(PortFacts())}
+# Written even at their defaults (rows written before the optional fields existed had them).
+_PORT_ALWAYS = ("name", "type", "netns", "peer_name", "addresses", "mac", "mtu", "owner",
+                "netns_created")
+_FACTS = {f.name for f in dataclasses.fields(PortFacts)}
+
+
+def port_row(port: Port) -> dict[str, Any]:
+    """A port (spec and facts) as one flat dict."""
+    values = {**dataclasses.asdict(port.spec), **dataclasses.asdict(port.facts)}
+    return {k: v for k, v in values.items() if k in _PORT_ALWAYS or _PORT_DEFAULTS[k] != v}
+
+
+def port_from_row(row: dict[str, Any]) -> Port:
+    facts = {k: v for k, v in row.items() if k in _FACTS}
+    spec = {k: v for k, v in row.items() if k not in _FACTS}
+    return Port(PortSpec(**spec), PortFacts(**facts))
+
+
+def bridge_row(spec: BridgeSpec, facts: BridgeFacts | None = None) -> dict[str, Any]:
+    """A bridge's own settings (name, datapath, addresses; nat only when set) and facts (its
+    MAC, once it has one)."""
+    out: dict[str, Any] = {"datapath": spec.datapath, "addresses": list(spec.addresses)}
+    if spec.nat:
+        out["nat"] = True
+    if facts is not None and facts.mac:
+        out["mac"] = facts.mac
+    return out
+
+
+def bridge_from_row(row: dict[str, Any]) -> BridgeSpec:
+    return BridgeSpec(name=row["name"], datapath=row.get("datapath", "ebpf"),
+                      addresses=list(row.get("addresses", [])), nat=bool(row.get("nat", False)))
+
+
+def bridge_facts_from_row(row: dict[str, Any]) -> BridgeFacts:
+    return BridgeFacts(mac=str(row.get("mac", "")))

@@ -20,13 +20,12 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from vswitchd.flows.model import Rule
 from vswitchd.flows.table import FlowTable
 from vswitchd.flows.views import StoreRows
-from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
+from vswitchd.model import Bridge, StaticFdb, bridge_row, port_from_row, port_row
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +52,16 @@ class StateError(Exception):
     """The store exists but cannot be used."""
 
 
-def _bridge_row(b: BridgeSpec) -> str:
-    return json.dumps({"datapath": b.datapath, "addresses": list(b.addresses),
-                       **{k: v for k, v in b.to_dict(flows=False).items()
-                          if k not in ("name", "datapath", "addresses", "ports", "fdb", "flows",
-                                       "next_flow_id")}},
-                      sort_keys=True)
-
-
-def _rows(bridges: dict[str, BridgeSpec]) -> dict[str, dict]:
+def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
     """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
     bridge -> {rule_id: rule text}, the flow table's own snapshot (FlowTable.store_rows), so
     that a save looks only at the rules that changed since the last save."""
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
-        out["bridges"][(b.name,)] = (_bridge_row(b), b.flows.next_id)
+        out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec, b.facts), sort_keys=True),
+                                     b.flows.next_id)
         for p in b.ports.values():
-            out["ports"][(b.name, p.name)] = (json.dumps(asdict(p), sort_keys=True),)
+            out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)
         for seq, f in enumerate(b.fdb):
             out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq)
         out["flows"][b.name] = b.flows.store_rows()
@@ -122,40 +114,69 @@ class StateStore:
             "inspection: move it away (with its -wal file) to start with an empty state"
         )
 
+    def _create(self) -> None:
+        """A new, empty store: made under a temporary name with mode 0600 (whatever the
+        directory's mode and the umask; SQLite gives its -wal and -shm files the database's
+        mode) and renamed into place, in a directory made 0700 when it does not exist."""
+        tmp = self.dir / f".{DB_NAME}.new"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            finally:
+                os.close(fd)
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.executescript(_SCHEMA)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
+                           (str(FORMAT_VERSION),))
+            finally:
+                db.close()
+            os.replace(tmp, self.path)
+        except (OSError, sqlite3.Error) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            raise StateError(f"cannot create state store {self.path}: {why}") from None
+
+    def _check_mode(self) -> None:
+        """A warning when other users may read the store (it is left as it is)."""
+        mode = self.path.stat().st_mode & 0o777
+        if mode & 0o044:
+            log.warning("state store %s is readable by other users (mode %04o): it holds the "
+                        "whole configuration; chmod 600 it (and its -wal and -shm files)",
+                        self.path, mode)
+
     def _connect(self) -> sqlite3.Connection:
         if self._db is not None:
             return self._db
-        exists = self.path.exists()
-        if not exists:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.path.exists():
+            self._create()
         elif not os.access(self.path, os.R_OK | os.W_OK):
             raise StateError(f"cannot open state store {self.path}: permission denied")
+        else:
+            self._check_mode()
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                  timeout=10)
         except sqlite3.Error as exc:
             raise StateError(f"cannot open state store {self.path}: {exc}") from None
         try:
-            if exists:
-                # Read before anything writes: a file that is not ours fails here, untouched.
-                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                check = db.execute("PRAGMA quick_check").fetchall()
-                if check != [("ok",)]:
-                    raise self._damaged("; ".join(str(r[0]) for r in check[:3]))
-                tables = {r[0] for r in db.execute(
-                    "SELECT name FROM sqlite_master WHERE type='table'")}
-                if "meta" not in tables:
-                    raise self._damaged("not a vswitchd store: no meta table")
-                row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
-                if row is None or row[0] != str(FORMAT_VERSION):
-                    raise self._damaged(
-                        f"unsupported format version {row[0] if row else None!r}")
+            # Read before anything writes: a file that is not ours fails here, untouched.
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            check = db.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise self._damaged("; ".join(str(r[0]) for r in check[:3]))
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if "meta" not in tables:
+                raise self._damaged("not a vswitchd store: no meta table")
+            row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+            if row is None or row[0] != str(FORMAT_VERSION):
+                raise self._damaged(
+                    f"unsupported format version {row[0] if row else None!r}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
-            if not exists:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)",
-                           (str(FORMAT_VERSION),))
         except StateError:
             db.close()
             raise
@@ -173,7 +194,7 @@ class StateStore:
 
     # ---- load ------------------------------------------------------------------------------
 
-    def load(self) -> dict[str, BridgeSpec]:
+    def load(self) -> dict[str, Bridge]:
         """Bridges by name; empty when no store exists yet (after importing an old JSON)."""
         with self._lock:
             fresh = not self.path.exists()
@@ -195,19 +216,19 @@ class StateStore:
             self._rows = _rows(bridges)
             return bridges
 
-    def _read(self, db: sqlite3.Connection) -> dict[str, BridgeSpec]:
+    def _read(self, db: sqlite3.Connection) -> dict[str, Bridge]:
         now_wall, now_ns = time.time(), time.monotonic_ns()
-        bridges: dict[str, BridgeSpec] = {}
+        bridges: dict[str, Bridge] = {}
         for name, spec, next_id in db.execute(
                 "SELECT name, spec, next_flow_id FROM bridges ORDER BY rowid"):
             data = json.loads(spec)
             data.update(name=name, ports=[], fdb=[])
-            br = BridgeSpec.from_dict(data)
+            br = Bridge.from_dict(data)
             br.flows = FlowTable([], next_id=int(next_id))
             bridges[name] = br
         for bridge, _name, spec in db.execute(
                 "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
-            p = PortSpec(**json.loads(spec))
+            p = port_from_row(json.loads(spec))
             bridges[bridge].ports[p.name] = p
         for bridge, mac, vlan, port in db.execute(
                 "SELECT bridge, mac, vlan, port FROM fdb ORDER BY bridge, seq"):
@@ -222,12 +243,12 @@ class StateStore:
             br.flows = FlowTable(rs, next_id=br.flows.next_id)
         return bridges
 
-    def _read_json(self) -> dict[str, BridgeSpec]:
+    def _read_json(self) -> dict[str, Bridge]:
         try:
             data = json.loads(self.json_path.read_text(encoding="utf-8"))
             if data.get("version") != 1:
                 raise ValueError(f"unsupported format version {data.get('version')!r}")
-            return {b["name"]: BridgeSpec.from_dict(b) for b in data["bridges"]}
+            return {b["name"]: Bridge.from_dict(b) for b in data["bridges"]}
         except OSError as exc:
             raise StateError(f"cannot read old state store {self.json_path}: "
                              f"{exc.strerror}") from None
@@ -238,7 +259,7 @@ class StateStore:
 
     # ---- save ------------------------------------------------------------------------------
 
-    def save(self, bridges: dict[str, BridgeSpec]) -> None:
+    def save(self, bridges: dict[str, Bridge]) -> None:
         """Make the database hold BRIDGES, in one transaction (only changed rows are written).
         Raises OSError when it cannot (the database is unchanged then)."""
         new = _rows(bridges)

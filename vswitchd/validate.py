@@ -8,25 +8,19 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from vswapi import names
 from vswitchd.errors import InvalidArgument
 
-IFNAMSIZ = 16  # kernel limit including the terminating NUL
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
 MTU_MIN, MTU_MAX = 68, 65535
 VLAN_MIN, VLAN_MAX = 1, 4094
 
 
 def ifname(value: str, field: str = "name") -> str:
-    """A Linux interface name: 1..15 bytes, no '/', ':' or whitespace, not '.' or '..'."""
-    if not value:
-        raise InvalidArgument(field, value, "must not be empty")
-    if len(value.encode()) > IFNAMSIZ - 1:
-        raise InvalidArgument(field, value, f"is longer than {IFNAMSIZ - 1} bytes")
-    if value in (".", ".."):
-        raise InvalidArgument(field, value, "is not a valid interface name")
-    for ch in value:
-        if ch == "/" or ch == ":" or ch.isspace() or not ch.isprintable():
-            raise InvalidArgument(field, value, f"must not contain {ch!r}")
+    """A Linux interface name (a bridge, port or peer): the kernel's rule (vswapi.names)."""
+    why = names.ifname_problem(value) if isinstance(value, str) else "must be a string"
+    if why is not None:
+        raise InvalidArgument(field, value, why)
     return value
 
 
@@ -47,14 +41,38 @@ def unicast_mac(value: str, field: str = "mac") -> str:
 
 
 def cidr(value: str, field: str = "ip") -> str:
-    """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64."""
+    """An interface address with prefix length, e.g. 10.0.0.2/24 or fd00::2/64: a host's
+    address (not multicast, and in IPv4 not the network or broadcast address of its prefix;
+    /31 and /32 have neither)."""
     if not isinstance(value, str) or "/" not in value:
         raise InvalidArgument(field, value, "needs a prefix length (e.g. 10.0.0.2/24)")
     try:
         iface = ipaddress.ip_interface(value)
     except ValueError as exc:
         raise InvalidArgument(field, value, f"is not a valid CIDR ({exc})") from None
+    if iface.ip.is_multicast:
+        raise InvalidArgument(field, value, "is a multicast address; an interface needs a "
+                                            "unicast one")
+    net = iface.network
+    if net.version == 4 and net.prefixlen < 31:
+        if iface.ip == net.network_address:
+            raise InvalidArgument(field, value, f"is the network address of {net}; give a "
+                                                "host's address in it")
+        if iface.ip == net.broadcast_address:
+            raise InvalidArgument(field, value, f"is the broadcast address of {net}; give a "
+                                                "host's address in it")
     return str(iface)
+
+
+def distinct_addresses(values: list[str], field: str = "ip") -> list[str]:
+    """VALUES (canonical CIDRs) with no address twice (whatever the prefix lengths)."""
+    seen: dict[object, str] = {}
+    for value in values:
+        ip = ipaddress.ip_interface(value).ip
+        if ip in seen:
+            raise InvalidArgument(field, value, f"is given twice (also as {seen[ip]})")
+        seen[ip] = value
+    return values
 
 
 def mtu(value: int, field: str = "mtu") -> int:

@@ -1,45 +1,66 @@
-/* Flow actions: the "normal" stage (learn + forward/flood) and the execution of a rule's action
- * list. Needs forward.h and flow.h. */
+/* Flow actions: the execution of a rule's action list, and the "normal" stage (learn + forward
+ * or flood). Both return what the pipeline does next (enum flow_next) or a drop. */
 #ifndef VSW_ACTIONS_H
 #define VSW_ACTIONS_H
 
-/* L2 switching in the frame's VLAN (ctx->vlan, set by vlan_ingress): learn the source, forward
- * known unicast with the tag state the target needs. Returns -1 when the frame is to be flooded
- * (the caller floods: one flood() call site keeps the verifier's work linear). */
-static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key)
-{
-	struct dp_result *res = result_get(ctx);
-	struct port_info *out;
-	__u32 out_port;
-	int want;
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/fdb.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
 
-	if (res)
-		res->stages |= STAGE_L2;
-	if (!ctx->dry_run && !mac_is_zero(key->dl_src))
-		fdb_learn(ctx, key->dl_src);
+/* What flow_actions() and normal() leave to the pipeline (or they return a drop). */
+enum flow_next {
+	FLOW_NEXT_NORMAL = 1,  /* run "normal" */
+	FLOW_NEXT_FLOOD,       /* flood */
+	FLOW_NEXT_OUTPUT,      /* plain redirect to *out (the final output) */
+	FLOW_NEXT_CLONED,      /* copies went out, nothing left for the original: consume it */
+};
+
+/* L2 switching in the frame's VLAN (ctx->vlan, set by vlan_ingress): learn the source; known
+ * unicast goes to its port with the tag state that port needs. Returns FLOW_NEXT_OUTPUT (*out,
+ * *out_ref: the port), FLOW_NEXT_FLOOD, or a drop. The caller forwards or floods: one call site
+ * of each keeps the verifier's work linear. */
+static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key, __u32 *out,
+				  __u32 *out_ref)
+{
+	struct port_info *pi;
+	__u32 port;
+	int want, ret;
+
+	result_stage(ctx, STAGE_L2);
+	if (!mac_is_zero(key->dl_src)) {
+		ret = fdb_learn(ctx, key->dl_src);
+		if (IS_DROP(ret))
+			return ret;
+	}
 	if (mac_is_multicast(key->dl_dst))
-		return -1;
-	out_port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
-	if (!out_port)
-		return -1;
-	if (res)
-		res->fdb_hit = 1;
-	if (out_port == ctx->in_port)
-		return drop(ctx, DROP_SAME_PORT);
-	out = port_lookup(out_port);
-	if (!out || out->bridge != ctx->bridge)
-		return drop(ctx, DROP_NO_FDB_PORT);
-	want = vlan_egress(ctx, out_port, out);
+		return FLOW_NEXT_FLOOD;
+	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
+	if (!port)
+		return FLOW_NEXT_FLOOD;
+	result_fdb_hit(ctx);
+	if (port == ctx->in_port)
+		return -DROP_SAME_PORT;
+	pi = port_lookup(port);
+	if (!pi || pi->bridge != ctx->bridge)
+		return -DROP_NO_FDB_PORT;
+	want = vlan_egress(ctx, port, pi);
 	if (want == WANT_NONE)  /* e.g. a static entry to a port outside the VLAN */
-		return drop(ctx, DROP_VLAN_MISMATCH);
-	if (res)
-		res->out_tag = want == WANT_TAGGED ? tag_enc(1, ctx->vlan) :
-			       want == WANT_UNTAGGED ? tag_enc(0, 0) :
-			       tag_enc(ctx->flow_tag, ctx->flow_vid);
-	if (vlan_apply_want(ctx, want))
-		return drop(ctx, DROP_VLAN_FAILED);
-	watch_output(ctx, out_port);
-	return forward(ctx, out_port, PORT_REF(out));
+		return -DROP_VLAN_MISMATCH;
+	result_out_tag(ctx, want);
+	ret = vlan_apply_want(ctx, want);
+	if (ret)
+		return ret;
+	watch_output(ctx, port);
+	*out = port;
+	*out_ref = PORT_REF(pi);
+	return FLOW_NEXT_OUTPUT;
 }
 
 /* An output target: a member of the packet's bridge other than in_port (OpenFlow never sends a
@@ -57,25 +78,17 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
 	return 1;
 }
 
-/* What flow_actions() leaves to its caller. */
-enum flow_next {
-	FLOW_NEXT_NORMAL = 1,  /* run "normal" */
-	FLOW_NEXT_FLOOD,       /* flood */
-	FLOW_NEXT_OUTPUT,      /* plain redirect to *out (the final output) */
-	FLOW_NEXT_CLONED,      /* copies went out, nothing left for the original: consume it */
-	FLOW_NEXT_DROP,        /* no forwarding action: drop, flow-drop */
-	FLOW_NEXT_VLAN_FAILED, /* a VLAN helper failed: drop, vlan-failed */
-};
-
 /* Runs the matched rule's actions in order: clones for every output but the final one; VLAN
- * actions only record the tag wanted, which each output applies before it sends (vlan.h). The loader marks the last output action `final` when no normal/flood follows
- * it (and rejects normal/flood followed by a VLAN action), so normal, flood and the final output
- * end the list; the caller executes them (no flood loop nested in this loop for the verifier). */
+ * actions only record the tag wanted, which each output applies before it sends (vlan.h). The
+ * loader marks the last output action `final` when no normal/flood follows it (and rejects
+ * normal/flood followed by a VLAN action), so normal, flood and the final output end the list;
+ * the caller executes them (no flood loop nested in this loop for the verifier). Returns
+ * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref), or a drop (flow-drop: no output at all). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
 					__u32 *out, __u32 *out_ref)
 {
-	struct dp_result *res = result_get(ctx);
 	__u32 i, sent = 0;
+	int ret;
 
 	for (i = 0; i < MAX_FLOW_ACTIONS; i++) {
 		const struct flow_action *a;
@@ -88,24 +101,17 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 			if (!output_target(ctx, a->arg, &ref))
 				continue;
 			sent = 1;
-			if (res) {
-				__u16 tag = tag_enc(ctx->flow_tag, ctx->flow_vid);
-
-				res->output_tags[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = tag;
-				res->outputs[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = a->arg;
-				res->n_outputs++;
-				if (a->final)
-					res->out_tag = tag;
-			}
+			result_output(ctx, a->arg, a->final);
 			watch_output(ctx, a->arg);
-			if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
-				return FLOW_NEXT_VLAN_FAILED;
+			ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
+			if (ret)
+				return ret;
 			if (a->final) {
 				*out = a->arg;
 				*out_ref = ref;
 				return FLOW_NEXT_OUTPUT;
 			}
-			if (!res)
+			if (!ctx->dry_run)
 				flood_clone(ctx, a->arg, ref);
 		} else if (a->type == FLOW_ACT_NORMAL) {
 			return FLOW_NEXT_NORMAL;
@@ -122,7 +128,7 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 			ctx->vlan_forced = 0;
 		}
 	}
-	return sent ? FLOW_NEXT_CLONED : FLOW_NEXT_DROP;
+	return sent ? FLOW_NEXT_CLONED : -DROP_FLOW_DROP;  /* no forwarding action */
 }
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef VSW_COMMON_H
 #define VSW_COMMON_H
 
+#include <uapi/linux/bpf.h>
+
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
 #define MAX_BRIDGE_PORTS 128
 #define MAX_PORTS 4096
@@ -23,6 +25,8 @@
 
 struct dp_ctx {
 	struct __sk_buff *skb;
+	__u64 dry_run;  /* 1: decide only, no side effects, report in dp_result. A u64: the result_*()
+			 * helpers test it at every step, and a narrower field costs a mask each time */
 	__u32 in_port;
 	__u16 in_slot;  /* the in port's port_info.slot (counters.h), NO_SLOT until known */
 	__u32 bridge;
@@ -34,10 +38,10 @@ struct dp_ctx {
 	__u8 flow_tag;  /* 1: the flow actions want a tag (flow_vid), 0: none */
 	__u8 vlan_forced; /* mod_vlan_vid set ctx->vlan: no ingress classification */
 	__u8 ingress;   /* 1 at TC ingress of a port, 0 at TC egress of the bridge device */
-	__u8 dry_run;   /* 1: decide only, no side effects, report in dp_result */
 	__u8 no_peer;   /* a VLAN tag was inserted into the frame: skb->protocol is stale, so
 			 * no redirect_peer (a plain redirect re-parses the frame) */
-	__u8 verdict;   /* the decision (VERDICT_*, result.h), for the watch event (watch.h) */
+	__u8 verdict;   /* the decision (VERDICT_*: result_verdict/result_drop, result.h), for the
+			 * watch event (watch.h) */
 	__u8 reason;    /* its drop reason */
 };
 

@@ -1,8 +1,12 @@
 /* Per-port counters in a per-CPU array indexed by the port's slot (port_info.slot): an array
  * lookup is a few instructions, a hash lookup hashes the key. The daemon zeroes a slot before it
- * gives it to a port. Never touched by dry runs. */
+ * gives it to a port. Never touched by dry runs: count_rx and count_drop skip them, count_tx is
+ * only called where a frame was sent. */
 #ifndef VSW_COUNTERS_H
 #define VSW_COUNTERS_H
+
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
 
 struct port_stats {
 	__u64 rx_packets;
@@ -23,8 +27,11 @@ static __always_inline struct port_stats *stats_get(__u32 slot)
 
 static __always_inline void count_rx(const struct dp_ctx *ctx)
 {
-	struct port_stats *st = stats_get(ctx->in_slot);
+	struct port_stats *st;
 
+	if (ctx->dry_run)
+		return;
+	st = stats_get(ctx->in_slot);
 	if (st) {
 		st->rx_packets++;
 		st->rx_bytes += ctx->len;
@@ -44,8 +51,11 @@ static __always_inline void count_tx(const struct dp_ctx *ctx, __u32 slot)
 /* Drops are counted on the port the frame came in on. */
 static __always_inline void count_drop(const struct dp_ctx *ctx, __u32 reason)
 {
-	struct port_stats *st = stats_get(ctx->in_slot);
+	struct port_stats *st;
 
+	if (ctx->dry_run)
+		return;
+	st = stats_get(ctx->in_slot);
 	if (st && reason < DROP_REASON_MAX)
 		st->drops[reason]++;
 }

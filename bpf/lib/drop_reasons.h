@@ -17,7 +17,8 @@
 	X(REDIRECT_FAILED, 6, "redirect-failed") \
 	X(FLOW_DROP, 7, "flow-drop") \
 	X(VLAN_FAILED, 8, "vlan-failed") \
-	X(VLAN_MISMATCH, 9, "vlan-mismatch")
+	X(VLAN_MISMATCH, 9, "vlan-mismatch") \
+	X(HOST_MAC_SPOOF, 10, "host-mac-spoof")
 
 /* Size of the drops[] array in port_stats. Fixed with room to spare (flow-drop, vlan-mismatch,
  * ...) so adding a reason does not change the layout of an already pinned map. */
@@ -28,5 +29,11 @@ enum drop_reason {
 	DROP_REASONS(VSW_DROP_ENUM)
 };
 #undef VSW_DROP_ENUM
+
+/* The stages' return convention: a drop is its reason negated (`return -DROP_MALFORMED;`, as
+ * the kernel returns -errno); any value >= 0 is a verdict (a TC action, or what the caller does
+ * next). The drop itself (counter, dry-run report, watch event) is done once, by finish()
+ * (forward.h), where every program ends. */
+#define IS_DROP(ret) ((ret) < 0)
 
 #endif

@@ -2,6 +2,11 @@
 #ifndef VSW_FDB_H
 #define VSW_FDB_H
 
+#include <uapi/linux/if_ether.h>
+
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+
 #define FDB_F_STATIC 1
 /* A learned entry's last_seen_ns is refreshed when at least this many jiffies passed since the
  * last refresh: 0.1 s at HZ=1000, 1 s at HZ=100 (the lowest HZ); aging counts in seconds (300 by
@@ -126,33 +131,57 @@ static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac)
 	return e->ifindex;
 }
 
-/* Learns src on in_port. Static entries are never overwritten. Caller skips dry runs. A known
- * address on the same port costs a cache read; its entry is refreshed (in place) at most once
- * per FDB_REFRESH_JIFFIES: aging has second granularity, and a write per packet would bounce
- * the entry's cache line between CPUs. */
-static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
+/* A source address pinned by a static entry to IFINDEX: never learned over. The host's own MAC
+ * (the bridge device's entry) sent by any other port is a spoof: the frame is dropped, or the
+ * host's frames would go to that port. */
+static __always_inline int fdb_static_src(const struct dp_ctx *ctx, __u32 ifindex)
+{
+	if (ifindex == ctx->bridge && ctx->in_port != ctx->bridge)
+		return -DROP_HOST_MAC_SPOOF;
+	return 0;
+}
+
+/* Learns src on in_port (not in a dry run); returns 0, or a drop for a spoof of the host's MAC
+ * (also in a dry run). Static entries are never overwritten; the host's MAC, whose entry is in
+ * VLAN 0, is protected in every VLAN. A known address on the same port costs a cache read;
+ * its entry is refreshed (in place) at most once per FDB_REFRESH_JIFFIES: aging has second
+ * granularity, and a write per packet would bounce the entry's cache line between CPUs. */
+static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 {
 	struct fdb_cache_slot *c;
-	struct fdb_entry *old;
+	struct fdb_entry *old, *host;
 	struct fdb_entry entry = {};
 	struct fdb_ref r;
 	__u64 jiffies = bpf_jiffies64();
 
 	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
 	c = fdb_cached(&r);
-	if (c && (c->flags & FDB_F_STATIC ||
-		  (c->ifindex == ctx->in_port &&
-		   jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)))
-		return;
+	if (c && c->flags & FDB_F_STATIC)
+		return fdb_static_src(ctx, c->ifindex);
+	if (c && c->ifindex == ctx->in_port && jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)
+		return 0;
 	old = fdb.lookup(&r.key);
-	if (old && (old->flags & FDB_F_STATIC || old->ifindex == ctx->in_port)) {
-		if (!(old->flags & FDB_F_STATIC) &&
-		    jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
+	if (old && old->flags & FDB_F_STATIC) {
+		fdb_cache_fill(&r, old);
+		return fdb_static_src(ctx, old->ifindex);
+	}
+	if (ctx->vlan) {  /* the host's MAC has its entry in VLAN 0 only */
+		struct fdb_key host_key = r.key;
+
+		host_key.vlan = 0;
+		host = fdb.lookup(&host_key);
+		if (host && host->flags & FDB_F_STATIC && fdb_static_src(ctx, host->ifindex))
+			return -DROP_HOST_MAC_SPOOF;
+	}
+	if (ctx->dry_run)
+		return 0;
+	if (old && old->ifindex == ctx->in_port) {
+		if (jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
 			old->seen_jiffies = jiffies;
 			old->last_seen_ns = bpf_ktime_get_coarse_ns();
 		}
 		fdb_cache_fill(&r, old);
-		return;
+		return 0;
 	}
 	entry.ifindex = ctx->in_port;
 	entry.last_seen_ns = bpf_ktime_get_coarse_ns();  /* no clocksource read */
@@ -160,6 +189,7 @@ static __always_inline void fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	fdb.update(&r.key, &entry);
 	if (r.genp)
 		__sync_fetch_and_add(r.genp, 1);
+	return 0;
 }
 
 #endif

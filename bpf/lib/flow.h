@@ -1,8 +1,9 @@
-/* Flow tables: the flow key, its parser, and the tuple-space-search classifier.
+/* Flow tables: rules, their maps, and the tuple-space-search classifier over the flow key
+ * (flow_key.h, filled by parse_flow in parse.h).
  *
  * vswitchd/datapath/constants.py parses the FLOW_ACTIONS X(...) lines and the MAX_FLOW_* defines
- * of this file; vswitchd/datapath/flows.py packs keys and rules with the layouts below: change
- * both together.
+ * of this file; vswitchd/datapath/flows.py packs keys and rules with the layouts below and in
+ * flow_key.h: change both together.
  *
  * Per bridge there are two versions (0/1) of the rules (flow_rules[bridge, version, mask_id,
  * key & mask]). flow_masks[bridge] is the table packets use: the version, and its distinct masks
@@ -13,16 +14,14 @@
 #ifndef VSW_FLOW_H
 #define VSW_FLOW_H
 
-#include <uapi/linux/ip.h>
-#include <uapi/linux/ipv6.h>
-#include <uapi/linux/in.h>
+#include "lib/common.h"
+#include "lib/flow_key.h"
 
 #define MAX_FLOW_MASKS 16
 #define MAX_FLOW_ACTIONS 8
 /* 2 versions x 131072 rules (all bridges). Not preallocated: memory follows the rules. */
 #define MAX_FLOW_RULES 262144
 #define MAX_FLOW_COUNTERS 262144
-#define FLOW_KEY_WORDS 8
 
 /* Action types (flow_action.type). 0 = none. */
 #define FLOW_ACTIONS(X) \
@@ -38,21 +37,6 @@ enum flow_action_type {
 	FLOW_ACTIONS(VSW_FLOW_ACT_ENUM)
 };
 #undef VSW_FLOW_ACT_ENUM
-
-/* Integers in host byte order; addresses as on the wire. 64 bytes, masked word by word. */
-struct flow_key {
-	__u32 in_port;
-	__u16 dl_type;    /* EtherType after any VLAN tag */
-	__u16 dl_vlan;    /* VID, 0 = untagged */
-	__u8 dl_src[6];
-	__u8 dl_dst[6];
-	__u8 ip_src[16];  /* IPv4: the 4 address bytes, then 12 zero bytes */
-	__u8 ip_dst[16];
-	__u16 tp_src;     /* TCP/UDP ports, 0 otherwise */
-	__u16 tp_dst;
-	__u8 nw_proto;
-	__u8 pad[7];
-} __attribute__((aligned(8)));
 
 struct flow_lookup_key {
 	__u32 bridge;
@@ -129,127 +113,6 @@ BPF_TABLE_PINNED("percpu_hash", struct flow_stats_key, struct flow_stats, flow_s
  * rest of the pipeline, multiplying its verification (1M-insn limit). Map memory is opaque. */
 BPF_TABLE("percpu_array", __u32, struct flow_lookup_key, flow_scratch, 1);
 
-#define ETH_P_8021Q_BE 0x0081   /* 0x8100 as read from the wire on a little-endian CPU */
-#define ETH_P_8021AD_BE 0xa888  /* 0x88a8 */
-#define ETH_P_IP_BE 0x0008
-#define ETH_P_IPV6_BE 0xdd86
-
-struct vsw_vlan_hdr {
-	__be16 tci;
-	__be16 proto;
-};
-
-static __always_inline __u16 vsw_ntohs(__u16 x)
-{
-	return __builtin_bswap16(x);
-}
-
-/* The largest header the parser reads at once (IPv6). */
-#define PARSE_BUF_LEN 40
-
-/* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. */
-static __always_inline int flow_l4(struct __sk_buff *skb, __u32 off, __u8 proto, __u64 *buf,
-				   struct flow_key *key)
-{
-	__u16 *ports;
-
-	if (proto == IPPROTO_TCP)
-		ports = header_at(skb, off, 20, buf);
-	else if (proto == IPPROTO_UDP)
-		ports = header_at(skb, off, 8, buf);
-	else
-		return 0;
-	if (!ports)
-		return DROP_MALFORMED;
-	key->tp_src = vsw_ntohs(ports[0]);
-	key->tp_dst = vsw_ntohs(ports[1]);
-	return 0;
-}
-
-/* For an IP header cut short at off: DROP_MALFORMED when its version nibble says `version`
- * (or the frame ends at off), 0 (L2-only) otherwise. */
-static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u64 *buf,
-					  __u8 version)
-{
-	__u8 *first = header_at(skb, off, 1, buf);
-
-	return !first || *first >> 4 == version ? DROP_MALFORMED : 0;
-}
-
-/* Fills the flow key from the frame. Returns 0, or DROP_MALFORMED when the frame is shorter
- * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
- * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
- * Each header is read where header_at() finds it (parse.h): one buffer serves them in turn,
- * as nothing is read from a header after the next one is fetched. */
-static __always_inline int parse_flow(struct __sk_buff *skb, struct dp_ctx *ctx,
-				      struct flow_key *key)
-{
-	__u64 buf[PARSE_BUF_LEN / 8];
-	struct ethhdr *eth;
-	__u32 off = sizeof(*eth);
-	__u16 proto;
-
-	__builtin_memset(key, 0, sizeof(*key));
-	key->in_port = ctx->in_port;
-	eth = header_at(skb, 0, sizeof(*eth), buf);
-	if (!eth)
-		return DROP_MALFORMED;
-	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
-	proto = eth->h_proto;
-	if (skb->vlan_present) {  /* tag already moved out of the frame by the kernel */
-		key->dl_vlan = skb->vlan_tci & 0x0fff;
-		ctx->tag_now = TAG_ORIG;
-	}
-	if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {  /* tag inline */
-		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
-
-		if (!vh)
-			return DROP_MALFORMED;
-		if (!skb->vlan_present)
-			key->dl_vlan = vsw_ntohs(vh->tci) & 0x0fff;
-		ctx->tag_now = TAG_ORIG;
-		proto = vh->proto;
-		off += sizeof(*vh);
-	}
-	key->dl_type = vsw_ntohs(proto);
-	if (proto == ETH_P_IP_BE) {
-		struct iphdr *ip;
-		__u32 ihl;
-		__u8 l4;
-
-		ip = header_at(skb, off, sizeof(*ip), buf);
-		if (!ip)  /* shorter than an IPv4 header: malformed if it claims to be one */
-			return header_version(skb, off, buf, 4);
-		if (ip->version != 4)
-			return 0;
-		ihl = ip->ihl * 4;
-		if (ihl < sizeof(*ip) || off + ihl > ctx->len)
-			return DROP_MALFORMED;
-		key->nw_proto = l4 = ip->protocol;
-		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
-		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
-		if (ip->frag_off & 0xff1f)  /* a non-first fragment has no L4 header */
-			return 0;
-		return flow_l4(skb, off + ihl, l4, buf, key);
-	}
-	if (proto == ETH_P_IPV6_BE) {
-		struct ipv6hdr *ip6;
-		__u8 l4;
-
-		ip6 = header_at(skb, off, sizeof(*ip6), buf);
-		if (!ip6)
-			return header_version(skb, off, buf, 6);
-		if (ip6->version != 6)
-			return 0;
-		key->nw_proto = l4 = ip6->nexthdr;
-		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
-		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
-		return flow_l4(skb, off + sizeof(*ip6), l4, buf, key);
-	}
-	return 0;
-}
-
 /* Tuple space search over the active version: one hash lookup per mask, in descending order
  * of the masks' highest priority, stopping as soon as no later mask can beat the best match,
  * and skipping a mask whose rules all need a value the packet does not have (need_mask).
@@ -312,8 +175,11 @@ static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 static __always_inline void count_rule(const struct dp_ctx *ctx, const struct flow_rule *rule)
 {
 	struct flow_stats_key sk = { .bridge = ctx->bridge, .rule_id = rule->rule_id };
-	struct flow_stats *st = flow_stats.lookup(&sk);
+	struct flow_stats *st;
 
+	if (ctx->dry_run)
+		return;
+	st = flow_stats.lookup(&sk);
 	if (!st) {
 		struct flow_stats zero = {};
 

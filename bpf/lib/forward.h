@@ -1,17 +1,32 @@
-/* Verdict stages: drop, forward to one port, flood to the bridge. Each stage serves both the
- * real and the dry run: the decision is made once, only its effect depends on ctx->dry_run. */
+/* Verdict stages: forward to one port, flood to the bridge, and finish(), where every program
+ * ends and a drop is done. Each stage serves both the real and the dry run: the decision is
+ * made once, only its effect depends on ctx->dry_run. */
 #ifndef VSW_FORWARD_H
 #define VSW_FORWARD_H
 
-static __always_inline int drop(struct dp_ctx *ctx, __u32 reason)
+#include <uapi/linux/pkt_cls.h>
+
+#include "lib/common.h"
+#include "lib/counters.h"
+#include "lib/drop_reasons.h"
+#include "lib/ports.h"
+#include "lib/result.h"
+#include "lib/vlan.h"
+#include "lib/watch.h"
+
+/* The end of every program (pipeline, tc_flood), with a stage's answer: a TC action, or a drop
+ * (IS_DROP, drop_reasons.h), which is counted on the in port (a dry run reports it instead),
+ * recorded for the watch event, and becomes TC_ACT_SHOT. Then the packet's watch event is
+ * emitted, with the final decision. */
+static __always_inline int finish(struct dp_ctx *ctx, int ret)
 {
-	ctx->verdict = VERDICT_DROP;
-	ctx->reason = reason;
-	if (ctx->dry_run)
-		result_set(ctx, VERDICT_DROP, reason, 0);
-	else
-		count_drop(ctx, reason);
-	return TC_ACT_SHOT;
+	if (IS_DROP(ret)) {
+		result_drop(ctx, -ret);
+		count_drop(ctx, -ret);
+		ret = TC_ACT_SHOT;
+	}
+	watch_emit(ctx);
+	return ret;
 }
 
 /* The redirect for a port kind. redirect_peer is valid at TC ingress only. */
@@ -33,21 +48,22 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 	long ret = redirect_port(ctx, ifindex, ref);
 
 	if (ret != TC_ACT_REDIRECT)
-		return drop(ctx, DROP_REDIRECT_FAILED);
+		return -DROP_REDIRECT_FAILED;
 	count_tx(ctx, PORT_REF_SLOT(ref));
 	return TC_ACT_REDIRECT;
 }
 
+/* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. */
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 {
-	ctx->verdict = VERDICT_FORWARD;
-	if (ctx->dry_run) {
-		result_set(ctx, VERDICT_FORWARD, DROP_NONE, out);
+	result_verdict(ctx, VERDICT_FORWARD, out);
+	if (ctx->dry_run)
 		return TC_ACT_REDIRECT;
-	}
 	return redirect_last(ctx, out, ref);
 }
 
+/* A copy to ifindex (real runs only), the packet goes on: counts tx, or a redirect-failed drop
+ * on the in port. */
 static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
 	__u64 flags = PORT_REF_KIND(ref) == PORT_KIND_BRIDGE ? BPF_F_INGRESS : 0;
@@ -57,6 +73,18 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 	else
 		count_drop(ctx, DROP_REDIRECT_FAILED);
 }
+
+/* What tc_flood cannot re-derive travels in skb->cb (cb[0..1] are the dry-run magic):
+ *   cb[2]  FLOOD_CB_INGRESS, FLOOD_CB_NO_PEER
+ *   cb[3]  FLOOD_CB_VLAN: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25)
+ *   cb[4]  watch_cb (watch.h), the packet's watchers; tc_flood emits their event */
+#define FLOOD_CB_INGRESS 1
+#define FLOOD_CB_NO_PEER 2
+#define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
+			    ((__u32)(ctx)->tag_now << 24))
+#define FLOOD_CB_VLAN_ID(cb) ((cb) & VLAN_VID_MASK)
+#define FLOOD_CB_TAG_VID(cb) (((cb) >> 12) & VLAN_VID_MASK)
+#define FLOOD_CB_TAG_NOW(cb) (((cb) >> 24) & 3)
 
 /* members->ifindex[i] for a flood: 0 = not a target (in_port, elsewhere, not carrying the
  * frame's VLAN), FLOOD_AS_IS = takes the frame as it is, FLOOD_CHANGED = takes it after the one
@@ -86,8 +114,8 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 		return 0;
 	*ref = PORT_REF(pi);
 	cb = ctx->skb->cb[3];
-	vlan = cb & VLAN_VID_MASK;
-	tag = (cb >> 24) & 3;
+	vlan = FLOOD_CB_VLAN_ID(cb);
+	tag = FLOOD_CB_TAG_NOW(cb);
 	now = (tag | (tag >> 1)) & 1;               /* tagged now */
 	nonzero = ((vlan + VLAN_VID_MASK) >> 12) & 1;  /* VLAN N, not 0 */
 	mode = pi->flags & PORT_F_VLAN_MODE;
@@ -107,6 +135,20 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 	return 0;
 }
 
+/* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
+ * becomes the previous. A macro, not a function: its variables stay the loop's own registers
+ * (taken by address they would go to the stack, and change what the verifier prunes). */
+#define FLOOD_TAKE(cls)								\
+	do {									\
+		if (res)							\
+			result_flood_add(res, target, (cls));			\
+		else if (prev)							\
+			flood_clone(ctx, prev, prev_ref);			\
+		watch_copy(ctx);						\
+		prev = target;							\
+		prev_ref = ref;							\
+	} while (0)
+
 /* Every member of the bridge but in_port that carries the frame's VLAN: clone to all targets
  * but the last, plain redirect to the last (no clone in the two-member case, and a host flood
  * never ends in TC_ACT_SHOT). Two passes: first the targets that take the frame as it is now
@@ -116,23 +158,6 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
  * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
  * and the real run only remembers the previous target, so states at the loop head prune and the
  * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
-/* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
- * becomes the previous. A macro, not a function: its variables stay the loop's own registers
- * (taken by address they would go to the stack, and change what the verifier prunes). */
-#define FLOOD_TAKE(cls)								\
-	do {									\
-		if (res) {							\
-			res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = (cls); \
-			res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target; \
-			res->n_flood++;						\
-		} else if (prev) {						\
-			flood_clone(ctx, prev, prev_ref);			\
-		}								\
-		watch_copy(ctx);						\
-		prev = target;							\
-		prev_ref = ref;							\
-	} while (0)
-
 static __always_inline int flood_run(struct dp_ctx *ctx)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
@@ -140,7 +165,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 	__u32 prev = 0, other = 0, prev_ref = 0, i;
 
 	if (!m)
-		return drop(ctx, DROP_NO_FLOOD_TARGET);
+		return -DROP_NO_FLOOD_TARGET;
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
 		__u32 target, ref = 0;
 		int cls;
@@ -165,9 +190,9 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		prev = 0;
 		if (!ctx->tag_now) {
 			if (vlan_push(ctx, ctx->vlan))
-				return drop(ctx, DROP_VLAN_FAILED);
+				return -DROP_VLAN_FAILED;
 		} else if (ctx->tag_now == TAG_PUSHED || bpf_skb_vlan_pop(ctx->skb)) {
-			return drop(ctx, DROP_VLAN_FAILED);
+			return -DROP_VLAN_FAILED;
 		}
 	}
 	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
@@ -181,57 +206,46 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		FLOOD_TAKE(FLOOD_CHANGED);
 	}
 	if (!prev && !res) {  /* copies went out; the members changed under us */
-		ctx->verdict = VERDICT_FLOOD;
+		result_verdict(ctx, VERDICT_FLOOD, 0);
 		return TC_ACT_SHOT;
 	}
 last:
 	if (!prev)
-		return drop(ctx, DROP_NO_FLOOD_TARGET);
-	ctx->verdict = VERDICT_FLOOD;
-	if (res) {
-		res->verdict = VERDICT_FLOOD;
+		return -DROP_NO_FLOOD_TARGET;
+	result_verdict(ctx, VERDICT_FLOOD, 0);
+	if (res)
 		return TC_ACT_REDIRECT;
-	}
 	return redirect_last(ctx, prev, prev_ref);
 }
 #undef FLOOD_TAKE
 
 /* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop
  * verified once there, instead of once per distinct path into it here (the classifier and
- * the action list multiply those paths beyond the verifier's 1M-instruction budget).
- * skb->cb[2] carries what tc_flood cannot re-derive (cb[0..1] are the dry-run magic). The prog
+ * the action list multiply those paths beyond the verifier's 1M-instruction budget). The prog
  * array is pinned, so the entry survives a daemon restart (an unpinned one is emptied when the
  * daemon's last fd closes, and attached programs would stop flooding). */
-#define FLOOD_CB_INGRESS 1
-#define FLOOD_CB_NO_PEER 2
-/* skb->cb[4]: watch_cb (watch.h), the packet's watchers; tc_flood emits their event. */
-/* skb->cb[3]: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25). */
-#define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
-			    ((__u32)(ctx)->tag_now << 24))
-
 BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs");
 
-/* VLAN 0 floods to unconfigured ports only, each taking the frame as the flow actions left it:
- * that tag state is applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
+/* Floods the frame in its VLAN: a tail call to tc_flood (flood_run). VLAN 0 floods to
+ * unconfigured ports only, each taking the frame as the flow actions left it: that tag state is
+ * applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
  * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
 static __always_inline int flood(struct dp_ctx *ctx)
 {
-	struct dp_result *res = result_get(ctx);
+	int ret = 0;
 
-	if (res)  /* the tag state the FLOOD_AS_IS targets get (dry runs change nothing) */
-		res->flood_base = ctx->vlan ? tag_enc(ctx->tag_now != TAG_NONE, ctx->vlan) :
-					      tag_enc(ctx->flow_tag, ctx->flow_vid);
-	if (!ctx->vlan) {
-		if (vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid))
-			return drop(ctx, DROP_VLAN_FAILED);
-	} else if (ctx->tag_now && vlan_apply(ctx, 1, ctx->vlan)) {
-		return drop(ctx, DROP_VLAN_FAILED);  /* (priority tag, native tagged: VID := VLAN) */
-	}
+	result_flood_base(ctx);  /* before it is applied (dry runs change nothing) */
+	if (!ctx->vlan)
+		ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
+	else if (ctx->tag_now)  /* (priority tag, native tagged: VID := VLAN) */
+		ret = vlan_apply(ctx, 1, ctx->vlan);
+	if (ret)
+		return ret;
 	ctx->skb->cb[3] = FLOOD_CB_VLAN(ctx);
 	ctx->skb->cb[2] = (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
 			  (ctx->no_peer ? FLOOD_CB_NO_PEER : 0);
 	flood_progs.call(ctx->skb, 0);
-	return drop(ctx, DROP_NO_FLOOD_TARGET);  /* tail call failed: no tc_flood installed */
+	return -DROP_NO_FLOOD_TARGET;  /* tail call failed: no tc_flood installed */
 }
 
 #endif

@@ -1,6 +1,27 @@
-/* Ethernet parsing. */
+/* Parsing: Ethernet, 802.1Q, IPv4/IPv6 and TCP/UDP headers into the flow key. */
 #ifndef VSW_PARSE_H
 #define VSW_PARSE_H
+
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/endian.h"
+#include "lib/flow_key.h"
+
+/* The rest of an inline 802.1Q/802.1ad tag, after the Ethernet header whose h_proto is its TPID
+ * (the kernel's struct vlan_hdr). */
+struct vsw_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+#define VLAN_VID_MASK 0x0fff   /* the VID bits of a TCI */
+#define IPV4_FRAG_OFFSET 0x1fff  /* the fragment offset bits of iphdr.frag_off */
 
 static __always_inline int mac_is_multicast(const __u8 *mac)
 {
@@ -28,6 +49,113 @@ static __always_inline void *header_at(struct __sk_buff *skb, __u32 off, __u32 l
 	if (bpf_skb_load_bytes(skb, off, buf, len))
 		return NULL;
 	return buf;
+}
+
+/* The largest header the parser reads at once (IPv6). */
+#define PARSE_BUF_LEN 40
+
+/* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. */
+static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto, __u64 *buf,
+				   struct flow_key *key)
+{
+	__u16 *ports;
+
+	if (proto == IPPROTO_TCP)
+		ports = header_at(skb, off, 20, buf);
+	else if (proto == IPPROTO_UDP)
+		ports = header_at(skb, off, 8, buf);
+	else
+		return 0;
+	if (!ports)
+		return -DROP_MALFORMED;
+	key->tp_src = vsw_ntohs(ports[0]);
+	key->tp_dst = vsw_ntohs(ports[1]);
+	return 0;
+}
+
+/* For an IP header cut short at off: -DROP_MALFORMED when its version nibble says `version`
+ * (or the frame ends at off), 0 (L2-only) otherwise. */
+static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u64 *buf,
+					  __u8 version)
+{
+	__u8 *first = header_at(skb, off, 1, buf);
+
+	return !first || *first >> 4 == version ? -DROP_MALFORMED : 0;
+}
+
+/* Fills the flow key from the frame. Returns 0, or -DROP_MALFORMED when the frame is shorter
+ * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
+ * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
+ * Each header is read where header_at() finds it: one buffer serves them in turn,
+ * as nothing is read from a header after the next one is fetched. */
+static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
+{
+	struct __sk_buff *skb = ctx->skb;
+	__u64 buf[PARSE_BUF_LEN / 8];
+	struct ethhdr *eth;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+
+	__builtin_memset(key, 0, sizeof(*key));
+	key->in_port = ctx->in_port;
+	eth = header_at(skb, 0, sizeof(*eth), buf);
+	if (!eth)
+		return -DROP_MALFORMED;
+	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+	proto = eth->h_proto;
+	if (skb->vlan_present) {  /* tag already moved out of the frame by the kernel */
+		key->dl_vlan = skb->vlan_tci & VLAN_VID_MASK;
+		ctx->tag_now = TAG_ORIG;
+	}
+	if (proto == vsw_htons(ETH_P_8021Q) || proto == vsw_htons(ETH_P_8021AD)) {  /* tag inline */
+		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
+
+		if (!vh)
+			return -DROP_MALFORMED;
+		if (!skb->vlan_present)
+			key->dl_vlan = vsw_ntohs(vh->tci) & VLAN_VID_MASK;
+		ctx->tag_now = TAG_ORIG;
+		proto = vh->proto;
+		off += sizeof(*vh);
+	}
+	key->dl_type = vsw_ntohs(proto);
+	if (proto == vsw_htons(ETH_P_IP)) {
+		struct iphdr *ip;
+		__u32 ihl;
+		__u8 l4;
+
+		ip = header_at(skb, off, sizeof(*ip), buf);
+		if (!ip)  /* shorter than an IPv4 header: malformed if it claims to be one */
+			return header_version(skb, off, buf, 4);
+		if (ip->version != 4)
+			return 0;
+		ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip) || off + ihl > ctx->len)
+			return -DROP_MALFORMED;
+		key->nw_proto = l4 = ip->protocol;
+		__builtin_memcpy(key->ip_src, &ip->saddr, 4);
+		__builtin_memcpy(key->ip_dst, &ip->daddr, 4);
+		/* a non-first fragment has no L4 header */
+		if (ip->frag_off & vsw_htons(IPV4_FRAG_OFFSET))
+			return 0;
+		return parse_l4(skb, off + ihl, l4, buf, key);
+	}
+	if (proto == vsw_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6;
+		__u8 l4;
+
+		ip6 = header_at(skb, off, sizeof(*ip6), buf);
+		if (!ip6)
+			return header_version(skb, off, buf, 6);
+		if (ip6->version != 6)
+			return 0;
+		key->nw_proto = l4 = ip6->nexthdr;
+		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
+		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
+		return parse_l4(skb, off + sizeof(*ip6), l4, buf, key);
+	}
+	return 0;
 }
 
 #endif

@@ -3,6 +3,8 @@
 #ifndef VSW_PORTS_H
 #define VSW_PORTS_H
 
+#include "lib/common.h"
+
 enum port_kind {
 	PORT_KIND_PEER = 1,   /* veth whose peer is in another netns: redirect_peer at ingress */
 	PORT_KIND_DEVICE = 2, /* tap, system NIC: plain redirect (egress of the device) */

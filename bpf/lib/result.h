@@ -1,10 +1,20 @@
 /* Verdicts, dry-run detection and the dry-run report (BPF_PROG_TEST_RUN, `vswctl trace`).
  *
+ * The stages write the report through the result_*() helpers below, which do nothing in a real
+ * run; result_verdict() and result_drop() also record the decision in ctx for the watch event.
+ *
  * vswitchd/datapath parses the VERDICTS X(...) lines and the DRY_RUN_MAGIC_* defines of this
  * file: keep one entry per line.
  */
 #ifndef VSW_RESULT_H
 #define VSW_RESULT_H
+
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/flow.h"
+#include "lib/flow_key.h"
+#include "lib/parse.h"
+#include "lib/vlan.h"
 
 /* 0 means "no result written". */
 #define VERDICTS(X) \
@@ -40,7 +50,7 @@ enum trace_stage {
 
 static __always_inline __u16 tag_enc(__u8 tagged, __u16 vid)
 {
-	return tagged ? TAG_ENC_TAGGED | (vid & 0x0fff) : TAG_ENC_UNTAGGED;
+	return tagged ? TAG_ENC_TAGGED | (vid & VLAN_VID_MASK) : TAG_ENC_UNTAGGED;
 }
 
 /* skb->cb[0] and cb[1] hold this 64-bit value only when set through BPF_PROG_TEST_RUN ctx_in. */
@@ -86,16 +96,145 @@ static __always_inline struct dp_result *result_get(const struct dp_ctx *ctx)
 	return dp_result.lookup(&zero);
 }
 
-static __always_inline void result_set(const struct dp_ctx *ctx, __u32 verdict, __u32 reason,
-				       __u32 out_ifindex)
+/* At the start of the pipeline: the report's fields that not every packet writes. */
+static __always_inline void result_begin(const struct dp_ctx *ctx)
 {
 	struct dp_result *res = result_get(ctx);
 
 	if (res) {
+		res->verdict = 0;
+		res->drop_reason = DROP_NONE;
+		res->out_ifindex = 0;
+		res->fdb_hit = 0;
+		res->n_flood = 0;
+		res->rule_id = 0;
+		res->priority = 0;
+		res->n_outputs = 0;
+		res->vlan = 0;
+		res->stages = 0;
+	}
+}
+
+/* The packet's decision (not a drop; out_ifindex: forward's port, else 0). */
+static __always_inline void result_verdict(struct dp_ctx *ctx, __u8 verdict, __u32 out_ifindex)
+{
+	struct dp_result *res = result_get(ctx);
+
+	ctx->verdict = verdict;
+	if (res) {
 		res->verdict = verdict;
-		res->drop_reason = reason;
+		res->drop_reason = DROP_NONE;
 		res->out_ifindex = out_ifindex;
 	}
+}
+
+static __always_inline void result_drop(struct dp_ctx *ctx, __u32 reason)
+{
+	struct dp_result *res = result_get(ctx);
+
+	ctx->verdict = VERDICT_DROP;
+	ctx->reason = reason;
+	if (res) {
+		res->verdict = VERDICT_DROP;
+		res->drop_reason = reason;
+		res->out_ifindex = 0;
+	}
+}
+
+static __always_inline void result_stage(const struct dp_ctx *ctx, __u32 stage)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res)
+		res->stages |= stage;
+}
+
+/* What was parsed (ret: parse_flow's), also of a malformed frame. */
+static __always_inline void result_parsed(const struct dp_ctx *ctx, const struct flow_key *key,
+					  int ret)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res) {
+		__builtin_memcpy(&res->key, key, sizeof(*key));
+		res->in_tag = tag_enc(ctx->tag_now != TAG_NONE, key->dl_vlan);
+		res->stages = ret ? STAGE_PORT : STAGE_PORT | STAGE_PARSE;
+	}
+}
+
+static __always_inline void result_rule(const struct dp_ctx *ctx, const struct flow_rule *rule)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res) {
+		res->rule_id = rule->rule_id;
+		res->priority = rule->priority;
+	}
+}
+
+/* An output:PORT action; the final one is also what the frame leaves with. */
+static __always_inline void result_output(const struct dp_ctx *ctx, __u32 ifindex, __u8 final)
+{
+	struct dp_result *res = result_get(ctx);
+	__u16 tag;
+
+	if (!res)
+		return;
+	tag = tag_enc(ctx->flow_tag, ctx->flow_vid);
+	res->output_tags[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = tag;
+	res->outputs[res->n_outputs & (MAX_FLOW_ACTIONS - 1)] = ifindex;
+	res->n_outputs++;
+	if (final)
+		res->out_tag = tag;
+}
+
+/* The frame's VLAN, once the ingress classification passed (vlan_ingress). */
+static __always_inline void result_vlan(const struct dp_ctx *ctx)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res) {
+		res->vlan = ctx->vlan;
+		res->stages |= STAGE_VLAN;
+	}
+}
+
+static __always_inline void result_fdb_hit(const struct dp_ctx *ctx)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res)
+		res->fdb_hit = 1;
+}
+
+/* The tag state normal() sends with, for a vlan_egress() answer other than WANT_NONE. */
+static __always_inline void result_out_tag(const struct dp_ctx *ctx, int want)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res)
+		res->out_tag = want == WANT_TAGGED ? tag_enc(1, ctx->vlan) :
+			       want == WANT_UNTAGGED ? tag_enc(0, 0) :
+			       tag_enc(ctx->flow_tag, ctx->flow_vid);
+}
+
+/* The tag state the flood's FLOOD_AS_IS targets get (flood(), before it applies it). */
+static __always_inline void result_flood_base(const struct dp_ctx *ctx)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res)
+		res->flood_base = ctx->vlan ? tag_enc(ctx->tag_now != TAG_NONE, ctx->vlan) :
+					      tag_enc(ctx->flow_tag, ctx->flow_vid);
+}
+
+/* A flood target (cls: FLOOD_AS_IS or FLOOD_CHANGED). Takes the report itself, not ctx: the
+ * flood loop keeps it in a register (forward.h, flood_run). */
+static __always_inline void result_flood_add(struct dp_result *res, __u32 target, __u8 cls)
+{
+	res->flood_cls[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = cls;
+	res->flood[res->n_flood & (MAX_BRIDGE_PORTS - 1)] = target;
+	res->n_flood++;
 }
 
 #endif

@@ -24,8 +24,13 @@
 #ifndef VSW_VLAN_H
 #define VSW_VLAN_H
 
-#define VLAN_VID_MASK 0x0fff
-#define ETH_P_8021Q_HOST 0x8100
+#include <uapi/linux/if_ether.h>
+
+#include "lib/common.h"
+#include "lib/drop_reasons.h"
+#include "lib/endian.h"
+#include "lib/parse.h"
+#include "lib/ports.h"
 
 /* What a target needs. The values of UNTAGGED and TAGGED are the flood classes. */
 enum vlan_want {
@@ -41,7 +46,7 @@ static __always_inline int vlan_bit(const struct port_trunk *t, __u32 vid)
 }
 
 /* Sets ctx->vlan from in_port's mode and the frame's tag (after the flow actions). VID 0 (a
- * priority tag) counts as untagged. Returns 0, or -1 for vlan-mismatch. */
+ * priority tag) counts as untagged. Returns 0, or -DROP_VLAN_MISMATCH. */
 static __always_inline int vlan_ingress(struct dp_ctx *ctx, const struct port_info *in)
 {
 	__u16 vid = ctx->flow_tag ? ctx->flow_vid : 0;
@@ -57,21 +62,21 @@ static __always_inline int vlan_ingress(struct dp_ctx *ctx, const struct port_in
 	}
 	if (mode == PORT_F_ACCESS) {
 		if (vid)
-			return -1;
+			return -DROP_VLAN_MISMATCH;
 		ctx->vlan = in->vlan;
 		return 0;
 	}
 	t = trunk_lookup(ctx->in_port);
 	if (!t)  /* being reconfigured from trunk to something else */
-		return -1;
+		return -DROP_VLAN_MISMATCH;
 	if (!vid) {
 		if (!t->native)
-			return -1;
+			return -DROP_VLAN_MISMATCH;
 		ctx->vlan = t->native;
 		return 0;
 	}
 	if (vid != t->native && !vlan_bit(t, vid))
-		return -1;
+		return -DROP_VLAN_MISMATCH;
 	ctx->vlan = vid;
 	return 0;
 }
@@ -109,13 +114,13 @@ static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 
 		tci = (skb->vlan_tci & ~VLAN_VID_MASK) | vid;
 		if (bpf_skb_vlan_pop(skb))
-			return -1;
-		return bpf_skb_vlan_push(skb, proto, tci) ? -1 : 0;
+			return -DROP_VLAN_FAILED;
+		return bpf_skb_vlan_push(skb, proto, tci) ? -DROP_VLAN_FAILED : 0;
 	}
-	if (bpf_skb_load_bytes(skb, 14, &tci, 2))
-		return -1;
-	tci = (tci & vsw_ntohs(~VLAN_VID_MASK & 0xffff)) | vsw_ntohs(vid);
-	return bpf_skb_store_bytes(skb, 14, &tci, 2, 0) ? -1 : 0;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &tci, 2))  /* the TCI follows the Ethernet header */
+		return -DROP_VLAN_FAILED;
+	tci = (tci & vsw_htons(~VLAN_VID_MASK & 0xffff)) | vsw_htons(vid);
+	return bpf_skb_store_bytes(skb, ETH_HLEN, &tci, 2, 0) ? -DROP_VLAN_FAILED : 0;
 }
 
 /* Pushes an 802.1Q tag on an untagged frame and sets ctx->tag_now. Inline (visible in the
@@ -127,28 +132,28 @@ static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
 {
 	struct __sk_buff *skb = ctx->skb;
-	__u8 macs[12];
-	__u16 tag[2];
+	__u8 macs[2 * ETH_ALEN];
+	__be16 tag[2];  /* TPID, TCI: between the MAC addresses and the EtherType */
 
 	if (skb->gso_size) {
 		ctx->tag_now = TAG_ORIG;
-		return bpf_skb_vlan_push(skb, vsw_ntohs(ETH_P_8021Q_HOST), vid) ? -1 : 0;
+		return bpf_skb_vlan_push(skb, vsw_htons(ETH_P_8021Q), vid) ? -DROP_VLAN_FAILED : 0;
 	}
 	ctx->tag_now = TAG_PUSHED;
 	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
-		return -1;
-	if (bpf_skb_change_head(skb, 4, 0))
-		return -1;
+		return -DROP_VLAN_FAILED;
+	if (bpf_skb_change_head(skb, sizeof(tag), 0))
+		return -DROP_VLAN_FAILED;
 	ctx->no_peer = 1;
-	tag[0] = vsw_ntohs(ETH_P_8021Q_HOST);
-	tag[1] = vsw_ntohs(vid);
+	tag[0] = vsw_htons(ETH_P_8021Q);
+	tag[1] = vsw_htons(vid);
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0))
-		return -1;
-	return bpf_skb_store_bytes(skb, 12, tag, sizeof(tag), 0) ? -1 : 0;
+		return -DROP_VLAN_FAILED;
+	return bpf_skb_store_bytes(skb, sizeof(macs), tag, sizeof(tag), 0) ? -DROP_VLAN_FAILED : 0;
 }
 
 /* Brings the skb to the tag state wanted (tagged with vid, or untagged). Dry runs change
- * nothing. Returns 0, or -1 (vlan-failed). */
+ * nothing. Returns 0, or -DROP_VLAN_FAILED. */
 static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid)
 {
 	int err = 0;
@@ -170,10 +175,10 @@ static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid
 	if (!ctx->tag_now)
 		return 0;
 	if (ctx->tag_now == TAG_PUSHED)
-		return -1;
+		return -DROP_VLAN_FAILED;
 	ctx->tag_now = TAG_NONE;
 	ctx->tag_vid = 0;
-	return bpf_skb_vlan_pop(ctx->skb) ? -1 : 0;
+	return bpf_skb_vlan_pop(ctx->skb) ? -DROP_VLAN_FAILED : 0;
 }
 
 /* vlan_apply for a vlan_egress() answer other than WANT_NONE. */

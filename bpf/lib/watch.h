@@ -22,6 +22,10 @@
 #ifndef VSW_WATCH_H
 #define VSW_WATCH_H
 
+#include "lib/common.h"
+#include "lib/flow_key.h"
+#include "lib/result.h"
+
 #define MAX_WATCHERS 8
 #define WATCH_EVENT_VERSION 1
 #define WATCH_EVENT_DECISION 1  /* event type: a packet decision */

@@ -1,7 +1,8 @@
-"""vswctl commands: each turns parsed arguments into requests and the replies into a `View`.
+"""vswctl's handlers: each builds its request from the parsed arguments, calls the daemon and
+returns the reply as rows (`vswctl.rows`). What the commands are and how their rows read is the
+command table's (`vswctl.main`).
 
-Messages are converted to plain dicts once (`bridge_row`, `port_row`, ...); those dicts are what
-`-j` prints and what the tables are rendered from.
+`vswapi.flowspec` is imported by the handlers that parse flows, not when vswctl starts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,33 +18,12 @@ import grpc
 
 from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
-from vswapi.flowspec import (
-    DEFAULT_PRIORITY,
-    FlowSyntaxError,
-    format_actions,
-    format_match,
-    parse_flow,
-    parse_flow_into,
-    parse_match,
-    parse_match_spec,
-)
-from vswctl.format import Column, Row, View
+from vswctl import rows
+from vswctl.format import Row
+from vswctl.render import watch_line
 
-# Enums are printed as lower-case words; a value this client does not know stays visible.
-DATAPATH_NAMES = {
-    pb.DATAPATH_UNSPECIFIED: "default",
-    pb.DATAPATH_EBPF: "ebpf",
-    pb.DATAPATH_KERNEL: "kernel",
-}
-DATAPATH_VALUES = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
-PORT_TYPE_NAMES = {
-    pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
-    pb.PORT_TYPE_VETH: "veth",
-    pb.PORT_TYPE_TAP: "tap",
-    pb.PORT_TYPE_SYSTEM: "system",
-}
-PORT_TYPE_VALUES = {"veth": pb.PORT_TYPE_VETH, "tap": pb.PORT_TYPE_TAP,
-                    "system": pb.PORT_TYPE_SYSTEM}
+DATAPATH_VALUES = rows.enum_words(pb.Datapath, "DATAPATH_")
+PORT_TYPE_VALUES = rows.enum_words(pb.PortType, "PORT_TYPE_")
 
 
 class InputError(Exception):
@@ -73,296 +52,48 @@ class Refusal(grpc.RpcError):
         return self._details
 
 
-def datapath_name(value: int) -> str:
-    return DATAPATH_NAMES.get(value, f"unknown({value})")
+# ---------------------------------------------------------------- daemon, bridges, ports, fdb
 
-
-def port_type_name(value: int) -> str:
-    return PORT_TYPE_NAMES.get(value, f"unknown({value})")
-
-
-# ---------------------------------------------------------------- messages -> rows
-
-def vlan_mode(p: pb.Port) -> str:
-    """'access:10', 'trunk:10,20', 'trunk:10,20/native:5', or 'all' (no VLAN settings)."""
-    if p.vlan:
-        return f"access:{p.vlan}"
-    if p.trunks:
-        text = "trunk:" + ",".join(str(v) for v in sorted(p.trunks))
-        return text + (f"/native:{p.native_vlan}" if p.native_vlan else "")
-    return "all"
-
-
-def port_row(p: pb.Port) -> Row:
-    return {
-        "name": p.name,
-        "bridge": p.bridge,
-        "type": port_type_name(p.type),
-        "netns": p.netns,
-        "peer_name": p.peer_name,
-        "addresses": list(p.addresses),
-        "mac": p.mac,
-        "mtu": p.mtu,
-        "owner": p.owner,
-        "ifindex": p.ifindex,
-        "netns_created": p.netns_created,
-        "state": p.state,
-        "vlan_mode": vlan_mode(p),
-        "vlan": p.vlan,
-        "trunks": sorted(p.trunks),
-        "native_vlan": p.native_vlan,
-        "gateway": p.gateway,
-        "uplink": p.uplink,
-        "uplink_addresses": list(p.uplink_addresses),
-        "multi_queue": p.multi_queue,
-    }
-
-
-def bridge_row(b: pb.Bridge) -> Row:
-    return {
-        "name": b.name,
-        "datapath": datapath_name(b.datapath),
-        "addresses": list(b.addresses),
-        "nat": b.nat,
-        "ifindex": b.ifindex,
-        "mac": b.mac,
-        "ports": [p.name for p in b.ports],
-    }
-
-
-def fdb_row(e: pb.FdbEntry) -> Row:
-    return {
-        "mac": e.mac,
-        "port": e.port,
-        "vlan": e.vlan,
-        "static": e.static,
-        "age": 0.0 if e.static else round(e.age_seconds, 3),
-    }
-
-
-def stats_row(s: pb.PortStats) -> Row:
-    return {
-        "port": s.port,
-        "rx_packets": s.rx_packets,
-        "rx_bytes": s.rx_bytes,
-        "tx_packets": s.tx_packets,
-        "tx_bytes": s.tx_bytes,
-        "drops": s.drops,
-        "drops_by_reason": dict(sorted(s.drops_by_reason.items())),
-    }
-
-
-def status_row(s: pb.Status) -> Row:
-    return {
-        "version": s.version,
-        "uptime_seconds": round(s.uptime_seconds, 3),
-        "kernel": s.kernel,
-        "default_datapath": datapath_name(s.default_datapath),
-        "ebpf_supported": s.ebpf_supported,
-        "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
-        "fdb_aging_seconds": s.fdb_aging_seconds,
-        "watch_rate_limit": s.watch_rate_limit,   # 0: the daemon did not say (older daemon)
-    }
-
-
-def flow_row(f: pb.Flow) -> Row:
-    return {
-        "priority": f.priority if f.HasField("priority") else DEFAULT_PRIORITY,
-        "cookie": f"0x{f.cookie:x}",
-        "match": format_match(f.match),
-        "actions": format_actions(f.actions),
-        "n_packets": f.n_packets,
-        "n_bytes": f.n_bytes,
-        "duration": round(f.duration_seconds, 3),
-        "idle_age": round(f.idle_seconds, 3),
-        "idle_timeout": f.idle_timeout,
-        "hard_timeout": f.hard_timeout,
-    }
-
-
-# ---------------------------------------------------------------- text helpers
-
-def duration(seconds: float) -> str:
-    """3725.2 -> '1h02m05s'; 90061 -> '1d01h01m01s'."""
-    s = int(seconds)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return f"{d}d{h:02d}h{m:02d}m{s:02d}s"
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    if m:
-        return f"{m}m{s:02d}s"
-    return f"{s}s"
-
-
-def _age(value: float, row: Row) -> str:
-    return "static" if row["static"] else f"{value:.1f}"
-
-
-def _vlan(value: int, row: Row) -> str:
-    return str(value) if value else "-"  # 0 = untagged
-
-
-def _count(value: list, row: Row) -> str:
-    return str(len(value))
-
-
-def _ebpf_support(value: bool, row: Row) -> str:
-    if value:
-        return "supported"
-    reason = row.get("ebpf_unsupported_reason")
-    return f"unsupported: {reason}" if reason else "unsupported"
-
-
-# ---------------------------------------------------------------- views
-
-STATUS_COLUMNS = [
-    Column("version", "version"),
-    Column("uptime_seconds", "uptime", lambda v, r: duration(v)),
-    Column("kernel", "kernel"),
-    Column("default_datapath", "default datapath"),
-    Column("ebpf_supported", "ebpf datapath", _ebpf_support),
-    Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
-    Column("watch_rate_limit", "watch rate limit",
-           lambda v, r: f"{v} events/s per CPU" if v else "-"),
-]
-BRIDGE_COLUMNS = [
-    Column("name", "NAME"),
-    Column("datapath", "DATAPATH"),
-    Column("ifindex", "IFINDEX", right=True),
-    Column("ports", "PORTS", _count, right=True),
-    Column("nat", "NAT"),
-    Column("addresses", "ADDRESSES"),
-]
-PORT_COLUMNS = [
-    Column("name", "NAME"),
-    Column("type", "TYPE"),
-    Column("state", "STATE"),
-    Column("ifindex", "IFINDEX", right=True),
-    Column("vlan_mode", "VLAN"),
-    Column("netns", "NETNS"),
-    Column("peer_name", "PEER"),
-    Column("addresses", "ADDRESSES"),
-]
-FDB_COLUMNS = [
-    Column("port", "PORT"),
-    Column("vlan", "VLAN", _vlan, right=True),
-    Column("mac", "MAC"),
-    Column("age", "AGE", _age, right=True),
-]
-STATS_COLUMNS = [
-    Column("port", "PORT"),
-    Column("rx_packets", "RX_PACKETS", right=True),
-    Column("rx_bytes", "RX_BYTES", right=True),
-    Column("tx_packets", "TX_PACKETS", right=True),
-    Column("tx_bytes", "TX_BYTES", right=True),
-    Column("drops", "DROPS", right=True),
-    Column("drops_by_reason", "DROP_REASONS"),
-]
-
-
-def show_tree(rows: list[Row]) -> list[str]:
-    """`ovs-vsctl show`-like tree of bridges and their ports."""
-    lines: list[str] = []
-    for b in rows:
-        lines.append(f"Bridge {b['name']}")
-        lines.append(f"    datapath: {b['datapath']}")
-        if b["addresses"]:
-            lines.append(f"    addresses: {', '.join(b['addresses'])}")
-        if b.get("nat"):
-            lines.append("    nat: masquerade")
-        for p in b["ports"]:
-            lines.append(f"    Port {p['name']}")
-            kind = p["type"] + (" (uplink)" if p.get("uplink") else "")
-            kind += " (multi-queue)" if p.get("multi_queue") else ""
-            lines.append(f"        type: {kind}")
-            if p.get("vlan_mode", "all") != "all":
-                lines.append(f"        vlan: {p['vlan_mode']}")
-            if p["state"]:
-                lines.append(f"        state: {p['state']}")
-            if p["netns"]:
-                peer = f" (peer {p['peer_name']})" if p["peer_name"] else ""
-                lines.append(f"        netns: {p['netns']}{peer}")
-            if p["addresses"]:
-                lines.append(f"        addresses: {', '.join(p['addresses'])}")
-            if p.get("gateway"):
-                lines.append(f"        gateway: {p['gateway']}")
-            if p.get("uplink_addresses"):
-                lines.append(f"        host addresses on the bridge: "
-                             f"{', '.join(p['uplink_addresses'])}")
-            for key in ("mac", "mtu", "owner"):
-                if p[key]:
-                    lines.append(f"        {key}: {p[key]}")
-    return lines
-
-
-def flow_lines(rows: list[Row]) -> list[str]:
-    """`ovs-ofctl dump-flows`-like lines: counters, then the rule as add-flow reads it."""
-    lines = []
-    for r in rows:
-        stats = [f"cookie={r['cookie']}", f"duration={r['duration']:.1f}s",
-                 f"n_packets={r['n_packets']}", f"n_bytes={r['n_bytes']}"]
-        if r["idle_timeout"]:
-            stats.append(f"idle_timeout={r['idle_timeout']}")
-        if r["hard_timeout"]:
-            stats.append(f"hard_timeout={r['hard_timeout']}")
-        stats.append(f"idle_age={int(r['idle_age'])}")
-        rule = ",".join([f"priority={r['priority']}"] + ([r["match"]] if r["match"] else []))
-        lines.append(f" {', '.join(stats)}, {rule} actions={r['actions']}")
-    return lines
-
-
-def quiet(rows: list[Row] | None = None, single: bool = True) -> View:
-    return View(rows or [], style="quiet", single=single)
-
-
-# ---------------------------------------------------------------- commands
-
-Command = Callable[[SwitchClient, argparse.Namespace, float], View]
-
-
-def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
-    return View([status_row(st)], STATUS_COLUMNS, style="record", single=True)
+    return [rows.status_row(st)]
 
 
-def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
+    c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
+    return []
+
+
+def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [], nat=a.nat)
     if a.datapath:
         bridge.datapath = DATAPATH_VALUES[a.datapath]
     b = c.stub.CreateBridge(pb.CreateBridgeRequest(bridge=bridge, may_exist=a.may_exist),
                             timeout=t)
-    return quiet([bridge_row(b)])
+    return [rows.bridge_row(b)]
 
 
-def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.DeleteBridge(pb.DeleteBridgeRequest(name=a.bridge, if_exists=a.if_exists),
                             timeout=t)
-    return quiet([{"name": a.bridge, "deleted": r.deleted}])
+    return [{"name": a.bridge, "deleted": r.deleted}]
 
 
-def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t)
-    rows = sorted((bridge_row(b) for b in r.bridges), key=lambda b: b["name"])
-    return View(rows, BRIDGE_COLUMNS)
+    return rows.bridge_rows(r.bridges)
 
 
-def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     if a.bridge:
         bridges = [c.stub.GetBridge(pb.GetBridgeRequest(name=a.bridge), timeout=t)]
     else:
         bridges = list(c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t).bridges)
-    rows = []
-    for b in sorted(bridges, key=lambda b: b.name):
-        row = bridge_row(b)
-        row["ports"] = sorted((port_row(p) for p in b.ports), key=lambda p: p["name"])
-        rows.append(row)
-    return View(rows, style="tree", text=show_tree)
+    return rows.show_rows(bridges)
 
 
-def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     port = pb.Port(
         name=a.port,
         bridge=a.bridge,
@@ -381,10 +112,10 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
         multi_queue=a.multi_queue,
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
-    return quiet([port_row(p)])
+    return [rows.port_row(p)]
 
 
-def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
     --no-vlan (carry every VLAN again)."""
     port = pb.Port(name=a.port, bridge=a.bridge, vlan=a.vlan or 0, trunks=a.trunks or [],
@@ -392,52 +123,49 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     req = pb.UpdatePortRequest(port=port)
     req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
     p = c.stub.UpdatePort(req, timeout=t)
-    return quiet([port_row(p)])
+    return [rows.port_row(p)]
 
 
-def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=a.nat))
     req.update_mask.paths.append("nat")
     b = c.stub.UpdateBridge(req, timeout=t)
-    return quiet([bridge_row(b)])
+    return [rows.bridge_row(b)]
 
 
-def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeletePortRequest(bridge=a.bridge, name=a.port, if_exists=a.if_exists)
     r = c.stub.DeletePort(req, timeout=t)
-    return quiet([{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}])
+    return [{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}]
 
 
-def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListPorts(pb.ListPortsRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((port_row(p) for p in r.ports), key=lambda p: p["name"])
-    return View(rows, PORT_COLUMNS)
+    return rows.port_rows(r.ports)
 
 
-def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFdbEntries(pb.ListFdbEntriesRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((fdb_row(e) for e in r.entries), key=lambda e: (e["vlan"], e["mac"]))
-    return View(rows, FDB_COLUMNS)
+    return rows.fdb_rows(r.entries)
 
 
-def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True)
     e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
-    return quiet([fdb_row(e)])
+    return [rows.fdb_row(e)]
 
 
-def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeleteFdbEntryRequest(bridge=a.bridge, mac=a.mac, vlan=a.vlan,
                                    if_exists=a.if_exists)
     r = c.stub.DeleteFdbEntry(req, timeout=t)
-    return quiet([{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}])
+    return [{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}]
 
 
-def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.GetPortStatsRequest(bridge=a.bridge, port=a.port or "")
     r = c.stub.GetPortStats(req, timeout=t)
-    rows = sorted((stats_row(s) for s in r.stats), key=lambda s: s["port"])
-    return View(rows, STATS_COLUMNS)
+    return rows.stats_rows(r.stats)
 
 
 # ---------------------------------------------------------------- flows
@@ -453,6 +181,8 @@ def read_flows(path: str, flows: Any) -> Sequence[str]:
     One rule a line; blank lines and lines starting with '#' are skipped. Every line is parsed
     before anything is sent: any bad line raises InputError listing the bad lines.
     """
+    from vswapi.flowspec import FlowSyntaxError, parse_flow_into
+
     name = "<stdin>" if path == "-" else path
     try:
         if path == "-":
@@ -523,191 +253,64 @@ def _batch(call, request, where: Sequence[str], t: float):
 
 def _parsed(parse: Callable[[str], Any], text: str) -> Any:
     """parse(text), a FlowSyntaxError turned into the usage error that names it."""
+    from vswapi.flowspec import FlowSyntaxError
+
     try:
         return parse(text)
     except FlowSyntaxError as exc:
         raise InputError([str(exc)]) from None
 
 
-def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    flow = _parsed(parse_flow, a.flow)
-    r = _batch(c.stub.AddFlows, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
-    return quiet([{"added": r.added, "replaced": r.replaced}])
-
-
-def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    req = pb.AddFlowsRequest(bridge=a.bridge)
-    where = read_flows(a.file, req.flows)
+def _add_flows(c: SwitchClient, req: pb.AddFlowsRequest, where: Sequence[str],
+               t: float) -> list[Row]:
     r = _batch(c.stub.AddFlows, req, where, t)
-    return quiet([{"added": r.added, "replaced": r.replaced}])
+    return [{"added": r.added, "replaced": r.replaced}]
 
 
-def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import parse_flow
+
+    flow = _parsed(parse_flow, a.flow)
+    return _add_flows(c, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
+
+
+def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    req = pb.AddFlowsRequest(bridge=a.bridge)
+    return _add_flows(c, req, read_flows(a.file, req.flows), t)
+
+
+def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.ReplaceFlowsRequest(bridge=a.bridge)
     where = read_flows(a.file, req.flows)
     r = _batch(c.stub.ReplaceFlows, req, where, t)
-    return quiet([{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}])
+    return [{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}]
 
 
-def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    try:
-        spec = parse_match_spec(a.match or "")
-    except FlowSyntaxError as exc:
-        raise InputError([str(exc)]) from None
+def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import parse_match_spec
+
+    spec = _parsed(parse_match_spec, a.match or "")
     if spec.priority is not None and not a.strict:
         raise InputError([f"priority={spec.priority} needs --strict "
                           "(a loose delete ignores priority)"])
     r = c.stub.DeleteFlows(spec.delete_request(a.bridge, strict=a.strict), timeout=t)
-    return quiet([{"deleted": r.deleted}])
+    return [{"deleted": r.deleted}]
 
 
-def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
-    rows = sorted((flow_row(f) for f in r.flows), key=lambda f: -f["priority"])  # stable
-    return View(rows, style="lines", text=flow_lines)
+    return rows.flow_rows(r.flows)
 
 
-# ---------------------------------------------------------------- issue 6: shutdown
+# ---------------------------------------------------------------- trace, watch, drops
 
-def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
-    """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
-    c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
-    return quiet()
+def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    from vswapi.flowspec import format_match, parse_match
 
-
-# ---------------------------------------------------------------- issue 4: tracing
-
-PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
-
-
-def trace_output_row(o: pb.TraceOutput) -> Row:
-    """{"port", "tagged", "vlan"}: vlan is the VID when tagged, else None; tagged is None when
-    the daemon did not report the output's tag state."""
-    tagged = o.tagged if o.HasField("tagged") else None
-    return {"port": o.port, "tagged": tagged, "vlan": o.vlan if tagged else None}
-
-
-def _detail_value(value: object) -> object:
-    if isinstance(value, pb.FlowMatch):
-        return format_match(value)
-    if isinstance(value, pb.TraceOutput):
-        return trace_output_row(value)
-    if hasattr(value, "DESCRIPTOR"):
-        return {f.name: _detail_value(getattr(value, f.name)) for f in value.DESCRIPTOR.fields}
-    if isinstance(value, str | int | float | bool):
-        return value
-    return [_detail_value(v) for v in value]  # repeated
-
-
-def trace_stage_row(s: pb.TraceStage) -> Row:
-    kind = s.WhichOneof("detail")
-    details = _detail_value(getattr(s, kind)) if kind else {}
-    return {"name": s.name, "summary": s.summary, "details": details}
-
-
-def trace_row(bridge: str, packet: str, r: pb.TraceResponse) -> Row:
-    return {
-        "bridge": bridge,
-        "packet": packet,
-        "stages": [trace_stage_row(s) for s in r.stages],
-        "verdict": r.verdict,
-        "outputs": list(r.outputs),
-        "drop_reason": r.drop_reason,
-        "output_tags": [trace_output_row(o) for o in r.output_tags],
-    }
-
-
-def _action_target(port: str, tags: dict[str, Row]) -> str:
-    """An output in the `Datapath actions` line: PORT, or PORT(vid=N) when it leaves tagged
-    (untagged is the norm, as ofproto/trace shows push_vlan only where a tag is pushed)."""
-    tag = tags.get(port)
-    return f"{port}(vid={tag['vlan']})" if tag and tag["tagged"] else port
-
-
-def trace_lines(rows: list[Row]) -> list[str]:
-    """`ovs-appctl ofproto/trace`-like: the flow, the bridge, numbered stages, the verdict."""
-    lines: list[str] = []
-    for r in rows:
-        lines.append(f"Flow: {r['packet']}")
-        lines.append("")
-        title = f'bridge("{r["bridge"]}")'
-        lines += [title, "-" * len(title)]
-        for n, st in enumerate(r["stages"], 1):
-            lines.append(f"{n:2d}. {st['name']}: {st['summary']}")
-        lines.append("")
-        if r["verdict"] == "drop":
-            lines.append(f"Datapath actions: drop ({r['drop_reason']})")
-        elif r["outputs"]:
-            tags = {t["port"]: t for t in r.get("output_tags", [])}
-            targets = ",".join(_action_target(p, tags) for p in r["outputs"])
-            lines.append(f"Datapath actions: {r['verdict']} to {targets}")
-        else:
-            lines.append(f"Datapath actions: {r['verdict']}")
-    return lines
-
-
-def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     packet = _parsed(parse_match, a.packet)
     req = pb.TraceRequest(bridge=a.bridge, packet=packet, truncate=a.truncate or 0)
     r = c.stub.Trace(req, timeout=t)
-    return View([trace_row(a.bridge, format_match(packet), r)], style="lines",
-                text=trace_lines, single=True)
-
-
-def watch_event_row(e: pb.WatchEvent) -> Row:
-    return {
-        "time": round(e.time, 6),
-        "bridge": e.bridge,
-        "in_port": e.in_port,
-        "dl_src": e.dl_src,
-        "dl_dst": e.dl_dst,
-        "dl_type": f"0x{e.dl_type:04x}",
-        "dl_vlan": e.dl_vlan,
-        "ip_src": e.ip_src,
-        "ip_dst": e.ip_dst,
-        "nw_proto": e.nw_proto,
-        "tp_src": e.tp_src,
-        "tp_dst": e.tp_dst,
-        "length": e.length,
-        "cookie": f"0x{e.cookie:x}",
-        "table_miss": e.table_miss,
-        "verdict": e.verdict,
-        "outputs": list(e.outputs),
-        "drop_reason": e.drop_reason,
-        "n_copies": e.n_copies,
-    }
-
-
-def _clock(t: float) -> str:
-    lt = time.localtime(t)
-    return time.strftime("%H:%M:%S", lt) + f".{int((t % 1) * 1e6):06d}"
-
-
-def watch_line(r: Row) -> str:
-    """One decision: time bridge in_port src > dst [vlan] ips proto ports length cookie verdict."""
-    parts = [_clock(r["time"]), r["bridge"], r["in_port"], f"{r['dl_src']} > {r['dl_dst']}"]
-    if r["dl_vlan"]:
-        parts.append(f"vlan {r['dl_vlan']}")
-    proto = PROTO_NAMES.get(r["nw_proto"], f"proto {r['nw_proto']}") if r["ip_src"] else ""
-    if r["ip_src"]:
-        if r["nw_proto"] in (6, 17):
-            parts.append(f"{r['ip_src']}:{r['tp_src']} > {r['ip_dst']}:{r['tp_dst']} {proto}")
-        else:
-            parts.append(f"{r['ip_src']} > {r['ip_dst']} {proto}")
-    else:
-        parts.append(f"type {r['dl_type']}")
-    parts.append(f"len {r['length']}")
-    parts.append("table-miss" if r["table_miss"] else f"cookie {r['cookie']}")
-    if r["verdict"] == "drop":
-        parts.append(f"drop ({r['drop_reason']})")
-    elif r["verdict"] == "flood":
-        parts.append(f"flood ({r['n_copies']} copies)"
-                     + (f" {','.join(r['outputs'])}" if r["outputs"] else ""))
-    elif r["outputs"]:
-        parts.append(f"{r['verdict']} {','.join(r['outputs'])}")
-    else:
-        parts.append(r["verdict"])
-    return " ".join(parts)
+    return [rows.trace_row(a.bridge, format_match(packet), r)]
 
 
 def _emit(text: str) -> None:
@@ -715,12 +318,14 @@ def _emit(text: str) -> None:
     sys.stdout.flush()
 
 
-def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """Print decisions as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
-    stream. Prints as it goes (the returned view is empty)."""
+    stream. Prints as it goes (returns no rows)."""
     req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
                           count=a.count or 0)
     if a.match:
+        from vswapi.flowspec import parse_match
+
         req.match.CopyFrom(_parsed(parse_match, a.match))
     call = c.stub.Watch(req)  # no deadline: a watch lasts as long as the user wants
     try:
@@ -728,7 +333,7 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
             if msg.WhichOneof("kind") == "lost":
                 _emit(json.dumps({"lost": msg.lost}) if a.json else f"lost {msg.lost}")
                 continue
-            row = watch_event_row(msg.event)
+            row = rows.watch_event_row(msg.event)
             _emit(json.dumps(row) if a.json else watch_line(row))
     except KeyboardInterrupt:
         call.cancel()
@@ -737,27 +342,17 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
             raise
-    return View([], style="quiet")
+    return []
 
 
-DROP_COLUMNS = [
-    Column("port", "PORT"),
-    Column("reason", "REASON"),
-    Column("count", "COUNT", right=True),
-]
-
-
-def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The switch-wide watch event rate limit (kept across daemon restarts)."""
     req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
     req.update_mask.paths.append("rate_limit")
     cfg = c.stub.UpdateWatchConfig(req, timeout=t)
-    return quiet([{"rate_limit": cfg.rate_limit}])
+    return [{"rate_limit": cfg.rate_limit}]
 
 
-def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> View:
+def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.GetPortStats(pb.GetPortStatsRequest(bridge=a.bridge), timeout=t)
-    rows = [{"port": s.port, "reason": reason, "count": count}
-            for s in sorted(r.stats, key=lambda s: s.port)
-            for reason, count in sorted(s.drops_by_reason.items()) if count]
-    return View(rows, DROP_COLUMNS)
+    return rows.drop_rows(r.stats)

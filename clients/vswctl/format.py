@@ -1,15 +1,15 @@
 """Rendering of command results: one list of row dicts, printed as a table or as JSON.
 
-A command never prints. It returns a `View`: the rows (plain JSON-able dicts, the same ones `-j`
-prints) and how a person reads them (columns of a table, key/value lines of one record, or a
-tree). `render` picks JSON or text from the same rows, so the two cannot drift apart.
+A command's result is a `View`: the rows (plain JSON-able dicts, the same ones `-j` prints) and
+how a person reads them (columns of a table, key/value lines of one record, or a tree). `render`
+picks JSON or text from the same rows, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 Row = dict[str, Any]
@@ -27,9 +27,10 @@ class Column:
         return self.fmt(value, row) if self.fmt else text_of(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class View:
-    """What a command produced.
+    """What a command produced. Without rows, a layout: each command's table entry holds one,
+    and the rows its handler returns are filled in (`with_rows`).
 
     style: "table"  aligned columns under a header row (`ip -br` / `ovs-ofctl` style);
            "record" one object as "label: value" lines (status);
@@ -39,11 +40,14 @@ class View:
     single: JSON prints rows[0] as an object instead of a list of objects.
     """
 
-    rows: list[Row]
+    rows: list[Row] = field(default_factory=list)
     columns: Sequence[Column] = ()
     style: str = "table"
     single: bool = False
     text: Callable[[list[Row]], list[str]] | None = field(default=None, repr=False)
+
+    def with_rows(self, rows: list[Row]) -> View:
+        return replace(self, rows=rows)
 
 
 def text_of(value: Any) -> str:

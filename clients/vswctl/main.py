@@ -2,9 +2,12 @@
 
     vswctl [--socket PATH] [-j|--json] [--timeout SECONDS] COMMAND [ARGS]
 
-Flow of `main`: parse (usage errors exit 1) -> connect -> the command function sends its request
-and returns a View of row dicts -> render as table or JSON on stdout. Errors go to stderr as
-`vswctl: <message>`; the exit code says whose fault it was:
+Every command is one entry of COMMANDS: its name, arguments, help, handler (`vswctl.commands`)
+and the layout of its result (`vswctl.render`); the parser is built from that table.
+
+Flow of `main`: parse (usage errors exit 1) -> connect -> the command's handler sends its request
+and returns rows -> render them in the command's layout, as table or JSON, on stdout. Errors go
+to stderr as `vswctl: <message>`; the exit code says whose fault it was:
 
     0  success
     1  usage error (bad arguments, client-side validation such as a flow that does not parse)
@@ -22,9 +25,12 @@ from collections.abc import Sequence
 
 import grpc
 
+from vswapi import names
 from vswapi.client import DEFAULT_SOCKET, SOCKET_ENV, connect
 from vswctl import commands as cmds
+from vswctl import render as layout
 from vswctl.format import render
+from vswctl.syntax import PROG, Arg, Command, OneOf, Parser, UsageError, add_command, arg
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -32,24 +38,7 @@ EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
 DEFAULT_TIMEOUT = 30.0  # creating an ebpf bridge may compile the datapath: seconds, not millis
 
-PROG = "vswctl"
 START_HINT = "is the daemon running? start it with 'make run' or 'vswitchd'"
-
-
-class UsageError(Exception):
-    def __init__(self, message: str, usage: str = ""):
-        super().__init__(message)
-        self.usage = usage
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (exit 1, `vswctl: ...`) instead of exiting with 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        unknown = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
-        if unknown:
-            message = f"unknown command '{unknown.group(1)}' (see '{PROG} --help')"
-        raise UsageError(message, self.format_usage())
 
 
 # ---------------------------------------------------------------- argument types
@@ -103,6 +92,20 @@ def _watch_rate(text: str) -> int:
 
 
 _watch_rate.__name__ = "RATE"
+
+
+def _ifname(what: str):
+    """An interface name's length (at most 15 bytes) checked before anything is sent; the
+    daemon checks the rest of the rule (vswapi.names)."""
+
+    def parse(text: str) -> str:
+        why = names.ifname_too_long(text)
+        if why is not None:
+            raise argparse.ArgumentTypeError(f"{what} name {names.shown(text)} {why}")
+        return text
+
+    parse.__name__ = what
+    return parse
 _mtu = _uint("--mtu", 1, 65535)
 _vlan = _uint("--vlan", 0, 4094)
 _vid = _uint("VLAN id", 1, 4094)
@@ -124,18 +127,185 @@ def _vlan_list(text: str) -> list[int]:
     return out
 
 
-def _vlan_options(p: argparse.ArgumentParser, clear: bool = False) -> None:
-    """--vlan N | --trunks LIST [--native-vlan N] (eBPF datapath)."""
-    group = p.add_mutually_exclusive_group(required=clear)
-    group.add_argument("--vlan", metavar="N", type=_vid,
-                       help="access port: untagged on the wire, VLAN N (1-4094) in the switch")
-    group.add_argument("--trunks", metavar="LIST", type=_vlan_list,
-                       help="trunk port: these VLANs tagged on the wire, e.g. 10,20,30-32")
+# ---------------------------------------------------------------- the command table
+
+BR = arg("bridge", metavar="BR", type=_ifname("bridge"))
+PORT = arg("port", metavar="PORT", type=_ifname("port"))
+MAC = arg("mac", metavar="MAC", type=_mac)
+FDB_VLAN = arg("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
+
+
+def _may_exist(what: str) -> Arg:
+    return arg("--may-exist", action="store_true",
+               help=f"an existing {what} of that name is not an error")
+
+
+def _if_exists(what: str) -> Arg:
+    return arg("--if-exists", action="store_true", help=f"a missing {what} is not an error")
+
+
+def _vlan_options(clear: bool = False) -> list[Arg | OneOf]:
+    """--vlan N | --trunks LIST [--native-vlan N] (eBPF datapath); with CLEAR, one of them or
+    --no-vlan is required."""
+    modes = [
+        arg("--vlan", metavar="N", type=_vid,
+            help="access port: untagged on the wire, VLAN N (1-4094) in the switch"),
+        arg("--trunks", metavar="LIST", type=_vlan_list,
+            help="trunk port: these VLANs tagged on the wire, e.g. 10,20,30-32"),
+    ]
     if clear:
-        group.add_argument("--no-vlan", action="store_true",
-                           help="no VLAN settings: the port carries every VLAN")
-    p.add_argument("--native-vlan", metavar="N", type=_vid,
-                   help="trunk port: untagged frames belong to VLAN N")
+        modes.append(arg("--no-vlan", action="store_true",
+                         help="no VLAN settings: the port carries every VLAN"))
+    return [OneOf(tuple(modes), required=clear),
+            arg("--native-vlan", metavar="N", type=_vid,
+                help="trunk port: untagged frames belong to VLAN N")]
+
+
+COMMANDS: tuple[Command, ...] = (
+    # name, one-line help,
+    #     handler, layout of its rows, arguments
+    Command("status", "daemon version, uptime and datapath support",
+            cmds.cmd_status, layout.STATUS),
+    Command("add-br", "create a bridge",
+            cmds.cmd_add_br, layout.QUIET, [
+        BR,
+        arg("--datapath", choices=sorted(cmds.DATAPATH_VALUES),
+            help="forwarding datapath (default: the daemon's configured default)"),
+        arg("--ip", metavar="CIDR", action="append",
+            help="address of the bridge device, e.g. 10.0.0.1/24 (repeatable)"),
+        arg("--nat", action="store_true",
+            help="masquerade the bridge's IPv4 subnet leaving the host by other interfaces "
+                 "(enables IP forwarding)"),
+        _may_exist("bridge"),
+    ]),
+    Command("set-br", "change a bridge's settings",
+            cmds.cmd_set_br, layout.QUIET, [
+        BR,
+        OneOf((arg("--nat", dest="nat", action="store_true", default=None,
+                   help="masquerade the bridge's IPv4 subnet"),
+               arg("--no-nat", dest="nat", action="store_false",
+                   help="remove the bridge's NAT rule")), required=True),
+    ]),
+    Command("del-br", "delete a bridge and its ports",
+            cmds.cmd_del_br, layout.QUIET, [BR, _if_exists("bridge")]),
+    Command("list-br", "list bridges",
+            cmds.cmd_list_br, layout.BRIDGES),
+    Command("show", "bridges with their ports, as a tree",
+            cmds.cmd_show, layout.SHOW,
+            [arg("bridge", metavar="BR", nargs="?", type=_ifname("bridge"))]),
+    Command("add-port", "add a port (veth pair, TAP, system interface)",
+            cmds.cmd_add_port, layout.QUIET, [
+        BR,
+        arg("port", metavar="PORT", type=_ifname("port"), help="host-side interface name"),
+        arg("--type", choices=list(cmds.PORT_TYPE_VALUES), default="veth",
+            help="port type (default veth)"),
+        arg("--netns", metavar="NS",
+            help="veth: namespace of the peer (name under /run/netns or a path)"),
+        arg("--peer-name", metavar="IF", type=_ifname("peer"),
+            help="veth: peer name in the namespace"),
+        arg("--ip", metavar="CIDR", action="append",
+            help="veth: address on the peer (repeatable)"),
+        arg("--mac", metavar="MAC", type=_mac, help="veth: peer MAC address"),
+        arg("--mtu", metavar="N", type=_mtu, help="MTU (default: kernel default)"),
+        arg("--owner", metavar="USER", help="tap: user owning the device"),
+        arg("--multi-queue", action="store_true",
+            help="tap: a multi-queue TAP (IFF_MULTI_QUEUE), one queue per vCPU"),
+        arg("--gateway", metavar="IP",
+            help="veth: default route of the namespace (inside one of the --ip subnets)"),
+        arg("--uplink", action="store_true",
+            help="system: an uplink NIC; its addresses and routes move to the bridge "
+                 "(and back on del-port) so the host keeps its connectivity"),
+        *_vlan_options(),
+        _may_exist("port"),
+    ]),
+    Command("set-port",
+            "change a port's VLAN mode at run time (learned FDB entries of the port go)",
+            cmds.cmd_set_port, layout.QUIET, [BR, PORT, *_vlan_options(clear=True)]),
+    Command("del-port", "delete a port",
+            cmds.cmd_del_port, layout.QUIET, [BR, PORT, _if_exists("port")]),
+    Command("list-ports", "list the ports of a bridge",
+            cmds.cmd_list_ports, layout.PORTS, [BR]),
+    Command("dump-fdb", "show the forwarding database of a bridge",
+            cmds.cmd_dump_fdb, layout.FDB, [BR]),
+    Command("add-fdb", "add a static forwarding entry",
+            cmds.cmd_add_fdb, layout.QUIET, [BR, MAC, PORT, FDB_VLAN]),
+    Command("del-fdb", "delete a forwarding entry",
+            cmds.cmd_del_fdb, layout.QUIET, [BR, MAC, FDB_VLAN, _if_exists("entry")]),
+    Command("port-stats", "packet, byte and drop counters of ports",
+            cmds.cmd_port_stats, layout.STATS, [
+        BR,
+        arg("port", metavar="PORT", nargs="?", type=_ifname("port"),
+            help="one port (default: all)"),
+    ]),
+    Command("add-flow", "add or replace one flow rule",
+            cmds.cmd_add_flow, layout.QUIET, [
+        BR,
+        arg("flow", metavar="FLOW",
+            help='ovs-ofctl syntax, e.g. "priority=200,in_port=c1,tcp,tp_dst=80,actions=drop"'),
+    ]),
+    Command("add-flows", "add flow rules from a file, one a line, all or nothing",
+            cmds.cmd_add_flows, layout.QUIET, [
+        BR,
+        arg("file", metavar="FILE",
+            help="one rule a line; '#' comments and blank lines ignored; '-' = stdin"),
+    ]),
+    Command("replace-flows", "make the flow table exactly the rules of a file",
+            cmds.cmd_replace_flows, layout.QUIET, [
+        BR,
+        arg("file", metavar="FILE", help="as for add-flows; '-' = stdin"),
+    ]),
+    Command("del-flows", "delete flow rules (all without MATCH)",
+            cmds.cmd_del_flows, layout.QUIET, [
+        BR,
+        arg("match", metavar="MATCH", nargs="?",
+            help='flows whose match is at least as specific; "cookie=V/MASK" filters by '
+                 "cookie (-1 = all ones)"),
+        arg("--strict", action="store_true",
+            help="only the flow with exactly this match and priority"),
+    ]),
+    Command("dump-flows", "flow rules in priority order, with counters",
+            cmds.cmd_dump_flows, layout.FLOWS, [BR]),
+    Command("shutdown", "stop vswitchd (the datapath keeps forwarding unless --cleanup)",
+            cmds.cmd_shutdown, layout.QUIET, [
+        arg("--cleanup", action="store_true",
+            help="also remove everything vswitchd created: bridges, ports, namespaces it "
+                 "created, NAT rules, programs and pinned maps (the stored configuration is "
+                 "kept)"),
+    ]),
+    Command("trace", "what would the datapath do with this packet? (runs the real program on "
+                     "it, no side effects)",
+            cmds.cmd_trace, layout.TRACE, [
+        BR,
+        arg("packet", metavar="PACKET",
+            help='exact header values in ovs-ofctl syntax, in_port required, e.g. '
+                 '"in_port=c1,dl_dst=02:00:00:00:00:02,udp,nw_dst=10.0.0.2,tp_dst=53"; '
+                 "other fields take defaults"),
+        arg("--truncate", metavar="BYTES", type=_uint("--truncate", 14, 65535),
+            help="cut the frame to BYTES bytes (a malformed frame)"),
+    ]),
+    Command("watch",
+            "print the datapath's decisions on live packets, one line each, until Ctrl-C",
+            cmds.cmd_watch, layout.QUIET, [  # the handler prints as packets come
+        BR,
+        arg("--port", metavar="PORT", type=_ifname("port"),
+            help="only packets arriving on PORT"),
+        arg("--match", metavar="MATCH",
+            help='only packets matching (ovs-ofctl syntax, masks allowed), e.g. "icmp"'),
+        arg("--drops", action="store_true", help="only dropped packets"),
+        arg("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
+            help="stop after COUNT packets"),
+    ]),
+    Command("set-watch-rate", "limit the datapath's watch events (all bridges; kept across "
+                              "restarts; `status` shows it)",
+            cmds.cmd_set_watch_rate, layout.QUIET, [
+        arg("rate", metavar="RATE", type=_watch_rate,
+            help="events per second per CPU, 1..1000000000 (default 10000); the events over "
+                 "it are reported to watchers as `lost N`"),
+    ]),
+    Command("drops", "drop counters of a bridge's ports, by reason",
+            cmds.cmd_drops, layout.DROPS, [BR]),
+)
+COMMAND_BY_NAME = {c.name: c for c in COMMANDS}
 
 
 # ---------------------------------------------------------------- parser
@@ -165,174 +335,9 @@ def build_parser() -> Parser:
     common = Parser(add_help=False)
     _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(name: str, func: cmds.Command, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[common])
-        p.set_defaults(func=func)
-        return p
-
-    command("status", cmds.cmd_status, "daemon version, uptime and datapath support")
-
-    p = command("add-br", cmds.cmd_add_br, "create a bridge")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("--datapath", choices=sorted(cmds.DATAPATH_VALUES),
-                   help="forwarding datapath (default: the daemon's configured default)")
-    p.add_argument("--ip", metavar="CIDR", action="append",
-                   help="address of the bridge device, e.g. 10.0.0.1/24 (repeatable)")
-    p.add_argument("--nat", action="store_true",
-                   help="masquerade the bridge's IPv4 subnet leaving the host by other "
-                        "interfaces (enables IP forwarding)")
-    p.add_argument("--may-exist", action="store_true",
-                   help="an existing bridge of that name is not an error")
-
-    p = command("set-br", cmds.cmd_set_br, "change a bridge's settings")
-    p.add_argument("bridge", metavar="BR")
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--nat", dest="nat", action="store_true", default=None,
-                       help="masquerade the bridge's IPv4 subnet")
-    group.add_argument("--no-nat", dest="nat", action="store_false",
-                       help="remove the bridge's NAT rule")
-
-    p = command("del-br", cmds.cmd_del_br, "delete a bridge and its ports")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("--if-exists", action="store_true", help="a missing bridge is not an error")
-
-    command("list-br", cmds.cmd_list_br, "list bridges")
-
-    p = command("show", cmds.cmd_show, "bridges with their ports, as a tree")
-    p.add_argument("bridge", metavar="BR", nargs="?")
-
-    p = command("add-port", cmds.cmd_add_port, "add a port (veth pair, TAP, system interface)")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("port", metavar="PORT", help="host-side interface name")
-    p.add_argument("--type", choices=["veth", "tap", "system"], default="veth",
-                   help="port type (default veth)")
-    p.add_argument("--netns", metavar="NS",
-                   help="veth: namespace of the peer (name under /run/netns or a path)")
-    p.add_argument("--peer-name", metavar="IF", help="veth: peer name in the namespace")
-    p.add_argument("--ip", metavar="CIDR", action="append",
-                   help="veth: address on the peer (repeatable)")
-    p.add_argument("--mac", metavar="MAC", type=_mac, help="veth: peer MAC address")
-    p.add_argument("--mtu", metavar="N", type=_mtu, help="MTU (default: kernel default)")
-    p.add_argument("--owner", metavar="USER", help="tap: user owning the device")
-    p.add_argument("--multi-queue", action="store_true",
-                   help="tap: a multi-queue TAP (IFF_MULTI_QUEUE), one queue per vCPU")
-    p.add_argument("--gateway", metavar="IP",
-                   help="veth: default route of the namespace (inside one of the --ip subnets)")
-    p.add_argument("--uplink", action="store_true",
-                   help="system: an uplink NIC; its addresses and routes move to the bridge "
-                        "(and back on del-port) so the host keeps its connectivity")
-    _vlan_options(p)
-    p.add_argument("--may-exist", action="store_true",
-                   help="an existing port of that name is not an error")
-
-    p = command("set-port", cmds.cmd_set_port,
-                "change a port's VLAN mode at run time (learned FDB entries of the port go)")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("port", metavar="PORT")
-    _vlan_options(p, clear=True)
-
-    p = command("del-port", cmds.cmd_del_port, "delete a port")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("port", metavar="PORT")
-    p.add_argument("--if-exists", action="store_true", help="a missing port is not an error")
-
-    p = command("list-ports", cmds.cmd_list_ports, "list the ports of a bridge")
-    p.add_argument("bridge", metavar="BR")
-
-    p = command("dump-fdb", cmds.cmd_dump_fdb, "show the forwarding database of a bridge")
-    p.add_argument("bridge", metavar="BR")
-
-    p = command("add-fdb", cmds.cmd_add_fdb, "add a static forwarding entry")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("mac", metavar="MAC", type=_mac)
-    p.add_argument("port", metavar="PORT")
-    p.add_argument("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
-
-    p = command("del-fdb", cmds.cmd_del_fdb, "delete a forwarding entry")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("mac", metavar="MAC", type=_mac)
-    p.add_argument("--vlan", metavar="N", type=_vlan, default=0, help="VLAN (default 0: untagged)")
-    p.add_argument("--if-exists", action="store_true", help="a missing entry is not an error")
-
-    p = command("port-stats", cmds.cmd_port_stats, "packet, byte and drop counters of ports")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("port", metavar="PORT", nargs="?", help="one port (default: all)")
-
-    p = command("add-flow", cmds.cmd_add_flow, "add or replace one flow rule")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("flow", metavar="FLOW",
-                   help='ovs-ofctl syntax, e.g. "priority=200,in_port=c1,tcp,tp_dst=80,'
-                        'actions=drop"')
-
-    p = command("add-flows", cmds.cmd_add_flows,
-                "add flow rules from a file, one a line, all or nothing")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("file", metavar="FILE",
-                   help="one rule a line; '#' comments and blank lines ignored; '-' = stdin")
-
-    p = command("replace-flows", cmds.cmd_replace_flows,
-                "make the flow table exactly the rules of a file")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("file", metavar="FILE", help="as for add-flows; '-' = stdin")
-
-    p = command("del-flows", cmds.cmd_del_flows, "delete flow rules (all without MATCH)")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("match", metavar="MATCH", nargs="?",
-                   help='flows whose match is at least as specific; "cookie=V/MASK" filters '
-                        "by cookie (-1 = all ones)")
-    p.add_argument("--strict", action="store_true",
-                   help="only the flow with exactly this match and priority")
-
-    p = command("dump-flows", cmds.cmd_dump_flows,
-                "flow rules in priority order, with counters")
-    p.add_argument("bridge", metavar="BR")
-
-    _shutdown_command(command)
-    _trace_commands(command)
+    for command in COMMANDS:
+        add_command(sub, command, [common])
     return parser
-
-
-def _trace_commands(command) -> None:  # issue 4
-    p = command("trace", cmds.cmd_trace,
-                "what would the datapath do with this packet? (runs the real program on it, "
-                "no side effects)")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("packet", metavar="PACKET",
-                   help='exact header values in ovs-ofctl syntax, in_port required, e.g. '
-                        '"in_port=c1,dl_dst=02:00:00:00:00:02,udp,nw_dst=10.0.0.2,tp_dst=53"; '
-                        "other fields take defaults")
-    p.add_argument("--truncate", metavar="BYTES", type=_uint("--truncate", 14, 65535),
-                   help="cut the frame to BYTES bytes (a malformed frame)")
-
-    p = command("watch", cmds.cmd_watch,
-                "print the datapath's decisions on live packets, one line each, until Ctrl-C")
-    p.add_argument("bridge", metavar="BR")
-    p.add_argument("--port", metavar="PORT", help="only packets arriving on PORT")
-    p.add_argument("--match", metavar="MATCH",
-                   help='only packets matching (ovs-ofctl syntax, masks allowed), e.g. "icmp"')
-    p.add_argument("--drops", action="store_true", help="only dropped packets")
-    p.add_argument("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
-                   help="stop after COUNT packets")
-
-    p = command("set-watch-rate", cmds.cmd_set_watch_rate,
-                "limit the datapath's watch events (all bridges; kept across restarts; "
-                "`status` shows it)")
-    p.add_argument("rate", metavar="RATE", type=_watch_rate,
-                   help="events per second per CPU, 1..1000000000 (default 10000); the "
-                        "events over it are reported to watchers as `lost N`")
-
-    p = command("drops", cmds.cmd_drops, "drop counters of a bridge's ports, by reason")
-    p.add_argument("bridge", metavar="BR")
-
-
-def _shutdown_command(command) -> None:  # issue 6
-    p = command("shutdown", cmds.cmd_shutdown,
-                "stop vswitchd (the datapath keeps forwarding unless --cleanup)")
-    p.add_argument("--cleanup", action="store_true",
-                   help="also remove everything vswitchd created: bridges, ports, namespaces "
-                        "it created, NAT rules, programs and pinned maps (the stored "
-                        "configuration is kept)")
 
 
 # ---------------------------------------------------------------- errors
@@ -392,9 +397,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 
+    command = COMMAND_BY_NAME[args.command]
     client = connect(socket_path=args.socket)
     try:
-        view = args.func(client, args, args.timeout)
+        rows = command.run(client, args, args.timeout)
     except cmds.InputError as exc:  # e.g. a flow that does not parse: nothing was sent
         for message in exc.messages:
             _err(message)
@@ -404,9 +410,9 @@ def _main(argv: Sequence[str] | None) -> int:
     finally:
         client.close()
 
-    out = render(view, args.json)
+    text = render(command.output.with_rows(rows), args.json)
     try:
-        sys.stdout.write(out)
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:  # `vswctl dump-fdb br0 | head`
         pass

@@ -498,3 +498,26 @@ def test_unicast_ns_per_run(dp, bridge, capsys):
     with capsys.disabled():
         print(f"\nknown unicast: {real.duration_ns} ns/run (real), {dry.duration_ns} ns/run "
               "(dry run), repeat=1000000")
+
+
+def test_host_mac_from_a_port_is_a_spoof(dp, bridge):
+    """A port sending with the bridge device's MAC (the host's) is dropped with its own reason,
+    counted, in the trace; the host's entry stays on the bridge; the host's own frames pass."""
+    p0, p1, _ = bridge.ports
+    res = dp.run(eth(BROADCAST, bridge.mac), p1)
+    assert (res.verdict, res.drop_reason) == ("drop", "host-mac-spoof")
+    real = dp.run(eth(MAC_A, bridge.mac), p1, dry_run=False)
+    assert real.retval == TC_ACT_SHOT
+    assert dp.port_counters(p1).drops == {"host-mac-spoof": 1}
+    own = fdb_of(dp, bridge.br)[(bridge.mac, 0)]
+    assert own.static and own.ifindex == bridge.br
+    assert dp.run(eth(bridge.mac, MAC_B), p0).out_ifindex == bridge.br  # still the host
+    host = dp.run(eth(BROADCAST, bridge.mac), bridge.br, egress=True)
+    assert host.verdict == "flood" and sorted(host.flood) == sorted(bridge.ports)
+
+
+def test_other_static_entries_are_not_learned_over(dp, bridge):
+    p0, p1, _ = bridge.ports
+    dp.fdb_add_static(bridge.br, MAC_A, 0, p0)
+    assert dp.run(eth(BROADCAST, MAC_A), p1, dry_run=False).retval == TC_ACT_REDIRECT
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].ifindex == p0

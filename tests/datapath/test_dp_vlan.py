@@ -462,3 +462,15 @@ def test_flood_clones_on_the_wire(dp, vb, topo):
     finally:
         for s in socks.values():
             s.close()
+
+
+def test_host_mac_is_protected_in_every_vlan(dp, vb):
+    """The host's entry is in VLAN 0; a port in VLAN 10 or 20 sending with it is a spoof too,
+    and nothing is learned in those VLANs."""
+    for port, frame in (("a10", untagged(BROADCAST, vb.mac)), ("t", tagged(BROADCAST, vb.mac, 20))):
+        res = dp.run(frame, vb.port[port], dry_run=False)
+        assert res.retval == TC_ACT_SHOT, port
+        assert dp.run(frame, vb.port[port]).drop_reason == "host-mac-spoof"
+    assert fdb_of(dp, vb.br) == {(vb.mac, 0): vb.br}
+    learn(dp, vb, "a10", untagged(BROADCAST, MAC_A))  # others still learn in VLAN 10
+    assert fdb_of(dp, vb.br)[(MAC_A, 10)] == vb.port["a10"]

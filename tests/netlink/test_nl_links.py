@@ -84,6 +84,20 @@ def test_bridge_create_addresses_delete(links: Links, ipr: IPRoute, ifnames) -> 
 
 
 @pytest.mark.root
+def test_bridge_created_with_its_mac_keeps_it(links: Links, ipr: IPRoute, ifnames) -> None:
+    """An address given at creation is one the kernel keeps when ports come and go."""
+    br, port = ifnames("vswbr"), ifnames("vswd")
+    info = links.create_bridge(br, mac="02:5a:00:00:00:01")
+    assert info.mac == "02:5a:00:00:00:01"
+    _local_veth(ipr, port)
+    links.enslave(port, br)
+    assert links.get(br).mac == "02:5a:00:00:00:01"
+    links.release(port)
+    assert links.get(br).mac == "02:5a:00:00:00:01"  # not zeros
+    assert links.delete(br)
+
+
+@pytest.mark.root
 def test_set_addresses_rolls_back_on_kernel_error(links: Links, ipr: IPRoute, ifnames) -> None:
     br = ifnames("vswbr")
     info = links.create_bridge(br, ["10.1.0.1/24"])
@@ -275,6 +289,19 @@ def test_tap_root_owner_and_unknown_owner(links: Links, ipr: IPRoute, ifnames) -
         links.create_tap(other, mtu=10)
     assert ei.value.field == "mtu"
     assert ipr.link_lookup(ifname=other) == []
+
+
+@pytest.mark.root
+def test_tap_named_in_utf8(links: Links, ipr: IPRoute, ifnames) -> None:
+    """A TAP takes any name a bridge or veth takes (pyroute2's own TAP creation takes ASCII
+    only)."""
+    tap = ifnames("tü")  # 'tü' + 6 hex: 9 bytes
+    info = links.create_tap(tap, owner="nobody", multi_queue=True)
+    assert (info.name, info.kind) == (tap, "tun")
+    data = ipr.link("get", ifname=tap)[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+    assert (data.get_attr("IFLA_TUN_TYPE"), data.get_attr("IFLA_TUN_OWNER")) == (2, 65534)
+    assert data.get_attr("IFLA_TUN_MULTI_QUEUE") == 1 and data.get_attr("IFLA_TUN_PERSIST") == 1
+    assert links.delete(tap)
 
 
 # ---- ports ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`make demo`: the two host topologies of issue 5, built with the real daemon in network
+"""`make demo`: the two host topologies, built with the real daemon in network
 namespaces, with some traffic, then `vswctl show`, the FDB and the counters, then teardown.
 
     python -m tests.netns.demo [--datapath ebpf|kernel]

@@ -1,4 +1,4 @@
-"""Issue 6: hitless restart, upgrade, reconciliation while running, cleanup, store damage.
+"""Hitless restart, upgrade, reconciliation while running, cleanup, store damage.
 
 Each test runs a real daemon in a namespace of its own (tests/netns/harness.py).
 """

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.netns.harness import HERE, SYSTEM_PYTHON, VSWCTL
+from tests.netns.harness import HERE, SYSTEM_PYTHON, VSWCTL, VSWITCHD
 from vswitchd.trace import frames
 
 pytestmark = pytest.mark.root
@@ -143,7 +143,7 @@ def test_trace_vlan_mismatch_and_output_tags(br):
     r = trace(h, packet("c2", in_port="a1", dl_vlan="20"))
     assert (r["verdict"], r["drop_reason"]) == ("drop", "vlan-mismatch")
     v = stage(r, "vlan")["details"]
-    assert (v["accepted"], v["port_mode"], v["frame_vid"]) == (False, "access 10", 20)
+    assert (v["accepted"], v["port_mode"], v["frame_vid"]) == (False, "access:10", 20)
     # Each output says how the frame leaves it: a broadcast from the access port goes
     # untagged to the other access port, tagged 10 to the trunk, the unconfigured ports and
     # the host; the trunk's native VLAN 10 back to a1 leaves untagged.
@@ -282,6 +282,42 @@ def test_watcher_that_leaves_turns_emission_off(br):
     last = [line for line in h.log().splitlines() if ": ended (slot" in line][-1]
     assert last.endswith("; 0 watching)"), last  # every watcher is gone from the datapath
     assert b.returncode is not None
+
+
+def test_the_ninth_watcher_is_refused_with_the_limit_named(br):
+    h = br
+    watchers = [watch(h) for _ in range(8)]
+    res = h.vswctl("watch", "br0", "-n", "1", check=False)
+    assert (res.returncode, res.stdout) == (2, ""), res
+    assert res.stderr.startswith("vswctl: RESOURCE_EXHAUSTED: 8 watch streams are open"), \
+        res.stderr
+    assert "watch.max_watchers" in res.stderr and "cannot reach" not in res.stderr
+    for proc in watchers:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    wait_until(lambda: ended(h) == 8, what="the watchers' removal")
+
+
+def test_the_watcher_limit_comes_from_the_configuration(host, tmp_path):
+    h = host
+    config = tmp_path / "vswitchd.yaml"
+    config.write_text("watch:\n  max_watchers: 1\n")
+    h.start("--config", str(config))
+    h.vswctl("add-br", "br0")
+    first = watch(h)
+    res = h.vswctl("watch", "br0", check=False)
+    assert res.returncode == 2 and "RESOURCE_EXHAUSTED: 1 watch streams are open" in res.stderr
+    first.send_signal(signal.SIGINT)
+    assert first.wait(10) == 0
+    wait_until(lambda: ended(h) == 1, what="the watcher's removal")
+    second = watch(h)  # its slot is free again
+    second.send_signal(signal.SIGINT)
+    assert second.wait(10) == 0
+    config.write_text("watch:\n  max_watchers: 9\n")
+    res = subprocess.run([VSWITCHD, "--check-config", "--config", str(config)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    assert f"{config}:2: watch.max_watchers: 9 is not in 1..8" in res.stderr
 
 
 # ---- drop counters --------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 from vswitchd.config import Config
 
 # The real datapath API types (importing vswitchd.datapath does not import bcc).
-from vswitchd.datapath import (  # noqa: E402
+from vswitchd.datapath import (
     FLOW_FIELDS,
     MAX_FLOW_ACTIONS,
     MAX_FLOW_MASKS,
@@ -29,11 +29,14 @@ from vswitchd.datapath import (  # noqa: E402
     FlowCounters,
     PortCounters,
     PortKind,
+    VlanConfig,
     WatchEvent,
 )
+from vswitchd.datapath.vlan import UNCONFIGURED
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vswitchd.netlink import netns as real_netns
-from vswitchd.netlink.links import KernelFdbEntry, LinkInfo, LinkStats
+from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats
+from vswitchd.seams import DatapathApi, LinksApi, NatApi, NetnsApi
 from vswitchd.state import StateStore
 from vswitchd.switch import Switch
 
@@ -83,6 +86,12 @@ class FakeNetns(_Failing):
         monkeypatch.setattr(real_netns, "remove_named", self.remove_named)
         return self
 
+    def is_named(self, ref: str) -> bool:
+        return real_netns.is_named(ref)
+
+    def resolve(self, ref: str) -> str:
+        return real_netns.resolve(ref)
+
     def exists(self, ref: str) -> bool:
         real_netns.resolve(ref)  # same InvalidArgument as the real one for bad names
         return ref in (self.names if real_netns.is_named(ref) else self.paths)
@@ -118,6 +127,10 @@ class FakeLinks(_Failing):
         self.tap_owner: dict[str, str | None] = {}
         self.kernel_fdb: dict[str, dict[tuple[str, int], KernelFdbEntry]] = {}
         self.counters: dict[str, LinkStats] = {}
+        self.l3: dict[str, L3Config] = {}          # the host's addresses and routes per link
+        self.gateways: dict[str, str] = {}         # veth -> default route of its netns
+        self.multi_queue: dict[str, bool] = {}     # tap -> IFF_MULTI_QUEUE
+        self.mac_set: set[str] = set()             # links whose MAC was set explicitly
         self.netns = netns
         if netns is not None:
             netns.links = self
@@ -167,9 +180,11 @@ class FakeLinks(_Failing):
         self.veth_peer.pop(name, None)
         self.tap_owner.pop(name, None)
         self.kernel_fdb.pop(name, None)
+        self.mac_set.discard(name)
         for other, o in list(self.table.items()):
             if o.master == info.ifindex:
                 self.table[other] = replace(o, master=None)
+        self._bridge_follows_ports(info.master)
         for entries in self.kernel_fdb.values():
             for key, e in list(entries.items()):
                 if e.ifindex == info.ifindex:
@@ -198,12 +213,16 @@ class FakeLinks(_Failing):
         self._require(name)
         return self.counters.get(name, LinkStats(0, 0, 0, 0, 0, 0))
 
-    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
+    def create_bridge(self, name: str, addresses: Iterable[str] = (),
+                      mac: str | None = None) -> LinkInfo:
         addresses = list(addresses)
         self._enter("create_bridge", name, addresses)
         if name in self.table:
             raise AlreadyExists(f"interface {name} already exists")
         info = self._new(name, "bridge")
+        if mac:
+            info = self.table[name] = replace(info, mac=mac)
+            self.mac_set.add(name)
         self.addresses[name] = addresses
         return info
 
@@ -219,7 +238,7 @@ class FakeLinks(_Failing):
 
     def create_veth(self, name: str, peer_name: str, netns: str, *,
                     addresses: Iterable[str] = (), mac: str | None = None,
-                    mtu: int | None = None) -> LinkInfo:
+                    mtu: int | None = None, gateway: str | None = None) -> LinkInfo:
         addresses = list(addresses)
         self._enter("create_veth", name, peer_name, netns)
         if self.netns is not None and not self.netns.exists(netns):
@@ -233,18 +252,21 @@ class FakeLinks(_Failing):
         info = self._new(name, "veth", mtu=mtu or 1500)
         self.veth_peer[name] = (netns, peer_name)
         self.addresses[name] = addresses  # (the peer's addresses)
+        if gateway:
+            self.gateways[name] = gateway
         return info
 
     def peer_exists(self, netns: str, peer_name: str) -> bool:
         return (netns, peer_name) in self.veth_peer.values()
 
-    def create_tap(self, name: str, *, owner: str | None = None,
-                   mtu: int | None = None) -> LinkInfo:
+    def create_tap(self, name: str, *, owner: str | None = None, mtu: int | None = None,
+                   multi_queue: bool = False) -> LinkInfo:
         self._enter("create_tap", name, owner, mtu)
         if name in self.table:
             raise AlreadyExists(f"interface {name} already exists")
         info = self._new(name, "tun", mtu=mtu or 1500)
         self.tap_owner[name] = owner
+        self.multi_queue[name] = multi_queue
         return info
 
     def enslave(self, name: str, bridge: str) -> None:
@@ -253,14 +275,48 @@ class FakeLinks(_Failing):
         if br.kind != "bridge":
             raise FailedPrecondition(f"interface {bridge} is not a bridge")
         self.table[name] = replace(port, master=br.ifindex)
+        self._bridge_follows_ports(br.ifindex)
 
     def release(self, name: str) -> None:
         self._enter("release", name)
-        self.table[name] = replace(self._require(name), master=None)
+        info = self._require(name)
+        self.table[name] = replace(info, master=None)
+        self._bridge_follows_ports(info.master)
 
     def set_up(self, name: str) -> None:
         self._enter("set_up", name)
         self.table[name] = replace(self._require(name), up=True, operstate="UP")
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self._enter("set_mac", name, mac)
+        self.table[name] = replace(self._require(name), mac=mac)
+        self.mac_set.add(name)
+
+    def _bridge_follows_ports(self, ifindex: int | None) -> None:
+        """As the kernel does: a bridge whose MAC was never set explicitly wears its lowest
+        port's MAC, and zeros without ports."""
+        br = self.get_by_index(ifindex) if ifindex else None
+        if br is None or br.kind != "bridge" or br.name in self.mac_set:
+            return
+        macs = [i.mac for i in self.table.values() if i.master == br.ifindex]
+        self.table[br.name] = replace(br, mac=min(macs, default="00:00:00:00:00:00"))
+
+    def l3_config(self, name: str) -> L3Config:
+        self._enter("l3_config", name)
+        self._require(name)
+        return self.l3.get(name, L3Config((), ()))
+
+    def move_l3(self, config: L3Config, src: str, dst: str) -> None:
+        self._enter("move_l3", config, src, dst)
+        have_src = self.l3.get(src, L3Config((), ()))
+        have_dst = self.l3.get(dst, L3Config((), ()))
+        self.l3[src] = L3Config(
+            tuple(a for a in have_src.addresses if a not in config.addresses),
+            tuple(r for r in have_src.routes if r not in config.routes))
+        self.l3[dst] = L3Config(
+            have_dst.addresses + tuple(a for a in config.addresses
+                                       if a not in have_dst.addresses),
+            have_dst.routes + tuple(r for r in config.routes if r not in have_dst.routes))
 
     def _bridge_info(self, bridge: str) -> LinkInfo:
         br = self._require(bridge)
@@ -290,7 +346,7 @@ class FakeLinks(_Failing):
         return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
 
 
-# ---- issue 4: trace results and watchers ------------------------------------------------
+# ---- trace results and watchers ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -312,7 +368,7 @@ class TraceResult:
 
 def event(watchers: int, **kw: Any) -> Any:
     """A WatchEvent with defaults for what a test does not care about."""
-    base = dict(time_ns=0, bridge=0, in_port=0, dl_src="02:00:00:00:00:01",
+    base: dict[str, Any] = dict(time_ns=0, bridge=0, in_port=0, dl_src="02:00:00:00:00:01",
                 dl_dst="02:00:00:00:00:02", dl_type=0x0800, dl_vlan=0, ip_src="10.0.0.1",
                 ip_dst="10.0.0.2", nw_proto=1, tp_src=0, tp_dst=0, length=98, rule_id=0,
                 verdict="forward", outputs=(), n_copies=1, drop_reason="")
@@ -335,7 +391,9 @@ class FakeDatapath(_Failing):
         self.counters: dict[int, PortCounters] = {}
         self.flows: dict[int, dict[int, DpRule]] = {}          # bridge -> rule_id -> rule
         self.flow_stats: dict[int, dict[int, FlowCounters]] = {}  # bridge -> rule_id -> counters
+        self.vlans: dict[int, VlanConfig] = {}               # port ifindex -> VLAN mode
         self.max_masks = MAX_FLOW_MASKS
+        self.closed = False
         self._tracing_init()
 
     def learn(self, bridge: int, mac: str, ifindex: int, vlan: int = 0, age: float = 2.0) -> None:
@@ -346,16 +404,30 @@ class FakeDatapath(_Failing):
         self.bridges[bridge_ifindex] = mac
         self.members.setdefault(bridge_ifindex, set())
 
-    def add_port(self, bridge_ifindex: int, ifindex: int, kind: PortKind) -> None:
+    def add_port(self, bridge_ifindex: int, ifindex: int, kind: PortKind,
+                 vlan: VlanConfig = UNCONFIGURED) -> None:
         self._enter("add_port", bridge_ifindex, ifindex, kind)
         if bridge_ifindex not in self.bridges:
             raise NotFound(f"bridge ifindex {bridge_ifindex} is not in the datapath")
         self.ports[ifindex] = (bridge_ifindex, PortKind(kind))
         self.members[bridge_ifindex].add(ifindex)
+        self.vlans[ifindex] = vlan
+
+    def set_port_vlan(self, ifindex: int, vlan: VlanConfig) -> None:
+        self._enter("set_port_vlan", ifindex, vlan)
+        if ifindex not in self.ports:
+            raise NotFound(f"port ifindex {ifindex} is not in the datapath")
+        self.vlans[ifindex] = vlan
+
+    def port_vlan(self, ifindex: int) -> VlanConfig:
+        if ifindex not in self.vlans:
+            raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+        return self.vlans[ifindex]
 
     def remove_port(self, bridge_ifindex: int, ifindex: int) -> None:
         self._enter("remove_port", bridge_ifindex, ifindex)
         self.ports.pop(ifindex, None)
+        self.vlans.pop(ifindex, None)
         self.members.get(bridge_ifindex, set()).discard(ifindex)
         for entries in self.fdb.values():
             for key, rec in list(entries.items()):
@@ -447,9 +519,19 @@ class FakeDatapath(_Failing):
         self._enter("port_counters", ifindex)
         return self.counters.get(ifindex, PortCounters(0, 0, 0, 0, {}))
 
+    def close(self) -> None:
+        self.closed = True
 
+    def destroy(self) -> None:
+        self._enter("destroy")
+        self.bridges.clear()
+        self.ports.clear()
+        self.members.clear()
+        self.fdb.clear()
+        self.flows.clear()
+        self.closed = True
 
-    # ---- issue 4: trace and watchers
+    # ---- trace and watchers
 
     max_watchers = 8
 
@@ -505,6 +587,45 @@ class FakeDatapath(_Failing):
         return [e for e in out if e.watchers & active]
 
 
+# ---- NAT ---------------------------------------------------------------------------------
+
+
+class FakeNat:
+    """Masquerade rules by bridge, and the IPv4 forwarding switch."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+        self.forwarding = False
+        self.fail: Exception | None = None  # the next masquerade raises it
+
+    def enable_ip_forwarding(self) -> bool:
+        was = self.forwarding
+        self.forwarding = True
+        return not was
+
+    def disable_ip_forwarding(self) -> None:
+        self.forwarding = False
+
+    def masquerade(self, bridge: str, subnet: str) -> None:
+        if self.fail is not None:
+            exc, self.fail = self.fail, None
+            raise exc
+        self.rules[bridge] = subnet
+
+    def remove(self, bridge: str) -> bool:
+        return self.rules.pop(bridge, None) is not None
+
+
+def _conforms() -> None:
+    """The fakes implement the seams the switch uses (checked by the type checker in make
+    test, never run)."""
+    netns: NetnsApi = FakeNetns()
+    links: LinksApi = FakeLinks()
+    datapath: DatapathApi = FakeDatapath()
+    nat: NatApi = FakeNat()
+    del netns, links, datapath, nat
+
+
 # ---- a switch on the fakes ---------------------------------------------------------------
 
 
@@ -520,6 +641,7 @@ class Rig:
     switch: Switch = field(init=False)
     reason: str | None = None
     clock: Any = None
+    nat: FakeNat = field(default_factory=FakeNat)
 
     def __post_init__(self) -> None:
         self.switch = self.new_switch()
@@ -527,7 +649,7 @@ class Rig:
     def new_switch(self) -> Switch:
         """A fresh Switch (as after a daemon restart) on the same kernel, datapath and store."""
         return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason,
-                      clock=self.clock)
+                      clock=self.clock, nat=self.nat, netns=self.netns)
 
     def stored(self) -> dict[str, Any]:
         """The bridges as a fresh StateStore reads them back from disk, as plain dicts."""

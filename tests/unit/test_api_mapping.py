@@ -24,11 +24,12 @@ from vswitchd.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     SwitchError,
     Unavailable,
 )
-from vswitchd.model import BridgeSpec, PortSpec
-from vswitchd.switch import BridgeView, FdbView, PortView, StatsView
+from vswitchd.model import BridgeSpec, PortFacts, PortSpec
+from vswitchd.views import BridgeView, FdbView, PortView, StatsView
 
 # ---- convert: messages -> specs ----------------------------------------------------------
 
@@ -69,7 +70,7 @@ def test_port_spec_fields():
     spec = convert.port_spec(msg)
     # output-only fields (ifindex, netns_created, state) are not taken from the request
     assert spec == PortSpec("p1", "veth", "c1", "eth1", ["10.0.0.2/24", "10.0.1.2/24"],
-                            "02:aa:00:00:00:01", 9000, "", False)
+                            "02:aa:00:00:00:01", 9000, "")
     empty = convert.port_spec(pb.Port(name="p2"))
     assert (empty.type, empty.peer_name, empty.netns, empty.addresses, empty.mtu) == (
         "veth", "", "", [], 0)
@@ -80,9 +81,9 @@ def test_port_spec_fields():
 
 def test_port_and_bridge_msg():
     pspec = PortSpec("t1", "tap", mtu=1400, owner="qemu")
-    vspec = PortSpec("v1", "veth", "c1", "eth0", ["10.0.0.2/24"], "02:aa:00:00:00:01", 0, "",
-                     True)
-    ports = [PortView(pspec, "br0", 11, "down"), PortView(vspec, "br0", 12, "missing: gone")]
+    vspec = PortSpec("v1", "veth", "c1", "eth0", ["10.0.0.2/24"], "02:aa:00:00:00:01", 0, "")
+    ports = [PortView(pspec, "br0", 11, "down"),
+             PortView(vspec, "br0", 12, "missing: gone", PortFacts(netns_created=True))]
     view = BridgeView(BridgeSpec("br0", "kernel", ["10.0.0.1/24"]), 10, "02:00:00:00:00:0a",
                       ports)
     msg = convert.bridge_msg(view)
@@ -101,7 +102,7 @@ def test_port_and_bridge_msg():
 
 def test_round_trip_port_spec():
     spec = PortSpec("v1", "veth", "/proc/1/ns/net", "eth3", ["fd00::2/64"], "02:aa:00:00:00:01",
-                    1500, "", False)
+                    1500, "")
     assert convert.port_spec(convert.port_msg(PortView(spec, "br0", 5, "up"))) == spec
 
 
@@ -246,6 +247,7 @@ def test_switch_errors_arrive_as_their_canonical_codes(api):
     NotFound("interface x does not exist"),
     FailedPrecondition("interface br0 is not a bridge"),
     Unavailable("cannot create network namespace c1: EPERM"),
+    ResourceExhausted("8 watch streams are open"),
     SwitchError("base class"),
 ], ids=lambda e: type(e).__name__)
 def test_every_switch_error_class_maps_to_its_code(api, exc):
@@ -293,3 +295,73 @@ def test_ebpf_unavailable_over_the_api(monkeypatch, tmp_path):
     finally:
         server.stop(grace=None)
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- oversized values: messages quote a short prefix ---------------------------------------
+
+LONG = "a" * 100_000
+CLIPPED = "(100 000 characters)"
+
+
+def test_error_values_are_quoted_short():
+    from vswitchd.errors import clip, shown
+
+    assert shown("br0") == "'br0'" and clip("br0") == "br0"
+    assert shown(LONG) == f"'{'a' * 80}…' {CLIPPED}"
+    assert clip(LONG) == f"{'a' * 80}… {CLIPPED}"
+    assert str(InvalidArgument("bridge", LONG, "is longer than 15 bytes")) == (
+        f"bridge '{'a' * 80}…' {CLIPPED}: is longer than 15 bytes")
+    assert len(shown(list(range(10_000)))) < 100
+
+
+def _long_flow(**match) -> pb.Flow:
+    return pb.Flow(match=pb.FlowMatch(**match), actions=[pb.FlowAction(drop=pb.NoArgument())])
+
+
+@pytest.mark.parametrize("rpc, request_, code", [
+    ("CreateBridge", pb.CreateBridgeRequest(bridge=pb.Bridge(name=LONG)), "INVALID_ARGUMENT"),
+    ("CreateBridge", pb.CreateBridgeRequest(bridge=pb.Bridge(name="b1", addresses=[LONG])),
+     "INVALID_ARGUMENT"),
+    ("GetBridge", pb.GetBridgeRequest(name=LONG), "NOT_FOUND"),
+    ("DeleteBridge", pb.DeleteBridgeRequest(name=LONG), "NOT_FOUND"),
+    ("ListPorts", pb.ListPortsRequest(bridge=LONG), "NOT_FOUND"),
+    ("CreatePort", pb.CreatePortRequest(port=pb.Port(name=LONG, bridge="br0")),
+     "INVALID_ARGUMENT"),
+    ("CreatePort", pb.CreatePortRequest(port=pb.Port(name="p1", bridge="br0", netns=LONG)),
+     "INVALID_ARGUMENT"),
+    ("CreatePort", pb.CreatePortRequest(port=pb.Port(name="p1", bridge="br0",
+                                                     netns="/" + LONG)), "INVALID_ARGUMENT"),
+    ("DeletePort", pb.DeletePortRequest(bridge="br0", name=LONG), "NOT_FOUND"),
+    ("CreateFdbEntry", pb.CreateFdbEntryRequest(
+        bridge="br0", entry=pb.FdbEntry(mac="02:00:00:00:00:01", port=LONG)), "NOT_FOUND"),
+    ("CreateFdbEntry", pb.CreateFdbEntryRequest(
+        bridge="br0", entry=pb.FdbEntry(mac=LONG, port="br0")), "INVALID_ARGUMENT"),
+    ("GetPortStats", pb.GetPortStatsRequest(bridge="br0", port=LONG), "NOT_FOUND"),
+    ("AddFlows", pb.AddFlowsRequest(bridge="br0", flows=[_long_flow(in_port=LONG)]),
+     "INVALID_ARGUMENT"),
+    ("AddFlows", pb.AddFlowsRequest(bridge="br0", flows=[_long_flow(nw_dst=LONG, dl_type=0x800)]),
+     "INVALID_ARGUMENT"),
+    ("AddFlows", pb.AddFlowsRequest(bridge="br0", flows=[pb.Flow(
+        actions=[pb.FlowAction(output=LONG)])]), "INVALID_ARGUMENT"),
+    ("Trace", pb.TraceRequest(bridge="br0", packet=pb.FlowMatch(in_port=LONG)),
+     "INVALID_ARGUMENT"),
+    ("Watch", pb.WatchRequest(bridge="br0", port=LONG), "NOT_FOUND"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_oversized_values_are_refused_with_a_short_message(api, rpc, request_, code):
+    stub, rig = api
+    rig.switch.create_bridge(BridgeSpec("br0"))
+    call = getattr(stub, rpc)
+    with pytest.raises(grpc.RpcError) as ei:
+        result = call(request_, timeout=10)
+        if rpc == "Watch":
+            list(result)
+    e = ei.value
+    assert e.code() == getattr(grpc.StatusCode, code), (e.code(), e.details()[:200])
+    assert len(e.details()) < 300 and " characters)" in e.details(), e.details()
+
+
+def test_status_messages_are_capped():
+    from vswitchd.api.servicer import MAX_MESSAGE, status_message
+
+    text = status_message(SwitchError("x" * 10_000 + " the end"))
+    assert len(text) <= MAX_MESSAGE + 3 and text.endswith(" the end")

@@ -54,3 +54,36 @@ def test_bad_flag_override_is_rejected():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(config.ConfigError, match="nope.yaml: cannot read"):
         config.load(str(tmp_path / "nope.yaml"))
+
+
+def test_watch_max_watchers():
+    from vswitchd.datapath import MAX_WATCHERS
+
+    assert config.parse("").watch.max_watchers == MAX_WATCHERS == 8
+    assert config.parse("watch:\n  max_watchers: 3\n").watch.max_watchers == 3
+    for bad in ("0", "9", "-1", "true", "two"):
+        with pytest.raises(config.ConfigError) as ei:
+            config.parse(f"watch:\n  max_watchers: {bad}\n", "f.yaml")
+        assert "f.yaml:2: watch.max_watchers:" in str(ei.value)
+        assert "is not in 1..8" in str(ei.value)
+
+
+TCP = "tcp:\n  address: 127.0.0.1:9\n  tls_cert: /c.pem\n  tls_key: /k.pem\n"
+
+
+def test_tcp_needs_client_certificates_unless_said_unauthenticated():
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse(TCP, "f.yaml")
+    assert str(ei.value).startswith("f.yaml:2: tcp.tls_client_ca is required")
+    assert "tcp.unauthenticated_clients: true" in str(ei.value)
+    cfg = config.parse(TCP + "  tls_client_ca: /ca.pem\n")
+    assert (cfg.tcp.tls_client_ca, cfg.tcp.unauthenticated_clients) == ("/ca.pem", False)
+    cfg = config.parse(TCP + "  unauthenticated_clients: true\n")
+    assert (cfg.tcp.tls_client_ca, cfg.tcp.unauthenticated_clients) == ("", True)
+    with pytest.raises(config.ConfigError, match="f.yaml:5: tcp.unauthenticated_clients: "
+                                                 "expected bool, got str 'yes please'"):
+        config.parse(TCP + "  unauthenticated_clients: yes please\n", "f.yaml")
+    with pytest.raises(config.ConfigError, match="f.yaml:2: tcp.tls_client_ca is required"):
+        config.parse(TCP + "  unauthenticated_clients: false\n", "f.yaml")
+    with pytest.raises(config.ConfigError, match="unauthenticated_clients: true contradicts"):
+        config.parse(TCP + "  tls_client_ca: /ca.pem\n  unauthenticated_clients: true\n")

@@ -9,21 +9,21 @@ import pytest
 
 from vswitchd.flows.model import Rule
 from vswitchd.flows.table import FlowTable
-from vswitchd.model import BridgeSpec, PortSpec, StaticFdb
+from vswitchd.model import Bridge, BridgeSpec, Port, PortFacts, PortSpec, StaticFdb
 from vswitchd.state import StateError, StateStore
 
 RULE = "7 100 0x0 0 0 1700000000.000 dl_type=0x0800 nw_proto=17 tp_dst=53 actions drop"
 
 
-def sample() -> dict[str, BridgeSpec]:
+def sample() -> dict[str, Bridge]:
     rules = [Rule.from_store(RULE, 1700000000.0, 0)]
-    br = BridgeSpec("br0", "ebpf", ["10.0.0.1/24"],
-                    {"c1": PortSpec("c1", "veth", "ns1", "eth0", ["10.0.0.2/24"], "", 0, "",
-                                    True),
-                     "t1": PortSpec("t1", "tap", owner="root")},
-                    [StaticFdb("02:00:00:00:00:01", "c1", 0)],
-                    FlowTable(rules, next_id=8))
-    return {"br0": br, "kbr": BridgeSpec("kbr", "kernel")}
+    br = Bridge(BridgeSpec("br0", "ebpf", ["10.0.0.1/24"]),
+                {"c1": Port(PortSpec("c1", "veth", "ns1", "eth0", ["10.0.0.2/24"], "", 0, ""),
+                            PortFacts(netns_created=True)),
+                 "t1": Port(PortSpec("t1", "tap", owner="root"))},
+                [StaticFdb("02:00:00:00:00:01", "c1", 0)],
+                FlowTable(rules, next_id=8))
+    return {"br0": br, "kbr": Bridge(BridgeSpec("kbr", "kernel"))}
 
 
 def plain(bridges):
@@ -106,7 +106,7 @@ def test_truncated_store_is_refused(tmp_path):
     store.load()
     bridges = sample()
     for i in range(300):  # several pages
-        bridges["br0"].ports[f"p{i}"] = PortSpec(f"p{i}", "tap")
+        bridges["br0"].ports[f"p{i}"] = Port(PortSpec(f"p{i}", "tap"))
     store.save(bridges)
     store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
@@ -163,7 +163,52 @@ def test_save_failure_is_an_oserror_and_changes_nothing(tmp_path):
     store._db.execute("CREATE TRIGGER no BEFORE INSERT ON fdb BEGIN SELECT RAISE(ABORT, 'x'); END")
     bridges = sample()
     bridges["br0"].fdb.append(StaticFdb("02:00:00:00:00:09", "c1", 0))
-    bridges["br0"].ports["t2"] = PortSpec("t2", "tap")
+    bridges["br0"].ports["t2"] = Port(PortSpec("t2", "tap"))
     with pytest.raises(OSError):
         store.save(bridges)
     assert plain(StateStore(str(tmp_path)).load()) == plain(sample())
+
+
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_store_is_private_whatever_the_directory_and_umask(tmp_path):
+    import os
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    old = os.umask(0o002)
+    try:
+        store = StateStore(str(shared))
+        store.load()
+        store.save(sample())
+        made = StateStore(str(tmp_path / "new" / "state"))  # the daemon makes the directory
+        made.load()
+        made.save(sample())
+    finally:
+        os.umask(old)
+    for path in (store.path, made.path):
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        assert [_mode(p) for p in files] == [0o600] * 3, [oct(_mode(p)) for p in files]
+    assert _mode(made.dir) == 0o700 and _mode(shared) == 0o777
+    store.close()
+    made.close()
+
+
+def test_a_store_others_can_read_is_warned_about(tmp_path, caplog):
+    store = StateStore(str(tmp_path))
+    store.load()
+    store.close()
+    store.path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="vswitchd.state"):
+        StateStore(str(tmp_path)).load()
+    assert f"state store {store.path} is readable by other users (mode 0644)" in caplog.text
+    assert _mode(store.path) == 0o644  # left as it is
+    caplog.clear()
+    store.path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="vswitchd.state"):
+        StateStore(str(tmp_path)).load()
+    assert "readable" not in caplog.text
+

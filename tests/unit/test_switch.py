@@ -7,12 +7,12 @@ Persistence is checked by reading the state directory back with a fresh StateSto
 from __future__ import annotations
 
 import errno
+import os
 import pwd
 
 import pytest
 from fakes import FakeDatapath, PortCounters, PortKind, make_rig
 
-from vswitchd import switch as switch_mod
 from vswitchd.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -70,7 +70,8 @@ def test_create_ebpf_bridge_creates_link_attaches_datapath_and_persists(rig):
     assert (view.spec.name, view.spec.datapath, view.ifindex, view.mac, view.ports) == (
         "br0", "ebpf", info.ifindex, info.mac, [])
     assert rig.stored() == {"br0": {"name": "br0", "datapath": "ebpf",
-                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": []}}
+                                    "addresses": ["10.0.0.1/24"], "ports": [], "fdb": [],
+                                    "mac": info.mac}}  # its own MAC, kept in the store
 
 
 def test_create_kernel_bridge_does_not_touch_datapath(rig):
@@ -197,8 +198,8 @@ def test_ebpf_unavailable_kernel_bridges_still_work(nodp):
     sw.fdb_add("kbr", MAC_A, "p1")
     assert [(v.mac, v.port, v.static) for v in sw.fdb_list("kbr")] == [(MAC_A, "p1", True)]
     assert sw.sweep_fdb() == 0
-    assert sw.status()["ebpf_supported"] is False
-    assert sw.status()["ebpf_unsupported_reason"] == "kernel 4.19 has no bpf_redirect_peer"
+    assert sw.status().ebpf_supported is False
+    assert sw.status().ebpf_unsupported_reason == "kernel 4.19 has no bpf_redirect_peer"
 
 
 def test_ebpf_unavailable_stored_ebpf_bridge_refuses_ports_and_fdb(monkeypatch, tmp_path):
@@ -254,7 +255,7 @@ def test_tap_owner_must_be_a_known_user(monkeypatch, rig):
             return pwd.struct_passwd(("qemu", "x", 107, 107, "", "/", "/bin/false"))
         raise KeyError(name)
 
-    monkeypatch.setattr(switch_mod.pwd, "getpwnam", getpwnam)
+    monkeypatch.setattr(pwd, "getpwnam", getpwnam)
     with pytest.raises(InvalidArgument) as ei:
         rig.switch.create_port("br0", PortSpec("t1", "tap", owner="nosuchuser"))
     assert ei.value.field == "owner" and "no such user" in str(ei.value)
@@ -262,6 +263,31 @@ def test_tap_owner_must_be_a_known_user(monkeypatch, rig):
     rig.switch.create_port("br0", PortSpec("t1", "tap", owner="qemu", mtu=9000))
     assert rig.links.called("create_tap") == [("t1", "qemu", 9000)]
     assert rig.stored()["br0"]["ports"][0]["owner"] == "qemu"
+
+
+def test_one_name_rule_for_bridges_ports_and_peers(rig):
+    """The kernel's rule for every interface name; a veth port whose name cannot name its
+    default namespace is told so, about the port."""
+    sw = rig.switch
+    for name in ("é", "😀", "brü0"):
+        assert sw.create_bridge(BridgeSpec(name, "kernel")).spec.name == name
+    sw.create_port("é", PortSpec("ü", "tap"))
+    sw.create_port("é", PortSpec("ö", "veth", netns="ns1", peer_name="ä"))
+    assert rig.links.veth_peer["ö"] == ("ns1", "ä")
+    before = snapshot(rig)
+    for bad, field in ((lambda: sw.create_bridge(BridgeSpec("à", "kernel")), "bridge"),
+                       (lambda: sw.create_port("é", PortSpec("à", "tap")), "port"),
+                       (lambda: sw.create_port("é", PortSpec("p1", netns="ns1", peer_name="à")),
+                        "peer_name")):
+        with pytest.raises(InvalidArgument) as ei:
+            bad()
+        assert ei.value.field == field and "must not contain 'à'" in str(ei.value)
+    with pytest.raises(InvalidArgument) as ei:
+        sw.create_port("é", PortSpec("ÿ"))  # a veth named ÿ lives in a namespace named ÿ
+    assert ei.value.field == "port"
+    assert str(ei.value).startswith("port 'ÿ': cannot name its network namespace")
+    assert "--netns NAME" in str(ei.value)
+    assert snapshot(rig) == before
 
 
 def test_port_on_a_bad_bridge_name_is_invalid(rig):
@@ -284,7 +310,7 @@ def test_veth_port_creates_namespace_veth_and_datapath_entry(rig):
     assert rig.dp.called("add_port") == [(br.ifindex, info.ifindex, PortKind.PEER)]
     assert rig.dp.members[br.ifindex] == {info.ifindex}
     assert (view.bridge, view.ifindex, view.state) == ("br0", info.ifindex, "up")
-    assert view.spec.netns_created is True
+    assert view.facts.netns_created is True
     stored = rig.stored()["br0"]["ports"]
     assert stored == [{"name": "p1", "type": "veth", "netns": "p1", "peer_name": "eth0",
                        "addresses": ["10.0.0.2/24"], "mac": "02:aa:00:00:00:01", "mtu": 0,
@@ -295,13 +321,65 @@ def test_veth_into_an_existing_namespace_does_not_own_it(rig):
     rig.netns.names.add("c1")
     rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
     view = rig.switch.create_port("br0", PortSpec("p1", netns="c1", peer_name="eth1"))
-    assert view.spec.netns_created is False
+    assert view.facts.netns_created is False
     assert rig.netns.called("create_named") == []
     assert rig.links.veth_peer["p1"] == ("c1", "eth1")
     assert rig.switch.delete_port("br0", "p1") is True
     assert rig.netns.names == {"c1"}
     assert rig.netns.called("remove_named") == []
     assert rig.links.get("p1") is None
+
+
+def test_veth_into_the_daemons_own_namespace_is_refused(rig, tmp_path):
+    rig.switch.create_bridge(BridgeSpec("br0", "kernel"))
+    link = tmp_path / "ns-link"
+    link.symlink_to("/proc/self/ns/net")
+    own = ["/proc/self/ns/net", f"/proc/{os.getpid()}/ns/net", "//proc/./1/../self/ns/net",
+           "/proc/self/task/../ns/net", "/proc/thread-self/ns/net", str(link)]
+    rig.netns.paths.update(own)  # they exist
+    before = snapshot(rig)
+    for ref in own:
+        with pytest.raises(InvalidArgument) as ei:
+            rig.switch.create_port("br0", PortSpec("p1", netns=ref))
+        assert ei.value.field == "netns" and ei.value.value == ref
+        assert "is the network namespace vswitchd runs in" in str(ei.value)
+    assert snapshot(rig) == before
+
+
+def test_addresses_are_unique_on_a_bridge_and_subnets_between_bridges(rig):
+    sw = rig.switch
+    with pytest.raises(InvalidArgument, match=r"ip '10.0.0.1/16': is given twice \(also as "
+                                              r"10.0.0.1/24\)"):
+        sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "10.0.0.1/16"]))
+    sw.create_bridge(BridgeSpec("br0", "kernel", ["10.0.0.1/24", "fd00::1/64"]))
+    sw.create_bridge(BridgeSpec("br1", "kernel", ["10.1.0.1/24"]))
+    sw.create_port("br0", PortSpec("p1", netns="ns1", addresses=["10.0.0.2/24"]))
+    before = snapshot(rig)
+    for spec, message in (
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.1/24"]),
+             "ip '10.0.0.1/24': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["fd00::1/128"]),
+             "ip 'fd00::1/128': is already the address of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.2/24"]),
+             "ip '10.0.0.2/24': is already the address of port p1 of bridge br0"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "10.0.0.3/25"]),
+             "ip '10.0.0.3/25': is given twice (also as 10.0.0.3/24)"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.0.7/24"]),
+             "ip '10.1.0.7/24': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.9/24", "10.1.0.0/16"]),
+             "ip '10.1.0.0/16': is the network address of 10.1.0.0/16"),
+            (PortSpec("p2", netns="ns2", addresses=["10.1.2.3/16"]),
+             "ip '10.1.2.3/16': overlaps 10.1.0.1/24 of bridge br1"),
+            (PortSpec("p2", netns="ns2", addresses=["10.0.0.255/24"]),
+             "ip '10.0.0.255/24': is the broadcast address of 10.0.0.0/24"),
+            (PortSpec("p2", netns="ns2", addresses=["224.0.0.9/24"]),
+             "ip '224.0.0.9/24': is a multicast address")):
+        with pytest.raises(InvalidArgument) as ei:
+            sw.create_port("br0", spec)
+        assert str(ei.value).startswith(message), str(ei.value)
+    assert snapshot(rig) == before
+    sw.create_port("br0", PortSpec("p2", netns="ns2", addresses=["10.0.0.3/24", "fd00::3/64"]))
+    sw.create_port("br1", PortSpec("p3", netns="ns3", addresses=["10.1.0.2/24"]))
 
 
 def test_veth_into_a_missing_namespace_path_is_refused(rig):
@@ -311,7 +389,7 @@ def test_veth_into_a_missing_namespace_path_is_refused(rig):
     assert ei.value.field == "netns" and "does not exist" in str(ei.value)
     rig.netns.paths.add("/proc/4242/ns/net")
     view = rig.switch.create_port("br0", PortSpec("p1", netns="/proc/4242/ns/net"))
-    assert view.spec.netns_created is False
+    assert view.facts.netns_created is False
     assert rig.netns.names == set()
 
 
@@ -405,7 +483,7 @@ def test_veth_rollback_at_each_step_leaves_nothing(monkeypatch, rig, where, meth
     monkeypatch.undo()
     rig.netns.install(monkeypatch)
     view = sw.create_port("br0", PortSpec("p1"))
-    assert view.state == "up" and view.spec.netns_created is True
+    assert view.state == "up" and view.facts.netns_created is True
 
 
 @pytest.mark.parametrize("method", ["create_tap", "enslave", "add_port", "save"])
@@ -575,7 +653,7 @@ def test_fdb_add_store_failure_uninstalls_the_entry(monkeypatch, rig):
     fail_store(monkeypatch, rig)
     with pytest.raises(FailedPrecondition, match="cannot write state store"):
         sw.fdb_add("br0", MAC_A, "t1")
-    assert rig.switch._bridges["br0"].fdb == []
+    assert rig.switch.snapshot()["br0"].fdb == []
     assert rig.dp.fdb.get(br.ifindex, {}) == {}
 
 
@@ -613,6 +691,118 @@ def test_port_stats_ebpf_and_kernel(rig):
     assert s.drops_by_reason == {"tx-dropped": 4} and s.drops == 4
     rig.links._drop("t2")  # a port whose interface vanished is skipped
     assert [x.port for x in sw.port_stats("kbr")] == ["kbr"]
+
+
+# ---- the bridge's own MAC ----------------------------------------------------------------
+
+
+def _own_mac(mac: str) -> bool:
+    """A locally administered unicast MAC, not all zeros."""
+    first = int(mac[:2], 16)
+    return first & 0x03 == 0x02 and mac != "00:00:00:00:00:00"
+
+
+@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
+def test_a_bridge_keeps_its_own_mac_when_ports_come_and_go(rig, datapath):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", datapath, ["10.0.0.1/24"]))
+    mac = view.mac
+    assert _own_mac(mac) and rig.stored()["br0"]["mac"] == mac
+    assert sw.create_bridge(BridgeSpec("br1", datapath)).mac != mac  # random: one each
+    for name, peer_mac in (("p1", "02:00:00:00:00:01"), ("p2", "02:00:00:00:00:02")):
+        sw.create_port("br0", PortSpec(name, netns=name, mac=peer_mac))
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    assert rig.links.get("br0").mac == mac
+    for name in ("t1", "p1", "p2"):
+        sw.delete_port("br0", name)
+        assert rig.links.get("br0").mac == mac  # never a port's, never zeros
+    if datapath == "ebpf":
+        assert rig.dp.bridges[view.ifindex] == mac  # the host's port answers to it
+    assert rig.stored()["br0"]["mac"] == mac
+
+
+def test_a_bridge_gets_its_own_mac_back_after_a_restart(rig):
+    sw = rig.switch
+    view = sw.create_bridge(BridgeSpec("br0", "ebpf", ["10.0.0.1/24"]))
+    mac = view.mac
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.links.called("set_mac")[-1] == ("br0", mac)
+    # changed behind the daemon's back: set back at the next start, the datapath too
+    rig.links.set_mac("br0", "02:99:00:00:00:99")
+    rig.new_switch().reconcile()
+    assert rig.links.get("br0").mac == mac and rig.dp.bridges[view.ifindex] == mac
+    assert rig.dp.called("fdb_delete")[-1] == (view.ifindex, "02:99:00:00:00:99", 0)
+    # ... or while it runs (netlink events)
+    sw = rig.new_switch()
+    sw.reconcile()
+    rig.links.set_mac("br0", "02:99:00:00:00:98")
+    sw.links_changed()
+    assert rig.links.get("br0").mac == mac
+    # gone (a reboot): re-created with the same MAC
+    rig.links._drop("br0")
+    rig.dp.bridges.clear()
+    rig.new_switch().reconcile()
+    info = rig.links.get("br0")
+    assert info.mac == mac and rig.dp.bridges[info.ifindex] == mac
+    assert rig.links.master_name("t1") == "br0"
+
+
+def _forget_bridge_macs(rig) -> None:
+    """The store as written before bridges had a MAC of their own."""
+    import json
+    import sqlite3
+
+    rig.switch.store.close()
+    db = sqlite3.connect(rig.switch.store.path)
+    for name, spec in db.execute("SELECT name, spec FROM bridges").fetchall():
+        row = json.loads(spec)
+        row.pop("mac")
+        db.execute("UPDATE bridges SET spec=? WHERE name=?", (json.dumps(row), name))
+    db.commit()
+    db.close()
+
+
+def test_a_store_without_bridge_macs_adopts_the_devices(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", "ebpf"))
+    sw.create_bridge(BridgeSpec("gone", "kernel"))
+    _forget_bridge_macs(rig)
+    rig.links.set_mac("br0", "02:42:00:00:00:42")  # what the device wears
+    rig.links._drop("gone")
+    assert "mac" not in rig.stored()["br0"]
+    rig.new_switch().reconcile()
+    stored = rig.stored()
+    assert stored["br0"]["mac"] == "02:42:00:00:00:42" == rig.links.get("br0").mac
+    assert ("br0", "02:42:00:00:00:42") in rig.links.called("set_mac")  # now kept
+    assert _own_mac(stored["gone"]["mac"]) and rig.links.get("gone").mac == stored["gone"]["mac"]
+
+
+def test_an_uplink_lends_the_nics_mac_and_gives_the_bridges_own_back(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    assert rig.links.get("br0").mac == nic.mac
+    sw = rig.new_switch()
+    sw.reconcile()  # the NIC's MAC stays: not swapped for the own one and back
+    assert rig.links.get("br0").mac == nic.mac
+    assert ("br0", mac) not in rig.links.called("set_mac")[-3:]
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac == rig.stored()["br0"]["mac"]
+
+
+def test_an_uplink_of_a_store_without_bridge_macs_gives_back_the_one_it_remembers(rig):
+    sw = rig.switch
+    nic = rig.links.add_system("eth9")
+    mac = sw.create_bridge(BridgeSpec("br0", "ebpf")).mac
+    sw.create_port("br0", PortSpec("eth9", type="system", uplink=True))
+    _forget_bridge_macs(rig)
+    sw = rig.new_switch()
+    sw.reconcile()
+    assert rig.links.get("br0").mac == nic.mac and rig.stored()["br0"]["mac"] == mac
+    sw.delete_port("br0", "eth9")
+    assert rig.links.get("br0").mac == mac
 
 
 # ---- reconcile ---------------------------------------------------------------------------
@@ -709,7 +899,7 @@ def test_reconcile_without_ebpf_keeps_kernel_bridges_and_marks_ebpf_ones(monkeyp
     sw = r.new_switch()
     sw.reconcile()
     assert r.links.master_name("t1") == "kbr"
-    assert "no BTF" in sw._missing["br0"]
+    assert "no BTF" in sw.ctx.missing["br0"]
     assert sorted(r.stored()) == ["br0", "kbr"]
 
 
@@ -719,7 +909,7 @@ def test_reconcile_replaces_a_bridge_name_taken_by_a_non_bridge(rig):
     rig.links.add_system("kbr", kind="dummy")
     sw = rig.new_switch()
     sw.reconcile()  # does not raise
-    assert "kbr exists but is a dummy" in sw._missing["kbr"]
+    assert "kbr exists but is a dummy" in sw.ctx.missing["kbr"]
     assert rig.links.get("kbr").kind == "dummy"
 
 

@@ -1,15 +1,10 @@
-"""Issue 5 on fakes: VLAN modes, set-port, NAT bridges, veth gateways, uplinks (L3 and MAC
-moved to the bridge and back), multi-queue TAPs; validation, rollback, persistence, reconcile,
-and the API mapping.
-
-The fakes of fakes.py are extended here (VLAN-aware datapath, L3 config of links, a Nat)
-rather than edited, so this file stands alone.
-"""
+"""The host topologies on fakes: VLAN modes, set-port, NAT bridges, veth gateways, uplinks (L3
+and MAC moved to the bridge and back), multi-queue TAPs; validation, rollback, persistence,
+reconcile, and the API mapping."""
 
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, replace
 
 import grpc
 import pytest
@@ -23,128 +18,15 @@ from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, 
 from vswitchd.model import BridgeSpec, PortSpec
 from vswitchd.netlink.links import L3Config, Route
 
-if not hasattr(dp_pkg, "VlanConfig"):  # until the datapath's VLAN API lands: its documented shape
-
-    @dataclass(frozen=True)
-    class VlanConfig:  # type: ignore[no-redef]
-        access: int = 0
-        trunks: frozenset[int] = frozenset()
-        native: int = 0
-
-    dp_pkg.VlanConfig = VlanConfig
 VlanConfig = dp_pkg.VlanConfig
-
-
-class VlanDatapath(FakeDatapath):
-    def __init__(self) -> None:
-        super().__init__()
-        self.vlans: dict[int, object] = {}
-
-    def add_port(self, bridge_ifindex, ifindex, kind, vlan=None):  # noqa: ANN001
-        super().add_port(bridge_ifindex, ifindex, kind)
-        self.vlans[ifindex] = vlan if vlan is not None else VlanConfig()
-
-    def remove_port(self, bridge_ifindex, ifindex):  # noqa: ANN001
-        super().remove_port(bridge_ifindex, ifindex)
-        self.vlans.pop(ifindex, None)
-
-    def set_port_vlan(self, ifindex, vlan):  # noqa: ANN001
-        self._enter("set_port_vlan", ifindex, vlan)
-        if ifindex not in self.ports:
-            raise NotFound(f"port ifindex {ifindex} is not in the datapath")
-        self.vlans[ifindex] = vlan
-
-    def port_vlan(self, ifindex):  # noqa: ANN001
-        return self.vlans[ifindex]
-
-
-class L3Links(FakeLinks):
-    """FakeLinks plus host L3 config per link, set_mac, move_l3, gateways and multi-queue."""
-
-    def __init__(self, netns: FakeNetns) -> None:
-        super().__init__(netns)
-        self.l3: dict[str, L3Config] = {}
-        self.gateways: dict[str, str] = {}
-        self.multi_queue: dict[str, bool] = {}
-
-    def create_veth(self, name, peer_name, netns, *, addresses=(), mac=None, mtu=None,
-                    gateway=None):  # noqa: ANN001
-        info = super().create_veth(name, peer_name, netns, addresses=addresses, mac=mac,
-                                   mtu=mtu)
-        if gateway:
-            self.gateways[name] = gateway
-        return info
-
-    def create_tap(self, name, *, owner=None, mtu=None, multi_queue=False):  # noqa: ANN001
-        info = super().create_tap(name, owner=owner, mtu=mtu)
-        self.multi_queue[name] = multi_queue
-        return info
-
-    def set_mac(self, name: str, mac: str) -> None:
-        self._enter("set_mac", name, mac)
-        self.table[name] = replace(self._require(name), mac=mac)
-
-    def l3_config(self, name: str) -> L3Config:
-        self._enter("l3_config", name)
-        self._require(name)
-        return self.l3.get(name, L3Config((), ()))
-
-    def move_l3(self, config: L3Config, src: str, dst: str) -> None:
-        self._enter("move_l3", config, src, dst)
-        have_src = self.l3.get(src, L3Config((), ()))
-        have_dst = self.l3.get(dst, L3Config((), ()))
-        self.l3[src] = L3Config(
-            tuple(a for a in have_src.addresses if a not in config.addresses),
-            tuple(r for r in have_src.routes if r not in config.routes))
-        self.l3[dst] = L3Config(
-            have_dst.addresses + tuple(a for a in config.addresses
-                                       if a not in have_dst.addresses),
-            have_dst.routes + tuple(r for r in config.routes if r not in have_dst.routes))
-
-
-class FakeNat:
-    def __init__(self) -> None:
-        self.rules: dict[str, str] = {}
-        self.forwarding = False
-        self.fail: Exception | None = None
-
-    def enable_ip_forwarding(self) -> bool:
-        was = self.forwarding
-        self.forwarding = True
-        return not was
-
-    def disable_ip_forwarding(self) -> None:
-        self.forwarding = False
-
-    def masquerade(self, bridge: str, subnet: str) -> None:
-        if self.fail is not None:
-            exc, self.fail = self.fail, None
-            raise exc
-        self.rules[bridge] = subnet
-
-    def remove(self, bridge: str) -> bool:
-        return self.rules.pop(bridge, None) is not None
-
-
-class TopoRig(Rig):
-    nat: FakeNat
-
-    def new_switch(self):  # noqa: ANN201
-        from vswitchd.state import StateStore
-        from vswitchd.switch import Switch
-
-        if not hasattr(self, "nat"):
-            self.nat = FakeNat()
-        return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason,
-                      nat=self.nat)
 
 
 @pytest.fixture
 def rig(monkeypatch, tmp_path):
     ns = FakeNetns().install(monkeypatch)
-    links = L3Links(ns)
+    links = FakeLinks(ns)
     state = str(tmp_path / "state")
-    return TopoRig(ns, links, VlanDatapath(), state, Config(state_dir=state))
+    return Rig(ns, links, FakeDatapath(), state, Config(state_dir=state))
 
 
 UPLINK_L3 = L3Config(("192.168.1.10/24", "2001:db8::10/64"),
@@ -365,7 +247,7 @@ def test_uplink_moves_l3_and_mac_to_the_bridge_and_back(rig, datapath):
     stored = rig.stored()["br0"]["ports"][0]
     assert stored["uplink"] and stored["bridge_mac"] == br.mac
     assert stored["uplink_addresses"] == list(UPLINK_L3.addresses)
-    assert sw.get_port("br0", "eth9").spec.uplink_routes == [
+    assert sw.get_port("br0", "eth9").facts.uplink_routes == [
         {"dst": "0.0.0.0/0", "gateway": "192.168.1.1", "metric": 0}]
 
     # restart: nothing to move, routes re-added idempotently, bridge keeps the NIC's MAC

@@ -13,7 +13,12 @@ from fakes import FakeClock, TraceResult, event, make_rig, serve_switch
 
 from vswapi import switch_pb2 as pb
 from vswitchd.api import convert
-from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from vswitchd.flows.model import FlowRequest
 from vswitchd.model import BridgeSpec, PortSpec
 from vswitchd.trace import frames
@@ -69,7 +74,7 @@ def test_known_unicast_builds_the_frame_and_names_the_port(rig):
         ("packet", "in_port=c1,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,udp,"
                    "nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1024,tp_dst=53 (60 bytes)"),
         ("flow table", "empty table: normal switching"),
-        ("vlan", "in_port c1 (unknown): untagged frame -> VLAN 0 (untagged)"),
+        ("vlan", "in_port c1 (all): untagged frame -> VLAN 0 (untagged)"),
         ("l2", "dl_dst 02:00:00:00:00:02: FDB hit, port c2"),
         ("verdict", "forward: output to c2"),
     ]
@@ -135,6 +140,13 @@ def test_vlan_mismatch_same_port_and_malformed(rig):
                                       out_ifindex=idx(rig, "c1"), key=key())
     rep = rig.switch.trace("br0", UDP53)
     assert rep.stages[3].summary.endswith("FDB hit, port c1 (the input port: dropped, same-port)")
+
+    rig.dp.trace_result = TraceResult("drop", "host-mac-spoof", key=key())
+    rep = rig.switch.trace("br0", UDP53)
+    assert [s.name for s in rep.stages] == ["packet", "flow table", "vlan", "l2", "verdict"]
+    assert rep.stages[3].summary == (f"dl_src {C1} is the host's own MAC (the bridge's), sent by "
+                                     "port c1: dropped, host-mac-spoof")
+    assert rep.stages[4].summary == "drop (host-mac-spoof)"
 
     rig.dp.trace_result = TraceResult("drop", "malformed", key={"dl_src": 1, "dl_dst": 2,
                                                                  "dl_type": 0x0800})
@@ -304,12 +316,18 @@ def test_watch_filter_from_port_and_match(rig):
     assert rig.dp.watchers == {}
 
 
-def test_all_slots_taken_is_unavailable(rig):
+def test_all_slots_taken_is_resource_exhausted(rig):
     sessions = [rig.switch.watch_open("br0") for _ in range(rig.dp.max_watchers)]
-    with pytest.raises(Unavailable):
-        rig.switch.watch_open("br0")
-    for s in sessions:
-        s.close()
+    try:
+        with pytest.raises(ResourceExhausted) as ei:  # the ninth: the configured limit
+            rig.switch.watch_open("br0")
+        assert "8 watch streams are open" in str(ei.value)
+        assert "watch.max_watchers" in str(ei.value)
+        sessions.pop().close()
+        sessions.append(rig.switch.watch_open("br0"))  # a slot came free
+    finally:
+        for s in sessions:
+            s.close()
     assert rig.dp.watchers == {} and rig.switch.watch_slots() == []
 
 
@@ -484,3 +502,17 @@ def test_event_message_mapping():
     m = convert.watch_event_msg(ev)
     assert (m.event.cookie, m.event.tp_dst, list(m.event.outputs)) == (7, 53, ["c2"])
     assert convert.watch_lost_msg(4).lost == 4
+
+
+def test_the_configured_watcher_limit_over_the_api(rig):
+    rig.cfg.watch.max_watchers = 1  # (serve_switch's server has two worker threads)
+    with serve_switch(rig.switch) as stub:
+        a = stub.Watch(pb.WatchRequest(bridge="br0"))
+        wait_for(lambda: len(rig.dp.watchers) == 1)
+        with pytest.raises(grpc.RpcError) as ei:
+            list(stub.Watch(pb.WatchRequest(bridge="br0"), timeout=10))
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "1 watch streams are open" in ei.value.details()
+        assert "watch.max_watchers" in ei.value.details()
+        a.cancel()
+        wait_for(lambda: not rig.dp.watchers)

@@ -13,9 +13,18 @@ def test_bad_interface_names(name):
     assert repr(name) in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["a" * 15, "br0", "c1-eth0", "veth.10"])
+@pytest.mark.parametrize("name", ["a" * 15, "br0", "c1-eth0", "veth.10", "é", "é" * 7, "😀",
+                                  "ä", "brü0"])
 def test_good_interface_names(name):
     assert validate.ifname(name) == name
+
+
+@pytest.mark.parametrize("name", ["à", "xàx", "Ġ", "ࠀ", "a\u00a0b", "a\u2003b"])
+def test_names_with_a_byte_the_kernel_takes_for_white_space(name):
+    """The kernel's isspace() takes byte 0xa0 for a space: 'à' (C3 A0) is refused by it."""
+    with pytest.raises(InvalidArgument) as err:
+        validate.ifname(name, "bridge")
+    assert err.value.field == "bridge" and "must not contain" in err.value.problem
 
 
 def test_mac_canonical_and_errors():
@@ -35,6 +44,38 @@ def test_cidr():
         with pytest.raises(InvalidArgument) as err:
             validate.cidr(bad, "ip")
         assert err.value.field == "ip"
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("10.0.0.0/24", "is the network address of 10.0.0.0/24"),
+    ("10.0.0.255/24", "is the broadcast address of 10.0.0.0/24"),
+    ("10.1.0.0/16", "is the network address of 10.1.0.0/16"),
+    ("10.0.0.3/30", "is the broadcast address of 10.0.0.0/30"),
+    ("224.0.0.5/24", "is a multicast address"),
+    ("239.1.2.3/8", "is a multicast address"),
+    ("ff02::5/64", "is a multicast address"),
+    ("ff0e::1/128", "is a multicast address"),
+])
+def test_interface_addresses_are_a_hosts(value, problem):
+    with pytest.raises(InvalidArgument) as err:
+        validate.cidr(value, "ip")
+    assert err.value.field == "ip" and err.value.problem.startswith(problem)
+    assert str(err.value).startswith(f"ip {value!r}: ")
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1/24", "10.0.0.254/24", "10.0.0.0/31",
+                                   "10.0.0.1/31", "10.0.0.0/32", "10.0.0.255/32",
+                                   "192.168.0.255/23", "fd00::/64", "fd00::1/64"])
+def test_host_addresses_at_the_edges_of_their_prefix(value):
+    assert validate.cidr(value) == value
+
+
+def test_an_address_is_given_once():
+    assert validate.distinct_addresses(["10.0.0.1/24", "fd00::1/64"]) == ["10.0.0.1/24",
+                                                                          "fd00::1/64"]
+    with pytest.raises(InvalidArgument) as err:
+        validate.distinct_addresses(["10.0.0.1/24", "10.0.1.1/24", "10.0.0.1/16"])
+    assert str(err.value) == "ip '10.0.0.1/16': is given twice (also as 10.0.0.1/24)"
 
 
 def test_mtu_and_vlan_ranges():

@@ -522,6 +522,31 @@ def test_usage_errors_exit_1(daemon, argv, message):
     assert daemon.fake.requests == []  # nothing reached the daemon
 
 
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["add-br", "b" * 16], "argument BR: bridge name 'bbbbbbbbbbbbbbbb' is longer than 15 bytes"),
+    (["add-br", "é" * 8], "bridge name 'éééééééé' is longer than 15 bytes"),
+    (["add-br", LONG], f"bridge name '{'x' * 80}…' (100 000 characters) is longer than 15 bytes"),
+    (["del-br", LONG], "(100 000 characters) is longer than 15 bytes"),
+    (["show", LONG], "argument BR: bridge name"),
+    (["add-port", "br0", "p" * 16], "argument PORT: port name 'pppppppppppppppp' is longer"),
+    (["add-port", "br0", "p1", "--peer-name", "e" * 16],
+     "argument --peer-name: peer name 'eeeeeeeeeeeeeeee' is longer than 15 bytes"),
+    (["del-port", "br0", LONG], "argument PORT: port name"),
+    (["add-fdb", "br0", "02:00:00:00:00:01", LONG], "argument PORT: port name"),
+    (["port-stats", "br0", LONG], "argument PORT: port name"),
+    (["watch", "br0", "--port", LONG], "argument --port: port name"),
+    (["trace", LONG, "in_port=p1"], "argument BR: bridge name"),
+])
+def test_interface_names_too_long_are_usage_errors(daemon, argv, message):
+    rc, out, err = daemon.run(*argv)
+    assert (rc, out) == (1, "")
+    assert message in err.splitlines()[0] and len(err.splitlines()[0]) < 200
+    assert daemon.fake.requests == []  # nothing reached the daemon
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "dump-fdb" in capsys.readouterr().out
@@ -539,6 +564,8 @@ def test_help_exits_0(capsys):
     (["add-br", "br0", "--datapath", "ebpf"], "CreateBridge",
      grpc.StatusCode.FAILED_PRECONDITION, "ebpf datapath unsupported: bcc not installed"),
     (["dump-fdb", "br0"], "ListFdbEntries", grpc.StatusCode.INTERNAL, "map lookup failed"),
+    (["watch", "br0"], "Watch", grpc.StatusCode.RESOURCE_EXHAUSTED,
+     "8 watch streams are open, the most vswitchd allows at once (watch.max_watchers ...)"),
 ])
 def test_refused_exit_2(daemon, argv, rpc, code, message):
     daemon.fake.errors[rpc] = (code, message)

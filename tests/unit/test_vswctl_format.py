@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from vswctl.commands import duration
 from vswctl.format import Column, View, render, text_of
+from vswctl.render import duration
 
 ROWS = [{"name": "a", "n": 5, "tags": ["x", "y"]}, {"name": "long-name", "n": 12345, "tags": []}]
 COLS = [Column("name", "NAME"), Column("n", "N", right=True), Column("tags", "TAGS")]

@@ -1,5 +1,5 @@
-"""vswctl for issue 5 against the fake daemon of test_vswctl: VLAN, NAT, gateway, uplink and
-multi-queue options, set-port / set-br, and how list-ports and show print them."""
+"""vswctl for the host topologies against the fake daemon of test_vswctl: VLAN, NAT, gateway,
+uplink and multi-queue options, set-port / set-br, and how list-ports and show print them."""
 
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ def test_config_key_and_defaults():
     ("watch:\n  rate_limit: 1.5\n", "f.yaml:2: watch.rate_limit: 1.5 must be a whole number"),
     ("watch:\n  rate_limit: fast\n", "f.yaml:2: watch.rate_limit: 'fast' must be a whole"),
     ("watch:\n  rate_limit: true\n", "f.yaml:2: watch.rate_limit: True must be a whole"),
-    ("watch:\n  burst: 3\n", "f.yaml:2: unknown key 'watch.burst' (known: rate_limit)"),
+    ("watch:\n  burst: 3\n",
+     "f.yaml:2: unknown key 'watch.burst' (known: rate_limit, max_watchers)"),
     ("watch: 5\n", "f.yaml:1: watch must be a mapping"),
     ("watch:\n  rate_limit: 1\n  rate_limit: 2\n", "f.yaml:3: duplicate key 'rate_limit'"),
 ])
@@ -62,9 +63,9 @@ def test_config_errors_name_file_line_value_and_range(text, expected):
 def test_set_applies_stores_and_survives_a_restart(rig):
     sw = rig.switch
     assert sw.watch_config() == {"rate_limit": WATCH_DEFAULT_RATE}
-    assert sw.status()["watch_rate_limit"] == WATCH_DEFAULT_RATE
+    assert sw.status().watch_rate_limit == WATCH_DEFAULT_RATE
     assert sw.set_watch_rate(5) == {"rate_limit": 5}
-    assert rig.dp.rate == 5 and sw.status()["watch_rate_limit"] == 5
+    assert rig.dp.rate == 5 and sw.status().watch_rate_limit == 5
     rig.dp.rate = WATCH_DEFAULT_RATE  # the restarted daemon's datapath instance starts afresh
     again = rig.new_switch()
     assert again.watch_config() == {"rate_limit": 5}

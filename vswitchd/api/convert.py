@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from vswapi import switch_pb2 as pb
-from vswitchd.flows.model import FULL, FlowRequest, Match, format_value, mac_str
-from vswitchd.model import BridgeSpec, PortSpec
-from vswitchd.switch import BridgeView, FdbView, FlowView, PortView, StatsView
+from vswitchd.flows.model import FULL, Match, format_value, mac_str
+from vswitchd.flows.request import no_argument
+from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
+from vswitchd.ports import PORT_TYPES
 from vswitchd.trace.report import (
     FlowTableStage,
     Headers,
@@ -16,15 +20,17 @@ from vswitchd.trace.report import (
     VlanStage,
 )
 from vswitchd.trace.watch import EventView
+from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, StatusView
 
-DATAPATH_TO_PB = {"ebpf": pb.DATAPATH_EBPF, "kernel": pb.DATAPATH_KERNEL}
+# Enum values by name: a datapath or port type (vswitchd.ports) without one in the .proto fails
+# here, at import.
+DATAPATH_TO_PB = {d: pb.Datapath.Value(f"DATAPATH_{d.upper()}") for d in DATAPATHS}
 DATAPATH_FROM_PB = {pb.DATAPATH_UNSPECIFIED: "", **{v: k for k, v in DATAPATH_TO_PB.items()}}
-PORT_TYPE_TO_PB = {
-    "veth": pb.PORT_TYPE_VETH,
-    "tap": pb.PORT_TYPE_TAP,
-    "system": pb.PORT_TYPE_SYSTEM,
-}
+PORT_TYPE_TO_PB = {t: pb.PortType.Value(f"PORT_TYPE_{t.upper()}") for t in PORT_TYPES}
 PORT_TYPE_FROM_PB = {pb.PORT_TYPE_UNSPECIFIED: "veth", **{v: k for k, v in PORT_TYPE_TO_PB.items()}}
+# PortSpec's fields are the request fields of the Port message, by the same names.
+_PORT_FIELDS = [f.name for f in dataclasses.fields(PortSpec) if f.name != "type"]
+_LISTS = ("addresses", "trunks")
 
 
 def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
@@ -37,22 +43,9 @@ def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
 
 
 def port_spec(msg: pb.Port) -> PortSpec:
-    return PortSpec(
-        name=msg.name,
-        type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"),
-        netns=msg.netns,
-        peer_name=msg.peer_name,
-        addresses=list(msg.addresses),
-        mac=msg.mac,
-        mtu=msg.mtu,
-        owner=msg.owner,
-        vlan=msg.vlan,
-        trunks=list(msg.trunks),
-        native_vlan=msg.native_vlan,
-        gateway=msg.gateway,
-        uplink=msg.uplink,
-        multi_queue=msg.multi_queue,
-    )
+    values: dict[str, Any] = {n: list(getattr(msg, n)) if n in _LISTS else getattr(msg, n)
+                              for n in _PORT_FIELDS}
+    return PortSpec(type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"), **values)
 
 
 PORT_UPDATABLE = {"vlan": "vlan", "trunks": "trunks", "native_vlan": "native_vlan"}
@@ -74,25 +67,13 @@ def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
 def port_msg(view: PortView) -> pb.Port:
     s = view.spec
     return pb.Port(
-        name=s.name,
-        bridge=view.bridge,
         type=PORT_TYPE_TO_PB[s.type],
-        netns=s.netns,
-        peer_name=s.peer_name,
-        addresses=s.addresses,
-        mac=s.mac,
-        mtu=s.mtu,
-        owner=s.owner,
-        vlan=s.vlan,
-        trunks=s.trunks,
-        native_vlan=s.native_vlan,
-        gateway=s.gateway,
-        uplink=s.uplink,
-        multi_queue=s.multi_queue,
-        uplink_addresses=s.uplink_addresses,
+        bridge=view.bridge,
+        uplink_addresses=view.facts.uplink_addresses,
+        netns_created=view.facts.netns_created,
         ifindex=view.ifindex,
-        netns_created=s.netns_created,
         state=view.state,
+        **{n: getattr(s, n) for n in _PORT_FIELDS},
     )
 
 
@@ -105,6 +86,19 @@ def bridge_msg(view: BridgeView) -> pb.Bridge:
         ifindex=view.ifindex,
         mac=view.mac,
         ports=[port_msg(p) for p in view.ports],
+    )
+
+
+def status_msg(view: StatusView, version: str) -> pb.Status:
+    return pb.Status(
+        version=version,
+        uptime_seconds=view.uptime_seconds,
+        ebpf_supported=view.ebpf_supported,
+        ebpf_unsupported_reason=view.ebpf_unsupported_reason,
+        default_datapath=DATAPATH_TO_PB[view.default_datapath],
+        kernel=view.kernel,
+        fdb_aging_seconds=view.fdb_aging_seconds,
+        watch_rate_limit=view.watch_rate_limit,
     )
 
 
@@ -126,38 +120,7 @@ def stats_msg(view: StatsView) -> pb.PortStats:
 
 
 # ---- flows -----------------------------------------------------------------------------------
-# Requests become FlowRequests (raw values, validated by the switch); an unset optional or
-# message field is a wildcard, an unset priority is the default (32768).
-
-_NO_ARGUMENT = ("drop", "normal", "flood", "strip_vlan")
-
-
-def match_dict(msg: pb.FlowMatch) -> dict[str, object]:
-    # ListFields: only the fields that are set (one call, not a HasField per field).
-    out: dict[str, object] = {}
-    for fd, value in msg.ListFields():
-        name = fd.name
-        if name in _MAC_MATCH:
-            out[name] = (value.mac, value.mask)
-        elif name in _PORT_MATCH:
-            out[name] = (value.port, value.mask)
-        else:
-            out[name] = value
-    return out
-
-
-_MAC_MATCH = ("dl_src", "dl_dst")
-_PORT_MATCH = ("tp_src", "tp_dst")
-
-
-def flow_request(msg: pb.Flow) -> FlowRequest:
-    actions: list[tuple[str, object]] = []
-    for action in msg.actions:
-        kind = action.WhichOneof("action") or ""
-        actions.append((kind, None if kind in _NO_ARGUMENT or not kind else getattr(action, kind)))
-    return FlowRequest(msg.priority if msg.HasField("priority") else None, msg.cookie,
-                       msg.idle_timeout, msg.hard_timeout, match_dict(msg.match), actions)
-
+# Requests become FlowRequests in vswitchd.flows.request (desired.py shares it).
 
 def match_msg(match: Match) -> pb.FlowMatch:
     msg = pb.FlowMatch()
@@ -167,6 +130,7 @@ def match_msg(match: Match) -> pb.FlowMatch:
 
 def fill_match(msg: pb.FlowMatch, match: Match) -> None:
     """Set MATCH's fields in MSG, in place (listing 20 000 rules copies no sub-messages)."""
+    value: Any  # a field's value: int, str, or (value, mask)
     for name, value in zip(match._fields, match, strict=True):
         if value is None:
             continue
@@ -203,7 +167,7 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
     fill_match(msg.match, r.match)
     for a in r.actions:
         action = msg.actions.add()
-        if a.kind in _NO_ARGUMENT:
+        if no_argument(a.kind):
             getattr(action, a.kind).SetInParent()
         else:
             setattr(action, a.kind, a.arg)
@@ -216,7 +180,7 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
     msg.idle_seconds = round(view.idle_seconds, 3)
 
 
-# ---- issue 4: tracing ------------------------------------------------------------------------
+# ---- tracing and watch ------------------------------------------------------------------------
 
 
 def trace_output_msg(out: OutputTag) -> pb.TraceOutput:

@@ -1,4 +1,5 @@
-"""gRPC listeners: the root-only Unix socket (always) and TCP with TLS (only when configured).
+"""gRPC listeners: the root-only Unix socket (always) and TCP with TLS (only when configured),
+with client certificates unless the configuration says the listener is unauthenticated.
 
 Health checking and server reflection are registered so generic tools (grpcurl,
 grpc_health_probe) work against the daemon.
@@ -7,6 +8,7 @@ grpc_health_probe) work against the daemon.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,8 @@ from vswitchd.api.servicer import SwitchServicer
 from vswitchd.config import Config
 from vswitchd.errors import FailedPrecondition
 from vswitchd.switch import Switch
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Switch"].full_name
 
@@ -67,6 +71,10 @@ def build_server(switch: Switch, cfg: Config, workers: int = 16) -> grpc.Server:
         os.umask(old_umask)
 
     if cfg.tcp is not None:
+        if cfg.tcp.unauthenticated_clients:
+            log.warning("the TCP listener on %s accepts every TLS client without a certificate "
+                        "(tcp.unauthenticated_clients: true): whoever reaches it has full "
+                        "control of the switch", cfg.tcp.address)
         ca = _read(cfg.tcp.tls_client_ca) if cfg.tcp.tls_client_ca else None
         creds = grpc.ssl_server_credentials(
             [(_read(cfg.tcp.tls_key), _read(cfg.tcp.tls_cert))],

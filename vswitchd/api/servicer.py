@@ -19,12 +19,30 @@ from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
 from vswitchd.flows.batch import Stages, gc_paused
+from vswitchd.flows.request import from_message as flow_request
+from vswitchd.flows.request import match_dict
 from vswitchd.switch import Switch
 from vswitchd.trace.watch import Lost
 
 log = logging.getLogger(__name__)
 
 WATCH_WAKEUP_SECONDS = 0.5  # how soon a watch notices a client that left without a cancel
+# A status message travels in a header whose size gRPC limits: messages quote short prefixes of
+# user values (vswitchd.errors.shown), and this caps any message that still grew too long.
+MAX_MESSAGE = 1000
+
+
+def status_message(exc: SwitchError) -> str:
+    """EXC's message, at most MAX_MESSAGE characters (its start and its end kept)."""
+    text = str(exc)
+    if len(text) <= MAX_MESSAGE:
+        return text
+    half = MAX_MESSAGE // 2
+    return f"{text[:half]} … {text[-half:]}"
+
+
+def _abort(context: grpc.ServicerContext, exc: SwitchError) -> None:
+    context.abort(getattr(grpc.StatusCode, exc.code_name), status_message(exc))
 
 
 def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,7 +51,7 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, request)
         except SwitchError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+            _abort(context, exc)
         except Exception:
             log.exception("internal error in %s", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL,
@@ -48,17 +66,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def GetStatus(self, request: pb.GetStatusRequest) -> pb.Status:  # noqa: N802
-        st = self.switch.status()
-        return pb.Status(
-            version=__version__,
-            uptime_seconds=st["uptime_seconds"],
-            ebpf_supported=st["ebpf_supported"],
-            ebpf_unsupported_reason=st["ebpf_unsupported_reason"],
-            default_datapath=convert.DATAPATH_TO_PB[st["default_datapath"]],
-            kernel=st["kernel"],
-            fdb_aging_seconds=st["fdb_aging_seconds"],
-            watch_rate_limit=st["watch_rate_limit"],
-        )
+        return convert.status_msg(self.switch.status(), __version__)
 
     @_rpc
     def CreateBridge(self, request: pb.CreateBridgeRequest) -> pb.Bridge:  # noqa: N802
@@ -151,7 +159,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def AddFlows(self, request: pb.AddFlowsRequest) -> pb.AddFlowsResponse:  # noqa: N802
         stages = Stages()
         with gc_paused():
-            flows = [convert.flow_request(f) for f in request.flows]
+            flows = [flow_request(f) for f in request.flows]
             stages.mark("decode")
             added, replaced = self.switch.flows_add(request.bridge, flows, stages)
         return pb.AddFlowsResponse(added=added, replaced=replaced)
@@ -159,7 +167,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     @_rpc
     def ReplaceFlows(self, request: pb.ReplaceFlowsRequest) -> pb.ReplaceFlowsResponse:  # noqa: N802
         with gc_paused():
-            flows = [convert.flow_request(f) for f in request.flows]
+            flows = [flow_request(f) for f in request.flows]
             added, removed, unchanged = self.switch.flows_replace(request.bridge, flows)
         return pb.ReplaceFlowsResponse(added=added, removed=removed, unchanged=unchanged)
 
@@ -167,7 +175,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def DeleteFlows(self, request: pb.DeleteFlowsRequest) -> pb.DeleteFlowsResponse:  # noqa: N802
         deleted = self.switch.flows_delete(
             request.bridge,
-            convert.match_dict(request.match) if request.HasField("match") else None,
+            match_dict(request.match) if request.HasField("match") else None,
             strict=request.strict,
             priority=request.priority if request.HasField("priority") else None,
             cookie=request.cookie,
@@ -183,18 +191,18 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                 convert.fill_flow(resp.flows.add(), view)
         return resp
 
-    # ---- issue 6: lifecycle ------------------------------------------------------------------
+    # ---- lifecycle -------------------------------------------------------------------------------
 
     @_rpc
     def Shutdown(self, request: pb.ShutdownRequest) -> pb.ShutdownResponse:  # noqa: N802
         self.switch.request_shutdown(request.cleanup)
         return pb.ShutdownResponse()
 
-    # ---- issue 4: tracing --------------------------------------------------------------------
+    # ---- tracing ---------------------------------------------------------------------------------
 
     @_rpc
     def Trace(self, request: pb.TraceRequest) -> pb.TraceResponse:  # noqa: N802
-        report = self.switch.trace(request.bridge, convert.match_dict(request.packet),
+        report = self.switch.trace(request.bridge, match_dict(request.packet),
                                    request.truncate)
         return convert.trace_msg(report)
 
@@ -220,10 +228,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         try:
             session = self.switch.watch_open(
                 request.bridge, request.port,
-                convert.match_dict(request.match) if request.HasField("match") else None,
+                match_dict(request.match) if request.HasField("match") else None,
                 request.drops_only)
         except SwitchError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code_name), str(exc))
+            _abort(context, exc)
         except Exception:
             log.exception("internal error in Watch")
             context.abort(grpc.StatusCode.INTERNAL, "internal error in Watch; see the vswitchd log")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from vswitchd.datapath.constants import (
     BPF_DIR,  # noqa: F401  (tests import it from here)
     DROP_REASONS,
+    LIB_DIR,  # noqa: F401  (tests import it from here)
     parse_define,  # noqa: F401  (tests import it from here)
 )
 

@@ -43,8 +43,8 @@ _TERMINAL = ("normal", "flood")
 _VLAN = ("mod_vlan_vid", "strip_vlan")
 
 # Byte layouts of the flow maps, for fast batch packing. They are DERIVED from the C structs in
-# bpf/lib/flow.h (through bcc's generated ctypes classes) when the program is loaded: see
-# bind_layouts(). Never written out by hand here.
+# bpf/lib/flow.h and flow_key.h (through bcc's generated ctypes classes) when the program is
+# loaded: see bind_layouts(). Never written out by hand here.
 _KEY: struct.Struct          # struct flow_key
 _KEY_FIELDS: list[tuple[str, str]] = []  # (field, struct code) in C order
 _KEY_POS: dict[str, tuple[int, int]] = {}  # field -> (argument position, bytes or 0 for ints)

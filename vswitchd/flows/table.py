@@ -24,11 +24,15 @@ batches, and undo when the datapath or the store refuses the result).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from vswitchd.errors import SwitchError
 from vswitchd.flows.model import DEFAULT_PRIORITY, Match, Rule
 from vswitchd.flows.validate import FlowConflict, FlowInvalid, numbered
 from vswitchd.flows.views import DpView, StoreRows, StoreView
+
+if TYPE_CHECKING:
+    from vswitchd.datapath.flows import DpRule
 
 Ident = tuple[int, Match]
 Signature = tuple[tuple[str, int], ...]
@@ -413,7 +417,7 @@ class FlowTable:
 
     def to_dp_rules(
         self, ifindex: Callable[[str], int | None]
-    ) -> tuple[list[object], list[Rule]]:
+    ) -> tuple[list[DpRule], list[Rule]]:
         """(every rule as a datapath DpRule, the rules left out because a port they use has no
         ifindex). ifindex(name) resolves a port name, None when the port is missing from the
         kernel; it is called once per port in use. Conversions are cached per rule and port

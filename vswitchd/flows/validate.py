@@ -11,7 +11,7 @@ import re
 import socket
 from collections.abc import Container
 
-from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError
+from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, clip
 from vswitchd.flows.model import (
     DEFAULT_PRIORITY,
     ETH_IP,
@@ -64,12 +64,13 @@ def _range(name: str, value: object, lo: int, hi: int, hexa: bool = False) -> in
 
 def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
     if not isinstance(text, str) or not _MAC_RE.match(text):
-        shown = f"{name}={text}" + (f"/{mask}" if mask else "")
+        shown = f"{name}={clip(text)}" + (f"/{clip(mask)}" if mask else "")
         raise FlowInvalid(f"{shown}: not a MAC address (expected xx:xx:xx:xx:xx:xx)", name, text)
     m = FULL[name]
     if mask:
         if not _MAC_RE.match(mask):
-            raise FlowInvalid(f"{name}={text}/{mask}: mask {mask} is not a MAC address "
+            raise FlowInvalid(f"{name}={clip(text)}/{clip(mask)}: mask {clip(mask)} is not "
+                              "a MAC address "
                               "(expected xx:xx:xx:xx:xx:xx)", name, mask)
         m = mac_int(mask)
     if m == 0:
@@ -79,7 +80,7 @@ def _mac(name: str, text: str, mask: str) -> tuple[int, int] | None:
 
 def _bad_ip(name: str, text: object, family: int) -> FlowInvalid:
     kind = "IPv4" if family == socket.AF_INET else "IPv6"
-    return FlowInvalid(f"{name}={text}: not an {kind} address or CIDR", name, text)
+    return FlowInvalid(f"{name}={clip(text)}: not an {kind} address or CIDR", name, text)
 
 
 def _ip(name: str, text: str, family: int) -> tuple[int, int] | None:
@@ -118,8 +119,8 @@ def _shown(name: str, raw: object) -> str:
         return f"{name}={port}" + (f"/{mask:#x}" if mask and mask != 0xFFFF else "")
     if name in ("dl_src", "dl_dst"):
         mac, mask = raw  # type: ignore[misc]
-        return f"{name}={mac}" + (f"/{mask}" if mask else "")
-    return f"{name}={raw}"
+        return f"{name}={clip(mac)}" + (f"/{clip(mask)}" if mask else "")
+    return f"{name}={clip(raw)}"
 
 
 def match(raw: dict[str, object], *, bridge: str, ports: Container[str]) -> Match:
@@ -135,7 +136,7 @@ def _match(raw: dict[str, object], bridge: str, ports: Container[str]
     for name in raw:
         if name not in FIELD_BITS:
             first = sorted(n for n in raw if n not in FIELD_BITS)[0]
-            raise FlowInvalid(f"unknown field {first}", first, raw[first])
+            raise FlowInvalid(f"unknown field {clip(first)}", first, raw[first])
     # Fields are checked in Match order; each absent field costs one dict lookup (10 000 rules
     # a batch). A field whose mask is zero (dl_src=../00:00:.., nw_src=../0) is a wildcard: None.
     get = raw.get
@@ -145,7 +146,8 @@ def _match(raw: dict[str, object], bridge: str, ports: Container[str]
     if "in_port" in raw:
         in_port = raw["in_port"]
         if not isinstance(in_port, str) or in_port not in ports:
-            raise FlowInvalid(f"in_port={in_port}: no port {in_port} on bridge {bridge}",
+            raise FlowInvalid(f"in_port={clip(in_port)}: no port {clip(in_port)} on bridge "
+                              f"{bridge}",
                               "in_port", in_port)
         sig.append(_SIG_IN_PORT)
     if "dl_src" in raw:
@@ -225,8 +227,8 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
             out.append(Action(kind))
         elif kind == "output":
             if not isinstance(arg, str) or arg not in ports:
-                raise FlowInvalid(f"output:{arg}: no port {arg} on bridge {bridge}", "output",
-                                  arg)
+                raise FlowInvalid(f"output:{clip(arg)}: no port {clip(arg)} on bridge {bridge}",
+                                  "output", arg)
             if arg == in_port:
                 raise FlowInvalid(f"output:{arg}: {arg} is the in_port of this flow and a frame "
                                   "is never sent back out of the port it came in on", "output",
@@ -238,7 +240,7 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
             raise FlowInvalid(f"action {i} is empty (set one of drop, normal, flood, output, "
                               "mod_vlan_vid, strip_vlan)", "actions", i)
         else:
-            raise FlowInvalid(f"unknown action {kind}", "actions", kind)
+            raise FlowInvalid(f"unknown action {clip(kind)}", "actions", kind)
     if len(out) > 1 and any(a.kind == "drop" for a in out):
         listed = ",".join(str(a) for a in out)
         raise FlowInvalid(f"actions={listed}: drop cannot be combined with other actions",
@@ -246,6 +248,11 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
     if len(out) > max_actions:
         raise FlowInvalid(f"{len(out)} actions: the datapath allows at most {max_actions} "
                           "per flow", "actions", len(out))
+    ports_out = [a.arg for a in out if a.kind == "output"]
+    for port in ports_out:
+        if ports_out.count(port) > 1:
+            raise FlowInvalid(f"output:{port}: the flow outputs to {port} twice (a frame leaves "
+                              "a port once)", "output", port)
     return tuple(out)
 
 

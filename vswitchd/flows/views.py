@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vswitchd.flows.model import FULL, Action, Match, Rule
+
+if TYPE_CHECKING:
+    from vswitchd.datapath.flows import DpRule
 
 _IN_PORT_MASK = 0xFFFFFFFF
 _DP_FIELD = {"nw_src": "ip_src", "nw_dst": "ip_dst", "ipv6_src": "ip_src", "ipv6_dst": "ip_dst"}
@@ -20,6 +24,8 @@ class StoreRows(dict[int, str]):
     that holds `base` writes only those."""
 
     __slots__ = ("base", "changed")
+    base: StoreRows | None
+    changed: frozenset[int]
 
 
 class StoreView:
@@ -70,7 +76,7 @@ class DpView:
     def __init__(self) -> None:
         self._rules: dict[int, Rule] = {}
         self._by_port: dict[str, set[int]] = {}    # port name -> ids of the rules using it
-        self._dp: dict[int, object] = {}           # rule_id -> DpRule, for the ifindexes in _ifs
+        self._dp: dict[int, DpRule] = {}           # rule_id -> DpRule, for the ifindexes in _ifs
         self._ifs: dict[str, int | None] = {}      # port name -> ifindex the conversions used
         self._todo: set[int] = set()               # rule ids not converted yet
 
@@ -100,7 +106,7 @@ class DpView:
     def referencing(self, port: str) -> list[Rule]:
         return [self._rules[rid] for rid in self._by_port.get(port, ())]
 
-    def dp_rules(self, ifindex: Callable[[str], int | None]) -> tuple[list[object], list[Rule]]:
+    def dp_rules(self, ifindex: Callable[[str], int | None]) -> tuple[list[DpRule], list[Rule]]:
         """(every rule as a DpRule, the rules left out because a port they use has no
         ifindex): one ifindex(port) call per port in use; unchanged rules give the same
         DpRule objects as the previous call (the datapath skips those)."""

@@ -13,18 +13,20 @@ interleave with another.
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import os
 import pwd
+import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ifinfmsg import IFT_MULTI_QUEUE, IFT_NO_PI, IFT_TAP, tuntap
 
 from vswitchd.errors import (
     AlreadyExists,
@@ -36,6 +38,9 @@ from vswitchd.errors import (
 )
 from vswitchd.netlink import netns as _netns
 from vswitchd.netlink.errors import translate
+from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats, Route
+
+__all__ = ["KernelFdbEntry", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
 
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -48,37 +53,6 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class LinkInfo:
-    name: str
-    ifindex: int
-    kind: str  # 'bridge', 'veth', 'tun', 'dummy', ... ('' for plain NICs)
-    master: int | None
-    mac: str
-    mtu: int
-    up: bool  # administratively up (IFF_UP)
-    operstate: str  # 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
-
-
-@dataclass(frozen=True)
-class LinkStats:
-    rx_packets: int
-    rx_bytes: int
-    tx_packets: int
-    tx_bytes: int
-    rx_dropped: int
-    tx_dropped: int
-
-
-@dataclass(frozen=True)
-class KernelFdbEntry:
-    mac: str
-    vlan: int
-    ifindex: int
-    static: bool
-    age_seconds: float
-
-
 @contextmanager
 def _kernel(action: str, **kw: Any) -> Iterator[None]:
     try:
@@ -87,21 +61,22 @@ def _kernel(action: str, **kw: Any) -> Iterator[None]:
         raise translate(exc, action, **kw) from exc
 
 
-@dataclass(frozen=True)
-class Route:
-    """A route of the main table that leaves by one interface."""
-
-    dst: str          # CIDR; 0.0.0.0/0 or ::/0 for a default route
-    gateway: str      # "" for an on-link route
-    metric: int
-
-
-@dataclass(frozen=True)
-class L3Config:
-    """What an uplink NIC carries for the host: addresses and the routes through it."""
-
-    addresses: tuple[str, ...]
-    routes: tuple[Route, ...]
+def _make_tap(name: str, uid: int | None, multi_queue: bool) -> None:
+    """A persistent TAP: TUNSETIFF, TUNSETOWNER, TUNSETPERSIST on /dev/net/tun, as pyroute2's
+    "tuntap" link does, but with the name in UTF-8 (pyroute2 0.9 encodes it as ASCII: a TAP
+    named 'é' failed while a bridge or veth of that name worked)."""
+    if tuntap.TUNSETIFF is None:
+        raise FailedPrecondition(f"TAP devices are not supported on {os.uname().machine}")
+    flags = IFT_TAP | IFT_NO_PI | (IFT_MULTI_QUEUE if multi_queue else 0)
+    ifr = name.encode().ljust(tuntap.IFNAMSIZ, b"\0") + struct.pack("H", flags)
+    fd = os.open(tuntap.TUNDEV, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, tuntap.TUNSETIFF, ifr)
+        if uid is not None:
+            fcntl.ioctl(fd, tuntap.TUNSETOWNER, uid)
+        fcntl.ioctl(fd, tuntap.TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
 
 
 RT_TABLE_MAIN = 254
@@ -289,8 +264,11 @@ class Links:
 
     # ---- bridges -------------------------------------------------------------------------
 
-    def create_bridge(self, name: str, addresses: Iterable[str] = ()) -> LinkInfo:
-        """A Linux bridge with STP off and forward delay 0, up, with ADDRESSES."""
+    def create_bridge(self, name: str, addresses: Iterable[str] = (),
+                      mac: str | None = None) -> LinkInfo:
+        """A Linux bridge with STP off and forward delay 0, up, with ADDRESSES; with MAC, that
+        address from the start (an address set explicitly is one the kernel keeps when ports
+        come and go; without, the bridge takes its lowest port's MAC, or zeros)."""
         addresses = list(addresses)
         _parse_addresses(addresses)
 
@@ -298,8 +276,10 @@ class Links:
             ipr = self._ipr
             if _get(ipr, name) is not None:
                 raise AlreadyExists(f"interface {name} already exists")
-            with _kernel(f"create bridge {name}", name=name):
-                ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+            extra = {"address": mac} if mac else {}
+            with _kernel(f"create bridge {name}", name=name, field="mac", value=mac):
+                ipr.link("add", ifname=name, kind="bridge", br_stp_state=0, br_forward_delay=0,
+                         **extra)
             try:
                 index = _require(ipr, name)["index"]
                 _sync_addresses(ipr, index, name, addresses)
@@ -489,17 +469,8 @@ class Links:
             # the name must be checked first.
             if _get(ipr, name) is not None:
                 raise AlreadyExists(f"interface {name} already exists")
-            spec: dict[str, Any] = {
-                "ifname": name,
-                "kind": "tuntap",
-                "mode": "tap",
-                "ifr": {"no_pi": True, "one_queue": False, "vnet_hdr": False,
-                        "multi_queue": bool(multi_queue)},
-            }
-            if uid is not None:
-                spec["uid"] = uid
             with _kernel(f"create TAP {name}", name=name):
-                ipr.link("add", **spec)
+                _make_tap(name, uid, multi_queue)
             try:
                 index = _require(ipr, name)["index"]
                 if mtu is not None:

@@ -54,6 +54,19 @@ def resolve(ref: str) -> str:
     return os.path.join(NETNS_DIR, _check_name(ref))
 
 
+def is_own(ref: str) -> bool:
+    """True if REF is the network namespace this process runs in, by whatever path it is named
+    (/proc/self/ns/net, /proc/PID/ns/net of the daemon, a symlink, `//proc/./1/../self/ns/net`,
+    a name under /run/netns bound to it): the kernel resolves the path, and the namespace is
+    known by its inode."""
+    try:
+        target = os.stat(resolve(ref))
+        own = os.stat("/proc/self/ns/net")
+    except (OSError, ValueError):
+        return False
+    return (target.st_dev, target.st_ino) == (own.st_dev, own.st_ino)
+
+
 def _is_netns_fd(fd: int) -> bool:
     try:
         return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
@@ -168,6 +181,7 @@ __all__ = [
     "entered",
     "exists",
     "is_named",
+    "is_own",
     "open_netns",
     "remove_named",
     "resolve",

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from vswapi.vlanmode import vlan_mode_text
 from vswitchd.flows.model import (
     ETH_IP,
     ETH_IPV6,
@@ -161,17 +162,10 @@ def key_match(key: Mapping[str, int], in_port: str) -> Match:
 
 
 def vlan_mode(config: Any) -> str:
-    """A VlanConfig (or None: unknown) as text: "unconfigured", "access 10",
-    "trunk 10,20 native 5"."""
+    """A VlanConfig as text ("all", "access:10", "trunk:10,20/native:5"), "unknown" for None."""
     if config is None:
         return "unknown"
-    if getattr(config, "access", 0):
-        return f"access {config.access}"
-    trunks = sorted(getattr(config, "trunks", ()) or ())
-    if trunks:
-        text = "trunk " + ",".join(str(v) for v in trunks)
-        return text + (f" native {config.native}" if config.native else "")
-    return "unconfigured"
+    return vlan_mode_text(config.access, config.trunks, config.native)
 
 
 def _dedupe(items: Sequence[int]) -> tuple[int, ...]:
@@ -259,7 +253,13 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
             dst_text = mac_str(dst) if dst is not None else "?"
             multicast = dst is not None and bool((dst >> 40) & 1)
             flood = tuple(name(i) for i in result.flood)
-            if verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
+            if reason == "host-mac-spoof":
+                src = key.get("dl_src")
+                summary = (f"dl_src {mac_str(src) if src is not None else '?'} is the host's "
+                           f"own MAC (the bridge's), sent by port {in_port}: dropped, "
+                           "host-mac-spoof")
+                l2 = L2Stage(dst_text, multicast, False)
+            elif verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
                 if multicast:
                     what = ("broadcast" if dst == FULL["dl_dst"] else "multicast")
                     summary = f"dl_dst {dst_text}: {what}, flood"

@@ -1,0 +1,216 @@
+"""How vswctl's rows read as text: each result's layout (table columns, record, tree or lines),
+the `show` tree, dump-flows, trace and watch lines.
+
+Only rows (plain dicts, from `vswctl.rows`) come in; `vswctl.format` lays out tables and records.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vswctl.format import Column, Row, View
+
+
+def duration(seconds: float) -> str:
+    """3725.2 -> '1h02m05s'; 90061 -> '1d01h01m01s'."""
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d{h:02d}h{m:02d}m{s:02d}s"
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def _age(value: float, row: Row) -> str:
+    return "static" if row["static"] else f"{value:.1f}"
+
+
+def _vlan(value: int, row: Row) -> str:
+    return str(value) if value else "-"  # 0 = untagged
+
+
+def _count(value: list, row: Row) -> str:
+    return str(len(value))
+
+
+def _ebpf_support(value: bool, row: Row) -> str:
+    if value:
+        return "supported"
+    reason = row.get("ebpf_unsupported_reason")
+    return f"unsupported: {reason}" if reason else "unsupported"
+
+
+def show_tree(rows: list[Row]) -> list[str]:
+    """`ovs-vsctl show`-like tree of bridges and their ports."""
+    lines: list[str] = []
+    for b in rows:
+        lines.append(f"Bridge {b['name']}")
+        lines.append(f"    datapath: {b['datapath']}")
+        if b["addresses"]:
+            lines.append(f"    addresses: {', '.join(b['addresses'])}")
+        if b.get("nat"):
+            lines.append("    nat: masquerade")
+        for p in b["ports"]:
+            lines.append(f"    Port {p['name']}")
+            kind = p["type"] + (" (uplink)" if p.get("uplink") else "")
+            kind += " (multi-queue)" if p.get("multi_queue") else ""
+            lines.append(f"        type: {kind}")
+            if p.get("vlan_mode", "all") != "all":
+                lines.append(f"        vlan: {p['vlan_mode']}")
+            if p["state"]:
+                lines.append(f"        state: {p['state']}")
+            if p["netns"]:
+                peer = f" (peer {p['peer_name']})" if p["peer_name"] else ""
+                lines.append(f"        netns: {p['netns']}{peer}")
+            if p["addresses"]:
+                lines.append(f"        addresses: {', '.join(p['addresses'])}")
+            if p.get("gateway"):
+                lines.append(f"        gateway: {p['gateway']}")
+            if p.get("uplink_addresses"):
+                lines.append(f"        host addresses on the bridge: "
+                             f"{', '.join(p['uplink_addresses'])}")
+            for key in ("mac", "mtu", "owner"):
+                if p[key]:
+                    lines.append(f"        {key}: {p[key]}")
+    return lines
+
+
+def flow_lines(rows: list[Row]) -> list[str]:
+    """`ovs-ofctl dump-flows`-like lines: counters, then the rule as add-flow reads it."""
+    lines = []
+    for r in rows:
+        stats = [f"cookie={r['cookie']}", f"duration={r['duration']:.1f}s",
+                 f"n_packets={r['n_packets']}", f"n_bytes={r['n_bytes']}"]
+        if r["idle_timeout"]:
+            stats.append(f"idle_timeout={r['idle_timeout']}")
+        if r["hard_timeout"]:
+            stats.append(f"hard_timeout={r['hard_timeout']}")
+        stats.append(f"idle_age={int(r['idle_age'])}")
+        rule = ",".join([f"priority={r['priority']}"] + ([r["match"]] if r["match"] else []))
+        lines.append(f" {', '.join(stats)}, {rule} actions={r['actions']}")
+    return lines
+
+
+PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
+
+
+def _action_target(port: str, tags: dict[str, Row]) -> str:
+    """An output in the `Datapath actions` line: PORT, or PORT(vid=N) when it leaves tagged
+    (untagged is the norm, as ofproto/trace shows push_vlan only where a tag is pushed)."""
+    tag = tags.get(port)
+    return f"{port}(vid={tag['vlan']})" if tag and tag["tagged"] else port
+
+
+def trace_lines(rows: list[Row]) -> list[str]:
+    """`ovs-appctl ofproto/trace`-like: the flow, the bridge, numbered stages, the verdict."""
+    lines: list[str] = []
+    for r in rows:
+        lines.append(f"Flow: {r['packet']}")
+        lines.append("")
+        title = f'bridge("{r["bridge"]}")'
+        lines += [title, "-" * len(title)]
+        for n, st in enumerate(r["stages"], 1):
+            lines.append(f"{n:2d}. {st['name']}: {st['summary']}")
+        lines.append("")
+        if r["verdict"] == "drop":
+            lines.append(f"Datapath actions: drop ({r['drop_reason']})")
+        elif r["outputs"]:
+            tags = {t["port"]: t for t in r.get("output_tags", [])}
+            targets = ",".join(_action_target(p, tags) for p in r["outputs"])
+            lines.append(f"Datapath actions: {r['verdict']} to {targets}")
+        else:
+            lines.append(f"Datapath actions: {r['verdict']}")
+    return lines
+
+
+def _clock(t: float) -> str:
+    lt = time.localtime(t)
+    return time.strftime("%H:%M:%S", lt) + f".{int((t % 1) * 1e6):06d}"
+
+
+def watch_line(r: Row) -> str:
+    """One decision: time bridge in_port src > dst [vlan] ips proto ports length cookie verdict."""
+    parts = [_clock(r["time"]), r["bridge"], r["in_port"], f"{r['dl_src']} > {r['dl_dst']}"]
+    if r["dl_vlan"]:
+        parts.append(f"vlan {r['dl_vlan']}")
+    proto = PROTO_NAMES.get(r["nw_proto"], f"proto {r['nw_proto']}") if r["ip_src"] else ""
+    if r["ip_src"]:
+        if r["nw_proto"] in (6, 17):
+            parts.append(f"{r['ip_src']}:{r['tp_src']} > {r['ip_dst']}:{r['tp_dst']} {proto}")
+        else:
+            parts.append(f"{r['ip_src']} > {r['ip_dst']} {proto}")
+    else:
+        parts.append(f"type {r['dl_type']}")
+    parts.append(f"len {r['length']}")
+    parts.append("table-miss" if r["table_miss"] else f"cookie {r['cookie']}")
+    if r["verdict"] == "drop":
+        parts.append(f"drop ({r['drop_reason']})")
+    elif r["verdict"] == "flood":
+        parts.append(f"flood ({r['n_copies']} copies)"
+                     + (f" {','.join(r['outputs'])}" if r["outputs"] else ""))
+    elif r["outputs"]:
+        parts.append(f"{r['verdict']} {','.join(r['outputs'])}")
+    else:
+        parts.append(r["verdict"])
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- layouts, one per kind of result
+
+QUIET = View(style="quiet", single=True)  # write commands: nothing, or the written row with -j
+STATUS = View(columns=[
+    Column("version", "version"),
+    Column("uptime_seconds", "uptime", lambda v, r: duration(v)),
+    Column("kernel", "kernel"),
+    Column("default_datapath", "default datapath"),
+    Column("ebpf_supported", "ebpf datapath", _ebpf_support),
+    Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
+    Column("watch_rate_limit", "watch rate limit",
+           lambda v, r: f"{v} events/s per CPU" if v else "-"),
+], style="record", single=True)
+BRIDGES = View(columns=[
+    Column("name", "NAME"),
+    Column("datapath", "DATAPATH"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("ports", "PORTS", _count, right=True),
+    Column("nat", "NAT"),
+    Column("addresses", "ADDRESSES"),
+])
+SHOW = View(style="tree", text=show_tree)
+PORTS = View(columns=[
+    Column("name", "NAME"),
+    Column("type", "TYPE"),
+    Column("state", "STATE"),
+    Column("ifindex", "IFINDEX", right=True),
+    Column("vlan_mode", "VLAN"),
+    Column("netns", "NETNS"),
+    Column("peer_name", "PEER"),
+    Column("addresses", "ADDRESSES"),
+])
+FDB = View(columns=[
+    Column("port", "PORT"),
+    Column("vlan", "VLAN", _vlan, right=True),
+    Column("mac", "MAC"),
+    Column("age", "AGE", _age, right=True),
+])
+STATS = View(columns=[
+    Column("port", "PORT"),
+    Column("rx_packets", "RX_PACKETS", right=True),
+    Column("rx_bytes", "RX_BYTES", right=True),
+    Column("tx_packets", "TX_PACKETS", right=True),
+    Column("tx_bytes", "TX_BYTES", right=True),
+    Column("drops", "DROPS", right=True),
+    Column("drops_by_reason", "DROP_REASONS"),
+])
+DROPS = View(columns=[
+    Column("port", "PORT"),
+    Column("reason", "REASON"),
+    Column("count", "COUNT", right=True),
+])
+FLOWS = View(style="lines", text=flow_lines)
+TRACE = View(style="lines", text=trace_lines, single=True)

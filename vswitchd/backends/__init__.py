@@ -1,0 +1,69 @@
+"""Per-datapath bridge backends, in the manner of Open vSwitch's dpif classes: what a bridge's
+datapath does when ports come and go, FDB entries are set, counters are read, and whether it
+runs programs (flow tables, trace, watch). `ebpf` (vswitchd.datapath) and `kernel` (a plain
+Linux bridge) implement the same Backend protocol; `Backends.of(bridge)` picks one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from vswitchd.backends.ebpf import EbpfBackend, NoEbpfBackend
+from vswitchd.backends.kernel import KernelBackend
+from vswitchd.datapath import FdbRecord, PortKind, VlanConfig
+from vswitchd.model import Bridge, PortSpec
+from vswitchd.netlink.types import KernelFdbEntry
+from vswitchd.seams import DatapathApi, LinksApi
+from vswitchd.views import StatsView
+
+
+class Backend(Protocol):
+    name: str
+
+    def require(self) -> None:
+        """Raise FailedPrecondition (saying why and what to do) if no bridge can use it."""
+
+    def programs(self, bridge: str, purpose: str) -> DatapathApi:
+        """The eBPF datapath that runs BRIDGE's programs, for PURPOSE ("flows", "trace"), or
+        FailedPrecondition saying why there is none."""
+
+    def check_vlans(self, bridge: str, spec: PortSpec) -> None: ...
+    def add_bridge(self, bridge: str) -> None: ...
+    def remove_bridge(self, br: Bridge) -> None: ...
+    def bridge_mac_changed(self, bridge: str, old: str, new: str) -> None: ...
+    def attach_port(self, bridge: str, port: str, kind: PortKind, vlan: VlanConfig) -> None: ...
+    def detach_port(self, bridge: str, port: str) -> None: ...
+    def set_port_vlan(self, bridge: str, port: str, vlan: VlanConfig) -> None: ...
+    def port_vlan(self, port: str) -> VlanConfig | None: ...
+    def fdb_list(self, bridge: str) -> list[FdbRecord] | list[KernelFdbEntry]: ...
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None: ...
+    def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool: ...
+    def port_stats(self, port: str) -> StatsView: ...
+    def prune(self, keep: set[int]) -> None: ...
+    def sweep_fdb(self, aging_seconds: float) -> int: ...
+
+
+class Backends:
+    """The kernel backend, and the eBPF one (or what stands for it when eBPF is unavailable)."""
+
+    def __init__(self, links: LinksApi, datapath: DatapathApi | None,
+                 unavailable: str | None) -> None:
+        self.kernel = KernelBackend(links)
+        self._links = links
+        self.ebpf: EbpfBackend | NoEbpfBackend
+        self.set_datapath(datapath, unavailable)
+
+    def set_datapath(self, datapath: DatapathApi | None, unavailable: str | None) -> None:
+        self.datapath = datapath
+        self.unavailable = unavailable or ""  # why there is no datapath
+        self.ebpf = (EbpfBackend(self._links, datapath) if datapath is not None
+                     else NoEbpfBackend(self._links, unavailable or "unknown reason"))
+
+    def ebpf_datapath(self) -> DatapathApi:
+        """The eBPF datapath, or FailedPrecondition saying why there is none."""
+        return self.ebpf.programs("", "watch")
+
+    def of(self, datapath: str) -> Backend:
+        return self.kernel if datapath == "kernel" else self.ebpf
+
+    def all(self) -> tuple[Backend, ...]:
+        return (self.ebpf, self.kernel)

@@ -1,0 +1,86 @@
+"""The kernel backend: a plain Linux bridge does the forwarding; no programs, no VLANs (the
+kernel here has no bridge VLAN filtering or 802.1Q), its own FDB and the links' counters."""
+
+from __future__ import annotations
+
+from vswitchd.datapath import PortKind, VlanConfig
+from vswitchd.errors import FailedPrecondition
+from vswitchd.model import Bridge, PortSpec
+from vswitchd.netlink.types import KernelFdbEntry
+from vswitchd.seams import DatapathApi, LinksApi
+from vswitchd.views import StatsView
+
+# Why a kernel bridge has no programs for a purpose (Backend.programs).
+NO_PROGRAMS = {
+    "flows": "bridge {bridge} uses the kernel datapath; flow tables need --datapath ebpf",
+    "trace": "bridge {bridge} uses the kernel datapath, which runs no programs to trace or "
+             "watch; tracing needs a bridge created with --datapath ebpf",
+}
+
+
+def link_stats(links: LinksApi, port: str) -> StatsView:
+    """A port's counters as the kernel keeps them for its link."""
+    s = links.stats(port)
+    drops = {k: v for k, v in (("rx-dropped", s.rx_dropped), ("tx-dropped", s.tx_dropped)) if v}
+    return StatsView(port, s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, drops)
+
+
+class KernelBackend:
+    name = "kernel"
+
+    def __init__(self, links: LinksApi) -> None:
+        self.links = links
+
+    def require(self) -> None:
+        pass
+
+    def programs(self, bridge: str, purpose: str) -> DatapathApi:
+        raise FailedPrecondition(NO_PROGRAMS[purpose].format(bridge=bridge))
+
+    def check_vlans(self, bridge: str, spec: PortSpec) -> None:
+        if spec.vlan_mode() == "all":
+            return
+        raise FailedPrecondition(
+            f"VLAN settings ({spec.vlan_mode()}) are not supported on bridge {bridge}: it uses "
+            "the kernel datapath, and the Linux bridge here has no VLAN filtering or 802.1Q "
+            "support; use a bridge with --datapath ebpf (its datapath tags VLANs itself)")
+
+    def add_bridge(self, bridge: str) -> None:
+        pass
+
+    def remove_bridge(self, br: Bridge) -> None:
+        pass
+
+    def bridge_mac_changed(self, bridge: str, old: str, new: str) -> None:
+        pass
+
+    def attach_port(self, bridge: str, port: str, kind: PortKind, vlan: VlanConfig) -> None:
+        pass
+
+    def detach_port(self, bridge: str, port: str) -> None:
+        pass
+
+    def set_port_vlan(self, bridge: str, port: str, vlan: VlanConfig) -> None:
+        raise FailedPrecondition(f"bridge {bridge} uses the kernel datapath: it has no VLAN "
+                                 "settings to change")
+
+    def port_vlan(self, port: str) -> VlanConfig | None:
+        return None
+
+    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+        return self.links.fdb_list(bridge)
+
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None:
+        self.links.fdb_add_static(bridge, port, mac, vlan)
+
+    def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool:
+        return self.links.fdb_delete(bridge, mac, vlan)
+
+    def port_stats(self, port: str) -> StatsView:
+        return link_stats(self.links, port)
+
+    def prune(self, keep: set[int]) -> None:
+        pass
+
+    def sweep_fdb(self, aging_seconds: float) -> int:
+        return 0  # the Linux bridge ages its own entries

@@ -1,0 +1,53 @@
+"""What the kernel reports about links, as plain values (no pyroute2 needed to use them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    ifindex: int
+    kind: str  # 'bridge', 'veth', 'tun', 'dummy', ... ('' for plain NICs)
+    master: int | None
+    mac: str
+    mtu: int
+    up: bool  # administratively up (IFF_UP)
+    operstate: str  # 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    rx_packets: int
+    rx_bytes: int
+    tx_packets: int
+    tx_bytes: int
+    rx_dropped: int
+    tx_dropped: int
+
+
+@dataclass(frozen=True)
+class KernelFdbEntry:
+    mac: str
+    vlan: int
+    ifindex: int
+    static: bool
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route of the main table that leaves by one interface."""
+
+    dst: str          # CIDR; 0.0.0.0/0 or ::/0 for a default route
+    gateway: str      # "" for an on-link route
+    metric: int
+
+
+@dataclass(frozen=True)
+class L3Config:
+    """What an uplink NIC carries for the host: addresses and the routes through it."""
+
+    addresses: tuple[str, ...]
+    routes: tuple[Route, ...]

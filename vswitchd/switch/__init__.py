@@ -1,0 +1,377 @@
+"""The switch: the one place where changes to the desired state are applied.
+
+Every change runs under one lock as a transaction (vswitchd.txn): each step records its undo,
+a failure undoes the steps done, and the desired state is saved before the change is reported
+done (a failed save undoes it too). What a change does is computed by the managers, one per
+concern (bridges, ports, FDB, flows, tracing, reconciliation: this package's modules); this
+class holds the transaction and dispatches the API's calls to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+
+from vswitchd.backends import Backends
+from vswitchd.config import Config
+from vswitchd.errors import FailedPrecondition, NotFound, clip
+from vswitchd.flows import validate as flow_validate
+from vswitchd.flows.batch import Stages
+from vswitchd.flows.model import Clock, FlowRequest
+from vswitchd.model import Bridge, BridgeSpec, PortSpec
+from vswitchd.netlink import netns as system_netns
+from vswitchd.seams import DatapathApi, LinksApi, NatApi, NetnsApi
+from vswitchd.state import StateStore
+from vswitchd.switch.bridges import BridgeManager
+from vswitchd.switch.context import Context
+from vswitchd.switch.fdb import FdbManager
+from vswitchd.switch.flows import FlowManager
+from vswitchd.switch.ports import PortManager
+from vswitchd.switch.reconcile import Reconciler
+from vswitchd.switch.tracing import TraceManager
+from vswitchd.trace import ratelimit
+from vswitchd.trace.report import TraceReport
+from vswitchd.trace.watch import Session
+from vswitchd.txn import Txn
+from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, StatusView
+
+log = logging.getLogger(__name__)
+
+
+class Switch:
+    def __init__(self, cfg: Config, links: LinksApi, store: StateStore,
+                 datapath: DatapathApi | None, ebpf_unsupported: str | None,
+                 clock: Clock | None = None, nat: NatApi | None = None,
+                 netns: NetnsApi | ModuleType = system_netns) -> None:
+        self.store = store
+        self.started = time.monotonic()
+        self._lock = threading.RLock()
+        self._nat = nat
+        self._shutdown: Callable[[bool], None] | None = None
+        bridges = store.load()
+        if clock is not None:  # the store derived monotonic times from the real clock
+            for br in bridges.values():
+                br.flows.rebase(clock.wall(), clock.mono_ns())
+        self.ctx = ctx = Context(cfg, links, netns,  # type: ignore[arg-type]
+                                 Backends(links, datapath, ebpf_unsupported),
+                                 clock or Clock(), bridges)
+        self.ports = PortManager(ctx)
+        self.bridges = BridgeManager(ctx, self.ports, self._nat_impl)
+        self.fdb = FdbManager(ctx)
+        self.flows = FlowManager(ctx)
+        self.tracing = TraceManager(ctx, ratelimit.stored(store))
+        self.reconciler = Reconciler(ctx, self.bridges, self.ports, self.fdb, self.flows)
+
+    # ---- the transaction -----------------------------------------------------------------
+
+    def _save(self) -> None:
+        try:
+            self.store.save(self.ctx.bridges)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"cannot write state store {self.store.path}: {exc.strerror}") from None
+
+    @contextmanager
+    def _change(self, stages: Stages | None = None) -> Iterator[Txn]:
+        """A transaction under the lock: undone on failure, saved (or undone) at the end."""
+        with self._lock:
+            txn = Txn()
+            try:
+                yield txn
+                if txn.changed:
+                    self._save()
+                    if stages is not None:
+                        stages.mark("store")
+            except BaseException:
+                txn.rollback()
+                raise
+            txn.committed()
+
+    def _nat_impl(self) -> NatApi:
+        if self._nat is None:
+            from vswitchd.netlink.nat import Nat
+
+            self._nat = Nat()
+        return self._nat
+
+    # ---- bridges -------------------------------------------------------------------------
+
+    def create_bridge(self, spec: BridgeSpec, may_exist: bool = False) -> BridgeView:
+        spec = self.bridges.validate(spec)
+        with self._change() as txn:
+            return self.bridges.create(spec, may_exist, txn)
+
+    def delete_bridge(self, name: str, if_exists: bool = False) -> bool:
+        with self._lock:
+            if name not in self.ctx.bridges:
+                if if_exists:
+                    return False
+                raise NotFound(f"bridge {clip(name)} does not exist (--if-exists ignores this)")
+            self.bridges.delete(self.ctx.bridges[name])
+            self._save()
+            return True
+
+    def update_bridge(self, name: str, nat: bool | None = None) -> BridgeView:
+        """Change a bridge's settings at run time (today: NAT on or off)."""
+        with self._change() as txn:
+            br = self.ctx.bridge(name)
+            if nat is not None:
+                self.bridges.set_nat(br, nat, txn)
+            return self.bridges.view(br)
+
+    def get_bridge(self, name: str) -> BridgeView:
+        with self._lock:
+            return self.bridges.view(self.ctx.bridge(name))
+
+    def list_bridges(self) -> list[BridgeView]:
+        with self._lock:
+            return [self.bridges.view(b) for b in sorted(self.ctx.bridges.values(),
+                                                         key=lambda b: b.name)]
+
+    # ---- ports ---------------------------------------------------------------------------
+
+    def create_port(self, bridge: str, spec: PortSpec, may_exist: bool = False) -> PortView:
+        spec = self.ports.validate(bridge, spec)
+        with self._change() as txn:
+            return self.ports.create(bridge, spec, may_exist, txn)
+
+    def delete_port(self, bridge: str, name: str, if_exists: bool = False) -> bool:
+        with self._lock:
+            br = self.ctx.bridge(bridge)
+            port = br.ports.get(name)
+            if port is None:
+                if if_exists:
+                    return False
+                raise NotFound(f"port {clip(name)} does not exist on bridge {bridge} "
+                               "(--if-exists ignores this)")
+            self.flows.drop_port(br, name)
+            self.ports.remove(br, port)
+            self._save()
+            log.info("port %s deleted from bridge %s", name, bridge)
+            return True
+
+    def update_port(self, bridge: str, name: str, changes: dict[str, object]) -> PortView:
+        """Change a port's VLAN settings at run time. CHANGES holds any of vlan, trunks and
+        native_vlan; the resulting combination is validated as a whole."""
+        self.ports.check_changes(changes)
+        with self._change() as txn:
+            return self.ports.update(self.ctx.bridge(bridge), name, changes, txn)
+
+    def get_port(self, bridge: str, name: str) -> PortView:
+        with self._lock:
+            br = self.ctx.bridge(bridge)
+            return self.ports.view(br, self.ctx.port(br, name))
+
+    def list_ports(self, bridge: str) -> list[PortView]:
+        with self._lock:
+            return self.ports.views(self.ctx.bridge(bridge))
+
+    def port_stats(self, bridge: str, port: str = "") -> list[StatsView]:
+        with self._lock:
+            return self.ports.stats(self.ctx.bridge(bridge), port)
+
+    # ---- FDB -----------------------------------------------------------------------------
+
+    def fdb_list(self, bridge: str) -> list[FdbView]:
+        with self._lock:
+            return self.fdb.list(self.ctx.bridge(bridge))
+
+    def fdb_add(self, bridge: str, mac: str, port: str, vlan: int = 0) -> FdbView:
+        mac, vlan = self.fdb.check(mac, vlan)
+        with self._change() as txn:
+            return self.fdb.add(self.ctx.bridge(bridge), mac, port, vlan, txn)
+
+    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False) -> bool:
+        mac, vlan = self.fdb.check(mac, vlan, unicast=False)
+        with self._lock:
+            deleted, changed = self.fdb.delete(self.ctx.bridge(bridge), mac, vlan, if_exists)
+            if changed:
+                self._save()
+            return deleted
+
+    def sweep_fdb(self) -> int:
+        """Age out learned entries (the datapath keeps their last-seen time)."""
+        return self.fdb.sweep()
+
+    # ---- flow tables ---------------------------------------------------------------------
+
+    def flows_add(self, bridge: str, flows: Sequence[FlowRequest],
+                  stages: Stages | None = None) -> tuple[int, int]:
+        """Add a batch, all or nothing: (added, replaced). STAGES (started by the caller, e.g.
+        before decoding the request) gets the time of each stage, logged at debug level."""
+        stages = stages or Stages()
+        with self._change(stages) as txn:
+            stages.mark("lock")
+            br, _dp = self.flows.bridge(bridge)
+            rules = self.flows.rules(br, flows)
+            stages.mark("validate")
+            result = self.flows.add(br, rules, txn, stages)
+        log.info("bridge %s: %d flows added, %d replaced", bridge, *result)
+        log.debug("flows_add %s: %d flows; stages ms: %s", bridge, len(flows), stages)
+        return result
+
+    def flows_replace(self, bridge: str, flows: Sequence[FlowRequest]) -> tuple[int, int, int]:
+        """Make the table exactly FLOWS: (added, removed, unchanged)."""
+        with self._change() as txn:
+            br, _dp = self.flows.bridge(bridge)
+            result = self.flows.replace(br, self.flows.rules(br, flows), txn)
+        log.info("bridge %s: flows replaced: %d added, %d removed, %d unchanged", bridge, *result)
+        return result
+
+    def flows_delete(self, bridge: str, match: dict[str, object] | None = None,
+                     strict: bool = False, priority: int | None = None, cookie: int = 0,
+                     cookie_mask: int = 0) -> int:
+        """Delete by strict or loose match and/or cookie; the number deleted."""
+        with self._change() as txn:
+            br, _dp = self.flows.bridge(bridge)
+            m = self.flows.match(br, match) if match is not None else None
+            if priority is not None:
+                flow_validate.priority(priority)
+            deleted = self.flows.delete(br, m, strict, priority, cookie, cookie_mask, txn)
+        if deleted:
+            log.info("bridge %s: %d flows deleted", bridge, len(deleted))
+        return len(deleted)
+
+    def flows_add_if_absent(self, bridge: str, flow: FlowRequest) -> bool:
+        """Add FLOW unless a rule with the same content exists (config re-application keeps the
+        rule id and counters of an identical rule). True if it was added."""
+        with self._lock:
+            br, _dp = self.flows.bridge(bridge)
+            rule = self.flows.rules(br, [flow])[0]
+            if any(r.same_content(rule) for r in br.flows.rules()):
+                return False
+            self.flows_add(bridge, [flow])
+            return True
+
+    def flows_list(self, bridge: str) -> list[FlowView]:
+        """Every rule with its counters and ages, highest priority first."""
+        with self._lock:
+            br, dp = self.flows.bridge(bridge)
+            return self.flows.views(br, dp)
+
+    def expire_flows(self) -> int:
+        """Remove rules whose idle or hard timeout has passed; the number removed."""
+        with self._lock:
+            return self.flows.expire(self._change)
+
+    # ---- tracing -------------------------------------------------------------------------
+
+    def trace(self, bridge: str, packet: dict[str, object], truncate: int = 0) -> TraceReport:
+        """Run the datapath program on a frame built from PACKET's exact fields (no side
+        effects) and explain its decision stage by stage."""
+        with self._lock:
+            return self.tracing.trace(bridge, packet, truncate)
+
+    def watch_open(self, bridge: str, port: str = "", match: dict[str, object] | None = None,
+                   drops_only: bool = False) -> Session:
+        """Start watching BRIDGE's live decisions that pass the filter (close the session when
+        the client leaves)."""
+
+        def names() -> tuple[dict[int, str], dict[int, int]]:
+            with self._lock:
+                return self.tracing.names(bridge)
+
+        with self._lock:
+            return self.tracing.watch_open(bridge, port, match, drops_only, names)
+
+    def watch_config(self) -> dict[str, int]:
+        """The switch-wide watch settings: rate_limit (events per second per CPU)."""
+        return {"rate_limit": self.tracing.rate}
+
+    def set_watch_rate(self, rate: int) -> dict[str, int]:
+        """Give the datapath a new watch event rate limit and store it (it outlives restarts);
+        a bad value or a failure changes nothing."""
+        ratelimit.check(rate)
+        with self._lock:
+            txn = Txn()
+            self.tracing.set_rate(rate, txn)
+            try:
+                self.store.set_meta(ratelimit.STORE_KEY, str(rate))
+            except OSError as exc:
+                txn.rollback()
+                raise FailedPrecondition(
+                    f"cannot write state store {self.store.path}: {exc.strerror}") from None
+            txn.committed()
+            return self.watch_config()
+
+    def watch_slots(self) -> list[int]:
+        """The datapath watcher slots of the open watch streams."""
+        return self.tracing.slots()
+
+    def stop_watches(self) -> None:
+        """End every watch stream (daemon shutdown)."""
+        self.tracing.stop()
+
+    # ---- reconciliation ------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Make the kernel match the stored desired state; never fails the daemon for one port."""
+        with self._lock:
+            self.reconciler.everything()
+            self._save()
+            self.tracing.restore_rate()
+
+    def forget_vanished_containers(self) -> list[str]:
+        """Remove veth ports whose interface is gone together with a namespace vswitchd did not
+        create (the container went away); each says so in the log. Returns their names."""
+        with self._lock:
+            gone = self.reconciler.vanished_containers()
+            if gone:
+                self._save()
+            return gone
+
+    def links_changed(self) -> None:
+        """The kernel changed under us (netlink events): drop the ports of vanished containers,
+        re-create what can be re-created, mark the rest missing, prune stale datapath state."""
+        with self._lock:
+            self.reconciler.links_changed()
+            self._save()
+
+    def missing_names(self) -> set[str]:
+        with self._lock:
+            return set(self.ctx.missing)
+
+    def owned_links(self) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+        with self._lock:
+            return self.ctx.owned_links()
+
+    def snapshot(self) -> dict[str, Bridge]:
+        """The desired state (the live objects: read-only, under no lock afterwards)."""
+        with self._lock:
+            return dict(self.ctx.bridges)
+
+    # ---- the daemon ----------------------------------------------------------------------
+
+    def status(self) -> StatusView:
+        backends, cfg = self.ctx.backends, self.ctx.cfg
+        return StatusView(time.monotonic() - self.started, backends.datapath is not None,
+                          backends.unavailable, cfg.default_datapath, os.uname().release,
+                          cfg.fdb_aging_seconds, self.tracing.rate)
+
+    def set_shutdown_handler(self, handler: Callable[[bool], None]) -> None:
+        """What the Shutdown RPC calls: handler(cleanup) stops the daemon after the reply."""
+        self._shutdown = handler
+
+    def request_shutdown(self, cleanup: bool) -> None:
+        if self._shutdown is None:
+            raise FailedPrecondition("this vswitchd instance cannot be shut down over the API")
+        log.info("shutdown requested over the API%s", " with cleanup" if cleanup else "")
+        self._shutdown(cleanup)
+
+    def teardown_all(self) -> dict[str, int]:
+        """Remove everything vswitchd created in the kernel (the desired state is kept)."""
+        from vswitchd import cleanup
+
+        with self._lock:
+            backends = self.ctx.backends
+            counts = cleanup.teardown(self.ctx.bridges, self.ctx.links, backends.datapath,
+                                      self.ctx.cfg.bpffs_dir)
+            backends.set_datapath(None, "the datapath was removed (cleanup)")
+            return counts
+

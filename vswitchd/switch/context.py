@@ -1,0 +1,94 @@
+"""What the switch's managers work on: the desired state (bridges by name), what is missing in
+the kernel and why, and the seams to the system (links, namespaces, backends per datapath)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vswitchd.backends import Backend, Backends
+from vswitchd.config import Config
+from vswitchd.errors import FailedPrecondition, NotFound, clip
+from vswitchd.flows.model import Clock
+from vswitchd.model import Bridge, Port
+from vswitchd.netlink.types import LinkInfo
+from vswitchd.ports import PortDriver, PortEnv, driver
+from vswitchd.seams import LinksApi, NetnsApi
+from vswitchd.txn import Txn
+
+
+@dataclass
+class Context:
+    cfg: Config
+    links: LinksApi
+    netns: NetnsApi
+    backends: Backends
+    clock: Clock
+    bridges: dict[str, Bridge] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)  # port or bridge name -> why
+
+    def bridge(self, name: str) -> Bridge:
+        try:
+            return self.bridges[name]
+        except KeyError:
+            raise NotFound(f"bridge {clip(name)} does not exist") from None
+
+    def port(self, br: Bridge, name: str) -> Port:
+        try:
+            return br.ports[name]
+        except KeyError:
+            raise NotFound(f"port {clip(name)} does not exist on bridge {br.name}") from None
+
+    def link(self, name: str) -> LinkInfo:
+        info = self.links.get(name)
+        if info is None:
+            raise FailedPrecondition(f"interface {name} is missing from the kernel")
+        return info
+
+    def port_owner(self, port: str) -> Bridge | None:
+        for br in self.bridges.values():
+            if port in br.ports:
+                return br
+        return None
+
+    def owned_links(self) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for br in self.bridges.values():
+            out[br.name] = ("bridge", None)
+            for p in br.ports.values():
+                out[p.name] = (p.type, br.name)
+        return out
+
+    def backend(self, br: Bridge) -> Backend:
+        return self.backends.of(br.datapath)
+
+    def driver(self, port: Port) -> PortDriver:
+        return driver(port.type)
+
+    def port_names(self, br: Bridge) -> dict[int, str]:
+        """ifindex -> name of the bridge device and its ports present in the kernel."""
+        names = {}
+        for name in (br.name, *br.ports):
+            info = self.links.get(name)
+            if info is not None:
+                names[info.ifindex] = name
+        return names
+
+    def netns_users(self, ref: str, but: Port) -> list[Port]:
+        return [p for b in self.bridges.values() for p in b.ports.values()
+                if p.spec.netns == ref and p is not but]
+
+    def set_bridge_mac(self, br: Bridge, mac: str, txn: Txn) -> None:
+        """The bridge device's MAC, and the datapath's entry for the host's port, become MAC."""
+        old = self.link(br.name).mac
+        if old == mac:
+            return
+        txn.step(f"set MAC of {br.name}", lambda: self.links.set_mac(br.name, mac),
+                 lambda: self.links.set_mac(br.name, old))
+        backend = self.backend(br)
+        txn.step("follow the bridge's MAC in the datapath",
+                 lambda: backend.bridge_mac_changed(br.name, old, mac),
+                 lambda: backend.bridge_mac_changed(br.name, mac, old))
+
+    def port_env(self) -> PortEnv:
+        return PortEnv(self.links, self.netns, self.set_bridge_mac, self.netns_users)

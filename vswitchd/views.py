@@ -1,0 +1,69 @@
+"""What the switch reports: the desired state joined with what the kernel and the datapath say
+now (ifindexes, link state, counters, ages). The API layer turns these into messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from vswitchd.datapath import FlowCounters
+from vswitchd.flows.model import Rule
+from vswitchd.model import BridgeSpec, PortFacts, PortSpec
+
+
+@dataclass(frozen=True)
+class PortView:
+    spec: PortSpec
+    bridge: str
+    ifindex: int               # 0 while the interface is missing
+    state: str                 # "up", "down" or "missing: why"
+    facts: PortFacts = field(default_factory=PortFacts)
+
+
+@dataclass(frozen=True)
+class BridgeView:
+    spec: BridgeSpec
+    ifindex: int
+    mac: str
+    ports: list[PortView]
+
+
+@dataclass(frozen=True)
+class FdbView:
+    mac: str
+    port: str                  # a port name, or "ifindex:N" for an interface not ours
+    vlan: int
+    static: bool
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class StatsView:
+    port: str
+    rx_packets: int
+    rx_bytes: int
+    tx_packets: int
+    tx_bytes: int
+    drops_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def drops(self) -> int:
+        return sum(self.drops_by_reason.values())
+
+
+@dataclass(frozen=True)
+class StatusView:
+    uptime_seconds: float
+    ebpf_supported: bool
+    ebpf_unsupported_reason: str   # "" when supported
+    default_datapath: str
+    kernel: str
+    fdb_aging_seconds: int
+    watch_rate_limit: int
+
+
+class FlowView(NamedTuple):
+    rule: Rule
+    counters: FlowCounters
+    duration_seconds: float      # since installed (or replaced)
+    idle_seconds: float          # since the last hit, or installation if never hit
