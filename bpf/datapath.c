@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* vswitchd datapath: flow tables and L2 "normal" switching at TC.
  *
- * Compiled once per daemon by vswitchd/datapath/loader.py (bcc). The loader defines VSW_PIN_DIR
+ * Compiled once per daemon by vswitchd/datapath/build.py (bcc). The loader defines VSW_PIN_DIR
  * and inlines the quoted "lib/..." includes (bcc only rewrites map calls in its main file).
  * Every setting lives in maps; nothing here depends on the bridges or ports configured.
  *

@@ -34,7 +34,7 @@ def remove_pins(bpffs_dir: str) -> None:
     """Unlink the datapath's pins (only the names it creates; its TCX link pins, which
     detaches their programs) and its directory if then empty."""
     from vswitchd.datapath import tcx
-    from vswitchd.datapath.loader import remove_map_pins
+    from vswitchd.datapath.pins import remove_map_pins
 
     tcx.remove_all(bpffs_dir)
     remove_map_pins(bpffs_dir)

@@ -1,6 +1,6 @@
 /* Drop reasons: the ONE table shared by C and Python.
  *
- * vswitchd/datapath/drop_reasons.py parses the X(...) lines of this file, so keep one entry per
+ * vswitchd/datapath/constants.py parses the X(...) lines of this file, so keep one entry per
  * line, in the form X(NAME, value, "name-for-humans"). Values are stable (they index the drops[]
  * counters of pinned maps): never renumber, only append below DROP_REASON_MAX.
  */

@@ -1,9 +1,9 @@
 /* Flow tables: rules, their maps, and the tuple-space-search classifier over the flow key
  * (flow_key.h, filled by parse_flow in parse.h).
  *
- * vswitchd/datapath/flows.py parses the FLOW_ACTIONS X(...) lines and the MAX_FLOW_* defines of
- * this file and packs keys and rules with the layouts below and in flow_key.h: change both
- * together.
+ * vswitchd/datapath/constants.py parses the FLOW_ACTIONS X(...) lines and the MAX_FLOW_* defines
+ * of this file; vswitchd/datapath/flows.py packs keys and rules with the layouts below and in
+ * flow_key.h: change both together.
  *
  * Per bridge there are two versions (0/1) of the rules (flow_rules[bridge, version, mask_id,
  * key & mask]). flow_masks[bridge] is the table packets use: the version, and its distinct masks

@@ -12,9 +12,10 @@
  *   watch_events       the ring buffer that carries the events to the daemon.
  *
  * Not pinned: they belong to the program instance, like dp_result (the daemon that loaded it
- * reads its ring). Dry runs emit nothing. vswitchd/datapath/watch.py parses the WATCH_* defines
- * and decodes events with the layout of struct watch_event (bcc's ctypes of watch_scratch):
- * change both together, and bump WATCH_EVENT_VERSION when the event changes.
+ * reads its ring). Dry runs emit nothing. vswitchd/datapath/constants.py parses the WATCH_*
+ * defines; vswitchd/datapath/watch.py decodes events with the layout of struct watch_event
+ * (bcc's ctypes of watch_scratch): change both together, and bump WATCH_EVENT_VERSION when the
+ * event changes.
  *
  * Compiled out with VSW_NO_TRACE (bench/trace_cost.py's baseline only).
  */

@@ -3,25 +3,17 @@
 Importing this package does not import bcc; Datapath() does.
 """
 
-from vswitchd.datapath.drop_reasons import DROP_REASONS
-from vswitchd.datapath.flows import (
-    FLOW_FIELDS,
-    MAX_FLOW_ACTIONS,
-    MAX_FLOW_MASKS,
-    DpRule,
-    FlowCounters,
-)
-from vswitchd.datapath.loader import (
-    Datapath,
-    FdbRecord,
-    PortCounters,
-    PortKind,
-    RunResult,
-    attached_programs,
-    ebpf_unsupported_reason,
-)
+from vswitchd.datapath.attach import attached_programs
+from vswitchd.datapath.build import ebpf_unsupported_reason
+from vswitchd.datapath.constants import DROP_REASONS, MAX_FLOW_ACTIONS, MAX_FLOW_MASKS, MAX_WATCHERS
+from vswitchd.datapath.counters import PortCounters
+from vswitchd.datapath.fdb import FdbRecord
+from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, FlowCounters
+from vswitchd.datapath.loader import Datapath
+from vswitchd.datapath.ports import PortKind
+from vswitchd.datapath.runs import RunResult
 from vswitchd.datapath.vlan import VlanConfig
-from vswitchd.datapath.watch import MAX_WATCHERS, WatchEvent, WatchFilter
+from vswitchd.datapath.watch import WatchEvent, WatchFilter
 
 __all__ = [
     "DROP_REASONS",

@@ -9,6 +9,7 @@ import os
 SYS_BPF = 321  # x86_64
 
 # enum bpf_cmd
+BPF_PROG_LOAD = 5
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_TEST_RUN = 10
@@ -23,10 +24,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
-    """Runs bpf(cmd, &attr); returns its result (an fd for the commands that make one).
-    Raises OSError naming `what` and the errno."""
-    ret = _libc.syscall(SYS_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+def bpf(cmd: int, attr: ctypes.Structure | None, what: str) -> int:
+    """Runs bpf(cmd, &attr, sizeof attr), or bpf(cmd, NULL, 0) without attr; returns its
+    result (an fd for the commands that make one). Raises OSError naming `what` and the errno."""
+    ptr, size = (ctypes.byref(attr), ctypes.sizeof(attr)) if attr is not None else (None, 0)
+    ret = _libc.syscall(SYS_BPF, cmd, ptr, size)
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what} failed: {os.strerror(err)}")

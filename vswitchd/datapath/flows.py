@@ -1,7 +1,7 @@
 """Flow tables of the datapath: rule validation, packing, and atomic incremental sync.
 
-Layouts and limits come from bpf/lib/flow.h (parsed, never retyped): the X(...) table of
-actions and the MAX_FLOW_* defines; the struct layouts are packed with `struct` below and
+Layouts and limits come from bpf/lib/flow.h (never retyped): the X(...) table of actions and
+the MAX_FLOW_* defines through constants.py; the struct layouts are packed with `struct` below and
 checked against the sizes of bcc's generated ctypes classes when the maps are opened.
 
 Per bridge the datapath holds two versions of the rules. A sync writes the difference into the
@@ -19,17 +19,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vswitchd.datapath.drop_reasons import LIB_DIR, parse_define, parse_xmacro
+from vswitchd.datapath import maps
+from vswitchd.datapath.constants import (
+    FLOW_ACTIONS,
+    FLOW_F_FORWARDS,
+    MAX_FLOW_ACTIONS,
+    MAX_FLOW_MASKS,
+)
 from vswitchd.errors import FailedPrecondition, InvalidArgument
 
-_FLOW_H = (LIB_DIR / "flow.h").read_text()
 FLIP_GRACE_SECONDS = 0.002
-MAX_FLOW_MASKS: int = parse_define(_FLOW_H, "MAX_FLOW_MASKS")
-MAX_FLOW_ACTIONS: int = parse_define(_FLOW_H, "MAX_FLOW_ACTIONS")
-FLOW_F_FORWARDS: int = parse_define(_FLOW_H, "FLOW_F_FORWARDS")
-ACTION_TYPES: dict[str, int] = {
-    name: value for value, name in parse_xmacro(_FLOW_H, "FLOW_ACTIONS").items()
-}
+ACTION_TYPES: dict[str, int] = {name: value for value, name in FLOW_ACTIONS.items()}
 
 FLOW_FIELDS: dict[str, int] = {
     "in_port": 32, "dl_src": 48, "dl_dst": 48, "dl_type": 16, "dl_vlan": 12, "nw_proto": 8,
@@ -412,10 +412,7 @@ class FlowTables:
             self.rules.items_delete_batch(keys)
         except Exception:  # a key already gone stops the batch: finish one by one
             for i in range(n):
-                try:
-                    del self.rules[keys[i]]
-                except KeyError:
-                    pass
+                maps.delete(self.rules, keys[i])
 
     def _publish_tabled(self) -> None:
         """Writes flow_bridges from _tabled: bit (bridge mod the bit count) for each bridge
@@ -443,7 +440,7 @@ class FlowTables:
             self._publish_tabled()
 
     def _delete_masks(self, bridge: int) -> None:
-        self._del(self.masks, self.masks.Key(bridge))
+        maps.delete(self.masks, self.masks.Key(bridge))
         if bridge in self._tabled:
             self._tabled.discard(bridge)
             self._publish_tabled()
@@ -626,11 +623,4 @@ class FlowTables:
         self._delete_batch(keys)
         for key in list(self.stats.keys()):
             if drop(key.bridge):
-                self._del(self.stats, key)
-
-    @staticmethod
-    def _del(table, key) -> None:
-        try:
-            del table[key]
-        except KeyError:
-            pass
+                maps.delete(self.stats, key)

@@ -29,7 +29,8 @@ from vswitchd.datapath.bpfsys import (
     bpf,
     obj_info,
 )
-from vswitchd.errors import InvalidArgument, NotFound, Unavailable
+from vswitchd.errors import InvalidArgument, Unavailable
+from vswitchd.netlink.errors import device_error
 
 ATTACH_TYPE = {"ingress": 46, "egress": 47}  # enum bpf_attach_type: BPF_TCX_INGRESS, _EGRESS
 LINKS_DIR = "links"  # under the datapath's bpffs directory
@@ -110,9 +111,7 @@ def link_create(ifindex: int, prog_fd: int, direction: str) -> int:
     except OSError as exc:
         if exc.errno == errno.EINVAL:
             raise TcxUnsupported(str(exc)) from None
-        if exc.errno == errno.ENODEV:
-            raise NotFound(f"no device with ifindex {ifindex}") from None
-        raise Unavailable(str(exc)) from None
+        raise device_error(exc, ifindex) from None
 
 
 def attach(bpffs_dir: str, ifindex: int, prog_fd: int, direction: str) -> bool:
@@ -206,11 +205,9 @@ def programs(ifindex: int, direction: str) -> list[tuple[int, str, str]]:
     try:
         bpf(BPF_PROG_QUERY, attr, f"querying {direction} of ifindex {ifindex}")
     except OSError as exc:
-        if exc.errno == errno.ENODEV:
-            raise NotFound(f"no device with ifindex {ifindex}") from None
         if exc.errno == errno.EINVAL:
             return []
-        raise Unavailable(str(exc)) from None
+        raise device_error(exc, ifindex) from None
     out = []
     for prog_id in ids[:attr.prog_cnt]:
         fd = bpf(BPF_PROG_GET_FD_BY_ID, _ById(prog_id, 0, 0), f"opening program {prog_id}")

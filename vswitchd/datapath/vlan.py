@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vswitchd import validate
+from vswitchd.datapath.constants import VLAN_BITMAP_WORDS
 from vswitchd.errors import InvalidArgument
-
-VLAN_BITMAP_WORDS = 64  # bpf/lib/ports.h: 4096 bits
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,32 @@
-"""Live watch of the datapath's decisions (bpf/lib/watch.h): filters, events, their decoding.
+"""Live watch of the datapath's decisions (bpf/lib/watch.h): filters, events, their decoding,
+and the watch maps and event ring of a loaded program.
 
 The datapath evaluates each watcher's filter itself and emits one event per packet decision
 into a ring buffer, with the bitmask of the watchers whose filter it passed. Events start with
-a versioned header (u8 version, u8 type, u16 length); decode_event() refuses what it does not
-know. The event layout is bcc's ctypes type of the program's watch_scratch map (struct
-watch_event), never written out here; constants are parsed from watch.h.
+a versioned header (u8 version, u8 type, u16 length); EventDecoder.decode() refuses what it
+does not know. The event layout is bcc's ctypes type of the program's watch_scratch map (struct
+watch_event), never written out here; the constants come from watch.h through constants.py.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ipaddress
+import threading
 from dataclasses import dataclass
 
-from vswitchd.datapath.drop_reasons import LIB_DIR, parse_define, reason_name
-from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, validate_rule
-from vswitchd.errors import InvalidArgument
+from vswitchd.datapath.constants import (
+    MAX_WATCHERS,
+    VERDICTS,
+    WATCH_DEFAULT_RATE,
+    WATCH_EVENT_DECISION,
+    WATCH_EVENT_VERSION,
+    WATCH_MAX_OUTPUTS,
+)
+from vswitchd.datapath.drop_reasons import reason_name
+from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, pack_flow_key, validate_rule
+from vswitchd.errors import InvalidArgument, NotFound, Unavailable
 
-_WATCH_H = (LIB_DIR / "watch.h").read_text()
-MAX_WATCHERS: int = parse_define(_WATCH_H, "MAX_WATCHERS")
-WATCH_EVENT_VERSION: int = parse_define(_WATCH_H, "WATCH_EVENT_VERSION")
-WATCH_EVENT_DECISION: int = parse_define(_WATCH_H, "WATCH_EVENT_DECISION")
-WATCH_MAX_OUTPUTS: int = parse_define(_WATCH_H, "WATCH_MAX_OUTPUTS")
-WATCH_DEFAULT_RATE: int = parse_define(_WATCH_H, "WATCH_DEFAULT_RATE")
 MAX_RATE = 1_000_000_000  # rate * 1e9 ns-tokens must fit the bucket's u64
 HEADER_LEN = 4
 
@@ -158,3 +162,98 @@ class EventDecoder:
             n_copies=ev.n_copies,
             drop_reason=reason_name(ev.drop_reason),
         )
+
+
+class WatchMaps:
+    """The watch maps of one loaded program, not pinned (this instance's ring, this daemon's
+    watchers): the watchers' slots and filters, the rate limit, lost counts, the event ring."""
+
+    def __init__(self, bpf) -> None:
+        self._bpf = bpf
+        self.ctl = bpf[b"watch_ctl"]
+        self.filters = bpf[b"watch_filters"]
+        self.lost_counts = bpf[b"watch_lost"]
+        self.slots: dict[int, WatchFilter] = {}
+        self.rate = WATCH_DEFAULT_RATE
+        self.poll_lock = threading.Lock()
+        self.pending: list[bytes] = []
+        self.bad_events = 0  # records refused by the decoder (version/type/length)
+        # sLeaf: the struct (Leaf of a per-CPU map is an array of one per CPU)
+        self.decoder = EventDecoder(bpf[b"watch_scratch"].sLeaf, VERDICTS)
+        bpf[b"watch_events"].open_ring_buffer(self._on_event)
+        self.write_ctl()
+
+    def _on_event(self, _ctx, data, size) -> int:
+        self.pending.append(ctypes.string_at(data, size))
+        return 0
+
+    def write_ctl(self) -> None:
+        leaf = self.ctl.Leaf()
+        leaf.active = sum(1 << slot for slot in self.slots)
+        leaf.drops_only = sum(1 << slot for slot, f in self.slots.items() if f.drops_only)
+        leaf.rate = self.rate
+        self.ctl[self.ctl.Key(0)] = leaf
+
+    def add(self, flt: WatchFilter, match: dict[str, tuple[int, int]]) -> int:
+        """Starts emission for a watcher whose filter check_filter() turned into match;
+        returns its slot. Raises Unavailable when MAX_WATCHERS watchers exist."""
+        free = [i for i in range(MAX_WATCHERS) if i not in self.slots]
+        if not free:
+            raise Unavailable(f"at most {MAX_WATCHERS} watchers at once")
+        slot = free[0]
+        zero = self.filters.Key(0)
+        filters = self.filters[zero]
+        entry = filters.f[slot]
+        ctypes.memset(ctypes.addressof(entry), 0, ctypes.sizeof(entry))
+        entry.bridge = flt.bridge
+        key = {name: value for name, (value, _m) in match.items()}
+        mask = {name: m for name, (_v, m) in match.items()}
+        for target, values in ((entry.key, key), (entry.mask, mask)):
+            raw = pack_flow_key(values)
+            ctypes.memmove(ctypes.addressof(target), raw, len(raw))
+        self.filters[zero] = filters  # the slot first, then its active bit
+        self.lost_counts[self.lost_counts.Key(slot)] = self.lost_counts.Leaf()  # all CPUs
+        self.slots[slot] = flt
+        self.write_ctl()
+        return slot
+
+    def remove(self, slot: int) -> None:
+        if slot not in self.slots:
+            raise NotFound(f"no watcher in slot {slot}")
+        del self.slots[slot]
+        self.write_ctl()
+
+    def lost(self, slot: int) -> int:
+        return sum(int(v) for v in self.lost_counts[self.lost_counts.Key(slot)])
+
+    def set_rate(self, per_cpu_per_second: int) -> None:
+        self.rate = per_cpu_per_second
+        self.write_ctl()
+
+    def poll(self, timeout_ms: int) -> list[WatchEvent]:
+        """Waits up to timeout_ms for events and decodes those in the ring (from one poller
+        thread); [] once closed."""
+        with self.poll_lock:
+            bpf = self._bpf
+            if bpf is None:
+                return []
+            bpf.ring_buffer_poll(max(0, int(timeout_ms)))
+            raw, self.pending = self.pending, []
+        events = []
+        for record in raw:
+            try:
+                events.append(self.decoder.decode(record))
+            except ValueError:
+                self.bad_events += 1
+        return events
+
+    def close(self) -> None:
+        """Stops emission (the attached programs outlive this instance) and waits for a poll
+        that is running; later polls return []."""
+        self.slots.clear()
+        try:
+            self.write_ctl()
+        except Exception:
+            pass
+        with self.poll_lock:
+            self._bpf = None

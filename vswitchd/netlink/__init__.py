@@ -1,5 +1,2 @@
-"""Kernel networking over netlink (pyroute2): namespaces, links, kernel-bridge FDB; tc in tc.py."""
-
-from vswitchd.netlink.links import KernelFdbEntry, LinkInfo, Links, LinkStats
-
-__all__ = ["KernelFdbEntry", "LinkInfo", "LinkStats", "Links"]
+"""Kernel networking over netlink (pyroute2): namespaces (netns.py), links and the kernel-bridge
+FDB (links.py), tc (tc.py), NAT (nat.py); kernel errors -> SwitchError (errors.py)."""

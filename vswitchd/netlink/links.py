@@ -37,6 +37,7 @@ from vswitchd.errors import (
     Unavailable,
 )
 from vswitchd.netlink import netns as _netns
+from vswitchd.netlink.errors import translate
 from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats, Route
 
 __all__ = ["KernelFdbEntry", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
@@ -46,52 +47,10 @@ IFA_F_NODAD = 0x02
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 NTF_MASTER = 0x04
-AF_BRIDGE = 7
 # NDA_CACHEINFO times are clock_t: USER_HZ ticks (100 per second on Linux).
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------------------------
-# NetlinkError -> SwitchError, in one place
-
-
-def translate(
-    exc: BaseException,
-    action: str,
-    *,
-    name: str | None = None,
-    field: str | None = None,
-    value: object = None,
-) -> SwitchError:
-    """Map a kernel error to the SwitchError a caller can act on.
-
-    ACTION says what was being done ("create bridge br0"); NAME is the interface concerned;
-    FIELD/VALUE, when given, is the user-supplied value an EINVAL/ERANGE most likely refers to.
-    """
-    if isinstance(exc, SwitchError):
-        return exc
-    code = getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
-    reason = os.strerror(code) if code else str(exc)
-    what = f"cannot {action}"
-    if code == errno.EEXIST:
-        return AlreadyExists(f"{what}: interface {name} already exists" if name else
-                             f"{what}: it already exists")
-    if code in (errno.ENODEV, errno.ENOENT, errno.ENXIO):
-        return NotFound(f"{what}: interface {name} does not exist" if name else
-                        f"{what}: {reason}")
-    if code in (errno.EINVAL, errno.ERANGE, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) and field:
-        return InvalidArgument(field, value, f"rejected by the kernel ({what}: {reason})")
-    if code in (errno.EPERM, errno.EACCES):
-        return FailedPrecondition(f"{what}: permission denied (vswitchd needs CAP_NET_ADMIN)")
-    if code in (errno.EBUSY, errno.ELOOP, errno.EOPNOTSUPP, errno.EPROTONOSUPPORT):
-        return FailedPrecondition(f"{what}: {reason}")
-    if code in (errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.ETIMEDOUT):
-        return Unavailable(f"{what}: {reason}; retry later")
-    if code == errno.EINVAL:
-        return InvalidArgument("request", action, f"rejected by the kernel: {reason}")
-    return SwitchError(f"{what}: {reason} (errno {code})")
 
 
 @contextmanager
@@ -100,10 +59,6 @@ def _kernel(action: str, **kw: Any) -> Iterator[None]:
         yield
     except (NetlinkError, OSError) as exc:
         raise translate(exc, action, **kw) from exc
-
-
-def _code(exc: BaseException) -> int:
-    return getattr(exc, "code", None) or getattr(exc, "errno", None) or 0
 
 
 def _make_tap(name: str, uid: int | None, multi_queue: bool) -> None:

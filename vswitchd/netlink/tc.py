@@ -7,23 +7,20 @@ program never leaves a window without one. Other filters on the same clsact are 
 
 from __future__ import annotations
 
+import errno
 from typing import Literal
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from vswitchd.errors import InvalidArgument, NotFound, Unavailable
+from vswitchd.errors import InvalidArgument
+from vswitchd.netlink.errors import device_error, errno_of
 
 Direction = Literal["ingress", "egress"]
 
-TC_H_CLSACT = 0xFFFFFFF1
 _PARENT = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
 VSW_PRIO = 1
 VSW_HANDLE = 1
-_ENODEV = 19
-_ENOENT = 2
-_EEXIST = 17
-_EINVAL = 22
 
 
 def _parent(direction: str) -> int:
@@ -33,23 +30,15 @@ def _parent(direction: str) -> int:
         raise InvalidArgument("direction", direction, "must be 'ingress' or 'egress'") from None
 
 
-def ensure_clsact(ifindex: int) -> None:
-    """Adds the clsact qdisc to the device unless it has one already."""
-    with IPRoute() as ipr:
-        _ensure_clsact(ipr, ifindex)
-
-
 def _ensure_clsact(ipr: IPRoute, ifindex: int) -> None:
     # Added blindly, EEXIST meaning "already there": asking first costs a dump of every qdisc
     # of the namespace (the kernel does not filter it by device), ~30 ms per port at 100 ports.
     try:
         ipr.tc("add", "clsact", index=ifindex)
     except NetlinkError as exc:
-        if exc.code == _EEXIST:
+        if errno_of(exc) == errno.EEXIST:
             return
-        if exc.code == _ENODEV:
-            raise NotFound(f"no device with ifindex {ifindex}") from None
-        raise Unavailable(f"cannot add clsact qdisc to ifindex {ifindex}: {exc}") from None
+        raise device_error(exc, ifindex, f"cannot add clsact qdisc to ifindex {ifindex}") from None
 
 
 def attach(ifindex: int, prog_fd: int, prog_name: str, direction: Direction) -> None:
@@ -70,10 +59,8 @@ def attach(ifindex: int, prog_fd: int, prog_name: str, direction: Direction) -> 
                 direct_action=True,
             )
         except NetlinkError as exc:
-            if exc.code == _ENODEV:
-                raise NotFound(f"no device with ifindex {ifindex}") from None
-            raise Unavailable(
-                f"cannot attach {prog_name} at {direction} of ifindex {ifindex}: {exc}"
+            raise device_error(
+                exc, ifindex, f"cannot attach {prog_name} at {direction} of ifindex {ifindex}"
             ) from None
 
 
@@ -91,12 +78,10 @@ def detach(ifindex: int, direction: Direction) -> bool:
                 prio=VSW_PRIO,
             )
         except NetlinkError as exc:
-            if exc.code == _ENODEV:
-                raise NotFound(f"no device with ifindex {ifindex}") from None
-            if exc.code in (_ENOENT, _EINVAL):
+            if errno_of(exc) in (errno.ENOENT, errno.EINVAL):  # no such filter, no clsact
                 return False
-            raise Unavailable(
-                f"cannot detach the filter at {direction} of ifindex {ifindex}: {exc}"
+            raise device_error(
+                exc, ifindex, f"cannot detach the filter at {direction} of ifindex {ifindex}"
             ) from None
     return True
 
@@ -109,11 +94,11 @@ def attached(ifindex: int, direction: Direction) -> list[str]:
         try:
             filters = ipr.get_filters(index=ifindex, parent=parent)
         except NetlinkError as exc:
-            if exc.code == _ENODEV:
-                raise NotFound(f"no device with ifindex {ifindex}") from None
-            if exc.code == _EINVAL:  # no clsact qdisc
+            if errno_of(exc) == errno.EINVAL:  # no clsact qdisc
                 return []
-            raise
+            raise device_error(
+                exc, ifindex, f"cannot list the filters at {direction} of ifindex {ifindex}"
+            ) from None
         for flt in filters:
             opts = flt.get_attr("TCA_OPTIONS")
             if flt.get_attr("TCA_KIND") == "bpf" and opts is not None:
