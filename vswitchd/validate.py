@@ -111,7 +111,7 @@ def vlan_mode(vlan_id: int, trunk_ids: object, native: int) -> tuple[int, list[i
     trunk_ids = trunks(trunk_ids)
     native = vlan(native, "native_vlan") if native else 0
     if vlan_id and trunk_ids:
-        raise InvalidArgument("trunks", ",".join(map(str, trunk_ids)),
+        raise InvalidArgument("trunks", trunk_ids,
                               f"cannot be combined with vlan {vlan_id} (an access port)")
     if native and not trunk_ids:
         raise InvalidArgument("native_vlan", native, "applies only to trunk ports (trunks)")

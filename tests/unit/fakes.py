@@ -35,7 +35,7 @@ from vswitchd.datapath import (
 from vswitchd.datapath.vlan import UNCONFIGURED
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vswitchd.netlink import netns as real_netns
-from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats
+from vswitchd.netlink.types import L3Config, LinkInfo, LinkStats
 from vswitchd.seams import DatapathApi, LinksApi, NatApi, NetnsApi
 from vswitchd.state import StateStore
 from vswitchd.switch import Switch
@@ -125,7 +125,7 @@ class FakeLinks(_Failing):
         self.addresses: dict[str, list[str]] = {}
         self.veth_peer: dict[str, tuple[str, str]] = {}  # host name -> (netns, peer name)
         self.tap_owner: dict[str, str | None] = {}
-        self.kernel_fdb: dict[str, dict[tuple[str, int], KernelFdbEntry]] = {}
+        self.kernel_fdb: dict[str, dict[tuple[str, int], FdbRecord]] = {}
         self.counters: dict[str, LinkStats] = {}
         self.l3: dict[str, L3Config] = {}          # the host's addresses and routes per link
         self.gateways: dict[str, str] = {}         # veth -> default route of its netns
@@ -157,7 +157,7 @@ class FakeLinks(_Failing):
 
     def learn(self, bridge: str, mac: str, port: str, vlan: int = 0, age: float = 3.0) -> None:
         """A dynamically learned kernel FDB entry."""
-        entry = KernelFdbEntry(mac, vlan, self.table[port].ifindex, False, age)
+        entry = FdbRecord(mac, vlan, self.table[port].ifindex, False, age)
         self.kernel_fdb.setdefault(bridge, {})[(mac, vlan)] = entry
 
     def namespace_gone(self, ns: str) -> None:
@@ -324,7 +324,7 @@ class FakeLinks(_Failing):
             raise FailedPrecondition(f"interface {bridge} is not a bridge")
         return br
 
-    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+    def fdb_list(self, bridge: str) -> list[FdbRecord]:
         self._enter("fdb_list", bridge)
         self._bridge_info(bridge)
         return list(self.kernel_fdb.get(bridge, {}).values())
@@ -337,7 +337,7 @@ class FakeLinks(_Failing):
             raise FailedPrecondition(f"interface {port} is not a port of bridge {bridge}")
         if vlan:
             raise InvalidArgument("vlan", vlan, f"the kernel bridge {bridge} has no VLAN {vlan}")
-        entry = KernelFdbEntry(mac, vlan, p.ifindex, True, 0.0)
+        entry = FdbRecord(mac, vlan, p.ifindex, True, 0.0)
         self.kernel_fdb.setdefault(bridge, {})[(mac, vlan)] = entry
 
     def fdb_delete(self, bridge: str, mac: str, vlan: int = 0) -> bool:

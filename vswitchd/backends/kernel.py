@@ -6,7 +6,7 @@ from __future__ import annotations
 from vswitchd.datapath import PortKind, VlanConfig
 from vswitchd.errors import FailedPrecondition
 from vswitchd.model import Bridge, PortSpec
-from vswitchd.netlink.types import KernelFdbEntry
+from vswitchd.netlink.types import FdbRecord
 from vswitchd.seams import DatapathApi, LinksApi
 from vswitchd.views import StatsView
 
@@ -67,7 +67,7 @@ class KernelBackend:
     def port_vlan(self, port: str) -> VlanConfig | None:
         return None
 
-    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+    def fdb_list(self, bridge: str) -> list[FdbRecord]:
         return self.links.fdb_list(bridge)
 
     def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None:

@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vswitchd import validate
 from vswitchd.datapath import maps
 from vswitchd.datapath.constants import FDB_F_STATIC, FDB_GEN_DAEMON_STEP
-
-
-@dataclass(frozen=True)
-class FdbRecord:
-    mac: str
-    vlan: int
-    ifindex: int
-    static: bool
-    age_seconds: float  # 0.0 for static entries
+from vswitchd.netlink.types import FdbRecord
 
 
 def mac_bytes(mac: str, field_name: str = "mac") -> bytes:

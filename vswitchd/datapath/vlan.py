@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from vswitchd import validate
 from vswitchd.datapath.constants import VLAN_BITMAP_WORDS
-from vswitchd.errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -31,21 +30,9 @@ class VlanConfig:
     native: int = 0
 
     def __post_init__(self) -> None:
-        validate.vlan(self.access, "vlan")
-        trunks = self.trunks
-        if isinstance(trunks, (str, bytes)) or not isinstance(trunks, Iterable):
-            raise InvalidArgument("trunks", trunks, "must be a set of VLAN ids")
-        trunks = frozenset(trunks)
-        for vid in sorted(trunks, key=repr):
-            validate.vlan(vid, "trunks", allow_untagged=False)
-        object.__setattr__(self, "trunks", trunks)
-        validate.vlan(self.native, "native_vlan")
-        if self.access and trunks:
-            raise InvalidArgument("trunks", sorted(trunks),
-                                  f"an access port (vlan {self.access}) has no trunks")
-        if self.native and not trunks:
-            raise InvalidArgument("native_vlan", self.native,
-                                  "a native VLAN needs trunks (use vlan for an access port)")
+        # the API's one validator of a VLAN mode (vswitchd.validate.vlan_mode)
+        _access, trunks, _native = validate.vlan_mode(self.access, self.trunks, self.native)
+        object.__setattr__(self, "trunks", frozenset(trunks))
 
     @property
     def mode(self) -> str:

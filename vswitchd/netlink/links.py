@@ -38,9 +38,9 @@ from vswitchd.errors import (
 )
 from vswitchd.netlink import netns as _netns
 from vswitchd.netlink.errors import translate
-from vswitchd.netlink.types import KernelFdbEntry, L3Config, LinkInfo, LinkStats, Route
+from vswitchd.netlink.types import FdbRecord, L3Config, LinkInfo, LinkStats, Route
 
-__all__ = ["KernelFdbEntry", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
+__all__ = ["FdbRecord", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
 
 IFF_UP = 0x1
 IFA_F_NODAD = 0x02
@@ -609,7 +609,7 @@ class Links:
             raise FailedPrecondition(f"interface {bridge} is not a bridge")
         return br["index"]
 
-    def _fdb_entries(self, br_index: int, bridge: str) -> list[KernelFdbEntry]:
+    def _fdb_entries(self, br_index: int, bridge: str) -> list[FdbRecord]:
         out = []
         with _kernel(f"list the forwarding database of bridge {bridge}", name=bridge):
             msgs = list(self._ipr.fdb("dump"))
@@ -622,7 +622,7 @@ class Links:
                 continue
             ci = m.get_attr("NDA_CACHEINFO") or {}
             out.append(
-                KernelFdbEntry(
+                FdbRecord(
                     mac=(m.get_attr("NDA_LLADDR") or "").lower(),
                     vlan=m.get_attr("NDA_VLAN") or 0,
                     ifindex=m["ifindex"],
@@ -632,10 +632,10 @@ class Links:
             )
         return out
 
-    def fdb_list(self, bridge: str) -> list[KernelFdbEntry]:
+    def fdb_list(self, bridge: str) -> list[FdbRecord]:
         """Learned and static entries of BRIDGE's ports (ports' own 'local' MACs left out)."""
 
-        def work() -> list[KernelFdbEntry]:
+        def work() -> list[FdbRecord]:
             return self._fdb_entries(self._bridge_index(bridge), bridge)
 
         return self._run(work)

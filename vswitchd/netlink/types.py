@@ -28,12 +28,14 @@ class LinkStats:
 
 
 @dataclass(frozen=True)
-class KernelFdbEntry:
+class FdbRecord:
+    """An FDB entry as a bridge's datapath reports it (the kernel bridge's, or the eBPF maps')."""
+
     mac: str
     vlan: int
     ifindex: int
     static: bool
-    age_seconds: float
+    age_seconds: float  # 0.0 for static entries
 
 
 @dataclass(frozen=True)

@@ -128,11 +128,12 @@ class TraceManager:
 
     def restore_rate(self) -> None:
         """A new datapath instance starts at its default: give it the stored limit."""
-        dp = self.ctx.backends.datapath
-        if dp is None or self.rate == ratelimit.limits()[0]:
+        if self.rate == ratelimit.limits()[0]:
             return
         try:
-            dp.watch_set_rate(self.rate)
+            self.ctx.backends.ebpf_datapath().watch_set_rate(self.rate)
+        except FailedPrecondition:
+            pass  # no datapath: nothing to give it
         except SwitchError as exc:
             log.error("the watch rate limit %d could not be restored: %s", self.rate, exc)
 
