@@ -6,18 +6,17 @@ loader's build_source() does it: recursively, each header once."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from vswitchd.datapath.drop_reasons import BPF_DIR, LIB_DIR
+from vswitchd.datapath.build import inline_includes
+from vswitchd.datapath.drop_reasons import LIB_DIR
 
 pytestmark = pytest.mark.root
 
-_INCLUDE_RE = re.compile(r'^#include "(lib/[\w.-]+\.h)"\s*$', re.M)
 HEADERS = sorted(path.name for path in LIB_DIR.glob("*.h"))
 
 # In a child process: bcc's rewriter may crash (SIGSEGV) on a header that does not compile.
@@ -27,19 +26,6 @@ import sys
 from bcc import BPF
 BPF(text=sys.stdin.buffer.read(), cflags=["-Werror=implicit-function-declaration"]).cleanup()
 """
-
-
-def inline(text: str) -> str:
-    seen: set[str] = set()
-
-    def expand(match: re.Match) -> str:
-        name = match.group(1)
-        if name in seen:
-            return ""
-        seen.add(name)
-        return _INCLUDE_RE.sub(expand, (BPF_DIR / name).read_text()) + "\n"
-
-    return _INCLUDE_RE.sub(expand, text)
 
 
 def test_there_are_headers():
@@ -52,7 +38,7 @@ def test_header_compiles_alone(header, trace, bpffs_dir):
     os.makedirs(bpffs_dir)  # its pinned maps are created there
     source = (f'#define VSW_PIN_DIR "{bpffs_dir}"\n'
               + ("" if trace else "#define VSW_NO_TRACE\n")
-              + inline(f'#include "lib/{header}"\n')
+              + inline_includes(f'#include "lib/{header}"\n')
               + "int vsw_header_check(struct __sk_buff *skb) { return 0; }\n")
     try:
         proc = subprocess.run([sys.executable, "-c", _COMPILE], input=source.encode(),

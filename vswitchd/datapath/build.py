@@ -62,6 +62,12 @@ def build_source(pin_dir: str, trace: bool = True) -> str:
     VSW_NO_TRACE: no watch stage (bench/trace_cost.py's baseline; never the daemon's)."""
     if any(c in pin_dir for c in '"\\\n'):
         raise InvalidArgument("bpffs_dir", pin_dir, "must not contain quotes or backslashes")
+    head = f'#define VSW_PIN_DIR "{pin_dir}"\n' + ("" if trace else "#define VSW_NO_TRACE\n")
+    return head + inline_includes((BPF_DIR / "datapath.c").read_text())
+
+
+def inline_includes(text: str) -> str:
+    """TEXT with its quoted lib/ includes replaced by the headers, recursively, each once."""
     seen: set[str] = set()
 
     def expand(match: re.Match) -> str:
@@ -72,9 +78,7 @@ def build_source(pin_dir: str, trace: bool = True) -> str:
         text = (BPF_DIR / name).read_text()
         return f'/* ---- {name} ---- */\n{_INCLUDE_RE.sub(expand, text)}\n'
 
-    main = (BPF_DIR / "datapath.c").read_text()
-    head = f'#define VSW_PIN_DIR "{pin_dir}"\n' + ("" if trace else "#define VSW_NO_TRACE\n")
-    return head + _INCLUDE_RE.sub(expand, main)
+    return _INCLUDE_RE.sub(expand, text)
 
 
 def load(bpffs_dir: str, trace: bool):
