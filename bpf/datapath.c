@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
-/* vswitchd datapath: flow tables and L2 "normal" switching at TC.
+/* vswitchd datapath: flow tables and L2 "normal" switching at TC and XDP.
  *
  * Compiled once per daemon by vswitchd/datapath/build.py (bcc). The loader defines VSW_PIN_DIR
  * and inlines the quoted "lib/..." includes (bcc only rewrites map calls in its main file).
  * Every setting lives in maps; nothing here depends on the bridges or ports configured.
  *
- *   tc_ingress  TC ingress of every port
- *   tc_egress   TC egress of the bridge device (the host's own frames)
- *   tc_flood    tail-called by both to flood (flood_progs[0])
+ *   tc_ingress   TC ingress of every port
+ *   tc_egress    TC egress of the bridge device (the host's own frames)
+ *   tc_flood     tail-called by both to flood (flood_progs[0])
+ *   xdp_ingress  XDP of the tap and system ports: the same pipeline (lib/ctx.h: one source, two
+ *                hooks); what it cannot finish goes on to tc_ingress (a handoff)
+ *   xdp_flood    tail-called by xdp_ingress for a dry run's flood report (xdp_flood_progs[0])
+ *   xdp_egress   the devmap program of every XDP flood copy (lib/xdp.h): its tag, its tx count
  *
- * Attached with TCX links, or clsact + cls_bpf on kernels without TCX
- * (vswitchd/datapath/tcx.py).
+ * TC programs are attached with TCX links, or clsact + cls_bpf on kernels without TCX
+ * (vswitchd/datapath/tcx.py); XDP programs with XDP links (vswitchd/datapath/xdp.py).
  *
  * Each stage returns a verdict (a TC action, or what the pipeline does next) or a drop as
  * -DROP_* (drop_reasons.h); both programs end in finish() (lib/forward.h), which does the drop
@@ -25,6 +29,7 @@
 
 #include "lib/actions.h"
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/counters.h"
 #include "lib/drop_reasons.h"
 #include "lib/flow.h"
@@ -36,7 +41,8 @@
 #include "lib/watch.h"
 
 /* port lookup -> parse -> count rx -> classify -> hit: the rule's actions / miss: normal ->
- * forward, flood or drop. Returns a TC action or a drop (-DROP_*), for finish() (forward.h). */
+ * forward, flood or drop. Returns a verdict (CTX_ACT_*), a drop (-DROP_*) or at XDP a handoff
+ * (-HANDOFF_*), for finish() (forward.h). */
 static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 {
 	struct flow_rule *rule;
@@ -49,7 +55,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	in = port_lookup(ctx->in_port);
 	if (!in) {  /* not ours: the kernel handles it, nothing counted, no event */
 		result_verdict(ctx, VERDICT_PASS, 0);
-		return TC_ACT_OK;
+		return CTX_ACT_OK;
 	}
 	in_info = *in;  /* the cache entry may go to the out port (port_lookup) */
 	ctx->bridge = in_info.bridge;
@@ -81,7 +87,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 			return forward(ctx, out, ref);
 		if (next == FLOW_NEXT_CLONED) {  /* the copies went out: nothing left to send */
 			result_verdict(ctx, VERDICT_FORWARD, 0);
-			return TC_ACT_SHOT;
+			return CTX_ACT_DROP;
 		}
 	}
 	/* normal or flood: switching in the frame's VLAN (vlan.h) */
@@ -103,6 +109,7 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 {
 	struct dp_ctx ctx = {
 		.skb = skb,
+		.hook = HOOK_TC,
 		.in_port = skb->ifindex,
 		.in_slot = NO_SLOT,
 		.len = skb->len,
@@ -115,30 +122,40 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	return finish(&ctx, pipeline_decide(&ctx));  /* a flood's event is emitted by tc_flood */
 }
 
+/* The flood program of either hook (ctx: in_port, len, dry_run set): the flood of the packet,
+ * with the state flood() left in ctx_cb. */
+static __always_inline int flood_entry(struct dp_ctx *ctx)
+{
+	__u32 flags = ctx_cb(ctx, CTX_CB_FLOOD_FLAGS), vlan = ctx_cb(ctx, CTX_CB_FLOOD_VLAN);
+	struct port_info *in = port_lookup(ctx->in_port);
+	int ret = -DROP_NO_FLOOD_TARGET;
+
+	ctx->in_slot = NO_SLOT;
+	ctx->ingress = flags & FLOOD_CB_INGRESS ? 1 : 0;
+	ctx->no_peer = flags & FLOOD_CB_NO_PEER ? 1 : 0;
+	ctx->vlan = FLOOD_CB_VLAN_ID(vlan);
+	ctx->tag_vid = FLOOD_CB_TAG_VID(vlan);
+	ctx->tag_now = FLOOD_CB_TAG_NOW(vlan);
+	if (in) {
+		ctx->bridge = in->bridge;
+		ctx->in_slot = in->slot;
+		ret = flood_run(ctx);
+	}
+	return finish(ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
+}
+
 /* Tail-called by flood(): the flood of the packet in skb. */
 int tc_flood(struct __sk_buff *skb)
 {
 	struct dp_ctx ctx = {
 		.skb = skb,
+		.hook = HOOK_TC,
 		.in_port = skb->ifindex,
-		.in_slot = NO_SLOT,
 		.len = skb->len,
-		.ingress = skb->cb[2] & FLOOD_CB_INGRESS ? 1 : 0,
-		.no_peer = skb->cb[2] & FLOOD_CB_NO_PEER ? 1 : 0,
-		.vlan = FLOOD_CB_VLAN_ID(skb->cb[3]),
-		.tag_vid = FLOOD_CB_TAG_VID(skb->cb[3]),
-		.tag_now = FLOOD_CB_TAG_NOW(skb->cb[3]),
 		.dry_run = is_dry_run(skb),
 	};
-	struct port_info *in = port_lookup(ctx.in_port);
-	int ret = -DROP_NO_FLOOD_TARGET;
 
-	if (in) {
-		ctx.bridge = in->bridge;
-		ctx.in_slot = in->slot;
-		ret = flood_run(&ctx);
-	}
-	return finish(&ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
+	return flood_entry(&ctx);
 }
 
 int tc_ingress(struct __sk_buff *skb)
@@ -149,4 +166,80 @@ int tc_ingress(struct __sk_buff *skb)
 int tc_egress(struct __sk_buff *skb)
 {
 	return pipeline(skb, 0);
+}
+
+static __always_inline __u32 xdp_len(struct xdp_md *xdp)
+{
+	return bpf_xdp_get_buff_len(xdp);  /* the frags of a multi-buffer frame included */
+}
+
+int xdp_ingress(struct xdp_md *xdp)
+{
+	struct dp_ctx ctx = {
+		.xdp = xdp,
+		.hook = HOOK_XDP,
+		.xcb = xdp_cb_words(),
+		.in_port = xdp->ingress_ifindex,
+		.in_slot = NO_SLOT,
+		.len = xdp_len(xdp),
+		.ingress = 1,
+		.dry_run = xdp_is_dry_run(xdp),
+	};
+
+	if (!ctx.xcb)
+		return XDP_PASS;
+	watch_cb_set(&ctx, 0);
+	return xdp_act(finish(&ctx, pipeline_decide(&ctx)));
+}
+
+/* Tail-called by flood() at XDP in a dry run: the report of the flood's targets. */
+int xdp_flood(struct xdp_md *xdp)
+{
+	struct dp_ctx ctx = {
+		.xdp = xdp,
+		.hook = HOOK_XDP,
+		.xcb = xdp_cb_words(),
+		.in_port = xdp->ingress_ifindex,
+		.len = xdp_len(xdp),
+		.dry_run = xdp_is_dry_run(xdp),
+	};
+
+	if (!ctx.xcb)
+		return XDP_PASS;
+	return xdp_act(flood_entry(&ctx));
+}
+
+/* The devmap program of an XDP flood's copy to one port (lib/xdp.h): the frame left
+ * xdp_ingress tagged with its VLAN (or VLAN 0 as it was): the tag goes for a port that sends
+ * that VLAN untagged; counts the port's tx. */
+int xdp_egress(struct xdp_md *xdp)
+{
+	struct dp_ctx ctx = {
+		.xdp = xdp,
+		.hook = HOOK_XDP,
+		.in_port = xdp->ingress_ifindex,
+		.len = xdp_len(xdp),
+		.tag_now = TAG_ORIG,
+	};
+	__u32 ifindex = xdp->egress_ifindex;
+	struct port_info *pi = port_lookup(ifindex);
+	struct vsw_vlan_hdr *vh;
+	struct ethhdr *eth;
+
+	if (!pi)
+		return XDP_DROP;
+	eth = ctx_data(&ctx);
+	if ((void *)(eth + 1) > ctx_data_end(&ctx))
+		return XDP_DROP;
+	if (eth->h_proto == vsw_htons(ETH_P_8021Q) || eth->h_proto == vsw_htons(ETH_P_8021AD)) {
+		vh = (void *)(eth + 1);
+		if ((void *)(vh + 1) > ctx_data_end(&ctx))
+			return XDP_DROP;
+		ctx.vlan = vsw_ntohs(vh->tci) & VLAN_VID_MASK;
+		if (ctx.vlan && vlan_egress(&ctx, ifindex, pi) == WANT_UNTAGGED &&
+		    xdp_vlan_pop(&ctx))
+			return XDP_DROP;
+	}
+	count_tx(&ctx, pi->slot);
+	return XDP_PASS;
 }

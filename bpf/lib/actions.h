@@ -4,6 +4,7 @@
 #define VSW_ACTIONS_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/drop_reasons.h"
 #include "lib/fdb.h"
 #include "lib/flow.h"
@@ -53,13 +54,16 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	want = vlan_egress(ctx, port, pi);
 	if (want == WANT_NONE)  /* e.g. a static entry to a port outside the VLAN */
 		return -DROP_VLAN_MISMATCH;
+	*out_ref = PORT_REF(pi);
+	ret = XDP_SENDABLE(ctx, *out_ref, TARGET);
+	if (ret)
+		return ret;
 	result_out_tag(ctx, want);
 	ret = vlan_apply_want(ctx, want);
 	if (ret)
 		return ret;
 	watch_output(ctx, port);
 	*out = port;
-	*out_ref = PORT_REF(pi);
 	return FLOW_NEXT_OUTPUT;
 }
 
@@ -100,6 +104,11 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 		if (a->type == FLOW_ACT_OUTPUT) {
 			if (!output_target(ctx, a->arg, &ref))
 				continue;
+			if (ctx_is_xdp(ctx) && !a->final)  /* a copy: XDP has no clone */
+				return HANDOFF(CLONE);
+			ret = XDP_SENDABLE(ctx, ref, TARGET);
+			if (ret)
+				return ret;
 			sent = 1;
 			result_output(ctx, a->arg, a->final);
 			watch_output(ctx, a->arg);

@@ -24,7 +24,11 @@
 #define NO_SLOT 0xffff  /* dp_ctx.in_slot of a frame from a device that is not a port */
 
 struct dp_ctx {
-	struct __sk_buff *skb;
+	union {
+		struct __sk_buff *skb;  /* hook HOOK_TC */
+		struct xdp_md *xdp;     /* hook HOOK_XDP */
+	};
+	__u32 *xcb;     /* XDP: the packet's scratch words (ctx_cb, ctx.h) */
 	__u64 dry_run;  /* 1: decide only, no side effects, report in dp_result. A u64: the result_*()
 			 * helpers test it at every step, and a narrower field costs a mask each time */
 	__u32 in_port;
@@ -43,6 +47,9 @@ struct dp_ctx {
 	__u8 verdict;   /* the decision (VERDICT_*: result_verdict/result_drop, result.h), for the
 			 * watch event (watch.h) */
 	__u8 reason;    /* its drop reason */
+	__u8 hook;      /* HOOK_TC / HOOK_XDP (ctx.h): a constant set at the program's entry */
+	__u8 parsed;    /* the frame parsed: rx is counted (XDP: in finish, if it finishes it) */
+	__u32 rule_id;  /* the matched flow rule, 0 = none (XDP: counted in finish) */
 };
 
 #endif

@@ -15,6 +15,7 @@
 #define VSW_FLOW_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/flow_key.h"
 
 #define MAX_FLOW_MASKS 16
@@ -171,10 +172,10 @@ static __always_inline struct flow_rule *classify(const struct dp_ctx *ctx,
 	return best;
 }
 
-/* Per-CPU counters of the matched rule; never for dry runs. */
-static __always_inline void count_rule(const struct dp_ctx *ctx, const struct flow_rule *rule)
+/* Per-CPU counters of a rule; never for dry runs. */
+static __always_inline void count_rule_now(const struct dp_ctx *ctx, __u32 rule_id)
 {
-	struct flow_stats_key sk = { .bridge = ctx->bridge, .rule_id = rule->rule_id };
+	struct flow_stats_key sk = { .bridge = ctx->bridge, .rule_id = rule_id };
 	struct flow_stats *st;
 
 	if (ctx->dry_run)
@@ -191,6 +192,15 @@ static __always_inline void count_rule(const struct dp_ctx *ctx, const struct fl
 	st->packets++;
 	st->bytes += ctx->len;
 	st->last_hit_ns = bpf_ktime_get_coarse_ns();  /* idle timeouts are in seconds */
+}
+
+/* The matched rule's counters. At XDP they wait for finish(), like the rx count (counters.h). */
+static __always_inline void count_rule(struct dp_ctx *ctx, const struct flow_rule *rule)
+{
+	ctx->rule_id = rule->rule_id;
+	if (ctx_is_xdp(ctx))
+		return;
+	count_rule_now(ctx, rule->rule_id);
 }
 
 #endif

@@ -8,32 +8,51 @@
 
 #include "lib/common.h"
 #include "lib/counters.h"
+#include "lib/ctx.h"
 #include "lib/drop_reasons.h"
+#include "lib/flow.h"
 #include "lib/ports.h"
 #include "lib/result.h"
 #include "lib/vlan.h"
 #include "lib/watch.h"
+#include "lib/xdp.h"
 
-/* The end of every program (pipeline, tc_flood), with a stage's answer: a TC action, or a drop
- * (IS_DROP, drop_reasons.h), which is counted on the in port (a dry run reports it instead),
- * recorded for the watch event, and becomes TC_ACT_SHOT. Then the packet's watch event is
- * emitted, with the final decision. */
+/* The end of every program (pipeline, flood), with a stage's answer: a verdict (CTX_ACT_*), a
+ * drop (IS_DROP, drop_reasons.h), which is counted on the in port (a dry run reports it
+ * instead), recorded for the watch event, and becomes CTX_ACT_DROP, or at XDP a handoff to TC
+ * (ctx.h), which passes the frame on and leaves every count and the event to TC. Then the
+ * packet's watch event is emitted, with the final decision. */
 static __always_inline int finish(struct dp_ctx *ctx, int ret)
 {
+	if (IS_HANDOFF(ret)) {
+		result_handoff(ctx, -ret & ~HANDOFF_BIT);
+		count_handoff(ctx);
+		return CTX_ACT_OK;
+	}
+	if (ctx_is_xdp(ctx) && !ctx->dry_run) {  /* what the pipeline left to the end (ctx.h) */
+		count_xdp(ctx);
+		if (ctx->parsed)
+			count_rx_now(ctx);
+		if (ctx->rule_id)
+			count_rule_now(ctx, ctx->rule_id);
+	}
 	if (IS_DROP(ret)) {
 		result_drop(ctx, -ret);
 		count_drop(ctx, -ret);
-		ret = TC_ACT_SHOT;
+		ret = CTX_ACT_DROP;
 	}
 	watch_emit(ctx);
 	return ret;
 }
 
-/* The redirect for a port kind. redirect_peer is valid at TC ingress only. */
+/* The redirect for a port kind: at XDP through xdp_tx; at TC, redirect_peer (valid at TC
+ * ingress only) into a namespace. */
 static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
 	__u32 kind = PORT_REF_KIND(ref);
 
+	if (ctx_is_xdp(ctx))
+		return xdp_tx.redirect_map(ifindex, 0);
 	if (kind == PORT_KIND_BRIDGE)
 		return bpf_redirect(ifindex, BPF_F_INGRESS);
 	if (kind == PORT_KIND_PEER && ctx->ingress && !ctx->no_peer)
@@ -47,11 +66,16 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 {
 	long ret = redirect_port(ctx, ifindex, ref);
 
-	if (ret != TC_ACT_REDIRECT)
+	if (ret != (ctx_is_xdp(ctx) ? XDP_REDIRECT : TC_ACT_REDIRECT))
 		return -DROP_REDIRECT_FAILED;
 	count_tx(ctx, PORT_REF_SLOT(ref));
-	return TC_ACT_REDIRECT;
+	return CTX_ACT_REDIRECT;
 }
+
+/* 0 if the frame can be sent to the port of ref from this hook (always at TC; at XDP when the
+ * port takes XDP frames), else the handoff to TC (REASON). Asked before the frame is changed. */
+#define XDP_SENDABLE(ctx, ref, reason) \
+	(ctx_is_xdp(ctx) && !(PORT_REF_FLAGS(ref) & PORT_F_XDP_TX) ? HANDOFF(reason) : 0)
 
 /* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. */
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
@@ -68,16 +92,19 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 {
 	__u64 flags = PORT_REF_KIND(ref) == PORT_KIND_BRIDGE ? BPF_F_INGRESS : 0;
 
+	if (ctx_is_xdp(ctx))  /* no clones at XDP: such frames are handed to TC (HANDOFF_CLONE) */
+		return;
 	if (bpf_clone_redirect(ctx->skb, ifindex, flags) == 0)
 		count_tx(ctx, PORT_REF_SLOT(ref));
 	else
 		count_drop(ctx, DROP_REDIRECT_FAILED);
 }
 
-/* What tc_flood cannot re-derive travels in skb->cb (cb[0..1] are the dry-run magic):
- *   cb[2]  FLOOD_CB_INGRESS, FLOOD_CB_NO_PEER
- *   cb[3]  FLOOD_CB_VLAN: the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25)
- *   cb[4]  watch_cb (watch.h), the packet's watchers; tc_flood emits their event */
+/* What the flood program cannot re-derive travels in ctx_cb (ctx.h; at TC skb->cb, whose
+ * cb[0..1] are the dry-run magic):
+ *   CTX_CB_FLOOD_FLAGS  FLOOD_CB_INGRESS, FLOOD_CB_NO_PEER
+ *   CTX_CB_FLOOD_VLAN   the frame's VLAN (bits 0-11), the tag's VID (12-23), tag_now (24-25)
+ *   CTX_CB_WATCH        watch_cb (watch.h), the packet's watchers; the flood emits their event */
 #define FLOOD_CB_INGRESS 1
 #define FLOOD_CB_NO_PEER 2
 #define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
@@ -90,7 +117,7 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
  * frame's VLAN), FLOOD_AS_IS = takes the frame as it is, FLOOD_CHANGED = takes it after the one
  * tag change (pop if tagged now, push if not). Fills *ref (PORT_REF). Mirrors vlan_egress().
  *
- * Verifier: the VLAN and tag state are re-read from skb->cb[3] (FLOOD_CB_VLAN, written before
+ * Verifier: the VLAN and tag state are re-read from ctx_cb (FLOOD_CB_VLAN, written before
  * the tail call) and combined without branches on every call. Kept in registers or on the
  * stack, each branch on them narrowed them differently per path (the bitmap index made them
  * precise), the states at the loop head stopped pruning, and the verifier's work multiplied;
@@ -113,7 +140,7 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 	if (!pi || pi->bridge != ctx->bridge)
 		return 0;
 	*ref = PORT_REF(pi);
-	cb = ctx->skb->cb[3];
+	cb = ctx_cb(ctx, CTX_CB_FLOOD_VLAN);
 	vlan = FLOOD_CB_VLAN_ID(cb);
 	tag = FLOOD_CB_TAG_NOW(cb);
 	now = (tag | (tag >> 1)) & 1;               /* tagged now */
@@ -191,7 +218,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		if (!ctx->tag_now) {
 			if (vlan_push(ctx, ctx->vlan))
 				return -DROP_VLAN_FAILED;
-		} else if (ctx->tag_now == TAG_PUSHED || bpf_skb_vlan_pop(ctx->skb)) {
+		} else if (ctx->tag_now == TAG_PUSHED || vlan_pop(ctx)) {
 			return -DROP_VLAN_FAILED;
 		}
 	}
@@ -223,29 +250,82 @@ last:
  * verified once there, instead of once per distinct path into it here (the classifier and
  * the action list multiply those paths beyond the verifier's 1M-instruction budget). The prog
  * array is pinned, so the entry survives a daemon restart (an unpinned one is emptied when the
- * daemon's last fd closes, and attached programs would stop flooding). */
+ * daemon's last fd closes, and attached programs would stop flooding). A prog array holds one
+ * program type: the XDP hook's (xdp_flood, which reports a dry run's targets) has its own. */
 BPF_TABLE_PINNED("prog", __u32, __u32, flood_progs, 1, VSW_PIN_DIR "/flood_progs");
+BPF_TABLE_PINNED("prog", __u32, __u32, xdp_flood_progs, 1, VSW_PIN_DIR "/xdp_flood_progs");
 
-/* Floods the frame in its VLAN: a tail call to tc_flood (flood_run). VLAN 0 floods to
+/* At XDP, before the frame is changed: whether the flood of the frame's (bridge, VLAN) can be
+ * done here, every member but in_port taking XDP frames (else a handoff to TC), and how many
+ * copies it makes (a drop when none). */
+static __always_inline int xdp_flood_check(struct dp_ctx *ctx)
+{
+	struct flood_group_key k = { .bridge = ctx->bridge, .vlan = ctx->vlan };
+	struct flood_group_info *info = flood_group_info.lookup(&k);
+	struct port_info *in = port_lookup(ctx->in_port);
+	__u32 in_member = 0, in_other = 0;
+
+	if (!info || !in || !flood_groups.lookup(&k))
+		return HANDOFF(FLOOD);
+	if (vlan_egress(ctx, ctx->in_port, in) != WANT_NONE) {
+		in_member = 1;
+		in_other = !(in->flags & PORT_F_XDP_TX);
+	}
+	if (info->non_targets > in_other)
+		return HANDOFF(FLOOD);
+	if (info->members <= in_member)
+		return -DROP_NO_FLOOD_TARGET;
+	watch_copies(ctx, info->members - in_member);
+	return 0;
+}
+
+/* At XDP: one copy to each member of the group but in_port, by the kernel (BPF_F_BROADCAST);
+ * each copy's devmap program, xdp_egress, gives it the tag its port wants. */
+static __always_inline int xdp_broadcast(struct dp_ctx *ctx)
+{
+	struct flood_group_key k = { .bridge = ctx->bridge, .vlan = ctx->vlan };
+	void *group = flood_groups.lookup(&k);
+
+	if (!group)
+		return -DROP_NO_FLOOD_TARGET;
+	result_verdict(ctx, VERDICT_FLOOD, 0);
+	if (bpf_redirect_map(group, 0, BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS) != XDP_REDIRECT)
+		return -DROP_REDIRECT_FAILED;
+	return CTX_ACT_REDIRECT;
+}
+
+/* Floods the frame in its VLAN: a tail call to the flood program (flood_run), or at XDP a
+ * broadcast (a dry run there still takes the tail call, to report the targets). VLAN 0 floods to
  * unconfigured ports only, each taking the frame as the flow actions left it: that tag state is
- * applied once here. A tagged frame of VLAN N gets VID N here (a no-op but
- * for priority-tagged or native-tagged frames), so its tagged targets take it as it is. */
+ * applied once here. A tagged frame of VLAN N gets VID N here (a no-op but for priority-tagged
+ * or native-tagged frames), so its tagged targets take it as it is; at XDP every frame of VLAN
+ * N leaves here tagged, and xdp_egress untags the copies of untagged targets. */
 static __always_inline int flood(struct dp_ctx *ctx)
 {
 	int ret = 0;
 
+	if (ctx_is_xdp(ctx)) {
+		ret = xdp_flood_check(ctx);
+		if (ret)
+			return ret;
+	}
 	result_flood_base(ctx);  /* before it is applied (dry runs change nothing) */
 	if (!ctx->vlan)
 		ret = vlan_apply(ctx, ctx->flow_tag, ctx->flow_vid);
-	else if (ctx->tag_now)  /* (priority tag, native tagged: VID := VLAN) */
+	else if (ctx->tag_now || ctx_is_xdp(ctx))  /* (priority tag, native tagged: VID := VLAN) */
 		ret = vlan_apply(ctx, 1, ctx->vlan);
 	if (ret)
 		return ret;
-	ctx->skb->cb[3] = FLOOD_CB_VLAN(ctx);
-	ctx->skb->cb[2] = (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
-			  (ctx->no_peer ? FLOOD_CB_NO_PEER : 0);
-	flood_progs.call(ctx->skb, 0);
-	return -DROP_NO_FLOOD_TARGET;  /* tail call failed: no tc_flood installed */
+	if (ctx_is_xdp(ctx) && !ctx->dry_run)
+		return xdp_broadcast(ctx);
+	ctx_cb_set(ctx, CTX_CB_FLOOD_VLAN, FLOOD_CB_VLAN(ctx));
+	ctx_cb_set(ctx, CTX_CB_FLOOD_FLAGS, (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
+					    (ctx->no_peer ? FLOOD_CB_NO_PEER : 0));
+	if (ctx_is_xdp(ctx))
+		xdp_flood_progs.call(ctx->xdp, 0);
+	else
+		flood_progs.call(ctx->skb, 0);
+	return -DROP_NO_FLOOD_TARGET;  /* tail call failed: no flood program installed */
 }
 
 #endif

@@ -9,6 +9,7 @@
 #include <uapi/linux/ipv6.h>
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/drop_reasons.h"
 #include "lib/endian.h"
 #include "lib/flow_key.h"
@@ -38,15 +39,13 @@ static __always_inline int mac_is_zero(const __u8 *mac)
  * only the Ethernet header linear; pulling the rest in (bpf_skb_pull_data) reallocated the head
  * of every such frame. NULL when the frame ends before off + len. len must be a constant no
  * larger than buf. */
-static __always_inline void *header_at(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
+static __always_inline void *header_at(const struct dp_ctx *ctx, __u32 off, __u32 len, void *buf)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	void *p = data + off;
+	void *p = ctx_data(ctx) + off;
 
-	if (p + len <= data_end)
+	if (p + len <= ctx_data_end(ctx))
 		return p;
-	if (bpf_skb_load_bytes(skb, off, buf, len))
+	if (ctx_load_bytes(ctx, off, buf, len))
 		return NULL;
 	return buf;
 }
@@ -55,15 +54,15 @@ static __always_inline void *header_at(struct __sk_buff *skb, __u32 off, __u32 l
 #define PARSE_BUF_LEN 40
 
 /* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. */
-static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto, __u64 *buf,
+static __always_inline int parse_l4(const struct dp_ctx *ctx, __u32 off, __u8 proto, __u64 *buf,
 				   struct flow_key *key)
 {
 	__u16 *ports;
 
 	if (proto == IPPROTO_TCP)
-		ports = header_at(skb, off, 20, buf);
+		ports = header_at(ctx, off, 20, buf);
 	else if (proto == IPPROTO_UDP)
-		ports = header_at(skb, off, 8, buf);
+		ports = header_at(ctx, off, 8, buf);
 	else
 		return 0;
 	if (!ports)
@@ -75,10 +74,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 off, __u8 proto
 
 /* For an IP header cut short at off: -DROP_MALFORMED when its version nibble says `version`
  * (or the frame ends at off), 0 (L2-only) otherwise. */
-static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u64 *buf,
+static __always_inline int header_version(const struct dp_ctx *ctx, __u32 off, __u64 *buf,
 					  __u8 version)
 {
-	__u8 *first = header_at(skb, off, 1, buf);
+	__u8 *first = header_at(ctx, off, 1, buf);
 
 	return !first || *first >> 4 == version ? -DROP_MALFORMED : 0;
 }
@@ -90,30 +89,31 @@ static __always_inline int header_version(struct __sk_buff *skb, __u32 off, __u6
  * as nothing is read from a header after the next one is fetched. */
 static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 {
-	struct __sk_buff *skb = ctx->skb;
 	__u64 buf[PARSE_BUF_LEN / 8];
 	struct ethhdr *eth;
 	__u32 off = sizeof(*eth);
-	__u16 proto;
+	__u16 proto, hw_tci = 0;
+	int hw_tag;
 
 	__builtin_memset(key, 0, sizeof(*key));
 	key->in_port = ctx->in_port;
-	eth = header_at(skb, 0, sizeof(*eth), buf);
+	eth = header_at(ctx, 0, sizeof(*eth), buf);
 	if (!eth)
 		return -DROP_MALFORMED;
 	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
 	proto = eth->h_proto;
-	if (skb->vlan_present) {  /* tag already moved out of the frame by the kernel */
-		key->dl_vlan = skb->vlan_tci & VLAN_VID_MASK;
+	hw_tag = ctx_hw_vlan(ctx, &hw_tci);
+	if (hw_tag) {  /* tag already moved out of the frame by the kernel */
+		key->dl_vlan = hw_tci & VLAN_VID_MASK;
 		ctx->tag_now = TAG_ORIG;
 	}
 	if (proto == vsw_htons(ETH_P_8021Q) || proto == vsw_htons(ETH_P_8021AD)) {  /* tag inline */
-		struct vsw_vlan_hdr *vh = header_at(skb, off, sizeof(*vh), buf);
+		struct vsw_vlan_hdr *vh = header_at(ctx, off, sizeof(*vh), buf);
 
 		if (!vh)
 			return -DROP_MALFORMED;
-		if (!skb->vlan_present)
+		if (!hw_tag)
 			key->dl_vlan = vsw_ntohs(vh->tci) & VLAN_VID_MASK;
 		ctx->tag_now = TAG_ORIG;
 		proto = vh->proto;
@@ -125,9 +125,9 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		__u32 ihl;
 		__u8 l4;
 
-		ip = header_at(skb, off, sizeof(*ip), buf);
+		ip = header_at(ctx, off, sizeof(*ip), buf);
 		if (!ip)  /* shorter than an IPv4 header: malformed if it claims to be one */
-			return header_version(skb, off, buf, 4);
+			return header_version(ctx, off, buf, 4);
 		if (ip->version != 4)
 			return 0;
 		ihl = ip->ihl * 4;
@@ -139,21 +139,21 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		/* a non-first fragment has no L4 header */
 		if (ip->frag_off & vsw_htons(IPV4_FRAG_OFFSET))
 			return 0;
-		return parse_l4(skb, off + ihl, l4, buf, key);
+		return parse_l4(ctx, off + ihl, l4, buf, key);
 	}
 	if (proto == vsw_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
 		__u8 l4;
 
-		ip6 = header_at(skb, off, sizeof(*ip6), buf);
+		ip6 = header_at(ctx, off, sizeof(*ip6), buf);
 		if (!ip6)
-			return header_version(skb, off, buf, 6);
+			return header_version(ctx, off, buf, 6);
 		if (ip6->version != 6)
 			return 0;
 		key->nw_proto = l4 = ip6->nexthdr;
 		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
 		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
-		return parse_l4(skb, off + sizeof(*ip6), l4, buf, key);
+		return parse_l4(ctx, off + sizeof(*ip6), l4, buf, key);
 	}
 	return 0;
 }

@@ -16,6 +16,9 @@ enum port_kind {
 #define PORT_F_ACCESS 1  /* untagged on the wire, VLAN port_info.vlan inside */
 #define PORT_F_TRUNK 2   /* allowed VIDs + native in port_trunks[ifindex] */
 #define PORT_F_VLAN_MODE (PORT_F_ACCESS | PORT_F_TRUNK)
+/* The XDP programs may redirect to the port: it takes XDP frames (a TAP; a veth whose peer has
+ * NAPI; a NIC in native mode). Without it, a frame for the port goes through TC (ctx.h). */
+#define PORT_F_XDP_TX 4
 
 struct port_info {
 	__u32 bridge;  /* ifindex of the bridge device = bridge id */
@@ -26,10 +29,12 @@ struct port_info {
 	__u16 pad;
 };
 
-/* A forwarding target as the stages pass it around: kind and counter slot in one scalar. */
-#define PORT_REF(pi) ((__u32)(pi)->kind | ((__u32)(pi)->slot << 8))
+/* A forwarding target as the stages pass it around: kind, counter slot and flags in one
+ * scalar. */
+#define PORT_REF(pi) ((__u32)(pi)->kind | ((__u32)(pi)->slot << 8) | ((__u32)(pi)->flags << 24))
 #define PORT_REF_KIND(ref) ((ref) & 0xff)
-#define PORT_REF_SLOT(ref) ((ref) >> 8)
+#define PORT_REF_SLOT(ref) (((ref) >> 8) & 0xffff)
+#define PORT_REF_FLAGS(ref) ((ref) >> 24)
 
 /* A trunk: 4096-bit membership bitmap (bit v of word v/64) and the native VID (0 = none; it is
  * a member whether or not its bit is set, sent untagged). One value holds the whole trunk, so a

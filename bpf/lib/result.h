@@ -10,6 +10,7 @@
 #define VSW_RESULT_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/drop_reasons.h"
 #include "lib/flow.h"
 #include "lib/flow_key.h"
@@ -21,7 +22,8 @@
 	X(PASS, 1, "pass") \
 	X(FORWARD, 2, "forward") \
 	X(FLOOD, 3, "flood") \
-	X(DROP, 4, "drop")
+	X(DROP, 4, "drop") \
+	X(HANDOFF, 5, "to-tc")
 
 #define VSW_VERDICT_ENUM(name, value, text) VERDICT_##name = value,
 enum verdict {
@@ -53,7 +55,9 @@ static __always_inline __u16 tag_enc(__u8 tagged, __u16 vid)
 	return tagged ? TAG_ENC_TAGGED | (vid & VLAN_VID_MASK) : TAG_ENC_UNTAGGED;
 }
 
-/* skb->cb[0] and cb[1] hold this 64-bit value only when set through BPF_PROG_TEST_RUN ctx_in. */
+/* A dry run carries this 64-bit value: at TC in skb->cb[0] and cb[1], which only
+ * BPF_PROG_TEST_RUN's ctx_in can set; at XDP as the frame's 8 bytes of metadata, which only
+ * the test run (ctx_in.data) or an XDP program can put before a frame. */
 #define DRY_RUN_MAGIC_LO 0x74726163
 #define DRY_RUN_MAGIC_HI 0x76737764
 
@@ -68,6 +72,8 @@ struct dp_result {
 	__u32 priority;   /* of the matched rule */
 	__u32 n_outputs;  /* output:PORT actions of the matched rule, in order */
 	__u32 stages;     /* STAGE_* reached */
+	__u32 hook;       /* HOOK_TC / HOOK_XDP: the program that wrote this report */
+	__u32 handoff;    /* VERDICT_HANDOFF: why (HANDOFF_*, ctx.h) */
 	__u16 in_tag;     /* tag_enc() of the frame as it arrived */
 	__u16 out_tag;    /* tag_enc() of out_ifindex (forward) */
 	__u16 flood_base; /* tag_enc() of the frame entering the flood (FLOOD_AS_IS targets) */
@@ -85,6 +91,15 @@ BPF_TABLE("percpu_array", __u32, struct dp_result, dp_result, 1);
 static __always_inline int is_dry_run(const struct __sk_buff *skb)
 {
 	return skb->cb[0] == DRY_RUN_MAGIC_LO && skb->cb[1] == DRY_RUN_MAGIC_HI;
+}
+
+static __always_inline int xdp_is_dry_run(const struct xdp_md *xdp)
+{
+	__u32 *meta = (void *)(long)xdp->data_meta;
+
+	if ((void *)(meta + 2) > (void *)(long)xdp->data)
+		return 0;
+	return meta[0] == DRY_RUN_MAGIC_LO && meta[1] == DRY_RUN_MAGIC_HI;
 }
 
 static __always_inline struct dp_result *result_get(const struct dp_ctx *ctx)
@@ -112,6 +127,8 @@ static __always_inline void result_begin(const struct dp_ctx *ctx)
 		res->n_outputs = 0;
 		res->vlan = 0;
 		res->stages = 0;
+		res->hook = ctx->hook;
+		res->handoff = HANDOFF_NONE;
 	}
 }
 
@@ -137,6 +154,19 @@ static __always_inline void result_drop(struct dp_ctx *ctx, __u32 reason)
 	if (res) {
 		res->verdict = VERDICT_DROP;
 		res->drop_reason = reason;
+		res->out_ifindex = 0;
+	}
+}
+
+/* The XDP hook hands the frame to TC (ctx.h). Not a decision for the watch event: TC's is. */
+static __always_inline void result_handoff(const struct dp_ctx *ctx, __u32 reason)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res) {
+		res->verdict = VERDICT_HANDOFF;
+		res->handoff = reason;
+		res->drop_reason = DROP_NONE;
 		res->out_ifindex = 0;
 	}
 }

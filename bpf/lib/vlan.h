@@ -27,6 +27,7 @@
 #include <uapi/linux/if_ether.h>
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/drop_reasons.h"
 #include "lib/endian.h"
 #include "lib/parse.h"
@@ -102,39 +103,84 @@ static __always_inline int vlan_egress(const struct dp_ctx *ctx, __u32 ifindex,
 	return vlan_bit(t, ctx->vlan) ? WANT_TAGGED : WANT_NONE;
 }
 
-/* Rewrites the VID of the tag the skb carries (PCP/DEI kept). A tag the kernel holds in
+/* Rewrites the VID of the tag the frame carries (PCP/DEI kept). A tag the kernel holds in
  * skb->vlan_tci stays there (pop + push); an inline tag is rewritten in place. */
 static __always_inline int vlan_rewrite(struct dp_ctx *ctx, __u16 vid)
 {
-	struct __sk_buff *skb = ctx->skb;
-	__u16 tci;
+	__u16 tci, hw_tci = 0;
 
-	if (skb->vlan_present) {
+	if (ctx_hw_vlan(ctx, &hw_tci)) {
+		struct __sk_buff *skb = ctx->skb;
 		__u16 proto = skb->vlan_proto;
 
-		tci = (skb->vlan_tci & ~VLAN_VID_MASK) | vid;
+		tci = (hw_tci & ~VLAN_VID_MASK) | vid;
 		if (bpf_skb_vlan_pop(skb))
 			return -DROP_VLAN_FAILED;
 		return bpf_skb_vlan_push(skb, proto, tci) ? -DROP_VLAN_FAILED : 0;
 	}
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &tci, 2))  /* the TCI follows the Ethernet header */
+	if (ctx_load_bytes(ctx, ETH_HLEN, &tci, 2))  /* the TCI follows the Ethernet header */
 		return -DROP_VLAN_FAILED;
 	tci = (tci & vsw_htons(~VLAN_VID_MASK & 0xffff)) | vsw_htons(vid);
-	return bpf_skb_store_bytes(skb, ETH_HLEN, &tci, 2, 0) ? -DROP_VLAN_FAILED : 0;
+	return ctx_store_bytes(ctx, ETH_HLEN, &tci, 2) ? -DROP_VLAN_FAILED : 0;
+}
+
+/* XDP: a tag inserted (vid) or removed (vid < 0) after the MAC addresses, moving them. */
+#define VLAN_TAG_LEN 4
+#define ETH_MACS_LEN (2 * ETH_ALEN)
+
+static __always_inline int xdp_vlan_push(struct dp_ctx *ctx, __u16 vid)
+{
+	__u8 macs[ETH_MACS_LEN];
+	__be16 *tag;
+	void *data;
+
+	if (bpf_xdp_load_bytes(ctx->xdp, 0, macs, sizeof(macs)))
+		return -DROP_VLAN_FAILED;
+	if (bpf_xdp_adjust_head(ctx->xdp, -VLAN_TAG_LEN))
+		return -DROP_VLAN_FAILED;
+	data = ctx_data(ctx);
+	if (data + ETH_MACS_LEN + VLAN_TAG_LEN > ctx_data_end(ctx))
+		return -DROP_VLAN_FAILED;
+	__builtin_memcpy(data, macs, sizeof(macs));
+	tag = data + ETH_MACS_LEN;
+	tag[0] = vsw_htons(ETH_P_8021Q);
+	tag[1] = vsw_htons(vid);
+	return 0;
+}
+
+static __always_inline int xdp_vlan_pop(struct dp_ctx *ctx)
+{
+	__u8 macs[ETH_MACS_LEN];
+	void *data;
+
+	if (bpf_xdp_load_bytes(ctx->xdp, 0, macs, sizeof(macs)))
+		return -DROP_VLAN_FAILED;
+	if (bpf_xdp_adjust_head(ctx->xdp, VLAN_TAG_LEN))
+		return -DROP_VLAN_FAILED;
+	data = ctx_data(ctx);
+	if (data + ETH_MACS_LEN > ctx_data_end(ctx))
+		return -DROP_VLAN_FAILED;
+	__builtin_memcpy(data, macs, sizeof(macs));
+	return 0;
 }
 
 /* Pushes an 802.1Q tag on an untagged frame and sets ctx->tag_now. Inline (visible in the
  * frame on every path, test runs included; bpf_skb_change_head works for any EtherType,
  * unlike bpf_skb_adjust_room): skb->protocol stays the inner type, so no redirect_peer
- * afterwards (a plain redirect re-parses the frame) and no pop later in this pass (TAG_PUSHED).
+ * afterwards (a plain redirect re-parses the frame) and no pop later in this pass (TAG_PUSHED;
+ * the XDP hook follows the same rule, so both hooks decide alike).
  * A GSO frame gets the kernel's own tag in skb->vlan_tci instead: segmentation and offloads
  * read skb->protocol, which an inline tag leaves stale. */
 static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
 {
 	struct __sk_buff *skb = ctx->skb;
-	__u8 macs[2 * ETH_ALEN];
+	__u8 macs[ETH_MACS_LEN];
 	__be16 tag[2];  /* TPID, TCI: between the MAC addresses and the EtherType */
 
+	if (ctx_is_xdp(ctx)) {
+		ctx->tag_now = TAG_PUSHED;
+		return xdp_vlan_push(ctx, vid);
+	}
 	if (skb->gso_size) {
 		ctx->tag_now = TAG_ORIG;
 		return bpf_skb_vlan_push(skb, vsw_htons(ETH_P_8021Q), vid) ? -DROP_VLAN_FAILED : 0;
@@ -152,7 +198,15 @@ static __always_inline int vlan_push(struct dp_ctx *ctx, __u16 vid)
 	return bpf_skb_store_bytes(skb, sizeof(macs), tag, sizeof(tag), 0) ? -DROP_VLAN_FAILED : 0;
 }
 
-/* Brings the skb to the tag state wanted (tagged with vid, or untagged). Dry runs change
+/* Removes the tag the frame carries as it arrived (TAG_ORIG). */
+static __always_inline int vlan_pop(struct dp_ctx *ctx)
+{
+	if (ctx_is_xdp(ctx))
+		return xdp_vlan_pop(ctx);
+	return bpf_skb_vlan_pop(ctx->skb) ? -DROP_VLAN_FAILED : 0;
+}
+
+/* Brings the frame to the tag state wanted (tagged with vid, or untagged). Dry runs change
  * nothing. Returns 0, or -DROP_VLAN_FAILED. */
 static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid)
 {
@@ -178,7 +232,7 @@ static __always_inline int vlan_apply(struct dp_ctx *ctx, __u8 tagged, __u16 vid
 		return -DROP_VLAN_FAILED;
 	ctx->tag_now = TAG_NONE;
 	ctx->tag_vid = 0;
-	return bpf_skb_vlan_pop(ctx->skb) ? -DROP_VLAN_FAILED : 0;
+	return vlan_pop(ctx);
 }
 
 /* vlan_apply for a vlan_egress() answer other than WANT_NONE. */

@@ -23,11 +23,12 @@
 #define VSW_WATCH_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 #include "lib/flow_key.h"
 #include "lib/result.h"
 
 #define MAX_WATCHERS 8
-#define WATCH_EVENT_VERSION 1
+#define WATCH_EVENT_VERSION 2
 #define WATCH_EVENT_DECISION 1  /* event type: a packet decision */
 #define WATCH_MAX_OUTPUTS 8
 #define WATCH_RING_PAGES 256    /* 1 MiB */
@@ -69,7 +70,7 @@ struct watch_event {
 	__u8 verdict;      /* VERDICT_* (result.h) */
 	__u8 drop_reason;  /* DROP_* (drop_reasons.h) */
 	__u8 n_outputs;    /* outputs[] used: output:PORT actions and the normal forward */
-	__u8 pad;
+	__u8 hook;         /* HOOK_TC / HOOK_XDP (ctx.h): where the decision was made */
 	__u32 n_copies;    /* flood: the number of copies */
 	__u32 outputs[WATCH_MAX_OUTPUTS];
 	struct flow_key key;  /* the parsed headers (what was parsed, for a malformed frame) */
@@ -95,25 +96,18 @@ static __always_inline struct watch_event *watch_scratch_get(void)
 	return watch_scratch.lookup(&zero);
 }
 
-/* The packet's watcher bitmask lives in skb->cb[4] (watch_cb), not in dp_ctx: a load from the
- * context is a fresh unknown each time, so no narrowed copy of it rides along the pipeline's
- * paths (kept on the stack it took tc_ingress from 69k to over 1M verified instructions). It
- * also carries the mask into tc_flood. */
+/* The packet's watcher bitmask lives in ctx_cb (ctx.h; skb->cb[4] at TC), not in dp_ctx: a load
+ * from there is a fresh unknown each time, so no narrowed copy of it rides along the
+ * pipeline's paths (kept on the stack it took tc_ingress from 69k to over 1M verified
+ * instructions). It also carries the mask into the flood program. */
 static __always_inline __u32 watch_cb(const struct dp_ctx *ctx)
 {
-	struct __sk_buff *skb = ctx->skb;
-
-	asm volatile("" : "+r"(skb));  /* keep clang from caching &skb->cb[4] (a modified ctx
-					* pointer, which the verifier refuses to dereference) */
-	return skb->cb[4];
+	return ctx_cb(ctx, CTX_CB_WATCH);
 }
 
 static __always_inline void watch_cb_set(const struct dp_ctx *ctx, __u32 mask)
 {
-	struct __sk_buff *skb = ctx->skb;
-
-	asm volatile("" : "+r"(skb));
-	skb->cb[4] = mask;
+	ctx_cb_set(ctx, CTX_CB_WATCH, mask);
 }
 
 /* After parsing (or failing to): sets watch_cb (zeroed by the pipeline first) to the watchers
@@ -164,6 +158,7 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 	ev->rule_id = 0;
 	ev->n_outputs = 0;
 	ev->n_copies = 0;
+	ev->hook = ctx->hook;
 	__builtin_memcpy(&ev->key, key, sizeof(*key));
 	watch_cb_set(ctx, mask);
 }
@@ -206,6 +201,18 @@ static __always_inline void watch_copy(const struct dp_ctx *ctx)
 	ev = watch_scratch_get();
 	if (ev)
 		ev->n_copies++;
+}
+
+/* The copies of an XDP flood, made by the kernel (BPF_F_BROADCAST). */
+static __always_inline void watch_copies(const struct dp_ctx *ctx, __u32 n)
+{
+	struct watch_event *ev;
+
+	if (!watch_cb(ctx))
+		return;
+	ev = watch_scratch_get();
+	if (ev)
+		ev->n_copies = n;
 }
 
 static __always_inline void watch_count_lost(__u32 mask)
@@ -279,6 +286,7 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 static __always_inline void watch_rule(const struct dp_ctx *ctx, __u32 rule_id) {}
 static __always_inline void watch_output(const struct dp_ctx *ctx, __u32 ifindex) {}
 static __always_inline void watch_copy(const struct dp_ctx *ctx) {}
+static __always_inline void watch_copies(const struct dp_ctx *ctx, __u32 n) {}
 static __always_inline void watch_emit(const struct dp_ctx *ctx) {}
 #endif
 

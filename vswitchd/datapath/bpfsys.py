@@ -10,11 +10,17 @@ import os
 SYS_BPF = 321  # x86_64
 
 # enum bpf_cmd
+BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
 BPF_PROG_LOAD = 5
 BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
+BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
 BPF_LINK_CREATE = 28
@@ -77,3 +83,67 @@ def obj_path(path: str, fd: int = 0) -> tuple[ObjPath, ctypes.Array]:
     referenced until the call is done)."""
     raw = ctypes.create_string_buffer(os.fsencode(path))
     return ObjPath(ctypes.addressof(raw), fd, 0), raw
+
+
+class _MapCreate(ctypes.Structure):
+    _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
+                ("map_flags", ctypes.c_uint32), ("inner_map_fd", ctypes.c_uint32),
+                ("numa_node", ctypes.c_uint32), ("map_name", ctypes.c_char * 16)]
+
+
+class _MapElem(ctypes.Structure):
+    _fields_ = [("map_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("key", ctypes.c_uint64), ("value", ctypes.c_uint64),
+                ("flags", ctypes.c_uint64)]
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str,
+               inner_map_fd: int = 0) -> int:
+    """A new map's fd (BPF_MAP_CREATE), for the map types bcc cannot create."""
+    attr = _MapCreate(map_type, key_size, value_size, max_entries, 0, inner_map_fd, 0,
+                      name.encode()[:15])
+    return bpf(BPF_MAP_CREATE, attr, f"creating map {name}")
+
+
+def map_update(fd: int, key: bytes, value: bytes, what: str) -> None:
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value, len(value))
+    bpf(BPF_MAP_UPDATE_ELEM, _MapElem(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0), what)
+
+
+def map_delete(fd: int, key: bytes, what: str) -> bool:
+    """False if the key was not there."""
+    k = ctypes.create_string_buffer(key, len(key))
+    try:
+        bpf(BPF_MAP_DELETE_ELEM, _MapElem(fd, 0, ctypes.addressof(k), 0, 0), what)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def map_keys(fd: int, key_size: int, what: str) -> list[bytes]:
+    """Every key of a hash-like map."""
+    keys: list[bytes] = []
+    prev = None
+    nxt = ctypes.create_string_buffer(key_size)
+    while True:
+        cur = ctypes.create_string_buffer(prev, key_size) if prev is not None else None
+        attr = _MapElem(fd, 0, ctypes.addressof(cur) if cur is not None else 0,
+                        ctypes.addressof(nxt), 0)
+        try:
+            bpf(BPF_MAP_GET_NEXT_KEY, attr, what)
+        except FileNotFoundError:
+            return keys
+        prev = nxt.raw
+        keys.append(prev)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int, what: str) -> bytes | None:
+    k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value_size)
+    try:
+        bpf(BPF_MAP_LOOKUP_ELEM, _MapElem(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0),
+            what)
+    except FileNotFoundError:
+        return None
+    return v.raw

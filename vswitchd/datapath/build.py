@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from vswitchd.datapath import pins
+from vswitchd.datapath import pins, xdpmaps
 from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf
 from vswitchd.datapath.constants import BPF_DIR
 from vswitchd.errors import InvalidArgument
@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
 PROG_FLOOD = "tc_flood"
+PROG_XDP = "xdp_ingress"
+PROG_XDP_FLOOD = "xdp_flood"
+PROG_XDP_EGRESS = "xdp_egress"
+BPF_XDP_DEVMAP = 33  # enum bpf_attach_type: a devmap entry's program
 _INCLUDE_RE = re.compile(r'^#include "(lib/[\w.-]+\.h)"\s*$', re.M)
 
 
@@ -84,13 +88,15 @@ def inline_includes(text: str) -> str:
 def load(bpffs_dir: str, trace: bool):
     """Compiles the programs against the maps pinned in bpffs_dir (creating them there when
     absent) and loads them. Returns bcc's BPF object and the programs by hook: "ingress",
-    "egress", and "flood" (the tail call in flood_progs). Raises Unavailable when bpffs cannot
+    "egress", "flood" (the tail call in flood_progs), "xdp", "xdp_flood" (in xdp_flood_progs)
+    and "xdp_egress" (the flood groups' devmap program). Raises Unavailable when bpffs cannot
     be mounted; bcc raises bare Exception for compile and load errors."""
     from bcc import BPF
 
     fresh = pins.make_dir(bpffs_dir)
     source = build_source(bpffs_dir, trace).encode()
     try:
+        xdpmaps.ensure_pins(bpffs_dir)  # before bcc, which would make them of another type
         loaded = BPF(text=source)
         stale = pins.stale_pins(loaded)
         if stale:
@@ -102,10 +108,12 @@ def load(bpffs_dir: str, trace: bool):
                         bpffs_dir, "; ".join(stale))
             loaded.cleanup()
             pins.remove_map_pins(bpffs_dir, keep_dir=True)
+            xdpmaps.ensure_pins(bpffs_dir)
             loaded = BPF(text=source)
         pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     except Exception:
         if fresh:  # do not leave half-created pins behind a failed first start
+            xdpmaps.remove_pins(bpffs_dir)
             pins.remove_map_pins(bpffs_dir)
         raise
     try:
@@ -113,8 +121,13 @@ def load(bpffs_dir: str, trace: bool):
             "ingress": loaded.load_func(PROG_INGRESS.encode(), BPF.SCHED_CLS),
             "egress": loaded.load_func(PROG_EGRESS.encode(), BPF.SCHED_CLS),
             "flood": loaded.load_func(PROG_FLOOD.encode(), BPF.SCHED_CLS),
+            "xdp": loaded.load_func(PROG_XDP.encode(), BPF.XDP),
+            "xdp_flood": loaded.load_func(PROG_XDP_FLOOD.encode(), BPF.XDP),
+            "xdp_egress": loaded.load_func(PROG_XDP_EGRESS.encode(), BPF.XDP,
+                                           attach_type=BPF_XDP_DEVMAP),
         }
         loaded[b"flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["flood"].fd)
+        loaded[b"xdp_flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["xdp_flood"].fd)
     except Exception:
         loaded.cleanup()
         raise

@@ -81,10 +81,12 @@ if max(DROP_REASONS) >= DROP_REASON_MAX:
 # limits
 MAX_BRIDGE_PORTS: int = _define("MAX_BRIDGE_PORTS")
 MAX_PORTS: int = _define("MAX_PORTS")
+MAX_FLOOD_GROUPS: int = _define("MAX_FLOOD_GROUPS")
 
 # ports, their VLAN modes, the FDB
 PORT_F_ACCESS: int = _define("PORT_F_ACCESS")
 PORT_F_TRUNK: int = _define("PORT_F_TRUNK")
+PORT_F_XDP_TX: int = _define("PORT_F_XDP_TX")
 VLAN_BITMAP_WORDS: int = _define("VLAN_BITMAP_WORDS")
 FDB_F_STATIC: int = _define("FDB_F_STATIC")
 FDB_GEN_DAEMON_STEP: int = _define("FDB_GEN_DAEMON_STEP")
@@ -102,6 +104,10 @@ TAG_ENC_TAGGED: int = _define("TAG_ENC_TAGGED")
 TAG_ENC_UNTAGGED: int = _define("TAG_ENC_UNTAGGED")
 FLOOD_CHANGED: int = _define("FLOOD_CHANGED")
 DRY_RUN_MAGIC: tuple[int, int] = (_define("DRY_RUN_MAGIC_LO"), _define("DRY_RUN_MAGIC_HI"))
+
+# the hooks, and why the XDP hook hands a frame to TC
+HOOKS: dict[int, str] = {_define("HOOK_TC"): "tc", _define("HOOK_XDP"): "xdp"}
+HANDOFF_REASONS: dict[int, str] = _table("HANDOFF_REASONS")
 
 # live watch events
 MAX_WATCHERS: int = _define("MAX_WATCHERS")

@@ -16,10 +16,14 @@ class PortCounters:
     tx_packets: int
     tx_bytes: int
     drops: dict[str, int] = field(default_factory=dict)  # reason -> count, non-zero only
+    # the port's XDP hook: frames it finished (forwarded, flooded, dropped), frames it handed
+    # on to TC (then also counted by TC in the fields above)
+    xdp_finished: int = 0
+    xdp_handoffs: int = 0
 
 
-def read(stats, slot: int) -> PortCounters:
-    """The counters at slot of the port_stats table."""
+def read(stats, xdp_stats, slot: int) -> PortCounters:
+    """The counters at slot of the port_stats and xdp_stats tables."""
     per_cpu = stats[stats.Key(slot)]
     rx_p = rx_b = tx_p = tx_b = 0
     drops = [0] * DROP_REASON_MAX
@@ -31,4 +35,6 @@ def read(stats, slot: int) -> PortCounters:
         for i in range(DROP_REASON_MAX):
             drops[i] += cpu.drops[i]
     named = {reason_name(i): n for i, n in enumerate(drops) if n}
-    return PortCounters(rx_p, rx_b, tx_p, tx_b, named)
+    xdp = xdp_stats[xdp_stats.Key(slot)]
+    return PortCounters(rx_p, rx_b, tx_p, tx_b, named, sum(c.finished for c in xdp),
+                        sum(c.handoffs for c in xdp))

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 
 from vswitchd import validate
-from vswitchd.datapath import counters, pins, runs, tcx, testrun
+from vswitchd.datapath import counters, pins, runs, tcx, testrun, xdp, xdpmaps
 from vswitchd.datapath.attach import Hooks
 from vswitchd.datapath.build import ebpf_unsupported_reason, load
 from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests import it from here)
@@ -38,7 +38,10 @@ from vswitchd.datapath.watch import (
     WatchMaps,
     check_filter,
 )
+from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+XDP_MODES = ("auto", "native", "generic", "off")
 
 
 def _vlan_arg(vlan: VlanConfig) -> VlanConfig:
@@ -78,6 +81,8 @@ class Datapath:
             self._fdb_maps = FdbMaps(self._bpf)
             self._result = self._bpf[b"dp_result"]
             self._hooks = Hooks(self.bpffs_dir, self._progs)
+            self._xdp_maps = xdpmaps.XdpMaps(self._bpf, self.bpffs_dir,
+                                             self._progs["xdp_egress"].fd)
             if self.trace_enabled:
                 self._watch = WatchMaps(self._bpf)
         except Exception:
@@ -130,7 +135,22 @@ class Datapath:
         """ports (and so its counter slot), its trunk entry, FDB entries pointing at the port
         (not members, not tc)."""
         self._port_maps.delete(ifindex)
+        self._xdp_maps.set_target(ifindex, False)
         self._fdb_maps.delete_where(lambda key, leaf: leaf.ifindex == ifindex)
+
+    def _sync_xdp(self, bridge_ifindex: int) -> None:
+        """The bridge's XDP flood groups after a change of its members, their VLAN modes or
+        who takes XDP frames; none while no port of the bridge has an XDP program."""
+        ports = self._port_maps
+        members = ports.members_of(bridge_ifindex)
+        if not set(members) & set(xdp.pinned(self.bpffs_dir)):
+            self._xdp_maps.forget_bridge(bridge_ifindex)
+            return
+        leaves = {m: ports.get(m) for m in members}
+        vlans = {m: ports.vlan(leaf, m) for m, leaf in leaves.items() if leaf is not None}
+        targets = {m for m, leaf in leaves.items() if leaf is not None and ports.xdp_tx(leaf)}
+        self._xdp_maps.sync_bridge(bridge_ifindex,
+                                   xdpmaps.flood_groups(members, vlans, targets), targets)
 
     # ---- bridges and ports -------------------------------------------------------------
 
@@ -170,6 +190,7 @@ class Datapath:
                 self._fdb_maps.flush_learned(ifindex)
             ports.join(bridge_ifindex, ifindex)
             self._attach(ifindex, "ingress")
+            self._sync_xdp(bridge_ifindex)
 
     def set_port_vlan(self, ifindex: int, vlan: VlanConfig) -> None:
         """Changes a port's VLAN mode at run time, atomically for packets, and flushes the
@@ -191,6 +212,7 @@ class Datapath:
                 return
             self._port_maps.set(ifindex, port.bridge, PortKind(port.kind), vlan)
             self._fdb_maps.flush_learned(ifindex)
+            self._sync_xdp(port.bridge)
 
     def port_vlan(self, ifindex: int) -> VlanConfig:
         with self._lock:
@@ -204,10 +226,12 @@ class Datapath:
         with self._lock:
             self._check_open()
             self._hooks.detach(ifindex, "ingress")
+            xdp.detach(self.bpffs_dir, ifindex)
             self._port_maps.leave(bridge_ifindex, ifindex)
             port = self._port_maps.get(ifindex)
             if port is None or port.bridge == bridge_ifindex:
                 self._forget_port(ifindex)
+            self._sync_xdp(bridge_ifindex)
 
     def remove_bridge(self, bridge_ifindex: int) -> None:
         with self._lock:
@@ -216,7 +240,10 @@ class Datapath:
             for ifindex in self._port_maps.of_bridge(bridge_ifindex):
                 if ifindex != bridge_ifindex:
                     self._hooks.detach(ifindex, "ingress")
+                    xdp.detach(self.bpffs_dir, ifindex)
+                    self._xdp_maps.set_target(ifindex, False)
                 self._port_maps.delete(ifindex)
+            self._xdp_maps.forget_bridge(bridge_ifindex)
             self._fdb_maps.delete_where(lambda key, leaf: key.bridge == bridge_ifindex)
             self._port_maps.forget_members(bridge_ifindex)
             self._flows.forget(lambda bridge: bridge == bridge_ifindex)
@@ -229,6 +256,57 @@ class Datapath:
                 lambda key, leaf: key.bridge not in keep or leaf.ifindex not in keep)
             self._flows.forget(lambda bridge: bridge not in keep)
             self._hooks.prune(keep)
+            xdp.prune(self.bpffs_dir, keep)
+            for ifindex in self._xdp_maps.targets() - keep:
+                self._xdp_maps.set_target(ifindex, False)
+            self._xdp_maps.prune(keep)
+
+    # ---- the XDP hook ------------------------------------------------------------------
+
+    def set_port_xdp(self, ifindex: int, mode: str) -> XdpState:
+        """Puts the XDP program on a port (mode "auto": native, else generic with the reason;
+        "native"; "generic") or takes it off ("off"). A port that has it in that mode already
+        gets this instance's program swapped in atomically (a restart loses no frame). Raises
+        NotFound (not a port), InvalidArgument (bad mode), FailedPrecondition (an explicit
+        mode the driver cannot do)."""
+        if mode not in XDP_MODES:
+            raise InvalidArgument("xdp", mode, f"must be one of {', '.join(XDP_MODES)}")
+        with self._lock:
+            self._check_open()
+            port = self._port_maps.get(ifindex)
+            if port is None or port.kind == PortKind.BRIDGE:
+                raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+            if mode == "off":
+                xdp.detach(self.bpffs_dir, ifindex)
+                state = XdpState("off")
+            else:
+                state = xdp.attach(self.bpffs_dir, ifindex, self._progs["xdp"].fd, mode)
+                self._fdb_maps.changed()  # as for TC: the program replaced may be older
+            self._sync_xdp(port.bridge)
+            return state
+
+    def port_xdp(self, ifindex: int) -> XdpState:
+        """The XDP program the port has now."""
+        with self._lock:
+            self._check_open()
+            return xdp.state(self.bpffs_dir, ifindex)
+
+    def set_xdp_target(self, ifindex: int, on: bool) -> None:
+        """Whether the XDP programs may redirect to the port as XDP frames (it can receive
+        them: a TAP; a veth whose peer has NAPI; a NIC in native mode). Frames for other ports
+        go through TC."""
+        with self._lock:
+            self._check_open()
+            port = self._port_maps.get(ifindex)
+            if port is None or port.kind == PortKind.BRIDGE:
+                raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+            # the device map first: a program that sees the flag finds the entry
+            if on:
+                self._xdp_maps.set_target(ifindex, True)
+            self._port_maps.set_xdp_tx(ifindex, on)
+            if not on:
+                self._xdp_maps.set_target(ifindex, False)
+            self._sync_xdp(port.bridge)
 
     # ---- flow tables -------------------------------------------------------------------
 
@@ -280,21 +358,24 @@ class Datapath:
             port = self._port_maps.get(ifindex)
             if port is None:
                 return PortCounters(0, 0, 0, 0, {})
-            return counters.read(self._port_maps.stats, port.slot)
+            return counters.read(self._port_maps.stats, self._port_maps.xdp_stats, port.slot)
 
     # ---- test runs ---------------------------------------------------------------------
 
     def run(self, frame: bytes, ifindex: int, *, egress: bool = False, dry_run: bool = True,
-            repeat: int = 1) -> RunResult:
+            repeat: int = 1, hook: str = "tc") -> RunResult:
         """Runs the program on a crafted frame through BPF_PROG_TEST_RUN, as if it arrived on
-        `ifindex` (a device in the current netns). A dry run decides without side effects.
-        Raises NotFound when no device has ifindex, OSError (EINVAL) when the kernel refuses
-        the frame (BPF_PROG_TEST_RUN wants a whole IP header)."""
+        `ifindex` (a device in the current netns): the TC program, or the XDP one with
+        hook="xdp". A dry run decides without side effects. Raises NotFound when no device
+        has ifindex, OSError (EINVAL) when the kernel refuses the frame (BPF_PROG_TEST_RUN
+        wants a whole IP header)."""
         runs.check_args(frame, repeat)
+        if hook not in ("tc", "xdp") or (hook == "xdp" and egress):
+            raise InvalidArgument("hook", hook, "must be tc, or xdp at a port's ingress")
         with self._lock:
             self._check_open()
-            prog = self._progs["egress" if egress else "ingress"]
-            return runs.run(prog, self._result, frame, ifindex, dry_run, repeat)
+            prog = self._progs["xdp" if hook == "xdp" else "egress" if egress else "ingress"]
+            return runs.run(prog, self._result, frame, ifindex, dry_run, repeat, hook)
 
     def trace(self, frame: bytes, ifindex: int, *, egress: bool = False) -> RunResult:
         """What the datapath would do with `frame` arriving on `ifindex` (at the bridge
@@ -303,6 +384,17 @@ class Datapath:
         report: key, stages, vlan, rule_id/priority, fdb_hit, verdict, out_ifindex/outputs/
         flood with their tags, drop_reason."""
         return self.run(frame, ifindex, egress=egress, dry_run=True)
+
+    def trace_hooks(self, frame: bytes, ifindex: int, *, egress: bool = False
+                    ) -> list[RunResult]:
+        """trace() through every hook the frame meets: on a port with an XDP program, the
+        XDP dry run first, then TC's when XDP hands the frame on (verdict "to-tc")."""
+        if egress or xdp.state(self.bpffs_dir, ifindex).mode == "off":
+            return [self.trace(frame, ifindex, egress=egress)]
+        first = self.run(frame, ifindex, dry_run=True, hook="xdp")
+        if first.verdict != "to-tc":
+            return [first]
+        return [first, self.trace(frame, ifindex)]
 
     def verified_insns(self) -> dict[str, int]:
         """Instructions the verifier processed per program (its `processed N insns`)."""
@@ -366,6 +458,7 @@ class Datapath:
             if self._bpf is not None:
                 if self._watch is not None:  # attached programs outlive us: stop emission
                     self._watch.close()
+                self._xdp_maps.close()
                 self._bpf.cleanup()
                 self._bpf = None
 
@@ -375,8 +468,10 @@ class Datapath:
             if self._bpf is not None:
                 for ifindex, direction in self._port_maps.hooked():
                     self._hooks.detach(ifindex, direction)
+            xdp.remove_all(self.bpffs_dir)
             tcx.remove_all(self.bpffs_dir)  # links of devices that are gone
             self.close()
+            xdpmaps.remove_pins(self.bpffs_dir)
             pins.remove_map_pins(self.bpffs_dir)
 
     def __enter__(self) -> Datapath:

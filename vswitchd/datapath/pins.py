@@ -13,7 +13,8 @@ from vswitchd.errors import Unavailable
 BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
 PIN_NAMES = ("ports", "port_gen", "members", "fdb", "fdb_gen", "port_stats", "flow_masks",
-             "flow_bridges", "flow_rules", "flow_stats", "flood_progs", "port_trunks")
+             "flow_bridges", "flow_rules", "flow_stats", "flood_progs", "port_trunks",
+             "xdp_flood_progs", "flood_group_info", "xdp_stats")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 

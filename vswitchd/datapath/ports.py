@@ -12,6 +12,7 @@ from vswitchd.datapath.constants import (
     MAX_PORTS,
     PORT_F_ACCESS,
     PORT_F_TRUNK,
+    PORT_F_XDP_TX,
     VLAN_BITMAP_WORDS,
 )
 from vswitchd.datapath.vlan import UNCONFIGURED, VlanConfig
@@ -33,6 +34,7 @@ class PortMaps:
         self.trunks = bpf[b"port_trunks"]
         self.members = bpf[b"members"]
         self.stats = bpf[b"port_stats"]  # read by counters.py; a new port's slot is zeroed
+        self.xdp_stats = bpf[b"xdp_stats"]  # the same, for what the port's XDP hook did
 
     # ---- ports -------------------------------------------------------------------------
 
@@ -56,11 +58,28 @@ class PortMaps:
         leaf.vlan = vlan.access
         leaf.kind = int(kind)
         leaf.flags = PORT_F_ACCESS if vlan.access else PORT_F_TRUNK if vlan.trunks else 0
+        if old is not None:
+            leaf.flags |= old.flags & PORT_F_XDP_TX
         leaf.slot = old.slot if old is not None else self._new_slot()
         self.ports[self.ports.Key(ifindex)] = leaf
         self.changed()
         if not vlan.trunks:
             maps.delete(self.trunks, self.trunks.Key(ifindex))
+
+    def set_xdp_tx(self, ifindex: int, on: bool) -> bool:
+        """Sets or clears PORT_F_XDP_TX of a port; False if it is not a port."""
+        leaf = self.get(ifindex)
+        if leaf is None:
+            return False
+        flags = leaf.flags | PORT_F_XDP_TX if on else leaf.flags & ~PORT_F_XDP_TX
+        if flags != leaf.flags:
+            leaf.flags = flags
+            self.ports[self.ports.Key(ifindex)] = leaf
+            self.changed()
+        return True
+
+    def xdp_tx(self, leaf) -> bool:
+        return bool(leaf.flags & PORT_F_XDP_TX)
 
     def changed(self) -> None:
         """Invalidates every program's port cache (ports.h: port_gen), after each change of
@@ -85,6 +104,7 @@ class PortMaps:
         if slot is None:
             raise FailedPrecondition(f"the datapath already has {MAX_PORTS} ports, its maximum")
         self.stats[self.stats.Key(slot)] = self.stats.Leaf()  # zero on every CPU
+        self.xdp_stats[self.xdp_stats.Key(slot)] = self.xdp_stats.Leaf()
         return slot
 
     def vlan(self, leaf, ifindex: int) -> VlanConfig:

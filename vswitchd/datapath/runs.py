@@ -11,6 +11,8 @@ from vswitchd.datapath import testrun
 from vswitchd.datapath.constants import (
     DRY_RUN_MAGIC,
     FLOOD_CHANGED,
+    HANDOFF_REASONS,
+    HOOKS,
     MAX_BRIDGE_PORTS,
     MAX_FLOW_ACTIONS,
     TAG_ENC_TAGGED,
@@ -23,7 +25,12 @@ from vswitchd.errors import InvalidArgument, Unavailable
 from vswitchd.netlink.errors import device_error
 
 TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
-_RETVAL_VERDICT = {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"}
+XDP_DROP, XDP_PASS, XDP_REDIRECT = 1, 2, 4
+_RETVAL_VERDICT = {
+    "tc": {TC_ACT_OK: "pass", TC_ACT_SHOT: "drop", TC_ACT_REDIRECT: "redirect"},
+    "xdp": {XDP_PASS: "pass", XDP_DROP: "drop", XDP_REDIRECT: "redirect"},
+}
+_DRY_RUN_META = b"".join(word.to_bytes(4, "little") for word in DRY_RUN_MAGIC)
 _KEY_FIELDS = ("in_port", "dl_src", "dl_dst", "dl_type", "dl_vlan", "nw_proto", "ip_src",
                "ip_dst", "tp_src", "tp_dst")
 
@@ -50,7 +57,11 @@ class RunResult:
       miss), "vlan" (ingress VLAN classification passed: vlan holds it; a vlan-mismatch drop
       stops before it), "l2" (normal switching: FDB lookup, fdb_hit, out_ifindex or flood).
     tags: per output port (outputs, out_ifindex, flood) the tag it sends the frame with:
-      "as-is" (the frame's tag state unchanged), "untagged", or "tagged:VID"."""
+      "as-is" (the frame's tag state unchanged), "untagged", or "tagged:VID".
+
+    hook: the program that ran, "tc" or "xdp". At XDP the verdict "to-tc" (a dry run) says the
+    XDP stage hands the frame on to the port's TC program, and handoff why; the caller runs the
+    TC program to know what happens next."""
 
     retval: int
     verdict: str
@@ -67,6 +78,8 @@ class RunResult:
     key: dict[str, int] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
     tags: dict[int, str] = field(default_factory=dict)
+    hook: str = "tc"
+    handoff: str = ""
 
 
 def check_args(frame: bytes, repeat: int) -> None:
@@ -79,23 +92,28 @@ def check_args(frame: bytes, repeat: int) -> None:
         raise InvalidArgument("repeat", repeat, "must be at least 1")
 
 
-def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int) -> RunResult:
-    """Runs prog on frame as if it arrived on ifindex; in a dry run decodes what the program
-    wrote to result (the dp_result map), which is zeroed first."""
+def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int,
+        hook: str = "tc") -> RunResult:
+    """Runs prog (a program of HOOK, "tc" or "xdp") on frame as if it arrived on ifindex; in a
+    dry run decodes what the program wrote to result (the dp_result map), zeroed first."""
     zero = result.Key(0)
     if dry_run:
         result[zero] = result.Leaf()  # zero on every CPU
     try:
-        out = testrun.prog_test_run_skb(
-            prog.fd, frame, ifindex=ifindex, cb=DRY_RUN_MAGIC if dry_run else (), repeat=repeat,
-        )
+        if hook == "xdp":
+            out = testrun.prog_test_run_xdp(prog.fd, frame, ifindex=ifindex,
+                                            meta=_DRY_RUN_META if dry_run else b"",
+                                            repeat=repeat)
+        else:
+            out = testrun.prog_test_run_skb(prog.fd, frame, ifindex=ifindex,
+                                            cb=DRY_RUN_MAGIC if dry_run else (), repeat=repeat)
     except OSError as exc:
         if exc.errno == errno.ENODEV:
             raise device_error(exc, ifindex, where=" in this netns") from None
         raise  # EINVAL: the kernel refuses the frame (Switch.trace tells the user why)
     if not dry_run:
-        return RunResult(out.retval, _RETVAL_VERDICT.get(out.retval, "other"), "", 0,
-                         [], False, out.duration_ns, data=out.data)
+        return RunResult(out.retval, _RETVAL_VERDICT[hook].get(out.retval, "other"), "", 0,
+                         [], False, out.duration_ns, data=out.data, hook=hook)
     for res in result[zero]:
         if res.verdict:
             n = min(res.n_flood, MAX_BRIDGE_PORTS)
@@ -116,6 +134,8 @@ def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int) ->
                 stages=tuple(name for bit, name in sorted(TRACE_STAGES.items())
                              if res.stages & bit),
                 tags=_report_tags(res, n),
+                hook=HOOKS.get(res.hook, hook),
+                handoff=HANDOFF_REASONS.get(res.handoff, "") if res.handoff else "",
             )
     raise Unavailable("the dry run wrote no result (is the program the datapath's?)")
 

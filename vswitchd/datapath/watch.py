@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 
 from vswitchd.datapath.constants import (
+    HOOKS,
     MAX_WATCHERS,
     VERDICTS,
     WATCH_DEFAULT_RATE,
@@ -57,7 +58,8 @@ class WatchEvent:
     table miss. verdict: "forward", "flood", "drop" or "pass". outputs: the ports the frame
     went out of (output:PORT actions and the normal forward; up to WATCH_MAX_OUTPUTS).
     n_copies: for a flood, the number of copies. drop_reason: a drop_reasons.h name, "none"
-    unless verdict is "drop". For a malformed frame the header fields hold what was parsed."""
+    unless verdict is "drop". For a malformed frame the header fields hold what was parsed.
+    hook: where the decision was made, "tc" or "xdp"."""
 
     watchers: int
     time_ns: int
@@ -78,6 +80,7 @@ class WatchEvent:
     outputs: tuple[int, ...]
     n_copies: int
     drop_reason: str
+    hook: str = "tc"
 
 
 def check_filter(flt: WatchFilter) -> dict[str, tuple[int, int]]:
@@ -161,6 +164,7 @@ class EventDecoder:
             outputs=tuple(ev.outputs[i] for i in range(n_out)),
             n_copies=ev.n_copies,
             drop_reason=reason_name(ev.drop_reason),
+            hook=HOOKS.get(ev.hook, f"unknown-{ev.hook}"),
         )
 
 

@@ -1,0 +1,202 @@
+"""The XDP hook of the real programs (BPF_PROG_TEST_RUN for XDP, dry and real runs): the same
+decisions as TC from the same maps, redirects only to ports that take XDP frames, handoffs to
+TC (counted, frame unchanged) for what XDP cannot finish, drops with the same counters, VLAN
+tags pushed and popped at XDP, floods through the per-(bridge, VLAN) device maps, and the hook
+named in the trace report and the watch events."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, mac_bytes
+
+from vswitchd.datapath import Datapath, DpRule, PortKind, VlanConfig, WatchFilter
+from vswitchd.datapath.xdpmaps import flood_groups
+from vswitchd.errors import InvalidArgument, NotFound
+
+pytestmark = pytest.mark.root
+
+XDP_DROP, XDP_PASS, XDP_REDIRECT = 1, 2, 4
+PAYLOAD = bytes(range(46))
+
+
+def untagged(dst: str, src: str) -> bytes:
+    return mac_bytes(dst) + mac_bytes(src) + b"\x08\x00" + PAYLOAD
+
+
+def tagged(dst: str, src: str, vid: int) -> bytes:
+    return mac_bytes(dst) + mac_bytes(src) + struct.pack("!HH", 0x8100, vid) + b"\x08\x00" \
+        + PAYLOAD
+
+
+class XdpBridge:
+    """A bridge with veth ports a, b, c (mode per name); b and c take XDP frames, a is the
+    one with the XDP program (generic: a test veth's peer has no NAPI)."""
+
+    def __init__(self, topo, dp: Datapath, modes: dict[str, VlanConfig] | None = None) -> None:
+        modes = modes or {"a": VlanConfig(), "b": VlanConfig(), "c": VlanConfig()}
+        self.dp = dp
+        self.br = topo.add("xb", "bridge")
+        self.mac = topo.mac(self.br)
+        dp.add_bridge(self.br, self.mac)
+        self.port = {}
+        for i, (name, mode) in enumerate(modes.items()):
+            self.port[name] = topo.add(f"x{i}", "veth")
+            dp.add_port(self.br, self.port[name], PortKind.DEVICE, mode)
+        self.state = dp.set_port_xdp(self.port["a"], "generic")
+        for name in list(modes)[1:]:
+            dp.set_xdp_target(self.port[name], True)
+
+    def xdp(self, frame: bytes, src: str = "a", dry_run: bool = True):
+        return self.dp.run(frame, self.port[src], dry_run=dry_run, hook="xdp")
+
+    def learn(self, mac: str, on: str) -> None:
+        """MAC learned on port ON through its TC program (a real run)."""
+        self.dp.run(untagged(BROADCAST, mac), self.port[on], dry_run=False)
+
+    def counters(self, name: str):
+        return self.dp.port_counters(self.port[name])
+
+
+@pytest.fixture
+def xb(topo, dp):
+    return XdpBridge(topo, dp)
+
+
+def test_the_port_has_the_xdp_program_in_the_mode_asked(xb, dp):
+    assert xb.state.mode == "generic"
+    assert dp.port_xdp(xb.port["a"]).mode == "generic"
+    assert dp.port_xdp(xb.port["b"]).mode == "off"
+    assert dp.set_port_xdp(xb.port["a"], "off").mode == "off"
+    assert dp.port_xdp(xb.port["a"]).mode == "off"
+
+
+def test_bad_xdp_arguments_are_refused(xb, dp):
+    with pytest.raises(InvalidArgument, match="xdp"):
+        dp.set_port_xdp(xb.port["a"], "fast")
+    with pytest.raises(NotFound):
+        dp.set_port_xdp(xb.br, "generic")  # the bridge device is no port with XDP
+    with pytest.raises(NotFound):
+        dp.set_xdp_target(999999, True)
+    with pytest.raises(InvalidArgument, match="hook"):
+        dp.run(untagged(MAC_B, MAC_A), xb.port["a"], hook="xdp", egress=True)
+
+
+def test_known_unicast_to_an_xdp_target_is_forwarded_at_xdp(xb):
+    xb.learn(MAC_B, "b")
+    res = xb.xdp(untagged(MAC_B, MAC_A))
+    assert (res.hook, res.verdict, res.out_ifindex) == ("xdp", "forward", xb.port["b"])
+    assert res.fdb_hit and res.stages == ("port", "parse", "flow", "vlan", "l2")
+    before_b = xb.counters("b")
+    real = xb.xdp(untagged(MAC_B, MAC_A), dry_run=False)
+    assert real.retval == XDP_REDIRECT
+    a, b = xb.counters("a"), xb.counters("b")
+    assert (a.rx_packets, a.xdp_finished, a.xdp_handoffs) == (1, 1, 0)
+    assert b.tx_packets == before_b.tx_packets + 1
+    # the source was learned at XDP: a frame for MAC_A from b (TC) goes to a
+    assert xb.dp.trace(untagged(MAC_A, MAC_B), xb.port["b"]).out_ifindex == xb.port["a"]
+
+
+def test_a_frame_for_a_port_without_xdp_frames_is_handed_to_tc_untouched(xb, dp):
+    dp.set_xdp_target(xb.port["c"], False)
+    xb.learn(MAC_C, "c")
+    frame = untagged(MAC_C, MAC_A)
+    res = xb.xdp(frame)
+    assert (res.verdict, res.handoff) == ("to-tc", "the output port cannot take XDP frames")
+    real = xb.xdp(frame, dry_run=False)
+    assert real.retval == XDP_PASS and real.data == frame
+    a = xb.counters("a")
+    # counted by TC when TC gets it, not twice: XDP counted the handoff only
+    assert (a.rx_packets, a.xdp_finished, a.xdp_handoffs) == (0, 0, 1)
+    # the trace follows the frame through both hooks
+    hooks = dp.trace_hooks(frame, xb.port["a"])
+    assert [(r.hook, r.verdict) for r in hooks] == [("xdp", "to-tc"), ("tc", "forward")]
+    assert hooks[1].out_ifindex == xb.port["c"]
+
+
+def test_frames_for_the_host_go_on_to_tc(xb):
+    res = xb.xdp(untagged(xb.mac, MAC_A))
+    assert (res.verdict, res.handoff) == ("to-tc", "the output port cannot take XDP frames")
+
+
+def test_a_drop_rule_drops_at_xdp_with_the_same_counters(xb, dp):
+    rule = DpRule(rule_id=7, priority=100, fields=(("dl_src", int(MAC_A.replace(":", ""), 16),
+                                                    (1 << 48) - 1),), actions=(("drop", 0),))
+    dp.flows_sync(xb.br, [rule])
+    res = xb.xdp(untagged(MAC_B, MAC_A))
+    assert (res.verdict, res.drop_reason, res.rule_id) == ("drop", "flow-drop", 7)
+    for _ in range(3):
+        assert xb.xdp(untagged(MAC_B, MAC_A), dry_run=False).retval == XDP_DROP
+    a = xb.counters("a")
+    assert a.drops == {"flow-drop": 3} and a.rx_packets == 3 and a.xdp_finished == 3
+    assert dp.flow_counters(xb.br)[7].packets == 3
+
+
+def test_malformed_frames_and_bad_sources_drop_at_xdp(xb):
+    assert xb.xdp(b"\x02" * 14 + b"\x45", dry_run=False).retval == XDP_DROP
+    assert xb.xdp(untagged(MAC_B, "01:00:00:00:00:01"), dry_run=False).retval == XDP_DROP
+    assert xb.counters("a").drops == {"malformed": 1, "invalid-src-mac": 1}
+
+
+def test_a_rule_with_two_outputs_goes_to_tc(xb, dp):
+    b, c = xb.port["b"], xb.port["c"]
+    dp.flows_sync(xb.br, [DpRule(rule_id=3, priority=1, fields=(),
+                                 actions=(("output", b), ("output", c)))])
+    res = xb.xdp(untagged(MAC_B, MAC_A))
+    assert (res.verdict, res.handoff) == ("to-tc", "the rule outputs to several ports")
+
+
+def test_a_flood_with_the_host_among_its_targets_goes_to_tc(xb):
+    res = xb.xdp(untagged(BROADCAST, MAC_A))
+    assert (res.verdict, res.handoff) == ("to-tc", "a flood target cannot take XDP frames")
+
+
+ACCESS_MODES = {"a": VlanConfig(access=10), "b": VlanConfig(access=10),
+                "c": VlanConfig(trunks=frozenset({10, 20}))}
+
+
+def test_a_flood_in_a_vlan_of_xdp_targets_is_flooded_at_xdp(topo, dp):
+    xb = XdpBridge(topo, dp, ACCESS_MODES)
+    res = xb.xdp(untagged(BROADCAST, MAC_A))
+    assert (res.hook, res.verdict, res.vlan) == ("xdp", "flood", 10)
+    assert sorted(res.flood) == sorted([xb.port["b"], xb.port["c"]])
+    assert res.tags == {xb.port["b"]: "as-is", xb.port["c"]: "tagged:10"}
+    real = xb.xdp(untagged(BROADCAST, MAC_A), dry_run=False)
+    # the broadcast leaves tagged (xdp_egress pops it for the access port's copy)
+    assert real.retval == XDP_REDIRECT and real.data == tagged(BROADCAST, MAC_A, 10)
+    assert xb.counters("a").xdp_finished == 1
+
+
+def test_vlan_tags_are_pushed_and_popped_at_xdp(topo, dp):
+    xb = XdpBridge(topo, dp, ACCESS_MODES)
+    xb.learn(MAC_C, "c")  # untagged from the trunk: dropped (no native), nothing learned
+    dp.run(tagged(BROADCAST, MAC_C, 10), xb.port["c"], dry_run=False)  # learned in VLAN 10
+    out = xb.xdp(untagged(MAC_C, MAC_A), dry_run=False)
+    assert out.retval == XDP_REDIRECT and out.data == tagged(MAC_C, MAC_A, 10)
+    # and back: the trunk's tagged frame to the access port leaves untagged
+    dp.set_port_xdp(xb.port["c"], "generic")
+    dp.set_xdp_target(xb.port["a"], True)
+    back = dp.run(tagged(MAC_A, MAC_C, 10), xb.port["c"], dry_run=False, hook="xdp")
+    assert back.retval == XDP_REDIRECT and back.data == untagged(MAC_A, MAC_C)
+
+
+def test_the_flood_groups_follow_the_vlan_modes():
+    modes = {1: VlanConfig(access=10), 2: VlanConfig(trunks=frozenset({10, 20}), native=5),
+             3: VlanConfig()}
+    groups = flood_groups([9, 1, 2, 3], modes, targets={1, 2})
+    assert groups == {0: ([9, 3], 2), 5: ([9, 2, 3], 2), 10: ([9, 1, 2, 3], 2),
+                      20: ([9, 2, 3], 2)}
+
+
+def test_watch_events_name_the_hook(xb, dp):
+    slot = dp.watch_add(WatchFilter(bridge=xb.br))
+    try:
+        xb.learn(MAC_B, "b")
+        xb.xdp(untagged(MAC_B, MAC_A), dry_run=False)
+        events = dp.watch_poll(500)
+        assert [(e.hook, e.verdict) for e in events if e.in_port == xb.port["a"]] == \
+            [("xdp", "forward")]
+        assert any(e.hook == "tc" for e in events if e.in_port == xb.port["b"])
+    finally:
+        dp.watch_remove(slot)

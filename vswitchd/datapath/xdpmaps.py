@@ -1,0 +1,211 @@
+"""The XDP hook's device maps (bpf/lib/xdp.h): xdp_tx, the ports the XDP programs may redirect
+to, and flood_groups, one device map per (bridge, VLAN) of the members that take XDP frames,
+with flood_group_info beside it.
+
+bcc cannot create these (a DEVMAP_HASH of struct bpf_devmap_val, a map of such maps), and it
+reuses a pinned map as it finds it: ensure_pins() creates and pins them before the build, and
+XdpMaps writes them with the bpf() syscall. A group is replaced whole (a new inner map swapped
+in with one update), so a flood sees the old or the new member set, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+from collections.abc import Iterable
+
+from vswitchd.datapath.bpfsys import (
+    BPF_OBJ_GET,
+    BPF_OBJ_PIN,
+    bpf,
+    map_create,
+    map_delete,
+    map_keys,
+    map_update,
+    obj_path,
+)
+from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
+from vswitchd.datapath.pins import map_shape
+from vswitchd.datapath.vlan import VlanConfig
+
+log = logging.getLogger(__name__)
+
+MAP_TYPE_HASH_OF_MAPS = 13
+MAP_TYPE_DEVMAP_HASH = 25
+TX_PIN = "xdp_tx"
+GROUPS_PIN = "flood_groups"
+PIN_NAMES = (TX_PIN, GROUPS_PIN)
+_DEVMAP_VAL = struct.Struct("=Ii")   # struct bpf_devmap_val: ifindex, bpf_prog.fd
+_IFINDEX = struct.Struct("=I")
+_GROUP_KEY = struct.Struct("=IHH")   # struct flood_group_key: bridge, vlan, pad
+_GROUP_VAL = struct.Struct("=I")     # an inner map's fd (written), its id (read)
+# A bridge's groups: VLAN 0 and every VLAN a port names, up to this many; a flood in a VLAN
+# without a group goes through TC.
+MAX_GROUPS_PER_BRIDGE = 256
+
+_SHAPES = {
+    TX_PIN: (MAP_TYPE_DEVMAP_HASH, _IFINDEX.size, _DEVMAP_VAL.size, MAX_PORTS),
+    GROUPS_PIN: (MAP_TYPE_HASH_OF_MAPS, _GROUP_KEY.size, _GROUP_VAL.size, MAX_FLOOD_GROUPS),
+}
+
+
+def _obj(cmd: int, path: str, fd: int = 0) -> int:
+    attr, _raw = obj_path(path, fd)
+    what = "pinning" if cmd == BPF_OBJ_PIN else "opening"
+    return bpf(cmd, attr, f"{what} {path}")
+
+
+def _inner_map(name: str = "flood_group") -> int:
+    return map_create(MAP_TYPE_DEVMAP_HASH, _IFINDEX.size, _DEVMAP_VAL.size, MAX_BRIDGE_PORTS,
+                      name)
+
+
+def _create(name: str) -> int:
+    if name == TX_PIN:
+        return map_create(*_SHAPES[TX_PIN], name)
+    template = _inner_map("flood_tmpl")
+    try:
+        return map_create(*_SHAPES[GROUPS_PIN], name, inner_map_fd=template)
+    finally:
+        os.close(template)
+
+
+def ensure_pins(bpffs_dir: str) -> None:
+    """Creates and pins xdp_tx and flood_groups where they are missing, and replaces a pin of
+    another shape (an earlier build's): its entries are rewritten by the daemon."""
+    for name in PIN_NAMES:
+        path = os.path.join(bpffs_dir, name)
+        if os.path.exists(path):
+            fd = _obj(BPF_OBJ_GET, path)
+            try:
+                if map_shape(fd) == _SHAPES[name]:
+                    continue
+            finally:
+                os.close(fd)
+            log.warning("pinned %s has another layout than this build: replacing it", path)
+            os.unlink(path)
+        fd = _create(name)
+        try:
+            _obj(BPF_OBJ_PIN, path, fd)
+        finally:
+            os.close(fd)
+
+
+def remove_pins(bpffs_dir: str) -> None:
+    for name in PIN_NAMES:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(bpffs_dir, name))
+
+
+def flood_groups(members: Iterable[int], vlans: dict[int, VlanConfig],
+                 targets: set[int]) -> dict[int, tuple[list[int], int]]:
+    """A bridge's flood groups: {VLAN: (the members that carry it, how many of them are not
+    targets)}, for VLAN 0 and each VLAN a member names (access, native, trunk), at most
+    MAX_GROUPS_PER_BRIDGE. vlans: each member's mode (missing = unconfigured, as the bridge
+    device). The programs flood through a group at XDP only when its non-targets are at most
+    the in port (bpf/lib/forward.h, xdp_flood_check)."""
+    members = list(members)
+    named = sorted({v for m in members for v in _named_vlans(vlans.get(m))})
+    out: dict[int, tuple[list[int], int]] = {}
+    for vid in [0, *named][:MAX_GROUPS_PER_BRIDGE]:
+        carrying = [m for m in members if vlans.get(m, VlanConfig()).carries(vid)]
+        out[vid] = (carrying, sum(1 for m in carrying if m not in targets))
+    return out
+
+
+def _named_vlans(vlan: VlanConfig | None) -> set[int]:
+    if vlan is None:
+        return set()
+    return {v for v in (vlan.access, vlan.native, *vlan.trunks) if v}
+
+
+class XdpMaps:
+    """The XDP maps of one Datapath. egress_fd: xdp_egress, the devmap program of each group
+    member."""
+
+    def __init__(self, bpf_obj, bpffs_dir: str, egress_fd: int) -> None:
+        self.tx_fd = _obj(BPF_OBJ_GET, os.path.join(bpffs_dir, TX_PIN))
+        self.groups_fd = _obj(BPF_OBJ_GET, os.path.join(bpffs_dir, GROUPS_PIN))
+        self.info = bpf_obj[b"flood_group_info"]
+        self.egress_fd = egress_fd
+        # what this instance wrote: {bridge: {vlan: (members that are targets, info)}}
+        self._written: dict[int, dict[int, tuple[tuple[int, ...], tuple[int, int]]]] = {}
+
+    def close(self) -> None:
+        for fd in (self.tx_fd, self.groups_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # ---- unicast targets ---------------------------------------------------------------
+
+    def set_target(self, ifindex: int, on: bool) -> None:
+        key = _IFINDEX.pack(ifindex)
+        if on:
+            map_update(self.tx_fd, key, _DEVMAP_VAL.pack(ifindex, 0), f"xdp_tx[{ifindex}]")
+        else:
+            map_delete(self.tx_fd, key, f"xdp_tx[{ifindex}]")
+
+    def targets(self) -> set[int]:
+        return {_IFINDEX.unpack(k)[0] for k in map_keys(self.tx_fd, _IFINDEX.size, "xdp_tx")}
+
+    # ---- flood groups ------------------------------------------------------------------
+
+    def sync_bridge(self, bridge: int, groups: dict[int, tuple[list[int], int]],
+                    targets: set[int]) -> None:
+        """Makes the bridge's groups exactly `groups` (flood_groups()), rewriting only those
+        that changed since this instance last wrote them (all of them the first time)."""
+        written = self._written.setdefault(bridge, self._read_bridge(bridge))
+        for vid, (members, non_targets) in groups.items():
+            reach = tuple(m for m in members if m in targets)
+            info = (len(members), non_targets)
+            if written.get(vid) == (reach, info):
+                continue
+            self._put_group(bridge, vid, reach, info)
+            written[vid] = (reach, info)
+        for vid in [v for v in written if v not in groups]:
+            self._delete_group(bridge, vid)
+            del written[vid]
+
+    def forget_bridge(self, bridge: int) -> None:
+        for vid in list(self._written.pop(bridge, self._read_bridge(bridge))):
+            self._delete_group(bridge, vid)
+
+    def prune(self, keep: set[int]) -> None:
+        """Deletes the groups of bridges not in keep."""
+        for key in map_keys(self.groups_fd, _GROUP_KEY.size, "flood_groups"):
+            bridge, vid, _ = _GROUP_KEY.unpack(key)
+            if bridge not in keep:
+                self._delete_group(bridge, vid)
+                self._written.pop(bridge, None)
+
+    def _read_bridge(self, bridge: int) -> dict:
+        """The bridge's groups as pinned, marked unknown (rewritten by the first sync)."""
+        return {_GROUP_KEY.unpack(k)[1]: None
+                for k in map_keys(self.groups_fd, _GROUP_KEY.size, "flood_groups")
+                if _GROUP_KEY.unpack(k)[0] == bridge}
+
+    def _put_group(self, bridge: int, vid: int, reach: tuple[int, ...],
+                   info: tuple[int, int]) -> None:
+        inner = _inner_map()
+        try:
+            for ifindex in reach:
+                map_update(inner, _IFINDEX.pack(ifindex), _DEVMAP_VAL.pack(ifindex, self.egress_fd),
+                           f"flood group ({bridge}, {vid})[{ifindex}]")
+            key = _GROUP_KEY.pack(bridge, vid, 0)
+            # info first: a flood that sees the new group with the old info at worst counts
+            # copies off by one for its watch event, or goes through TC once
+            leaf = self.info.Leaf()
+            leaf.members, leaf.non_targets = info
+            self.info[self.info.Key(bridge, vid, 0)] = leaf
+            map_update(self.groups_fd, key, _GROUP_VAL.pack(inner),
+                       f"flood_groups[({bridge}, {vid})]")
+        finally:
+            os.close(inner)  # the outer map holds it now
+
+    def _delete_group(self, bridge: int, vid: int) -> None:
+        map_delete(self.groups_fd, _GROUP_KEY.pack(bridge, vid, 0),
+                   f"flood_groups[({bridge}, {vid})]")
+        with contextlib.suppress(KeyError):
+            del self.info[self.info.Key(bridge, vid, 0)]
