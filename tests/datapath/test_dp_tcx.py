@@ -9,7 +9,7 @@ import pytest
 from dp_helpers import Bridge
 
 from vswitchd.datapath import Datapath, PortKind, tcx
-from vswitchd.datapath.bpfsys import BPF_OBJ_GET, bpf, obj_info
+from vswitchd.datapath.bpfsys import BPF_OBJ_GET, bpf, obj_info, obj_path
 from vswitchd.netlink import tc
 
 pytestmark = pytest.mark.root
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.root
 
 def link_ids(path: str) -> tuple[int, int]:
     """(link id, program id) of a pinned link."""
-    attr, _keep = tcx._obj_path(path)
+    attr, _keep = obj_path(path)
     fd = bpf(BPF_OBJ_GET, attr, "open pin")
     try:
         info = obj_info(fd, 64)

@@ -1,5 +1,6 @@
 """The bpf() syscall through ctypes, for the commands bcc 0.26 has no wrapper for (test runs,
-object info, TCX links). Attributes are ctypes structures laid out as in uapi/linux/bpf.h."""
+object info, TCX and XDP links). Attributes are ctypes structures laid out as in
+uapi/linux/bpf.h."""
 
 from __future__ import annotations
 
@@ -46,3 +47,33 @@ def obj_info(fd: int, size: int = 256) -> bytes:
     attr = _InfoAttr(fd, size, ctypes.addressof(buf))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr, "BPF_OBJ_GET_INFO_BY_FD")
     return buf.raw[:attr.info_len]
+
+
+class LinkCreate(ctypes.Structure):
+    """BPF_LINK_CREATE's attributes, with the tcx member of the union (zero for XDP)."""
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_ifindex", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("relative_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("expected_revision", ctypes.c_uint64)]
+
+
+class LinkUpdate(ctypes.Structure):
+    _fields_ = [("link_fd", ctypes.c_uint32), ("new_prog_fd", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("old_prog_fd", ctypes.c_uint32)]
+
+
+class ByFd(ctypes.Structure):
+    """The attributes of the commands that take one fd (BPF_LINK_DETACH)."""
+    _fields_ = [("fd", ctypes.c_uint32)]
+
+
+class ObjPath(ctypes.Structure):
+    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32),
+                ("file_flags", ctypes.c_uint32)]
+
+
+def obj_path(path: str, fd: int = 0) -> tuple[ObjPath, ctypes.Array]:
+    """BPF_OBJ_PIN/BPF_OBJ_GET attributes for path, and the buffer they point into (keep it
+    referenced until the call is done)."""
+    raw = ctypes.create_string_buffer(os.fsencode(path))
+    return ObjPath(ctypes.addressof(raw), fd, 0), raw

@@ -26,8 +26,12 @@ from vswitchd.datapath.bpfsys import (
     BPF_OBJ_PIN,
     BPF_PROG_GET_FD_BY_ID,
     BPF_PROG_QUERY,
+    ByFd,
+    LinkCreate,
+    LinkUpdate,
     bpf,
     obj_info,
+    obj_path,
 )
 from vswitchd.errors import InvalidArgument, Unavailable
 from vswitchd.netlink.errors import device_error
@@ -44,23 +48,6 @@ class TcxUnsupported(Exception):
     """The kernel has no TCX (before 6.6)."""
 
 
-class _LinkCreate(ctypes.Structure):
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_ifindex", ctypes.c_uint32),
-                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
-                ("relative_fd", ctypes.c_uint32), ("pad", ctypes.c_uint32),
-                ("expected_revision", ctypes.c_uint64)]
-
-
-class _LinkUpdate(ctypes.Structure):
-    _fields_ = [("link_fd", ctypes.c_uint32), ("new_prog_fd", ctypes.c_uint32),
-                ("flags", ctypes.c_uint32), ("old_prog_fd", ctypes.c_uint32)]
-
-
-class _ObjPath(ctypes.Structure):
-    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32),
-                ("file_flags", ctypes.c_uint32)]
-
-
 class _ProgQuery(ctypes.Structure):
     _fields_ = [("target_ifindex", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
                 ("query_flags", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
@@ -68,10 +55,6 @@ class _ProgQuery(ctypes.Structure):
                 ("pad", ctypes.c_uint32), ("prog_attach_flags", ctypes.c_uint64),
                 ("link_ids", ctypes.c_uint64), ("link_attach_flags", ctypes.c_uint64),
                 ("revision", ctypes.c_uint64)]
-
-
-class _ByFd(ctypes.Structure):
-    _fields_ = [("fd", ctypes.c_uint32)]
 
 
 class _ById(ctypes.Structure):
@@ -91,11 +74,6 @@ def pin_path(bpffs_dir: str, ifindex: int, direction: str) -> str:
     return os.path.join(bpffs_dir, LINKS_DIR, f"{ifindex}_{direction}")  # bpffs: no dots
 
 
-def _obj_path(path: str, fd: int = 0) -> tuple[_ObjPath, ctypes.Array]:
-    raw = ctypes.create_string_buffer(os.fsencode(path))
-    return _ObjPath(ctypes.addressof(raw), fd, 0), raw
-
-
 def _link_ifindex(link_fd: int) -> int:
     """The device of a TCX link; 0 once the device is gone."""
     info = obj_info(link_fd, 64)
@@ -106,7 +84,7 @@ def link_create(ifindex: int, prog_fd: int, direction: str) -> int:
     """A new TCX link running prog_fd at the device's hook (appended after any other); the
     returned fd holds it. Raises TcxUnsupported, NotFound (no such device) or Unavailable."""
     try:
-        return bpf(BPF_LINK_CREATE, _LinkCreate(prog_fd, ifindex, _attach_type(direction)),
+        return bpf(BPF_LINK_CREATE, LinkCreate(prog_fd, ifindex, _attach_type(direction)),
                    f"TCX link at {direction} of ifindex {ifindex}")
     except OSError as exc:
         if exc.errno == errno.EINVAL:
@@ -120,14 +98,14 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, direction: str) -> bool:
     NotFound (no such device) or Unavailable."""
     path = pin_path(bpffs_dir, ifindex, direction)
     if os.path.exists(path):
-        attr, _keep = _obj_path(path)
+        attr, _keep = obj_path(path)
         try:
             link_fd = bpf(BPF_OBJ_GET, attr, f"opening link pin {path}")
         except OSError as exc:
             raise Unavailable(str(exc)) from None
         try:
             if _link_ifindex(link_fd) == ifindex:
-                bpf(BPF_LINK_UPDATE, _LinkUpdate(link_fd, prog_fd, 0, 0),
+                bpf(BPF_LINK_UPDATE, LinkUpdate(link_fd, prog_fd, 0, 0),
                     f"replacing the program at {direction} of ifindex {ifindex}")
                 return False
         except OSError as exc:
@@ -139,7 +117,7 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, direction: str) -> bool:
     link_fd = link_create(ifindex, prog_fd, direction)
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        attr, _keep = _obj_path(path, link_fd)
+        attr, _keep = obj_path(path, link_fd)
         bpf(BPF_OBJ_PIN, attr, f"pinning link {path}")
     except OSError as exc:
         raise Unavailable(str(exc)) from None  # closing the fd below detaches the link
@@ -153,7 +131,7 @@ def detach(bpffs_dir: str, ifindex: int, direction: str) -> bool:
     pin. Detached explicitly: the kernel frees a link whose last reference was a pin only
     later, from a work queue, and the program would run on a little after the call."""
     path = pin_path(bpffs_dir, ifindex, direction)
-    attr, _keep = _obj_path(path)
+    attr, _keep = obj_path(path)
     try:
         link_fd = bpf(BPF_OBJ_GET, attr, f"opening link pin {path}")
     except FileNotFoundError:
@@ -161,7 +139,7 @@ def detach(bpffs_dir: str, ifindex: int, direction: str) -> bool:
     except OSError as exc:
         raise Unavailable(str(exc)) from None
     try:
-        bpf(BPF_LINK_DETACH, _ByFd(link_fd), f"detaching {path}")
+        bpf(BPF_LINK_DETACH, ByFd(link_fd), f"detaching {path}")
     except OSError as exc:
         if exc.errno != errno.ENOLINK:  # defunct already: its device is gone
             raise Unavailable(str(exc)) from None
