@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 
 from vswitchd import validate
-from vswitchd.datapath import counters, pins, runs, tcx, testrun
+from vswitchd.datapath import counters, pins, runs, tcx, testrun, xdp
 from vswitchd.datapath.attach import Hooks
 from vswitchd.datapath.build import ebpf_unsupported_reason, load
 from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests import it from here)
@@ -376,6 +376,7 @@ class Datapath:
                 for ifindex, direction in self._port_maps.hooked():
                     self._hooks.detach(ifindex, direction)
             tcx.remove_all(self.bpffs_dir)  # links of devices that are gone
+            xdp.remove_all(self.bpffs_dir)
             self.close()
             pins.remove_map_pins(self.bpffs_dir)
 
