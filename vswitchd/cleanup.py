@@ -1,12 +1,12 @@
 """`vswctl shutdown --cleanup` and `vswitchd --cleanup`: remove everything vswitchd created.
 
-What goes: the programs it attached (its pinned TCX links, and on every port in its pinned port
-table its own cls_bpf filter priority/handle only), its pinned maps and their directory, the
+What goes: the programs it attached (its pinned TCX and XDP links, and on every port in its pinned
+port table its own cls_bpf filter priority/handle only), its pinned maps and their directory, the
 bridges and the veth/TAP ports of the desired state, the named namespaces it created itself, the
 system ports' enslavement, and its NAT rules (the nftables table goes with its last rule). What
 stays: every interface, namespace, program or nftables table it did not create, and the
-desired-state store (like Open vSwitch's database: the next start re-creates the switch; delete
-the state directory to forget it).
+desired-state store (like Open vSwitch's database: the next start re-creates the switch; delete the
+state directory to forget it).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ def _step(what: str, fn, *args) -> bool:
 
 
 def remove_pins(bpffs_dir: str) -> None:
-    """Unlink the datapath's pins (only the names it creates; its TCX link pins, which
-    detaches their programs) and its directory if then empty."""
-    from vswitchd.datapath import tcx
+    """Unlink the datapath's pins (only the names it creates; its TCX and XDP link pins,
+    which detaches their programs) and its directory if then empty."""
+    from vswitchd.datapath import tcx, xdp
     from vswitchd.datapath.pins import remove_map_pins
 
     tcx.remove_all(bpffs_dir)
+    xdp.remove_all(bpffs_dir)
     remove_map_pins(bpffs_dir)
 
 

@@ -1,5 +1,6 @@
 """The datapath's bpffs directory: mounting bpffs when needed, the names of the maps pinned
-there, whether a pinned map fits this build's layout, and their removal. Link pins: tcx.py."""
+there, whether a pinned map fits this build's layout, and their removal. Link pins: tcx.py,
+xdp.py."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def remove_retired_pins(bpffs_dir: str) -> None:
 
 def remove_map_pins(bpffs_dir: str, keep_dir: bool = False) -> None:
     """Unlinks the maps this build (or an earlier one) pins, only those names, then the
-    directory unless keep_dir, if it is then empty. Link pins: tcx.remove_all."""
+    directory unless keep_dir, if it is then empty. Link pins: tcx.remove_all,
+    xdp.remove_all."""
     _unlink(bpffs_dir, (*PIN_NAMES, *RETIRED_PIN_NAMES))
     if not keep_dir:
         with contextlib.suppress(OSError):  # not empty (someone else's pins) or already gone
