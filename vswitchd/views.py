@@ -45,6 +45,8 @@ class StatsView:
     tx_packets: int
     tx_bytes: int
     drops_by_reason: dict[str, int] = field(default_factory=dict)
+    xdp_finished: int = 0  # the port's XDP hook: frames it finished, frames it handed to TC
+    xdp_handoffs: int = 0
 
     @property
     def drops(self) -> int:

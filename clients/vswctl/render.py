@@ -115,7 +115,8 @@ def trace_lines(rows: list[Row]) -> list[str]:
         title = f'bridge("{r["bridge"]}")'
         lines += [title, "-" * len(title)]
         for n, st in enumerate(r["stages"], 1):
-            lines.append(f"{n:2d}. {st['name']}: {st['summary']}")
+            hook = f"[{st['hook']}] " if st.get("hook") else ""
+            lines.append(f"{n:2d}. {hook}{st['name']}: {st['summary']}")
         lines.append("")
         if r["verdict"] == "drop":
             lines.append(f"Datapath actions: drop ({r['drop_reason']})")
@@ -205,6 +206,8 @@ STATS = View(columns=[
     Column("tx_packets", "TX_PACKETS", right=True),
     Column("tx_bytes", "TX_BYTES", right=True),
     Column("drops", "DROPS", right=True),
+    Column("xdp_finished", "XDP", right=True),
+    Column("xdp_handoffs", "XDP_TO_TC", right=True),
     Column("drops_by_reason", "DROP_REASONS"),
 ])
 DROPS = View(columns=[

@@ -127,6 +127,8 @@ def stats_row(s: pb.PortStats) -> Row:
         "tx_bytes": s.tx_bytes,
         "drops": s.drops,
         "drops_by_reason": dict(sorted(s.drops_by_reason.items())),
+        "xdp_finished": s.xdp_finished,
+        "xdp_handoffs": s.xdp_handoffs,
     }
 
 
@@ -184,7 +186,7 @@ def _detail_value(value: object) -> object:
 def trace_stage_row(s: pb.TraceStage) -> Row:
     kind = s.WhichOneof("detail")
     details = _detail_value(getattr(s, kind)) if kind else {}
-    return {"name": s.name, "summary": s.summary, "details": details}
+    return {"name": s.name, "hook": s.hook, "summary": s.summary, "details": details}
 
 
 def trace_row(bridge: str, packet: str, r: pb.TraceResponse) -> Row:
@@ -220,4 +222,5 @@ def watch_event_row(e: pb.WatchEvent) -> Row:
         "outputs": list(e.outputs),
         "drop_reason": e.drop_reason,
         "n_copies": e.n_copies,
+        "hook": e.hook,
     }

@@ -549,6 +549,9 @@ class FakeDatapath(_Failing):
         self.traced.append((frame, ifindex, egress))
         return self.trace_result
 
+    def trace_hooks(self, frame: bytes, ifindex: int, *, egress: bool = False) -> list[Any]:
+        return [self.trace(frame, ifindex, egress=egress)]
+
     def watch_add(self, flt: Any) -> int:
         from vswitchd.errors import Unavailable
 

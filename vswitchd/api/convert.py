@@ -116,6 +116,8 @@ def stats_msg(view: StatsView) -> pb.PortStats:
         tx_bytes=view.tx_bytes,
         drops=view.drops,
         drops_by_reason=view.drops_by_reason,
+        xdp_finished=view.xdp_finished,
+        xdp_handoffs=view.xdp_handoffs,
     )
 
 
@@ -196,7 +198,7 @@ def trace_msg(report: TraceReport) -> pb.TraceResponse:
                            drop_reason=report.drop_reason,
                            output_tags=[trace_output_msg(o) for o in report.output_tags])
     for st in report.stages:
-        stage = msg.stages.add(name=st.name, summary=st.summary)
+        stage = msg.stages.add(name=st.name, summary=st.summary, hook=st.hook)
         d = st.detail
         if isinstance(d, Headers):
             stage.headers.CopyFrom(pb.TraceHeaders(fields=match_msg(d.match), length=d.length,
@@ -216,7 +218,7 @@ def trace_msg(report: TraceReport) -> pb.TraceResponse:
         elif isinstance(d, VerdictStage):
             stage.final.CopyFrom(pb.TraceVerdict(
                 verdict=d.verdict, outputs=list(d.outputs), drop_reason=d.drop_reason,
-                output_tags=[trace_output_msg(o) for o in d.output_tags]))
+                output_tags=[trace_output_msg(o) for o in d.output_tags], handoff=d.handoff))
     return msg
 
 
@@ -226,7 +228,8 @@ def watch_event_msg(ev: EventView) -> pb.WatchMessage:
         dl_type=ev.dl_type, dl_vlan=ev.dl_vlan, ip_src=ev.ip_src, ip_dst=ev.ip_dst,
         nw_proto=ev.nw_proto, tp_src=ev.tp_src, tp_dst=ev.tp_dst, length=ev.length,
         cookie=ev.cookie, table_miss=ev.table_miss, verdict=ev.verdict,
-        outputs=list(ev.outputs), drop_reason=ev.drop_reason, n_copies=ev.n_copies))
+        outputs=list(ev.outputs), drop_reason=ev.drop_reason, n_copies=ev.n_copies,
+        hook=ev.hook))
 
 
 def watch_lost_msg(n: int) -> pb.WatchMessage:

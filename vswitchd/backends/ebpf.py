@@ -92,7 +92,8 @@ class EbpfBackend:
 
     def port_stats(self, port: str) -> StatsView:
         c = self.dp.port_counters(self._ifindex(port))
-        return StatsView(port, c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, dict(c.drops))
+        return StatsView(port, c.rx_packets, c.rx_bytes, c.tx_packets, c.tx_bytes, dict(c.drops),
+                         c.xdp_finished, c.xdp_handoffs)
 
     def prune(self, keep: set[int]) -> None:
         self.dp.prune(keep)

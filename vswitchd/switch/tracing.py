@@ -22,7 +22,7 @@ from vswitchd.seams import DatapathApi
 from vswitchd.switch.context import Context
 from vswitchd.trace import frames, ratelimit
 from vswitchd.trace.packet import filter_fields, frame_spec, packet_match
-from vswitchd.trace.report import TraceReport, build_report
+from vswitchd.trace.report import TraceReport, build_report, through_hooks
 from vswitchd.trace.watch import Namer, Session, WatchHub
 from vswitchd.txn import Txn
 
@@ -56,7 +56,7 @@ class TraceManager:
         whole = frames.build(frame_spec(m))
         frame = frames.build(frame_spec(m, truncate)) if truncate else whole
         try:
-            result = dp.trace(frame, info.ifindex, egress=in_port == br.name)
+            results = dp.trace_hooks(frame, info.ifindex, egress=in_port == br.name)
         except OSError as exc:
             if exc.errno != errno.EINVAL or len(frame) == len(whole):
                 raise
@@ -65,14 +65,14 @@ class TraceManager:
                 f"the kernel's BPF_PROG_TEST_RUN refuses this frame cut to {len(frame)} "
                 "bytes (it needs the whole IP header: 34 bytes for IPv4, 54 for IPv6); "
                 "cut it later, or send it for real and see `vswctl drops`") from None
-        rule = None
-        if result.rule_id:
-            rule = next((r for r in br.flows if r.rule_id == result.rule_id), None)
-        return build_report(bridge=br.name, in_port=in_port, result=result,
-                            names=ctx.port_names(br), rule=rule, n_rules=len(br.flows),
-                            length=len(frame), truncated=len(frame) < len(whole),
-                            port_vlan=ctx.backend(br).port_vlan(in_port),
-                            frame_vid=m.dl_vlan)
+        names, port_vlan = ctx.port_names(br), ctx.backend(br).port_vlan(in_port)
+        rules = {r.rule_id: r for r in br.flows}
+        return through_hooks([
+            build_report(bridge=br.name, in_port=in_port, result=result, names=names,
+                         rule=rules.get(result.rule_id), n_rules=len(br.flows),
+                         length=len(frame), truncated=len(frame) < len(whole),
+                         port_vlan=port_vlan, frame_vid=m.dl_vlan)
+            for result in results])
 
     def names(self, bridge: str) -> Names:
         br = self.ctx.bridge(bridge)

@@ -17,7 +17,7 @@ frame, a VLAN other than 0, or a tagged output), so plain switching reads as bef
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vswapi.vlanmode import vlan_mode_text
@@ -95,6 +95,7 @@ class VerdictStage:
     outputs: tuple[str, ...]
     drop_reason: str
     output_tags: tuple[OutputTag, ...] = ()  # outputs, in the same order, with their tags
+    handoff: str = ""  # verdict "to-tc": why the XDP hook hands the frame on to TC
 
 
 Detail = Headers | FlowTableStage | VlanStage | L2Stage | VerdictStage
@@ -105,6 +106,7 @@ class Stage:
     name: str
     summary: str
     detail: Detail
+    hook: str = "tc"  # the program that made it: "tc" or "xdp"
 
 
 @dataclass(frozen=True)
@@ -299,9 +301,22 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
         summary = f"drop ({reason})"
     elif verdict == "pass":
         summary = "pass: not a port of the switch, the kernel handles the frame"
+    elif verdict == "to-tc":
+        summary = f"to-tc: {result.handoff}; the port's TC program takes the frame on"
     elif outputs:
         summary = f"{verdict}: output to {listed(out_tags)}"
     else:
         summary = f"{verdict}: no output"
-    stages.append(Stage("verdict", summary, VerdictStage(verdict, outputs, reason, out_tags)))
+    handoff = getattr(result, "handoff", "") if verdict == "to-tc" else ""
+    stages.append(Stage("verdict", summary,
+                        VerdictStage(verdict, outputs, reason, out_tags, handoff)))
+    hook = getattr(result, "hook", "tc")
+    stages = [replace(st, hook=hook) for st in stages]
     return TraceReport(bridge, stages, verdict, outputs, reason, out_tags)
+
+
+def through_hooks(reports: Sequence[TraceReport]) -> TraceReport:
+    """One report of a frame that met several hooks (XDP handing it to TC): every hook's
+    stages in order, the last hook's verdict."""
+    last = reports[-1]
+    return replace(last, stages=[st for r in reports for st in r.stages])

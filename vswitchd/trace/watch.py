@@ -247,6 +247,7 @@ class EventView:
     outputs: tuple[str, ...]
     drop_reason: str
     n_copies: int
+    hook: str = "tc"  # where the decision was made: "tc" or "xdp"
 
 
 def wall_time(time_ns: int) -> float:
@@ -315,6 +316,7 @@ class Namer:
             outputs=tuple(self.port(i) for i in ev.outputs),
             drop_reason=ev.drop_reason if ev.verdict == "drop" else "",
             n_copies=ev.n_copies,
+            hook=ev.hook,
         )
 
 
