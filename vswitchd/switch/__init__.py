@@ -158,8 +158,8 @@ class Switch:
             return True
 
     def update_port(self, bridge: str, name: str, changes: dict[str, object]) -> PortView:
-        """Change a port's VLAN settings at run time. CHANGES holds any of vlan, trunks and
-        native_vlan; the resulting combination is validated as a whole."""
+        """Change a port's VLAN settings and XDP mode at run time. CHANGES holds any of vlan,
+        trunks, native_vlan (the resulting combination is validated as a whole) and xdp."""
         self.ports.check_changes(changes)
         with self._change() as txn:
             return self.ports.update(self.ctx.bridge(bridge), name, changes, txn)
