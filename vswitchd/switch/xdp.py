@@ -50,15 +50,16 @@ class XdpManager:
     # ---- one port's mode -----------------------------------------------------------------
 
     def attach(self, br: Bridge, port: Port, txn: Txn) -> XdpState:
-        """After PORT was attached to the datapath: its XDP mode (undone: off)."""
+        """After PORT was attached to the datapath: its XDP mode (undone: off). A new port has
+        no XDP program, so off asks nothing of the datapath."""
         backend, name = self.ctx.backend(br), port.name
         mode = self.asked(br, port.spec)
-        state = txn.step(f"set XDP mode {mode} on {name}",
-                         lambda: backend.set_port_xdp(br.name, name, mode),
-                         (lambda: backend.set_port_xdp(br.name, name, "off"))
-                         if mode != "off" else None)
         self._failed.pop(name, None)
-        return state
+        if mode == "off":
+            return backend.port_xdp(name)
+        return txn.step(f"set XDP mode {mode} on {name}",
+                        lambda: backend.set_port_xdp(br.name, name, mode),
+                        lambda: backend.set_port_xdp(br.name, name, "off"))
 
     def change(self, br: Bridge, port: Port, spec: PortSpec, txn: Txn) -> None:
         """set-port --xdp: PORT's mode becomes what SPEC asks for (undone: the old one); the
