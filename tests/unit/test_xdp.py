@@ -449,3 +449,16 @@ def test_the_fake_datapath_keeps_the_contract():
     with pytest.raises(InvalidArgument):
         dp.set_port_xdp(5, "turbo")
     assert dp.set_port_xdp(5, "auto") == XdpState("native") == dp.port_xdp(5)
+
+
+def test_a_vanished_container_is_forgotten_without_touching_its_gone_peer(rig, caplog):
+    sw = rig.switch
+    rig.netns.names.add("ext")  # a container's namespace vswitchd did not create
+    sw.create_port("br0", PortSpec("c1", netns="ext"))
+    sw.create_port("br0", PortSpec("t1", "tap"))
+    assert rig.ethtool.peer_gro("c1")
+    rig.netns.remove_named("ext")  # the container goes, and its veth pair with it
+    rig.ethtool.calls.clear()
+    with caplog.at_level(logging.WARNING):
+        assert sw.forget_vanished_containers() == ["c1"]
+    assert rig.ethtool.calls == [] and "GRO not turned off" not in caplog.text

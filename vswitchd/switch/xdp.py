@@ -97,14 +97,14 @@ class XdpManager:
                 self.ctx.backend(br).set_xdp_target(port.name, False)
             except SwitchError as exc:
                 log.warning("port %s: XDP target mark not cleared: %s", port.name, exc)
-        if port.facts.peer_gro:
+        if port.facts.peer_gro and info is not None:  # no veth, no peer: nothing to turn off
             spec = port.spec
             try:
                 self.ctx.ethtool.set_gro(spec.peer_name, spec.netns, False)
             except SwitchError as exc:
                 log.warning("port %s: GRO not turned off again at its peer %s in network "
                             "namespace %s: %s", port.name, spec.peer_name, spec.netns, exc)
-            port.facts.peer_gro = False
+        port.facts.peer_gro = False
         self._failed.pop(port.name, None)
 
     # ---- the bridge's targets and peers --------------------------------------------------
