@@ -47,6 +47,9 @@ class PortSpec:
     gateway: str = field(default="", metadata=_key("gateway"))  # veth: the netns' default route
     multi_queue: bool = field(default=False, metadata=_key("multi_queue"))  # tap: IFF_MULTI_QUEUE
     uplink: bool = field(default=False, metadata=_key("uplink"))  # system: host L3 moves over
+    # XDP mode asked for (eBPF datapath): auto, native, generic or off; "" = the port type's
+    # default (PortDriver.xdp_default)
+    xdp: str = field(default="", metadata=_key("xdp"))
 
     def vlan_mode(self) -> str:
         """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""
@@ -63,6 +66,9 @@ class PortFacts:
     uplink_addresses: list[str] = field(default_factory=list)
     uplink_routes: list[dict[str, Any]] = field(default_factory=list)
     bridge_mac: str = ""
+    # veth: the daemon turned GRO on at the peer (NAPI there, so frames redirected at XDP into
+    # the veth are delivered) while the bridge has an XDP port; it turns it off again after
+    peer_gro: bool = False
 
 
 @dataclass

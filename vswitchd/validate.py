@@ -9,6 +9,7 @@ import ipaddress
 import re
 
 from vswapi import names
+from vswapi.enums import XDP_MODES
 from vswitchd.errors import InvalidArgument
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$")
@@ -116,6 +117,15 @@ def vlan_mode(vlan_id: int, trunk_ids: object, native: int) -> tuple[int, list[i
     if native and not trunk_ids:
         raise InvalidArgument("native_vlan", native, "applies only to trunk ports (trunks)")
     return vlan_id, trunk_ids, native
+
+
+def xdp_mode(value: object, field: str = "xdp") -> str:
+    """A port's XDP mode: auto, native, generic or off (the API's XdpMode words), or "" for the
+    port type's default."""
+    if value == "" or value in XDP_MODES:
+        return str(value)
+    raise InvalidArgument(field, value, f"must be one of {', '.join(XDP_MODES)} (unset: the "
+                          "port type's default)")
 
 
 def gateway(value: str, addresses: list[str], field: str = "gateway") -> str:

@@ -18,6 +18,9 @@ class PortView:
     ifindex: int               # 0 while the interface is missing
     state: str                 # "up", "down" or "missing: why"
     facts: PortFacts = field(default_factory=PortFacts)
+    xdp: str = ""              # the XDP mode in force: spec.xdp, else the type's default
+    xdp_mode: str = "off"      # what it got: "native", "generic" or "off"
+    xdp_reason: str = ""       # why it is not what was asked (a fallback), or why it is off
 
 
 @dataclass(frozen=True)

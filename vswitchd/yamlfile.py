@@ -39,6 +39,9 @@ def mapping(path: str, node: yaml.Node, what: str, loader: yaml.SafeLoader) -> d
 
 
 def typed(path: str, key: str, value: Any, node: yaml.Node, want: type) -> Any:
+    if (want is str and isinstance(value, bool) and isinstance(node, yaml.ScalarNode)
+            and node.style is None):
+        return node.value  # a string key written `off` or `yes`: YAML 1.1 made it a boolean
     ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
     if not ok:
         raise ConfigError(

@@ -18,12 +18,14 @@ import grpc
 
 from vswapi import switch_pb2 as pb
 from vswapi.client import SwitchClient
+from vswapi.enums import enum_words
 from vswctl import rows
 from vswctl.format import Row
 from vswctl.render import watch_line
 
-DATAPATH_VALUES = rows.enum_words(pb.Datapath, "DATAPATH_")
-PORT_TYPE_VALUES = rows.enum_words(pb.PortType, "PORT_TYPE_")
+DATAPATH_VALUES = enum_words(pb.Datapath, "DATAPATH_")
+PORT_TYPE_VALUES = enum_words(pb.PortType, "PORT_TYPE_")
+XDP_VALUES = enum_words(pb.XdpMode, "XDP_")
 
 
 class InputError(Exception):
@@ -110,6 +112,7 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
         gateway=a.gateway or "",
         uplink=a.uplink,
         multi_queue=a.multi_queue,
+        xdp=XDP_VALUES[a.xdp] if a.xdp else pb.XDP_MODE_UNSPECIFIED,
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
     return [rows.port_row(p)]
@@ -117,11 +120,21 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
 
 def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
-    --no-vlan (carry every VLAN again)."""
+    --no-vlan (carry every VLAN again); --xdp MODE sets the XDP mode, alone or with them."""
+    vlan = a.vlan is not None or a.trunks is not None or a.no_vlan
+    if not vlan and a.xdp is None:
+        raise InputError(["set-port: one of the arguments --vlan --trunks --no-vlan --xdp is "
+                          "required"])
+    if a.native_vlan is not None and not vlan:
+        raise InputError(["set-port: --native-vlan goes with --trunks"])
     port = pb.Port(name=a.port, bridge=a.bridge, vlan=a.vlan or 0, trunks=a.trunks or [],
-                   native_vlan=a.native_vlan or 0)
+                   native_vlan=a.native_vlan or 0,
+                   xdp=XDP_VALUES[a.xdp] if a.xdp else pb.XDP_MODE_UNSPECIFIED)
     req = pb.UpdatePortRequest(port=port)
-    req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
+    if vlan:
+        req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
+    if a.xdp is not None:
+        req.update_mask.paths.append("xdp")
     p = c.stub.UpdatePort(req, timeout=t)
     return [rows.port_row(p)]
 

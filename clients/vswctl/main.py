@@ -145,8 +145,8 @@ def _if_exists(what: str) -> Arg:
 
 
 def _vlan_options(clear: bool = False) -> list[Arg | OneOf]:
-    """--vlan N | --trunks LIST [--native-vlan N] (eBPF datapath); with CLEAR, one of them or
-    --no-vlan is required."""
+    """--vlan N | --trunks LIST [--native-vlan N] (eBPF datapath); with CLEAR, also --no-vlan
+    (set-port: one of them or --xdp is required, which its handler checks)."""
     modes = [
         arg("--vlan", metavar="N", type=_vid,
             help="access port: untagged on the wire, VLAN N (1-4094) in the switch"),
@@ -156,9 +156,14 @@ def _vlan_options(clear: bool = False) -> list[Arg | OneOf]:
     if clear:
         modes.append(arg("--no-vlan", action="store_true",
                          help="no VLAN settings: the port carries every VLAN"))
-    return [OneOf(tuple(modes), required=clear),
+    return [OneOf(tuple(modes)),
             arg("--native-vlan", metavar="N", type=_vid,
                 help="trunk port: untagged frames belong to VLAN N")]
+
+
+XDP = arg("--xdp", choices=list(cmds.XDP_VALUES),
+          help="XDP stage (eBPF bridges): auto = native if the driver can, else generic; off "
+               "= TC only (default: auto for tap and system ports, off for veth)")
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -216,11 +221,13 @@ COMMANDS: tuple[Command, ...] = (
             help="system: an uplink NIC; its addresses and routes move to the bridge "
                  "(and back on del-port) so the host keeps its connectivity"),
         *_vlan_options(),
+        XDP,
         _may_exist("port"),
     ]),
     Command("set-port",
-            "change a port's VLAN mode at run time (learned FDB entries of the port go)",
-            cmds.cmd_set_port, layout.QUIET, [BR, PORT, *_vlan_options(clear=True)]),
+            "change a port's VLAN mode (learned FDB entries of the port go) or XDP mode at run "
+            "time",
+            cmds.cmd_set_port, layout.QUIET, [BR, PORT, *_vlan_options(clear=True), XDP]),
     Command("del-port", "delete a port",
             cmds.cmd_del_port, layout.QUIET, [BR, PORT, _if_exists("port")]),
     Command("list-ports", "list the ports of a bridge",

@@ -38,6 +38,22 @@ def _count(value: list, row: Row) -> str:
     return str(len(value))
 
 
+def _xdp(value: str, row: Row) -> str:
+    """The XDP mode a port got; '(fallback)' when it got a mode for a reason (auto or native
+    asked, generic given: `show` and -j say why)."""
+    return f"{value}(fallback)" if value != "off" and row.get("xdp_reason") else value
+
+
+def xdp_text(p: Row) -> str:
+    """'native', 'generic (asked auto; driver veth has no native XDP)', 'off (asked native;
+    ...)': what the port got, and what was asked and why when they differ."""
+    mode, asked, reason = p["xdp_mode"], p["xdp"], p["xdp_reason"]
+    notes = [f"asked {asked}"] if asked not in (mode, "default") and not (
+        asked == "auto" and mode == "native") else []
+    notes += [reason] if reason else []
+    return mode + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def _ebpf_support(value: bool, row: Row) -> str:
     if value:
         return "supported"
@@ -62,6 +78,9 @@ def show_tree(rows: list[Row]) -> list[str]:
             lines.append(f"        type: {kind}")
             if p.get("vlan_mode", "all") != "all":
                 lines.append(f"        vlan: {p['vlan_mode']}")
+            if p.get("xdp_mode", "off") != "off" or p.get("xdp", "off") not in ("off",
+                                                                                 "default"):
+                lines.append(f"        xdp: {xdp_text(p)}")
             if p["state"]:
                 lines.append(f"        state: {p['state']}")
             if p["netns"]:
@@ -189,6 +208,7 @@ PORTS = View(columns=[
     Column("state", "STATE"),
     Column("ifindex", "IFINDEX", right=True),
     Column("vlan_mode", "VLAN"),
+    Column("xdp_mode", "XDP", _xdp),
     Column("netns", "NETNS"),
     Column("peer_name", "PEER"),
     Column("addresses", "ADDRESSES"),

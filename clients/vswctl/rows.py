@@ -10,22 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vswapi import switch_pb2 as pb
+from vswapi.enums import enum_words
 from vswapi.vlanmode import vlan_mode_text
 from vswctl.format import Row
-
-
-def enum_words(enum: object, prefix: str) -> dict[str, int]:
-    """An API enum's values by lower-case word (PORT_TYPE_TAP -> "tap"), UNSPECIFIED left out:
-    the .proto is the one list of datapaths and port types."""
-    return {name.removeprefix(prefix).lower(): value
-            for name, value in enum.items() if value}  # type: ignore[attr-defined]
-
 
 # Enums are printed as lower-case words; a value this client does not know stays visible.
 DATAPATH_NAMES = {pb.DATAPATH_UNSPECIFIED: "default",
                   **{v: k for k, v in enum_words(pb.Datapath, "DATAPATH_").items()}}
 PORT_TYPE_NAMES = {pb.PORT_TYPE_UNSPECIFIED: "veth",  # the proto's documented default
                    **{v: k for k, v in enum_words(pb.PortType, "PORT_TYPE_").items()}}
+XDP_NAMES = {pb.XDP_MODE_UNSPECIFIED: "default",  # the port type's (replies name it)
+             **{v: k for k, v in enum_words(pb.XdpMode, "XDP_").items()}}
 
 
 def datapath_name(value: int) -> str:
@@ -34,6 +29,10 @@ def datapath_name(value: int) -> str:
 
 def port_type_name(value: int) -> str:
     return PORT_TYPE_NAMES.get(value, f"unknown({value})")
+
+
+def xdp_name(value: int) -> str:
+    return XDP_NAMES.get(value, f"unknown({value})")
 
 
 def status_row(s: pb.Status) -> Row:
@@ -97,6 +96,9 @@ def port_row(p: pb.Port) -> Row:
         "uplink": p.uplink,
         "uplink_addresses": list(p.uplink_addresses),
         "multi_queue": p.multi_queue,
+        "xdp": xdp_name(p.xdp),           # asked (the mode in force for the port)
+        "xdp_mode": p.xdp_mode or "off",  # what it got ("" from a daemon without XDP)
+        "xdp_reason": p.xdp_reason,       # why it fell back, or why it is off
     }
 
 

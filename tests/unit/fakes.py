@@ -33,10 +33,11 @@ from vswitchd.datapath import (
     WatchEvent,
 )
 from vswitchd.datapath.vlan import UNCONFIGURED
+from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vswitchd.netlink import netns as real_netns
 from vswitchd.netlink.types import L3Config, LinkInfo, LinkStats
-from vswitchd.seams import DatapathApi, LinksApi, NatApi, NetnsApi
+from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi
 from vswitchd.state import StateStore
 from vswitchd.switch import Switch
 
@@ -346,6 +347,42 @@ class FakeLinks(_Failing):
         return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
 
 
+# ---- ethtool -----------------------------------------------------------------------------
+
+
+class FakeEthtool(_Failing):
+    """GRO of veth peers, by the host end's ifindex (a re-made pair starts with GRO off, as the
+    kernel's veths here do)."""
+
+    def __init__(self, links: FakeLinks) -> None:
+        super().__init__()
+        self.links = links
+        self.on: set[int] = set()  # host-end ifindexes whose peer has GRO on
+
+    def _host(self, ifname: str, netns: str) -> int:
+        for host, where in self.links.veth_peer.items():
+            if where == (netns, ifname):
+                return self.links.table[host].ifindex
+        raise NotFound(f"cannot read GRO of {ifname} in network namespace {netns}: "
+                       "No such device")
+
+    def peer_gro(self, host: str) -> bool:
+        """Test helper: has the peer of veth HOST GRO on?"""
+        return self.links.table[host].ifindex in self.on
+
+    def gro(self, ifname: str, netns: str = "") -> bool:
+        self._enter("gro", ifname, netns)
+        return self._host(ifname, netns) in self.on
+
+    def set_gro(self, ifname: str, netns: str, on: bool) -> None:
+        self._enter("set_gro", ifname, netns, on)
+        host = self._host(ifname, netns)
+        if on:
+            self.on.add(host)
+        else:
+            self.on.discard(host)
+
+
 # ---- trace results and watchers ------------------------------------------------------
 
 
@@ -392,6 +429,10 @@ class FakeDatapath(_Failing):
         self.flows: dict[int, dict[int, DpRule]] = {}          # bridge -> rule_id -> rule
         self.flow_stats: dict[int, dict[int, FlowCounters]] = {}  # bridge -> rule_id -> counters
         self.vlans: dict[int, VlanConfig] = {}               # port ifindex -> VLAN mode
+        self.xdp: dict[int, XdpState] = {}                   # port ifindex -> XDP (absent: off)
+        self.xdp_targets: set[int] = set()                   # ports XDP may redirect to
+        self.no_native: dict[int, str] = {}                  # ifindex -> its driver without
+                                                             # native XDP
         self.max_masks = MAX_FLOW_MASKS
         self.closed = False
         self._tracing_init()
@@ -424,10 +465,50 @@ class FakeDatapath(_Failing):
             raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
         return self.vlans[ifindex]
 
+    XDP_MODES = ("auto", "native", "generic", "off")
+
+    def set_port_xdp(self, ifindex: int, mode: str) -> XdpState:
+        self._enter("set_port_xdp", ifindex, mode)
+        if ifindex not in self.ports:
+            raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+        if mode not in self.XDP_MODES:
+            raise InvalidArgument("xdp", mode, f"must be one of {', '.join(self.XDP_MODES)}")
+        driver = self.no_native.get(ifindex)
+        if mode == "native" and driver:
+            raise FailedPrecondition(f"XDP in native mode on ifindex {ifindex}: driver {driver} "
+                                     "refused it (errno 95, Operation not supported)")
+        if mode == "auto":
+            state = XdpState("generic", f"driver {driver} has no native XDP (errno 95)") \
+                if driver else XdpState("native")
+        else:
+            state = XdpState(mode)
+        if state.mode == "off":
+            self.xdp.pop(ifindex, None)
+        else:
+            self.xdp[ifindex] = state
+        return state
+
+    def port_xdp(self, ifindex: int) -> XdpState:
+        if ifindex not in self.ports:
+            raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+        return self.xdp.get(ifindex, XdpState("off"))
+
+    def set_xdp_target(self, ifindex: int, on: bool) -> None:
+        self._enter("set_xdp_target", ifindex, on)
+        if ifindex not in self.ports:
+            raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
+        if on:
+            self.xdp_targets.add(ifindex)
+        else:
+            self.xdp_targets.discard(ifindex)
+
     def remove_port(self, bridge_ifindex: int, ifindex: int) -> None:
+        """Also detaches the port's XDP program (the real one does); its target mark is the
+        switch's to clear."""
         self._enter("remove_port", bridge_ifindex, ifindex)
         self.ports.pop(ifindex, None)
         self.vlans.pop(ifindex, None)
+        self.xdp.pop(ifindex, None)
         self.members.get(bridge_ifindex, set()).discard(ifindex)
         for entries in self.fdb.values():
             for key, rec in list(entries.items()):
@@ -441,6 +522,8 @@ class FakeDatapath(_Failing):
         self.flow_stats.pop(bridge_ifindex, None)
         for ifindex in self.members.pop(bridge_ifindex, set()):
             self.ports.pop(ifindex, None)
+            self.xdp.pop(ifindex, None)
+            self.xdp_targets.discard(ifindex)
         self.fdb.pop(bridge_ifindex, None)
 
     def prune(self, keep: set[int]) -> None:
@@ -452,6 +535,8 @@ class FakeDatapath(_Failing):
         for ifindex in [p for p in self.ports if p not in keep]:
             br, _kind = self.ports.pop(ifindex)
             self.members.get(br, set()).discard(ifindex)
+            self.xdp.pop(ifindex, None)
+            self.xdp_targets.discard(ifindex)
 
     def fdb_list(self, bridge_ifindex: int) -> list[FdbRecord]:
         self._enter("fdb_list", bridge_ifindex)
@@ -624,9 +709,10 @@ def _conforms() -> None:
     test, never run)."""
     netns: NetnsApi = FakeNetns()
     links: LinksApi = FakeLinks()
+    offloads: EthtoolApi = FakeEthtool(FakeLinks())
     datapath: DatapathApi = FakeDatapath()
     nat: NatApi = FakeNat()
-    del netns, links, datapath, nat
+    del netns, links, offloads, datapath, nat
 
 
 # ---- a switch on the fakes ---------------------------------------------------------------
@@ -645,14 +731,16 @@ class Rig:
     reason: str | None = None
     clock: Any = None
     nat: FakeNat = field(default_factory=FakeNat)
+    ethtool: FakeEthtool = field(init=False)
 
     def __post_init__(self) -> None:
+        self.ethtool = FakeEthtool(self.links)
         self.switch = self.new_switch()
 
     def new_switch(self) -> Switch:
         """A fresh Switch (as after a daemon restart) on the same kernel, datapath and store."""
         return Switch(self.cfg, self.links, StateStore(self.state_dir), self.dp, self.reason,
-                      clock=self.clock, nat=self.nat, netns=self.netns)
+                      clock=self.clock, nat=self.nat, netns=self.netns, ethtool=self.ethtool)
 
     def stored(self) -> dict[str, Any]:
         """The bridges as a fresh StateStore reads them back from disk, as plain dicts."""

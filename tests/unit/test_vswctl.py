@@ -346,13 +346,13 @@ def test_list_ports_table(daemon):
     assert (rc, err) == (0, "")
     assert daemon.fake.only("ListPorts").bridge == "br0"
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "TYPE", "STATE", "IFINDEX", "VLAN", "NETNS", "PEER",
-                                "ADDRESSES"]
-    assert lines[1].split() == ["ctr1-eth", "veth", "up", "7", "all", "ctr1", "eth0",
+    assert lines[0].split() == ["NAME", "TYPE", "STATE", "IFINDEX", "VLAN", "XDP", "NETNS",
+                                "PEER", "ADDRESSES"]
+    assert lines[1].split() == ["ctr1-eth", "veth", "up", "7", "all", "off", "ctr1", "eth0",
                                 "10.0.0.2/24"]
-    assert lines[2].split() == ["eth1", "system", "up", "2", "all", "-", "-", "-"]
-    assert lines[3].split() == ["vm1-tap", "tap", "down", "9", "all", "-", "-", "-"]
-    left = [0, 1, 2, 4, 5, 6, 7]  # IFINDEX (3) is right-aligned
+    assert lines[2].split() == ["eth1", "system", "up", "2", "all", "off", "-", "-", "-"]
+    assert lines[3].split() == ["vm1-tap", "tap", "down", "9", "all", "off", "-", "-", "-"]
+    left = [0, 1, 2, 4, 5, 6, 7, 8]  # IFINDEX (3) is right-aligned
     assert [starts(lines[0])[i] for i in left] == [starts(lines[1])[i] for i in left]
     assert [starts(lines[1])[i] for i in left] == [starts(lines[3])[i] for i in left]
     assert lines[0].index("IFINDEX") + len("IFINDEX") == lines[1].index(" 7 ") + 2

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from vswapi import switch_pb2 as pb
+from vswapi.enums import XDP_MODES
 from vswitchd.flows.model import FULL, Match, format_value, mac_str
 from vswitchd.flows.request import no_argument
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
@@ -28,8 +29,12 @@ DATAPATH_TO_PB = {d: pb.Datapath.Value(f"DATAPATH_{d.upper()}") for d in DATAPAT
 DATAPATH_FROM_PB = {pb.DATAPATH_UNSPECIFIED: "", **{v: k for k, v in DATAPATH_TO_PB.items()}}
 PORT_TYPE_TO_PB = {t: pb.PortType.Value(f"PORT_TYPE_{t.upper()}") for t in PORT_TYPES}
 PORT_TYPE_FROM_PB = {pb.PORT_TYPE_UNSPECIFIED: "veth", **{v: k for k, v in PORT_TYPE_TO_PB.items()}}
-# PortSpec's fields are the request fields of the Port message, by the same names.
-_PORT_FIELDS = [f.name for f in dataclasses.fields(PortSpec) if f.name != "type"]
+XDP_TO_PB = {"": pb.XDP_MODE_UNSPECIFIED,
+             **{m: pb.XdpMode.Value(f"XDP_{m.upper()}") for m in XDP_MODES}}
+XDP_FROM_PB = {v: k for k, v in XDP_TO_PB.items()}
+# PortSpec's fields are the request fields of the Port message, by the same names (the enums,
+# type and xdp, are mapped to their words).
+_PORT_FIELDS = [f.name for f in dataclasses.fields(PortSpec) if f.name not in ("type", "xdp")]
 _LISTS = ("addresses", "trunks")
 
 
@@ -45,10 +50,18 @@ def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
 def port_spec(msg: pb.Port) -> PortSpec:
     values: dict[str, Any] = {n: list(getattr(msg, n)) if n in _LISTS else getattr(msg, n)
                               for n in _PORT_FIELDS}
-    return PortSpec(type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"), **values)
+    return PortSpec(type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"),
+                    xdp=xdp_mode(msg.xdp), **values)
 
 
-PORT_UPDATABLE = {"vlan": "vlan", "trunks": "trunks", "native_vlan": "native_vlan"}
+def xdp_mode(value: int) -> str:
+    """An XdpMode as its word ("" = unspecified; an unknown value stays visible, for the
+    validation to refuse)."""
+    return XDP_FROM_PB.get(value, f"enum value {value}")
+
+
+PORT_UPDATABLE = {"vlan": "vlan", "trunks": "trunks", "native_vlan": "native_vlan",
+                  "xdp": "xdp"}
 
 
 def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
@@ -58,7 +71,11 @@ def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
     for path in paths:
         if path in PORT_UPDATABLE:
             value = getattr(msg, path)
-            out[PORT_UPDATABLE[path]] = list(value) if path == "trunks" else value
+            if path == "trunks":
+                value = list(value)
+            elif path == "xdp":
+                value = xdp_mode(value)
+            out[PORT_UPDATABLE[path]] = value
         else:
             out[path] = None
     return out
@@ -73,6 +90,9 @@ def port_msg(view: PortView) -> pb.Port:
         netns_created=view.facts.netns_created,
         ifindex=view.ifindex,
         state=view.state,
+        xdp=XDP_TO_PB[view.xdp or s.xdp],
+        xdp_mode=view.xdp_mode,
+        xdp_reason=view.xdp_reason,
         **{n: getattr(s, n) for n in _PORT_FIELDS},
     )
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from vswitchd.backends.ebpf import EbpfBackend, NoEbpfBackend
 from vswitchd.backends.kernel import KernelBackend
 from vswitchd.datapath import FdbRecord, PortKind, VlanConfig
+from vswitchd.datapath.xdp import XdpState
 from vswitchd.model import Bridge, PortSpec
 from vswitchd.seams import DatapathApi, LinksApi
 from vswitchd.views import StatsView
@@ -17,6 +18,7 @@ from vswitchd.views import StatsView
 
 class Backend(Protocol):
     name: str
+    runs_programs: bool  # False: no XDP (or TC) programs, so no XDP modes, targets or NAPI
 
     def require(self) -> None:
         """Raise FailedPrecondition (saying why and what to do) if no bridge can use it."""
@@ -26,6 +28,11 @@ class Backend(Protocol):
         FailedPrecondition saying why there is none."""
 
     def check_vlans(self, bridge: str, spec: PortSpec) -> None: ...
+
+    def check_xdp(self, bridge: str, spec: PortSpec) -> None:
+        """Raise FailedPrecondition if BRIDGE cannot give a port the XDP mode SPEC asks for
+        (an explicit one; none asked is always fine)."""
+
     def add_bridge(self, bridge: str) -> None: ...
     def remove_bridge(self, br: Bridge) -> None: ...
     def bridge_mac_changed(self, bridge: str, old: str, new: str) -> None: ...
@@ -33,6 +40,17 @@ class Backend(Protocol):
     def detach_port(self, bridge: str, port: str) -> None: ...
     def set_port_vlan(self, bridge: str, port: str, vlan: VlanConfig) -> None: ...
     def port_vlan(self, port: str) -> VlanConfig | None: ...
+
+    def set_port_xdp(self, bridge: str, port: str, mode: str) -> XdpState:
+        """Attach PORT's XDP program in MODE (auto, native, generic) or detach it (off); what
+        it got."""
+
+    def port_xdp(self, port: str) -> XdpState:
+        """What PORT has now (off, with the reason, where there are no programs)."""
+
+    def set_xdp_target(self, port: str, on: bool) -> None:
+        """Whether the XDP programs may redirect frames to PORT as XDP frames."""
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]: ...
     def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None: ...
     def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool: ...

@@ -8,6 +8,7 @@ import logging
 
 from vswitchd.backends.kernel import link_stats
 from vswitchd.datapath import FdbRecord, PortKind, VlanConfig
+from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import FailedPrecondition, SwitchError
 from vswitchd.model import Bridge, PortSpec
 from vswitchd.netlink.types import LinkInfo
@@ -26,6 +27,7 @@ def _link(links: LinksApi, name: str) -> LinkInfo:
 
 class EbpfBackend:
     name = "ebpf"
+    runs_programs = True
 
     def __init__(self, links: LinksApi, datapath: DatapathApi) -> None:
         self.links = links
@@ -42,6 +44,9 @@ class EbpfBackend:
 
     def check_vlans(self, bridge: str, spec: PortSpec) -> None:
         pass  # the programs tag and untag themselves
+
+    def check_xdp(self, bridge: str, spec: PortSpec) -> None:
+        pass  # whether the driver can is the datapath's answer to set_port_xdp
 
     def add_bridge(self, bridge: str) -> None:
         info = _link(self.links, bridge)
@@ -81,6 +86,21 @@ class EbpfBackend:
         except SwitchError:
             return None
 
+    def set_port_xdp(self, bridge: str, port: str, mode: str) -> XdpState:
+        return self.dp.set_port_xdp(self._ifindex(port), mode)
+
+    def port_xdp(self, port: str) -> XdpState:
+        info = self.links.get(port)
+        if info is None:
+            return XdpState("off", f"interface {port} is missing")
+        try:
+            return self.dp.port_xdp(info.ifindex)
+        except SwitchError as exc:
+            return XdpState("off", str(exc))
+
+    def set_xdp_target(self, port: str, on: bool) -> None:
+        self.dp.set_xdp_target(self._ifindex(port), on)
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         return self.dp.fdb_list(self._ifindex(bridge))
 
@@ -107,6 +127,7 @@ class NoEbpfBackend:
     programs or entries down has nothing to do; counters come from the links."""
 
     name = "ebpf"
+    runs_programs = True
 
     def __init__(self, links: LinksApi, reason: str) -> None:
         self.links = links
@@ -125,6 +146,9 @@ class NoEbpfBackend:
         raise self._refusal()
 
     def check_vlans(self, bridge: str, spec: PortSpec) -> None:
+        pass
+
+    def check_xdp(self, bridge: str, spec: PortSpec) -> None:
         pass
 
     def add_bridge(self, bridge: str) -> None:
@@ -147,6 +171,17 @@ class NoEbpfBackend:
 
     def port_vlan(self, port: str) -> VlanConfig | None:
         return None
+
+    def set_port_xdp(self, bridge: str, port: str, mode: str) -> XdpState:
+        if mode == "off":  # nothing is attached without a datapath
+            return self.port_xdp(port)
+        raise self._refusal()
+
+    def port_xdp(self, port: str) -> XdpState:
+        return XdpState("off", f"eBPF datapath unavailable: {self.reason}")
+
+    def set_xdp_target(self, port: str, on: bool) -> None:
+        pass
 
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         raise self._refusal()

@@ -4,6 +4,7 @@ kernel here has no bridge VLAN filtering or 802.1Q), its own FDB and the links' 
 from __future__ import annotations
 
 from vswitchd.datapath import PortKind, VlanConfig
+from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import FailedPrecondition
 from vswitchd.model import Bridge, PortSpec
 from vswitchd.netlink.types import FdbRecord
@@ -25,8 +26,13 @@ def link_stats(links: LinksApi, port: str) -> StatsView:
     return StatsView(port, s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, drops)
 
 
+# Why a port of a kernel bridge has no XDP (its xdp_reason).
+NO_XDP = "the kernel datapath runs no programs"
+
+
 class KernelBackend:
     name = "kernel"
+    runs_programs = False
 
     def __init__(self, links: LinksApi) -> None:
         self.links = links
@@ -44,6 +50,14 @@ class KernelBackend:
             f"VLAN settings ({spec.vlan_mode()}) are not supported on bridge {bridge}: it uses "
             "the kernel datapath, and the Linux bridge here has no VLAN filtering or 802.1Q "
             "support; use a bridge with --datapath ebpf (its datapath tags VLANs itself)")
+
+    def check_xdp(self, bridge: str, spec: PortSpec) -> None:
+        if not spec.xdp:
+            return
+        raise FailedPrecondition(
+            f"XDP mode {spec.xdp} is not supported on bridge {bridge}: it uses the kernel "
+            "datapath (a plain Linux bridge), which runs no programs, XDP or TC; use a bridge "
+            "with --datapath ebpf, or leave --xdp out")
 
     def add_bridge(self, bridge: str) -> None:
         pass
@@ -66,6 +80,17 @@ class KernelBackend:
 
     def port_vlan(self, port: str) -> VlanConfig | None:
         return None
+
+    def set_port_xdp(self, bridge: str, port: str, mode: str) -> XdpState:
+        if mode != "off":  # check_xdp refused it before
+            raise FailedPrecondition(f"bridge {bridge} uses the kernel datapath: {NO_XDP}")
+        return self.port_xdp(port)
+
+    def port_xdp(self, port: str) -> XdpState:
+        return XdpState("off", NO_XDP)
+
+    def set_xdp_target(self, port: str, on: bool) -> None:
+        pass
 
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         return self.links.fdb_list(bridge)

@@ -48,11 +48,13 @@ def field_key(name: str) -> str:
 
 def validate(spec: PortSpec) -> PortSpec:
     """The spec in canonical form (type defaulted, VLAN settings normalised), checked by the
-    rules every type shares and then by its driver; InvalidArgument names the field."""
+    rules every type shares (name, MTU, VLAN settings, XDP mode) and then by its driver;
+    InvalidArgument names the field."""
     values.ifname(spec.name, "port")
     drv = driver(spec.type or "veth")
     mtu = values.mtu(spec.mtu) if spec.mtu else 0
     vlan, trunks, native = values.vlan_mode(spec.vlan, spec.trunks, spec.native_vlan)
+    xdp = values.xdp_mode(spec.xdp)  # every type takes it
     for name in _TYPED:
         value = getattr(spec, name)
         if name in drv.accepts or value == _UNSET[name] or value == _UNSET_TOO.get(name):
@@ -63,5 +65,5 @@ def validate(spec: PortSpec) -> PortSpec:
     cleared = {name: _UNSET_TOO.get(name, _UNSET[name]) for name in _TYPED
                if name not in drv.accepts}
     spec = replace(spec, **{"mtu": mtu, **cleared}, type=drv.type, vlan=vlan, trunks=trunks,
-                   native_vlan=native)
+                   native_vlan=native, xdp=xdp)
     return drv.validate(spec)

@@ -36,6 +36,13 @@ class PortDriver:
     # takes those); a field set on a type that does not take it is refused, naming the types
     # that do.
     accepts: frozenset[str] = frozenset()
+    # XDP (eBPF bridges; every type takes the xdp field): the mode a port gets when it asks for
+    # none (auto, native, generic or off), and when the XDP programs may redirect frames to it
+    # as XDP frames (vswitchd.switch.xdp): "never" (they reach it through TC), "always" (it
+    # can receive them), "native" (while it got native XDP and is not a veth), "peer-napi"
+    # (a veth: while its peer has NAPI, which the daemon arranges while the bridge has XDP).
+    xdp_default = "off"
+    xdp_target = "never"
 
     def validate(self, spec: PortSpec) -> PortSpec:
         """The spec in canonical form, or InvalidArgument naming the field (the generic checks

@@ -36,6 +36,8 @@ class SystemDriver(PortDriver):
     type = "system"
     makes_link = False
     accepts = frozenset({"uplink"})
+    xdp_default = "auto"
+    xdp_target = "native"
 
     def create(self, env: PortEnv, br: Bridge, port: Port, existing: LinkInfo | None,
                txn: Txn) -> Port:

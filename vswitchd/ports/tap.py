@@ -14,6 +14,8 @@ from vswitchd.txn import Txn
 class TapDriver(PortDriver):
     type = "tap"
     accepts = frozenset({"mtu", "owner", "multi_queue"})
+    xdp_default = "auto"
+    xdp_target = "always"
 
     def validate(self, spec: PortSpec) -> PortSpec:
         if spec.owner:

@@ -23,6 +23,8 @@ class VethDriver(PortDriver):
     type = "veth"
     dp_kind = PortKind.PEER
     accepts = frozenset({"netns", "peer_name", "addresses", "mac", "mtu", "gateway"})
+    xdp_default = "off"
+    xdp_target = "peer-napi"
 
     def validate(self, spec: PortSpec) -> PortSpec:
         ref = spec.netns or spec.name  # default: a namespace named after the port

@@ -24,8 +24,9 @@ from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.batch import Stages
 from vswitchd.flows.model import Clock, FlowRequest
 from vswitchd.model import Bridge, BridgeSpec, PortSpec
+from vswitchd.netlink import ethtool as system_ethtool
 from vswitchd.netlink import netns as system_netns
-from vswitchd.seams import DatapathApi, LinksApi, NatApi, NetnsApi
+from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi
 from vswitchd.state import StateStore
 from vswitchd.switch.bridges import BridgeManager
 from vswitchd.switch.context import Context
@@ -47,7 +48,8 @@ class Switch:
     def __init__(self, cfg: Config, links: LinksApi, store: StateStore,
                  datapath: DatapathApi | None, ebpf_unsupported: str | None,
                  clock: Clock | None = None, nat: NatApi | None = None,
-                 netns: NetnsApi | ModuleType = system_netns) -> None:
+                 netns: NetnsApi | ModuleType = system_netns,
+                 ethtool: EthtoolApi = system_ethtool) -> None:
         self.store = store
         self.started = time.monotonic()
         self._lock = threading.RLock()
@@ -59,7 +61,7 @@ class Switch:
                 br.flows.rebase(clock.wall(), clock.mono_ns())
         self.ctx = ctx = Context(cfg, links, netns,  # type: ignore[arg-type]
                                  Backends(links, datapath, ebpf_unsupported),
-                                 clock or Clock(), bridges)
+                                 clock or Clock(), bridges, ethtool=ethtool)
         self.ports = PortManager(ctx)
         self.bridges = BridgeManager(ctx, self.ports, self._nat_impl)
         self.fdb = FdbManager(ctx)
@@ -156,8 +158,8 @@ class Switch:
             return True
 
     def update_port(self, bridge: str, name: str, changes: dict[str, object]) -> PortView:
-        """Change a port's VLAN settings at run time. CHANGES holds any of vlan, trunks and
-        native_vlan; the resulting combination is validated as a whole."""
+        """Change a port's VLAN settings and XDP mode at run time. CHANGES holds any of vlan,
+        trunks, native_vlan (the resulting combination is validated as a whole) and xdp."""
         self.ports.check_changes(changes)
         with self._change() as txn:
             return self.ports.update(self.ctx.bridge(bridge), name, changes, txn)

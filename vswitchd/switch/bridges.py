@@ -100,14 +100,14 @@ class BridgeManager:
         effort, logged; an uplink that cannot give the host its addresses back raises first)."""
         ctx = self.ctx
         for port in [p for p in br.ports.values() if p.spec.uplink]:
-            self.ports.remove(br, port)  # first: the host's addresses go back to the NIC
+            self.ports.remove(br, port, settle=False)  # first: the host's addresses go back
         if br.spec.nat:
             try:
                 self.nat().remove(br.name)
             except SwitchError as exc:
                 log.error("bridge %s: NAT rule not removed: %s", br.name, exc)
         for port in list(br.ports.values()):
-            self.ports.remove(br, port)
+            self.ports.remove(br, port, settle=False)
         ctx.backend(br).remove_bridge(br)
         ctx.links.delete(br.name)
         del ctx.bridges[br.name]

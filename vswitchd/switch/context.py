@@ -1,5 +1,6 @@
 """What the switch's managers work on: the desired state (bridges by name), what is missing in
-the kernel and why, and the seams to the system (links, namespaces, backends per datapath)."""
+the kernel and why, and the seams to the system (links, namespaces, interface offloads, backends
+per datapath)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from vswitchd.config import Config
 from vswitchd.errors import FailedPrecondition, NotFound, clip
 from vswitchd.flows.model import Clock
 from vswitchd.model import Bridge, Port
+from vswitchd.netlink import ethtool as system_ethtool
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.ports import PortDriver, PortEnv, driver
-from vswitchd.seams import LinksApi, NetnsApi
+from vswitchd.seams import EthtoolApi, LinksApi, NetnsApi
 from vswitchd.txn import Txn
 
 
@@ -25,6 +27,7 @@ class Context:
     clock: Clock
     bridges: dict[str, Bridge] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # port or bridge name -> why
+    ethtool: EthtoolApi = system_ethtool
 
     def bridge(self, name: str) -> Bridge:
         try:

@@ -1,6 +1,6 @@
 """Ports on bridges: what every port type shares (enslaving, attaching to the bridge's datapath,
-VLAN settings, counters, the desired state); the type's own part is its driver's
-(vswitchd.ports)."""
+VLAN settings, XDP (vswitchd.switch.xdp), counters, the desired state); the type's own part is
+its driver's (vswitchd.ports)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.switch.addresses import check_overlap, check_unused
 from vswitchd.switch.context import Context
+from vswitchd.switch.xdp import XdpManager
 from vswitchd.txn import Txn
 from vswitchd.views import PortView, StatsView
 
 log = logging.getLogger(__name__)
 
-UPDATABLE = ("vlan", "trunks", "native_vlan")
+UPDATABLE = ("vlan", "trunks", "native_vlan", "xdp")
 
 
 def vlan_config(spec: PortSpec) -> VlanConfig:
@@ -32,6 +33,7 @@ class PortManager:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.env = ctx.port_env()
+        self.xdp = XdpManager(ctx)
 
     @staticmethod
     def validate(bridge: str, spec: PortSpec) -> PortSpec:
@@ -54,6 +56,7 @@ class PortManager:
         existing = ctx.links.get(spec.name)
         backend = ctx.backend(br)
         backend.check_vlans(br.name, spec)
+        backend.check_xdp(br.name, spec)
         backend.require()
         drv = port_types.driver(spec.type)
         port = drv.create(self.env, br, Port(spec), existing, txn)
@@ -63,45 +66,60 @@ class PortManager:
         txn.step(f"attach {name} to the datapath",
                  lambda: backend.attach_port(br.name, name, drv.dp_kind, vlan_config(spec)),
                  lambda: backend.detach_port(br.name, name))
+        xdp = self.xdp.attach(br, port, txn)
         drv.connected(self.env, br, port, txn)
         txn.step(f"add port {name} to the desired state",
                  lambda: br.ports.__setitem__(name, port), lambda: br.ports.pop(name, None))
+        self.xdp.arrange(br, txn)  # its peer, targets, and the others' if XDP came with it
         ctx.missing.pop(name, None)
-        log.info("port %s (%s%s, vlan %s) added to bridge %s", name, spec.type,
-                 " uplink" if spec.uplink else "", spec.vlan_mode(), br.name)
+        log.info("port %s (%s%s, vlan %s, xdp %s) added to bridge %s", name, spec.type,
+                 " uplink" if spec.uplink else "", spec.vlan_mode(), xdp.mode, br.name)
         return self.view(br, port)
 
-    def remove(self, br: Bridge, port: Port) -> None:
+    def remove(self, br: Bridge, port: Port, settle: bool = True) -> None:
         """Remove everything vswitchd created for a port (best effort, logged; an uplink whose
-        addresses cannot go back to the NIC raises first, changing nothing)."""
+        addresses cannot go back to the NIC raises first, changing nothing). SETTLE: the
+        bridge's other ports follow (the last XDP port gone: their peers' GRO off again); not
+        when the whole bridge goes."""
         drv = self.ctx.driver(port)
         drv.disconnect(self.env, br, port)
+        self.xdp.forget(br, port)
         self.ctx.backend(br).detach_port(br.name, port.name)
         drv.destroy(self.env, br, port)
         br.fdb = [f for f in br.fdb if f.port != port.name]
         br.ports.pop(port.name, None)
         self.ctx.missing.pop(port.name, None)
+        if settle:
+            self.xdp.settle(br)
 
     def update(self, br: Bridge, name: str, changes: dict[str, object], txn: Txn) -> PortView:
-        """Change a port's VLAN settings at run time; the combination is validated whole."""
+        """Change a port's VLAN settings (validated as a whole) and XDP mode at run time."""
         port = self.ctx.port(br, name)
         spec = port.spec
         merged: dict[str, Any] = {"vlan": spec.vlan, "trunks": spec.trunks,
-                                  "native_vlan": spec.native_vlan, **changes}
+                                  "native_vlan": spec.native_vlan, "xdp": spec.xdp, **changes}
         vlan, trunks, native = validate.vlan_mode(merged["vlan"], merged["trunks"],
                                                   merged["native_vlan"])
-        new = replace(spec, vlan=vlan, trunks=trunks, native_vlan=native)
+        xdp = validate.xdp_mode(merged["xdp"])
+        new = replace(spec, vlan=vlan, trunks=trunks, native_vlan=native, xdp=xdp)
         if new == spec:
             return self.view(br, port)
         backend = self.ctx.backend(br)
         backend.check_vlans(br.name, new)
-        txn.step(f"set VLAN settings of {name}",
-                 lambda: backend.set_port_vlan(br.name, name, vlan_config(new)),
-                 lambda: backend.set_port_vlan(br.name, name, vlan_config(spec)))
+        backend.check_xdp(br.name, new)
+        if new.vlan_mode() != spec.vlan_mode():
+            txn.step(f"set VLAN settings of {name}",
+                     lambda: backend.set_port_vlan(br.name, name, vlan_config(new)),
+                     lambda: backend.set_port_vlan(br.name, name, vlan_config(spec)))
+            log.info("port %s of bridge %s: VLAN %s -> %s", name, br.name, spec.vlan_mode(),
+                     new.vlan_mode())
+        if new.xdp != spec.xdp:
+            self.xdp.change(br, port, new, txn)
+            self.xdp.arrange(br, txn)
+            log.info("port %s of bridge %s: XDP %s -> %s", name, br.name,
+                     spec.xdp or "default", new.xdp or "default")
         txn.step("update the port spec", lambda: setattr(port, "spec", new),
                  lambda: setattr(port, "spec", spec))
-        log.info("port %s of bridge %s: VLAN %s -> %s", name, br.name, spec.vlan_mode(),
-                 new.vlan_mode())
         return self.view(br, port)
 
     @staticmethod
@@ -109,7 +127,7 @@ class PortManager:
         unknown = sorted(set(changes) - set(UPDATABLE))
         if unknown:
             raise InvalidArgument("update_mask", ",".join(unknown),
-                                  "only vlan, trunks and native_vlan can be changed")
+                                  "only vlan, trunks, native_vlan and xdp can be changed")
 
     def restore(self, br: Bridge, port: Port) -> LinkInfo | None:
         """Make the kernel and the datapath hold the port as stored: re-make a missing
@@ -129,6 +147,7 @@ class PortManager:
         if info.master != ctx.link(br.name).ifindex:
             ctx.links.enslave(port.name, br.name)
         ctx.backend(br).attach_port(br.name, port.name, drv.dp_kind, vlan_config(port.spec))
+        self.xdp.restore(br, port)
         drv.readopted(self.env, br, port)
         ctx.missing.pop(port.name, None)
         return info
@@ -137,7 +156,8 @@ class PortManager:
         return self.ctx.driver(port).vanished(self.env, port)
 
     def view(self, br: Bridge, port: Port) -> PortView:
-        return self.ctx.driver(port).view(self.env, br, port, self.ctx.missing.get(port.name))
+        view = self.ctx.driver(port).view(self.env, br, port, self.ctx.missing.get(port.name))
+        return self.xdp.view(br, port, view)
 
     def views(self, br: Bridge) -> list[PortView]:
         return [self.view(br, p) for p in sorted(br.ports.values(), key=lambda p: p.name)]

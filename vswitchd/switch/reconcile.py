@@ -59,6 +59,7 @@ class Reconciler:
                     keep.add(restored)
                     touched = True
             if touched:
+                self.ports.xdp.settle(br)
                 self.fdb.restore(br)
                 self.flows.restore(br)
         self._prune(keep)
@@ -105,6 +106,7 @@ class Reconciler:
             restored = self._port(br, port)
             if restored is not None:
                 keep.add(restored)
+        self.ports.xdp.settle(br)  # XDP targets, veth peers' GRO
         self.bridges.restore_nat(br)
         self.fdb.restore(br)
         self.flows.restore(br)
