@@ -71,8 +71,7 @@ def _open_datapath(cfg: config.Config) -> tuple[DatapathApi | None, str | None]:
     # bench/packet_rate.py's tracing-cost setups (like VSWITCHD_BPF_DIR, not for production).
     trace = os.environ.get("VSWITCHD_NO_TRACE") != "1"
     try:
-        # ignore: until Datapath has the XDP methods (issue 12's datapath part)
-        return Datapath(cfg.bpffs_dir, trace=trace), None  # type: ignore[return-value]
+        return Datapath(cfg.bpffs_dir, trace=trace), None
     except SwitchError as exc:
         return None, str(exc)
 

@@ -120,7 +120,5 @@ def _implementations_conform() -> None:
     namespaces: NetnsApi = netns
     offloads: EthtoolApi = ethtool
     nat: NatApi = Nat()
-    # ignore: until Datapath has the XDP methods (set_port_xdp, port_xdp, set_xdp_target;
-    # issue 12's datapath part); then this line is checked again
-    datapath: DatapathApi = Datapath()  # type: ignore[assignment]
+    datapath: DatapathApi = Datapath()
     del links, namespaces, offloads, nat, datapath

@@ -50,6 +50,7 @@ struct dp_ctx {
 	__u8 hook;      /* HOOK_TC / HOOK_XDP (ctx.h): a constant set at the program's entry */
 	__u8 parsed;    /* the frame parsed: rx is counted (XDP: in finish, if it finishes it) */
 	__u32 rule_id;  /* the matched flow rule, 0 = none (XDP: counted in finish) */
+	__u8 csum_partial; /* XDP: a TCP/UDP checksum left for the receiver to finish (parse.h) */
 };
 
 #endif

@@ -34,7 +34,8 @@
 	X(NONE, 0, "none") \
 	X(TARGET, 1, "the output port cannot take XDP frames") \
 	X(FLOOD, 2, "a flood target cannot take XDP frames") \
-	X(CLONE, 3, "the rule outputs to several ports")
+	X(CLONE, 3, "the rule outputs to several ports") \
+	X(CSUM, 4, "the TCP/UDP checksum is left to the receiver (checksum offload)")
 
 #define VSW_HANDOFF_ENUM(name, value, text) HANDOFF_##name = value,
 enum handoff_reason {

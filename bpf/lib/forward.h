@@ -75,7 +75,8 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 /* 0 if the frame can be sent to the port of ref from this hook (always at TC; at XDP when the
  * port takes XDP frames), else the handoff to TC (REASON). Asked before the frame is changed. */
 #define XDP_SENDABLE(ctx, ref, reason) \
-	(ctx_is_xdp(ctx) && !(PORT_REF_FLAGS(ref) & PORT_F_XDP_TX) ? HANDOFF(reason) : 0)
+	(!ctx_is_xdp(ctx) ? 0 : (ctx)->csum_partial ? HANDOFF(CSUM) : \
+	 !(PORT_REF_FLAGS(ref) & PORT_F_XDP_TX) ? HANDOFF(reason) : 0)
 
 /* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. */
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
@@ -265,6 +266,8 @@ static __always_inline int xdp_flood_check(struct dp_ctx *ctx)
 	struct port_info *in = port_lookup(ctx->in_port);
 	__u32 in_member = 0, in_other = 0;
 
+	if (ctx->csum_partial)
+		return HANDOFF(CSUM);
 	if (!info || !in || !flood_groups.lookup(&k))
 		return HANDOFF(FLOOD);
 	if (vlan_egress(ctx, ctx->in_port, in) != WANT_NONE) {

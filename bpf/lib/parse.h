@@ -53,11 +53,45 @@ static __always_inline void *header_at(const struct dp_ctx *ctx, __u32 off, __u3
 /* The largest header the parser reads at once (IPv6). */
 #define PARSE_BUF_LEN 40
 
-/* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. */
-static __always_inline int parse_l4(const struct dp_ctx *ctx, __u32 off, __u8 proto, __u64 *buf,
-				   struct flow_key *key)
+/* One's complement sum helpers, on 16-bit words as loaded (byte order does not matter as long
+ * as every word is loaded the same way). */
+static __always_inline __u32 csum_words(const __u16 *w, __u32 n)
+{
+	__u32 sum = 0, i;
+
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		if (i < n)
+			sum += w[i];
+	return sum;
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum;
+}
+
+/* At XDP: a TCP/UDP checksum that the sending stack left for the device to finish
+ * (CHECKSUM_PARTIAL: the field holds the folded sum of the pseudo-header, `pseudo`). A veth
+ * peer's stack sends such frames, and so does a VM with virtio checksum offload; an XDP
+ * redirect of the raw frame would lose that state and the receiver drop the frame as corrupt,
+ * so these go through TC (HANDOFF_CSUM), which keeps it. A complete checksum that happens to
+ * equal the sum (1 in 65536) goes through TC too, unharmed. */
+static __always_inline void check_csum_partial(struct dp_ctx *ctx, __u16 field, __u32 pseudo)
+{
+	if (ctx_is_xdp(ctx) && field && field == csum_fold(pseudo))
+		ctx->csum_partial = 1;
+}
+
+/* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. pseudo: the
+ * unfolded sum of the IP pseudo-header but for the protocol and length (check_csum_partial). */
+static __always_inline int parse_l4(struct dp_ctx *ctx, __u32 off, __u8 proto, __u64 *buf,
+				   struct flow_key *key, __u32 pseudo, __u32 l4_len)
 {
 	__u16 *ports;
+	__u16 field;
 
 	if (proto == IPPROTO_TCP)
 		ports = header_at(ctx, off, 20, buf);
@@ -69,6 +103,8 @@ static __always_inline int parse_l4(const struct dp_ctx *ctx, __u32 off, __u8 pr
 		return -DROP_MALFORMED;
 	key->tp_src = vsw_ntohs(ports[0]);
 	key->tp_dst = vsw_ntohs(ports[1]);
+	field = proto == IPPROTO_TCP ? ports[8] : ports[3];
+	check_csum_partial(ctx, field, pseudo + vsw_htons(proto) + vsw_htons(l4_len));
 	return 0;
 }
 
@@ -139,7 +175,9 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		/* a non-first fragment has no L4 header */
 		if (ip->frag_off & vsw_htons(IPV4_FRAG_OFFSET))
 			return 0;
-		return parse_l4(ctx, off + ihl, l4, buf, key);
+		return parse_l4(ctx, off + ihl, l4, buf, key,
+				ctx_is_xdp(ctx) ? csum_words((__u16 *)&ip->saddr, 4) : 0,
+				vsw_ntohs(ip->tot_len) - ihl);
 	}
 	if (proto == vsw_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
@@ -153,7 +191,10 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		key->nw_proto = l4 = ip6->nexthdr;
 		__builtin_memcpy(key->ip_src, &ip6->saddr, 16);
 		__builtin_memcpy(key->ip_dst, &ip6->daddr, 16);
-		return parse_l4(ctx, off + sizeof(*ip6), l4, buf, key);
+		return parse_l4(ctx, off + sizeof(*ip6), l4, buf, key,
+				ctx_is_xdp(ctx) ? csum_words((__u16 *)&ip6->saddr, 8) +
+						  csum_words((__u16 *)&ip6->daddr, 8) : 0,
+				vsw_ntohs(ip6->payload_len));
 	}
 	return 0;
 }

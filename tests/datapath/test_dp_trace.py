@@ -13,6 +13,7 @@ import pytest
 from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, Bridge, mac_bytes
 
 from vswitchd.datapath import MAX_WATCHERS, DpRule, PortKind, VlanConfig, WatchFilter
+from vswitchd.datapath.constants import WATCH_EVENT_VERSION
 from vswitchd.errors import InvalidArgument, NotFound, Unavailable
 from vswitchd.flows.model import Action, Match, Rule
 from vswitchd.trace.report import build_report
@@ -424,10 +425,10 @@ def test_watch_event_header_is_checked(dp, bridge):
     dp._bpf.ring_buffer_poll(500)
     raw = dp._watch_pending.pop()
     decoder = dp._watch_decoder
-    assert raw[0] == 1 and raw[1] == 1
+    assert raw[0] == WATCH_EVENT_VERSION == 2 and raw[1] == 1  # 2: the event names its hook
     assert int.from_bytes(raw[2:4], "little") == len(raw) == decoder.size
     assert decoder.decode(raw).dl_src == MAC_A
-    for bad, why in ((bytes([2]) + raw[1:], "version 2"), (raw[:1] + b"\x07" + raw[2:], "type"),
+    for bad, why in ((bytes([3]) + raw[1:], "version 3"), (raw[:1] + b"\x07" + raw[2:], "type"),
                      (raw[:2] + (8).to_bytes(2, "little") + raw[4:], "length"),
                      (raw[:3], "shorter")):
         with pytest.raises(ValueError, match=why):

@@ -1,4 +1,4 @@
-"""XDP on ports with the real daemon (issue 12): the modes TAPs get and what list-ports says,
+"""XDP on ports with the real daemon: the modes TAPs get and what list-ports says,
 set-port at run time and across a restart, a kernel bridge's refusal, and GRO (NAPI) on a
 container's veth peer while a TAP with XDP is on its bridge, with traffic between them."""
 

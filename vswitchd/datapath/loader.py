@@ -62,6 +62,7 @@ class Datapath:
         self._lock = threading.RLock()
         self._bpf = None
         self._watch: WatchMaps | None = None
+        self._xdp_attached: dict[int, XdpState] = {}  # what set_port_xdp got, with its reason
         reason = ebpf_unsupported_reason()
         if reason is None:
             try:
@@ -279,17 +280,26 @@ class Datapath:
             if mode == "off":
                 xdp.detach(self.bpffs_dir, ifindex)
                 state = XdpState("off")
+                self._xdp_attached.pop(ifindex, None)
             else:
                 state = xdp.attach(self.bpffs_dir, ifindex, self._progs["xdp"].fd, mode)
+                self._xdp_attached[ifindex] = state
                 self._fdb_maps.changed()  # as for TC: the program replaced may be older
             self._sync_xdp(port.bridge)
             return state
 
     def port_xdp(self, ifindex: int) -> XdpState:
-        """The XDP program the port has now."""
+        """The XDP program the port has now (as the kernel says), with the reason its attach
+        gave (why auto fell back to generic)."""
         with self._lock:
             self._check_open()
-            return xdp.state(self.bpffs_dir, ifindex)
+            state = xdp.state(self.bpffs_dir, ifindex)
+            attached = self._xdp_attached.get(ifindex)
+            if attached is None and state.mode == "off":
+                return XdpState("off")  # as asked: nothing to explain
+            if attached is not None and attached.mode == state.mode and not state.reason:
+                return attached
+            return state
 
     def set_xdp_target(self, ifindex: int, on: bool) -> None:
         """Whether the XDP programs may redirect to the port as XDP frames (it can receive

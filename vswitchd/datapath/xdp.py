@@ -213,6 +213,7 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, mode: str) -> XdpState:
     _check_prog(prog_fd)
     path = pin_path(bpffs_dir, ifindex)
     link_fd = _open_pin(path)
+    replaced = None  # the mode of a live link detached for the new one
     if link_fd is not None:
         try:
             live, current = _live(link_fd, ifindex)
@@ -226,6 +227,7 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, mode: str) -> XdpState:
             if live:  # the other mode (a device runs one at a time), or not ours to update:
                 # detached now, as the kernel would release the unpinned link only later
                 bpf(BPF_LINK_DETACH, ByFd(link_fd), f"detaching {path}")
+                replaced = current
         except OSError as exc:
             if exc.errno != errno.ENOLINK:  # ENOLINK: its device went away just now
                 raise device_error(exc, ifindex, f"cannot attach XDP to {_name(ifindex)}") \
@@ -233,7 +235,20 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, mode: str) -> XdpState:
         finally:
             os.close(link_fd)
         os.unlink(path)  # defunct or detached (the ifindex may be someone else's now)
-    state, link_fd = _new_link(ifindex, prog_fd, mode)
+    try:
+        state, link_fd = _new_link(ifindex, prog_fd, mode)
+    except SwitchError:
+        if replaced is None:
+            raise
+        # the mode asked is refused: the device gets back the mode it had (a short gap)
+        _pin(path, _create(ifindex, prog_fd, replaced))
+        raise
+    _pin(path, link_fd)
+    return state
+
+
+def _pin(path: str, link_fd: int) -> None:
+    """Pins the new link at path and closes our fd (an unpinned link goes with it)."""
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         attr, _keep = obj_path(path, link_fd)
@@ -242,7 +257,6 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, mode: str) -> XdpState:
         raise Unavailable(str(exc)) from None  # closing the fd below detaches the link
     finally:
         os.close(link_fd)
-    return state
 
 
 def _new_link(ifindex: int, prog_fd: int, mode: str) -> tuple[XdpState, int]:
