@@ -155,7 +155,8 @@ def _clock(t: float) -> str:
 
 def watch_line(r: Row) -> str:
     """One decision: time bridge in_port src > dst [vlan] ips proto ports length cookie verdict."""
-    parts = [_clock(r["time"]), r["bridge"], r["in_port"], f"{r['dl_src']} > {r['dl_dst']}"]
+    in_port = r["in_port"] + (" [xdp]" if r.get("hook") == "xdp" else "")  # TC: the usual
+    parts = [_clock(r["time"]), r["bridge"], in_port, f"{r['dl_src']} > {r['dl_dst']}"]
     if r["dl_vlan"]:
         parts.append(f"vlan {r['dl_vlan']}")
     proto = PROTO_NAMES.get(r["nw_proto"], f"proto {r['nw_proto']}") if r["ip_src"] else ""

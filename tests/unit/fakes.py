@@ -401,6 +401,8 @@ class TraceResult:
     vlan: int = 0
     key: dict[str, int] = field(default_factory=dict)
     tags: dict[int, str] = field(default_factory=dict)  # ifindex -> "as-is"/"untagged"/"tagged:N"
+    hook: str = "tc"
+    handoff: str = ""
 
 
 def event(watchers: int, **kw: Any) -> Any:
@@ -622,6 +624,7 @@ class FakeDatapath(_Failing):
 
     def _tracing_init(self) -> None:
         self.trace_result: Any = TraceResult("flood")
+        self.trace_xdp_result: Any = None  # a port with XDP: its stage, before trace_result
         self.traced: list[tuple[bytes, int, bool]] = []
         self.watchers: dict[int, Any] = {}            # slot -> WatchFilter
         self.watch_events: list[Any] = []
@@ -635,7 +638,9 @@ class FakeDatapath(_Failing):
         return self.trace_result
 
     def trace_hooks(self, frame: bytes, ifindex: int, *, egress: bool = False) -> list[Any]:
-        return [self.trace(frame, ifindex, egress=egress)]
+        """trace_xdp_result first (a port with XDP) when set, then trace_result."""
+        first = [self.trace_xdp_result] if self.trace_xdp_result is not None else []
+        return [*first, self.trace(frame, ifindex, egress=egress)]
 
     def watch_add(self, flt: Any) -> int:
         from vswitchd.errors import Unavailable

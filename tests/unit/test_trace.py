@@ -516,3 +516,21 @@ def test_the_configured_watcher_limit_over_the_api(rig):
         assert "watch.max_watchers" in ei.value.details()
         a.cancel()
         wait_for(lambda: not rig.dp.watchers)
+
+
+def test_a_frame_handed_from_xdp_to_tc_is_traced_through_both_hooks(rig):
+    rig.dp.trace_xdp_result = TraceResult(
+        "to-tc", key=key(), hook="xdp", handoff="the output port cannot take XDP frames")
+    rig.dp.trace_result = TraceResult("forward", out_ifindex=idx(rig, "c2"), fdb_hit=True,
+                                      key=key())
+    rep = rig.switch.trace("br0", UDP53)
+    assert [(s.hook, s.name) for s in rep.stages][:2] == [("xdp", "packet"), ("xdp", "flow table")]
+    xdp_verdict = next(s for s in rep.stages if s.hook == "xdp" and s.name == "verdict")
+    assert xdp_verdict.summary == ("to-tc: the output port cannot take XDP frames; the port's "
+                                   "TC program takes the frame on")
+    assert xdp_verdict.detail.handoff == "the output port cannot take XDP frames"
+    assert [s.hook for s in rep.stages][-1] == "tc"
+    assert (rep.verdict, rep.outputs) == ("forward", ("c2",))
+    msg = convert.trace_msg(rep)
+    assert [s.hook for s in msg.stages].count("xdp") == 5
+    assert msg.stages[4].final.handoff == "the output port cannot take XDP frames"

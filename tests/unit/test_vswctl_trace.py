@@ -166,12 +166,16 @@ def test_watch_lines_and_request(watching):
             dl_dst="02:00:00:00:00:01", dl_type=0x0800, ip_src="10.0.0.2",
             ip_dst="10.0.0.1", nw_proto=1, length=98, table_miss=True, verdict="forward",
             outputs=["c1"])),
+        pb.WatchMessage(event=pb.WatchEvent(
+            time=1700000001.0, bridge="br0", in_port="vm0", dl_src="02:00:00:00:00:03",
+            dl_dst="02:00:00:00:00:01", dl_type=0x88B5, length=60, table_miss=True,
+            verdict="forward", outputs=["c1"], hook="xdp")),
     ]
     rc, out, err = watching.run("watch", "br0", "--port", "c1", "--match", "udp,tp_dst=53",
-                                "--drops", "-n", "5")
+                                "--drops", "-n", "6")
     assert (rc, err) == (0, "")
     req = watching.fake.only("Watch")
-    assert (req.bridge, req.port, req.drops_only, req.count) == ("br0", "c1", True, 5)
+    assert (req.bridge, req.port, req.drops_only, req.count) == ("br0", "c1", True, 6)
     assert (req.match.nw_proto, req.match.tp_dst.port) == (17, 53)
     lines = [line.split(" ", 1)[1] for line in out.splitlines()]  # without the local time
     assert lines == [
@@ -182,6 +186,8 @@ def test_watch_lines_and_request(watching):
         "flood (3 copies)",
         "br0 c2 02:00:00:00:00:02 > 02:00:00:00:00:01 10.0.0.2 > 10.0.0.1 icmp len 98 "
         "table-miss forward c1",
+        "br0 vm0 [xdp] 02:00:00:00:00:03 > 02:00:00:00:00:01 type 0x88b5 len 60 table-miss "
+        "forward c1",
     ]
     assert out.splitlines()[1] == "lost 12"
     assert len(out.splitlines()[0].split(" ", 1)[0]) == len("12:00:00.250000")
