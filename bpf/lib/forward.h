@@ -73,7 +73,8 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 }
 
 /* 0 if the frame can be sent to the port of ref from this hook (always at TC; at XDP when the
- * port takes XDP frames), else the handoff to TC (REASON). Asked before the frame is changed. */
+ * port takes XDP frames and the frame's checksum is complete, parse.h), else the handoff to
+ * TC (HANDOFF_CSUM, or REASON). Asked before the frame is changed. */
 #define XDP_SENDABLE(ctx, ref, reason) \
 	(!ctx_is_xdp(ctx) ? 0 : (ctx)->csum_partial ? HANDOFF(CSUM) : \
 	 !(PORT_REF_FLAGS(ref) & PORT_F_XDP_TX) ? HANDOFF(reason) : 0)

@@ -130,7 +130,12 @@ def detach(bpffs_dir: str, ifindex: int, direction: str) -> bool:
     """Detaches the pinned link's program and removes the pin. Returns False if there was no
     pin. Detached explicitly: the kernel frees a link whose last reference was a pin only
     later, from a work queue, and the program would run on a little after the call."""
-    path = pin_path(bpffs_dir, ifindex, direction)
+    return detach_pinned(pin_path(bpffs_dir, ifindex, direction))
+
+
+def detach_pinned(path: str) -> bool:
+    """Detaches the link pinned at path and removes the pin (tcx.detach, xdp.detach); False if
+    there was no pin."""
     attr, _keep = obj_path(path)
     try:
         link_fd = bpf(BPF_OBJ_GET, attr, f"opening link pin {path}")

@@ -94,39 +94,16 @@ def prog_test_run_skb(
     repeat: int = 1,
 ) -> TestRunOutput:
     """Runs a SCHED_CLS program on `frame` as if received on `ifindex`. Raises OSError."""
-    if len(frame) < ETH_HLEN:
-        raise ValueError(f"frame of {len(frame)} bytes: the kernel needs at least {ETH_HLEN}")
-    if repeat < 1 or repeat > 0xFFFFFFFF:
-        raise ValueError(f"repeat {repeat} out of range")
+    _check(frame, repeat)
     if len(cb) > 5:
         raise ValueError("cb has at most 5 words")
-    data_in = ctypes.create_string_buffer(bytes(frame), len(frame))
-    out_size = len(frame) + 256
-    data_out = ctypes.create_string_buffer(out_size)
     ctx_in = SkbCtx()
     ctx_in.ifindex = ifindex
     for i, word in enumerate(cb):
         ctx_in.cb[i] = word & 0xFFFFFFFF
-
-    attr = _TestAttr()
-    attr.prog_fd = prog_fd
-    attr.data_size_in = len(frame)
-    attr.data_in = ctypes.addressof(data_in)
-    attr.data_size_out = out_size
-    attr.data_out = ctypes.addressof(data_out)
-    attr.repeat = repeat
-    attr.ctx_size_in = ctypes.sizeof(ctx_in)
-    attr.ctx_in = ctypes.addressof(ctx_in)
     # No ctx_out: the kernel copies back the whole __sk_buff and fails with ENOSPC when the
     # buffer is shorter, and nothing in it is needed here.
-
-    bpf(BPF_PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
-    size = min(attr.data_size_out, out_size)
-    return TestRunOutput(
-        retval=attr.retval,
-        duration_ns=attr.duration,
-        data=data_out.raw[:size],
-    )
+    return _run(prog_fd, bytes(frame), ctx_in, repeat)
 
 
 def prog_test_run_xdp(
@@ -140,18 +117,26 @@ def prog_test_run_xdp(
     """Runs an XDP program on `frame` as if received on `ifindex` (a device of the current
     network namespace), with `meta` (a multiple of 4 bytes, at most 32) as the frame's
     metadata. Raises OSError. A redirect is only returned, not done (no live-frames mode)."""
+    _check(frame, repeat)
+    if len(meta) % 4 or len(meta) > 32:
+        raise ValueError("meta must be a multiple of 4 bytes, at most 32")
+    payload = bytes(meta) + bytes(frame)
+    out = _run(prog_fd, payload, XdpCtx(len(meta), len(payload), 0, ifindex, 0, 0), repeat)
+    return TestRunOutput(out.retval, out.duration_ns, out.data[len(meta):])
+
+
+def _check(frame: bytes, repeat: int) -> None:
     if len(frame) < ETH_HLEN:
         raise ValueError(f"frame of {len(frame)} bytes: the kernel needs at least {ETH_HLEN}")
     if repeat < 1 or repeat > 0xFFFFFFFF:
         raise ValueError(f"repeat {repeat} out of range")
-    if len(meta) % 4 or len(meta) > 32:
-        raise ValueError("meta must be a multiple of 4 bytes, at most 32")
-    payload = bytes(meta) + bytes(frame)
+
+
+def _run(prog_fd: int, payload: bytes, ctx_in: ctypes.Structure, repeat: int) -> TestRunOutput:
+    """BPF_PROG_TEST_RUN of payload with ctx_in; the data out as long as the kernel wrote."""
     data_in = ctypes.create_string_buffer(payload, len(payload))
     out_size = len(payload) + 256
     data_out = ctypes.create_string_buffer(out_size)
-    ctx_in = XdpCtx(len(meta), len(payload), 0, ifindex, 0, 0)
-
     attr = _TestAttr()
     attr.prog_fd = prog_fd
     attr.data_size_in = len(payload)
@@ -161,14 +146,9 @@ def prog_test_run_xdp(
     attr.repeat = repeat
     attr.ctx_size_in = ctypes.sizeof(ctx_in)
     attr.ctx_in = ctypes.addressof(ctx_in)
-
     bpf(BPF_PROG_TEST_RUN, attr, "BPF_PROG_TEST_RUN")
     size = min(attr.data_size_out, out_size)
-    return TestRunOutput(
-        retval=attr.retval,
-        duration_ns=attr.duration,
-        data=data_out.raw[len(meta):size],
-    )
+    return TestRunOutput(retval=attr.retval, duration_ns=attr.duration, data=data_out.raw[:size])
 
 
 _VERIFIED_INSNS_OFFSET = 216  # struct bpf_prog_info.verified_insns (uapi, kernel >= 5.16)

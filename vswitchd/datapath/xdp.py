@@ -15,7 +15,6 @@ program runs in (IFLA_XDP): state() asks it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import fcntl
@@ -40,6 +39,7 @@ from vswitchd.datapath.bpfsys import (
     obj_info,
     obj_path,
 )
+from vswitchd.datapath.tcx import detach_pinned
 from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, Unavailable
 from vswitchd.netlink.errors import device_error
 
@@ -284,20 +284,7 @@ def detach(bpffs_dir: str, ifindex: int) -> bool:
     """Detaches the pinned link's program and removes the pin. Returns False if there was no
     pin. Detached explicitly: the kernel frees a link whose last reference was a pin only
     later, from a work queue, and the program would run on a little after the call."""
-    path = pin_path(bpffs_dir, ifindex)
-    link_fd = _open_pin(path)
-    if link_fd is None:
-        return False
-    try:
-        bpf(BPF_LINK_DETACH, ByFd(link_fd), f"detaching {path}")
-    except OSError as exc:
-        if exc.errno != errno.ENOLINK:  # defunct already: its device is gone
-            raise Unavailable(str(exc)) from None
-    finally:
-        os.close(link_fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    return True
+    return detach_pinned(pin_path(bpffs_dir, ifindex))
 
 
 def state(bpffs_dir: str, ifindex: int) -> XdpState:
