@@ -114,16 +114,21 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, direction: str) -> bool:
         finally:
             os.close(link_fd)
         os.unlink(path)  # defunct: its device is gone (the ifindex may be someone else's now)
-    link_fd = link_create(ifindex, prog_fd, direction)
+    pin_link(path, link_fd=link_create(ifindex, prog_fd, direction))
+    return True
+
+
+def pin_link(path: str, link_fd: int) -> None:
+    """Pins a new link at path and closes our fd (tcx.attach, xdp.attach): a link that could
+    not be pinned goes with the fd."""
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         attr, _keep = obj_path(path, link_fd)
         bpf(BPF_OBJ_PIN, attr, f"pinning link {path}")
     except OSError as exc:
-        raise Unavailable(str(exc)) from None  # closing the fd below detaches the link
+        raise Unavailable(str(exc)) from None
     finally:
         os.close(link_fd)
-    return True
 
 
 def detach(bpffs_dir: str, ifindex: int, direction: str) -> bool:

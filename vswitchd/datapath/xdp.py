@@ -31,7 +31,6 @@ from vswitchd.datapath.bpfsys import (
     BPF_LINK_DETACH,
     BPF_LINK_UPDATE,
     BPF_OBJ_GET,
-    BPF_OBJ_PIN,
     ByFd,
     LinkCreate,
     LinkUpdate,
@@ -39,7 +38,7 @@ from vswitchd.datapath.bpfsys import (
     obj_info,
     obj_path,
 )
-from vswitchd.datapath.tcx import detach_pinned
+from vswitchd.datapath.tcx import detach_pinned, pin_link
 from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, Unavailable
 from vswitchd.netlink.errors import device_error
 
@@ -241,22 +240,10 @@ def attach(bpffs_dir: str, ifindex: int, prog_fd: int, mode: str) -> XdpState:
         if replaced is None:
             raise
         # the mode asked is refused: the device gets back the mode it had (a short gap)
-        _pin(path, _create(ifindex, prog_fd, replaced))
+        pin_link(path, _create(ifindex, prog_fd, replaced))
         raise
-    _pin(path, link_fd)
+    pin_link(path, link_fd)
     return state
-
-
-def _pin(path: str, link_fd: int) -> None:
-    """Pins the new link at path and closes our fd (an unpinned link goes with it)."""
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        attr, _keep = obj_path(path, link_fd)
-        bpf(BPF_OBJ_PIN, attr, f"pinning link {path}")
-    except OSError as exc:
-        raise Unavailable(str(exc)) from None  # closing the fd below detaches the link
-    finally:
-        os.close(link_fd)
 
 
 def _new_link(ifindex: int, prog_fd: int, mode: str) -> tuple[XdpState, int]:
