@@ -45,7 +45,7 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
 	if (!port)
 		return FLOW_NEXT_FLOOD;
-	result_fdb_hit(ctx);
+	result_fdb_hit(ctx, port);
 	if (port == ctx->in_port)
 		return -DROP_SAME_PORT;
 	pi = port_lookup(port);

@@ -158,7 +158,8 @@ static __always_inline void result_drop(struct dp_ctx *ctx, __u32 reason)
 	}
 }
 
-/* The XDP hook hands the frame to TC (ctx.h). Not a decision for the watch event: TC's is. */
+/* The XDP hook hands the frame to TC (ctx.h). Not a decision for the watch event: TC's is.
+ * out_ifindex stays the FDB's port, if the L2 stage found one. */
 static __always_inline void result_handoff(const struct dp_ctx *ctx, __u32 reason)
 {
 	struct dp_result *res = result_get(ctx);
@@ -167,7 +168,6 @@ static __always_inline void result_handoff(const struct dp_ctx *ctx, __u32 reaso
 		res->verdict = VERDICT_HANDOFF;
 		res->handoff = reason;
 		res->drop_reason = DROP_NONE;
-		res->out_ifindex = 0;
 	}
 }
 
@@ -229,12 +229,15 @@ static __always_inline void result_vlan(const struct dp_ctx *ctx)
 	}
 }
 
-static __always_inline void result_fdb_hit(const struct dp_ctx *ctx)
+/* The destination's port in the FDB (out_ifindex until a verdict says otherwise). */
+static __always_inline void result_fdb_hit(const struct dp_ctx *ctx, __u32 port)
 {
 	struct dp_result *res = result_get(ctx);
 
-	if (res)
+	if (res) {
 		res->fdb_hit = 1;
+		res->out_ifindex = port;
+	}
 }
 
 /* The tag state normal() sends with, for a vlan_egress() answer other than WANT_NONE. */

@@ -104,6 +104,7 @@ def test_a_frame_for_a_port_without_xdp_frames_is_handed_to_tc_untouched(xb, dp)
     frame = untagged(MAC_C, MAC_A)
     res = xb.xdp(frame)
     assert (res.verdict, res.handoff) == ("to-tc", "the output port cannot take XDP frames")
+    assert res.fdb_hit and res.out_ifindex == xb.port["c"]  # what the L2 stage found
     real = xb.xdp(frame, dry_run=False)
     assert real.retval == XDP_PASS and real.data == frame
     a = xb.counters("a")
@@ -118,6 +119,7 @@ def test_a_frame_for_a_port_without_xdp_frames_is_handed_to_tc_untouched(xb, dp)
 def test_frames_for_the_host_go_on_to_tc(xb):
     res = xb.xdp(untagged(xb.mac, MAC_A))
     assert (res.verdict, res.handoff) == ("to-tc", "the output port cannot take XDP frames")
+    assert res.out_ifindex == xb.br
 
 
 def test_a_drop_rule_drops_at_xdp_with_the_same_counters(xb, dp):

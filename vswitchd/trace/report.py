@@ -261,14 +261,18 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
                            f"own MAC (the bridge's), sent by port {in_port}: dropped, "
                            "host-mac-spoof")
                 l2 = L2Stage(dst_text, multicast, False)
-            elif verdict == "flood" or (verdict == "drop" and reason == "no-flood-target"):
+            elif verdict == "flood" or (verdict == "drop" and reason == "no-flood-target") or \
+                    (verdict == "to-tc" and not result.fdb_hit):
                 if multicast:
                     what = ("broadcast" if dst == FULL["dl_dst"] else "multicast")
                     summary = f"dl_dst {dst_text}: {what}, flood"
                 else:
                     summary = f"dl_dst {dst_text}: FDB miss, flood"
                 outs = with_tags(result.flood)
-                summary += f" to {listed(outs)}" if flood else ": no port to flood to"
+                if verdict == "to-tc":
+                    summary += " (by TC)"
+                else:
+                    summary += f" to {listed(outs)}" if flood else ": no port to flood to"
                 l2 = L2Stage(dst_text, multicast, False, "", flood, outs)
             elif result.fdb_hit or reason == "same-port":
                 port = name(result.out_ifindex) if result.out_ifindex else in_port
