@@ -113,7 +113,6 @@ def load(bpffs_dir: str, trace: bool):
         pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     except Exception:
         if fresh:  # do not leave half-created pins behind a failed first start
-            xdpmaps.remove_pins(bpffs_dir)
             pins.remove_map_pins(bpffs_dir)
         raise
     try:

@@ -481,7 +481,6 @@ class Datapath:
             xdp.remove_all(self.bpffs_dir)
             tcx.remove_all(self.bpffs_dir)  # links of devices that are gone
             self.close()
-            xdpmaps.remove_pins(self.bpffs_dir)
             pins.remove_map_pins(self.bpffs_dir)
 
     def __enter__(self) -> Datapath:

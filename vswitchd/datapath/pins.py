@@ -16,6 +16,8 @@ DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
 PIN_NAMES = ("ports", "port_gen", "members", "fdb", "fdb_gen", "port_stats", "flow_masks",
              "flow_bridges", "flow_rules", "flow_stats", "flood_progs", "port_trunks",
              "xdp_flood_progs", "flood_group_info", "xdp_stats")
+# maps the daemon creates and pins itself, bcc cannot make them (xdpmaps.py)
+DEVICE_MAP_PIN_NAMES = ("xdp_tx", "flood_groups")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 
@@ -92,7 +94,7 @@ def remove_map_pins(bpffs_dir: str, keep_dir: bool = False) -> None:
     """Unlinks the maps this build (or an earlier one) pins, only those names, then the
     directory unless keep_dir, if it is then empty. Link pins: tcx.remove_all,
     xdp.remove_all."""
-    _unlink(bpffs_dir, (*PIN_NAMES, *RETIRED_PIN_NAMES))
+    _unlink(bpffs_dir, (*PIN_NAMES, *DEVICE_MAP_PIN_NAMES, *RETIRED_PIN_NAMES))
     if not keep_dir:
         with contextlib.suppress(OSError):  # not empty (someone else's pins) or already gone
             os.rmdir(bpffs_dir)

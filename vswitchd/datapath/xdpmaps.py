@@ -27,16 +27,14 @@ from vswitchd.datapath.bpfsys import (
     obj_path,
 )
 from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
-from vswitchd.datapath.pins import map_shape
+from vswitchd.datapath.pins import DEVICE_MAP_PIN_NAMES, map_shape
 from vswitchd.datapath.vlan import VlanConfig
 
 log = logging.getLogger(__name__)
 
 MAP_TYPE_HASH_OF_MAPS = 13
 MAP_TYPE_DEVMAP_HASH = 25
-TX_PIN = "xdp_tx"
-GROUPS_PIN = "flood_groups"
-PIN_NAMES = (TX_PIN, GROUPS_PIN)
+PIN_NAMES = (TX_PIN, GROUPS_PIN) = DEVICE_MAP_PIN_NAMES
 _DEVMAP_VAL = struct.Struct("=Ii")   # struct bpf_devmap_val: ifindex, bpf_prog.fd
 _IFINDEX = struct.Struct("=I")
 _GROUP_KEY = struct.Struct("=IHH")   # struct flood_group_key: bridge, vlan, pad
@@ -91,12 +89,6 @@ def ensure_pins(bpffs_dir: str) -> None:
             _obj(BPF_OBJ_PIN, path, fd)
         finally:
             os.close(fd)
-
-
-def remove_pins(bpffs_dir: str) -> None:
-    for name in PIN_NAMES:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(bpffs_dir, name))
 
 
 def flood_groups(members: Iterable[int], vlans: dict[int, VlanConfig],
