@@ -243,3 +243,12 @@ def test_a_checksum_left_to_the_receiver_goes_through_tc(xb):
         "to-tc", "the TCP/UDP checksum is left to the receiver (checksum offload)")
     res = xb.xdp(udp4(MAC_B, MAC_A, partial=False))
     assert (res.verdict, res.out_ifindex) == ("forward", xb.port["b"])
+
+
+def test_a_tagged_frame_on_an_access_port_drops_at_xdp(topo, dp):
+    xb = XdpBridge(topo, dp, ACCESS_MODES)
+    res = xb.xdp(tagged(MAC_B, MAC_A, 30))
+    assert (res.hook, res.verdict, res.drop_reason) == ("xdp", "drop", "vlan-mismatch")
+    assert xb.xdp(tagged(MAC_B, MAC_A, 30), dry_run=False).retval == XDP_DROP
+    a = xb.counters("a")
+    assert (a.drops, a.xdp_finished, a.xdp_handoffs) == ({"vlan-mismatch": 1}, 1, 0)
