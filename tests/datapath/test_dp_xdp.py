@@ -252,3 +252,15 @@ def test_a_tagged_frame_on_an_access_port_drops_at_xdp(topo, dp):
     assert xb.xdp(tagged(MAC_B, MAC_A, 30), dry_run=False).retval == XDP_DROP
     a = xb.counters("a")
     assert (a.drops, a.xdp_finished, a.xdp_handoffs) == ({"vlan-mismatch": 1}, 1, 0)
+
+
+def test_a_member_whose_device_is_gone_counts_as_no_target(topo, dp):
+    """A restarted daemon syncs flood groups before it prunes ports deleted behind its back:
+    the kernel refuses a gone device in a device map, and the group goes on without it."""
+    xb = XdpBridge(topo, dp)
+    topo.delete(xb.port["c"])  # still a member in the datapath's maps
+    dp.add_port(xb.br, topo.add("x9", "veth"), PortKind.DEVICE)  # syncs the groups again
+    info = dp._xdp_maps.info
+    got = info[info.Key(xb.br, 0, 0)]
+    # host, a, b, c, x9: the host, a and x9 take no XDP frames, and c's device is gone
+    assert (got.members, got.non_targets) == (5, 4)

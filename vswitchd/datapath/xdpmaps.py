@@ -11,6 +11,7 @@ in with one update), so a flood sees the old or the new member set, never half o
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -134,7 +135,7 @@ class XdpMaps:
 
     def set_target(self, ifindex: int, on: bool) -> None:
         key = _IFINDEX.pack(ifindex)
-        if on:
+        if on:  # (the kernel refuses a device that is gone: EINVAL)
             map_update(self.tx_fd, key, _DEVMAP_VAL.pack(ifindex, 0), f"xdp_tx[{ifindex}]")
         else:
             map_delete(self.tx_fd, key, f"xdp_tx[{ifindex}]")
@@ -181,15 +182,22 @@ class XdpMaps:
     def _put_group(self, bridge: int, vid: int, reach: tuple[int, ...],
                    info: tuple[int, int]) -> None:
         inner = _inner_map()
+        members, non_targets = info
         try:
             for ifindex in reach:
-                map_update(inner, _IFINDEX.pack(ifindex), _DEVMAP_VAL.pack(ifindex, self.egress_fd),
-                           f"flood group ({bridge}, {vid})[{ifindex}]")
+                try:
+                    map_update(inner, _IFINDEX.pack(ifindex),
+                               _DEVMAP_VAL.pack(ifindex, self.egress_fd),
+                               f"flood group ({bridge}, {vid})[{ifindex}]")
+                except OSError as exc:  # a device gone meanwhile (the kernel says EINVAL)
+                    if exc.errno not in (errno.EINVAL, errno.ENODEV):
+                        raise
+                    non_targets += 1  # unreachable at XDP: its floods go through TC
             key = _GROUP_KEY.pack(bridge, vid, 0)
             # info first: a flood that sees the new group with the old info at worst counts
             # copies off by one for its watch event, or goes through TC once
             leaf = self.info.Leaf()
-            leaf.members, leaf.non_targets = info
+            leaf.members, leaf.non_targets = members, non_targets
             self.info[self.info.Key(bridge, vid, 0)] = leaf
             map_update(self.groups_fd, key, _GROUP_VAL.pack(inner),
                        f"flood_groups[({bridge}, {vid})]")
