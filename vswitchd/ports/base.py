@@ -40,7 +40,7 @@ class PortDriver:
     # none (auto, native, generic or off), and when the XDP programs may redirect frames to it
     # as XDP frames (vswitchd.switch.xdp): "never" (they reach it through TC), "always" (it
     # can receive them), "native" (while it got native XDP and is not a veth), "peer-napi"
-    # (a veth: while its peer has NAPI, which the daemon arranges while the bridge has XDP).
+    # (a veth: while it runs XDP itself and its peer has NAPI, which the daemon arranges then).
     xdp_default = "off"
     xdp_target = "never"
 
