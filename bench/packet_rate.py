@@ -643,6 +643,10 @@ def main() -> int:
                     help="at B's TC ingress, drop the counted frames (default: the paths' own "
                          "cost) or hand them to B's IP stack (stack)")
     ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s, 10 ports")
+    ap.add_argument("--xdp-paths", action="store_true",
+                    help="instead: the XDP hook's paths (uplink->container, TAP->TAP, "
+                         "TAP->container, drops at a TAP), each through XDP, TC only and the "
+                         "kernel bridge (bench/xdp_paths.py)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args()
     if args.quick:
@@ -653,9 +657,15 @@ def main() -> int:
         print("bench/packet_rate.py needs root (namespaces, BPF)", file=sys.stderr)
         return 1
     os.makedirs(NETNS_DIR, exist_ok=True)
+    if args.xdp_paths:
+        import xdp_paths  # bench/, beside this script
+
+        run_it, report_it = xdp_paths.run, xdp_paths.report
+    else:
+        run_it, report_it = run, report
     with tempfile.TemporaryDirectory(prefix="vswbench-") as tmp:
-        res = run(args, Path(tmp))
-    print(report(res))
+        res = run_it(args, Path(tmp))
+    print(report_it(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
