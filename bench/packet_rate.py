@@ -3,6 +3,7 @@
 
 Run from the repository root, as root:  .venv/bin/python bench/packet_rate.py [--quick]
 It prints figures; it is not a test and asserts nothing about them (goals are printed alongside).
+With --xdp-paths it measures the XDP hook's paths instead (bench/xdp_paths.py has the method).
 
 Method
 ------
