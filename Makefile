@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 KREL := $(shell uname -r)
 KBUILD := /lib/modules/$(KREL)/build
 APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng
+# only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C
+BENCH_APT_PACKAGES := linux-perf gcc
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
 .PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean
@@ -32,7 +34,7 @@ setup: system-deps kernel-headers venv proto
 # nftables is the `nft` command the netns tests and the demo read the ruleset with (the daemon
 # itself needs only python3-nftables, which does not bring it).
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -75,6 +77,7 @@ lint: setup
 unit: setup
 	$(VENV)/bin/pytest -v tests/unit
 
+bench: EXTRA_APT_PACKAGES := $(BENCH_APT_PACKAGES)
 bench: setup
 	$(PY) bench/packet_rate.py
 

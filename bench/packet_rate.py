@@ -3,6 +3,7 @@
 
 Run from the repository root, as root:  .venv/bin/python bench/packet_rate.py [--quick]
 It prints figures; it is not a test and asserts nothing about them (goals are printed alongside).
+With --xdp-paths it measures the XDP hook's paths instead (bench/xdp_paths.py has the method).
 
 Method
 ------
@@ -98,6 +99,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from pyroute2 import NetNS, netns  # noqa: E402
+from rate_common import SINKS, Counters, div, log, stop_group, tc_ingress  # noqa: E402
 
 from tests.netns.harness import (  # noqa: E402
     NETNS_DIR,
@@ -113,7 +115,6 @@ SETUPS = ("direct", "bare", "kernel", "ebpf", "ebpf-notrace", "ebpf+watch", "ebp
 GOALS = {"ebpf/kernel": 1.3, "ebpf/direct": 0.9, "ebpf+flows/ebpf": 0.95,
          "ebpf/ebpf-notrace": 0.97, "ebpf+watch/ebpf-notrace": 0.9}
 INFO_RATIOS = ("kernel/direct", "bare/direct", "ebpf/bare")  # printed without a goal
-SINKS = {"drop": "TC_ACT_SHOT", "stack": "TC_ACT_OK"}
 WATCH_MATCH = "udp,tp_dst=7"  # ebpf+watch's filter; the test traffic: UDP to 9, ICMP, ARP
 FLOW_BRIDGE, FLOW_SHORT = "brf", "f"  # ports "fa" (A's) and "fb" (B's)
 FLOW_MASKS = 4
@@ -123,40 +124,6 @@ MAC_A, MAC_B = "02:98:00:00:00:0b", "02:98:00:00:00:0c"
 IP_A, IP_B, PREFIX = "10.98.0.11", "10.98.0.12", 24
 WARMUP = 0.5
 
-COUNTER_C = r"""
-#include <uapi/linux/bpf.h>
-#include <uapi/linux/if_ether.h>
-#include <uapi/linux/in.h>
-#include <uapi/linux/ip.h>
-#include <uapi/linux/udp.h>
-#include <uapi/linux/pkt_cls.h>
-
-BPF_PERCPU_ARRAY(hits, u64, NSLOTS);
-
-static __always_inline int count(struct __sk_buff *skb, u32 slot)
-{
-    /* Loaded, not read in place: trafgen's TX_RING frames carry only the Ethernet header in
-     * the linear area (the rest sits in page fragments), so direct packet access would not
-     * reach the IP header. */
-    struct {
-        struct ethhdr eth;
-        struct iphdr ip;
-        struct udphdr udp;
-    } __attribute__((packed)) h;
-
-    if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)) < 0)
-        return TC_ACT_OK;
-    if (h.eth.h_proto != htons(ETH_P_IP) || h.ip.ihl != 5 || h.ip.protocol != IPPROTO_UDP)
-        return TC_ACT_OK;
-    if (h.udp.dest != htons(UDP_PORT))
-        return TC_ACT_OK;
-    u64 *v = hits.lookup(&slot);
-    if (v)
-        *v += 1;
-    return SINK_VERDICT;
-}
-"""
-
 # The "bare" setup: each host-side end hands its frames straight to the other end's peer.
 BARE_C = r"""
 #include <uapi/linux/bpf.h>
@@ -165,52 +132,6 @@ BARE_C = r"""
 int to_b(struct __sk_buff *skb) { return bpf_redirect_peer(IFINDEX_B, 0); }
 int to_a(struct __sk_buff *skb) { return bpf_redirect_peer(IFINDEX_A, 0); }
 """
-
-
-def log(msg: str) -> None:
-    print(f"# {msg}", file=sys.stderr, flush=True)
-
-
-# ---- counting at B's TC ingress ---------------------------------------------------------------
-
-
-class Counters:
-    """One bcc module with a counting program per setup, attached at TC ingress of B:eth0."""
-
-    def __init__(self, slots: list[str], sink: str) -> None:
-        from bcc import BPF  # Debian's python3-bpfcc, seen through the venv's system site
-
-        self.slots = {name: i for i, name in enumerate(slots)}
-        funcs = "".join(
-            f"int count_{i}(struct __sk_buff *skb) {{ return count(skb, {i}); }}\n"
-            for i in self.slots.values()
-        )
-        self.bpf = BPF(text=COUNTER_C + funcs,
-                       cflags=[f"-DNSLOTS={len(slots)}", f"-DUDP_PORT={UDP_PORT}",
-                               f"-DSINK_VERDICT={SINKS[sink]}"])
-        self.hits = self.bpf["hits"]
-        self.attached: list[str] = []  # namespaces with our filter
-
-    def attach(self, slot: str, ns: str, ifname: str = "eth0") -> None:
-        fn = self.bpf.load_func(f"count_{self.slots[slot]}", self.bpf.SCHED_CLS)
-        tc_ingress(ns, ifname, fn)
-        self.attached.append(ns)
-
-    def read(self, slot: str) -> int:
-        return int(sum(self.hits.getvalue(self.hits.Key(self.slots[slot]))))
-
-    def close(self) -> None:
-        # The filters go with B's namespaces; the programs and the map with this module.
-        self.bpf.cleanup()
-
-
-def tc_ingress(ns: str, ifname: str, fn) -> None:
-    """Attaches bcc function fn at TC ingress of ifname in namespace ns."""
-    with NetNS(ns) as ipr:  # netlink socket bound to that namespace, requests sent from here
-        idx = ipr.link_lookup(ifname=ifname)[0]
-        ipr.tc("add", "clsact", index=idx)
-        ipr.tc("add-filter", "bpf", index=idx, handle=1, parent=0xFFFFFFF2, prio=1,
-               fd=fn.fd, name=fn.name, direct_action=True)
 
 
 # ---- the generator ----------------------------------------------------------------------------
@@ -247,21 +168,6 @@ def measure(host: Host, counters: Counters, setup: str, a_ns: str, b_ns: str, cf
         stop_group(proc)
     share = (x1 - x0) / (c1 - c0) if b_port and c1 > c0 else None
     return (c1 - c0) / (t1 - t0) / 1e6, share
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    else:  # the group may outlive its leader (the forked worker)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---- topology ---------------------------------------------------------------------------------
@@ -469,10 +375,6 @@ def cli_times(host: Host, n: int) -> list[float]:
 # ---- the run ----------------------------------------------------------------------------------
 
 
-def div(a: float, b: float) -> float | None:
-    return a / b if b else None
-
-
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     res: dict = {
         "machine": {"kernel": platform.release(), "cpus": os.cpu_count(),
@@ -531,7 +433,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         cfg = workdir / "udp64.trafgen"
         cfg.write_text(trafgen_udp_config(MAC_A, MAC_B, IP_A, IP_B, UDP_PORT, FRAME_LEN))
         log("compiling the counting program")
-        counters = Counters(setups, args.sink)
+        counters = Counters(setups, args.sink, UDP_PORT)
         for s in setups:
             if s != "ebpf+watch":  # counted by ebpf's program (one filter per device)
                 counters.attach(s, pairs[s][1])
@@ -742,6 +644,10 @@ def main() -> int:
                     help="at B's TC ingress, drop the counted frames (default: the paths' own "
                          "cost) or hand them to B's IP stack (stack)")
     ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s, 10 ports")
+    ap.add_argument("--xdp-paths", action="store_true",
+                    help="instead: the XDP hook's paths (uplink->container, TAP->TAP, "
+                         "TAP->container, drops at a TAP), each through XDP, TC only and the "
+                         "kernel bridge (bench/xdp_paths.py)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args()
     if args.quick:
@@ -752,9 +658,15 @@ def main() -> int:
         print("bench/packet_rate.py needs root (namespaces, BPF)", file=sys.stderr)
         return 1
     os.makedirs(NETNS_DIR, exist_ok=True)
+    if args.xdp_paths:
+        import xdp_paths  # bench/, beside this script
+
+        run_it, report_it = xdp_paths.run, xdp_paths.report
+    else:
+        run_it, report_it = run, report
     with tempfile.TemporaryDirectory(prefix="vswbench-") as tmp:
-        res = run(args, Path(tmp))
-    print(report(res))
+        res = run_it(args, Path(tmp))
+    print(report_it(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
