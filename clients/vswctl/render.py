@@ -133,8 +133,10 @@ def trace_lines(rows: list[Row]) -> list[str]:
         lines.append("")
         title = f'bridge("{r["bridge"]}")'
         lines += [title, "-" * len(title)]
+        # the hook of each stage, once a frame meets XDP (TC alone is the usual case)
+        hooks = any(st.get("hook") not in ("tc", "", None) for st in r["stages"])
         for n, st in enumerate(r["stages"], 1):
-            hook = f"[{st['hook']}] " if st.get("hook") else ""
+            hook = f"[{st['hook']}] " if hooks else ""
             lines.append(f"{n:2d}. {hook}{st['name']}: {st['summary']}")
         lines.append("")
         if r["verdict"] == "drop":
