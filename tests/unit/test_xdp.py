@@ -197,15 +197,15 @@ def test_set_port_is_undone_when_the_datapath_refuses(rig):
 
 
 def test_set_port_is_undone_when_marking_targets_fails(rig):
-    """The mode changed and the peers' GRO went on before the failure: all taken back."""
+    """The mode changed and the peer's GRO went on before the failure: all taken back."""
     sw = rig.switch
     sw.create_port("br0", PortSpec("c1", netns="c1"))
-    sw.create_port("br0", PortSpec("t1", "tap", xdp="off"))
     before = snapshot(rig)
     rig.dp.fail_once("set_xdp_target", Unavailable("map update failed"))
     with pytest.raises(Unavailable):
-        sw.update_port("br0", "t1", {"xdp": "auto"})
+        sw.update_port("br0", "c1", {"xdp": "generic"})
     assert snapshot(rig) == before and not sw.ctx.bridges["br0"].ports["c1"].facts.peer_gro
+    assert ("set_gro", "eth0", "c1", True) in rig.ethtool.calls  # it had been turned on
 
 
 def test_set_port_is_undone_when_the_store_fails(rig, monkeypatch):
@@ -231,14 +231,13 @@ def test_a_port_is_undone_when_set_port_xdp_raises(rig):
     assert snapshot(rig) == before and rig.links.get("t1") is None
 
 
-def test_a_new_tap_is_undone_with_its_peers_gro_when_a_late_step_fails(rig):
+def test_a_new_veth_with_xdp_is_undone_with_its_peers_gro_when_a_late_step_fails(rig):
     sw = rig.switch
-    sw.create_port("br0", PortSpec("c1", netns="c1"))
     before = snapshot(rig)
     rig.dp.fail_once("set_xdp_target", Unavailable("map update failed"))
     with pytest.raises(Unavailable):
-        sw.create_port("br0", PortSpec("t1", "tap"))
-    assert snapshot(rig) == before and not sw.ctx.bridges["br0"].ports["c1"].facts.peer_gro
+        sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))
+    assert snapshot(rig) == before and rig.links.get("c1") is None
     assert ("set_gro", "eth0", "c1", True) in rig.ethtool.calls  # it had been turned on
 
 
@@ -283,38 +282,39 @@ def test_an_api_request_for_a_kernel_bridge_is_failed_precondition(rig):
 # ---- NAPI on veth peers --------------------------------------------------------------------
 
 
-def test_veth_peers_get_gro_while_the_bridge_has_an_xdp_port(rig):
+def test_a_taps_xdp_leaves_the_container_veths_alone(rig):
+    """Frames for containers go through TC (bpf_redirect_peer is faster into a namespace than
+    an XDP redirect into the veth): a TAP with XDP makes no veth a target, touches no peer."""
     sw = rig.switch
     sw.create_port("br0", PortSpec("c1", netns="c1"))
-    sw.create_port("br0", PortSpec("c2", netns="c2", peer_name="eth1"))
-    assert rig.ethtool.calls == [] and targets(rig) == set()
     sw.create_port("br0", PortSpec("t1", "tap"))
-    assert rig.ethtool.peer_gro("c1") and rig.ethtool.peer_gro("c2")
+    assert xdp_of(rig, "t1")[1] == "native" and targets(rig) == {"t1"}
+    assert rig.ethtool.calls == [] and not rig.ethtool.peer_gro("c1")
+
+
+def test_veth_peers_get_gro_while_the_veth_runs_xdp(rig):
+    sw = rig.switch
+    sw.create_port("br0", PortSpec("c1", netns="c1"))
+    sw.create_port("br0", PortSpec("c2", netns="c2", peer_name="eth1", xdp="generic"))
+    assert not rig.ethtool.peer_gro("c1") and rig.ethtool.peer_gro("c2")
     assert ("set_gro", "eth1", "c2", True) in rig.ethtool.calls
-    assert targets(rig) == {"c1", "c2", "t1"}
+    assert targets(rig) == {"c2"}
     stored = {p["name"]: p for p in rig.stored()["br0"]["ports"]}
-    assert stored["c1"]["peer_gro"] and stored["c2"]["peer_gro"]
-    # a new veth on such a bridge gets it at creation
-    sw.create_port("br0", PortSpec("c3", netns="c3"))
-    assert rig.ethtool.peer_gro("c3") and "c3" in targets(rig)
-    # the last XDP port leaves: the peers' GRO goes off again, the veths are no targets
-    assert sw.delete_port("br0", "t1")
-    assert not any(rig.ethtool.peer_gro(n) for n in ("c1", "c2", "c3"))
-    assert targets(rig) == set()
+    assert stored["c2"]["peer_gro"] and not stored["c1"].get("peer_gro")
+    # its XDP goes off: the peer's GRO goes off again, the veth is no target
+    sw.update_port("br0", "c2", {"xdp": "off"})
+    assert not rig.ethtool.peer_gro("c2") and targets(rig) == set()
     assert not any(p.get("peer_gro") for p in rig.stored()["br0"]["ports"])
 
 
-def test_set_port_off_on_the_last_xdp_port_turns_the_peers_back(rig):
+def test_set_port_turns_a_veths_xdp_and_its_peer_on_and_off(rig):
     sw = rig.switch
     sw.create_port("br0", PortSpec("c1", netns="c1"))
     sw.create_port("br0", PortSpec("t1", "tap"))
-    sw.create_port("br0", PortSpec("t2", "tap", xdp="generic"))
-    sw.update_port("br0", "t1", {"xdp": "off"})
-    assert rig.ethtool.peer_gro("c1")  # t2 still has XDP
-    sw.update_port("br0", "t2", {"xdp": "off"})
-    assert not rig.ethtool.peer_gro("c1") and targets(rig) == {"t1", "t2"}
-    sw.update_port("br0", "t2", {"xdp": "generic"})
-    assert rig.ethtool.peer_gro("c1") and targets(rig) == {"c1", "t1", "t2"}
+    sw.update_port("br0", "c1", {"xdp": "generic"})
+    assert rig.ethtool.peer_gro("c1") and targets(rig) == {"c1", "t1"}
+    sw.update_port("br0", "c1", {"xdp": "off"})
+    assert not rig.ethtool.peer_gro("c1") and targets(rig) == {"t1"}
 
 
 def test_a_veth_with_xdp_itself_makes_the_bridge_arrange_its_peer(rig):
@@ -329,31 +329,30 @@ def test_gro_someone_else_turned_on_is_left_on(rig):
     sw.create_port("br0", PortSpec("c1", netns="c1"))
     rig.ethtool.set_gro("eth0", "c1", True)
     rig.ethtool.calls.clear()
-    sw.create_port("br0", PortSpec("t1", "tap"))
+    sw.update_port("br0", "c1", {"xdp": "generic"})
     port = sw.ctx.bridges["br0"].ports["c1"]
     assert not port.facts.peer_gro and "c1" in targets(rig)
     assert [c for c in rig.ethtool.calls if c[0] == "set_gro"] == []
-    sw.delete_port("br0", "t1")
+    sw.update_port("br0", "c1", {"xdp": "off"})
     assert rig.ethtool.peer_gro("c1") and targets(rig) == set()
 
 
 def test_a_peer_whose_gro_cannot_be_set_is_no_target_and_fails_nothing(rig, caplog):
     sw = rig.switch
-    sw.create_port("br0", PortSpec("c1", netns="c1"))
-    sw.create_port("br0", PortSpec("c2", netns="c2"))
     rig.ethtool.fail_once("set_gro", FailedPrecondition("cannot turn GRO on: not supported"))
     with caplog.at_level(logging.WARNING):
-        sw.create_port("br0", PortSpec("t1", "tap"))
-    assert targets(rig) == {"c2", "t1"} and not rig.ethtool.peer_gro("c1")
+        sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))
+    assert targets(rig) == set() and not rig.ethtool.peer_gro("c1")
+    assert xdp_of(rig, "c1")[1] == "generic"  # it runs XDP; frames for it go through TC
     assert "frames for it go through TC" in caplog.text
     # the next arrangement tries again
     sw.create_port("br0", PortSpec("t2", "tap"))
-    assert rig.ethtool.peer_gro("c1") and "c1" in targets(rig)
+    assert rig.ethtool.peer_gro("c1") and targets(rig) == {"c1", "t2"}
 
 
 def test_del_port_of_a_veth_clears_its_mark_and_its_peers_gro(rig):
     sw = rig.switch
-    sw.create_port("br0", PortSpec("c1", netns="c1"))
+    sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))
     sw.create_port("br0", PortSpec("t1", "tap"))
     i = ifx(rig, "c1")
     sw.delete_port("br0", "c1")
@@ -375,21 +374,22 @@ def test_del_br_takes_everything_back(rig):
 
 def test_a_restart_sets_every_mode_and_mark_again(rig):
     sw = rig.switch
-    sw.create_port("br0", PortSpec("c1", netns="c1"))
+    sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))
+    sw.create_port("br0", PortSpec("c2", netns="c2"))
     sw.create_port("br0", PortSpec("t1", "tap"))
     sw.create_port("br0", PortSpec("t2", "tap", xdp="generic"))
     rig.dp.calls.clear()
     rig.new_switch().reconcile()
     modes = {c[0]: c[1] for c in rig.dp.called("set_port_xdp")}
-    assert modes == {ifx(rig, "c1"): "off", ifx(rig, "t1"): "auto", ifx(rig, "t2"): "generic"}
+    assert modes == {ifx(rig, "c1"): "generic", ifx(rig, "c2"): "off", ifx(rig, "t1"): "auto",
+                     ifx(rig, "t2"): "generic"}
     assert {c for c in rig.dp.called("set_xdp_target") if c[1]} == {
         (ifx(rig, n), True) for n in ("c1", "t1", "t2")}
 
 
 def test_a_re_made_veth_gets_its_peers_gro_back(rig):
     sw = rig.switch
-    sw.create_port("br0", PortSpec("c1", netns="c1"))
-    sw.create_port("br0", PortSpec("t1", "tap"))
+    sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))
     rig.links.delete("c1")  # behind the daemon's back: the pair is gone
     sw.links_changed()
     assert rig.links.get("c1") is not None and rig.ethtool.peer_gro("c1")
@@ -454,8 +454,7 @@ def test_the_fake_datapath_keeps_the_contract():
 def test_a_vanished_container_is_forgotten_without_touching_its_gone_peer(rig, caplog):
     sw = rig.switch
     rig.netns.names.add("ext")  # a container's namespace vswitchd did not create
-    sw.create_port("br0", PortSpec("c1", netns="ext"))
-    sw.create_port("br0", PortSpec("t1", "tap"))
+    sw.create_port("br0", PortSpec("c1", netns="ext", xdp="generic"))
     assert rig.ethtool.peer_gro("c1")
     rig.netns.remove_named("ext")  # the container goes, and its veth pair with it
     rig.ethtool.calls.clear()
