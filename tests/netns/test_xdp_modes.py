@@ -1,6 +1,7 @@
 """XDP on ports with the real daemon: the modes TAPs get and what list-ports says,
 set-port at run time and across a restart, a kernel bridge's refusal, and GRO (NAPI) on a
-container's veth peer while a TAP with XDP is on its bridge, with traffic between them."""
+container's veth peer while its veth port runs XDP itself (a TAP's XDP alone leaves it off), with
+traffic between them."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def test_a_containers_peer_gets_gro_while_its_veth_runs_xdp(host):
     # a TAP with XDP changes nothing for the containers (frames for them go through TC)
     host.vswctl("add-port", "br0", "vm0", "--type", "tap", "--owner", "root")
     assert modes(host)["vm0"][1] == "native"
-    assert ethtool.gro("eth0", c1) is False
+    assert ethtool.gro("eth0", c1) is False and ethtool.gro("eth0", c2) is True
     # frames from the VM reach both containers (c2 by an XDP redirect into its veth) and back
     vm = host.vm("vm0", VM_MAC, VM_IP)
     assert host.ping(c1, VM_IP) and host.ping(c2, VM_IP), host.log()[-3000:]

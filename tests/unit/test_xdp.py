@@ -205,6 +205,7 @@ def test_set_port_is_undone_when_marking_targets_fails(rig):
     with pytest.raises(Unavailable):
         sw.update_port("br0", "c1", {"xdp": "generic"})
     assert snapshot(rig) == before and not sw.ctx.bridges["br0"].ports["c1"].facts.peer_gro
+    assert sw.get_port("br0", "c1").spec.xdp == "" and xdp_of(rig, "c1")[1] == "off"
     assert ("set_gro", "eth0", "c1", True) in rig.ethtool.calls  # it had been turned on
 
 
@@ -289,7 +290,13 @@ def test_a_taps_xdp_leaves_the_container_veths_alone(rig):
     sw.create_port("br0", PortSpec("c1", netns="c1"))
     sw.create_port("br0", PortSpec("t1", "tap"))
     assert xdp_of(rig, "t1")[1] == "native" and targets(rig) == {"t1"}
-    assert rig.ethtool.calls == [] and not rig.ethtool.peer_gro("c1")
+    # nor does a container that joins the bridge afterwards, nor the TAP's XDP going and coming
+    sw.create_port("br0", PortSpec("c2", netns="c2"))
+    sw.update_port("br0", "t1", {"xdp": "off"})
+    sw.update_port("br0", "t1", {"xdp": "generic"})
+    assert targets(rig) == {"t1"} and rig.ethtool.calls == []
+    assert not rig.ethtool.peer_gro("c1") and not rig.ethtool.peer_gro("c2")
+    assert not any(p.get("peer_gro") for p in rig.stored()["br0"]["ports"])
 
 
 def test_veth_peers_get_gro_while_the_veth_runs_xdp(rig):
