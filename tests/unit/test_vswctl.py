@@ -436,7 +436,8 @@ def test_del_fdb(daemon):
 # ---------------------------------------------------------------- port stats
 
 STATS = pb.GetPortStatsResponse(stats=[
-    pb.PortStats(port="vm1-tap", rx_packets=5, rx_bytes=640, tx_packets=0, tx_bytes=0),
+    pb.PortStats(port="vm1-tap", rx_packets=5, rx_bytes=640, tx_packets=0, tx_bytes=0,
+                 xdp_finished=4, xdp_handoffs=1),
     pb.PortStats(port="ctr1-eth", rx_packets=1200, rx_bytes=153600, tx_packets=1100,
                  tx_bytes=140800, drops=7, drops_by_reason={"no-fdb-port": 4, "vlan": 3}),
 ])
@@ -450,10 +451,10 @@ def test_port_stats_table(daemon):
     assert (req.bridge, req.port) == ("br0", "")
     lines = out.splitlines()
     assert lines[0].split() == ["PORT", "RX_PACKETS", "RX_BYTES", "TX_PACKETS", "TX_BYTES",
-                                "DROPS", "DROP_REASONS"]
-    assert lines[1].split() == ["ctr1-eth", "1200", "153600", "1100", "140800", "7",
+                                "DROPS", "XDP", "XDP_TO_TC", "DROP_REASONS"]
+    assert lines[1].split() == ["ctr1-eth", "1200", "153600", "1100", "140800", "7", "0", "0",
                                 "no-fdb-port=4,vlan=3"]
-    assert lines[2].split() == ["vm1-tap", "5", "640", "0", "0", "0", "-"]
+    assert lines[2].split() == ["vm1-tap", "5", "640", "0", "0", "0", "4", "1", "-"]
     # numbers are right-aligned under their header
     assert lines[0].index("RX_BYTES") + len("RX_BYTES") == lines[1].index("153600") + 6
 
@@ -465,7 +466,8 @@ def test_port_stats_json_one_port(daemon):
     assert (req.bridge, req.port) == ("br0", "ctr1-eth")
     assert data == [{"port": "ctr1-eth", "rx_packets": 1200, "rx_bytes": 153600,
                      "tx_packets": 1100, "tx_bytes": 140800, "drops": 7,
-                     "drops_by_reason": {"no-fdb-port": 4, "vlan": 3}}]
+                     "drops_by_reason": {"no-fdb-port": 4, "vlan": 3},
+                     "xdp_finished": 0, "xdp_handoffs": 0}]
 
 
 # ---------------------------------------------------------------- options
