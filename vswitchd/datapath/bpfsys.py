@@ -11,7 +11,6 @@ SYS_BPF = 321  # x86_64
 
 # enum bpf_cmd
 BPF_MAP_CREATE = 0
-BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
@@ -137,13 +136,3 @@ def map_keys(fd: int, key_size: int, what: str) -> list[bytes]:
             return keys
         prev = nxt.raw
         keys.append(prev)
-
-
-def map_lookup(fd: int, key: bytes, value_size: int, what: str) -> bytes | None:
-    k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value_size)
-    try:
-        bpf(BPF_MAP_LOOKUP_ELEM, _MapElem(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0),
-            what)
-    except FileNotFoundError:
-        return None
-    return v.raw
