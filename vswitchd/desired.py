@@ -9,6 +9,7 @@
           c1: {type: veth, netns: c1, ip: [10.0.0.2/24], mac: "02:00:00:00:00:02", vlan: 10}
           vm0: {type: tap, owner: root}
           eth1: {type: system, uplink: true, trunks: [10, 20]}
+          vx0: {type: vxlan, vni: 100, local: 10.77.0.1, remotes: [10.77.0.2, 10.77.0.3]}
         fdb:
           - {mac: "02:00:00:00:00:99", port: c1, vlan: 0}
         flows:
@@ -66,7 +67,7 @@ BRIDGE_KEYS = _keys(BridgeSpec)
 _BRIDGE_SCHEMA = {**{k: _TYPES[v.type] for k, v in BRIDGE_KEYS.items()},
                   "ports": dict, "fdb": list, "flows": list}
 _PORT_SCHEMA = {k: _TYPES[v.type] for k, v in PORT_KEYS.items()}
-_FDB_SCHEMA = {"mac": str, "port": str, "vlan": int}
+_FDB_SCHEMA = {"mac": str, "port": str, "vlan": int, "remote": str}
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class DFdb:
     port: str
     vlan: int = 0
     where: str = field(default="", compare=False)
+    remote: str = ""  # a tunnel port's entry: the remote VTEP
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ def _parse_fdb(path: str, what: str, node: yaml.Node, loader) -> DFdb:
             raise ConfigError(f"{at}: {what}: '{key}' is required")
     mac = _check(at, validate.unicast_mac, f["mac"][0], "mac")
     vlan = _check(at, validate.vlan, f["vlan"][0]) if "vlan" in f else 0
-    return DFdb(mac, f["port"][0], vlan, at)
+    return DFdb(mac, f["port"][0], vlan, at, f["remote"][0] if "remote" in f else "")
 
 
 def _parse_flow(path: str, what: str, node: yaml.Node) -> DFlow:
@@ -253,7 +255,8 @@ def to_json(declared: Declared) -> str:
         name: {**_values(b.spec, BRIDGE_KEYS), "datapath": b.spec.datapath,
                "ip": list(b.spec.addresses),
                "ports": {p.name: _values(p, PORT_KEYS) for p in b.ports.values()},
-               "fdb": [[f.mac, f.vlan, f.port] for f in b.fdb.values()],
+               "fdb": [[f.mac, f.vlan, f.port, *([f.remote] if f.remote else [])]
+                       for f in b.fdb.values()],
                "flows": list(b.flows)}
         for name, b in declared.items()}, sort_keys=True)
 
@@ -267,7 +270,8 @@ def from_json(text: str | None) -> Declared:
         spec = _spec(BridgeSpec, BRIDGE_KEYS, name, b)
         spec.datapath = b["datapath"]
         ports = {pname: _spec(PortSpec, PORT_KEYS, pname, p) for pname, p in b["ports"].items()}
-        fdb = {(m, v): DFdb(m, port, v) for m, v, port in b["fdb"]}
+        fdb = {(e[0], e[1]): DFdb(e[0], e[2], e[1], remote=e[3] if len(e) > 3 else "")
+               for e in b["fdb"]}
         out[name] = DBridge(spec, ports, fdb, {t: DFlow(t) for t in b["flows"]})
     return out
 
@@ -352,7 +356,8 @@ class _Applier:
         for key, entry in b.fdb.items():
             if key not in a["fdb"]:
                 if self._try(entry.where, f"bridge {b.name}: FDB entry {entry.mac} added",
-                             sw.fdb_add, b.name, entry.mac, entry.port, entry.vlan):
+                             sw.fdb_add, b.name, entry.mac, entry.port, entry.vlan,
+                             entry.remote):
                     a["fdb"][key] = entry
         for text, flow in b.flows.items():
             if text not in a["flows"]:

@@ -50,6 +50,12 @@ class PortSpec:
     # XDP mode asked for (eBPF datapath): auto, native, generic or off; "" = the port type's
     # default (PortDriver.xdp_default)
     xdp: str = field(default="", metadata=_key("xdp"))
+    # vxlan: the tunnel's VNI, the host's underlay address ("" = by route), its UDP port and
+    # the remote VTEPs floods are replicated to
+    vni: int = field(default=0, metadata=_key("vni"))
+    local: str = field(default="", metadata=_key("local"))
+    dstport: int = field(default=0, metadata=_key("dstport"))
+    remotes: list[str] = field(default_factory=list, metadata=_key("remotes"))
 
     def vlan_mode(self) -> str:
         """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""
@@ -90,6 +96,7 @@ class StaticFdb:
     mac: str
     port: str
     vlan: int = 0
+    remote: str = ""  # a tunnel port's entry: the remote VTEP the MAC is behind
 
 
 @dataclass
@@ -137,7 +144,7 @@ class Bridge:
         costs)."""
         out = {**bridge_row(self.spec, self.facts), "name": self.name,
                "ports": [port_row(p) for p in self.ports.values()],
-               "fdb": [dataclasses.asdict(f) for f in self.fdb]}
+               "fdb": [fdb_row(f) for f in self.fdb]}
         # Flow rules: one compact string each (Rule.to_store), so 100 000 rules stay fast to
         # write; present only once the bridge has had flows.
         if flows and (len(self.flows) or self.flows.next_id > 1):
@@ -174,6 +181,14 @@ def port_row(port: Port) -> dict[str, Any]:
     """A port (spec and facts) as one flat dict."""
     values = {**dataclasses.asdict(port.spec), **dataclasses.asdict(port.facts)}
     return {k: v for k, v in values.items() if k in _PORT_ALWAYS or _PORT_DEFAULTS[k] != v}
+
+
+def fdb_row(entry: StaticFdb) -> dict[str, Any]:
+    """A static FDB entry (remote only when set, as rows written before it existed)."""
+    row = dataclasses.asdict(entry)
+    if not entry.remote:
+        del row["remote"]
+    return row
 
 
 def port_from_row(row: dict[str, Any]) -> Port:

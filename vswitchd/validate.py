@@ -142,3 +142,30 @@ def gateway(value: str, addresses: list[str], field: str = "gateway") -> str:
             return str(gw)
     where = ", ".join(str(i.network) for i in nets) or "none: the port has no --ip"
     raise InvalidArgument(field, value, f"is outside the port's subnets ({where})")
+
+
+VNI_MIN, VNI_MAX = 1, 16777215  # 24 bits; 0 is not a VNI
+
+
+def vni(value: object, field: str = "vni") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not VNI_MIN <= value <= VNI_MAX:
+        raise InvalidArgument(field, value, f"must be a VXLAN network identifier in "
+                                            f"{VNI_MIN}..{VNI_MAX}")
+    return value
+
+
+def udp_port(value: object, field: str = "dstport") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidArgument(field, value, "must be a UDP port in 1..65535")
+    return value
+
+
+def host_address(value: object, field: str) -> str:
+    """A unicast IPv4 or IPv6 address without prefix length (a tunnel end point), canonical."""
+    try:
+        ip = ipaddress.ip_address(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise InvalidArgument(field, value, "is not an IP address (e.g. 10.0.0.1)") from None
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback:
+        raise InvalidArgument(field, value, "must be a unicast address of a host")
+    return str(ip)

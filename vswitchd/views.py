@@ -38,6 +38,7 @@ class FdbView:
     vlan: int
     static: bool
     age_seconds: float
+    remote: str = ""           # a tunnel port's entry: the remote VTEP the MAC is behind
 
 
 @dataclass(frozen=True)

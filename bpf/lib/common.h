@@ -7,6 +7,7 @@
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
 #define MAX_BRIDGE_PORTS 128
 #define MAX_PORTS 4096
+#define MAX_VTEPS 64  /* remote VTEPs of one tunnel port (TEMP: until the datapath lands) */
 #define MAX_BRIDGES 256
 #define MAX_FDB_ENTRIES 65536
 

@@ -113,6 +113,10 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
         uplink=a.uplink,
         multi_queue=a.multi_queue,
         xdp=XDP_VALUES[a.xdp] if a.xdp else pb.XDP_MODE_UNSPECIFIED,
+        vni=a.vni or 0,
+        local=a.local or "",
+        dstport=a.dstport or 0,
+        remotes=a.remote or [],
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
     return [rows.port_row(p)]
@@ -122,15 +126,19 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
     --no-vlan (carry every VLAN again); --xdp MODE sets the XDP mode, alone or with them."""
     vlan = a.vlan is not None or a.trunks is not None or a.no_vlan
-    if not vlan and a.xdp is None:
-        raise InputError(["set-port: one of the arguments --vlan --trunks --no-vlan --xdp is "
-                          "required"])
+    remotes = a.remote is not None or a.no_remotes
+    if not vlan and a.xdp is None and not remotes:
+        raise InputError(["set-port: one of the arguments --vlan --trunks --no-vlan --xdp "
+                          "--remote --no-remotes is required"])
     if a.native_vlan is not None and not vlan:
         raise InputError(["set-port: --native-vlan goes with --trunks"])
     port = pb.Port(name=a.port, bridge=a.bridge, vlan=a.vlan or 0, trunks=a.trunks or [],
                    native_vlan=a.native_vlan or 0,
-                   xdp=XDP_VALUES[a.xdp] if a.xdp else pb.XDP_MODE_UNSPECIFIED)
+                   xdp=XDP_VALUES[a.xdp] if a.xdp else pb.XDP_MODE_UNSPECIFIED,
+                   remotes=a.remote or [])
     req = pb.UpdatePortRequest(port=port)
+    if remotes:
+        req.update_mask.paths.append("remotes")
     if vlan:
         req.update_mask.paths.extend(["vlan", "trunks", "native_vlan"])
     if a.xdp is not None:
@@ -163,7 +171,8 @@ def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
 
 
 def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
-    entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True)
+    entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True,
+                        remote=a.remote or "")
     e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
     return [rows.fdb_row(e)]
 
@@ -173,6 +182,23 @@ def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
                                    if_exists=a.if_exists)
     r = c.stub.DeleteFdbEntry(req, timeout=t)
     return [{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}]
+
+
+def cmd_add_vtep(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    vtep = pb.Vtep(bridge=a.bridge, port=a.port, address=a.address)
+    v = c.stub.CreateVtep(pb.CreateVtepRequest(vtep=vtep, may_exist=a.may_exist), timeout=t)
+    return [rows.vtep_row(v)]
+
+
+def cmd_del_vtep(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    vtep = pb.Vtep(bridge=a.bridge, port=a.port, address=a.address)
+    r = c.stub.DeleteVtep(pb.DeleteVtepRequest(vtep=vtep, if_exists=a.if_exists), timeout=t)
+    return [{"bridge": a.bridge, "port": a.port, "address": a.address, "deleted": r.deleted}]
+
+
+def cmd_list_vteps(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    req = pb.ListVtepsRequest(bridge=a.bridge or "", port=a.port or "")
+    return [rows.vtep_row(v) for v in c.stub.ListVteps(req, timeout=t).vteps]
 
 
 def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:

@@ -161,6 +161,8 @@ def _vlan_options(clear: bool = False) -> list[Arg | OneOf]:
                 help="trunk port: untagged frames belong to VLAN N")]
 
 
+REMOTE = arg("--remote", metavar="IP", action="append",
+             help="vxlan: a remote VTEP (another host's underlay address; repeatable)")
 XDP = arg("--xdp", choices=list(cmds.XDP_VALUES),
           help="XDP stage (eBPF bridges): auto = native if the driver can, else generic; off "
                "= TC only (default: auto for tap and system ports, off for veth)")
@@ -198,7 +200,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("show", "bridges with their ports, as a tree",
             cmds.cmd_show, layout.SHOW,
             [arg("bridge", metavar="BR", nargs="?", type=_ifname("bridge"))]),
-    Command("add-port", "add a port (veth pair, TAP, system interface)",
+    Command("add-port", "add a port (veth pair, TAP, system interface, VXLAN tunnel)",
             cmds.cmd_add_port, layout.QUIET, [
         BR,
         arg("port", metavar="PORT", type=_ifname("port"), help="host-side interface name"),
@@ -220,14 +222,25 @@ COMMANDS: tuple[Command, ...] = (
         arg("--uplink", action="store_true",
             help="system: an uplink NIC; its addresses and routes move to the bridge "
                  "(and back on del-port) so the host keeps its connectivity"),
+        arg("--vni", metavar="N", type=int,
+            help="vxlan: the VXLAN network identifier (1-16777215), one bridge per VNI"),
+        arg("--local", metavar="IP",
+            help="vxlan: this host's underlay address, the tunnel's source (default: by route)"),
+        arg("--dstport", metavar="PORT", type=int, help="vxlan: UDP port (default 4789)"),
+        REMOTE,
         *_vlan_options(),
         XDP,
         _may_exist("port"),
     ]),
     Command("set-port",
-            "change a port's VLAN mode (learned FDB entries of the port go) or XDP mode at run "
-            "time",
-            cmds.cmd_set_port, layout.QUIET, [BR, PORT, *_vlan_options(clear=True), XDP]),
+            "change a port's VLAN mode (learned FDB entries of the port go), XDP mode or (a "
+            "tunnel's) remote VTEPs at run time",
+            cmds.cmd_set_port, layout.QUIET, [
+        BR, PORT, *_vlan_options(clear=True), XDP,
+        OneOf((arg("--remote", metavar="IP", action="append",
+                   help="vxlan: the remote VTEPs become these (repeatable)"),
+               arg("--no-remotes", action="store_true", help="vxlan: no remote VTEP"))),
+    ]),
     Command("del-port", "delete a port",
             cmds.cmd_del_port, layout.QUIET, [BR, PORT, _if_exists("port")]),
     Command("list-ports", "list the ports of a bridge",
@@ -235,7 +248,25 @@ COMMANDS: tuple[Command, ...] = (
     Command("dump-fdb", "show the forwarding database of a bridge",
             cmds.cmd_dump_fdb, layout.FDB, [BR]),
     Command("add-fdb", "add a static forwarding entry",
-            cmds.cmd_add_fdb, layout.QUIET, [BR, MAC, PORT, FDB_VLAN]),
+            cmds.cmd_add_fdb, layout.QUIET, [
+        BR, MAC, PORT, FDB_VLAN,
+        arg("--remote", metavar="IP",
+            help="tunnel port: the remote VTEP the MAC is behind (required there)"),
+    ]),
+    Command("add-vtep", "add a remote VTEP to a tunnel port",
+            cmds.cmd_add_vtep, layout.QUIET, [
+        BR, PORT, arg("address", metavar="IP", help="the remote host's underlay address"),
+        _may_exist("VTEP"),
+    ]),
+    Command("del-vtep", "remove a remote VTEP from a tunnel port",
+            cmds.cmd_del_vtep, layout.QUIET, [
+        BR, PORT, arg("address", metavar="IP"), _if_exists("VTEP"),
+    ]),
+    Command("list-vteps", "list the remote VTEPs of tunnel ports",
+            cmds.cmd_list_vteps, layout.VTEPS, [
+        arg("bridge", metavar="BR", nargs="?", type=_ifname("bridge")),
+        arg("port", metavar="PORT", nargs="?", type=_ifname("port")),
+    ]),
     Command("del-fdb", "delete a forwarding entry",
             cmds.cmd_del_fdb, layout.QUIET, [BR, MAC, FDB_VLAN, _if_exists("entry")]),
     Command("port-stats", "packet, byte and drop counters of ports",

@@ -221,6 +221,13 @@ FDB = View(columns=[
     Column("vlan", "VLAN", _vlan, right=True),
     Column("mac", "MAC"),
     Column("age", "AGE", _age, right=True),
+    Column("remote", "REMOTE", lambda v, r: v or "-"),
+])
+VTEPS = View(columns=[
+    Column("bridge", "BRIDGE"),
+    Column("port", "PORT"),
+    Column("vni", "VNI", right=True),
+    Column("address", "VTEP"),
 ])
 STATS = View(columns=[
     Column("port", "PORT"),

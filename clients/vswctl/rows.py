@@ -99,6 +99,10 @@ def port_row(p: pb.Port) -> Row:
         "xdp": xdp_name(p.xdp),           # asked (the mode in force for the port)
         "xdp_mode": p.xdp_mode or "off",  # what it got ("" from a daemon without XDP)
         "xdp_reason": p.xdp_reason,       # why it fell back, or why it is off
+        "vni": p.vni,                     # vxlan: the tunnel
+        "local": p.local,
+        "dstport": p.dstport,
+        "remotes": list(p.remotes),
     }
 
 
@@ -113,7 +117,12 @@ def fdb_row(e: pb.FdbEntry) -> Row:
         "vlan": e.vlan,
         "static": e.static,
         "age": 0.0 if e.static else round(e.age_seconds, 3),
+        "remote": e.remote,
     }
+
+
+def vtep_row(v: pb.Vtep) -> Row:
+    return {"bridge": v.bridge, "port": v.port, "address": v.address, "vni": v.vni}
 
 
 def fdb_rows(entries: Iterable[pb.FdbEntry]) -> list[Row]:

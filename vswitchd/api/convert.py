@@ -35,7 +35,7 @@ XDP_FROM_PB = {v: k for k, v in XDP_TO_PB.items()}
 # PortSpec's fields are the request fields of the Port message, by the same names (the enums,
 # type and xdp, are mapped to their words).
 _PORT_FIELDS = [f.name for f in dataclasses.fields(PortSpec) if f.name not in ("type", "xdp")]
-_LISTS = ("addresses", "trunks")
+_LISTS = ("addresses", "trunks", "remotes")
 
 
 def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
@@ -61,7 +61,7 @@ def xdp_mode(value: int) -> str:
 
 
 PORT_UPDATABLE = {"vlan": "vlan", "trunks": "trunks", "native_vlan": "native_vlan",
-                  "xdp": "xdp"}
+                  "xdp": "xdp", "remotes": "remotes"}
 
 
 def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
@@ -71,7 +71,7 @@ def port_changes(msg: pb.Port, paths: list[str]) -> dict[str, object]:
     for path in paths:
         if path in PORT_UPDATABLE:
             value = getattr(msg, path)
-            if path == "trunks":
+            if path in ("trunks", "remotes"):
                 value = list(value)
             elif path == "xdp":
                 value = xdp_mode(value)
@@ -122,8 +122,14 @@ def status_msg(view: StatusView, version: str) -> pb.Status:
     )
 
 
+def vtep_msg(vtep: tuple[str, str, str, int]) -> pb.Vtep:
+    bridge, port, address, vni = vtep
+    return pb.Vtep(bridge=bridge, port=port, address=address, vni=vni)
+
+
 def fdb_msg(view: FdbView) -> pb.FdbEntry:
     return pb.FdbEntry(mac=view.mac, port=view.port, vlan=view.vlan, static=view.static,
+                       remote=view.remote,
                        age_seconds=view.age_seconds)
 
 

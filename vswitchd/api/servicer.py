@@ -140,7 +140,8 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     @_rpc
     def CreateFdbEntry(self, request: pb.CreateFdbEntryRequest) -> pb.FdbEntry:  # noqa: N802
         e = request.entry
-        return convert.fdb_msg(self.switch.fdb_add(request.bridge, e.mac, e.port, e.vlan))
+        return convert.fdb_msg(self.switch.fdb_add(request.bridge, e.mac, e.port, e.vlan,
+                                                   e.remote))
 
     @_rpc
     def DeleteFdbEntry(  # noqa: N802
@@ -149,6 +150,23 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         deleted = self.switch.fdb_delete(request.bridge, request.mac, request.vlan,
                                          request.if_exists)
         return pb.DeleteFdbEntryResponse(deleted=deleted)
+
+    @_rpc
+    def CreateVtep(self, request: pb.CreateVtepRequest) -> pb.Vtep:  # noqa: N802
+        v = request.vtep
+        return convert.vtep_msg(self.switch.vtep_add(v.bridge, v.port, v.address,
+                                                     request.may_exist))
+
+    @_rpc
+    def DeleteVtep(self, request: pb.DeleteVtepRequest) -> pb.DeleteVtepResponse:  # noqa: N802
+        v = request.vtep
+        deleted = self.switch.vtep_delete(v.bridge, v.port, v.address, request.if_exists)
+        return pb.DeleteVtepResponse(deleted=deleted)
+
+    @_rpc
+    def ListVteps(self, request: pb.ListVtepsRequest) -> pb.ListVtepsResponse:  # noqa: N802
+        vteps = self.switch.vtep_list(request.bridge, request.port)
+        return pb.ListVtepsResponse(vteps=[convert.vtep_msg(v) for v in vteps])
 
     @_rpc
     def GetPortStats(self, request: pb.GetPortStatsRequest) -> pb.GetPortStatsResponse:  # noqa: N802

@@ -51,9 +51,26 @@ class Backend(Protocol):
     def set_xdp_target(self, port: str, on: bool) -> None:
         """Whether the XDP programs may redirect frames to PORT as XDP frames."""
 
+    def set_tunnel(self, bridge: str, port: str, vni: int, local: str,
+                   remotes: list[str]) -> None:
+        """A tunnel port's VNI, local address and remote VTEPs, where the datapath keeps them
+        (the eBPF maps; a kernel bridge's VXLAN device holds its VNI itself)."""
+
+    def set_vteps(self, bridge: str, port: str, remotes: list[str]) -> None:
+        """The remote VTEPs a tunnel port replicates floods to (exactly these)."""
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]: ...
-    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None: ...
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int,
+                       remote: str = "") -> None: ...
     def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool: ...
+
+    def fdb_remotes(self, port: str) -> dict[str, str]:
+        """A tunnel port's {mac: remote VTEP} where FdbRecord.remote is not filled (the kernel
+        bridge's entries are in the VXLAN device's own FDB)."""
+
+    def fdb_remote_delete(self, port: str, mac: str) -> None:
+        """The tunnel port's own entry of MAC, where it keeps one (kernel bridges)."""
+
     def port_stats(self, port: str) -> StatsView: ...
     def prune(self, keep: set[int]) -> None: ...
     def sweep_fdb(self, aging_seconds: float) -> int: ...

@@ -101,11 +101,27 @@ class EbpfBackend:
     def set_xdp_target(self, port: str, on: bool) -> None:
         self.dp.set_xdp_target(self._ifindex(port), on)
 
+    def set_tunnel(self, bridge: str, port: str, vni: int, local: str,
+                   remotes: list[str]) -> None:
+        ifindex = self._ifindex(port)
+        self.dp.set_tunnel(ifindex, vni, local)
+        self.dp.set_vteps(ifindex, remotes)
+
+    def set_vteps(self, bridge: str, port: str, remotes: list[str]) -> None:
+        self.dp.set_vteps(self._ifindex(port), remotes)
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         return self.dp.fdb_list(self._ifindex(bridge))
 
-    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None:
-        self.dp.fdb_add_static(self._ifindex(bridge), mac, vlan, self._ifindex(port))
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int,
+                       remote: str = "") -> None:
+        self.dp.fdb_add_static(self._ifindex(bridge), mac, vlan, self._ifindex(port), remote)
+
+    def fdb_remotes(self, port: str) -> dict[str, str]:
+        return {}  # the datapath's records carry their remote
+
+    def fdb_remote_delete(self, port: str, mac: str) -> None:
+        pass  # fdb_delete took the remote with the entry
 
     def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool:
         return self.dp.fdb_delete(self._ifindex(bridge), mac, vlan)
@@ -183,11 +199,25 @@ class NoEbpfBackend:
     def set_xdp_target(self, port: str, on: bool) -> None:
         pass
 
+    def set_tunnel(self, bridge: str, port: str, vni: int, local: str,
+                   remotes: list[str]) -> None:
+        raise self._refusal()
+
+    def set_vteps(self, bridge: str, port: str, remotes: list[str]) -> None:
+        raise self._refusal()
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         raise self._refusal()
 
-    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None:
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int,
+                       remote: str = "") -> None:
         raise self._refusal()
+
+    def fdb_remotes(self, port: str) -> dict[str, str]:
+        return {}
+
+    def fdb_remote_delete(self, port: str, mac: str) -> None:
+        pass
 
     def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool:
         raise self._refusal()

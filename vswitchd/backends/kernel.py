@@ -92,11 +92,29 @@ class KernelBackend:
     def set_xdp_target(self, port: str, on: bool) -> None:
         pass
 
+    def set_tunnel(self, bridge: str, port: str, vni: int, local: str,
+                   remotes: list[str]) -> None:
+        self.links.vxlan_set_remotes(port, remotes)  # the device was made with its VNI
+
+    def set_vteps(self, bridge: str, port: str, remotes: list[str]) -> None:
+        self.links.vxlan_set_remotes(port, remotes)
+
     def fdb_list(self, bridge: str) -> list[FdbRecord]:
         return self.links.fdb_list(bridge)
 
-    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int) -> None:
+    def fdb_add_static(self, bridge: str, port: str, mac: str, vlan: int,
+                       remote: str = "") -> None:
+        """The bridge's entry (MAC -> port) and, on a tunnel port, the device's (MAC -> the
+        remote VTEP)."""
         self.links.fdb_add_static(bridge, port, mac, vlan)
+        if remote:
+            self.links.vxlan_fdb_add(port, mac, remote)
+
+    def fdb_remotes(self, port: str) -> dict[str, str]:
+        return self.links.vxlan_fdb_list(port)
+
+    def fdb_remote_delete(self, port: str, mac: str) -> None:
+        self.links.vxlan_fdb_delete(port, mac)
 
     def fdb_delete(self, bridge: str, mac: str, vlan: int) -> bool:
         return self.links.fdb_delete(bridge, mac, vlan)

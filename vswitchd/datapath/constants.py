@@ -82,6 +82,7 @@ if max(DROP_REASONS) >= DROP_REASON_MAX:
 MAX_BRIDGE_PORTS: int = _define("MAX_BRIDGE_PORTS")
 MAX_PORTS: int = _define("MAX_PORTS")
 MAX_FLOOD_GROUPS: int = _define("MAX_FLOOD_GROUPS")
+MAX_VTEPS: int = _define("MAX_VTEPS")
 
 # ports, their VLAN modes, the FDB
 PORT_F_ACCESS: int = _define("PORT_F_ACCESS")

@@ -23,6 +23,7 @@ class PortKind(IntEnum):
     PEER = 1    # veth whose peer is in another netns: bpf_redirect_peer at ingress
     DEVICE = 2  # tap, system NIC: bpf_redirect
     BRIDGE = 3  # the bridge device itself (the host): redirect to its ingress
+    TUNNEL = 4  # a VXLAN device: the tunnel key set, then bpf_redirect
 
 
 class PortMaps:

@@ -1,8 +1,7 @@
 """Port types as drivers (vswitchd.ports.base.PortDriver): one module per type, registered here.
 
 Adding a port type means adding its module and one line in DRIVERS (and its PortType value in
-the API's .proto). A vxlan tunnel port will be vswitchd/ports/vxlan.py.
-"""
+the API's .proto)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from dataclasses import replace
 from vswitchd import validate as values
 from vswitchd.errors import InvalidArgument
 from vswitchd.model import PortSpec
-from vswitchd.ports import system, tap, veth
+from vswitchd.ports import system, tap, veth, vxlan
 from vswitchd.ports.base import PortDriver, PortEnv
 
 __all__ = ["DRIVERS", "PORT_TYPES", "PortDriver", "PortEnv", "driver", "validate"]
@@ -21,13 +20,14 @@ DRIVERS: dict[str, PortDriver] = {d.type: d for d in (
     veth.DRIVER,
     tap.DRIVER,
     system.DRIVER,
+    vxlan.DRIVER,
 )}
 PORT_TYPES = tuple(DRIVERS)
 
 _FIELDS = {f.name: f for f in dataclasses.fields(PortSpec)}
 # The fields a driver may take (PortDriver.accepts), in the order they are checked.
 _TYPED = ("multi_queue", "uplink", "gateway", "netns", "addresses", "mac", "peer_name", "owner",
-          "mtu")
+          "vni", "local", "dstport", "remotes", "mtu")
 _UNSET = {name: getattr(PortSpec(""), name) for name in _TYPED}
 # Unset peer_name: "" (the API's) or the spec's default; other types report it as "".
 _UNSET_TOO = {"peer_name": ""}

@@ -183,10 +183,12 @@ class Switch:
         with self._lock:
             return self.fdb.list(self.ctx.bridge(bridge))
 
-    def fdb_add(self, bridge: str, mac: str, port: str, vlan: int = 0) -> FdbView:
+    def fdb_add(self, bridge: str, mac: str, port: str, vlan: int = 0,
+                remote: str = "") -> FdbView:
+        """A static entry; on a tunnel port REMOTE names the VTEP the MAC is behind."""
         mac, vlan = self.fdb.check(mac, vlan)
         with self._change() as txn:
-            return self.fdb.add(self.ctx.bridge(bridge), mac, port, vlan, txn)
+            return self.fdb.add(self.ctx.bridge(bridge), mac, port, vlan, txn, remote)
 
     def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False) -> bool:
         mac, vlan = self.fdb.check(mac, vlan, unicast=False)
@@ -195,6 +197,25 @@ class Switch:
             if changed:
                 self._save()
             return deleted
+
+    # ---- remote VTEPs of tunnel ports --------------------------------------------------------
+
+    def vtep_add(self, bridge: str, port: str, address: str,
+                 may_exist: bool = False) -> tuple[str, str, str, int]:
+        with self._change() as txn:
+            p, canonical = self.ports.tunnels.add_vtep(self.ctx.bridge(bridge), port, address,
+                                                       may_exist, txn)
+            return bridge, port, canonical, p.spec.vni
+
+    def vtep_delete(self, bridge: str, port: str, address: str, if_exists: bool = False) -> bool:
+        with self._change() as txn:
+            return self.ports.tunnels.delete_vtep(self.ctx.bridge(bridge), port, address,
+                                                  if_exists, txn)
+
+    def vtep_list(self, bridge: str = "", port: str = "") -> list[tuple[str, str, str, int]]:
+        with self._lock:
+            return [(b.name, p.name, r, p.spec.vni)
+                    for b, p, r in self.ports.tunnels.list_vteps(bridge, port)]
 
     def sweep_fdb(self) -> int:
         """Age out learned entries (the datapath keeps their last-seen time)."""

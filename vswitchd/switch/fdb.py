@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 
 from vswitchd import validate
-from vswitchd.errors import NotFound, SwitchError, clip
+from vswitchd.errors import InvalidArgument, NotFound, SwitchError, clip
 from vswitchd.model import Bridge, StaticFdb
+from vswitchd.ports.vxlan import check_remotes
 from vswitchd.switch.context import Context
+from vswitchd.switch.tunnels import TUNNEL_TYPES, tunnel_ports
 from vswitchd.txn import Txn
 from vswitchd.views import FdbView
 
@@ -21,9 +23,15 @@ class FdbManager:
 
     def list(self, br: Bridge) -> list[FdbView]:
         names = self.ctx.port_names(br)
-        views = [FdbView(r.mac, names.get(r.ifindex, f"ifindex:{r.ifindex}"), r.vlan, r.static,
-                         0.0 if r.static else round(r.age_seconds, 1))
-                 for r in self.ctx.backend(br).fdb_list(br.name)]
+        backend = self.ctx.backend(br)
+        remotes = {p.name: backend.fdb_remotes(p.name) for p in tunnel_ports(br)
+                   if p.name in names.values()}
+        views = []
+        for r in backend.fdb_list(br.name):
+            port = names.get(r.ifindex, f"ifindex:{r.ifindex}")
+            remote = r.remote or remotes.get(port, {}).get(r.mac, "")
+            views.append(FdbView(r.mac, port, r.vlan, r.static,
+                                 0.0 if r.static else round(r.age_seconds, 1), remote))
         return sorted(views, key=lambda v: (v.vlan, v.port, v.mac))
 
     @staticmethod
@@ -31,9 +39,11 @@ class FdbManager:
         """MAC and VLAN in canonical form (a static entry's MAC must be unicast)."""
         return (validate.unicast_mac(mac) if unicast else validate.mac(mac)), validate.vlan(vlan)
 
-    def add(self, br: Bridge, mac: str, port: str, vlan: int, txn: Txn) -> FdbView:
+    def add(self, br: Bridge, mac: str, port: str, vlan: int, txn: Txn,
+            remote: str = "") -> FdbView:
         if port != br.name and port not in br.ports:
             raise NotFound(f"port {clip(port)} does not exist on bridge {br.name}")
+        remote = self.check_remote(br, port, remote)
         previous = next((f for f in br.fdb if (f.mac, f.vlan) == (mac, vlan)), None)
         backend = self.ctx.backend(br)
 
@@ -42,19 +52,37 @@ class FdbManager:
                 self.install(br, previous)
             else:
                 backend.fdb_delete(br.name, mac, vlan)
+                if remote:
+                    backend.fdb_remote_delete(port, mac)
 
-        txn.step(f"install FDB entry {mac}", lambda: self.install(br, StaticFdb(mac, port, vlan)),
-                 uninstall)
+        entry = StaticFdb(mac, port, vlan, remote)
+        txn.step(f"install FDB entry {mac}", lambda: self.install(br, entry), uninstall)
         old = br.fdb
-        new = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)] + [StaticFdb(mac, port, vlan)]
+        new = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)] + [entry]
         txn.step("update the static FDB entries", lambda: setattr(br, "fdb", new),
                  lambda: setattr(br, "fdb", old))
-        return FdbView(mac, port, vlan, True, 0.0)
+        return FdbView(mac, port, vlan, True, 0.0, remote)
+
+    def check_remote(self, br: Bridge, port: str, remote: str) -> str:
+        """The remote VTEP of a static entry: needed on a tunnel port, refused elsewhere."""
+        tunnel = port in br.ports and br.ports[port].type in TUNNEL_TYPES
+        if not remote:
+            if tunnel:
+                raise InvalidArgument("remote", remote, f"{port} is a tunnel port: its entries "
+                                      "name the remote VTEP the MAC is behind")
+            return ""
+        if not tunnel:
+            raise InvalidArgument("remote", remote, f"applies only to tunnel ports; {port} is "
+                                  "not one")
+        canonical = check_remotes([remote], br.ports[port].spec, "remote")[0]
+        if canonical in self.ctx.links.host_addresses():
+            raise InvalidArgument("remote", remote, "is an address of this host itself")
+        return canonical
 
     def install(self, br: Bridge, entry: StaticFdb) -> None:
         backend = self.ctx.backend(br)
         backend.require()
-        backend.fdb_add_static(br.name, entry.port, entry.mac, entry.vlan)
+        backend.fdb_add_static(br.name, entry.port, entry.mac, entry.vlan, entry.remote)
 
     def restore(self, br: Bridge) -> None:
         for entry in br.fdb:
@@ -65,7 +93,11 @@ class FdbManager:
 
     def delete(self, br: Bridge, mac: str, vlan: int, if_exists: bool) -> tuple[bool, bool]:
         """(deleted, the desired state changed)."""
-        deleted = self.ctx.backend(br).fdb_delete(br.name, mac, vlan)
+        backend = self.ctx.backend(br)
+        deleted = backend.fdb_delete(br.name, mac, vlan)
+        for f in br.fdb:
+            if (f.mac, f.vlan) == (mac, vlan) and f.remote:
+                backend.fdb_remote_delete(f.port, mac)
         kept = [f for f in br.fdb if (f.mac, f.vlan) != (mac, vlan)]
         changed = len(kept) != len(br.fdb)
         if changed:

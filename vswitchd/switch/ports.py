@@ -16,13 +16,14 @@ from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.switch.addresses import check_overlap, check_unused
 from vswitchd.switch.context import Context
+from vswitchd.switch.tunnels import TUNNEL_TYPES, TunnelManager
 from vswitchd.switch.xdp import XdpManager
 from vswitchd.txn import Txn
 from vswitchd.views import PortView, StatsView
 
 log = logging.getLogger(__name__)
 
-UPDATABLE = ("vlan", "trunks", "native_vlan", "xdp")
+UPDATABLE = ("vlan", "trunks", "native_vlan", "xdp", "remotes")
 
 
 def vlan_config(spec: PortSpec) -> VlanConfig:
@@ -34,6 +35,7 @@ class PortManager:
         self.ctx = ctx
         self.env = ctx.port_env()
         self.xdp = XdpManager(ctx)
+        self.tunnels = TunnelManager(ctx)
 
     @staticmethod
     def validate(bridge: str, spec: PortSpec) -> PortSpec:
@@ -53,6 +55,7 @@ class PortManager:
             raise AlreadyExists(f"{spec.name} is a bridge managed by vswitchd")
         check_unused(br, spec.addresses)
         check_overlap(ctx.bridges.values(), br.name, spec.addresses)
+        spec = self.tunnels.prepare(br, spec)
         existing = ctx.links.get(spec.name)
         backend = ctx.backend(br)
         backend.check_vlans(br.name, spec)
@@ -66,6 +69,8 @@ class PortManager:
         txn.step(f"attach {name} to the datapath",
                  lambda: backend.attach_port(br.name, name, drv.dp_kind, vlan_config(spec)),
                  lambda: backend.detach_port(br.name, name))
+        if spec.type in TUNNEL_TYPES:
+            self.tunnels.connect(br, port, txn)
         xdp = self.xdp.attach(br, port, txn)
         drv.connected(self.env, br, port, txn)
         txn.step(f"add port {name} to the desired state",
@@ -93,8 +98,15 @@ class PortManager:
             self.xdp.settle(br)
 
     def update(self, br: Bridge, name: str, changes: dict[str, object], txn: Txn) -> PortView:
-        """Change a port's VLAN settings (validated as a whole) and XDP mode at run time."""
+        """Change a port's VLAN settings (validated as a whole), XDP mode and (a tunnel's)
+        remote VTEPs at run time."""
         port = self.ctx.port(br, name)
+        if "remotes" in changes:
+            changes = dict(changes)
+            remotes = changes.pop("remotes")
+            if not isinstance(remotes, list):
+                raise InvalidArgument("remotes", remotes, "must be a list of addresses")
+            self.tunnels.set_remotes(br, self.tunnels.tunnel(br, name), remotes, txn)
         spec = port.spec
         merged: dict[str, Any] = {"vlan": spec.vlan, "trunks": spec.trunks,
                                   "native_vlan": spec.native_vlan, "xdp": spec.xdp, **changes}
@@ -127,7 +139,8 @@ class PortManager:
         unknown = sorted(set(changes) - set(UPDATABLE))
         if unknown:
             raise InvalidArgument("update_mask", ",".join(unknown),
-                                  "only vlan, trunks, native_vlan and xdp can be changed")
+                                  "only vlan, trunks, native_vlan, xdp and remotes can be "
+                                  "changed")
 
     def restore(self, br: Bridge, port: Port) -> LinkInfo | None:
         """Make the kernel and the datapath hold the port as stored: re-make a missing
@@ -147,6 +160,8 @@ class PortManager:
         if info.master != ctx.link(br.name).ifindex:
             ctx.links.enslave(port.name, br.name)
         ctx.backend(br).attach_port(br.name, port.name, drv.dp_kind, vlan_config(port.spec))
+        if port.type in TUNNEL_TYPES:
+            self.tunnels.restore(br, port)
         self.xdp.restore(br, port)
         drv.readopted(self.env, br, port)
         ctx.missing.pop(port.name, None)
