@@ -121,8 +121,12 @@ PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6"}
 def _action_target(port: str, tags: dict[str, Row]) -> str:
     """An output in the `Datapath actions` line: PORT, or PORT(vid=N) when it leaves tagged
     (untagged is the norm, as ofproto/trace shows push_vlan only where a tag is pushed)."""
-    tag = tags.get(port)
-    return f"{port}(vid={tag['vlan']})" if tag and tag["tagged"] else port
+    tag = tags.get(port) or {}
+    args = [f"vid={tag['vlan']}"] if tag.get("tagged") else []
+    if tag.get("tunnel_vni"):  # the tunnel key: VNI and the remote VTEP(s)
+        args.append(f"vni={tag['tunnel_vni']}")
+        args += [f"remote={r}" for r in tag["tunnel_remotes"]]
+    return f"{port}({','.join(args)})" if args else port
 
 
 def trace_lines(rows: list[Row]) -> list[str]:

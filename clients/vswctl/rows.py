@@ -174,10 +174,14 @@ def flow_rows(flows: Iterable[pb.Flow]) -> list[Row]:
 
 
 def trace_output_row(o: pb.TraceOutput) -> Row:
-    """{"port", "tagged", "vlan"}: vlan is the VID when tagged, else None; tagged is None when
-    the daemon did not report the output's tag state."""
+    """{"port", "tagged", "vlan"[, "tunnel_vni", "tunnel_remotes"]}: vlan is the VID when
+    tagged, else None; tagged is None when the daemon did not report the output's tag state;
+    the tunnel key only for a tunnel port."""
     tagged = o.tagged if o.HasField("tagged") else None
-    return {"port": o.port, "tagged": tagged, "vlan": o.vlan if tagged else None}
+    row: Row = {"port": o.port, "tagged": tagged, "vlan": o.vlan if tagged else None}
+    if o.tunnel_vni:
+        row.update(tunnel_vni=o.tunnel_vni, tunnel_remotes=list(o.tunnel_remotes))
+    return row
 
 
 def _detail_value(value: object) -> object:

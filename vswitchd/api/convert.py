@@ -212,7 +212,8 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
 
 
 def trace_output_msg(out: OutputTag) -> pb.TraceOutput:
-    msg = pb.TraceOutput(port=out.port)
+    msg = pb.TraceOutput(port=out.port, tunnel_vni=out.tunnel_vni,
+                         tunnel_remotes=out.tunnel_remotes)
     if out.tagged is not None:  # unset = not reported, distinct from untagged
         msg.tagged = out.tagged
         msg.vlan = out.vlan or 0

@@ -20,6 +20,7 @@ from vswitchd.flows import validate as flow_validate
 from vswitchd.model import Bridge
 from vswitchd.seams import DatapathApi
 from vswitchd.switch.context import Context
+from vswitchd.switch.tunnels import TUNNEL_TYPES
 from vswitchd.trace import frames, ratelimit
 from vswitchd.trace.packet import filter_fields, frame_spec, packet_match
 from vswitchd.trace.report import TraceReport, build_report, through_hooks
@@ -71,8 +72,15 @@ class TraceManager:
             build_report(bridge=br.name, in_port=in_port, result=result, names=names,
                          rule=rules.get(result.rule_id), n_rules=len(br.flows),
                          length=len(frame), truncated=len(frame) < len(whole),
-                         port_vlan=port_vlan, frame_vid=m.dl_vlan)
+                         port_vlan=port_vlan, frame_vid=m.dl_vlan,
+                         tunnels=self.tunnels(br, names))
             for result in results])
+
+    @staticmethod
+    def tunnels(br: Bridge, names: dict[int, str]) -> dict[int, tuple[int, tuple[str, ...]]]:
+        """ifindex -> (VNI, remote VTEPs) of the bridge's tunnel ports present."""
+        return {i: (br.ports[n].spec.vni, tuple(br.ports[n].spec.remotes))
+                for i, n in names.items() if n in br.ports and br.ports[n].type in TUNNEL_TYPES}
 
     def names(self, bridge: str) -> Names:
         br = self.ctx.bridge(bridge)

@@ -72,11 +72,18 @@ class OutputTag:
     port: str
     tagged: bool | None      # None: the datapath reported no tag state for this output
     vlan: int | None = None  # the 802.1Q VID when tagged
+    # a tunnel port: the tunnel key the frame gets, its VNI and remote VTEP(s) (a flood: each)
+    tunnel_vni: int = 0
+    tunnel_remotes: tuple[str, ...] = ()
 
-    def text(self) -> str:
-        if self.tagged is None:
-            return self.port
-        return f"{self.port} (tagged {self.vlan})" if self.tagged else f"{self.port} (untagged)"
+    def text(self, vlans: bool = True) -> str:
+        out = self.port
+        if self.tagged is not None and vlans:
+            out += f" (tagged {self.vlan})" if self.tagged else " (untagged)"
+        if self.tunnel_vni:
+            remotes = ", ".join(self.tunnel_remotes) or "no remote VTEP"
+            out += f" [vxlan vni {self.tunnel_vni} to {remotes}]"
+        return out
 
 
 @dataclass(frozen=True)
@@ -176,24 +183,39 @@ def _dedupe(items: Sequence[int]) -> tuple[int, ...]:
 
 def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, str],
                  rule: Rule | None, n_rules: int, length: int, truncated: bool,
-                 port_vlan: Any = None, frame_vid: int | None = None) -> TraceReport:
+                 port_vlan: Any = None, frame_vid: int | None = None,
+                 tunnels: Mapping[int, tuple[int, tuple[str, ...]]] | None = None
+                 ) -> TraceReport:
     """The stages of one dry run.
 
     result: the datapath's RunResult (verdict, drop_reason, out_ifindex, flood, fdb_hit,
     rule_id, priority, outputs, vlan, key, tags). names: ifindex -> port name (the bridge's ifindex
     -> the bridge's name). rule: the matched rule (None for a table miss or an unknown rule id).
-    frame_vid: the VID of the frame's 802.1Q tag as sent (None: untagged)."""
+    frame_vid: the VID of the frame's 802.1Q tag as sent (None: untagged). tunnels: ifindex ->
+    (VNI, remote VTEPs) of the bridge's tunnel ports."""
 
     def name(ifindex: int) -> str:
         return names.get(ifindex, f"ifindex:{ifindex}")
 
     tags = dict(getattr(result, "tags", None) or {})
 
+    tunnels = tunnels or {}
+    unicast_remote = getattr(result, "tunnel_remote", "")
+
+    def with_tunnel(i: int, out: OutputTag) -> OutputTag:
+        if i not in tunnels:
+            return out
+        vni, remotes = tunnels[i]
+        if unicast_remote and i == result.out_ifindex and result.verdict == "forward":
+            remotes = (unicast_remote,)  # known unicast: the VTEP the MAC is behind
+        return replace(out, tunnel_vni=vni, tunnel_remotes=remotes)
+
     def with_tags(ifindexes: Sequence[int]) -> tuple[OutputTag, ...]:
-        return tuple(output_tag(name(i), tags.get(i), frame_vid) for i in ifindexes)
+        return tuple(with_tunnel(i, output_tag(name(i), tags.get(i), frame_vid))
+                     for i in ifindexes)
 
     def listed(outs: Sequence[OutputTag]) -> str:
-        return ", ".join(o.text() if vlans else o.port for o in outs)
+        return ", ".join(o.text(vlans) for o in outs)
 
     # Name tag states only when VLANs are in play: on a switch without VLANs every output is
     # untagged and saying so on each line is noise.
