@@ -21,6 +21,7 @@ class Column:
     header: str                                # table header / record label
     fmt: Callable[[Any, Row], str] | None = None  # value -> text (default: text_of)
     right: bool = False                        # right-align (numbers)
+    optional: bool = False                     # a table shows it only when a row has a value
 
     def text(self, row: Row) -> str:
         value = row.get(self.key)
@@ -74,6 +75,7 @@ def render_json(view: View) -> str:
 
 
 def render_table(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+    columns = [c for c in columns if not c.optional or any(r.get(c.key) for r in rows)]
     cells = [[c.header for c in columns]]
     cells += [[c.text(row) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

@@ -225,7 +225,7 @@ FDB = View(columns=[
     Column("vlan", "VLAN", _vlan, right=True),
     Column("mac", "MAC"),
     Column("age", "AGE", _age, right=True),
-    Column("remote", "REMOTE", lambda v, r: v or "-"),
+    Column("remote", "REMOTE", lambda v, r: v or "-", optional=True),  # tunnel ports' VTEP
 ])
 VTEPS = View(columns=[
     Column("bridge", "BRIDGE"),

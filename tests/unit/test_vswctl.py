@@ -400,11 +400,12 @@ def test_dump_fdb_json(daemon):
     daemon.fake.responses["ListFdbEntries"] = FDB
     data = daemon.json("dump-fdb", "br0")
     assert data == [
-        {"mac": "02:00:00:00:00:01", "port": "eth1", "vlan": 0, "static": True, "age": 0.0},
+        {"mac": "02:00:00:00:00:01", "port": "eth1", "vlan": 0, "static": True, "age": 0.0,
+         "remote": ""},
         {"mac": "02:00:00:00:00:0a", "port": "ctr1-eth", "vlan": 0, "static": False,
-         "age": 3.142},
+         "age": 3.142, "remote": ""},
         {"mac": "02:00:00:00:00:0b", "port": "vm1-tap", "vlan": 10, "static": False,
-         "age": 42.25},
+         "age": 42.25, "remote": ""},
     ]
 
 
@@ -421,7 +422,7 @@ def test_add_fdb(daemon):
     data = daemon.json("add-fdb", "br0", "02:00:00:00:00:0c", "ctr1-eth")
     assert daemon.fake.only("CreateFdbEntry").entry.vlan == 0
     assert data == {"mac": "02:00:00:00:00:0c", "port": "ctr1-eth", "vlan": 20, "static": True,
-                    "age": 0.0}
+                    "age": 0.0, "remote": ""}
 
 
 def test_del_fdb(daemon):
@@ -505,7 +506,7 @@ def test_socket_option_overrides_env(daemon, monkeypatch, short_dir):
     (["add-fdb", "br0", "02:00:00:00:00:01"], "required: PORT"),
     (["add-port", "br0", "p0", "--mtu", "big"], "--mtu: 'big' is not a number"),
     (["add-port", "br0", "p0", "--mtu", "0"], "--mtu: 0 is out of range 1..65535"),
-    (["add-port", "br0", "p0", "--type", "vxlan"], "invalid choice: 'vxlan'"),
+    (["add-port", "br0", "p0", "--type", "geneve"], "invalid choice: 'geneve'"),
     (["add-br", "br0", "--datapath", "xdp"], "invalid choice: 'xdp'"),
     (["add-fdb", "br0", "02:00:00:00:00:01", "p0", "--vlan", "4095"],
      "--vlan: 4095 is out of range 0..4094"),

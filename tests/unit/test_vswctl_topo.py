@@ -65,7 +65,8 @@ def test_set_port_sends_the_whole_vlan_mode(daemon):  # noqa: F811
     assert daemon.run("set-port", "br0", "p1", "--no-vlan")[0] == 0
     assert daemon.fake.only("UpdatePort").port.vlan == 0
     rc, _, err = daemon.run("set-port", "br0", "p1")
-    assert rc == 1 and "one of the arguments --vlan --trunks --no-vlan --xdp is required" in err
+    assert rc == 1 and ("one of the arguments --vlan --trunks --no-vlan --xdp --remote "
+                        "--no-remotes is required") in err
 
 
 def test_list_ports_and_show_print_vlan_mode(daemon):  # noqa: F811
