@@ -93,6 +93,10 @@ def show_tree(rows: list[Row]) -> list[str]:
             if p.get("uplink_addresses"):
                 lines.append(f"        host addresses on the bridge: "
                              f"{', '.join(p['uplink_addresses'])}")
+            if p.get("vni"):  # a tunnel
+                local = f", local {p['local']}" if p.get("local") else ""
+                lines.append(f"        vxlan: vni {p['vni']}{local}, udp port {p['dstport']}")
+                lines.append(f"        remote VTEPs: {', '.join(p['remotes']) or 'none'}")
             for key in ("mac", "mtu", "owner"):
                 if p[key]:
                     lines.append(f"        {key}: {p[key]}")
