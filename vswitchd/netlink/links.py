@@ -19,9 +19,8 @@ import os
 import pwd
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -37,12 +36,12 @@ from vswitchd.errors import (
     Unavailable,
 )
 from vswitchd.netlink import netns as _netns
+from vswitchd.netlink._util import IFF_UP, _get, _kernel, _quiet, _require, _to_info
 from vswitchd.netlink.errors import translate
 from vswitchd.netlink.types import FdbRecord, L3Config, LinkInfo, LinkStats, Route
 
 __all__ = ["FdbRecord", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
 
-IFF_UP = 0x1
 IFA_F_NODAD = 0x02
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
@@ -51,14 +50,6 @@ NTF_MASTER = 0x04
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 T = TypeVar("T")
-
-
-@contextmanager
-def _kernel(action: str, **kw: Any) -> Iterator[None]:
-    try:
-        yield
-    except (NetlinkError, OSError) as exc:
-        raise translate(exc, action, **kw) from exc
 
 
 def _make_tap(name: str, uid: int | None, multi_queue: bool) -> None:
@@ -87,22 +78,6 @@ RTN_UNICAST = 1
 # --------------------------------------------------------------------------------------------
 
 
-def _to_info(msg: Any) -> LinkInfo:
-    linkinfo = msg.get_attr("IFLA_LINKINFO")
-    kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
-    master = msg.get_attr("IFLA_MASTER")
-    return LinkInfo(
-        name=msg.get_attr("IFLA_IFNAME"),
-        ifindex=msg["index"],
-        kind=kind,
-        master=master or None,
-        mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
-        mtu=msg.get_attr("IFLA_MTU") or 0,
-        up=bool(msg["flags"] & IFF_UP),
-        operstate=msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN",
-    )
-
-
 def _parse_addresses(addresses: Iterable[str]) -> list[ipaddress.IPv4Interface |
                                                        ipaddress.IPv6Interface]:
     out = []
@@ -112,24 +87,6 @@ def _parse_addresses(addresses: Iterable[str]) -> list[ipaddress.IPv4Interface |
         except (ValueError, TypeError):
             raise InvalidArgument("addresses", a, "is not an address with prefix length") from None
     return out
-
-
-def _get(ipr: IPRoute, name: str) -> Any | None:
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except NetlinkError as exc:
-        if exc.code in (errno.ENODEV, errno.ENOENT):
-            return None
-        if exc.code == errno.EINVAL and len(name.encode()) > 15:
-            return None  # a name longer than IFNAMSIZ cannot exist
-        raise translate(exc, f"look up interface {name}", name=name) from exc
-
-
-def _require(ipr: IPRoute, name: str) -> Any:
-    msg = _get(ipr, name)
-    if msg is None:
-        raise NotFound(f"interface {name} does not exist")
-    return msg
 
 
 def _sync_addresses(ipr: IPRoute, index: int, ifname: str, wanted: list[str]) -> None:
@@ -178,14 +135,6 @@ def _route_kw(route: Route) -> dict[str, Any]:
     if route.metric:
         kw["priority"] = route.metric
     return kw
-
-
-def _quiet(fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
-    """Best-effort call for rollback paths: the original error is what the caller needs."""
-    try:
-        fn(*args, **kw)
-    except Exception:  # rollback must not mask the original error
-        pass
 
 
 class Links:
