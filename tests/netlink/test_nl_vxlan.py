@@ -323,3 +323,15 @@ def test_ping_between_containers_across_a_classic_tunnel(make_ns) -> None:
         for lk in made:
             lk.close()
         # make_ns removes the four namespaces, and with them every link made here
+
+
+def test_fdb_refuses_multicast_macs_and_other_families(links: Links, ifnames) -> None:
+    vx = ifnames("vxc")
+    links.create_vxlan(vx, vni=703, dstport=4799, external=False, local="10.98.0.1")
+    with pytest.raises(InvalidArgument, match="^mac .*unicast"):
+        links.vxlan_fdb_add(vx, "01:00:5e:00:00:01", "10.98.0.2")
+    with pytest.raises(InvalidArgument, match="^remote 'fd00::2'.*same address family"):
+        links.vxlan_fdb_add(vx, "02:aa:00:00:00:01", "fd00::2")
+    with pytest.raises(InvalidArgument, match="^remotes 'fd00::2'.*same address family"):
+        links.vxlan_set_remotes(vx, ["10.98.0.2", "fd00::2"])
+    assert links.vxlan_remotes(vx) == [] and links.vxlan_fdb_list(vx) == {}

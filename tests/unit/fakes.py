@@ -440,6 +440,8 @@ class FakeLinks(_Failing):
         self._enter("vxlan_set_remotes", name, addresses)
         want = [self._address(a, "remotes") for a in addresses]
         self._classic(name)
+        for r in want:
+            self._same_family(name, r, "remotes")
         self.vx_remotes[name] = list(dict.fromkeys(want))
 
     def vxlan_remotes(self, name: str) -> list[str]:
@@ -455,7 +457,17 @@ class FakeLinks(_Failing):
         if mac == "00:00:00:00:00:00":
             raise InvalidArgument("mac", mac, "the all-zeros MAC is the flood list of the "
                                   "device (set it with its remotes)")
+        if int(mac.split(":")[0], 16) & 1:
+            raise InvalidArgument("mac", mac, "must be a unicast MAC (broadcast and multicast "
+                                  "frames go to every remote of the flood list)")
+        self._same_family(name, remote, "remote")
         self.vx_fdb[name][mac] = remote
+
+    def _same_family(self, name: str, remote: str, field: str) -> None:
+        local = self.vxlans[name].local
+        if local and ipaddress.ip_address(local).version != ipaddress.ip_address(remote).version:
+            raise InvalidArgument(field, remote, f"VXLAN device {name} sends from {local}: its "
+                                  "remotes must be of the same address family")
 
     def vxlan_fdb_delete(self, name: str, mac: str) -> bool:
         self._enter("vxlan_fdb_delete", name, mac)

@@ -368,7 +368,19 @@ def _mac(value: str) -> str:
     if mac == ZERO_MAC:
         raise InvalidArgument("mac", value, "the all-zeros MAC is the flood list of the device "
                               "(set it with its remotes)")
+    if int(parts[0], 16) & 1:
+        raise InvalidArgument("mac", value, "must be a unicast MAC (broadcast and multicast "
+                              "frames go to every remote of the flood list)")
     return mac
+
+
+def _same_family(dev: VxlanInfo, remote: str, field: str) -> None:
+    """A remote must be of the family of the device's local address (the kernel's EAFNOSUPPORT
+    would not say which)."""
+    if dev.local and ipaddress.ip_address(dev.local).version != \
+            ipaddress.ip_address(remote).version:
+        raise InvalidArgument(field, remote, f"VXLAN device {dev.name} sends from "
+                              f"{dev.local}: its remotes must be of the same address family")
 
 
 def _entries(ipr: IPRoute, dev: VxlanInfo) -> list[tuple[str, str]]:
@@ -398,6 +410,8 @@ def set_remotes(ipr: IPRoute, name: str, addresses: list[str]) -> None:
     missing ones are appended first, then extra ones removed; a failure undoes what was done."""
     want = [_remote(a, "remotes") for a in addresses]
     dev = _classic(ipr, name)
+    for r in want:
+        _same_family(dev, r, "remotes")
     have = {r for mac, r in _entries(ipr, dev) if mac == ZERO_MAC}
     added: list[str] = []
     removed: list[str] = []
@@ -428,6 +442,7 @@ def fdb_add(ipr: IPRoute, name: str, mac: str, remote: str) -> None:
     mac = _mac(mac)
     remote = _remote(remote)
     dev = _classic(ipr, name)
+    _same_family(dev, remote, "remote")
     with _kernel(f"add FDB entry {mac} -> {remote} to VXLAN device {name}", name=name,
                  field="remote", value=remote):
         ipr.fdb("replace", ifindex=dev.ifindex, lladdr=mac, dst=remote, flags=NTF_SELF,
