@@ -7,6 +7,7 @@ root and touch no kernel. Each fake records its calls and can be told to fail on
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ from vswitchd.datapath.vlan import UNCONFIGURED
 from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from vswitchd.netlink import netns as real_netns
-from vswitchd.netlink.types import L3Config, LinkInfo, LinkStats
+from vswitchd.netlink.types import L3Config, LinkInfo, LinkStats, VxlanInfo
 from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi
 from vswitchd.state import StateStore
 from vswitchd.switch import Switch
@@ -132,6 +133,12 @@ class FakeLinks(_Failing):
         self.gateways: dict[str, str] = {}         # veth -> default route of its netns
         self.multi_queue: dict[str, bool] = {}     # tap -> IFF_MULTI_QUEUE
         self.mac_set: set[str] = set()             # links whose MAC was set explicitly
+        self.vxlans: dict[str, VxlanInfo] = {}     # VXLAN devices' settings
+        self.vni_filter: dict[str, set[int]] = {}  # external VXLAN device -> its VNI filter
+        self.vx_remotes: dict[str, list[str]] = {}          # classic VXLAN -> flood list
+        self.vx_fdb: dict[str, dict[str, str]] = {}         # classic VXLAN -> mac -> remote
+        self.host_ips: set[str] = {"127.0.0.1", "::1"}      # plus the links' addresses
+        self.route_mtu: dict[str, int] = {}        # remote address -> MTU of its route
         self.netns = netns
         if netns is not None:
             netns.links = self
@@ -182,6 +189,10 @@ class FakeLinks(_Failing):
         self.tap_owner.pop(name, None)
         self.kernel_fdb.pop(name, None)
         self.mac_set.discard(name)
+        self.vxlans.pop(name, None)
+        self.vni_filter.pop(name, None)
+        self.vx_remotes.pop(name, None)
+        self.vx_fdb.pop(name, None)
         for other, o in list(self.table.items()):
             if o.master == info.ifindex:
                 self.table[other] = replace(o, master=None)
@@ -345,6 +356,153 @@ class FakeLinks(_Failing):
         self._enter("fdb_delete", bridge, mac, vlan)
         self._bridge_info(bridge)
         return self.kernel_fdb.get(bridge, {}).pop((mac, vlan), None) is not None
+
+    # ---- VXLAN: the kernel's rules on one UDP port, as vswitchd.netlink.vxlan reports them
+
+    def _vni_terminated(self, name: str, vni: int, dstport: int) -> str | None:
+        for other, v in self.vxlans.items():
+            if other != name and v.dstport == dstport and vni in self._vnis(other):
+                return other
+        return None
+
+    def _vnis(self, name: str) -> list[int]:
+        v = self.vxlans[name]
+        if v.vnifilter:
+            return sorted(self.vni_filter.get(name, set()))
+        return [] if v.external else [v.vni]
+
+    def create_vxlan(self, name: str, *, vni: int, local: str = "", dstport: int = 4789,
+                     external: bool = True, mtu: int | None = None) -> LinkInfo:
+        self._enter("create_vxlan", name, vni, local, dstport, external)
+        if isinstance(vni, bool) or not 1 <= vni <= (1 << 24) - 1:
+            raise InvalidArgument("vni", vni, "must be an integer from 1 to 16777215")
+        if isinstance(dstport, bool) or not 1 <= dstport <= 65535:
+            raise InvalidArgument("dstport", dstport, "must be a UDP port from 1 to 65535")
+        if local:
+            try:
+                local = str(ipaddress.ip_address(local))
+            except ValueError:
+                raise InvalidArgument("local", local, "is not an IPv4 or IPv6 address") from None
+        if name in self.table:
+            raise AlreadyExists(f"interface {name} already exists")
+        holder = self._vni_terminated(name, vni, dstport)
+        if holder is not None:
+            raise AlreadyExists(f"VNI {vni} is already terminated by VXLAN device {holder} "
+                                f"on UDP port {dstport}")
+        clash = sorted(o for o, v in self.vxlans.items()
+                       if v.dstport == dstport and (v.external and v.vnifilter) != external)
+        if clash:
+            mine = ("an external VXLAN device with a VNI filter" if external
+                    else "a classic VXLAN device")
+            raise FailedPrecondition(f"UDP port {dstport} is in use by VXLAN device(s) "
+                                     f"{', '.join(clash)}; {mine} ({name}) cannot share it")
+        info = self._new(name, "vxlan", mtu=mtu or 1500)
+        self.vxlans[name] = VxlanInfo(name, info.ifindex, 0 if external else vni, external,
+                                      external, dstport, local, not external, True)
+        if external:
+            self.vni_filter[name] = {vni}
+        else:
+            self.vx_remotes[name] = []
+            self.vx_fdb[name] = {}
+        return info
+
+    def vxlan_info(self, name: str) -> VxlanInfo | None:
+        if name not in self.table:
+            return None
+        if name not in self.vxlans:
+            raise FailedPrecondition(f"interface {name} is not a VXLAN device")
+        return self.vxlans[name]
+
+    def vxlan_vnis(self, name: str) -> list[int]:
+        if self.vxlan_info(name) is None:
+            raise NotFound(f"interface {name} does not exist")
+        return self._vnis(name)
+
+    def _classic(self, name: str) -> VxlanInfo:
+        v = self.vxlan_info(name)
+        if v is None:
+            raise NotFound(f"interface {name} does not exist")
+        if v.external:
+            raise FailedPrecondition(
+                f"VXLAN device {name} is external (collect_md): its remotes are set per packet "
+                "by the eBPF datapath, not kept in its FDB")
+        return v
+
+    @staticmethod
+    def _address(value: str, field: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise InvalidArgument(field, value, "is not an IPv4 or IPv6 address") from None
+
+    def vxlan_set_remotes(self, name: str, addresses: list[str]) -> None:
+        addresses = list(addresses)
+        self._enter("vxlan_set_remotes", name, addresses)
+        want = [self._address(a, "remotes") for a in addresses]
+        self._classic(name)
+        for r in want:
+            self._same_family(name, r, "remotes")
+        self.vx_remotes[name] = list(dict.fromkeys(want))
+
+    def vxlan_remotes(self, name: str) -> list[str]:
+        self._classic(name)
+        return sorted(self.vx_remotes[name],
+                      key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a)))
+
+    def vxlan_fdb_add(self, name: str, mac: str, remote: str) -> None:
+        self._enter("vxlan_fdb_add", name, mac, remote)
+        remote = self._address(remote, "remote")
+        self._classic(name)
+        mac = mac.lower()
+        if mac == "00:00:00:00:00:00":
+            raise InvalidArgument("mac", mac, "the all-zeros MAC is the flood list of the "
+                                  "device (set it with its remotes)")
+        if int(mac.split(":")[0], 16) & 1:
+            raise InvalidArgument("mac", mac, "must be a unicast MAC (broadcast and multicast "
+                                  "frames go to every remote of the flood list)")
+        self._same_family(name, remote, "remote")
+        self.vx_fdb[name][mac] = remote
+
+    def _same_family(self, name: str, remote: str, field: str) -> None:
+        local = self.vxlans[name].local
+        if local and ipaddress.ip_address(local).version != ipaddress.ip_address(remote).version:
+            raise InvalidArgument(field, remote, f"VXLAN device {name} sends from {local}: its "
+                                  "remotes must be of the same address family")
+
+    def vxlan_fdb_delete(self, name: str, mac: str) -> bool:
+        self._enter("vxlan_fdb_delete", name, mac)
+        self._classic(name)
+        return self.vx_fdb[name].pop(mac.lower(), None) is not None
+
+    def vxlan_fdb_list(self, name: str) -> dict[str, str]:
+        self._classic(name)
+        return dict(self.vx_fdb[name])
+
+    def _owner(self, address: str) -> str | None:
+        for link, addrs in self.addresses.items():
+            if link in self.veth_peer:  # (those are the peer's, in its namespace)
+                continue
+            for a in addrs:
+                if str(ipaddress.ip_interface(a).ip) == address:
+                    return link
+        return None
+
+    def host_addresses(self) -> set[str]:
+        """host_ips (a test sets them) and the addresses of the fake links."""
+        out = set(self.host_ips)
+        for link, addrs in self.addresses.items():
+            if link not in self.veth_peer:
+                out.update(str(ipaddress.ip_interface(a).ip) for a in addrs)
+        return out
+
+    def underlay_mtu(self, address: str) -> int:
+        """The owning link's MTU for a link's address, else route_mtu (a test sets it), else
+        1500."""
+        address = self._address(address, "address")
+        owner = self._owner(address)
+        if owner is not None and owner in self.table:
+            return self.table[owner].mtu
+        return self.route_mtu.get(address, 1500)
 
 
 # ---- ethtool -----------------------------------------------------------------------------

@@ -19,9 +19,8 @@ import os
 import pwd
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
@@ -37,12 +36,14 @@ from vswitchd.errors import (
     Unavailable,
 )
 from vswitchd.netlink import netns as _netns
+from vswitchd.netlink import vxlan as _vxlan
+from vswitchd.netlink._util import IFF_UP, _get, _kernel, _quiet, _require, _to_info
 from vswitchd.netlink.errors import translate
-from vswitchd.netlink.types import FdbRecord, L3Config, LinkInfo, LinkStats, Route
+from vswitchd.netlink.types import FdbRecord, L3Config, LinkInfo, LinkStats, Route, VxlanInfo
 
-__all__ = ["FdbRecord", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "translate"]
+__all__ = ["FdbRecord", "L3Config", "LinkInfo", "LinkStats", "Links", "Route", "VxlanInfo",
+           "translate"]
 
-IFF_UP = 0x1
 IFA_F_NODAD = 0x02
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
@@ -51,14 +52,6 @@ NTF_MASTER = 0x04
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 T = TypeVar("T")
-
-
-@contextmanager
-def _kernel(action: str, **kw: Any) -> Iterator[None]:
-    try:
-        yield
-    except (NetlinkError, OSError) as exc:
-        raise translate(exc, action, **kw) from exc
 
 
 def _make_tap(name: str, uid: int | None, multi_queue: bool) -> None:
@@ -82,25 +75,10 @@ def _make_tap(name: str, uid: int | None, multi_queue: bool) -> None:
 RT_TABLE_MAIN = 254
 RTPROT_KERNEL = 2
 RTN_UNICAST = 1
+DEFAULT_MTU = 1500
 
 
 # --------------------------------------------------------------------------------------------
-
-
-def _to_info(msg: Any) -> LinkInfo:
-    linkinfo = msg.get_attr("IFLA_LINKINFO")
-    kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
-    master = msg.get_attr("IFLA_MASTER")
-    return LinkInfo(
-        name=msg.get_attr("IFLA_IFNAME"),
-        ifindex=msg["index"],
-        kind=kind,
-        master=master or None,
-        mac=(msg.get_attr("IFLA_ADDRESS") or "").lower(),
-        mtu=msg.get_attr("IFLA_MTU") or 0,
-        up=bool(msg["flags"] & IFF_UP),
-        operstate=msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN",
-    )
 
 
 def _parse_addresses(addresses: Iterable[str]) -> list[ipaddress.IPv4Interface |
@@ -112,24 +90,6 @@ def _parse_addresses(addresses: Iterable[str]) -> list[ipaddress.IPv4Interface |
         except (ValueError, TypeError):
             raise InvalidArgument("addresses", a, "is not an address with prefix length") from None
     return out
-
-
-def _get(ipr: IPRoute, name: str) -> Any | None:
-    try:
-        return ipr.link("get", ifname=name)[0]
-    except NetlinkError as exc:
-        if exc.code in (errno.ENODEV, errno.ENOENT):
-            return None
-        if exc.code == errno.EINVAL and len(name.encode()) > 15:
-            return None  # a name longer than IFNAMSIZ cannot exist
-        raise translate(exc, f"look up interface {name}", name=name) from exc
-
-
-def _require(ipr: IPRoute, name: str) -> Any:
-    msg = _get(ipr, name)
-    if msg is None:
-        raise NotFound(f"interface {name} does not exist")
-    return msg
 
 
 def _sync_addresses(ipr: IPRoute, index: int, ifname: str, wanted: list[str]) -> None:
@@ -178,14 +138,6 @@ def _route_kw(route: Route) -> dict[str, Any]:
     if route.metric:
         kw["priority"] = route.metric
     return kw
-
-
-def _quiet(fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
-    """Best-effort call for rollback paths: the original error is what the caller needs."""
-    try:
-        fn(*args, **kw)
-    except Exception:  # rollback must not mask the original error
-        pass
 
 
 class Links:
@@ -687,3 +639,109 @@ class Links:
             return False
 
         return self._run(work)
+
+    # ---- VXLAN tunnels (vxlan.py) ----------------------------------------------------------
+
+    def create_vxlan(self, name: str, *, vni: int, local: str = "", dstport: int = 4789,
+                     external: bool = True, mtu: int | None = None) -> LinkInfo:
+        """A VXLAN device NAME on UDP port DSTPORT, up.
+
+        EXTERNAL (the eBPF datapath): collect_md with a VNI filter, learning off, VNI added to
+        its filter (several such devices share a port, each with its own VNIs). Otherwise a
+        classic device `id VNI` with learning on, for a kernel bridge. LOCAL: source address.
+
+        AlreadyExists: the name is taken, or VNI is terminated by another device on the port
+        (the message names it). FailedPrecondition: the port is in use by a VXLAN device of
+        the other kind (named) or by another socket. InvalidArgument: vni, local, dstport, mtu.
+        A half-made device is deleted before the error propagates.
+        """
+        return self._run(_vxlan.create, self._ipr, name, vni=vni, local=local,
+                         dstport=dstport, external=external, mtu=mtu)
+
+    def vxlan_info(self, name: str) -> VxlanInfo | None:
+        """NAME's VXLAN settings; None if there is no such interface, FailedPrecondition if it
+        is no VXLAN device."""
+        return self._run(_vxlan.info, self._ipr, name)
+
+    def vxlan_vnis(self, name: str) -> list[int]:
+        """The VNIs NAME terminates: its VNI filter (read with RTM_GETTUNNEL), or a classic
+        device's one VNI."""
+        return self._run(_vxlan.vnis, self._ipr, name)
+
+    def vxlan_set_remotes(self, name: str, addresses: list[str]) -> None:
+        """Make the flood list (all-zeros FDB entries, head-end replication) of the classic
+        VXLAN device NAME exactly ADDRESSES. All or nothing."""
+        addresses = list(addresses)
+        return self._run(_vxlan.set_remotes, self._ipr, name, addresses)
+
+    def vxlan_remotes(self, name: str) -> list[str]:
+        """The flood list of the classic VXLAN device NAME."""
+        return self._run(_vxlan.remotes, self._ipr, name)
+
+    def vxlan_fdb_add(self, name: str, mac: str, remote: str) -> None:
+        """A static entry MAC -> REMOTE in NAME's FDB (replaces a learned or older one)."""
+        return self._run(_vxlan.fdb_add, self._ipr, name, mac, remote)
+
+    def vxlan_fdb_delete(self, name: str, mac: str) -> bool:
+        """Remove MAC from NAME's FDB; False if it was not there."""
+        return self._run(_vxlan.fdb_delete, self._ipr, name, mac)
+
+    def vxlan_fdb_list(self, name: str) -> dict[str, str]:
+        """MAC -> remote of NAME's FDB, learned and static (not the flood list)."""
+        return self._run(_vxlan.fdb_list, self._ipr, name)
+
+    # ---- the underlay ----------------------------------------------------------------------
+
+    def host_addresses(self) -> set[str]:
+        """Every IPv4 and IPv6 address configured in this network namespace (loopback and
+        link-local ones included), in canonical form."""
+
+        def work() -> set[str]:
+            with _kernel("list the addresses of this host"):
+                msgs = list(self._ipr.addr("dump"))
+            out = set()
+            for m in msgs:
+                a = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+                if a:
+                    out.add(str(ipaddress.ip_address(a)))
+            return out
+
+        return self._run(work)
+
+    def underlay_mtu(self, address: str) -> int:
+        """The MTU of the interface that owns ADDRESS (a local address), or else of the one the
+        route to ADDRESS leaves by (a route's own mtu, when smaller, wins); 1500 if there is
+        neither."""
+        try:
+            addr = ipaddress.ip_address(address)
+        except (ValueError, TypeError):
+            raise InvalidArgument("address", address, "is not an IPv4 or IPv6 address") from None
+
+        def work() -> int:
+            ipr = self._ipr
+            with _kernel("list the addresses of this host"):
+                msgs = list(ipr.addr("dump"))
+            for m in msgs:
+                a = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
+                if a and ipaddress.ip_address(a) == addr:
+                    owner = _to_info(ipr.link("get", index=m["index"])[0])
+                    return owner.mtu or DEFAULT_MTU
+            try:
+                routes = ipr.route("get", dst=str(addr))
+            except NetlinkError as exc:
+                if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENODEV,
+                                errno.EINVAL, errno.ESRCH):
+                    return DEFAULT_MTU
+                raise translate(exc, f"look up the route to {addr}") from exc
+            for r in routes:
+                oif = r.get_attr("RTA_OIF")
+                if not oif:
+                    continue
+                mtu = _to_info(ipr.link("get", index=oif)[0]).mtu or DEFAULT_MTU
+                metrics = r.get_attr("RTA_METRICS")
+                route_mtu = metrics.get_attr("RTAX_MTU") if metrics is not None else None
+                return min(mtu, route_mtu) if route_mtu else mtu
+            return DEFAULT_MTU
+
+        return self._run(work)
+

@@ -53,3 +53,18 @@ class L3Config:
 
     addresses: tuple[str, ...]
     routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True)
+class VxlanInfo:
+    """What the kernel says about a VXLAN device."""
+
+    name: str
+    ifindex: int
+    vni: int          # the VNI of a classic device; 0 for an external one (see its VNI filter)
+    external: bool    # collect_md (the eBPF datapath sets the tunnel key)
+    vnifilter: bool   # an external device that terminates only the VNIs of its filter
+    dstport: int      # UDP port
+    local: str        # source address, "" when unset
+    learning: bool
+    up: bool
