@@ -36,6 +36,7 @@ class FdbRecord:
     ifindex: int
     static: bool
     age_seconds: float  # 0.0 for static entries
+    remote: str = ""  # a tunnel port's entry: the remote VTEP the MAC is behind
 
 
 @dataclass(frozen=True)
