@@ -8,6 +8,8 @@
  *   tc_ingress   TC ingress of every port
  *   tc_egress    TC egress of the bridge device (the host's own frames)
  *   tc_flood     tail-called by both to flood (flood_progs[0])
+ *   tc_vteps     tail-called by tc_flood: a flood's copies to the remote VTEPs of the bridge's
+ *                tunnel port (vtep_progs[0], lib/tunnel.h)
  *   xdp_ingress  XDP of the tap and system ports: the same pipeline (lib/ctx.h: one source, two
  *                hooks); what it cannot finish goes on to tc_ingress (a handoff)
  *   xdp_flood    tail-called by xdp_ingress for a dry run's flood report (xdp_flood_progs[0])
@@ -37,13 +39,14 @@
 #include "lib/parse.h"
 #include "lib/ports.h"
 #include "lib/result.h"
+#include "lib/tunnel.h"
 #include "lib/vlan.h"
 #include "lib/watch.h"
 
 /* port lookup -> parse -> count rx -> classify -> hit: the rule's actions / miss: normal ->
  * forward, flood or drop. Returns a verdict (CTX_ACT_*), a drop (-DROP_*) or at XDP a handoff
  * (-HANDOFF_*), for finish() (forward.h). */
-static __always_inline int pipeline_decide(struct dp_ctx *ctx)
+static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 {
 	struct flow_rule *rule;
 	struct port_info *in, in_info;
@@ -70,6 +73,13 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 	ctx->flow_tag = ctx->tag_now;
 	ctx->flow_vid = key.dl_vlan;
 	count_rx(ctx);
+	/* HOOK, not ctx->hook: clang does not always fold the latter here, and the XDP program
+	 * must not contain the tunnel helpers (no XDP runs on a tunnel port anyway) */
+	if (hook == HOOK_TC && in_info.kind == PORT_KIND_TUNNEL) {
+		ret = tunnel_rx(ctx);
+		if (IS_DROP(ret))
+			return ret;
+	}
 
 	if (mac_is_multicast(key.dl_src))
 		return -DROP_INVALID_SRC_MAC;
@@ -80,7 +90,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		count_rule(ctx, rule);
 		result_rule(ctx, rule);
 		watch_rule(ctx, rule->rule_id);
-		next = flow_actions(ctx, rule, &out, &ref);
+		next = flow_actions(ctx, rule, &key, &out, &ref);
 		if (IS_DROP(next))
 			return next;
 		if (next == FLOW_NEXT_OUTPUT)
@@ -102,7 +112,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx)
 		if (next == FLOW_NEXT_OUTPUT)
 			return forward(ctx, out, ref);
 	}
-	return flood(ctx);
+	return flood(ctx, hook);
 }
 
 static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
@@ -119,12 +129,12 @@ static __always_inline int pipeline(struct __sk_buff *skb, __u8 ingress)
 	};
 
 	watch_cb_set(&ctx, 0);  /* no watcher until watch_begin() says so */
-	return finish(&ctx, pipeline_decide(&ctx));  /* a flood's event is emitted by tc_flood */
+	return finish(&ctx, pipeline_decide(&ctx, HOOK_TC));  /* a flood's event: tc_flood's */
 }
 
 /* The flood program of either hook (ctx: in_port, len, dry_run set): the flood of the packet,
  * with the state flood() left in ctx_cb. */
-static __always_inline int flood_entry(struct dp_ctx *ctx)
+static __always_inline int flood_entry(struct dp_ctx *ctx, const int hook, const int vteps)
 {
 	__u32 flags = ctx_cb(ctx, CTX_CB_FLOOD_FLAGS), vlan = ctx_cb(ctx, CTX_CB_FLOOD_VLAN);
 	struct port_info *in = port_lookup(ctx->in_port);
@@ -139,7 +149,7 @@ static __always_inline int flood_entry(struct dp_ctx *ctx)
 	if (in) {
 		ctx->bridge = in->bridge;
 		ctx->in_slot = in->slot;
-		ret = flood_run(ctx);
+		ret = vteps ? vtep_flood(ctx) : flood_run(ctx, hook);
 	}
 	return finish(ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
 }
@@ -155,7 +165,21 @@ int tc_flood(struct __sk_buff *skb)
 		.dry_run = is_dry_run(skb),
 	};
 
-	return flood_entry(&ctx);
+	return flood_entry(&ctx, HOOK_TC, 0);
+}
+
+/* Tail-called by flood_tunnel(): the copies of the flood to the bridge's remote VTEPs. */
+int tc_vteps(struct __sk_buff *skb)
+{
+	struct dp_ctx ctx = {
+		.skb = skb,
+		.hook = HOOK_TC,
+		.in_port = skb->ifindex,
+		.len = skb->len,
+		.dry_run = is_dry_run(skb),
+	};
+
+	return flood_entry(&ctx, HOOK_TC, 1);
 }
 
 int tc_ingress(struct __sk_buff *skb)
@@ -189,7 +213,7 @@ int xdp_ingress(struct xdp_md *xdp)
 	if (!ctx.xcb)
 		return XDP_PASS;
 	watch_cb_set(&ctx, 0);
-	return xdp_act(finish(&ctx, pipeline_decide(&ctx)));
+	return xdp_act(finish(&ctx, pipeline_decide(&ctx, HOOK_XDP)));
 }
 
 /* Tail-called by flood() at XDP in a dry run: the report of the flood's targets. */
@@ -206,7 +230,7 @@ int xdp_flood(struct xdp_md *xdp)
 
 	if (!ctx.xcb)
 		return XDP_PASS;
-	return xdp_act(flood_entry(&ctx));
+	return xdp_act(flood_entry(&ctx, HOOK_XDP, 0));
 }
 
 /* The devmap program of an XDP flood's copy to one port (lib/xdp.h): the frame left

@@ -42,7 +42,7 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	}
 	if (mac_is_multicast(key->dl_dst))
 		return FLOW_NEXT_FLOOD;
-	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst);
+	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst, &ctx->tun);
 	if (!port)
 		return FLOW_NEXT_FLOOD;
 	result_fdb_hit(ctx, port);
@@ -86,10 +86,11 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
  * actions only record the tag wanted, which each output applies before it sends (vlan.h). The
  * loader marks the last output action `final` when no normal/flood follows it (and rejects
  * normal/flood followed by a VLAN action), so normal, flood and the final output end the list;
+ * an output to a tunnel port goes to the VTEP its destination MAC is behind (the FDB);
  * the caller executes them (no flood loop nested in this loop for the verifier). Returns
  * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref), or a drop (flow-drop: no output at all). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
-					__u32 *out, __u32 *out_ref)
+					const struct flow_key *key, __u32 *out, __u32 *out_ref)
 {
 	__u32 i, sent = 0;
 	int ret;
@@ -109,6 +110,8 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 			ret = XDP_SENDABLE(ctx, ref, TARGET);
 			if (ret)
 				return ret;
+			if (!ctx_is_xdp(ctx) && PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)  /* its VTEP */
+				fdb_port(ctx->bridge, ctx->vlan, key->dl_dst, &ctx->tun);
 			sent = 1;
 			result_output(ctx, a->arg, a->final);
 			watch_output(ctx, a->arg);

@@ -7,7 +7,6 @@
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
 #define MAX_BRIDGE_PORTS 128
 #define MAX_PORTS 4096
-#define MAX_VTEPS 64  /* remote VTEPs of one tunnel port (TEMP: until the datapath lands) */
 #define MAX_BRIDGES 256
 #define MAX_FDB_ENTRIES 65536
 
@@ -52,6 +51,10 @@ struct dp_ctx {
 	__u8 parsed;    /* the frame parsed: rx is counted (XDP: in finish, if it finishes it) */
 	__u32 rule_id;  /* the matched flow rule, 0 = none (XDP: counted in finish) */
 	__u8 csum_partial; /* XDP: a TCP/UDP checksum left for the receiver to finish (parse.h) */
+	/* A VTEP (tunnel.h): first the one the frame came from, when in_port is a tunnel (it is
+	 * learned with the source MAC), then the one of its destination's FDB entry, when that is
+	 * a tunnel port (never both: a frame is not sent back into its tunnel). */
+	__u32 tun;
 };
 
 #endif

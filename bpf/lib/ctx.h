@@ -120,9 +120,14 @@ static __always_inline __u32 ctx_cb(const struct dp_ctx *ctx, __u32 i)
 		asm volatile("" : "+r"(xcb));
 		return xcb[i];
 	}
-	asm volatile("" : "+r"(skb));  /* keep clang from caching &skb->cb[i] (a modified ctx
-					* pointer, which the verifier refuses to dereference) */
-	return skb->cb[i];
+	/* One load at a constant offset from the context pointer, written out: clang may otherwise
+	 * compute &skb->cb[i] into a register first (a modified ctx pointer, which the verifier
+	 * refuses to dereference). I is a constant at every (always inlined) call. */
+	__u32 v;
+
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(v)
+		     : "r"(skb), "i"(offsetof(struct __sk_buff, cb) + i * sizeof(__u32)));
+	return v;
 }
 
 static __always_inline void ctx_cb_set(const struct dp_ctx *ctx, __u32 i, __u32 value)
@@ -135,8 +140,11 @@ static __always_inline void ctx_cb_set(const struct dp_ctx *ctx, __u32 i, __u32 
 		xcb[i] = value;
 		return;
 	}
-	asm volatile("" : "+r"(skb));
-	skb->cb[i] = value;
+	/* as in ctx_cb; no "memory" clobber: ctx (on the stack, its address taken) would then be
+	 * re-read after every store, and ctx->hook no longer fold to a constant */
+	asm volatile("*(u32 *)(%0 + %1) = %2" :
+		     : "r"(skb), "i"(offsetof(struct __sk_buff, cb) + i * sizeof(__u32)),
+		       "r"(value));
 }
 
 /* The per-CPU words of ctx_cb at XDP; NULL only if the map is missing. */

@@ -18,7 +18,10 @@
 	X(FLOW_DROP, 7, "flow-drop") \
 	X(VLAN_FAILED, 8, "vlan-failed") \
 	X(VLAN_MISMATCH, 9, "vlan-mismatch") \
-	X(HOST_MAC_SPOOF, 10, "host-mac-spoof")
+	X(HOST_MAC_SPOOF, 10, "host-mac-spoof") \
+	X(TUNNEL_NO_KEY, 11, "tunnel-no-key") \
+	X(TUNNEL_VNI, 12, "tunnel-vni") \
+	X(TUNNEL_NO_REMOTE, 13, "tunnel-no-remote")
 
 /* Size of the drops[] array in port_stats. Fixed with room to spare (flow-drop, vlan-mismatch,
  * ...) so adding a reason does not change the layout of an already pinned map. */

@@ -8,6 +8,9 @@
 #include "lib/drop_reasons.h"
 
 #define FDB_F_STATIC 1
+/* The entry's port is a tunnel: fdb_remote holds the VTEP the MAC is behind. Written before the
+ * entry, so a reader that sees the flag finds the remote. */
+#define FDB_F_REMOTE 2
 /* A learned entry's last_seen_ns is refreshed when at least this many jiffies passed since the
  * last refresh: 0.1 s at HZ=1000, 1 s at HZ=100 (the lowest HZ); aging counts in seconds (300 by
  * default). Jiffies because bpf_jiffies64() is inlined (a load), where the coarse clock is a
@@ -31,6 +34,17 @@ struct fdb_entry {
 BPF_TABLE_PINNED("hash", struct fdb_key, struct fdb_entry, fdb, MAX_FDB_ENTRIES,
 		 VSW_PIN_DIR "/fdb");
 
+/* An underlay address (a VTEP): IPv4 in w[0], host byte order as struct bpf_tunnel_key has it;
+ * w[1..3] 0 (room for IPv6). */
+struct tun_addr {
+	__u32 w[4];
+};
+
+/* The remote VTEP of each FDB_F_REMOTE entry (a map of its own: fdb's layout stays that of
+ * the running datapath, which a restarted daemon adopts). */
+BPF_TABLE_PINNED("hash", struct fdb_key, struct tun_addr, fdb_remote, MAX_FDB_ENTRIES,
+		 VSW_PIN_DIR "/fdb_remote", BPF_F_NO_PREALLOC);
+
 /* A per-CPU cache of the fdb hash, in front of it for both lookups of every packet (its source
  * when learning, its destination): a slot chosen by a hash of the key, read in a few
  * instructions where the hash map hashes and compares in a call. A slot is valid while fdb_gen
@@ -53,7 +67,7 @@ struct fdb_cache_slot {
 	__u32 key_hi;        /* mac[2..5] */
 	__u32 ifindex;       /* 0 = empty */
 	__u32 flags;
-	__u32 pad;
+	__u32 remote;        /* FDB_F_REMOTE: the VTEP (fdb_remote's w[0]) */
 	__u64 seen_jiffies;  /* the entry's, as this CPU last read or set it */
 };
 
@@ -99,7 +113,8 @@ static __always_inline struct fdb_cache_slot *fdb_cached(const struct fdb_ref *r
 	return NULL;
 }
 
-static __always_inline void fdb_cache_fill(const struct fdb_ref *r, const struct fdb_entry *e)
+static __always_inline void fdb_cache_fill(const struct fdb_ref *r, const struct fdb_entry *e,
+					  __u32 remote)
 {
 	struct fdb_cache_slot *c = r->slot;
 
@@ -110,11 +125,24 @@ static __always_inline void fdb_cache_fill(const struct fdb_ref *r, const struct
 	c->key_hi = r->hi;
 	c->ifindex = e->ifindex;
 	c->flags = e->flags;
+	c->remote = remote;
 	c->seen_jiffies = e->seen_jiffies;
 }
 
-/* The port of (bridge, vlan, mac), 0 if unknown. */
-static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac)
+/* The VTEP of an FDB_F_REMOTE entry (0 if none). */
+static __always_inline __u32 fdb_remote_of(const struct fdb_ref *r, const struct fdb_entry *e)
+{
+	struct tun_addr *a;
+
+	if (!(e->flags & FDB_F_REMOTE))
+		return 0;
+	a = fdb_remote.lookup(&r->key);
+	return a ? a->w[0] : 0;
+}
+
+/* The port of (bridge, vlan, mac), 0 if unknown; *remote: the VTEP when it is a tunnel's. */
+static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac,
+				      __u32 *remote)
 {
 	struct fdb_cache_slot *c;
 	struct fdb_entry *e;
@@ -122,12 +150,15 @@ static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac)
 
 	fdb_ref_make(&r, bridge, vlan, mac);
 	c = fdb_cached(&r);
-	if (c)
+	if (c) {
+		*remote = c->remote;
 		return c->ifindex;
+	}
 	e = fdb.lookup(&r.key);
 	if (!e)
 		return 0;
-	fdb_cache_fill(&r, e);
+	*remote = fdb_remote_of(&r, e);
+	fdb_cache_fill(&r, e, *remote);
 	return e->ifindex;
 }
 
@@ -145,7 +176,9 @@ static __always_inline int fdb_static_src(const struct dp_ctx *ctx, __u32 ifinde
  * (also in a dry run). Static entries are never overwritten; the host's MAC, whose entry is in
  * VLAN 0, is protected in every VLAN. A known address on the same port costs a cache read;
  * its entry is refreshed (in place) at most once per FDB_REFRESH_JIFFIES: aging has second
- * granularity, and a write per packet would bounce the entry's cache line between CPUs. */
+ * granularity, and a write per packet would bounce the entry's cache line between CPUs.
+ * From a tunnel (ctx->tun), the address is learned behind that VTEP: the same port
+ * from another VTEP is a move. */
 static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 {
 	struct fdb_cache_slot *c;
@@ -158,11 +191,12 @@ static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	c = fdb_cached(&r);
 	if (c && c->flags & FDB_F_STATIC)
 		return fdb_static_src(ctx, c->ifindex);
-	if (c && c->ifindex == ctx->in_port && jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)
+	if (c && c->ifindex == ctx->in_port && c->remote == ctx->tun &&
+	    jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)
 		return 0;
 	old = fdb.lookup(&r.key);
 	if (old && old->flags & FDB_F_STATIC) {
-		fdb_cache_fill(&r, old);
+		fdb_cache_fill(&r, old, fdb_remote_of(&r, old));
 		return fdb_static_src(ctx, old->ifindex);
 	}
 	if (ctx->vlan) {  /* the host's MAC has its entry in VLAN 0 only */
@@ -175,17 +209,23 @@ static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	}
 	if (ctx->dry_run)
 		return 0;
-	if (old && old->ifindex == ctx->in_port) {
+	if (old && old->ifindex == ctx->in_port && fdb_remote_of(&r, old) == ctx->tun) {
 		if (jiffies - old->seen_jiffies >= FDB_REFRESH_JIFFIES) {
 			old->seen_jiffies = jiffies;
 			old->last_seen_ns = bpf_ktime_get_coarse_ns();
 		}
-		fdb_cache_fill(&r, old);
+		fdb_cache_fill(&r, old, ctx->tun);
 		return 0;
 	}
 	entry.ifindex = ctx->in_port;
 	entry.last_seen_ns = bpf_ktime_get_coarse_ns();  /* no clocksource read */
 	entry.seen_jiffies = jiffies;
+	if (ctx->tun) {  /* the remote first: a reader seeing the flag finds it */
+		struct tun_addr a = { .w = { ctx->tun } };
+
+		fdb_remote.update(&r.key, &a);
+		entry.flags = FDB_F_REMOTE;
+	}
 	fdb.update(&r.key, &entry);
 	if (r.genp)
 		__sync_fetch_and_add(r.genp, 1);

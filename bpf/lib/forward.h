@@ -13,6 +13,7 @@
 #include "lib/flow.h"
 #include "lib/ports.h"
 #include "lib/result.h"
+#include "lib/tunnel.h"
 #include "lib/vlan.h"
 #include "lib/watch.h"
 #include "lib/xdp.h"
@@ -46,13 +47,15 @@ static __always_inline int finish(struct dp_ctx *ctx, int ret)
 }
 
 /* The redirect for a port kind: at XDP through xdp_tx; at TC, redirect_peer (valid at TC
- * ingress only) into a namespace. */
+ * ingress only) into a namespace; into a tunnel with the key of ctx->tun. */
 static __always_inline long redirect_port(const struct dp_ctx *ctx, __u32 ifindex, __u32 ref)
 {
 	__u32 kind = PORT_REF_KIND(ref);
 
 	if (ctx_is_xdp(ctx))
 		return xdp_tx.redirect_map(ifindex, 0);
+	if (kind == PORT_KIND_TUNNEL && tunnel_set_key(ctx, ifindex, ctx->tun))
+		return TC_ACT_SHOT;
 	if (kind == PORT_KIND_BRIDGE)
 		return bpf_redirect(ifindex, BPF_F_INGRESS);
 	if (kind == PORT_KIND_PEER && ctx->ingress && !ctx->no_peer)
@@ -79,9 +82,15 @@ static __always_inline int redirect_last(struct dp_ctx *ctx, __u32 ifindex, __u3
 	(!ctx_is_xdp(ctx) ? 0 : (ctx)->csum_partial ? HANDOFF(CSUM) : \
 	 !(PORT_REF_FLAGS(ref) & PORT_F_XDP_TX) ? HANDOFF(reason) : 0)
 
-/* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. */
+/* Known unicast to out (ref: its PORT_REF); a dry run stops at the decision. To a tunnel port
+ * it needs the VTEP its destination is behind (ctx->tun, from the FDB). */
 static __always_inline int forward(struct dp_ctx *ctx, __u32 out, __u32 ref)
 {
+	if (PORT_REF_KIND(ref) == PORT_KIND_TUNNEL) {
+		if (!ctx->tun)
+			return -DROP_TUNNEL_NO_REMOTE;
+		result_tunnel(ctx, ctx->tun);
+	}
 	result_verdict(ctx, VERDICT_FORWARD, out);
 	if (ctx->dry_run)
 		return TC_ACT_REDIRECT;
@@ -96,6 +105,10 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
 
 	if (ctx_is_xdp(ctx))  /* no clones at XDP: such frames are handed to TC (HANDOFF_CLONE) */
 		return;
+	if (PORT_REF_KIND(ref) == PORT_KIND_TUNNEL && tunnel_set_key(ctx, ifindex, ctx->tun)) {
+		count_drop(ctx, DROP_TUNNEL_NO_REMOTE);
+		return;
+	}
 	if (bpf_clone_redirect(ctx->skb, ifindex, flags) == 0)
 		count_tx(ctx, PORT_REF_SLOT(ref));
 	else
@@ -109,6 +122,7 @@ static __always_inline void flood_clone(const struct dp_ctx *ctx, __u32 ifindex,
  *   CTX_CB_WATCH        watch_cb (watch.h), the packet's watchers; the flood emits their event */
 #define FLOOD_CB_INGRESS 1
 #define FLOOD_CB_NO_PEER 2
+#define FLOOD_CB_SENT 4     /* tc_vteps: the local copies went out already */
 #define FLOOD_CB_VLAN(ctx) ((ctx)->vlan | ((__u32)(ctx)->tag_vid << 12) | \
 			    ((__u32)(ctx)->tag_now << 24))
 #define FLOOD_CB_VLAN_ID(cb) ((cb) & VLAN_VID_MASK)
@@ -164,6 +178,78 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 	return 0;
 }
 
+/* The bridge's tunnel's copies (head-end replication) come from a program of their own,
+ * tc_vteps, reached by a tail call once the local copies went out (its 64-VTEP loop verified
+ * once there, not on every path through the flood's member loops). The prog array is pinned
+ * like flood_progs. */
+BPF_TABLE_PINNED("prog", __u32, __u32, vtep_progs, 1, VSW_PIN_DIR "/vtep_progs");
+
+/* flood_run's end when the bridge has a tunnel: the last local target gets a copy too (a dry
+ * run recorded it), the frame's tag state now and whether copies went out go to ctx_cb, then
+ * tc_vteps. CHANGED: copies went out before a tag change. */
+static __always_inline int flood_tunnel(struct dp_ctx *ctx, __u32 prev, __u32 prev_ref,
+					__u32 changed, const int hook)
+{
+	if (hook == HOOK_XDP)  /* never: XDP hands floods with a tunnel target to TC */
+		return -DROP_NO_FLOOD_TARGET;
+	if (prev && !ctx->dry_run)
+		flood_clone(ctx, prev, prev_ref);
+	ctx_cb_set(ctx, CTX_CB_FLOOD_VLAN, FLOOD_CB_VLAN(ctx));
+	ctx_cb_set(ctx, CTX_CB_FLOOD_FLAGS, ctx_cb(ctx, CTX_CB_FLOOD_FLAGS) |
+		   (prev || changed ? FLOOD_CB_SENT : 0));
+	vtep_progs.call(ctx->skb, 0);
+	return -DROP_NO_FLOOD_TARGET;  /* tail call failed: no tc_vteps installed */
+}
+
+/* tc_vteps (ctx: in_port, bridge, VLAN and tag state as flood_tunnel left them): one copy to
+ * each remote VTEP of the bridge's tunnel, the tunnel key set on each; the last one is the
+ * frame itself. */
+static __always_inline int vtep_flood(struct dp_ctx *ctx)
+{
+	struct vtep_list *tl = vteps_lookup(ctx->bridge);
+	struct dp_result *res = result_get(ctx);
+	struct tunnel_info *ti = NULL;
+	__u32 ref = 0, i, last;
+	int cls = 0;
+
+	if (tl && tl->count) {
+		cls = flood_class(ctx, tl->ifindex, &ref);
+		ti = tunnels.lookup(&tl->ifindex);
+	}
+	if (!cls || !ti) {  /* the tunnel does not carry the frame's VLAN (or went meanwhile) */
+		if (res ? !res->n_flood : !(ctx_cb(ctx, CTX_CB_FLOOD_FLAGS) & FLOOD_CB_SENT))
+			return -DROP_NO_FLOOD_TARGET;
+		result_verdict(ctx, VERDICT_FLOOD, 0);
+		return res ? TC_ACT_REDIRECT : TC_ACT_SHOT;  /* the local copies went out */
+	}
+	result_verdict(ctx, VERDICT_FLOOD, 0);
+	if (res) {
+		result_flood_add(res, tl->ifindex, cls);
+		return TC_ACT_REDIRECT;
+	}
+	if (cls == FLOOD_CHANGED) {
+		if (ctx->tag_now ? vlan_pop(ctx) : vlan_push(ctx, ctx->vlan))
+			return -DROP_VLAN_FAILED;
+	}
+	for (i = 0; i < MAX_VTEPS - 1; i++) {
+		if (i + 1 >= tl->count)
+			break;
+		if (tunnel_key_set(ctx, ti, tl->addr[i].w[0]) == 0 &&
+		    bpf_clone_redirect(ctx->skb, tl->ifindex, 0) == 0)
+			count_tx(ctx, PORT_REF_SLOT(ref));
+		else
+			count_drop(ctx, DROP_REDIRECT_FAILED);
+		watch_copy(ctx);
+	}
+	last = (tl->count - 1) & (MAX_VTEPS - 1);
+	watch_copy(ctx);
+	if (tunnel_key_set(ctx, ti, tl->addr[last].w[0]) ||
+	    bpf_redirect(tl->ifindex, 0) != TC_ACT_REDIRECT)
+		return -DROP_REDIRECT_FAILED;
+	count_tx(ctx, PORT_REF_SLOT(ref));
+	return CTX_ACT_REDIRECT;
+}
+
 /* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
  * becomes the previous. A macro, not a function: its variables stay the loop's own registers
  * (taken by address they would go to the stack, and change what the verifier prunes). */
@@ -187,11 +273,12 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
  * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
  * and the real run only remembers the previous target, so states at the loop head prune and the
  * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
-static __always_inline int flood_run(struct dp_ctx *ctx)
+static __always_inline int flood_run(struct dp_ctx *ctx, const int hook)
 {
 	struct bridge_members *m = members_lookup(ctx->bridge);
 	struct dp_result *res = result_get(ctx);
-	__u32 prev = 0, other = 0, prev_ref = 0, i;
+	struct vtep_list *tl;
+	__u32 prev = 0, other = 0, prev_ref = 0, changed = 0, i;
 
 	if (!m)
 		return -DROP_NO_FLOOD_TARGET;
@@ -203,7 +290,7 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 			break;
 		target = m->ifindex[i];
 		cls = flood_class(ctx, target, &ref);
-		if (!cls)
+		if (!cls || PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)  /* below: flood_vteps */
 			continue;
 		if (cls == FLOOD_CHANGED) {
 			other = 1;
@@ -230,15 +317,22 @@ static __always_inline int flood_run(struct dp_ctx *ctx)
 		if (i >= m->count)
 			break;
 		target = m->ifindex[i];
-		if (flood_class(ctx, target, &ref) != FLOOD_CHANGED)
+		if (flood_class(ctx, target, &ref) != FLOOD_CHANGED ||
+		    PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)
 			continue;
 		FLOOD_TAKE(FLOOD_CHANGED);
 	}
-	if (!prev && !res) {  /* copies went out; the members changed under us */
+	changed = 1;
+last:
+	/* the bridge's tunnel, unless the frame came from it: its copies go last, from tc_vteps
+	 * (which also decides whether the tunnel carries the frame's VLAN) */
+	tl = vteps_lookup(ctx->bridge);
+	if (tl && tl->count && tl->ifindex != ctx->in_port)
+		return flood_tunnel(ctx, prev, prev_ref, changed, hook);
+	if (!prev && changed && !res) {  /* copies went out; the members changed under us */
 		result_verdict(ctx, VERDICT_FLOOD, 0);
 		return TC_ACT_SHOT;
 	}
-last:
 	if (!prev)
 		return -DROP_NO_FLOOD_TARGET;
 	result_verdict(ctx, VERDICT_FLOOD, 0);
@@ -304,7 +398,7 @@ static __always_inline int xdp_broadcast(struct dp_ctx *ctx)
  * applied once here. A tagged frame of VLAN N gets VID N here (a no-op but for priority-tagged
  * or native-tagged frames), so its tagged targets take it as it is; at XDP every frame of VLAN
  * N leaves here tagged, and xdp_egress untags the copies of untagged targets. */
-static __always_inline int flood(struct dp_ctx *ctx)
+static __always_inline int flood(struct dp_ctx *ctx, const int hook)
 {
 	int ret = 0;
 
@@ -325,7 +419,7 @@ static __always_inline int flood(struct dp_ctx *ctx)
 	ctx_cb_set(ctx, CTX_CB_FLOOD_VLAN, FLOOD_CB_VLAN(ctx));
 	ctx_cb_set(ctx, CTX_CB_FLOOD_FLAGS, (ctx->ingress ? FLOOD_CB_INGRESS : 0) |
 					    (ctx->no_peer ? FLOOD_CB_NO_PEER : 0));
-	if (ctx_is_xdp(ctx))
+	if (hook == HOOK_XDP)  /* HOOK: a prog array takes programs of one type only */
 		xdp_flood_progs.call(ctx->xdp, 0);
 	else
 		flood_progs.call(ctx->skb, 0);

@@ -9,6 +9,7 @@ enum port_kind {
 	PORT_KIND_PEER = 1,   /* veth whose peer is in another netns: redirect_peer at ingress */
 	PORT_KIND_DEVICE = 2, /* tap, system NIC: plain redirect (egress of the device) */
 	PORT_KIND_BRIDGE = 3, /* the bridge device itself = the host: redirect to its ingress */
+	PORT_KIND_TUNNEL = 4, /* a VXLAN device: the tunnel key set, then redirect (tunnel.h) */
 };
 
 /* port_info.flags: the VLAN mode. Neither bit = unconfigured (carries every VLAN: untagged =

@@ -83,6 +83,7 @@ struct dp_result {
 	__u32 outputs[MAX_FLOW_ACTIONS];
 	__u32 flood[MAX_BRIDGE_PORTS];
 	__u8 flood_cls[MAX_BRIDGE_PORTS];  /* per flood[]: FLOOD_AS_IS or FLOOD_CHANGED */
+	__u32 tun_remote;  /* forward to a tunnel port: the VTEP of the key it sets (tunnel.h) */
 };
 
 /* Not pinned: it belongs to the program instance that the dry run executes. */
@@ -128,6 +129,7 @@ static __always_inline void result_begin(const struct dp_ctx *ctx)
 		res->vlan = 0;
 		res->stages = 0;
 		res->hook = ctx->hook;
+		res->tun_remote = 0;
 		res->handoff = HANDOFF_NONE;
 	}
 }
@@ -230,6 +232,15 @@ static __always_inline void result_vlan(const struct dp_ctx *ctx)
 }
 
 /* The destination's port in the FDB (out_ifindex until a verdict says otherwise). */
+/* Known unicast into a tunnel: the VTEP the frame is sent to. */
+static __always_inline void result_tunnel(const struct dp_ctx *ctx, __u32 remote)
+{
+	struct dp_result *res = result_get(ctx);
+
+	if (res)
+		res->tun_remote = remote;
+}
+
 static __always_inline void result_fdb_hit(const struct dp_ctx *ctx, __u32 port)
 {
 	struct dp_result *res = result_get(ctx);

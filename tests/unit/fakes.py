@@ -591,6 +591,8 @@ class FakeDatapath(_Failing):
         self.vlans: dict[int, VlanConfig] = {}               # port ifindex -> VLAN mode
         self.xdp: dict[int, XdpState] = {}                   # port ifindex -> XDP (absent: off)
         self.xdp_targets: set[int] = set()                   # ports XDP may redirect to
+        self.tunnels: dict[int, tuple[int, str]] = {}        # tunnel port -> (VNI, local)
+        self.vtep_lists: dict[int, list[str]] = {}           # tunnel port -> remote VTEPs
         self.no_native: dict[int, str] = {}                  # ifindex -> its driver without
                                                              # native XDP
         self.max_masks = MAX_FLOW_MASKS
@@ -667,6 +669,8 @@ class FakeDatapath(_Failing):
         switch's to clear."""
         self._enter("remove_port", bridge_ifindex, ifindex)
         self.ports.pop(ifindex, None)
+        self.tunnels.pop(ifindex, None)
+        self.vtep_lists.pop(ifindex, None)
         self.vlans.pop(ifindex, None)
         self.xdp.pop(ifindex, None)
         self.members.get(bridge_ifindex, set()).discard(ifindex)
@@ -702,16 +706,35 @@ class FakeDatapath(_Failing):
         self._enter("fdb_list", bridge_ifindex)
         return list(self.fdb.get(bridge_ifindex, {}).values())
 
-    def fdb_add_static(self, bridge_ifindex: int, mac: str, vlan: int, ifindex: int) -> None:
+    def fdb_add_static(self, bridge_ifindex: int, mac: str, vlan: int, ifindex: int,
+                       remote: str = "") -> None:
         self._enter("fdb_add_static", bridge_ifindex, mac, vlan, ifindex)
         if bridge_ifindex not in self.bridges:
             raise NotFound(f"bridge ifindex {bridge_ifindex} is not in the datapath")
-        rec = FdbRecord(mac, vlan, ifindex, True, 0.0)
+        rec = FdbRecord(mac, vlan, ifindex, True, 0.0, remote)
         self.fdb.setdefault(bridge_ifindex, {})[(mac, vlan)] = rec
 
     def fdb_delete(self, bridge_ifindex: int, mac: str, vlan: int) -> bool:
         self._enter("fdb_delete", bridge_ifindex, mac, vlan)
         return self.fdb.get(bridge_ifindex, {}).pop((mac, vlan), None) is not None
+
+    def _tunnel(self, ifindex: int) -> None:
+        if self.ports.get(ifindex, (0, None))[1] != PortKind.TUNNEL:
+            raise NotFound(f"ifindex {ifindex} is not a tunnel port of the datapath")
+
+    def set_tunnel(self, ifindex: int, vni: int, local: str = "") -> None:
+        self._enter("set_tunnel", ifindex, vni, local)
+        self._tunnel(ifindex)
+        self.tunnels[ifindex] = (vni, local)
+
+    def set_vteps(self, ifindex: int, addresses: list[str]) -> None:
+        self._enter("set_vteps", ifindex, addresses)
+        self._tunnel(ifindex)
+        self.vtep_lists[ifindex] = list(addresses)
+
+    def vteps(self, ifindex: int) -> list[str]:
+        self._tunnel(ifindex)
+        return list(self.vtep_lists.get(ifindex, []))
 
     def fdb_sweep(self, aging_seconds: float) -> int:
         self._enter("fdb_sweep", aging_seconds)

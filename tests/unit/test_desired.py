@@ -43,8 +43,12 @@ def test_parse_declared_bridges():
 @pytest.mark.parametrize("text, expected", [
     ("bridges:\n  br0:\n    colour: red\n", "f.yaml:3: unknown key 'bridges.br0.colour'"),
     ("bridges:\n  br0:\n    datapath: fast\n", "f.yaml:3: bridges.br0.datapath: 'fast' is not"),
+    ("bridges:\n  br0:\n    ports:\n      p1: {type: geneve}\n",
+     "f.yaml:4: bridges.br0.ports.p1.type: 'geneve' is not one of"),
     ("bridges:\n  br0:\n    ports:\n      p1: {type: vxlan}\n",
-     "f.yaml:4: bridges.br0.ports.p1.type: 'vxlan' is not one of"),
+     "f.yaml:4: bridges.br0.ports.p1.vni: 0: must be a VXLAN network identifier"),
+    ("bridges:\n  br0:\n    ports:\n      p1: {type: veth, remotes: [10.0.0.2]}\n",
+     "f.yaml:4: bridges.br0.ports.p1.remotes: applies only to vxlan ports"),
     ("bridges:\n  br0:\n    ports:\n      p1: {type: tap, netns: x}\n",
      "f.yaml:4: bridges.br0.ports.p1.netns: applies only to veth ports"),
     ("bridges:\n  br0:\n    ip: [10.0.0.300/24]\n", "f.yaml:3: ip '10.0.0.300/24'"),
@@ -119,13 +123,13 @@ def test_failed_items_are_left_out_of_the_record_and_retried():
 def test_check_config_exit_codes(tmp_path):
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(GOOD)
-    bad.write_text(GOOD.replace("type: tap", "type: vxlan"))
+    bad.write_text(GOOD.replace("type: tap", "type: geneve"))
     run = [sys.executable, "-m", "vswitchd.main", "--check-config", "--config"]
     ok = subprocess.run([*run, str(good)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     no = subprocess.run([*run, str(bad)], capture_output=True, text=True)
     assert no.returncode == 1
-    assert f"{bad}:8: bridges.br0.ports.t1.type: 'vxlan'" in no.stderr
+    assert f"{bad}:8: bridges.br0.ports.t1.type: 'geneve'" in no.stderr
 
 
 TOPOLOGY = """\

@@ -127,7 +127,7 @@ def test_a_port_type_is_one_driver_and_one_registration(monkeypatch, tmp_path):
     rig = make_rig(monkeypatch, str(tmp_path))
     sw = rig.switch
     sw.create_bridge(BridgeSpec("br0"))
-    with pytest.raises(InvalidArgument, match="applies only to veth, tap and dummy ports"):
+    with pytest.raises(InvalidArgument, match="applies only to veth, tap, vxlan and dummy ports"):
         sw.create_port("br0", PortSpec("p0", "system", mtu=1400))
     with pytest.raises(InvalidArgument, match="applies only to veth ports"):
         sw.create_port("br0", PortSpec("d0", "dummy", netns="x"))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 PROG_INGRESS = "tc_ingress"
 PROG_EGRESS = "tc_egress"
 PROG_FLOOD = "tc_flood"
+PROG_VTEPS = "tc_vteps"
 PROG_XDP = "xdp_ingress"
 PROG_XDP_FLOOD = "xdp_flood"
 PROG_XDP_EGRESS = "xdp_egress"
@@ -88,9 +89,10 @@ def inline_includes(text: str) -> str:
 def load(bpffs_dir: str, trace: bool):
     """Compiles the programs against the maps pinned in bpffs_dir (creating them there when
     absent) and loads them. Returns bcc's BPF object and the programs by hook: "ingress",
-    "egress", "flood" (the tail call in flood_progs), "xdp", "xdp_flood" (in xdp_flood_progs)
-    and "xdp_egress" (the flood groups' devmap program). Raises Unavailable when bpffs cannot
-    be mounted; bcc raises bare Exception for compile and load errors."""
+    "egress", "flood" (the tail call in flood_progs), "vteps" (in vtep_progs), "xdp",
+    "xdp_flood" (in xdp_flood_progs) and "xdp_egress" (the flood groups' devmap program).
+    Raises Unavailable when bpffs cannot be mounted; bcc raises bare Exception for compile and
+    load errors."""
     from bcc import BPF
 
     fresh = pins.make_dir(bpffs_dir)
@@ -120,12 +122,14 @@ def load(bpffs_dir: str, trace: bool):
             "ingress": loaded.load_func(PROG_INGRESS.encode(), BPF.SCHED_CLS),
             "egress": loaded.load_func(PROG_EGRESS.encode(), BPF.SCHED_CLS),
             "flood": loaded.load_func(PROG_FLOOD.encode(), BPF.SCHED_CLS),
+            "vteps": loaded.load_func(PROG_VTEPS.encode(), BPF.SCHED_CLS),
             "xdp": loaded.load_func(PROG_XDP.encode(), BPF.XDP),
             "xdp_flood": loaded.load_func(PROG_XDP_FLOOD.encode(), BPF.XDP),
             "xdp_egress": loaded.load_func(PROG_XDP_EGRESS.encode(), BPF.XDP,
                                            attach_type=BPF_XDP_DEVMAP),
         }
         loaded[b"flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["flood"].fd)
+        loaded[b"vtep_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["vteps"].fd)
         loaded[b"xdp_flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["xdp_flood"].fd)
     except Exception:
         loaded.cleanup()

@@ -90,6 +90,7 @@ PORT_F_TRUNK: int = _define("PORT_F_TRUNK")
 PORT_F_XDP_TX: int = _define("PORT_F_XDP_TX")
 VLAN_BITMAP_WORDS: int = _define("VLAN_BITMAP_WORDS")
 FDB_F_STATIC: int = _define("FDB_F_STATIC")
+FDB_F_REMOTE: int = _define("FDB_F_REMOTE")
 FDB_GEN_DAEMON_STEP: int = _define("FDB_GEN_DAEMON_STEP")
 
 # flow tables

@@ -29,6 +29,7 @@ from vswitchd.datapath.pins import (
 )
 from vswitchd.datapath.ports import PortKind, PortMaps
 from vswitchd.datapath.runs import RunResult
+from vswitchd.datapath.tunnels import TunnelMaps
 from vswitchd.datapath.vlan import UNCONFIGURED, VlanConfig
 from vswitchd.datapath.watch import (
     MAX_RATE,
@@ -80,6 +81,7 @@ class Datapath:
             self._flows = FlowTables(self._bpf)
             self._port_maps = PortMaps(self._bpf)
             self._fdb_maps = FdbMaps(self._bpf)
+            self._tunnel_maps = TunnelMaps(self._bpf)
             self._result = self._bpf[b"dp_result"]
             self._hooks = Hooks(self.bpffs_dir, self._progs)
             self._xdp_maps = xdpmaps.XdpMaps(self._bpf, self.bpffs_dir,
@@ -137,6 +139,7 @@ class Datapath:
         (not members, not tc)."""
         self._port_maps.delete(ifindex)
         self._xdp_maps.set_target(ifindex, False)
+        self._tunnel_maps.forget(ifindex)
         self._fdb_maps.delete_where(lambda key, leaf: leaf.ifindex == ifindex)
 
     def _sync_xdp(self, bridge_ifindex: int) -> None:
@@ -244,6 +247,7 @@ class Datapath:
                     xdp.detach(self.bpffs_dir, ifindex)
                     self._xdp_maps.set_target(ifindex, False)
                 self._port_maps.delete(ifindex)
+                self._tunnel_maps.forget(ifindex)
             self._xdp_maps.forget_bridge(bridge_ifindex)
             self._fdb_maps.delete_where(lambda key, leaf: key.bridge == bridge_ifindex)
             self._port_maps.forget_members(bridge_ifindex)
@@ -256,6 +260,7 @@ class Datapath:
             self._fdb_maps.delete_where(
                 lambda key, leaf: key.bridge not in keep or leaf.ifindex not in keep)
             self._flows.forget(lambda bridge: bridge not in keep)
+            self._tunnel_maps.prune(keep)
             self._hooks.prune(keep)
             xdp.prune(self.bpffs_dir, keep)
             for ifindex in self._xdp_maps.targets() - keep:
@@ -342,10 +347,42 @@ class Datapath:
             self._check_open()
             return self._fdb_maps.records(bridge_ifindex)
 
-    def fdb_add_static(self, bridge_ifindex: int, mac: str, vlan: int, ifindex: int) -> None:
+    def fdb_add_static(self, bridge_ifindex: int, mac: str, vlan: int, ifindex: int,
+                       remote: str = "") -> None:
+        """A static entry; on a tunnel port REMOTE is the VTEP the MAC is behind."""
         with self._lock:
             self._check_open()
-            self._fdb_maps.add_static(bridge_ifindex, mac, vlan, ifindex)
+            self._fdb_maps.add_static(bridge_ifindex, mac, vlan, ifindex, remote)
+
+    # ---- tunnels -----------------------------------------------------------------------
+
+    def _tunnel_port(self, ifindex: int):
+        port = self._port_maps.get(ifindex)
+        if port is None or port.kind != PortKind.TUNNEL:
+            raise NotFound(f"ifindex {ifindex} is not a tunnel port of the datapath")
+        return port
+
+    def set_tunnel(self, ifindex: int, vni: int, local: str = "") -> None:
+        """A tunnel port's VNI (checked against every frame it receives, set on every frame
+        sent into it) and local address (the source; "" = by route)."""
+        with self._lock:
+            self._check_open()
+            self._tunnel_port(ifindex)
+            self._tunnel_maps.set_tunnel(ifindex, vni, local)
+
+    def set_vteps(self, ifindex: int, addresses: list[str]) -> None:
+        """The remote VTEPs a tunnel port's floods are replicated to (exactly these)."""
+        with self._lock:
+            self._check_open()
+            port = self._tunnel_port(ifindex)
+            self._tunnel_maps.set_vteps(port.bridge, ifindex, list(addresses))
+
+    def vteps(self, ifindex: int) -> list[str]:
+        with self._lock:
+            self._check_open()
+            port = self._tunnel_port(ifindex)
+            tunnel, addresses = self._tunnel_maps.vteps_of(port.bridge)
+            return addresses if tunnel == ifindex else []
 
     def fdb_delete(self, bridge_ifindex: int, mac: str, vlan: int) -> bool:
         with self._lock:

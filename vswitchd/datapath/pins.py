@@ -15,7 +15,8 @@ BPFFS_ROOT = "/sys/fs/bpf"
 DEFAULT_BPFFS_DIR = "/sys/fs/bpf/vswitchd"
 PIN_NAMES = ("ports", "port_gen", "members", "fdb", "fdb_gen", "port_stats", "flow_masks",
              "flow_bridges", "flow_rules", "flow_stats", "flood_progs", "port_trunks",
-             "xdp_flood_progs", "flood_group_info", "xdp_stats")
+             "xdp_flood_progs", "flood_group_info", "xdp_stats", "tunnels", "vteps", "fdb_remote",
+             "vtep_progs")
 # maps the daemon creates and pins itself, bcc cannot make them (xdpmaps.py)
 DEVICE_MAP_PIN_NAMES = ("xdp_tx", "flood_groups")
 RETIRED_PIN_NAMES = ("flow_active",)  # pinned by earlier builds; removed when found

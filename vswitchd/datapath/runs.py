@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import ipaddress
 from dataclasses import dataclass, field
 
 from vswitchd.datapath import testrun
@@ -80,6 +81,7 @@ class RunResult:
     tags: dict[int, str] = field(default_factory=dict)
     hook: str = "tc"
     handoff: str = ""
+    tunnel_remote: str = ""  # forward to a tunnel port: the VTEP of the tunnel key it sets
 
 
 def check_args(frame: bytes, repeat: int) -> None:
@@ -136,6 +138,8 @@ def run(prog, result, frame: bytes, ifindex: int, dry_run: bool, repeat: int,
                 tags=_report_tags(res, n),
                 hook=HOOKS.get(res.hook, hook),
                 handoff=HANDOFF_REASONS.get(res.handoff, "") if res.handoff else "",
+                tunnel_remote=str(ipaddress.IPv4Address(res.tun_remote)) if res.tun_remote
+                else "",
             )
     raise Unavailable("the dry run wrote no result (is the program the datapath's?)")
 
