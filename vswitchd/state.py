@@ -41,11 +41,24 @@ CREATE TABLE IF NOT EXISTS ports (
     bridge TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (bridge, name));
 CREATE TABLE IF NOT EXISTS fdb (
     bridge TEXT NOT NULL, mac TEXT NOT NULL, vlan INTEGER NOT NULL, port TEXT NOT NULL,
-    seq INTEGER NOT NULL, PRIMARY KEY (bridge, mac, vlan));
+    seq INTEGER NOT NULL, remote TEXT NOT NULL DEFAULT '', PRIMARY KEY (bridge, mac, vlan));
 CREATE TABLE IF NOT EXISTS flows (
     bridge TEXT NOT NULL, rule_id INTEGER NOT NULL, rule TEXT NOT NULL,
     PRIMARY KEY (bridge, rule_id));
 """
+
+
+# Columns added after a table was first made (a store written before has the table without
+# them): table -> [(column, its definition)].
+_ADDED_COLUMNS = {"fdb": [("remote", "TEXT NOT NULL DEFAULT ''")]}
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
 
 class StateError(Exception):
@@ -63,7 +76,7 @@ def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
         for p in b.ports.values():
             out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)
         for seq, f in enumerate(b.fdb):
-            out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq)
+            out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq, f.remote)
         out["flows"][b.name] = b.flows.store_rows()
     return out
 
@@ -93,7 +106,7 @@ def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
 
 _KEYS = {"bridges": ("name",), "ports": ("bridge", "name"), "fdb": ("bridge", "mac", "vlan"),
          "flows": ("bridge", "rule_id")}
-_VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",), "fdb": ("port", "seq"),
+_VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",), "fdb": ("port", "seq", "remote"),
            "flows": ("rule",)}
 
 
@@ -177,6 +190,7 @@ class StateStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
+            _add_columns(db)
         except StateError:
             db.close()
             raise
@@ -230,9 +244,9 @@ class StateStore:
                 "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
             p = port_from_row(json.loads(spec))
             bridges[bridge].ports[p.name] = p
-        for bridge, mac, vlan, port in db.execute(
-                "SELECT bridge, mac, vlan, port FROM fdb ORDER BY bridge, seq"):
-            bridges[bridge].fdb.append(StaticFdb(mac, port, int(vlan)))
+        for bridge, mac, vlan, port, remote in db.execute(
+                "SELECT bridge, mac, vlan, port, remote FROM fdb ORDER BY bridge, seq"):
+            bridges[bridge].fdb.append(StaticFdb(mac, port, int(vlan), remote))
         rules: dict[str, list[Rule]] = {}
         for bridge, text in db.execute("SELECT bridge, rule FROM flows ORDER BY bridge, rule_id"):
             if bridge not in bridges:

@@ -143,3 +143,30 @@ def test_remote_fdb_entries(rig):
     assert (entry.port, entry.remote, entry.static) == ("vx0", "10.77.0.2", True)
     assert rig.switch.fdb_delete("br0", mac)
     assert mac not in {e.mac for e in rig.switch.fdb_list("br0")}
+
+
+def test_a_store_without_the_remote_column_gains_it(tmp_path):
+    """A state store written before remote FDB entries existed reads, and keeps them after."""
+    import sqlite3
+
+    from vswitchd.model import Bridge, StaticFdb
+    from vswitchd.state import StateStore
+
+    store = StateStore(str(tmp_path))
+    store.load()
+    db = sqlite3.connect(store.path)
+    db.execute("DROP TABLE fdb")
+    db.execute("CREATE TABLE fdb (bridge TEXT NOT NULL, mac TEXT NOT NULL, vlan INTEGER NOT "
+               "NULL, port TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (bridge, mac, vlan))")
+    db.execute("INSERT INTO bridges VALUES ('br0', '{\"datapath\": \"ebpf\", \"addresses\": []}',"
+               " 1)")
+    db.execute("INSERT INTO fdb VALUES ('br0', '02:00:00:00:00:01', 0, 'c1', 0)")
+    db.commit()
+    db.close()
+    old = StateStore(str(tmp_path)).load()
+    assert old["br0"].fdb == [StaticFdb("02:00:00:00:00:01", "c1", 0, "")]
+    again = StateStore(str(tmp_path))
+    bridges: dict[str, Bridge] = again.load()
+    bridges["br0"].fdb.append(StaticFdb("02:00:00:00:00:02", "vx0", 0, "10.77.0.2"))
+    again.save(bridges)
+    assert StateStore(str(tmp_path)).load()["br0"].fdb[1].remote == "10.77.0.2"
