@@ -106,8 +106,8 @@ def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
 
 _KEYS = {"bridges": ("name",), "ports": ("bridge", "name"), "fdb": ("bridge", "mac", "vlan"),
          "flows": ("bridge", "rule_id")}
-_VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",), "fdb": ("port", "seq", "remote"),
-           "flows": ("rule",)}
+_VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",),
+           "fdb": ("port", "seq", "remote"), "flows": ("rule",)}
 
 
 class StateStore:
