@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -132,7 +133,16 @@ class Watch:
                 self.events.put(WatchLost(f"watch stream from {self.endpoint} failed: {exc}"))
 
     def stop(self) -> None:
+        """End the stream: shut the socket down under the reading thread (closing the response
+        from here would wait for the reader's lock), then close."""
         self._stopped.set()
+        try:
+            fd = self._resp.raw._fp.fileno()  # type: ignore[union-attr]
+            with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.shutdown(socket.SHUT_RDWR)
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+        self._thread.join(2.0)
         try:
             self._resp.close()
         except Exception:  # noqa: BLE001
