@@ -25,7 +25,7 @@ import grpc
 from vswcluster import keys, reconcile
 from vswcluster.reconcile import Action, LocalState
 from vswcluster.status import write_status
-from vswcluster.store import Backoff, Store, StoreUnavailable, Watch, WatchLost
+from vswcluster.store import Backoff, LeaseLost, Store, StoreUnavailable, Watch, WatchLost
 from vswcluster.switch import SwitchSide, SwitchUnavailable
 
 log = logging.getLogger("vswcluster")
@@ -126,6 +126,9 @@ class Agent:
         except (StoreUnavailable, WatchLost) as exc:
             self._etcd_failed(exc, now)
             return False
+        except LeaseLost:
+            self.etcd.lease = 0
+            return False
         if not self.etcd.connected:
             log.info("etcd: connected to %s", self.store.endpoint)
         self.etcd.connected = True
@@ -166,6 +169,9 @@ class Agent:
                 self.mirror.pop(k, None)
                 self.counters.deletes += 1
             self._publish_all = False
+        except LeaseLost as exc:
+            log.warning("etcd: lease %x was lost (%s); granting a new one", self.etcd.lease, exc)
+            self.etcd.lease = 0   # the next step grants one and publishes everything again
         except StoreUnavailable as exc:
             self._etcd_failed(exc, now)
 

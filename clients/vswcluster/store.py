@@ -35,6 +35,10 @@ class StoreUnavailable(Exception):
     """No endpoint answered."""
 
 
+class LeaseLost(Exception):
+    """The lease given with a put is gone (expired or revoked): grant a new one."""
+
+
 class WatchLost(Exception):
     """The watch stream ended or failed: re-list, then watch again."""
 
@@ -178,6 +182,8 @@ class Store:
                 errors.append(f"{self._clients[idx].base_url}: {_short(exc)}")
                 continue
             except Etcd3Exception as exc:
+                if "lease not found" in str(exc):
+                    raise LeaseLost(_short(exc)) from None
                 # e.g. 500 "etcdserver: request timed out" from a member without quorum
                 errors.append(f"{self._clients[idx].base_url}: {_short(exc)}")
                 continue
