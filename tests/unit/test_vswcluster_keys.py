@@ -21,7 +21,8 @@ def test_parse_builds_the_view_and_counts_garbage():
     mirror = {
         keys.host_key("h1"): (keys.vtep_value("10.77.0.1"), 5),
         keys.vtep_key(7, "h1"): (keys.vtep_value("10.77.0.1"), 5),
-        keys.mac_key(7, "h1", 10, "02:00:00:00:00:01"): (keys.mac_value("10.77.0.1", ["1.2.3.4"]), 6),
+        keys.mac_key(7, "h1", 10, "02:00:00:00:00:01"):
+            (keys.mac_value("10.77.0.1", ["1.2.3.4"]), 6),
         "/vswitchd/v1/vnis/x/vteps/h2": ('{"vtep":"1.1.1.1"}', 7),
         "/vswitchd/v1/hosts/h3": ("not json", 8),
         "/vswitchd/v2/hosts/h4": ('{"vtep":"1.1.1.1"}', 9),
