@@ -7,7 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KREL := $(shell uname -r)
 KBUILD := /lib/modules/$(KREL)/build
-APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng
+# etcd-server: /usr/bin/etcd for tests/cluster (each test starts its own on free loopback ports;
+# the package's own service is not needed and, where policy-rc.d forbids it, not started)
+APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng \
+  etcd-server
 # only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C
 BENCH_APT_PACKAGES := linux-perf gcc
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
