@@ -11,8 +11,9 @@ KBUILD := /lib/modules/$(KREL)/build
 # the package's own service is not needed and, where policy-rc.d forbids it, not started)
 APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng \
   etcd-server
-# only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C
-BENCH_APT_PACKAGES := linux-perf gcc
+# only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C;
+# iperf3 for bench/tunnel_rate.py (TCP across the VXLAN tunnel)
+BENCH_APT_PACKAGES := linux-perf gcc iperf3
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
 .PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean
