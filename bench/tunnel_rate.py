@@ -139,6 +139,17 @@ def link_stats(ipr: NetNS, ifname: str) -> dict:
     return dict(link.get_attr("IFLA_STATS64"))
 
 
+def tunnel_device(ns: str, ifname: str) -> str:
+    """The VXLAN device as `ip -d link` shows it: mode, port, checksum, learning."""
+    out = subprocess.run(["ip", "-n", ns, "-d", "-j", "link", "show", "dev", ifname],
+                         capture_output=True, text=True, check=True).stdout
+    d = json.loads(out)[0]["linkinfo"]["info_data"]
+    mode = "external" + (" vnifilter" if d.get("vnifilter") else "") if d.get("external") \
+        else f"id {d.get('id')}"
+    return (f"{mode}, port {d.get('port')}, udp_csum {d.get('udp_csum')},"
+            f" learning {d.get('learning')}")
+
+
 def mtu(ns: str, ifname: str = "eth0") -> int:
     with NetNS(ns) as ipr:
         return int(ipr.get_links(ifname=ifname)[0].get_attr("IFLA_MTU"))
@@ -280,6 +291,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             a_ns, b_ns = ends[p.name]
             res["mtu"][p.name] = {"A": mtu(a_ns), "B": mtu(b_ns),
                                   "tunnel": mtu(h1.ns, p.port)}
+            res.setdefault("tunnel_device", {})[p.name] = tunnel_device(h1.ns, p.port)
             if not h1.ping(a_ns, p.ip(2), count=3):
                 note = (f"{p.name}: container A cannot ping B across the tunnel; left out"
                         + (" (is the eBPF tunnel datapath on this branch?)"
@@ -389,7 +401,8 @@ def report(res: dict) -> str:
         lines.append(f"TCP: iperf3, one stream A -> B, {p['tcp_seconds']:g} s per round,"
                      f" {p['rounds']} interleaved rounds; receiver's Gbit/s.")
     for name, v in res["mtu"].items():
-        lines.append(f"  MTU {name}: container A {v['A']}, B {v['B']}, tunnel port {v['tunnel']}")
+        lines.append(f"  {name}: MTU container A {v['A']}, B {v['B']}, tunnel port {v['tunnel']};"
+                     f" host 1's VXLAN device: {res['tunnel_device'][name]}")
     fr = res.get("frames", {})
     if fr:
         lines += ["", "Frames at B (Mpps)",
