@@ -40,6 +40,20 @@ not B's IP stack). Each measurement: start trafgen, let it run 0.5 s, read the c
 (its tx counter) and what left host 1 on the underlay (ul0 tx), per second, so a loss shows
 where it happens.
 
+The whole path runs on the sender's CPU, in its context (veth transmit hands the frame to the
+peer's backlog, processed in softirq on the same CPU when trafgen's send re-enables bottom
+halves; so do the bridges, the encapsulation, the underlay and the decapsulation), and without
+IRQ time accounting that softirq time is charged to trafgen's stime. On a machine shared with
+other work the sender gets a varying share of its CPU, so the figure is also given per
+CPU-second of the sender: frames at B / (utime + stime of trafgen's process group over the
+interval, from /proc/PID/stat, tick-sampled). That second ratio cancels the share of the CPU;
+it is not a different goal.
+
+--underlay-nf off turns netfilter off on the underlay's LAN bridge (bridge-nf-call-* is 1 in
+every namespace here), as a physical switch would cost no host CPU for it: a cost both paths
+share, so it moves the ratio away from 1 without touching either switch. Default: on, the
+underlay exactly as tests.netns.overlay builds it.
+
 TCP. iperf3 (one stream, default settings) from A to B for --tcp-seconds, a server in B for the
 whole run; the figure is the receiver's Gbit/s (iperf3 -J end.sum_received), with the sender's
 retransmissions. Information only (no goal): bulk TCP uses large segments, where the per-packet
@@ -158,6 +172,28 @@ def mtu(ns: str, ifname: str = "eth0") -> int:
 # ---- frames -----------------------------------------------------------------------------------
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgrp: int) -> float:
+    """utime + stime of every process of process group pgrp (trafgen and its worker). The
+    softirq work a frame causes on the sender's CPU (the whole path here: veth, bridges, VXLAN,
+    underlay, decapsulation) runs in the sender's context and, without IRQ time accounting,
+    is charged to its stime."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()
+        if int(f[2]) == pgrp:  # fields from state: state ppid pgrp ... utime(11) stime(12)
+            total += int(f[11]) + int(f[12])
+    return total / CLK_TCK
+
+
 def measure_frames(host: Host, counters: Counters, p: Path_, a_ns: str, b_ip: str, cfg: str,
                    seconds: float, a_ipr: NetNS, ul_ipr: NetNS) -> dict:
     """Rates while trafgen (one core) sends from A for `seconds`: received at B (Mpps), sent
@@ -175,15 +211,19 @@ def measure_frames(host: Host, counters: Counters, p: Path_, a_ns: str, b_ip: st
         if proc.poll() is not None:
             raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
         a0, u0 = link_stats(a_ipr, "eth0"), link_stats(ul_ipr, "ul0")
+        cpu0 = group_cpu_seconds(proc.pid)
         c0, t0 = counters.read(p.name), time.monotonic()
         time.sleep(seconds)
         c1, t1 = counters.read(p.name), time.monotonic()
+        cpu1 = group_cpu_seconds(proc.pid)
         a1, u1 = link_stats(a_ipr, "eth0"), link_stats(ul_ipr, "ul0")
     finally:
         stop_group(proc)
     dt = t1 - t0
     ul_pkts = u1["tx_packets"] - u0["tx_packets"]
     return {"mpps": (c1 - c0) / dt / 1e6,
+            "cpu_share": (cpu1 - cpu0) / dt,
+            "mpps_per_cpu": (c1 - c0) / (cpu1 - cpu0) / 1e6 if cpu1 > cpu0 else 0.0,
             "sent_mpps": (a1["tx_packets"] - a0["tx_packets"]) / dt / 1e6,
             "underlay_mpps": ul_pkts / dt / 1e6,
             "underlay_bytes": (u1["tx_bytes"] - u0["tx_bytes"]) / ul_pkts if ul_pkts else None}
@@ -266,7 +306,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                     "loadavg_1m_at_start": os.getloadavg()[0]},
         "params": {"rounds": args.rounds, "seconds": args.seconds,
                    "tcp_seconds": args.tcp_seconds, "frame_bytes": FRAME_LEN + 4,
-                   "generator": "trafgen --cpus 1", "paths": [p.name for p in PATHS]},
+                   "generator": "trafgen --cpus 1", "paths": [p.name for p in PATHS],
+                   "underlay_nf": args.underlay_nf},
         "notes": [], "mtu": {},
     }
     o = Overlay(workdir, 2)
@@ -275,6 +316,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     servers: list[subprocess.Popen] = []
     try:
         log(f"hosts {o.hosts[0].ns}, {o.hosts[1].ns}; starting a vswitchd on each")
+        if args.underlay_nf == "off":  # the LAN bridge as a physical switch: no netfilter
+            for key in ("iptables", "ip6tables", "arptables"):
+                subprocess.run(["nsenter", f"--net={NETNS_DIR}/{o.lan}", "sysctl", "-qw",
+                                f"net.bridge.bridge-nf-call-{key}=0"], check=True)
         o.start()
         h1 = o.hosts[0]
         ends: dict[str, tuple[str, str]] = {}
@@ -326,8 +371,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 m = measure_frames(h1, counters, p, ends[p.name][0], p.ip(2), cfgs[p.name],
                                    args.seconds, a_iprs[p.name], ul_ipr)
                 frames[p.name].append(m)
-                log(f"frames round {r + 1}/{args.rounds} {p.name:6s} {m['mpps']:.3f} Mpps at B"
-                    f"  (A sent {m['sent_mpps']:.3f}, underlay {m['underlay_mpps']:.3f} Mpps"
+                log(f"frames round {r + 1}/{args.rounds} {p.name:6s} {m['mpps']:.3f} Mpps at B,"
+                    f" {m['mpps_per_cpu']:.3f} per CPU-s (sender on CPU {m['cpu_share']:.0%};"
+                    f" A sent {m['sent_mpps']:.3f}, underlay {m['underlay_mpps']:.3f} Mpps"
                     + (f" of {m['underlay_bytes']:.0f} B" if m["underlay_bytes"] else "") + ")")
         res["loadavg_1m_after_frames"] = os.getloadavg()[0]
         if "ebpf" in frames:  # the frames went through the eBPF pipeline on both hosts
@@ -335,6 +381,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             res["ebpf_datapath_counts"] = datapath_counts(o, p)
             res["ebpf_counted_at_b"] = counters.read("ebpf")
         res["frames"] = {name: {"mpps": summary([m["mpps"] for m in ms]),
+                                "mpps_per_cpu": summary([m["mpps_per_cpu"] for m in ms]),
+                                "cpu_share": summary([m["cpu_share"] for m in ms]),
                                 "sent_mpps": summary([m["sent_mpps"] for m in ms]),
                                 "underlay_mpps": summary([m["underlay_mpps"] for m in ms]),
                                 "underlay_bytes": statistics.median(
@@ -358,6 +406,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         if "ebpf" in ends and "kernel" in ends:
             res["ratio_frames"] = ratios(res["frames"]["ebpf"]["mpps"]["rounds"],
                                          res["frames"]["kernel"]["mpps"]["rounds"])
+            res["ratio_frames_per_cpu"] = ratios(
+                res["frames"]["ebpf"]["mpps_per_cpu"]["rounds"],
+                res["frames"]["kernel"]["mpps_per_cpu"]["rounds"])
             if "tcp" in res:
                 res["ratio_tcp"] = ratios(res["tcp"]["ebpf"]["gbps"]["rounds"],
                                           res["tcp"]["kernel"]["gbps"]["rounds"])
@@ -392,7 +443,8 @@ def report(res: dict) -> str:
         " underlay; each host runs its own vswitchd.",
         "  ebpf:   --datapath ebpf bridge, VXLAN port VNI 100 (external mode, UDP 4789)",
         "  kernel: --datapath kernel bridge, VXLAN port VNI 200 (classic device, UDP 4790)",
-        "  Decapsulation on host 2 is the kernel's VXLAN device on both paths.",
+        "  Decapsulation on host 2 is the kernel's VXLAN device on both paths. Underlay LAN bridge"
+        f" netfilter (bridge-nf-call-*): {p['underlay_nf']}.",
         f"Frames: {p['frame_bytes']}-byte UDP frames ({FRAME_LEN} + FCS; {FRAME_LEN + 50} on the"
         " underlay), one trafgen core, counted and dropped at TC ingress of B;"
         f" {p['rounds']} interleaved rounds x {p['seconds']:g} s.",
@@ -412,6 +464,15 @@ def report(res: dict) -> str:
             rounds = " ".join(f"{x:.3f}" for x in s["rounds"])
             lines.append(f"  {name:<7} {s['median']:8.3f} {s['min']:8.3f} {s['max']:8.3f}"
                          f"   {rounds}")
+        lines += ["", "Frames at B per CPU-second of the sender's context (Mpps per CPU; the"
+                  " sender's share of a CPU in brackets)",
+                  f"  {'path':<7} {'median':>8} {'min':>8} {'max':>8}   rounds"]
+        for name, v in fr.items():
+            s, c = v["mpps_per_cpu"], v["cpu_share"]["rounds"]
+            rounds = " ".join(f"{x:.3f} ({y:.0%})" for x, y in zip(s["rounds"], c, strict=True))
+            lines.append(f"  {name:<7} {s['median']:8.3f} {s['min']:8.3f} {s['max']:8.3f}"
+                         f"   {rounds}")
+        lines.append("")
         for name, v in fr.items():
             lines.append(f"  {name:<7} medians: A sent {v['sent_mpps']['median']:.3f} Mpps,"
                          f" host 1 underlay tx {v['underlay_mpps']['median']:.3f} Mpps"
@@ -449,6 +510,11 @@ def report(res: dict) -> str:
     else:
         lines.append(f"  {'ebpf/kernel frames':<18} {'n/a':>8}   goal >= {GOAL:.2f}x  (a path"
                      " was not measured)")
+    rc = res.get("ratio_frames_per_cpu")
+    if rc:
+        lines.append(f"  {'  per CPU-second':<18} {fmt_ratio(rc['of_medians'])}"
+                     f" {fmt_ratio(rc['median_per_round'])}   (the same, per CPU-second of the"
+                     " sender: cancels the share of the CPU it got)")
     rt = res.get("ratio_tcp")
     if rt:
         lines.append(f"  {'ebpf/kernel TCP':<18} {fmt_ratio(rt['of_medians'])}"
@@ -465,6 +531,10 @@ def main() -> int:
                     help="seconds per frame measurement (default 3)")
     ap.add_argument("--tcp-seconds", type=float, default=3.0,
                     help="seconds per iperf3 run (default 3; 0 leaves TCP out)")
+    ap.add_argument("--underlay-nf", choices=("on", "off"), default="on",
+                    help="netfilter on the underlay's LAN bridge (bridge-nf-call-*; on, the "
+                         "namespaces' default) or off, as on a physical switch: a cost both "
+                         "paths share")
     ap.add_argument("--quick", action="store_true", help="2 rounds x 1 s (frames and TCP)")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     args = ap.parse_args()
