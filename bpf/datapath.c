@@ -154,8 +154,8 @@ static __always_inline int flood_entry(struct dp_ctx *ctx, const int hook, const
 	return finish(ctx, ret);  /* the packet's event, started by the pipeline (watch_cb) */
 }
 
-/* Tail-called by flood(): the flood of the packet in skb. */
-int tc_flood(struct __sk_buff *skb)
+/* The TC flood programs' entry (VTEPS: tc_vteps' part of the flood, else tc_flood's). */
+static __always_inline int tc_flood_entry(struct __sk_buff *skb, const int vteps)
 {
 	struct dp_ctx ctx = {
 		.skb = skb,
@@ -165,21 +165,19 @@ int tc_flood(struct __sk_buff *skb)
 		.dry_run = is_dry_run(skb),
 	};
 
-	return flood_entry(&ctx, HOOK_TC, 0);
+	return flood_entry(&ctx, HOOK_TC, vteps);
+}
+
+/* Tail-called by flood(): the flood of the packet in skb. */
+int tc_flood(struct __sk_buff *skb)
+{
+	return tc_flood_entry(skb, 0);
 }
 
 /* Tail-called by flood_tunnel(): the copies of the flood to the bridge's remote VTEPs. */
 int tc_vteps(struct __sk_buff *skb)
 {
-	struct dp_ctx ctx = {
-		.skb = skb,
-		.hook = HOOK_TC,
-		.in_port = skb->ifindex,
-		.len = skb->len,
-		.dry_run = is_dry_run(skb),
-	};
-
-	return flood_entry(&ctx, HOOK_TC, 1);
+	return tc_flood_entry(skb, 1);
 }
 
 int tc_ingress(struct __sk_buff *skb)

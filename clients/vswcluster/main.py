@@ -53,24 +53,21 @@ def _etcd(text: str) -> str:
     return text
 
 
-def _ttl(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 2 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value} is out of range 2..3600 seconds")
-    return value
+def _seconds(cast: type, low: float, high: float):
+    """An argparse type: a number of seconds (CAST: int or float) in LOW..HIGH."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range {low}..{high} seconds")
+        return value
+    return parse
 
 
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.01 <= value <= 60:
-        raise argparse.ArgumentTypeError(f"{value} is out of range 0.01..60 seconds")
-    return value
+_ttl = _seconds(int, 2, 3600)
+_interval = _seconds(float, 0.01, 60)
 
 
 def parser() -> argparse.ArgumentParser:

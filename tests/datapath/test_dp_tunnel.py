@@ -7,11 +7,13 @@ tests/netns/test_tunnels.py."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from dp_helpers import BROADCAST, MAC_A, MAC_B, MAC_C, mac_bytes
 from test_dp_flows import rule
 
-from vswitchd.datapath import PortKind
+from vswitchd.datapath import PortKind, VlanConfig, WatchFilter
 from vswitchd.datapath.constants import MAX_VTEPS
 from vswitchd.errors import InvalidArgument, NotFound
 
@@ -23,6 +25,11 @@ VTEPS = ["10.77.0.2", "10.77.0.3"]
 
 def frame(dst: str, src: str) -> bytes:
     return mac_bytes(dst) + mac_bytes(src) + b"\x08\x00" + bytes(46)
+
+
+def tagged(dst: str, src: str, vid: int) -> bytes:
+    return mac_bytes(dst) + mac_bytes(src) + struct.pack("!HH", 0x8100, vid) + b"\x08\x00" \
+        + bytes(46)
 
 
 class TunnelBridge:
@@ -126,3 +133,37 @@ def test_xdp_hands_frames_for_the_tunnel_to_tc(tb, dp):
     assert (res.verdict, res.handoff) == ("to-tc", "the output port cannot take XDP frames")
     res = dp.run(frame(BROADCAST, MAC_A), tb.a, hook="xdp")
     assert (res.verdict, res.handoff) == ("to-tc", "a flood target cannot take XDP frames")
+
+
+def test_the_tunnel_takes_the_vlans_of_its_mode(tb, dp):
+    """A tunnel port that is an access port of VLAN 10 carries that VLAN untagged: a tagged
+    frame of VLAN 10 from a trunk reaches it untagged (tc_vteps pops the tag), once per VTEP;
+    a frame of VLAN 20 does not reach it."""
+    dp.set_port_vlan(tb.t, VlanConfig(access=10))
+    dp.set_port_vlan(tb.a, VlanConfig(trunks=frozenset({10, 20})))
+    res = dp.run(tagged(BROADCAST, MAC_A, 10), tb.a)
+    assert res.verdict == "flood" and tb.t in res.flood and res.tags[tb.t] == "untagged"
+    real = dp.run(tagged(BROADCAST, MAC_A, 10), tb.a, dry_run=False)
+    assert real.retval == TC_ACT_REDIRECT and tb.tx(tb.t) == len(VTEPS)
+    res = dp.run(tagged(BROADCAST, MAC_A, 20), tb.a)
+    assert tb.t not in res.flood
+    dp.run(tagged(BROADCAST, MAC_A, 20), tb.a, dry_run=False)
+    assert tb.tx(tb.t) == len(VTEPS)
+
+
+def test_the_watch_sees_frames_to_the_tunnel(tb, dp):
+    slot = dp.watch_add(WatchFilter(bridge=tb.br))
+    try:
+        dp.fdb_add_static(tb.br, MAC_B, 0, tb.t, remote="10.77.0.3")
+        dp.run(frame(MAC_B, MAC_A), tb.a, dry_run=False)
+        dp.run(frame(BROADCAST, MAC_A), tb.a, dry_run=False)
+        events = []
+        for _ in range(20):
+            events += dp.watch_poll(100)
+            if len(events) >= 2:
+                break
+        assert [(e.verdict, e.in_port) for e in events] == [("forward", tb.a), ("flood", tb.a)]
+        assert tb.t in events[0].outputs
+        assert events[1].n_copies == 2 + len(VTEPS)  # the host, b, and one per VTEP
+    finally:
+        dp.watch_remove(slot)

@@ -17,9 +17,8 @@ BROADCAST = "ff:ff:ff:ff:ff:ff"
 ETHERTYPE_TEST = 0x88B5
 
 
-@pytest.fixture
-def overlay3(tmp_path, request):
-    o = Overlay(tmp_path, 3)
+def running_overlay(tmp_path, request, count: int):
+    o = Overlay(tmp_path, count)
     try:
         o.start()
         yield o
@@ -28,19 +27,16 @@ def overlay3(tmp_path, request):
             for h in o.hosts:
                 print(f"---- vswitchd log ({h.tag}) ----\n{h.log()[-6000:]}")
         o.cleanup()
+
+
+@pytest.fixture
+def overlay3(tmp_path, request):
+    yield from running_overlay(tmp_path, request, 3)
 
 
 @pytest.fixture
 def overlay2(tmp_path, request):
-    o = Overlay(tmp_path, 2)
-    try:
-        o.start()
-        yield o
-    finally:
-        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-            for h in o.hosts:
-                print(f"---- vswitchd log ({h.tag}) ----\n{h.log()[-6000:]}")
-        o.cleanup()
+    yield from running_overlay(tmp_path, request, 2)
 
 
 def fdb(host, bridge: str) -> dict[str, dict]:
