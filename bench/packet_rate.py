@@ -99,7 +99,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from pyroute2 import NetNS, netns  # noqa: E402
-from rate_common import SINKS, Counters, div, log, stop_group, tc_ingress  # noqa: E402
+from rate_common import SINKS, Counters, div, log, start_trafgen, stop_group, tc_ingress  # noqa: E402
 
 from tests.netns.harness import (  # noqa: E402
     NETNS_DIR,
@@ -149,16 +149,8 @@ def measure(host: Host, counters: Counters, setup: str, a_ns: str, b_ns: str, cf
     redirected with bpf_redirect_peer never pass there), or None for the direct pair."""
     if not host.ping(a_ns, IP_B, count=1):
         raise RuntimeError(f"{setup}: A cannot ping B before the measurement")
-    proc = subprocess.Popen(
-        ["nsenter", f"--net={NETNS_DIR}/{a_ns}", "trafgen", "--dev", "eth0", "--conf", cfg,
-         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: trafgen forks its worker
-    )
+    proc = start_trafgen(f"{NETNS_DIR}/{a_ns}", cfg, WARMUP)
     try:
-        time.sleep(WARMUP)
-        if proc.poll() is not None:
-            raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
         x0 = tx_packets(*b_port) if b_port else 0
         c0, t0 = counters.read(setup), time.monotonic()
         time.sleep(seconds)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from pyroute2 import NetNS
 
@@ -93,6 +94,22 @@ def tc_ingress(ns: str, ifname: str, fn) -> None:
         ipr.tc("add", "clsact", index=idx)
         ipr.tc("add-filter", "bpf", index=idx, handle=1, parent=0xFFFFFFF2, prio=1,
                fd=fn.fd, name=fn.name, direct_action=True)
+
+
+def start_trafgen(ns_path: str, cfg: str, warmup: float) -> subprocess.Popen:
+    """trafgen on one core sending CFG from eth0 of the namespace at NS_PATH, in a process
+    group of its own (it forks its worker; stop it with stop_group), running after WARMUP
+    seconds."""
+    proc = subprocess.Popen(
+        ["nsenter", f"--net={ns_path}", "trafgen", "--dev", "eth0", "--conf", cfg,
+         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    time.sleep(warmup)
+    if proc.poll() is not None:
+        raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
+    return proc
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -91,7 +91,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 )
 
 from pyroute2 import NetNS  # noqa: E402
-from rate_common import Counters, div, log, stop_group  # noqa: E402
+from rate_common import Counters, div, log, start_trafgen, stop_group  # noqa: E402
 
 from tests.netns.harness import NETNS_DIR, Host, trafgen_udp_config  # noqa: E402
 from tests.netns.overlay import Overlay  # noqa: E402
@@ -200,16 +200,8 @@ def measure_frames(host: Host, counters: Counters, p: Path_, a_ns: str, b_ip: st
     by A's eth0, and packets (and their mean size) out of host 1's underlay port."""
     if not host.ping(a_ns, b_ip, count=1):
         raise RuntimeError(f"{p.name}: A cannot ping B before the measurement")
-    proc = subprocess.Popen(
-        ["nsenter", f"--net={NETNS_DIR}/{a_ns}", "trafgen", "--dev", "eth0", "--conf", cfg,
-         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: trafgen forks its worker
-    )
+    proc = start_trafgen(f"{NETNS_DIR}/{a_ns}", cfg, WARMUP)
     try:
-        time.sleep(WARMUP)
-        if proc.poll() is not None:
-            raise RuntimeError(f"trafgen exited with {proc.returncode}: {proc.stderr.read()}")
         a0, u0 = link_stats(a_ipr, "eth0"), link_stats(ul_ipr, "ul0")
         cpu0 = group_cpu_seconds(proc.pid)
         c0, t0 = counters.read(p.name), time.monotonic()

@@ -38,3 +38,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("root") and os.geteuid() != 0:
         pytest.fail("this test needs root (BPF and network namespaces); CI runs it as root")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """item.rep_call: the call phase's report, so fixtures can print logs when a test failed."""
+    rep = yield
+    if rep.when == "call":
+        item.rep_call = rep
+    return rep

@@ -27,11 +27,3 @@ def etcd(tmp_path, request):
 def etcd3(tmp_path, request):
     """A real 3-member etcd cluster on loopback."""
     yield from _cluster(tmp_path, request, 3)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    rep = yield
-    if rep.when == "call":
-        item.rep_call = rep
-    return rep

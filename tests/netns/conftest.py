@@ -15,11 +15,3 @@ def host(tmp_path, request):
         if failed is not None and failed.failed:
             print(f"---- vswitchd log ({h.tag}) ----\n{h.log()}")
         h.cleanup()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    rep = yield
-    if rep.when == "call":
-        item.rep_call = rep
-    return rep

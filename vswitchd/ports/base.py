@@ -8,11 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vswitchd.datapath import PortKind
+from vswitchd.errors import AlreadyExists
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.seams import LinksApi, NetnsApi
 from vswitchd.txn import Txn
 from vswitchd.views import PortView
+
+
+def refuse_existing(name: str, existing: LinkInfo | None) -> None:
+    """A driver that makes its interface refuses a name the kernel already has."""
+    if existing is not None:
+        raise AlreadyExists(f"interface {name} already exists and is not managed by vswitchd")
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pwd
 
-from vswitchd.errors import AlreadyExists, InvalidArgument
+from vswitchd.errors import InvalidArgument
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
-from vswitchd.ports.base import PortDriver, PortEnv
+from vswitchd.ports.base import PortDriver, PortEnv, refuse_existing
 from vswitchd.txn import Txn
 
 
@@ -27,9 +27,7 @@ class TapDriver(PortDriver):
 
     def create(self, env: PortEnv, br: Bridge, port: Port, existing: LinkInfo | None,
                txn: Txn) -> Port:
-        if existing is not None:
-            raise AlreadyExists(
-                f"interface {port.name} already exists and is not managed by vswitchd")
+        refuse_existing(port.name, existing)
         txn.step(f"create tap {port.name}", lambda: self._make(env, port.spec),
                  lambda: env.links.delete(port.name))
         return port

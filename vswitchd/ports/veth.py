@@ -9,11 +9,11 @@ from dataclasses import replace
 
 from vswitchd import validate
 from vswitchd.datapath import PortKind
-from vswitchd.errors import AlreadyExists, InvalidArgument
+from vswitchd.errors import InvalidArgument
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink import netns as netns_names
 from vswitchd.netlink.types import LinkInfo
-from vswitchd.ports.base import PortDriver, PortEnv
+from vswitchd.ports.base import PortDriver, PortEnv, refuse_existing
 from vswitchd.txn import Txn
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,7 @@ class VethDriver(PortDriver):
     def create(self, env: PortEnv, br: Bridge, port: Port, existing: LinkInfo | None,
                txn: Txn) -> Port:
         spec = port.spec
-        if existing is not None:
-            raise AlreadyExists(
-                f"interface {spec.name} already exists and is not managed by vswitchd")
+        refuse_existing(spec.name, existing)
         facts = port.facts
         if env.netns.is_named(spec.netns):
             if not env.netns.exists(spec.netns):

@@ -17,10 +17,11 @@ from dataclasses import replace
 
 from vswitchd import validate as values
 from vswitchd.datapath import PortKind
-from vswitchd.errors import AlreadyExists, InvalidArgument
+from vswitchd.errors import InvalidArgument
 from vswitchd.model import Bridge, Port, PortSpec
 from vswitchd.netlink.types import LinkInfo
-from vswitchd.ports.base import PortDriver, PortEnv
+from vswitchd.ports.base import PortDriver, PortEnv, refuse_existing
+from vswitchd.seams import LinksApi
 from vswitchd.txn import Txn
 
 VXLAN_PORT = 4789          # IANA's VXLAN port, the default
@@ -54,6 +55,14 @@ def check_remotes(remotes: list[str], spec: PortSpec, field: str = "remotes") ->
     return sorted(out, key=ipaddress.ip_address)
 
 
+def refuse_own(links: LinksApi, remotes: list[str], field: str) -> None:
+    """A remote VTEP must be another host: none of this host's addresses."""
+    mine = links.host_addresses()
+    for remote in remotes:
+        if remote in mine:
+            raise InvalidArgument(field, remote, "is an address of this host itself")
+
+
 class VxlanDriver(PortDriver):
     type = "vxlan"
     makes_link = True
@@ -73,15 +82,10 @@ class VxlanDriver(PortDriver):
     def create(self, env: PortEnv, br: Bridge, port: Port, existing: LinkInfo | None,
                txn: Txn) -> Port:
         spec = port.spec
-        if existing is not None:
-            raise AlreadyExists(
-                f"interface {port.name} already exists and is not managed by vswitchd")
-        mine = env.links.host_addresses()
-        if spec.local and spec.local not in mine:
+        refuse_existing(port.name, existing)
+        if spec.local and spec.local not in env.links.host_addresses():
             raise InvalidArgument("local", spec.local, "is not an address of this host")
-        for remote in spec.remotes:
-            if remote in mine:
-                raise InvalidArgument("remotes", remote, "is an address of this host itself")
+        refuse_own(env.links, spec.remotes, "remotes")
         external = br.datapath == "ebpf"
         txn.step(f"create vxlan {port.name} (VNI {spec.vni})",
                  lambda: self._make(env, spec, external), lambda: env.links.delete(port.name))

@@ -8,7 +8,7 @@ import logging
 from vswitchd import validate
 from vswitchd.errors import InvalidArgument, NotFound, SwitchError, clip
 from vswitchd.model import Bridge, StaticFdb
-from vswitchd.ports.vxlan import check_remotes
+from vswitchd.ports.vxlan import check_remotes, refuse_own
 from vswitchd.switch.context import Context
 from vswitchd.switch.tunnels import TUNNEL_TYPES, tunnel_ports
 from vswitchd.txn import Txn
@@ -75,8 +75,7 @@ class FdbManager:
             raise InvalidArgument("remote", remote, f"applies only to tunnel ports; {port} is "
                                   "not one")
         canonical = check_remotes([remote], br.ports[port].spec, "remote")[0]
-        if canonical in self.ctx.links.host_addresses():
-            raise InvalidArgument("remote", remote, "is an address of this host itself")
+        refuse_own(self.ctx.links, [canonical], "remote")
         return canonical
 
     def install(self, br: Bridge, entry: StaticFdb) -> None:

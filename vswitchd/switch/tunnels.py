@@ -10,7 +10,7 @@ from dataclasses import replace
 from vswitchd.datapath.constants import MAX_VTEPS
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, clip
 from vswitchd.model import Bridge, Port, PortSpec
-from vswitchd.ports.vxlan import VXLAN_OVERHEAD, check_remotes, family
+from vswitchd.ports.vxlan import VXLAN_OVERHEAD, check_remotes, family, refuse_own
 from vswitchd.switch.context import Context
 from vswitchd.txn import Txn
 
@@ -20,6 +20,12 @@ TUNNEL_TYPES = ("vxlan",)
 # Port types whose MTU the daemon sets (both ends of a veth): a system port keeps the NIC's.
 MTU_FOLLOWERS = ("veth", "tap")
 DEFAULT_UNDERLAY_MTU = 1500
+
+
+def check_count(remotes: list[str]) -> None:
+    if len(remotes) > MAX_VTEPS:
+        raise InvalidArgument("remotes", len(remotes),
+                              f"a tunnel port has at most {MAX_VTEPS} remote VTEPs")
 
 
 def tunnel_ports(br: Bridge) -> list[Port]:
@@ -55,9 +61,7 @@ class TunnelManager:
         if tunnel_ports(br):
             raise FailedPrecondition(f"bridge {br.name} already has a tunnel port "
                                      f"({tunnel_ports(br)[0].name}); one VNI per bridge")
-        if len(spec.remotes) > MAX_VTEPS:
-            raise InvalidArgument("remotes", len(spec.remotes),
-                                  f"a tunnel port has at most {MAX_VTEPS} remote VTEPs")
+        check_count(spec.remotes)
         mtu = self.underlay_mtu(spec) - VXLAN_OVERHEAD[family(spec)]
         if spec.mtu > mtu:
             raise InvalidArgument("mtu", spec.mtu, f"the underlay leaves at most {mtu} bytes for "
@@ -110,13 +114,8 @@ class TunnelManager:
         """Make the tunnel's remote VTEPs exactly REMOTES (checked as the API's `remotes`)."""
         old = port.spec
         remotes = check_remotes(remotes, old)
-        if len(remotes) > MAX_VTEPS:
-            raise InvalidArgument("remotes", len(remotes),
-                                  f"a tunnel port has at most {MAX_VTEPS} remote VTEPs")
-        mine = self.ctx.links.host_addresses()
-        for remote in remotes:
-            if remote in mine:
-                raise InvalidArgument("remotes", remote, "is an address of this host itself")
+        check_count(remotes)
+        refuse_own(self.ctx.links, remotes, "remotes")
         if remotes == old.remotes:
             return
         new = replace(old, remotes=remotes)
