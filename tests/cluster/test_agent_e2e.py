@@ -171,7 +171,11 @@ def test_etcd_member_loss_keeps_the_cluster_working(cluster3):
     etcd3.members[0].kill()
     addr = container(o, 3, "c3", octet=33)
     wait(lambda: h1.ping(h1.name("c1"), addr, count=1), 20, "container added after the loss")
-    assert agents.status(1)["etcd"]["connected"]
+    # an agent that used the killed member notices at its next request (a keep-alive, the
+    # watch) and goes on with another one: connected again, not necessarily at this instant
+    wait(lambda: agents.status(1)["etcd"]["connected"], 15, "h1's agent on a live member")
+    mac = f"02:00:00:{VNI:02x}:{33:02x}:03"
+    wait(lambda: remote_fdb(o, 1).get(mac) == o.vtep(3), 15, "c3 published and programmed")
 
 
 def test_vswitchd_restart_is_resynced(cluster3):
