@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from vswitchd.datapath.watch import MAX_WATCHERS
+from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
@@ -45,6 +46,13 @@ class WatchSettings:
 
 
 @dataclass
+class EventSettings:
+    """`events:` (the Subscribe API, vswitchd.events)."""
+
+    history: int = DEFAULT_HISTORY  # events held for subscribers that resume (since_revision)
+
+
+@dataclass
 class Config:
     socket: str = "/run/vswitchd/vswitchd.sock"
     state_dir: str = "/var/lib/vswitchd"
@@ -54,6 +62,7 @@ class Config:
     log_level: str = "info"
     tcp: TcpListener | None = None
     watch: WatchSettings = field(default_factory=WatchSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
     # `bridges:` section and the daemon leaves declared state alone.
     bridges: dict | None = None
@@ -70,11 +79,14 @@ _SCHEMA: dict[str, type] = {
     "log_level": str,
     "tcp": dict,
     "watch": dict,
+    "events": dict,
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
                                  for f in dataclasses.fields(TcpListener)}
 _WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
+_EVENTS_SCHEMA: dict[str, type] = {"history": int}
+MAX_HISTORY = 10_000_000
 
 
 def _check_values(cfg: Config) -> None:
@@ -127,6 +139,11 @@ def _check_values(cfg: Config) -> None:
         if why:
             raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
                               f"{cfg.watch.rate_limit!r} {why}")
+    history = cfg.events.history
+    if isinstance(history, bool) or not isinstance(history, int) or \
+            not 1 <= history <= MAX_HISTORY:
+        raise ConfigError(f"{origin('events.history')}: events.history: {history!r} is not in "
+                          f"1..{MAX_HISTORY} (events held for resuming subscribers)")
     most = cfg.watch.max_watchers
     if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
         raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
@@ -178,6 +195,9 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
             cfg.tcp = tcp
         elif key == "watch":
             cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)
+        elif key == "events":
+            cfg.events = _parse_section(path, node, value, loader, cfg.origins, "events",
+                                        _EVENTS_SCHEMA, EventSettings())
         else:
             setattr(cfg, key, typed(path, key, value, node, _SCHEMA[key]))
     return cfg
@@ -185,16 +205,22 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
 
 def _parse_watch(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader,
                  origins: dict[str, str]) -> WatchSettings:
-    watch = WatchSettings()
+    return _parse_section(path, node, value, loader, origins, "watch", _WATCH_SCHEMA,
+                          WatchSettings())
+
+
+def _parse_section(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader,
+                   origins: dict[str, str], name: str, schema: dict[str, type], into: Any) -> Any:
+    """A section of plain settings: INTO with the keys of SCHEMA the file gives."""
     if value is None:
-        return watch
-    for wkey, (wval, wnode) in mapping(path, node, "watch", loader).items():
-        if wkey not in _WATCH_SCHEMA:
-            raise ConfigError(f"{where(path, wnode)}: unknown key 'watch.{wkey}' "
-                              f"(known: {', '.join(_WATCH_SCHEMA)})")
-        origins[f"watch.{wkey}"] = where(path, wnode)
-        setattr(watch, wkey, wval)  # range and type: _check_values, with the range in the text
-    return watch
+        return into
+    for skey, (sval, snode) in mapping(path, node, name, loader).items():
+        if skey not in schema:
+            raise ConfigError(f"{where(path, snode)}: unknown key '{name}.{skey}' "
+                              f"(known: {', '.join(schema)})")
+        origins[f"{name}.{skey}"] = where(path, snode)
+        setattr(into, skey, sval)  # range and type: _check_values, with the range in the text
+    return into
 
 
 def load(path: str | None) -> Config:

@@ -56,3 +56,22 @@ class ResourceExhausted(SwitchError):
 
 class Unavailable(SwitchError):
     code_name = "UNAVAILABLE"
+
+
+class Aborted(SwitchError):
+    """A compare-and-swap lost: the object's revision is not the one the caller expected."""
+
+    code_name = "ABORTED"
+
+
+class OutOfRange(SwitchError):
+    """A revision the daemon cannot serve events from (too old, or ahead of it)."""
+
+    code_name = "OUT_OF_RANGE"
+
+
+def check_revision(what: str, expected: int | None, actual: int) -> None:
+    """Aborted unless EXPECTED (None: no condition) is ACTUAL, the revision of WHAT."""
+    if expected is not None and expected != actual:
+        raise Aborted(f"{what} is at revision {actual}, not {expected}: it changed meanwhile "
+                      "(read it again and retry)")

@@ -88,6 +88,10 @@ def _sweep(switch: Switch, stop: threading.Event, fdb_interval: float,
                 log.debug("expired %d flows", expired)
         except Exception:
             log.exception("flow expiry sweep failed")
+        try:
+            switch.poll_fdb()  # learned, moved, aged entries become events
+        except Exception:
+            log.exception("FDB event poll failed")
         if time.monotonic() < next_fdb:
             continue
         next_fdb = time.monotonic() + fdb_interval
@@ -180,7 +184,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     from vswitchd.monitor import LinkMonitor
     from vswitchd.netlink.links import Links
     from vswitchd.notify import notify
-    from vswitchd.switch import Switch
+    from vswitchd.switch import Switch, stored_revision
     from vswitchd.trace import ratelimit
 
     started = time.monotonic()
@@ -191,6 +195,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
             return cleanup_only(cfg, store)
         _declared(store)  # a damaged record stops us here, before anything changes
         ratelimit.stored(store)
+        stored_revision(store)
     except StateError as exc:
         log.error("%s", exc)
         return 1
@@ -224,8 +229,10 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     sweeper = threading.Thread(target=_sweep, args=(switch, stop, interval),
                                name="aging", daemon=True)
     sweeper.start()
-    monitor = LinkMonitor(switch.owned_links, switch.links_changed, switch.missing_names)
+    monitor = LinkMonitor(switch.owned_links, switch.links_changed, switch.missing_names,
+                          switch.port_states_changed)
     monitor.start()
+    switch.daemon_event("ready")
     notify("READY=1")
     log.info("vswitchd %s ready in %.2fs: listening on %s (eBPF datapath %s)", __version__,
              time.monotonic() - started, cfg.socket,
@@ -241,8 +248,10 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
         if flags["stop"]:
             break
     notify("STOPPING=1")
+    switch.daemon_event("stopping")
     stop.set()
     switch.stop_watches()  # watch streams end, the datapath's watchers are removed
+    switch.events.close()  # event streams end
     server.stop(grace=2).wait()
     monitor.stop()
     if flags["cleanup"]:

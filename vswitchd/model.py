@@ -75,6 +75,7 @@ class PortFacts:
     # veth: the daemon turned GRO on at the peer (NAPI there, so frames redirected at XDP into
     # the veth are delivered) while the bridge has an XDP port; it turns it off again after
     peer_gro: bool = False
+    revision: int = 0  # of the port's last change (vswitchd.events)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class StaticFdb:
     port: str
     vlan: int = 0
     remote: str = ""  # a tunnel port's entry: the remote VTEP the MAC is behind
+    revision: int = 0  # of the entry's last change (vswitchd.events)
 
 
 @dataclass
@@ -117,6 +119,7 @@ class BridgeFacts:
     before it existed: the reconciliation adopts one."""
 
     mac: str = ""
+    revision: int = 0  # of the bridge's last change (vswitchd.events)
 
 
 @dataclass
@@ -186,8 +189,9 @@ def port_row(port: Port) -> dict[str, Any]:
 def fdb_row(entry: StaticFdb) -> dict[str, Any]:
     """A static FDB entry (remote only when set, as rows written before it existed)."""
     row = dataclasses.asdict(entry)
-    if not entry.remote:
-        del row["remote"]
+    for name in ("remote", "revision"):
+        if not row[name]:
+            del row[name]
     return row
 
 
@@ -205,6 +209,8 @@ def bridge_row(spec: BridgeSpec, facts: BridgeFacts | None = None) -> dict[str, 
         out["nat"] = True
     if facts is not None and facts.mac:
         out["mac"] = facts.mac
+    if facts is not None and facts.revision:
+        out["revision"] = facts.revision
     return out
 
 
@@ -214,4 +220,4 @@ def bridge_from_row(row: dict[str, Any]) -> BridgeSpec:
 
 
 def bridge_facts_from_row(row: dict[str, Any]) -> BridgeFacts:
-    return BridgeFacts(mac=str(row.get("mac", "")))
+    return BridgeFacts(mac=str(row.get("mac", "")), revision=int(row.get("revision", 0)))

@@ -23,9 +23,13 @@ RECHECK_SECONDS = 30.0  # also check now and then without events (missed message
 
 class LinkMonitor:
     def __init__(self, owned: Callable[[], dict[str, tuple[str, str | None]]],
-                 on_change: Callable[[], object], missing: Callable[[], set[str]]) -> None:
+                 on_change: Callable[[], object], missing: Callable[[], set[str]],
+                 on_links: Callable[[], object] | None = None) -> None:
         """owned() -> {ifname: (kind, bridge it must be enslaved to or None)} of everything
-        vswitchd owns; missing() -> names currently shown as missing; on_change() reconciles."""
+        vswitchd owns; missing() -> names currently shown as missing; on_change() reconciles;
+        on_links() runs after every burst of link messages otherwise (a carrier that went up or
+        down: the ports' states)."""
+        self._on_links = on_links
         self._owned = owned
         self._missing = missing
         self._on_change = on_change
@@ -93,6 +97,8 @@ class LinkMonitor:
                     if self._disagrees(ipr):
                         self.reconciles += 1
                         self._on_change()
+                    elif self._on_links is not None:
+                        self._on_links()
                 except Exception:  # noqa: BLE001 - keep watching
                     log.exception("reconciling after link events failed")
 

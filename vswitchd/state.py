@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS ports (
     bridge TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL, PRIMARY KEY (bridge, name));
 CREATE TABLE IF NOT EXISTS fdb (
     bridge TEXT NOT NULL, mac TEXT NOT NULL, vlan INTEGER NOT NULL, port TEXT NOT NULL,
-    seq INTEGER NOT NULL, remote TEXT NOT NULL DEFAULT '', PRIMARY KEY (bridge, mac, vlan));
+    seq INTEGER NOT NULL, remote TEXT NOT NULL DEFAULT '', revision INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bridge, mac, vlan));
 CREATE TABLE IF NOT EXISTS flows (
     bridge TEXT NOT NULL, rule_id INTEGER NOT NULL, rule TEXT NOT NULL,
     PRIMARY KEY (bridge, rule_id));
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS flows (
 
 # Columns added after a table was first made (a store written before has the table without
 # them): table -> [(column, its definition)].
-_ADDED_COLUMNS = {"fdb": [("remote", "TEXT NOT NULL DEFAULT ''")]}
+_ADDED_COLUMNS = {"fdb": [("remote", "TEXT NOT NULL DEFAULT ''"),
+                          ("revision", "INTEGER NOT NULL DEFAULT 0")]}
 
 
 def _add_columns(db: sqlite3.Connection) -> None:
@@ -76,7 +78,7 @@ def _rows(bridges: dict[str, Bridge]) -> dict[str, dict]:
         for p in b.ports.values():
             out["ports"][(b.name, p.name)] = (json.dumps(port_row(p), sort_keys=True),)
         for seq, f in enumerate(b.fdb):
-            out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq, f.remote)
+            out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq, f.remote, f.revision)
         out["flows"][b.name] = b.flows.store_rows()
     return out
 
@@ -107,7 +109,7 @@ def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
 _KEYS = {"bridges": ("name",), "ports": ("bridge", "name"), "fdb": ("bridge", "mac", "vlan"),
          "flows": ("bridge", "rule_id")}
 _VALUES = {"bridges": ("spec", "next_flow_id"), "ports": ("spec",),
-           "fdb": ("port", "seq", "remote"), "flows": ("rule",)}
+           "fdb": ("port", "seq", "remote", "revision"), "flows": ("rule",)}
 
 
 class StateStore:
@@ -216,7 +218,7 @@ class StateStore:
             db = self._connect()
             if legacy is not None:
                 self._write(db, _rows(legacy), {"bridges": {}, "ports": {}, "fdb": {},
-                                                "flows": {}})
+                                                "flows": {}}, {})
                 os.replace(self.json_path, self.json_path.with_suffix(".json.imported"))
                 log.warning("imported the old state store %s into %s (%d bridges); the old file "
                             "is kept as %s", self.json_path, self.path, len(legacy),
@@ -244,9 +246,10 @@ class StateStore:
                 "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
             p = port_from_row(json.loads(spec))
             bridges[bridge].ports[p.name] = p
-        for bridge, mac, vlan, port, remote in db.execute(
-                "SELECT bridge, mac, vlan, port, remote FROM fdb ORDER BY bridge, seq"):
-            bridges[bridge].fdb.append(StaticFdb(mac, port, int(vlan), remote))
+        for bridge, mac, vlan, port, remote, revision in db.execute(
+                "SELECT bridge, mac, vlan, port, remote, revision FROM fdb "
+                "ORDER BY bridge, seq"):
+            bridges[bridge].fdb.append(StaticFdb(mac, port, int(vlan), remote, int(revision)))
         rules: dict[str, list[Rule]] = {}
         for bridge, text in db.execute("SELECT bridge, rule FROM flows ORDER BY bridge, rule_id"):
             if bridge not in bridges:
@@ -273,16 +276,16 @@ class StateStore:
 
     # ---- save ------------------------------------------------------------------------------
 
-    def save(self, bridges: dict[str, Bridge]) -> None:
-        """Make the database hold BRIDGES, in one transaction (only changed rows are written).
-        Raises OSError when it cannot (the database is unchanged then)."""
+    def save(self, bridges: dict[str, Bridge], meta: dict[str, str] | None = None) -> None:
+        """Make the database hold BRIDGES and the META values, in one transaction (only changed
+        rows are written). Raises OSError when it cannot (the database is unchanged then)."""
         new = _rows(bridges)
         with self._lock:
             try:
                 db = self._connect()
                 if self._rows is None:
                     self._rows = _rows(self._read(db))
-                self._write(db, new, self._rows)
+                self._write(db, new, self._rows, meta or {})
             except StateError as exc:
                 raise OSError(errno.EIO, str(exc)) from None
             except sqlite3.Error as exc:
@@ -312,7 +315,8 @@ class StateStore:
                 raise OSError(errno.EIO, str(exc)) from None
 
     @staticmethod
-    def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict]) -> None:
+    def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict],
+               meta: dict[str, str]) -> None:
         flows_gone, flows_changed = _flow_changes(new["flows"], old["flows"])
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -336,6 +340,8 @@ class StateStore:
                     db.executemany(
                         f"INSERT OR REPLACE INTO {table} ({','.join(cols)}) VALUES ({marks})",
                         changed)
+            for key, value in meta.items():
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

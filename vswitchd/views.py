@@ -29,6 +29,7 @@ class BridgeView:
     ifindex: int
     mac: str
     ports: list[PortView]
+    revision: int = 0          # of the bridge's last change
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class FdbView:
     static: bool
     age_seconds: float
     remote: str = ""           # a tunnel port's entry: the remote VTEP the MAC is behind
+    revision: int = 0          # of the entry's last change
 
 
 @dataclass(frozen=True)

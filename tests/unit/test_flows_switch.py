@@ -112,7 +112,7 @@ def test_store_failure_undoes_table_and_datapath(monkeypatch, rig):
     sw.flows_add("br0", [fr(priority=1, **UDP)])
     before = snapshot(rig)
 
-    def save(_bridges):
+    def save(_bridges, meta=None):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(sw.store, "save", save)

@@ -51,7 +51,7 @@ def snapshot(rig):
 
 
 def fail_store(monkeypatch, rig):
-    def save(_bridges):
+    def save(_bridges, meta=None):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(rig.switch.store, "save", save)

@@ -219,7 +219,7 @@ def test_set_port_is_undone_when_the_store_fails(rig, monkeypatch):
     sw = rig.switch
     sw.create_port("br0", PortSpec("t1", "tap"))
 
-    def save(_bridges):
+    def save(_bridges, meta=None):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(sw.store, "save", save)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from vswapi import switch_pb2 as pb
 from vswapi.enums import XDP_MODES
+from vswitchd.datapath import FlowCounters
+from vswitchd.errors import InvalidArgument
+from vswitchd.events import KINDS, Event, Lost
 from vswitchd.flows.model import FULL, Match, format_value, mac_str
 from vswitchd.flows.request import no_argument
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
@@ -93,6 +97,7 @@ def port_msg(view: PortView) -> pb.Port:
         xdp=XDP_TO_PB[view.xdp or s.xdp],
         xdp_mode=view.xdp_mode,
         xdp_reason=view.xdp_reason,
+        revision=view.facts.revision,
         **{n: getattr(s, n) for n in _PORT_FIELDS},
     )
 
@@ -106,6 +111,7 @@ def bridge_msg(view: BridgeView) -> pb.Bridge:
         ifindex=view.ifindex,
         mac=view.mac,
         ports=[port_msg(p) for p in view.ports],
+        revision=view.revision,
     )
 
 
@@ -129,8 +135,8 @@ def vtep_msg(vtep: tuple[str, str, str, int]) -> pb.Vtep:
 
 def fdb_msg(view: FdbView) -> pb.FdbEntry:
     return pb.FdbEntry(mac=view.mac, port=view.port, vlan=view.vlan, static=view.static,
-                       remote=view.remote,
-                       age_seconds=view.age_seconds)
+                       remote=view.remote, age_seconds=view.age_seconds,
+                       revision=view.revision)
 
 
 def stats_msg(view: StatsView) -> pb.PortStats:
@@ -206,6 +212,66 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
         msg.n_bytes = c.bytes
     msg.duration_seconds = round(view.duration_seconds, 3)
     msg.idle_seconds = round(view.idle_seconds, 3)
+    msg.revision = r.rule_id  # a rule never changes: its id is the revision of its addition
+
+
+# ---- events -------------------------------------------------------------------------------------
+
+KIND_TO_PB = {k: pb.EventKind.Value(f"EVENT_KIND_{k.upper()}") for k in KINDS}
+KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
+_CHANGE = {"added": pb.CHANGE_ADDED, "removed": pb.CHANGE_REMOVED, "changed": pb.CHANGE_CHANGED}
+_PORT_REASON = {"api": pb.PortEvent.API, "link-up": pb.PortEvent.LINK_UP,
+                "link-down": pb.PortEvent.LINK_DOWN, "vanished": pb.PortEvent.VANISHED,
+                "restored": pb.PortEvent.RESTORED, "container-gone": pb.PortEvent.CONTAINER_GONE}
+_FLOW_REASON = {"": pb.FlowEvent.REASON_UNSPECIFIED, "idle-timeout": pb.FlowEvent.IDLE_TIMEOUT,
+                "hard-timeout": pb.FlowEvent.HARD_TIMEOUT, "deleted": pb.FlowEvent.DELETED,
+                "replaced": pb.FlowEvent.REPLACED}
+_FDB_TYPE = {"learned": pb.FdbEvent.LEARNED, "moved": pb.FdbEvent.MOVED,
+             "aged": pb.FdbEvent.AGED, "added": pb.FdbEvent.ADDED,
+             "deleted": pb.FdbEvent.DELETED}
+_DAEMON_TYPE = {"ready": pb.DaemonEvent.READY, "stopping": pb.DaemonEvent.STOPPING}
+_NO_COUNTERS = FlowCounters(0, 0, 0)
+
+
+def event_kinds(values: Iterable[int]) -> list[str]:
+    """SubscribeRequest.kinds as the switch's words (INVALID_ARGUMENT for an unknown one)."""
+    out = []
+    for v in values:
+        if v not in KIND_FROM_PB:
+            raise InvalidArgument("kinds", v, f"not an EventKind (known: "
+                                  f"{', '.join(pb.EventKind.Name(k) for k in KIND_FROM_PB)})")
+        out.append(KIND_FROM_PB[v])
+    return out
+
+
+def event_msg(ev: Event) -> pb.Event:
+    msg = pb.Event(revision=ev.revision, time=ev.time, bridge=ev.bridge)
+    obj: Any = ev.obj
+    if ev.kind == "daemon":
+        msg.daemon.type = _DAEMON_TYPE[ev.change]
+        msg.daemon.version = str(obj)
+    elif ev.kind == "bridge":
+        msg.bridge_event.change = _CHANGE[ev.change]
+        msg.bridge_event.bridge.CopyFrom(bridge_msg(obj))
+    elif ev.kind == "port":
+        msg.port.change = _CHANGE[ev.change]
+        msg.port.reason = _PORT_REASON[ev.reason]
+        msg.port.port.CopyFrom(port_msg(obj))
+    elif ev.kind == "fdb":
+        msg.fdb.type = _FDB_TYPE[ev.change]
+        msg.fdb.entry.CopyFrom(fdb_msg(obj))
+        if ev.old is not None:
+            msg.fdb.old_port, msg.fdb.old_remote = ev.old
+    elif ev.kind == "flow":
+        msg.flow.change = _CHANGE[ev.change]
+        msg.flow.reason = _FLOW_REASON[ev.reason]
+        fill_flow(msg.flow.flow, FlowView(obj, _NO_COUNTERS, 0.0, 0.0))
+    return msg
+
+
+def lost_msg(lost: Lost) -> pb.Event:
+    return pb.Event(revision=lost.last, lost=pb.LostEvents(
+        count=lost.count, from_revision=lost.first, to_revision=lost.last))
 
 
 # ---- tracing and watch ------------------------------------------------------------------------

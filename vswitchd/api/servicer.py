@@ -18,11 +18,12 @@ from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
+from vswitchd.events import Lost
 from vswitchd.flows.batch import Stages, gc_paused
 from vswitchd.flows.request import from_message as flow_request
 from vswitchd.flows.request import match_dict
 from vswitchd.switch import Switch
-from vswitchd.trace.watch import Lost
+from vswitchd.trace.watch import Lost as WatchLost
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,11 @@ def status_message(exc: SwitchError) -> str:
         return text
     half = MAX_MESSAGE // 2
     return f"{text[:half]} … {text[-half:]}"
+
+
+def _expected(request: Any) -> int | None:
+    """The request's expected_revision (None when not given)."""
+    return request.expected_revision if request.HasField("expected_revision") else None
 
 
 def _abort(context: grpc.ServicerContext, exc: SwitchError) -> None:
@@ -79,9 +85,9 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def ListBridges(self, request: pb.ListBridgesRequest) -> pb.ListBridgesResponse:  # noqa: N802
-        return pb.ListBridgesResponse(
-            bridges=[convert.bridge_msg(v) for v in self.switch.list_bridges()]
-        )
+        views, revision = self.switch.at_revision(self.switch.list_bridges)
+        return pb.ListBridgesResponse(bridges=[convert.bridge_msg(v) for v in views],
+                                      revision=revision)
 
     @_rpc
     def UpdateBridge(self, request: pb.UpdateBridgeRequest) -> pb.Bridge:  # noqa: N802
@@ -90,13 +96,15 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         if unknown or not paths:
             raise InvalidArgument("update_mask", ",".join(unknown or paths),
                                   "only nat can be changed")
-        view = self.switch.update_bridge(request.bridge.name, nat=request.bridge.nat)
+        view = self.switch.update_bridge(request.bridge.name, nat=request.bridge.nat,
+                                         expected_revision=_expected(request))
         return convert.bridge_msg(view)
 
     @_rpc
     def DeleteBridge(self, request: pb.DeleteBridgeRequest) -> pb.DeleteBridgeResponse:  # noqa: N802
         return pb.DeleteBridgeResponse(
-            deleted=self.switch.delete_bridge(request.name, request.if_exists)
+            deleted=self.switch.delete_bridge(request.name, request.if_exists,
+                                              _expected(request))
         )
 
     @_rpc
@@ -111,9 +119,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def ListPorts(self, request: pb.ListPortsRequest) -> pb.ListPortsResponse:  # noqa: N802
-        return pb.ListPortsResponse(
-            ports=[convert.port_msg(v) for v in self.switch.list_ports(request.bridge)]
-        )
+        views, revision = self.switch.at_revision(
+            lambda: self.switch.list_ports(request.bridge))
+        return pb.ListPortsResponse(ports=[convert.port_msg(v) for v in views],
+                                    revision=revision)
 
     @_rpc
     def UpdatePort(self, request: pb.UpdatePortRequest) -> pb.Port:  # noqa: N802
@@ -122,33 +131,36 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         if not paths:
             raise InvalidArgument("update_mask", "", "names no field to change")
         view = self.switch.update_port(port.bridge, port.name,
-                                       convert.port_changes(port, paths))
+                                       convert.port_changes(port, paths), _expected(request))
         return convert.port_msg(view)
 
     @_rpc
     def DeletePort(self, request: pb.DeletePortRequest) -> pb.DeletePortResponse:  # noqa: N802
-        deleted = self.switch.delete_port(request.bridge, request.name, request.if_exists)
+        deleted = self.switch.delete_port(request.bridge, request.name, request.if_exists,
+                                          _expected(request))
         return pb.DeletePortResponse(deleted=deleted)
 
     @_rpc
     def ListFdbEntries(  # noqa: N802
         self, request: pb.ListFdbEntriesRequest
     ) -> pb.ListFdbEntriesResponse:
-        entries = self.switch.fdb_list(request.bridge)
-        return pb.ListFdbEntriesResponse(entries=[convert.fdb_msg(e) for e in entries])
+        entries, revision = self.switch.at_revision(
+            lambda: self.switch.fdb_list(request.bridge))
+        return pb.ListFdbEntriesResponse(entries=[convert.fdb_msg(e) for e in entries],
+                                         revision=revision)
 
     @_rpc
     def CreateFdbEntry(self, request: pb.CreateFdbEntryRequest) -> pb.FdbEntry:  # noqa: N802
         e = request.entry
         return convert.fdb_msg(self.switch.fdb_add(request.bridge, e.mac, e.port, e.vlan,
-                                                   e.remote))
+                                                   e.remote, _expected(request)))
 
     @_rpc
     def DeleteFdbEntry(  # noqa: N802
         self, request: pb.DeleteFdbEntryRequest
     ) -> pb.DeleteFdbEntryResponse:
         deleted = self.switch.fdb_delete(request.bridge, request.mac, request.vlan,
-                                         request.if_exists)
+                                         request.if_exists, _expected(request))
         return pb.DeleteFdbEntryResponse(deleted=deleted)
 
     @_rpc
@@ -198,6 +210,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
             priority=request.priority if request.HasField("priority") else None,
             cookie=request.cookie,
             cookie_mask=request.cookie_mask,
+            expected_revision=_expected(request),
         )
         return pb.DeleteFlowsResponse(deleted=deleted)
 
@@ -205,7 +218,9 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def ListFlows(self, request: pb.ListFlowsRequest) -> pb.ListFlowsResponse:  # noqa: N802
         resp = pb.ListFlowsResponse()
         with gc_paused():
-            for view in self.switch.flows_list(request.bridge):
+            views, resp.revision = self.switch.at_revision(
+                lambda: self.switch.flows_list(request.bridge))
+            for view in views:
                 convert.fill_flow(resp.flows.add(), view)
         return resp
 
@@ -260,7 +275,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                 item = session.get(timeout=WATCH_WAKEUP_SECONDS)
                 if item is None:
                     continue
-                if isinstance(item, Lost):
+                if isinstance(item, WatchLost):
                     yield convert.watch_lost_msg(item.count)
                     continue
                 yield convert.watch_event_msg(item)
@@ -269,3 +284,27 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                     return
         finally:
             session.close()
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def Subscribe(self, request: pb.SubscribeRequest,  # noqa: N802
+                  context: grpc.ServicerContext) -> Iterator[pb.Event]:
+        """Stream the events after since_revision (or from now) until the client leaves or the
+        daemon stops. Reads from the shared event log at the client's pace: a client that falls
+        behind gets a `lost` marker, never an unbounded queue."""
+        try:
+            sub = self.switch.subscribe(
+                request.since_revision if request.HasField("since_revision") else None,
+                convert.event_kinds(request.kinds), list(request.bridges))
+        except SwitchError as exc:
+            _abort(context, exc)
+        context.add_callback(sub.close)
+        try:
+            while context.is_active() and not sub.closed:
+                item = sub.get(timeout=WATCH_WAKEUP_SECONDS)
+                if item is None:
+                    continue
+                yield convert.lost_msg(item) if isinstance(item, Lost) else \
+                    convert.event_msg(item)
+        finally:
+            sub.close()

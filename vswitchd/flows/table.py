@@ -205,6 +205,23 @@ class FlowTable:
     def commit(self) -> None:
         self._journal = None
 
+    def journal_changes(self) -> tuple[list[Rule], list[Rule]]:
+        """(rules removed, rules added) by the open transaction so far: a rule replaced by
+        another of the same priority and match is in both lists."""
+        before: dict[Ident, Rule | None] = {}
+        for ident, old in self._journal or ():
+            before.setdefault(ident, old)  # the first entry holds the rule before the change
+        removed, added = [], []
+        for ident, old in before.items():
+            now = self._rules.get(ident)
+            if now is old:
+                continue
+            if old is not None:
+                removed.append(old)
+            if now is not None:
+                added.append(now)
+        return removed, added
+
     def rollback(self) -> None:
         journal, self._journal = self._journal or [], None
         for ident, old in reversed(journal):

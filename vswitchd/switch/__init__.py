@@ -16,20 +16,30 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
+from typing import TypeVar
 
 from vswitchd.backends import Backends
 from vswitchd.config import Config
-from vswitchd.errors import FailedPrecondition, NotFound, clip
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchError,
+    check_revision,
+    clip,
+)
+from vswitchd.events import EventLog, Subscription
 from vswitchd.flows import validate as flow_validate
 from vswitchd.flows.batch import Stages
-from vswitchd.flows.model import Clock, FlowRequest
+from vswitchd.flows.model import DEFAULT_PRIORITY, Clock, FlowRequest, Match
 from vswitchd.model import Bridge, BridgeSpec, PortSpec
 from vswitchd.netlink import ethtool as system_ethtool
 from vswitchd.netlink import netns as system_netns
 from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi
-from vswitchd.state import StateStore
+from vswitchd.state import StateError, StateStore
 from vswitchd.switch.bridges import BridgeManager
 from vswitchd.switch.context import Context
+from vswitchd.switch.events import REVISION_KEY, EventRecorder
 from vswitchd.switch.fdb import FdbManager
 from vswitchd.switch.flows import FlowManager
 from vswitchd.switch.ports import PortManager
@@ -42,6 +52,17 @@ from vswitchd.txn import Txn
 from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, StatusView
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def stored_revision(store: StateStore) -> int:
+    """The last revision handed out before this start (0: a store older than revisions)."""
+    text = store.get_meta(REVISION_KEY)
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise StateError(f"state store {store.path}: the revision record {text!r} is damaged; "
+                         "it was left in place for inspection") from None
 
 
 class Switch:
@@ -55,28 +76,49 @@ class Switch:
         self._lock = threading.RLock()
         self._nat = nat
         self._shutdown: Callable[[bool], None] | None = None
+        self._saved_revision = 0
         bridges = store.load()
         if clock is not None:  # the store derived monotonic times from the real clock
             for br in bridges.values():
                 br.flows.rebase(clock.wall(), clock.mono_ns())
         self.ctx = ctx = Context(cfg, links, netns,  # type: ignore[arg-type]
                                  Backends(links, datapath, ebpf_unsupported),
-                                 clock or Clock(), bridges, ethtool=ethtool)
+                                 clock or Clock(), bridges, ethtool=ethtool,
+                                 events=EventLog(stored_revision(store), cfg.events.history))
         self.ports = PortManager(ctx)
         self.bridges = BridgeManager(ctx, self.ports, self._nat_impl)
         self.fdb = FdbManager(ctx)
         self.flows = FlowManager(ctx)
         self.tracing = TraceManager(ctx, ratelimit.stored(store))
         self.reconciler = Reconciler(ctx, self.bridges, self.ports, self.fdb, self.flows)
+        self.recorder = EventRecorder(ctx, self.bridges, self.ports)
 
     # ---- the transaction -----------------------------------------------------------------
 
-    def _save(self) -> None:
+    def _save(self, reason: str = "api") -> None:
+        """Save the desired state with the revisions of its changes, then publish their events
+        (REASON: why ports went, see EventRecorder.collect)."""
+        self.recorder.collect(reason)
         try:
-            self.store.save(self.ctx.bridges)
+            self.store.save(self.ctx.bridges,
+                            meta={REVISION_KEY: str(self.ctx.events.revision)})
         except OSError as exc:
+            self.recorder.discard()
             raise FailedPrecondition(
                 f"cannot write state store {self.store.path}: {exc.strerror}") from None
+        self.recorder.commit()
+        self._saved_revision = self.ctx.events.revision
+
+    def _keep_revision(self) -> None:
+        """Store the revision after events published without a save (observed changes), so a
+        restarted daemon goes on above it."""
+        revision = self.ctx.events.revision
+        if revision != self._saved_revision:
+            try:
+                self.store.set_meta(REVISION_KEY, str(revision))
+                self._saved_revision = revision
+            except OSError as exc:
+                log.error("cannot store the revision %d: %s", revision, exc)
 
     @contextmanager
     def _change(self, stages: Stages | None = None) -> Iterator[Txn]:
@@ -90,6 +132,7 @@ class Switch:
                     if stages is not None:
                         stages.mark("store")
             except BaseException:
+                self.recorder.discard()
                 txn.rollback()
                 raise
             txn.committed()
@@ -106,25 +149,31 @@ class Switch:
     def create_bridge(self, spec: BridgeSpec, may_exist: bool = False) -> BridgeView:
         spec = self.bridges.validate(spec)
         with self._change() as txn:
-            return self.bridges.create(spec, may_exist, txn)
+            self.bridges.create(spec, may_exist, txn)
+        return self.get_bridge(spec.name)  # with the revision the change got
 
-    def delete_bridge(self, name: str, if_exists: bool = False) -> bool:
+    def delete_bridge(self, name: str, if_exists: bool = False,
+                      expected_revision: int | None = None) -> bool:
         with self._lock:
             if name not in self.ctx.bridges:
-                if if_exists:
+                if if_exists and expected_revision is None:
                     return False
                 raise NotFound(f"bridge {clip(name)} does not exist (--if-exists ignores this)")
-            self.bridges.delete(self.ctx.bridges[name])
+            br = self.ctx.bridges[name]
+            check_revision(f"bridge {name}", expected_revision, br.facts.revision)
+            self.bridges.delete(br)
             self._save()
             return True
 
-    def update_bridge(self, name: str, nat: bool | None = None) -> BridgeView:
+    def update_bridge(self, name: str, nat: bool | None = None,
+                      expected_revision: int | None = None) -> BridgeView:
         """Change a bridge's settings at run time (today: NAT on or off)."""
         with self._change() as txn:
             br = self.ctx.bridge(name)
+            check_revision(f"bridge {name}", expected_revision, br.facts.revision)
             if nat is not None:
                 self.bridges.set_nat(br, nat, txn)
-            return self.bridges.view(br)
+        return self.get_bridge(name)
 
     def get_bridge(self, name: str) -> BridgeView:
         with self._lock:
@@ -140,29 +189,38 @@ class Switch:
     def create_port(self, bridge: str, spec: PortSpec, may_exist: bool = False) -> PortView:
         spec = self.ports.validate(bridge, spec)
         with self._change() as txn:
-            return self.ports.create(bridge, spec, may_exist, txn)
+            self.ports.create(bridge, spec, may_exist, txn)
+        return self.get_port(bridge, spec.name)  # with the revision the change got
 
-    def delete_port(self, bridge: str, name: str, if_exists: bool = False) -> bool:
+    def delete_port(self, bridge: str, name: str, if_exists: bool = False,
+                    expected_revision: int | None = None) -> bool:
         with self._lock:
             br = self.ctx.bridge(bridge)
             port = br.ports.get(name)
             if port is None:
-                if if_exists:
+                if if_exists and expected_revision is None:
                     return False
                 raise NotFound(f"port {clip(name)} does not exist on bridge {bridge} "
                                "(--if-exists ignores this)")
+            check_revision(f"port {name}", expected_revision, port.facts.revision)
             self.flows.drop_port(br, name)
             self.ports.remove(br, port)
             self._save()
             log.info("port %s deleted from bridge %s", name, bridge)
             return True
 
-    def update_port(self, bridge: str, name: str, changes: dict[str, object]) -> PortView:
+    def update_port(self, bridge: str, name: str, changes: dict[str, object],
+                    expected_revision: int | None = None) -> PortView:
         """Change a port's VLAN settings and XDP mode at run time. CHANGES holds any of vlan,
         trunks, native_vlan (the resulting combination is validated as a whole) and xdp."""
         self.ports.check_changes(changes)
         with self._change() as txn:
-            return self.ports.update(self.ctx.bridge(bridge), name, changes, txn)
+            br = self.ctx.bridge(bridge)
+            check_revision(f"port {name}", expected_revision,
+                           self.ctx.port(br, name).facts.revision)
+            self.ports.update(br, name, changes, txn)
+        with self._lock:  # with the revision the change got
+            return self.ports.view(br, self.ctx.port(br, name))
 
     def get_port(self, bridge: str, name: str) -> PortView:
         with self._lock:
@@ -180,20 +238,45 @@ class Switch:
     # ---- FDB -----------------------------------------------------------------------------
 
     def fdb_list(self, bridge: str) -> list[FdbView]:
+        """The bridge's FDB with each entry's revision (learned entries' changes since the
+        last listing are published first)."""
         with self._lock:
-            return self.fdb.list(self.ctx.bridge(bridge))
+            br = self.ctx.bridge(bridge)
+            views = self.recorder.fdb(br, self.fdb.list(br))
+            self._keep_revision()
+            return views
+
+    def _fdb_revision(self, br: Bridge, mac: str, vlan: int) -> int:
+        """The revision of BR's entry for (MAC, VLAN); 0 when it has none."""
+        for view in self.recorder.fdb(br, self.fdb.list(br)):
+            if (view.mac, view.vlan) == (mac, vlan):
+                return view.revision
+        return 0
 
     def fdb_add(self, bridge: str, mac: str, port: str, vlan: int = 0,
-                remote: str = "") -> FdbView:
-        """A static entry; on a tunnel port REMOTE names the VTEP the MAC is behind."""
+                remote: str = "", expected_revision: int | None = None) -> FdbView:
+        """A static entry; on a tunnel port REMOTE names the VTEP the MAC is behind.
+        EXPECTED_REVISION: the entry it replaces must be at it (0: there must be none)."""
         mac, vlan = self.fdb.check(mac, vlan)
         with self._change() as txn:
-            return self.fdb.add(self.ctx.bridge(bridge), mac, port, vlan, txn, remote)
+            br = self.ctx.bridge(bridge)
+            if expected_revision is not None:
+                check_revision(f"the FDB entry for {mac} vlan {vlan}", expected_revision,
+                               self._fdb_revision(br, mac, vlan))
+            self.fdb.add(br, mac, port, vlan, txn, remote)
+        with self._lock:
+            entry = next(f for f in br.fdb if (f.mac, f.vlan) == (mac, vlan))
+            return FdbView(mac, entry.port, vlan, True, 0.0, entry.remote, entry.revision)
 
-    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False) -> bool:
+    def fdb_delete(self, bridge: str, mac: str, vlan: int = 0, if_exists: bool = False,
+                   expected_revision: int | None = None) -> bool:
         mac, vlan = self.fdb.check(mac, vlan, unicast=False)
         with self._lock:
-            deleted, changed = self.fdb.delete(self.ctx.bridge(bridge), mac, vlan, if_exists)
+            br = self.ctx.bridge(bridge)
+            if expected_revision is not None:
+                check_revision(f"the FDB entry for {mac} vlan {vlan}", expected_revision,
+                               self._fdb_revision(br, mac, vlan))
+            deleted, changed = self.fdb.delete(br, mac, vlan, if_exists)
             if changed:
                 self._save()
             return deleted
@@ -220,6 +303,20 @@ class Switch:
     def sweep_fdb(self) -> int:
         """Age out learned entries (the datapath keeps their last-seen time)."""
         return self.fdb.sweep()
+
+    def poll_fdb(self) -> int:
+        """Publish the learned FDB entries' changes since the last look (events); how many
+        bridges were looked at."""
+        n = 0
+        with self._lock:
+            for br in list(self.ctx.bridges.values()):
+                try:
+                    self.recorder.fdb(br, self.fdb.list(br))
+                    n += 1
+                except SwitchError as exc:  # its datapath is unavailable or it is missing
+                    log.debug("bridge %s: FDB not polled: %s", br.name, exc)
+            self._keep_revision()
+        return n
 
     # ---- flow tables ---------------------------------------------------------------------
 
@@ -248,13 +345,21 @@ class Switch:
 
     def flows_delete(self, bridge: str, match: dict[str, object] | None = None,
                      strict: bool = False, priority: int | None = None, cookie: int = 0,
-                     cookie_mask: int = 0) -> int:
-        """Delete by strict or loose match and/or cookie; the number deleted."""
+                     cookie_mask: int = 0, expected_revision: int | None = None) -> int:
+        """Delete by strict or loose match and/or cookie; the number deleted.
+        EXPECTED_REVISION (strict only): the rule must be at it (ABORTED otherwise)."""
+        if expected_revision is not None and not strict:
+            raise InvalidArgument("expected_revision", expected_revision,
+                                  "needs strict (one rule, its match and priority exactly)")
         with self._change() as txn:
             br, _dp = self.flows.bridge(bridge)
             m = self.flows.match(br, match) if match is not None else None
             if priority is not None:
                 flow_validate.priority(priority)
+            if expected_revision is not None:
+                rule = br.flows.get(DEFAULT_PRIORITY if priority is None else priority,
+                                    m if m is not None else Match())
+                check_revision("the flow", expected_revision, rule.rule_id if rule else 0)
             deleted = self.flows.delete(br, m, strict, priority, cookie, cookie_mask, txn)
         if deleted:
             log.info("bridge %s: %d flows deleted", bridge, len(deleted))
@@ -336,7 +441,8 @@ class Switch:
         """Make the kernel match the stored desired state; never fails the daemon for one port."""
         with self._lock:
             self.reconciler.everything()
-            self._save()
+            self._save("container-gone")
+            self.recorder.port_states()
             self.tracing.restore_rate()
 
     def forget_vanished_containers(self) -> list[str]:
@@ -345,7 +451,7 @@ class Switch:
         with self._lock:
             gone = self.reconciler.vanished_containers()
             if gone:
-                self._save()
+                self._save("container-gone")
             return gone
 
     def links_changed(self) -> None:
@@ -353,7 +459,46 @@ class Switch:
         re-create what can be re-created, mark the rest missing, prune stale datapath state."""
         with self._lock:
             self.reconciler.links_changed()
-            self._save()
+            self._save("container-gone")
+            self.recorder.port_states()
+            self._keep_revision()
+
+    def port_states_changed(self) -> int:
+        """Publish the ports whose link state changed (the link monitor saw messages)."""
+        with self._lock:
+            n = self.recorder.port_states()
+            self._keep_revision()
+            return n
+
+    # ---- events --------------------------------------------------------------------------
+
+    @property
+    def events(self) -> EventLog:
+        return self.ctx.events
+
+    def revision(self) -> int:
+        """The switch's revision: what a List call made now is consistent at."""
+        with self._lock:
+            return self.ctx.events.published
+
+    def at_revision(self, read: Callable[[], T]) -> tuple[T, int]:
+        """READ() and the revision it is consistent at (no change runs in between)."""
+        with self._lock:
+            return read(), self.ctx.events.published
+
+    def subscribe(self, since: int | None = None, kinds: Sequence[str] = (),
+                  bridges: Sequence[str] = ()) -> Subscription:
+        """A cursor over the events after revision SINCE (None: from now on)."""
+        with self._lock:
+            return self.ctx.events.subscribe(since, kinds, bridges)
+
+    def daemon_event(self, change: str) -> None:
+        """Publish that the daemon is "ready" or "stopping"."""
+        from vswitchd import __version__
+
+        with self._lock:
+            self.recorder.daemon(change, __version__)
+            self._keep_revision()
 
     def missing_names(self) -> set[str]:
         with self._lock:

@@ -183,4 +183,5 @@ class BridgeManager:
     def view(self, br: Bridge) -> BridgeView:
         info = self.ctx.links.get(br.name)
         return BridgeView(spec=br.spec, ifindex=info.ifindex if info else 0,
-                          mac=info.mac if info else "", ports=self.ports.views(br))
+                          mac=info.mac if info else "", ports=self.ports.views(br),
+                          revision=br.facts.revision)

@@ -9,13 +9,26 @@ from dataclasses import dataclass, field
 from vswitchd.backends import Backend, Backends
 from vswitchd.config import Config
 from vswitchd.errors import FailedPrecondition, NotFound, clip
-from vswitchd.flows.model import Clock
+from vswitchd.events import EventLog
+from vswitchd.flows.model import Clock, Rule
 from vswitchd.model import Bridge, Port
 from vswitchd.netlink import ethtool as system_ethtool
 from vswitchd.netlink.types import LinkInfo
 from vswitchd.ports import PortDriver, PortEnv, driver
 from vswitchd.seams import EthtoolApi, LinksApi, NetnsApi
 from vswitchd.txn import Txn
+
+
+@dataclass
+class FlowChange:
+    """Rules a change removed from and added to a bridge's table, for the events. reasons:
+    rule_id -> why a rule was removed ("idle-timeout", "hard-timeout"; default "deleted", or
+    "replaced" when an added rule took its priority and match)."""
+
+    bridge: str
+    removed: list[Rule]
+    added: list[Rule]
+    reasons: dict[int, str] | None = None
 
 
 @dataclass
@@ -28,6 +41,8 @@ class Context:
     bridges: dict[str, Bridge] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)  # port or bridge name -> why
     ethtool: EthtoolApi = system_ethtool
+    events: EventLog = field(default_factory=EventLog)  # revisions and the change events
+    flow_changes: list[FlowChange] = field(default_factory=list)  # not yet published
 
     def bridge(self, name: str) -> Bridge:
         try:

@@ -15,7 +15,7 @@ from vswitchd.flows.model import FlowRequest, Match, Rule
 from vswitchd.flows.table import FlowTable
 from vswitchd.model import Bridge
 from vswitchd.seams import DatapathApi
-from vswitchd.switch.context import Context
+from vswitchd.switch.context import Context, FlowChange
 from vswitchd.txn import Txn
 from vswitchd.views import FlowView
 
@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 class FlowManager:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # Rule ids are unique across bridges and never reused while a rule exists: each table
-        # persists its high-water mark and the allocator starts above all of them.
-        self._next_rule_id = max((b.flows.next_id for b in ctx.bridges.values()), default=1)
+        # Rule ids are revisions (unique across bridges, never reused): each table persists its
+        # high-water mark, and revisions go on above all of them (stores older than revisions).
+        ctx.events.advance(max((b.flows.next_id for b in ctx.bridges.values()), default=1) - 1)
 
     def bridge(self, name: str) -> tuple[Bridge, DatapathApi]:
         """The bridge and the datapath that holds its table (FailedPrecondition if none)."""
@@ -88,17 +88,20 @@ class FlowManager:
 
     def _alloc(self, table: FlowTable) -> Callable[[], int]:
         def alloc() -> int:
-            rule_id = self._next_rule_id
-            self._next_rule_id += 1
-            table.next_id = max(table.next_id, self._next_rule_id)
+            # A rule never changes once installed: its id is the revision of its addition
+            # (vswitchd.events), unique switch-wide.
+            rule_id = self.ctx.events.reserve()
+            table.next_id = max(table.next_id, rule_id + 1)
             return rule_id
 
         return alloc
 
     def change(self, br: Bridge, change: Callable[[FlowTable], object], txn: Txn,
-               stages: Stages | None = None) -> object:
+               stages: Stages | None = None, reasons: dict[int, str] | None = None) -> object:
         """Apply CHANGE to the bridge's table and the datapath; the transaction's undo puts
-        both back, its commit ends the table's journal."""
+        both back, its commit ends the table's journal. The rules it removed and added are
+        recorded for the events (REASONS: rule_id -> why a rule was removed, default
+        "deleted")."""
         table = br.flows
         table.begin()
         synced = False
@@ -114,6 +117,9 @@ class FlowManager:
         txn.on_undo(f"restore the flow table of {br.name}", restore)
         txn.on_commit(table.commit)
         result = change(table)
+        removed, added = table.journal_changes()
+        if removed or added:
+            self.ctx.flow_changes.append(FlowChange(br.name, removed, added, reasons))
         if stages is not None:
             stages.mark("table")
         self.sync(br, stages)
@@ -178,19 +184,24 @@ class FlowManager:
 
         return br.flows.expired(self.ctx.clock.mono_ns(), last_hit)
 
-    def remove(self, br: Bridge, rules: list[Rule], txn: Txn) -> None:
-        self.change(br, lambda t: t.remove_rules(rules), txn)
+    def remove(self, br: Bridge, rules: list[Rule], txn: Txn,
+               reasons: dict[int, str] | None = None) -> None:
+        self.change(br, lambda t: t.remove_rules(rules), txn, reasons=reasons)
 
     def expire(self, transaction: Callable[[], AbstractContextManager[Txn]]) -> int:
         """Remove the rules whose timeout passed, one transaction per bridge; how many."""
         total = 0
+        now = self.ctx.clock.mono_ns()
         for br in list(self.ctx.bridges.values()):
             gone = self.expired(br)
             if not gone:
                 continue
+            reasons = {r.rule_id: "hard-timeout" if r.hard_timeout and
+                       now - r.installed_ns >= r.hard_timeout * 10**9 else "idle-timeout"
+                       for r in gone}
             try:
                 with transaction() as txn:
-                    self.remove(br, gone, txn)
+                    self.remove(br, gone, txn, reasons)
             except SwitchError as exc:
                 log.error("bridge %s: expired flows not removed: %s", br.name, exc)
                 continue
@@ -204,6 +215,7 @@ class FlowManager:
         if not gone:
             return
         br.flows.remove_rules(gone)
+        self.ctx.flow_changes.append(FlowChange(br.name, gone, [], None))
         if self.ctx.links.get(br.name):
             try:
                 self.sync(br)
