@@ -21,7 +21,7 @@ from vswapi.client import SwitchClient
 from vswapi.enums import enum_words
 from vswctl import rows
 from vswctl.format import Row
-from vswctl.render import watch_line
+from vswctl.render import event_line, watch_line
 
 DATAPATH_VALUES = enum_words(pb.Datapath, "DATAPATH_")
 PORT_TYPE_VALUES = enum_words(pb.PortType, "PORT_TYPE_")
@@ -377,6 +377,37 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     except KeyboardInterrupt:
         call.cancel()
     except BrokenPipeError:  # `vswctl watch br0 | head`
+        call.cancel()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise
+    return []
+
+
+EVENT_KINDS = enum_words(pb.EventKind, "EVENT_KIND_")
+
+
+def cmd_events(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """Print events as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
+    stream. Prints as it goes (returns no rows)."""
+    from google.protobuf.json_format import MessageToDict
+
+    req = pb.SubscribeRequest(bridges=a.bridges or [],
+                              kinds=[pb.EventKind.Value(f"EVENT_KIND_{k.upper()}")
+                                     for k in a.kind or []])
+    if a.since is not None:
+        req.since_revision = a.since
+    call = c.stub.Subscribe(req)  # no deadline: it lasts as long as the user wants
+    seen = 0
+    try:
+        for msg in call:
+            _emit(json.dumps(MessageToDict(msg, preserving_proto_field_name=True))
+                  if a.json else event_line(msg))
+            seen += msg.WhichOneof("kind") != "lost"
+            if a.count and seen >= a.count:
+                call.cancel()
+                break
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, `vswctl events | head`
         call.cancel()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:

@@ -342,6 +342,19 @@ COMMANDS: tuple[Command, ...] = (
     ]),
     Command("drops", "drop counters of a bridge's ports, by reason",
             cmds.cmd_drops, layout.DROPS, [BR]),
+    Command("events", "print changes as they happen (bridges, ports, FDB, flows, the daemon), "
+                      "one line each with its revision, until Ctrl-C",
+            cmds.cmd_events, layout.QUIET, [  # the handler prints as events come
+        arg("bridges", metavar="BR", nargs="*", type=_ifname("bridge"),
+            help="only these bridges (and daemon events); default every bridge"),
+        arg("--kind", metavar="KIND", action="append", choices=cmds.EVENT_KINDS,
+            help=f"only these kinds ({', '.join(cmds.EVENT_KINDS)}); repeatable"),
+        arg("--since", metavar="REVISION", type=_uint("--since", 0, 2**64 - 1),
+            help="first the events after REVISION that the daemon still holds (a List's or "
+                 "the last event's revision)"),
+        arg("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
+            help="stop after COUNT events"),
+    ]),
 )
 COMMAND_BY_NAME = {c.name: c for c in COMMANDS}
 

@@ -7,7 +7,9 @@ Only rows (plain dicts, from `vswctl.rows`) come in; `vswctl.format` lays out ta
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from vswapi import switch_pb2 as pb
 from vswctl.format import Column, Row, View
 
 
@@ -189,6 +191,46 @@ def watch_line(r: Row) -> str:
     else:
         parts.append(r["verdict"])
     return " ".join(parts)
+
+
+def event_line(msg: pb.Event) -> str:
+    """One event: time, revision, kind and change, bridge, what changed, why."""
+    kind = msg.WhichOneof("kind")
+    if kind == "lost":
+        lost = msg.lost
+        return (f"lost {lost.count} events (revisions {lost.from_revision}.."
+                f"{lost.to_revision}): resync with list commands")
+    head = [_clock(msg.time), f"rev {msg.revision}"]
+    if kind == "daemon":
+        return " ".join([*head, "daemon", _word(pb.DaemonEvent.Type, msg.daemon.type),
+                         msg.daemon.version])
+    if kind == "bridge_event":
+        b = msg.bridge_event
+        return " ".join([*head, "bridge", _word(pb.Change, b.change, "CHANGE_"), b.bridge.name])
+    if kind == "port":
+        p = msg.port
+        return " ".join([*head, "port", _word(pb.Change, p.change, "CHANGE_"), msg.bridge,
+                         p.port.name, f"state {p.port.state}",
+                         f"({_word(pb.PortEvent.Reason, p.reason)})"])
+    if kind == "fdb":
+        f = msg.fdb
+        where = f"on {f.entry.port}" + (f" via {f.entry.remote}" if f.entry.remote else "")
+        if f.old_port:
+            where += f" (was {f.old_port})"
+        return " ".join([*head, "fdb", _word(pb.FdbEvent.Type, f.type), msg.bridge,
+                         f.entry.mac, f"vlan {f.entry.vlan}", where])
+    from vswapi.flowspec import format_flow
+
+    fl = msg.flow
+    parts = [*head, "flow", _word(pb.Change, fl.change, "CHANGE_"), msg.bridge,
+             format_flow(fl.flow)]
+    if fl.reason:
+        parts.append(f"({_word(pb.FlowEvent.Reason, fl.reason)})")
+    return " ".join(parts)
+
+
+def _word(enum: Any, value: int, prefix: str = "") -> str:
+    return enum.Name(value).removeprefix(prefix).lower().replace("_", "-")
 
 
 # ---------------------------------------------------------------- layouts, one per kind of result

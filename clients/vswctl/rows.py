@@ -57,6 +57,7 @@ def bridge_row(b: pb.Bridge) -> Row:
         "ifindex": b.ifindex,
         "mac": b.mac,
         "ports": [p.name for p in b.ports],
+        "revision": b.revision,
     }
 
 
@@ -103,6 +104,7 @@ def port_row(p: pb.Port) -> Row:
         "local": p.local,
         "dstport": p.dstport,
         "remotes": list(p.remotes),
+        "revision": p.revision,
     }
 
 
@@ -118,6 +120,7 @@ def fdb_row(e: pb.FdbEntry) -> Row:
         "static": e.static,
         "age": 0.0 if e.static else round(e.age_seconds, 3),
         "remote": e.remote,
+        "revision": e.revision,
     }
 
 
@@ -169,6 +172,7 @@ def flow_rows(flows: Iterable[pb.Flow]) -> list[Row]:
         "idle_age": round(f.idle_seconds, 3),
         "idle_timeout": f.idle_timeout,
         "hard_timeout": f.hard_timeout,
+        "revision": f.revision,
     } for f in flows]
     return sorted(rows, key=lambda f: -f["priority"])
 

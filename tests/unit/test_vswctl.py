@@ -192,7 +192,8 @@ def test_add_br_ebpf_json_prints_created_bridge(daemon):
     data = daemon.json("add-br", "br0", "--datapath", "ebpf")
     assert daemon.fake.only("CreateBridge").bridge.datapath == pb.DATAPATH_EBPF
     assert data == {"name": "br0", "datapath": "ebpf", "addresses": ["10.0.0.1/24"],
-                    "nat": False, "ifindex": 4, "mac": "02:00:00:00:00:01", "ports": []}
+                    "nat": False, "ifindex": 4, "mac": "02:00:00:00:00:01", "ports": [],
+                    "revision": 0}
 
 
 def test_del_br(daemon):
@@ -233,7 +234,8 @@ def test_list_br_json(daemon):
     assert [b["name"] for b in data] == ["br0", "br1"]
     assert data[0] == {"name": "br0", "datapath": "ebpf",
                        "addresses": ["10.0.0.1/24", "fd00::1/64"], "nat": False, "ifindex": 4,
-                       "mac": "02:00:00:00:00:01", "ports": ["ctr1-eth", "vm1-tap"]}
+                       "mac": "02:00:00:00:00:01", "ports": ["ctr1-eth", "vm1-tap"],
+                       "revision": 0}
     assert data[1]["datapath"] == "kernel" and data[1]["ports"] == []
 
 
@@ -401,11 +403,11 @@ def test_dump_fdb_json(daemon):
     data = daemon.json("dump-fdb", "br0")
     assert data == [
         {"mac": "02:00:00:00:00:01", "port": "eth1", "vlan": 0, "static": True, "age": 0.0,
-         "remote": ""},
+         "remote": "", "revision": 0},
         {"mac": "02:00:00:00:00:0a", "port": "ctr1-eth", "vlan": 0, "static": False,
-         "age": 3.142, "remote": ""},
+         "age": 3.142, "remote": "", "revision": 0},
         {"mac": "02:00:00:00:00:0b", "port": "vm1-tap", "vlan": 10, "static": False,
-         "age": 42.25, "remote": ""},
+         "age": 42.25, "remote": "", "revision": 0},
     ]
 
 
@@ -422,7 +424,7 @@ def test_add_fdb(daemon):
     data = daemon.json("add-fdb", "br0", "02:00:00:00:00:0c", "ctr1-eth")
     assert daemon.fake.only("CreateFdbEntry").entry.vlan == 0
     assert data == {"mac": "02:00:00:00:00:0c", "port": "ctr1-eth", "vlan": 20, "static": True,
-                    "age": 0.0, "remote": ""}
+                    "age": 0.0, "remote": "", "revision": 0}
 
 
 def test_del_fdb(daemon):

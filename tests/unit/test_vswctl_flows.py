@@ -328,7 +328,7 @@ def test_dump_flows_json(daemon):
         "priority": 200, "cookie": "0x0",
         "match": "in_port=c1,tcp,nw_dst=10.0.0.0/24,tp_dst=80", "actions": "drop",
         "n_packets": 5, "n_bytes": 420, "duration": 12.34, "idle_age": 1.7,
-        "idle_timeout": 0, "hard_timeout": 0,
+        "idle_timeout": 0, "hard_timeout": 0, "revision": 0,
     }
     assert data[1]["cookie"] == "0xabc" and data[1]["actions"] == "output:m0,normal"
     assert (data[1]["idle_timeout"], data[1]["hard_timeout"]) == (30, 300)
