@@ -79,13 +79,26 @@ def test_real_changes_become_events_in_revision_order_and_resume_across_a_restar
         got = s.until(port_event("c3", pb.CHANGE_ADDED, pb.PortEvent.API))
         assert [m.bridge_event.bridge.name for m in got if m.WhichOneof("kind") ==
                 "bridge_event"] == ["br0"]
-        # traffic: the datapath learns c1's and c2's MACs
+        # traffic: the datapath learns c1's and c2's MACs (IPv6 duplicate address detection
+        # may have taught it some already)
         assert h.ping(c1, f"{SUBNET}.12")
-        mac1 = h.json("list-ports", "br0")
-        got += s.until(lambda m: m.WhichOneof("kind") == "fdb" and m.fdb.entry.port == "c2"
-                       and m.fdb.type == pb.FdbEvent.LEARNED)
-        learned = {m.fdb.entry.port for m in got if m.WhichOneof("kind") == "fdb"}
-        assert {"c1", "c2"} <= learned, got
+
+        def learned() -> set[str]:
+            return {m.fdb.entry.port for m in got if m.WhichOneof("kind") == "fdb"
+                    and m.fdb.type == pb.FdbEvent.LEARNED}
+
+        ports = learned()
+        if not {"c1", "c2"} <= ports:
+            def both(m: pb.Event) -> bool:
+                if m.WhichOneof("kind") == "fdb" and m.fdb.type == pb.FdbEvent.LEARNED:
+                    ports.add(m.fdb.entry.port)
+                return {"c1", "c2"} <= ports
+
+            got += s.until(both)
+        assert {"c1", "c2"} <= learned()
+        fdb = {e["port"]: e for e in h.json("dump-fdb", "br0")}
+        by_port = {m.fdb.entry.port: m for m in got if m.WhichOneof("kind") == "fdb"}
+        assert fdb["c2"]["revision"] == by_port["c2"].revision
         # a rule with an idle timeout goes by itself
         h.vswctl("add-flow", "br0", "priority=300,udp,tp_dst=9,idle_timeout=1,actions=drop")
         got += s.until(lambda m: m.WhichOneof("kind") == "flow"
@@ -100,7 +113,6 @@ def test_real_changes_become_events_in_revision_order_and_resume_across_a_restar
         got += s.until(port_event("c3", pb.CHANGE_REMOVED, pb.PortEvent.CONTAINER_GONE))
         revisions = [m.revision for m in got]
         assert revisions == sorted(revisions) and len(set(revisions)) == len(revisions)
-        assert mac1  # listed without error while events flowed
         # the objects carry the revision of their last change
         ports = {p["name"]: p for p in h.json("list-ports", "br0")}
         last_c1 = [m for m in got if m.WhichOneof("kind") == "port"
@@ -165,18 +177,37 @@ def test_a_client_that_never_reads_does_not_grow_the_daemon(host):
             h.vswctl("del-flows", "br0")
 
         burst()  # warm: the first 20 000 events fill the history
-        before = rss_kib(h.proc.pid)
         start_rev = client.stub.ListBridges(pb.ListBridgesRequest()).revision
+        rss = [rss_kib(h.proc.pid)]
         for _ in range(5):
             burst()
+            rss.append(rss_kib(h.proc.pid))
         end_rev = client.stub.ListBridges(pb.ListBridgesRequest()).revision
-        after = rss_kib(h.proc.pid)
-        print(f"events: {end_rev - start_rev}, daemon RSS {before} KiB -> {after} KiB "
-              f"(+{(after - before) / 1024:.1f} MiB) with one client that never read")
+        print(f"events: {end_rev - start_rev}; daemon RSS after each 20 000 (KiB): {rss}, "
+              f"+{(rss[-1] - rss[0]) / 1024:.1f} MiB, with one client that never read")
         assert end_rev - start_rev >= 100_000
-        assert after - before < 40 * 1024, (before, after)
-        first = next(iter(stuck))
-        assert first.WhichOneof("kind") == "lost" and first.lost.count > 50_000, first
+        # bounded: a queue per client would hold the 100 000 events (~1 KiB each in Python);
+        # what grows is the flow churn's own (the allocator's arenas), not the client's
+        assert rss[-1] - rss[0] < 32 * 1024, rss
+        # reading at last: what the transport held when the client stopped (gRPC's window
+        # grows to megabytes), lost markers for what went by meanwhile, then the newest
+        # events; never a silent gap (these changes used every revision)
+        buffered = lost = 0
+        expect = None
+        for msg in stuck:
+            if msg.WhichOneof("kind") == "lost":
+                assert expect is None or msg.lost.from_revision == expect, msg
+                lost += msg.lost.count
+                expect = msg.lost.to_revision + 1
+                continue
+            assert expect is None or msg.revision == expect, (msg.revision, expect)
+            expect = msg.revision + 1
+            if msg.revision >= end_rev:
+                break
+            buffered += 1
+        print(f"the stuck client then read {buffered} events and {lost} lost, up to revision "
+              f"{end_rev}")
+        assert lost > 0
     finally:
         stuck.cancel()
         client.close()

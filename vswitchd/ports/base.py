@@ -22,6 +22,11 @@ def refuse_existing(name: str, existing: LinkInfo | None) -> None:
         raise AlreadyExists(f"interface {name} already exists and is not managed by vswitchd")
 
 
+# Operational states of an interface that is administratively up but carries nothing (a veth
+# whose peer is down, a TAP no VM holds, a NIC without link): the port is "down".
+NO_CARRIER = frozenset({"DOWN", "LOWERLAYERDOWN", "NOTPRESENT"})
+
+
 @dataclass
 class PortEnv:
     """What a driver may use: the kernel's links and namespaces, the bridge's MAC changes (which
@@ -90,6 +95,6 @@ class PortDriver:
         if info is None:
             state = f"missing: {missing or 'interface not present'}"
         else:
-            state = "up" if info.up else "down"
+            state = "up" if info.up and info.operstate not in NO_CARRIER else "down"
         return PortView(spec=port.spec, bridge=br.name, ifindex=info.ifindex if info else 0,
                         state=state, facts=port.facts)
