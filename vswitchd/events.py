@@ -25,9 +25,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vswitchd.errors import InvalidArgument, OutOfRange
+from vswitchd.errors import InvalidArgument, OutOfRange, ResourceExhausted
 
 DEFAULT_HISTORY = 10000
+# Streams open at once: each holds one of the API's threads while it lasts (vswitchd.api.server
+# sizes its pool for them), so more are refused rather than starving the other calls.
+MAX_SUBSCRIBERS = 32
 KINDS = ("daemon", "bridge", "port", "fdb", "flow")
 
 
@@ -61,10 +64,13 @@ class Lost:
 
 
 class EventLog:
-    def __init__(self, revision: int = 0, history: int = DEFAULT_HISTORY) -> None:
+    def __init__(self, revision: int = 0, history: int = DEFAULT_HISTORY,
+                 max_subscribers: int = MAX_SUBSCRIBERS) -> None:
         if history < 1:
             raise ValueError("history must be at least 1")
         self.history = history
+        self.max_subscribers = max_subscribers
+        self.subscribers = 0
         self.revision = revision       # the last revision reserved
         self.published = revision      # the last revision published
         self._floor = revision         # every event after this revision is held
@@ -137,6 +143,9 @@ class EventLog:
         if bad:
             raise InvalidArgument("kinds", ",".join(bad), f"known kinds: {', '.join(KINDS)}")
         with self._cond:
+            if self.subscribers >= self.max_subscribers:
+                raise ResourceExhausted(f"{self.subscribers} event streams are open, the most "
+                                        "the daemon serves at once: close one first")
             if since is None:
                 seq = self._base + len(self._events)
                 last = self.published
@@ -153,6 +162,7 @@ class EventLog:
                         "from their revision")
                 seq = self._base + bisect.bisect_right(self._revisions, since)
                 last = since
+            self.subscribers += 1
             return Subscription(self, seq, last, kinds, frozenset(bridges))
 
 
@@ -167,6 +177,7 @@ class Subscription:
         self.kinds = kinds
         self.bridges = bridges
         self.closed = False
+        self._counted_out = False
 
     def _wanted(self, ev: Event) -> bool:
         if self.kinds and ev.kind not in self.kinds:
@@ -200,6 +211,9 @@ class Subscription:
             return None
 
     def close(self) -> None:
-        self.closed = True
         with self._log._cond:
+            if not self._counted_out:
+                self._counted_out = True
+                self._log.subscribers -= 1
+            self.closed = True
             self._log._cond.notify_all()

@@ -11,7 +11,7 @@ import pytest
 from fakes import FakeClock, make_rig, serve_switch
 
 from vswapi import switch_pb2 as pb
-from vswitchd.errors import Aborted, InvalidArgument, OutOfRange
+from vswitchd.errors import Aborted, InvalidArgument, OutOfRange, ResourceExhausted
 from vswitchd.events import Event, EventLog, Lost
 from vswitchd.flows.model import FlowRequest
 from vswitchd.model import BridgeSpec, PortSpec
@@ -315,3 +315,14 @@ def test_subscribe_over_grpc_streams_events_and_list_calls_carry_the_revision(ri
         assert err.value.code() == grpc.StatusCode.OUT_OF_RANGE
         ports = stub.ListPorts(pb.ListPortsRequest(bridge="br0"))
         assert ports.revision == port.revision and ports.ports[0].revision == port.revision
+
+
+def test_streams_are_capped_and_a_closed_one_frees_its_place():
+    log = EventLog(max_subscribers=2)
+    a, _b = log.subscribe(), log.subscribe()
+    with pytest.raises(ResourceExhausted, match="2 event streams are open"):
+        log.subscribe()
+    a.close()
+    a.close()  # twice: counted once
+    log.subscribe()
+    assert log.subscribers == 2

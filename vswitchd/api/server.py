@@ -51,7 +51,13 @@ def _read(path: str) -> bytes:
         return fh.read()
 
 
-def build_server(switch: Switch, cfg: Config, workers: int = 16) -> grpc.Server:
+# Threads for the calls: every stream (Subscribe, packet-in, watch) holds one while it lasts,
+# and each kind is capped below this (vswitchd.events.MAX_SUBSCRIBERS, the watcher slots ...),
+# so unary calls always find threads.
+WORKERS = 64
+
+
+def build_server(switch: Switch, cfg: Config, workers: int = WORKERS) -> grpc.Server:
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"))
     pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
 

@@ -18,7 +18,7 @@ from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd import __version__
 from vswitchd.api import convert
 from vswitchd.errors import InvalidArgument, SwitchError
-from vswitchd.events import Lost
+from vswitchd.events import Event, Lost
 from vswitchd.flows.batch import Stages, gc_paused
 from vswitchd.flows.request import from_message as flow_request
 from vswitchd.flows.request import match_dict
@@ -66,9 +66,28 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class _EventMessages:
+    """Each event's message, made once for all the streams that send it (the most recent
+    ones are kept: subscribers read about the same events at about the same time)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._msgs: dict[int, pb.Event] = {}
+
+    def get(self, event: Event) -> pb.Event:
+        msg = self._msgs.get(event.revision)
+        if msg is None:
+            msg = self._msgs[event.revision] = convert.event_msg(event)
+            if len(self._msgs) > self._size:  # drop the oldest half (dicts keep order)
+                for rev in list(self._msgs)[: self._size // 2]:
+                    self._msgs.pop(rev, None)
+        return msg
+
+
 class SwitchServicer(pb_grpc.SwitchServicer):
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
+        self._event_msgs = _EventMessages()
 
     @_rpc
     def GetStatus(self, request: pb.GetStatusRequest) -> pb.Status:  # noqa: N802
@@ -305,6 +324,6 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                 if item is None:
                     continue
                 yield convert.lost_msg(item) if isinstance(item, Lost) else \
-                    convert.event_msg(item)
+                    self._event_msgs.get(item)
         finally:
             sub.close()
