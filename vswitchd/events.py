@@ -40,7 +40,8 @@ class Event:
     "added"/"removed"/"changed"; fdb "learned"/"moved"/"aged"/"added"/"deleted". reason: port
     "api"/"link-up"/"link-down"/"vanished"/"restored"/"container-gone"; flow (removed)
     "idle-timeout"/"hard-timeout"/"deleted"/"replaced". obj: what changed, as the switch
-    reports it (BridgeView, PortView, FdbView, flow Rule; the version for daemon events).
+    reports it (BridgeView, PortView, FdbView, FlowView with a removed rule's final counters;
+    the version for daemon events).
     old: fdb moved: (old port, old remote)."""
 
     revision: int

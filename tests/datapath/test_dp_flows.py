@@ -185,6 +185,7 @@ def test_flow_drop_counted_on_port_and_rule_counters(dp, bridge):
     assert (c[12].packets, c[12].bytes) == (1, len(f81))
     assert c[11].last_hit_ns > 0
     assert dp.port_counters(p0).drops == {"flow-drop": 1}
+    assert dp.flow_counters(bridge.br, [12, 99]) == {12: c[12]}  # by id (a removal's event)
     # a replaced rule gets a new id: its counters restart; unchanged ids keep theirs
     dp.flows_sync(bridge.br, [rule(13, 10, [("drop", 0)], tp_dst=80),
                               rule(12, 10, [("normal", 0)], tp_dst=81)])

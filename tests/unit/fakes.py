@@ -771,9 +771,12 @@ class FakeDatapath(_Failing):
         for rule_id in [i for i in stats if i not in self.flows[bridge_ifindex]]:
             del stats[rule_id]
 
-    def flow_counters(self, bridge_ifindex: int) -> dict[int, FlowCounters]:
+    def flow_counters(self, bridge_ifindex: int,
+                      rule_ids: Iterable[int] | None = None) -> dict[int, FlowCounters]:
         self._enter("flow_counters", bridge_ifindex)
-        return dict(self.flow_stats.get(bridge_ifindex, {}))
+        stats = self.flow_stats.get(bridge_ifindex, {})
+        wanted = stats.keys() if rule_ids is None else set(rule_ids) & stats.keys()
+        return {rid: stats[rid] for rid in wanted}
 
     def hit(self, bridge_ifindex: int, rule_id: int, packets: int = 1, nbytes: int = 64,
             at_ns: int = 1) -> None:

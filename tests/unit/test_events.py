@@ -151,6 +151,8 @@ def test_flow_events_with_their_reasons(rig):
     sw.flows_add("br0", [FlowRequest(priority=5, match={"dl_type": 0x806}, actions=drop)])
     sw.flows_add("br0", [FlowRequest(priority=5, match={"dl_type": 0x806},
                                      actions=[("normal", None)])])
+    (view,) = sw.flows_list("br0")
+    rig.dp.hit(rig.links.get("br0").ifindex, view.rule.rule_id, packets=3, nbytes=300)
     sw.flows_delete("br0")
     sw.flows_add("br0", [FlowRequest(priority=6, match={}, actions=drop, hard_timeout=5),
                          FlowRequest(priority=7, match={}, actions=drop, idle_timeout=3),
@@ -158,7 +160,8 @@ def test_flow_events_with_their_reasons(rig):
     rig.clock.advance(6)
     assert sw.expire_flows() == 2
     sw.delete_port("br0", "c1")
-    got = [(e.change, e.reason, e.obj.priority) for e in drain(sub)]
+    events = drain(sub)
+    got = [(e.change, e.reason, e.obj.rule.priority) for e in events]
     assert got == [
         ("added", "", 5),
         ("added", "", 5), ("removed", "replaced", 5),
@@ -167,6 +170,8 @@ def test_flow_events_with_their_reasons(rig):
         ("removed", "hard-timeout", 6), ("removed", "idle-timeout", 7),
         ("removed", "deleted", 8),
     ]
+    deleted = events[3].obj  # with its final counters
+    assert (deleted.counters.packets, deleted.counters.bytes) == (3, 300)
 
 
 def test_a_flow_revision_is_the_revision_of_its_addition(rig):

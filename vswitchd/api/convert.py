@@ -8,7 +8,6 @@ from typing import Any
 
 from vswapi import switch_pb2 as pb
 from vswapi.enums import XDP_MODES
-from vswitchd.datapath import FlowCounters
 from vswitchd.errors import InvalidArgument
 from vswitchd.events import KINDS, Event, Lost
 from vswitchd.flows.model import FULL, Match, format_value, mac_str
@@ -230,7 +229,6 @@ _FDB_TYPE = {"learned": pb.FdbEvent.LEARNED, "moved": pb.FdbEvent.MOVED,
              "aged": pb.FdbEvent.AGED, "added": pb.FdbEvent.ADDED,
              "deleted": pb.FdbEvent.DELETED}
 _DAEMON_TYPE = {"ready": pb.DaemonEvent.READY, "stopping": pb.DaemonEvent.STOPPING}
-_NO_COUNTERS = FlowCounters(0, 0, 0)
 
 
 def event_kinds(values: Iterable[int]) -> list[str]:
@@ -265,7 +263,7 @@ def event_msg(ev: Event) -> pb.Event:
     elif ev.kind == "flow":
         msg.flow.change = _CHANGE[ev.change]
         msg.flow.reason = _FLOW_REASON[ev.reason]
-        fill_flow(msg.flow.flow, FlowView(obj, _NO_COUNTERS, 0.0, 0.0))
+        fill_flow(msg.flow.flow, obj)
     return msg
 
 

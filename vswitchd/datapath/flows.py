@@ -595,9 +595,23 @@ class FlowTables:
 
     # ---- counters and cleanup ----------------------------------------------------------
 
-    def counters(self, bridge: int) -> dict[int, FlowCounters]:
+    def counters(self, bridge: int,
+                 rule_ids: Iterable[int] | None = None) -> dict[int, FlowCounters]:
+        """{rule_id: counters} of the bridge's rules that were hit; RULE_IDS: only those (one
+        lookup each rather than a walk of every rule's entry)."""
+        if rule_ids is None:
+            items: Iterable = self.stats.items()
+        else:
+            items = []
+            for rid in rule_ids:
+                key = self.stats.Key()
+                key.bridge, key.rule_id = bridge, rid
+                try:
+                    items.append((key, self.stats[key]))
+                except KeyError:
+                    continue
         out = {}
-        for key, per_cpu in self.stats.items():
+        for key, per_cpu in items:
             if key.bridge != bridge:
                 continue
             out[key.rule_id] = FlowCounters(

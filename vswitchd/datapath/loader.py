@@ -334,11 +334,13 @@ class Datapath:
             self._check_open()
             self._flows.sync(bridge_ifindex, rules)
 
-    def flow_counters(self, bridge_ifindex: int) -> dict[int, FlowCounters]:
-        """{rule_id: counters} of the rules of the bridge that were hit (real packets only)."""
+    def flow_counters(self, bridge_ifindex: int,
+                      rule_ids: Iterable[int] | None = None) -> dict[int, FlowCounters]:
+        """{rule_id: counters} of the rules of the bridge that were hit (real packets only);
+        RULE_IDS: of those rules only."""
         with self._lock:
             self._check_open()
-            return self._flows.counters(bridge_ifindex)
+            return self._flows.counters(bridge_ifindex, rule_ids)
 
     # ---- FDB ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from vswitchd.backends import Backend, Backends
 from vswitchd.config import Config
+from vswitchd.datapath import FlowCounters
 from vswitchd.errors import FailedPrecondition, NotFound, clip
 from vswitchd.events import EventLog
 from vswitchd.flows.model import Clock, Rule
@@ -29,6 +30,7 @@ class FlowChange:
     removed: list[Rule]
     added: list[Rule]
     reasons: dict[int, str] | None = None
+    counters: dict[int, FlowCounters] | None = None  # the removed rules' final counters
 
 
 @dataclass

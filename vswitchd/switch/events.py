@@ -19,14 +19,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from vswitchd.datapath import FlowCounters
 from vswitchd.events import Event, EventLog
+from vswitchd.flows.model import Rule
 from vswitchd.model import Bridge, Port, StaticFdb
 from vswitchd.switch.bridges import BridgeManager
 from vswitchd.switch.context import Context
 from vswitchd.switch.ports import PortManager
-from vswitchd.views import BridgeView, FdbView, PortView
+from vswitchd.views import BridgeView, FdbView, FlowView, PortView
 
 REVISION_KEY = "revision"  # state store meta: the last revision handed out
+_NO_COUNTERS = FlowCounters(0, 0, 0)
 
 # A port state's first word -> the reason of a change into it.
 _STATE_REASON = {"up": "link-up", "down": "link-down", "missing:": "vanished"}
@@ -124,8 +127,9 @@ class EventRecorder:
         self._flow_events()
         gone = [(name, br) for name, (br, _values) in self._bridges.items() if name not in bridges]
         for name, br in gone:  # what went with a bridge, before its ports and itself
-            for f in br.flows:
-                out.append(replace(ev("flow", "removed", bridge=name, reason="deleted"), obj=f))
+            for f in br.flows:  # its datapath, and so the counters, went first
+                out.append(replace(ev("flow", "removed", bridge=name, reason="deleted"),
+                                   obj=self._flow_view(f)))
             for learned in self._learned.pop(name, {}).items():
                 out.append(self._fdb_gone(name, learned, "deleted"))
         for key, entry in self._static.items():
@@ -150,11 +154,12 @@ class EventRecorder:
                 why = "replaced" if rule.ident in added else \
                     (fc.reasons or {}).get(rule.rule_id, "deleted")
                 self._pending.append(replace(ev("flow", "removed", bridge=fc.bridge,
-                                                reason=why), obj=rule))
+                                                reason=why),
+                                             obj=self._flow_view(rule, fc.counters)))
             for rule in fc.added:
                 self._pending.append(Event(rule.rule_id, rule.installed_wall or
                                            self.ctx.clock.wall(), "flow", "added",
-                                           bridge=fc.bridge, obj=rule))
+                                           bridge=fc.bridge, obj=self._flow_view(rule)))
         self.ctx.flow_changes.clear()
 
     def commit(self) -> None:
@@ -245,6 +250,13 @@ class EventRecorder:
         self.log.publish([self.log.event("daemon", change, obj=version)])
 
     # ---- views of what is gone -------------------------------------------------------------
+
+    def _flow_view(self, rule: Rule, counters: dict[int, FlowCounters] | None = None
+                   ) -> FlowView:
+        c = (counters or {}).get(rule.rule_id, _NO_COUNTERS)
+        now = self.ctx.clock.mono_ns()
+        return FlowView(rule, c, max(0, now - rule.installed_ns) / 1e9,
+                        max(0, now - max(c.last_hit_ns, rule.installed_ns)) / 1e9)
 
     def _bridge_view(self, br: Bridge) -> BridgeView:
         info = self.ctx.links.get(br.name)

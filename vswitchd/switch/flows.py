@@ -119,7 +119,8 @@ class FlowManager:
         result = change(table)
         removed, added = table.journal_changes()
         if removed or added:
-            self.ctx.flow_changes.append(FlowChange(br.name, removed, added, reasons))
+            self.ctx.flow_changes.append(FlowChange(br.name, removed, added, reasons,
+                                                    self.final_counters(br, removed)))
         if stages is not None:
             stages.mark("table")
         self.sync(br, stages)
@@ -150,6 +151,18 @@ class FlowManager:
         if len(br.flows):
             self.change(br, change, txn)
         return deleted
+
+    def final_counters(self, br: Bridge, rules: list[Rule]) -> dict[int, FlowCounters]:
+        """The counters of RULES, read before the datapath forgets them (for the events of
+        their removal); {} when the bridge has no datapath now."""
+        info = self.ctx.links.get(br.name) if rules else None
+        if info is None:
+            return {}
+        try:
+            dp = self.ctx.backend(br).programs(br.name, "flows")
+            return dp.flow_counters(info.ifindex, [r.rule_id for r in rules])
+        except SwitchError:
+            return {}
 
     def views(self, br: Bridge, dp: DatapathApi) -> list[FlowView]:
         """Every rule with its counters and ages, highest priority first."""
@@ -214,8 +227,9 @@ class FlowManager:
         gone = br.flows.referencing(port)
         if not gone:
             return
+        counters = self.final_counters(br, gone)
         br.flows.remove_rules(gone)
-        self.ctx.flow_changes.append(FlowChange(br.name, gone, [], None))
+        self.ctx.flow_changes.append(FlowChange(br.name, gone, [], None, counters))
         if self.ctx.links.get(br.name):
             try:
                 self.sync(br)
