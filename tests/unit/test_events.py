@@ -331,3 +331,18 @@ def test_streams_are_capped_and_a_closed_one_frees_its_place():
     a.close()  # twice: counted once
     log.subscribe()
     assert log.subscribers == 2
+
+
+def test_a_port_deleted_behind_the_daemons_back_and_made_again(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_port("br0", PortSpec("c1", netns="c1"))
+    before = rig.links.get("c1").ifindex
+    sub = sw.subscribe(kinds=["port"])
+    rig.links.delete("c1")  # `ip link del c1`
+    sw.links_changed()      # the link monitor's reconciliation makes it again
+    assert rig.links.get("c1").ifindex != before
+    got = drain(sub)
+    assert [(e.change, e.reason) for e in got] == [("changed", "vanished"),
+                                                   ("changed", "restored")]
+    assert got[0].obj.ifindex == before and got[1].obj.ifindex == rig.links.get("c1").ifindex

@@ -59,7 +59,7 @@ class EventRecorder:
         self._ports: dict[tuple[str, str], Port] = {}
         self._specs: dict[tuple[str, str], object] = {}     # the port spec object published
         self._static: dict[tuple[str, int, str], StaticFdb] = {}
-        self._states: dict[tuple[str, str], str] = {}
+        self._states: dict[tuple[str, str], tuple[str, int]] = {}  # (state, ifindex)
         self._learned: dict[str, dict[tuple[int, str], _Learned]] = {}
         self._next: tuple | None = None  # the snapshot of the change being saved
         self.baseline()
@@ -112,7 +112,7 @@ class EventRecorder:
             port.facts = replace(port.facts, revision=e.revision)
             br = self.ctx.bridges[key[0]]
             view = self.ports.view(br, port)
-            self._states[key] = view.state
+            self._states[key] = (view.state, view.ifindex)
             out.append(replace(e, obj=view))
         for key, entry in static.items():
             old_entry = self._static.get(key)
@@ -184,7 +184,9 @@ class EventRecorder:
     # ---- observed changes (published at once) ----------------------------------------------
 
     def port_states(self) -> int:
-        """Publish the ports whose state (up, down, missing) changed; how many."""
+        """Publish the ports whose state (up, down, missing) changed, and those whose interface
+        was deleted and made again meanwhile (another ifindex: vanished, then restored); how
+        many events."""
         events = []
         for br in self.ctx.bridges.values():
             for port in br.ports.values():
@@ -193,14 +195,21 @@ class EventRecorder:
                     continue
                 view = self.ports.view(br, port)
                 old = self._states.get(key)
-                self._states[key] = view.state
-                if old is None or _state_word(old) == _state_word(view.state):
+                self._states[key] = (view.state, view.ifindex)
+                if old is None:
                     continue
-                reason = "restored" if old.startswith("missing") else \
-                    _STATE_REASON.get(_state_word(view.state), "api")
-                e = self.log.event("port", "changed", bridge=br.name, reason=reason)
-                port.facts = replace(port.facts, revision=e.revision)
-                events.append(replace(e, obj=replace(view, facts=port.facts)))
+                reasons = []
+                if _state_word(old[0]) != _state_word(view.state):
+                    reasons.append("restored" if old[0].startswith("missing") else
+                                   _STATE_REASON.get(_state_word(view.state), "api"))
+                elif old[1] and view.ifindex and old[1] != view.ifindex:
+                    reasons += ["vanished", "restored"]  # re-made between two looks
+                for reason in reasons:
+                    e = self.log.event("port", "changed", bridge=br.name, reason=reason)
+                    port.facts = replace(port.facts, revision=e.revision)
+                    shown = view if reason != "vanished" else replace(
+                        view, ifindex=old[1], state="missing: interface deleted")
+                    events.append(replace(e, obj=replace(shown, facts=port.facts)))
         self.log.publish(events)
         return len(events)
 
