@@ -346,3 +346,13 @@ def test_a_port_deleted_behind_the_daemons_back_and_made_again(rig):
     assert [(e.change, e.reason) for e in got] == [("changed", "vanished"),
                                                    ("changed", "restored")]
     assert got[0].obj.ifindex == before and got[1].obj.ifindex == rig.links.get("c1").ifindex
+
+
+def test_nobody_subscribed_no_fdb_is_read(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    rig.dp.calls.clear()
+    assert sw.poll_fdb() == 0 and rig.dp.called("fdb_list") == []
+    sub = sw.subscribe(kinds=["fdb"])
+    assert sw.poll_fdb() == 1 and len(rig.dp.called("fdb_list")) == 1
+    sub.close()
