@@ -140,3 +140,10 @@ def _implementations_conform() -> None:
     nat: NatApi = Nat()
     datapath: DatapathApi = Datapath()
     del links, namespaces, offloads, nat, datapath
+
+
+class PacketIoApi(Protocol):
+    """Packet-out (vswitchd.packetio): a frame out of an interface, or into its receive path."""
+
+    def transmit(self, ifname: str, frame: bytes) -> None: ...
+    def receive(self, ifindex: int, frame: bytes) -> None: ...

@@ -352,6 +352,42 @@ def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return [rows.trace_row(a.bridge, format_match(packet), r)]
 
 
+_HEX_SEPARATORS = re.compile(r"[\s:.-]")
+
+
+def frame_bytes(text: str) -> bytes | None:
+    """TEXT as a frame in hex (optional 0x; ':', '.', '-' or blanks between bytes allowed), or
+    None when it is not hex (then it is a packet spec)."""
+    digits = _HEX_SEPARATORS.sub("", text.removeprefix("0x"))
+    if not digits or not re.fullmatch(r"[0-9a-fA-F]+", digits):
+        return None
+    if len(digits) % 2:
+        raise InputError([f"frame {text[:40]!r}: an odd number of hex digits (two a byte)"])
+    return bytes.fromhex(digits)
+
+
+def cmd_send_packet(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """Packet-out: the frame leaves by --out PORT, or enters the bridge by --in PORT."""
+    if bool(a.out) == bool(getattr(a, "in")):
+        raise InputError(["send-packet: give one of --out PORT (the port the frame leaves by) "
+                          "and --in PORT (the port it enters by)"])
+    req = pb.SendPacketRequest(bridge=a.bridge)
+    if a.out:
+        req.out_port = a.out
+    else:
+        req.in_port = getattr(a, "in")
+    data = frame_bytes(a.frame)
+    if data is not None:
+        req.data = data
+    else:
+        from vswapi.flowspec import parse_match
+
+        req.packet.CopyFrom(_parsed(parse_match, a.frame))
+    r = c.stub.SendPacket(req, timeout=t)
+    return [{"bridge": a.bridge, "out_port": req.out_port, "in_port": req.in_port,
+             "length": r.length}]
+
+
 def _emit(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -342,6 +342,19 @@ COMMANDS: tuple[Command, ...] = (
     ]),
     Command("drops", "drop counters of a bridge's ports, by reason",
             cmds.cmd_drops, layout.DROPS, [BR]),
+    Command("send-packet", "packet-out: send a frame out of a port (--out), or into the bridge "
+                           "as if a port received it (--in: flows, VLANs and the FDB apply)",
+            cmds.cmd_send_packet, layout.QUIET, [
+        BR,
+        arg("--out", metavar="PORT", type=_ifname("port"),
+            help="the port it leaves by (the bridge's name: delivered to the host)"),
+        arg("--in", metavar="PORT", type=_ifname("port"),
+            help="the port it enters by (the bridge's name: as the host sends it)"),
+        arg("frame", metavar="HEXFRAME|PACKET",
+            help='the frame in hex (e.g. ffffffffffff02000000000108060001...), or header '
+                 'values in the trace syntax, e.g. "dl_dst=02:00:00:00:00:02,udp,'
+                 'nw_dst=10.0.0.2,tp_dst=53" (other fields take trace\'s defaults)'),
+    ]),
     Command("events", "print changes as they happen (bridges, ports, FDB, flows, the daemon), "
                       "one line each with its revision, until Ctrl-C",
             cmds.cmd_events, layout.QUIET, [  # the handler prints as events come

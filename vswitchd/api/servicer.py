@@ -304,6 +304,20 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         finally:
             session.close()
 
+    # ---- packet-out ------------------------------------------------------------------------------
+
+    @_rpc
+    def SendPacket(self, request: pb.SendPacketRequest) -> pb.SendPacketResponse:  # noqa: N802
+        where = request.WhichOneof("where")
+        frame = request.WhichOneof("frame")
+        length = self.switch.send_packet(
+            request.bridge,
+            out_port=request.out_port if where == "out_port" else "",
+            in_port=request.in_port if where == "in_port" else "",
+            data=request.data if frame == "data" else None,
+            packet=match_dict(request.packet) if frame == "packet" else None)
+        return pb.SendPacketResponse(length=length)
+
     # ---- events ----------------------------------------------------------------------------------
 
     def Subscribe(self, request: pb.SubscribeRequest,  # noqa: N802

@@ -136,3 +136,24 @@ def map_keys(fd: int, key_size: int, what: str) -> list[bytes]:
             return keys
         prev = nxt.raw
         keys.append(prev)
+
+
+BPF_PROG_TYPE_XDP = 6
+
+
+class _ProgLoad(ctypes.Structure):
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32),
+                ("insns", ctypes.c_uint64), ("license", ctypes.c_uint64),
+                ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
+                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+
+
+def prog_load(prog_type: int, insns: bytes, name: str) -> int:
+    """A program of raw instructions (8 bytes each), for programs too small to compile."""
+    code = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = _ProgLoad(prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
+                     0, 0, 0, 0, 0, name.encode()[:15])
+    return bpf(BPF_PROG_LOAD, attr, f"loading program {name}")

@@ -35,13 +35,14 @@ from vswitchd.flows.model import DEFAULT_PRIORITY, Clock, FlowRequest, Match
 from vswitchd.model import Bridge, BridgeSpec, PortSpec
 from vswitchd.netlink import ethtool as system_ethtool
 from vswitchd.netlink import netns as system_netns
-from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi
+from vswitchd.seams import DatapathApi, EthtoolApi, LinksApi, NatApi, NetnsApi, PacketIoApi
 from vswitchd.state import StateError, StateStore
 from vswitchd.switch.bridges import BridgeManager
 from vswitchd.switch.context import Context
 from vswitchd.switch.events import REVISION_KEY, EventRecorder
 from vswitchd.switch.fdb import FdbManager
 from vswitchd.switch.flows import FlowManager
+from vswitchd.switch.packetout import PacketOut
 from vswitchd.switch.ports import PortManager
 from vswitchd.switch.reconcile import Reconciler
 from vswitchd.switch.tracing import TraceManager
@@ -70,11 +71,13 @@ class Switch:
                  datapath: DatapathApi | None, ebpf_unsupported: str | None,
                  clock: Clock | None = None, nat: NatApi | None = None,
                  netns: NetnsApi | ModuleType = system_netns,
-                 ethtool: EthtoolApi = system_ethtool) -> None:
+                 ethtool: EthtoolApi = system_ethtool,
+                 packets: PacketIoApi | None = None) -> None:
         self.store = store
         self.started = time.monotonic()
         self._lock = threading.RLock()
         self._nat = nat
+        self._packets = packets
         self._shutdown: Callable[[bool], None] | None = None
         self._saved_revision = 0
         bridges = store.load()
@@ -92,6 +95,7 @@ class Switch:
         self.tracing = TraceManager(ctx, ratelimit.stored(store))
         self.reconciler = Reconciler(ctx, self.bridges, self.ports, self.fdb, self.flows)
         self.recorder = EventRecorder(ctx, self.bridges, self.ports)
+        self.packetout = PacketOut(ctx, self._packets_impl)
 
     # ---- the transaction -----------------------------------------------------------------
 
@@ -136,6 +140,13 @@ class Switch:
                 txn.rollback()
                 raise
             txn.committed()
+
+    def _packets_impl(self) -> PacketIoApi:
+        if self._packets is None:
+            from vswitchd.packetio import PacketIo
+
+            self._packets = PacketIo()
+        return self._packets
 
     def _nat_impl(self) -> NatApi:
         if self._nat is None:
@@ -472,6 +483,15 @@ class Switch:
             n = self.recorder.port_states()
             self._keep_revision()
             return n
+
+    # ---- packet-out ----------------------------------------------------------------------
+
+    def send_packet(self, bridge: str, out_port: str = "", in_port: str = "",
+                    data: bytes | None = None, packet: dict[str, object] | None = None) -> int:
+        """A controller's frame out of OUT_PORT, or into the switch from IN_PORT (see
+        vswitchd.switch.packetout); the bytes sent."""
+        with self._lock:
+            return self.packetout.send(bridge, out_port, in_port, data, packet)
 
     # ---- events --------------------------------------------------------------------------
 
