@@ -68,11 +68,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-$(PROTO_OUT) &: proto/vswapi/switch.proto $(VENV)/.installed
+# The stubs need grpcio and protobuf at least as new as the generator: clients/vswapi's
+# requirements (its own pip package, pyproject there) say so, read from the stubs themselves.
+$(PROTO_OUT) clients/vswapi/requirements.txt &: proto/vswapi/switch.proto $(VENV)/.installed
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=clients --pyi_out=clients \
 	  --grpc_python_out=clients proto/vswapi/switch.proto
+	@grpc=$$(sed -n "s/^GRPC_GENERATED_VERSION = '\(.*\)'/\1/p" clients/vswapi/switch_pb2_grpc.py); \
+	pb=$$(grep -A4 ValidateProtobufRuntimeVersion clients/vswapi/switch_pb2.py | \
+	  grep -oE '^ *[0-9]+,' | tr -d ' ,' | paste -sd.); \
+	printf 'grpcio>=%s\nprotobuf>=%s\n' "$$grpc" "$$pb" > clients/vswapi/requirements.txt
 
-proto: $(PROTO_OUT)
+proto: $(PROTO_OUT) clients/vswapi/requirements.txt
 
 lint: setup
 	$(VENV)/bin/ruff check .

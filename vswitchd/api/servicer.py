@@ -47,7 +47,13 @@ def _expected(request: Any) -> int | None:
     return request.expected_revision if request.HasField("expected_revision") else None
 
 
+FIELD_KEY = "vswitchd-field"  # trailing metadata: the request field at fault (INVALID_ARGUMENT)
+
+
 def _abort(context: grpc.ServicerContext, exc: SwitchError) -> None:
+    field = getattr(exc, "field", None)
+    if field:  # for clients (vswapi.errors): which field, without parsing the message
+        context.set_trailing_metadata(((FIELD_KEY, str(field)[:200]),))
     context.abort(getattr(grpc.StatusCode, exc.code_name), status_message(exc))
 
 
