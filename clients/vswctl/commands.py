@@ -366,23 +366,41 @@ def frame_bytes(text: str) -> bytes | None:
     return bytes.fromhex(digits)
 
 
+def _not_hex(text: str) -> str:
+    """Why TEXT is no hex frame: its first character that is not a hex digit."""
+    body = text.removeprefix("0x")
+    bad = next((c for c in body if not re.fullmatch(r"[0-9a-fA-F\s:.-]", c)), "")
+    return f"{bad!r} is not a hex digit" if bad else "no hex digits"
+
+
+def packet_frame(text: str) -> bytes | pb.FlowMatch:
+    """The frame of `send-packet`: hex bytes, or header values in the trace syntax."""
+    from vswapi.flowspec import FlowSyntaxError, parse_match
+
+    data = frame_bytes(text)
+    if data is not None:
+        return data
+    try:
+        return parse_match(text)
+    except FlowSyntaxError as exc:
+        if "=" in text or "," in text:  # meant as header values
+            raise InputError([str(exc)]) from None
+        raise InputError([f"frame {text[:40]!r}: neither hex ({_not_hex(text)}) nor header "
+                          f"values in the trace syntax ({exc})"]) from None
+
+
 def cmd_send_packet(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     """Packet-out: the frame leaves by --out PORT, or enters the bridge by --in PORT."""
-    if bool(a.out) == bool(getattr(a, "in")):
-        raise InputError(["send-packet: give one of --out PORT (the port the frame leaves by) "
-                          "and --in PORT (the port it enters by)"])
     req = pb.SendPacketRequest(bridge=a.bridge)
-    if a.out:
-        req.out_port = a.out
+    if a.out_port:
+        req.out_port = a.out_port
     else:
-        req.in_port = getattr(a, "in")
-    data = frame_bytes(a.frame)
-    if data is not None:
-        req.data = data
+        req.in_port = a.in_port
+    frame = packet_frame(a.frame)
+    if isinstance(frame, bytes):
+        req.data = frame
     else:
-        from vswapi.flowspec import parse_match
-
-        req.packet.CopyFrom(_parsed(parse_match, a.frame))
+        req.packet.CopyFrom(frame)
     r = c.stub.SendPacket(req, timeout=t)
     return [{"bridge": a.bridge, "out_port": req.out_port, "in_port": req.in_port,
              "length": r.length}]

@@ -344,12 +344,13 @@ COMMANDS: tuple[Command, ...] = (
             cmds.cmd_drops, layout.DROPS, [BR]),
     Command("send-packet", "packet-out: send a frame out of a port (--out), or into the bridge "
                            "as if a port received it (--in: flows, VLANs and the FDB apply)",
-            cmds.cmd_send_packet, layout.QUIET, [
+            cmds.cmd_send_packet, layout.SENT, [
         BR,
-        arg("--out", metavar="PORT", type=_ifname("port"),
-            help="the port it leaves by (the bridge's name: delivered to the host)"),
-        arg("--in", metavar="PORT", type=_ifname("port"),
-            help="the port it enters by (the bridge's name: as the host sends it)"),
+        OneOf((arg("--out", dest="out_port", metavar="PORT", type=_ifname("port"),
+                   help="the port it leaves by (the bridge's name: delivered to the host)"),
+               arg("--in", dest="in_port", metavar="PORT", type=_ifname("port"),
+                   help="the port it enters by (the bridge's name: as the host sends it)")),
+              required=True),
         arg("frame", metavar="HEXFRAME|PACKET",
             help='the frame in hex (e.g. ffffffffffff02000000000108060001...), or header '
                  'values in the trace syntax, e.g. "dl_dst=02:00:00:00:00:02,udp,'

@@ -135,6 +135,12 @@ def _action_target(port: str, tags: dict[str, Row]) -> str:
     return f"{port}({','.join(args)})" if args else port
 
 
+def sent_lines(rows: list[Row]) -> list[str]:
+    """send-packet: '60 bytes out of c1', '60 bytes into br0 from c1'."""
+    return [f"{r['length']} bytes out of {r['out_port']}" if r["out_port"] else
+            f"{r['length']} bytes into {r['bridge']} from {r['in_port']}" for r in rows]
+
+
 def trace_lines(rows: list[Row]) -> list[str]:
     """`ovs-appctl ofproto/trace`-like: the flow, the bridge, numbered stages, the verdict."""
     lines: list[str] = []
@@ -297,3 +303,4 @@ DROPS = View(columns=[
 ])
 FLOWS = View(style="lines", text=flow_lines)
 TRACE = View(style="lines", text=trace_lines, single=True)
+SENT = View(style="lines", text=sent_lines, single=True)

@@ -16,6 +16,7 @@ from vswitchd.model import BridgeSpec, PortSpec
 
 ARP = bytes.fromhex("ffffffffffff020000000001080600010800060400010200000000010a000001"
                     "0000000000000a000002") + bytes(18)
+TAGGED = ARP[:12] + bytes.fromhex("8100000a") + ARP[12:]  # in VLAN 10
 
 
 class FakePackets:
@@ -69,8 +70,10 @@ def test_a_frame_from_header_values(rig):
 
 @pytest.mark.parametrize("kwargs,error,words", [
     ({"out_port": "c1", "data": ARP[:13]}, InvalidArgument, "13 bytes"),
-    ({"out_port": "c1", "data": ARP + bytes(1450 + 18 - len(ARP) + 1)}, InvalidArgument,
-     "1468 bytes on c1"),
+    ({"out_port": "c1", "data": ARP + bytes(1450 + 14 - len(ARP) + 1)}, InvalidArgument,
+     "1465 bytes.*to 1464 bytes on c1"),
+    ({"in_port": "c1", "data": TAGGED + bytes(1450 + 18 - len(TAGGED) + 1)}, InvalidArgument,
+     "1469 bytes.*1468 with an 802.1Q tag"),
     ({"out_port": "nope", "data": ARP}, NotFound, "port nope"),
     ({"out_port": "vx0", "data": ARP}, FailedPrecondition, "tunnel port"),
     ({"in_port": "vx0", "data": ARP}, FailedPrecondition, "tunnel port"),
@@ -86,10 +89,39 @@ def test_bad_requests_are_refused_and_nothing_is_sent(rig, kwargs, error, words)
     assert rig.packets.sent == []
 
 
+@pytest.mark.parametrize("frame,pad", [(ARP, 1450 + 14), (TAGGED, 1450 + 18)])
+def test_the_longest_frame_is_what_the_port_carries_on_the_wire(rig, frame, pad):
+    longest = frame + bytes(pad - len(frame))
+    assert rig.switch.send_packet("br0", out_port="c1", data=longest) == pad
+    with pytest.raises(InvalidArgument, match=f"data '{pad + 1} bytes'"):
+        rig.switch.send_packet("br0", out_port="c1", data=longest + b"\0")
+
+
+def test_a_jumbo_frame_the_kernel_cannot_inject_is_invalid(rig):
+    rig.switch.create_bridge(BridgeSpec("br1"))  # br0's tunnel caps its ports' MTU
+    rig.switch.create_port("br1", PortSpec("j1", netns="j1", mtu=9000))
+    rig.packets.fail = OSError(errno.EINVAL, "Invalid argument")  # live frames fit one page
+    with pytest.raises(InvalidArgument, match="data '4000 bytes'.*about 3.4 KB"):
+        rig.switch.send_packet("br1", in_port="j1", data=ARP + bytes(4000 - len(ARP)))
+    rig.packets.fail = None
+    assert rig.switch.send_packet("br1", out_port="j1", data=ARP + bytes(9014 - len(ARP)))
+
+
+def test_in_port_inside_the_packet_is_ignored(rig):
+    rig.switch.send_packet("br0", out_port="c1", packet={"in_port": "vx0", "dl_type": 0x806})
+    assert [(how, where) for how, where, _f in rig.packets.sent] == [("transmit", "c1")]
+
+
 def test_kernel_refusals_name_the_port(rig):
     rig.packets.fail = OSError(errno.ENETDOWN, "Network is down")
     with pytest.raises(FailedPrecondition, match="out_port c1 is down"):
         rig.switch.send_packet("br0", out_port="c1", data=ARP)
+    rig.packets.fail = OSError(errno.EMSGSIZE, "Message too long")  # its MTU changed meanwhile
+    with pytest.raises(InvalidArgument, match="longer than c1's MTU"):
+        rig.switch.send_packet("br0", out_port="c1", data=ARP)
+    rig.packets.fail = OSError(errno.EINVAL, "Invalid argument")
+    with pytest.raises(FailedPrecondition, match="live frames"):
+        rig.switch.send_packet("br0", in_port="c1", data=ARP)
     rig.links.delete("c1")
     with pytest.raises(FailedPrecondition, match="c1 is missing"):
         rig.switch.send_packet("br0", out_port="c1", data=ARP)
@@ -120,5 +152,25 @@ def test_vswctl_send_packet(daemon):  # noqa: F811
     daemon.json("send-packet", "br0", "--in", "c1", "dl_dst=02:00:00:00:00:02,arp")
     req = daemon.fake.only("SendPacket")
     assert req.in_port == "c1" and req.packet.dl_type == 0x806
-    rc, _out, err = daemon.run("send-packet", "br0", "ffff")
-    assert rc == 1 and "--out PORT" in err
+    assert not req.HasField("data")
+
+
+def test_vswctl_send_packet_prints_what_it_sent(daemon):  # noqa: F811
+    daemon.fake.responses["SendPacket"] = pb.SendPacketResponse(length=60)
+    assert daemon.run("send-packet", "br0", "--out", "c1", ARP.hex()) == (
+        0, "60 bytes out of c1\n", "")
+    assert daemon.run("send-packet", "br0", "--in", "c1", "0x" + ARP.hex()) == (
+        0, "60 bytes into br0 from c1\n", "")
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["br0", ARP.hex()], "one of the arguments --out --in is required"),
+    (["br0", "--out", "c1", "--in", "c2", ARP.hex()], "not allowed with argument"),
+    (["br0", "--out", "c1", ARP.hex()[:-1]], "odd number of hex digits"),
+    (["br0", "--out", "c1", "ffffffffffff02zz"], "neither hex ('z' is not a hex digit) nor"),
+    (["br0", "--out", "c1", "dl_dst=02:00:00:00:00:02,nw_ttl=3"], "vswctl: unknown field nw_ttl"),
+])
+def test_vswctl_send_packet_usage_errors_send_nothing(daemon, argv, words):  # noqa: F811
+    rc, _out, err = daemon.run("send-packet", *argv)
+    assert rc == 1 and words in err, err
+    assert daemon.fake.requests == []

@@ -20,7 +20,9 @@ from vswitchd.trace import frames
 from vswitchd.trace.packet import frame_spec, packet_match
 
 ETH_HLEN = 14
-L2_OVERHEAD = 18  # Ethernet header and one 802.1Q tag over the interface's MTU
+VLAN_HLEN = 4
+DEFAULT_MTU = 1500  # when the interface does not say
+LIVE_FRAME_SURE = 3000  # live frames up to this size always fit (the limit is 3408 on x86-64)
 ENOTSUPP = 524  # the kernel's own 'not supported' (no errno name in Python)
 
 
@@ -58,26 +60,55 @@ class PacketOut:
                              ports={br.name, *br.ports})
             data = frames.build(frame_spec(m))
         assert data is not None
-        most = (info.mtu or 1500) + L2_OVERHEAD
-        if not ETH_HLEN <= len(data) <= most:
-            raise InvalidArgument("data", f"{len(data)} bytes",
-                                  f"a frame is {ETH_HLEN} (an Ethernet header) to {most} bytes "
-                                  f"on {name} (MTU {info.mtu or 1500} + {L2_OVERHEAD})")
-        io = self._packets()
+        self._check_length(data, name, info.mtu or DEFAULT_MTU)
         host = name == br.name
+        if (out_port and not host) or (in_port and host):
+            self._transmit(field, name, data)
+        else:
+            self._receive(field, name, info.ifindex, data)
+        return len(data)
+
+    @staticmethod
+    def _check_length(data: bytes, name: str, mtu: int) -> None:
+        """What the port could carry on the wire: an Ethernet header to MTU + 14 bytes, MTU + 18
+        with an 802.1Q tag (an AF_PACKET socket refuses more with EMSGSIZE)."""
+        tagged = len(data) >= ETH_HLEN and int.from_bytes(data[12:14], "big") == frames.ETH_P_8021Q
+        most = mtu + ETH_HLEN + (VLAN_HLEN if tagged else 0)
+        if not ETH_HLEN <= len(data) <= most:
+            raise InvalidArgument(
+                "data", f"{len(data)} bytes",
+                f"a frame is {ETH_HLEN} (an Ethernet header) to {mtu + ETH_HLEN} bytes on "
+                f"{name} (MTU {mtu} + {ETH_HLEN}), {mtu + ETH_HLEN + VLAN_HLEN} with an 802.1Q "
+                "tag")
+
+    def _transmit(self, field: str, name: str, data: bytes) -> None:
         try:
-            if (out_port and not host) or (in_port and host):
-                io.transmit(name, data)
-            else:
-                io.receive(info.ifindex, data)
+            self._packets().transmit(name, data)
         except OSError as exc:
             if exc.errno == errno.ENETDOWN:
                 raise FailedPrecondition(f"{field} {name} is down: it cannot send") from None
+            if exc.errno == errno.EMSGSIZE:  # its MTU changed since we looked
+                raise InvalidArgument("data", f"{len(data)} bytes",
+                                      f"longer than {name}'s MTU allows") from None
+            raise FailedPrecondition(f"sending the frame on {name} failed: "
+                                     f"{exc.strerror}") from None
+
+    def _receive(self, field: str, name: str, ifindex: int, data: bytes) -> None:
+        try:
+            self._packets().receive(ifindex, data)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and len(data) > LIVE_FRAME_SURE:
+                # live frames must fit one page with the kernel's headroom and skb tail
+                raise InvalidArgument(
+                    "data", f"{len(data)} bytes",
+                    f"the kernel hands {name} at most about 3.4 KB as a received frame "
+                    "(BPF_PROG_TEST_RUN live frames fit one page): send a shorter one") from None
             if exc.errno in (errno.EPERM, ENOTSUPP, errno.EOPNOTSUPP, errno.EINVAL):
                 raise FailedPrecondition(
                     f"the kernel refused to inject the frame on {name} ({exc.strerror}): "
                     "injecting a received frame needs BPF_PROG_TEST_RUN's live frames (Linux "
                     "5.18+)") from None
-            raise FailedPrecondition(f"sending the frame on {name} failed: "
+            if exc.errno == errno.ENETDOWN:
+                raise FailedPrecondition(f"{field} {name} is down: it cannot receive") from None
+            raise FailedPrecondition(f"injecting the frame on {name} failed: "
                                      f"{exc.strerror}") from None
-        return len(data)
