@@ -36,6 +36,7 @@
 #include "lib/drop_reasons.h"
 #include "lib/flow.h"
 #include "lib/forward.h"
+#include "lib/packet_in.h"
 #include "lib/parse.h"
 #include "lib/ports.h"
 #include "lib/result.h"
@@ -43,8 +44,8 @@
 #include "lib/vlan.h"
 #include "lib/watch.h"
 
-/* port lookup -> parse -> count rx -> classify -> hit: the rule's actions / miss: normal ->
- * forward, flood or drop. Returns a verdict (CTX_ACT_*), a drop (-DROP_*) or at XDP a handoff
+/* port lookup -> parse -> count rx -> classify -> hit: its packet-in (a controller action) and
+ * the rule's actions / miss: normal -> forward, flood or drop. Returns a verdict (CTX_ACT_*), a drop (-DROP_*) or at XDP a handoff
  * (-HANDOFF_*), for finish() (forward.h). */
 static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 {
@@ -90,13 +91,20 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 		count_rule(ctx, rule);
 		result_rule(ctx, rule);
 		watch_rule(ctx, rule->rule_id);
+		if (rule->flags & FLOW_F_CONTROLLER) {  /* before the actions change the frame */
+			ret = packet_in(ctx, rule, &in_info, hook);
+			if (IS_DROP(ret))  /* at XDP: to TC */
+				return ret;
+		}
 		next = flow_actions(ctx, rule, &key, &out, &ref);
 		if (IS_DROP(next))
 			return next;
 		if (next == FLOW_NEXT_OUTPUT)
 			return forward(ctx, out, ref);
-		if (next == FLOW_NEXT_CLONED) {  /* the copies went out: nothing left to send */
-			result_verdict(ctx, VERDICT_FORWARD, 0);
+		if (next == FLOW_NEXT_CLONED || next == FLOW_NEXT_CONTROLLER) {
+			/* the copies went out, or only the controllers wanted it: nothing left to send */
+			result_verdict(ctx, next == FLOW_NEXT_CLONED ? VERDICT_FORWARD :
+					    VERDICT_CONTROLLER, 0);
 			return CTX_ACT_DROP;
 		}
 	}

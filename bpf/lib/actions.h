@@ -21,6 +21,7 @@ enum flow_next {
 	FLOW_NEXT_FLOOD,       /* flood */
 	FLOW_NEXT_OUTPUT,      /* plain redirect to *out (the final output) */
 	FLOW_NEXT_CLONED,      /* copies went out, nothing left for the original: consume it */
+	FLOW_NEXT_CONTROLLER,  /* only the controller got it (packet_in.h): consume it */
 };
 
 /* L2 switching in the frame's VLAN (ctx->vlan, set by vlan_ingress): learn the source; known
@@ -87,8 +88,10 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
  * loader marks the last output action `final` when no normal/flood follows it (and rejects
  * normal/flood followed by a VLAN action), so normal, flood and the final output end the list;
  * an output to a tunnel port goes to the VTEP its destination MAC is behind (the FDB);
- * the caller executes them (no flood loop nested in this loop for the verifier). Returns
- * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref), or a drop (flow-drop: no output at all). */
+ * the caller executes them (no flood loop nested in this loop for the verifier). The controller
+ * action (actions[0]) was done when the rule matched (packet_in.h): nothing to do here. Returns
+ * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref; FLOW_NEXT_CONTROLLER: the controller action
+ * alone), or a drop (flow-drop: no output at all). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
 					const struct flow_key *key, __u32 *out, __u32 *out_ref)
 {
@@ -140,7 +143,10 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 			ctx->vlan_forced = 0;
 		}
 	}
-	return sent ? FLOW_NEXT_CLONED : -DROP_FLOW_DROP;  /* no forwarding action */
+	if (sent)
+		return FLOW_NEXT_CLONED;
+	/* no forwarding action */
+	return rule->flags & FLOW_F_CONTROLLER ? FLOW_NEXT_CONTROLLER : -DROP_FLOW_DROP;
 }
 
 #endif

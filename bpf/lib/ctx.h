@@ -35,7 +35,8 @@
 	X(TARGET, 1, "the output port cannot take XDP frames") \
 	X(FLOOD, 2, "a flood target cannot take XDP frames") \
 	X(CLONE, 3, "the rule outputs to several ports") \
-	X(CSUM, 4, "the TCP/UDP checksum is left to the receiver (checksum offload)")
+	X(CSUM, 4, "the TCP/UDP checksum is left to the receiver (checksum offload)") \
+	X(CONTROLLER, 5, "the rule sends the frame to the controllers (packet-in is sent by TC)")
 
 #define VSW_HANDOFF_ENUM(name, value, text) HANDOFF_##name = value,
 enum handoff_reason {

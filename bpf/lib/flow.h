@@ -31,7 +31,8 @@
 	X(FLOOD, 3, "flood") \
 	X(OUTPUT, 4, "output") \
 	X(MOD_VLAN_VID, 5, "mod_vlan_vid") \
-	X(STRIP_VLAN, 6, "strip_vlan")
+	X(STRIP_VLAN, 6, "strip_vlan") \
+	X(CONTROLLER, 7, "controller")
 
 #define VSW_FLOW_ACT_ENUM(name, value, text) FLOW_ACT_##name = value,
 enum flow_action_type {
@@ -67,10 +68,13 @@ struct flow_action {
 	__u8 type;
 	__u8 final;  /* output: the last forwarding action (plain redirect, not a clone) */
 	__u16 pad;
-	__u32 arg;   /* output: ifindex; mod_vlan_vid: VID */
+	__u32 arg;   /* output: ifindex; mod_vlan_vid: VID; controller: max_len */
 };
 
 #define FLOW_F_FORWARDS 1  /* the list has an output, normal or flood */
+/* The list has a controller action, put first by the loader (actions[0]): the packet-in is
+ * sent when the rule matches, before any action changes the frame (packet_in.h). */
+#define FLOW_F_CONTROLLER 2
 
 struct flow_rule {
 	__u32 rule_id;

@@ -17,13 +17,15 @@
 #include "lib/parse.h"
 #include "lib/vlan.h"
 
-/* 0 means "no result written". */
+/* 0 means "no result written". "controller": a rule's controller action took the frame and no
+ * other action forwarded it (packet-in only, packet_in.h); neither a forward nor a drop. */
 #define VERDICTS(X) \
 	X(PASS, 1, "pass") \
 	X(FORWARD, 2, "forward") \
 	X(FLOOD, 3, "flood") \
 	X(DROP, 4, "drop") \
-	X(HANDOFF, 5, "to-tc")
+	X(HANDOFF, 5, "to-tc") \
+	X(CONTROLLER, 6, "controller")
 
 #define VSW_VERDICT_ENUM(name, value, text) VERDICT_##name = value,
 enum verdict {

@@ -6,8 +6,8 @@
  *   watch_filters[0]   every slot's filter: bridge, a masked flow key (in_port in it).
  *   watch_scratch      per-CPU: the event being built (headers at parse time, the rule and
  *                      outputs as they happen; tc_flood finishes the event of a flood).
- *   watch_bucket       per-CPU token bucket: at most watch_ctl.rate events/s per CPU, bursts
- *                      of up to one second's worth.
+ *   watch_bucket       per-CPU token bucket (bucket.h): at most watch_ctl.rate events/s per
+ *                      CPU, bursts of up to one second's worth.
  *   watch_lost[i]      per-CPU: events of watcher i lost to the rate limit or a full ring.
  *   watch_events       the ring buffer that carries the events to the daemon.
  *
@@ -22,6 +22,7 @@
 #ifndef VSW_WATCH_H
 #define VSW_WATCH_H
 
+#include "lib/bucket.h"
 #include "lib/common.h"
 #include "lib/ctx.h"
 #include "lib/flow_key.h"
@@ -33,7 +34,6 @@
 #define WATCH_MAX_OUTPUTS 8
 #define WATCH_RING_PAGES 256    /* 1 MiB */
 #define WATCH_DEFAULT_RATE 10000
-#define WATCH_NS 1000000000ULL  /* one token = one event; tokens are kept in ns units */
 
 struct watch_ctl {
 	__u32 active;      /* bitmask of slots in use */
@@ -76,16 +76,11 @@ struct watch_event {
 	struct flow_key key;  /* the parsed headers (what was parsed, for a malformed frame) */
 };
 
-struct watch_bucket {
-	__u64 tokens;   /* WATCH_NS per event */
-	__u64 last_ns;
-};
-
 #ifndef VSW_NO_TRACE
 BPF_ARRAY(watch_ctl, struct watch_ctl, 1);
 BPF_ARRAY(watch_filters, struct watch_filters, 1);
 BPF_PERCPU_ARRAY(watch_scratch, struct watch_event, 1);
-BPF_PERCPU_ARRAY(watch_bucket, struct watch_bucket, 1);
+BPF_PERCPU_ARRAY(watch_bucket, struct token_bucket, 1);
 BPF_PERCPU_ARRAY(watch_lost, __u64, MAX_WATCHERS);
 BPF_RINGBUF_OUTPUT(watch_events, WATCH_RING_PAGES);
 
@@ -236,10 +231,10 @@ static __always_inline void watch_count_lost(__u32 mask)
  * per-CPU token bucket and the ring may refuse the event (counted per watcher as lost). */
 static __always_inline void watch_emit(const struct dp_ctx *ctx)
 {
-	struct watch_bucket *b;
+	struct token_bucket *b;
 	struct watch_event *ev;
 	struct watch_ctl *c;
-	__u64 now, elapsed, cap, tokens, rate;
+	__u64 now;
 	__u32 zero = 0, mask = watch_cb(ctx) & ((1u << MAX_WATCHERS) - 1);
 
 	if (!mask)
@@ -259,19 +254,10 @@ static __always_inline void watch_emit(const struct dp_ctx *ctx)
 	if (!b)
 		return;
 	now = bpf_ktime_get_ns();
-	rate = c->rate;
-	cap = rate * WATCH_NS;
-	elapsed = now - b->last_ns;
-	b->last_ns = now;
-	tokens = elapsed >= WATCH_NS ? cap : b->tokens + elapsed * rate;
-	if (tokens > cap)
-		tokens = cap;
-	if (tokens < WATCH_NS) {
-		b->tokens = tokens;
+	if (!bucket_take(b, c->rate, now)) {
 		watch_count_lost(mask);
 		return;
 	}
-	b->tokens = tokens - WATCH_NS;
 	ev->watchers = mask;
 	ev->time_ns = now;
 	ev->verdict = ctx->verdict;

@@ -1,5 +1,6 @@
 """Every constant Python shares with the eBPF programs, parsed from bpf/lib/*.h (one source of
-truth, never retyped here): drop reasons, verdicts, trace stages, flags, limits, watch events.
+truth, never retyped here): drop reasons, verdicts, trace stages, flags, limits, watch events,
+packet-ins.
 
 A name is looked up in all the headers together, so moving a #define from one header to another
 needs no change here; a name defined in two headers is refused.
@@ -97,6 +98,7 @@ FDB_GEN_DAEMON_STEP: int = _define("FDB_GEN_DAEMON_STEP")
 MAX_FLOW_MASKS: int = _define("MAX_FLOW_MASKS")
 MAX_FLOW_ACTIONS: int = _define("MAX_FLOW_ACTIONS")
 FLOW_F_FORWARDS: int = _define("FLOW_F_FORWARDS")
+FLOW_F_CONTROLLER: int = _define("FLOW_F_CONTROLLER")
 FLOW_ACTIONS: dict[int, str] = _table("FLOW_ACTIONS")
 
 # the result of a dry run (trace report)
@@ -117,3 +119,11 @@ WATCH_EVENT_VERSION: int = _define("WATCH_EVENT_VERSION")
 WATCH_EVENT_DECISION: int = _define("WATCH_EVENT_DECISION")
 WATCH_MAX_OUTPUTS: int = _define("WATCH_MAX_OUTPUTS")
 WATCH_DEFAULT_RATE: int = _define("WATCH_DEFAULT_RATE")
+
+# packet-in (the controller action)
+PACKET_IN_EVENT_VERSION: int = _define("PACKET_IN_EVENT_VERSION")
+PACKET_IN_EVENT_FRAME: int = _define("PACKET_IN_EVENT_FRAME")
+PACKET_IN_MAX_LEN: int = _define("PACKET_IN_MAX_LEN")
+PACKET_IN_DEFAULT_LEN: int = _define("PACKET_IN_DEFAULT_LEN")
+PACKET_IN_DEFAULT_RATE: int = _define("PACKET_IN_DEFAULT_RATE")
+PACKET_IN_ALL_BRIDGES: int = _define("PACKET_IN_ALL_BRIDGES")

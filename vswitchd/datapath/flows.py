@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from vswitchd.datapath import maps
 from vswitchd.datapath.constants import (
     FLOW_ACTIONS,
+    FLOW_F_CONTROLLER,
     FLOW_F_FORWARDS,
     MAX_FLOW_ACTIONS,
     MAX_FLOW_MASKS,
+    PACKET_IN_MAX_LEN,
 )
 from vswitchd.errors import FailedPrecondition, InvalidArgument
 
@@ -37,7 +39,7 @@ FLOW_FIELDS: dict[str, int] = {
 }
 _FIELD_LIMITS = {name: 1 << bits for name, bits in FLOW_FIELDS.items()}
 _ACTION_ARG_BITS = {"drop": 0, "normal": 0, "flood": 0, "output": 32, "mod_vlan_vid": 12,
-                    "strip_vlan": 0}
+                    "strip_vlan": 0, "controller": 16}
 _FORWARDING = ("output", "normal", "flood")
 _TERMINAL = ("normal", "flood")
 _VLAN = ("mod_vlan_vid", "strip_vlan")
@@ -194,6 +196,11 @@ def _check_actions(actions: tuple[tuple[str, int], ...]) -> None:
                                   else "takes no argument (0)")
         if name == "output" and arg == 0:
             raise InvalidArgument("output", arg, "needs an ifindex")
+        if name == "controller" and not 1 <= arg <= PACKET_IN_MAX_LEN:
+            raise InvalidArgument("controller", arg,
+                                  f"max_len must be in 1..{PACKET_IN_MAX_LEN} bytes")
+    if sum(1 for item in actions if item[0] == "controller") > 1:
+        raise InvalidArgument("actions", actions, "at most one controller action")
 
 
 def compile_actions(actions: tuple[tuple[str, int], ...]) -> list[tuple[int, int, int]]:
@@ -201,8 +208,11 @@ def compile_actions(actions: tuple[tuple[str, int], ...]) -> list[tuple[int, int
 
     normal/flood end the list in the datapath (their last copy is a plain redirect); an output
     after them is moved before them (a clone either way, the set of copies is the same), a VLAN
-    action after them is refused. The last output is `final` when no normal/flood follows."""
+    action after them is refused. The last output is `final` when no normal/flood follows. A
+    controller action goes first: the datapath sends the packet-in when the rule matches,
+    before the other actions change the frame (bpf/lib/packet_in.h)."""
     acts = [(n, a) for n, a in actions if n != "drop"]
+    acts.sort(key=lambda act: act[0] != "controller")  # stable: the others keep their order
     terminal = [i for i, (n, _) in enumerate(acts) if n in _TERMINAL]
     if len(terminal) > 1:
         raise InvalidArgument("actions", actions, "normal and flood can appear only once")
@@ -229,6 +239,8 @@ def _action_body(actions: tuple[tuple[str, int], ...]) -> tuple[int, int, bytes]
     _check_actions(actions)
     acts = compile_actions(actions)
     flags = FLOW_F_FORWARDS if any(n in _FORWARDING for n, _ in actions) else 0
+    if any(n == "controller" for n, _ in actions):
+        flags |= FLOW_F_CONTROLLER
     body = b"".join(_ACTION.pack(t, f, 0, a) for t, f, a in acts)
     body += bytes(_ACTION.size * (MAX_FLOW_ACTIONS - len(acts)))
     return len(acts), flags, body

@@ -23,6 +23,7 @@ from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests impo
 from vswitchd.datapath.counters import PortCounters
 from vswitchd.datapath.fdb import FdbMaps, FdbRecord, mac_bytes
 from vswitchd.datapath.flows import DpRule, FlowCounters, FlowTables
+from vswitchd.datapath.packet_in import PacketInCounters, PacketInEvent, PacketInMaps, check_key
 from vswitchd.datapath.pins import (
     DEFAULT_BPFFS_DIR,
     map_shape,  # noqa: F401  (tests import it from here)
@@ -63,6 +64,7 @@ class Datapath:
         self._lock = threading.RLock()
         self._bpf = None
         self._watch: WatchMaps | None = None
+        self._packet_in: PacketInMaps | None = None
         self._xdp_attached: dict[int, XdpState] = {}  # what set_port_xdp got, with its reason
         reason = ebpf_unsupported_reason()
         if reason is None:
@@ -88,6 +90,7 @@ class Datapath:
                                              self._progs["xdp_egress"].fd)
             if self.trace_enabled:
                 self._watch = WatchMaps(self._bpf)
+            self._packet_in = PacketInMaps(self._bpf)
         except Exception:
             self._bpf.cleanup()
             self._bpf = None
@@ -499,6 +502,58 @@ class Datapath:
         with self._lock:
             self._check_watch().set_rate(per_cpu_per_second)
 
+    # ---- packet-in ---------------------------------------------------------------------
+
+    def _check_packet_in(self) -> PacketInMaps:
+        self._check_open()
+        assert self._packet_in is not None
+        return self._packet_in
+
+    def packet_in_watch(self, key: int) -> None:
+        """Packet-ins of the bridge with ifindex KEY (ALL_BRIDGES: of every bridge) are sent to
+        this instance's ring from now on, their losses counted from 0 (packet_in_lost)."""
+        check_key(key)
+        with self._lock:
+            self._check_packet_in().watch(key)
+
+    def packet_in_unwatch(self, key: int) -> None:
+        """The packet-ins of KEY are no longer sent (counted unwatched) unless another key
+        covers them."""
+        check_key(key)
+        with self._lock:
+            self._check_packet_in().unwatch(key)
+
+    def packet_in_lost(self, key: int) -> int:
+        """Packet-ins of KEY's subscription lost to the rate limit or a full ring, summed over
+        CPUs (0 when KEY is not watched)."""
+        check_key(key)
+        with self._lock:
+            return self._check_packet_in().lost(key)
+
+    def packet_in_poll(self, timeout_ms: int) -> list[PacketInEvent]:
+        """Waits up to timeout_ms (0: no wait) for packet-ins and returns those in the ring.
+        Call it from one poller thread; records of an unknown version/type are skipped
+        (counted in packet_in_bad_events)."""
+        return self._check_packet_in().poll(timeout_ms)
+
+    @property
+    def packet_in_bad_events(self) -> int:
+        return self._packet_in.bad_events if self._packet_in is not None else 0
+
+    def packet_in_counters(self) -> PacketInCounters:
+        """sent, rate_limited, ring_full, unwatched since this program was loaded."""
+        with self._lock:
+            return self._check_packet_in().counters()
+
+    def packet_in_set_rate(self, per_cpu_per_second: int) -> None:
+        """The per-CPU packet-in rate limit (default PACKET_IN_DEFAULT_RATE/s, bursts of one
+        second's worth)."""
+        if isinstance(per_cpu_per_second, bool) or not isinstance(per_cpu_per_second, int) \
+                or not 1 <= per_cpu_per_second <= MAX_RATE:
+            raise InvalidArgument("rate", per_cpu_per_second, f"must be in 1..{MAX_RATE}")
+        with self._lock:
+            self._check_packet_in().set_rate(per_cpu_per_second)
+
     # ---- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
@@ -507,6 +562,8 @@ class Datapath:
             if self._bpf is not None:
                 if self._watch is not None:  # attached programs outlive us: stop emission
                     self._watch.close()
+                if self._packet_in is not None:
+                    self._packet_in.close()
                 self._xdp_maps.close()
                 self._bpf.cleanup()
                 self._bpf = None
