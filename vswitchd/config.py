@@ -17,8 +17,8 @@ from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
-__all__ = ["DATAPATHS", "Config", "ConfigError", "TcpListener", "WatchSettings", "load",
-           "override", "parse"]
+__all__ = ["DATAPATHS", "Config", "ConfigError", "PacketInSettings", "TcpListener",
+           "WatchSettings", "load", "override", "parse"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -46,6 +46,13 @@ class WatchSettings:
 
 
 @dataclass
+class PacketInSettings:
+    """`packet_in:`. rate_limit left out leaves the running value alone, as for watch."""
+
+    rate_limit: int | None = None  # packet-ins per second per CPU the datapath sends at most
+
+
+@dataclass
 class EventSettings:
     """`events:` (the Subscribe API, vswitchd.events)."""
 
@@ -62,6 +69,7 @@ class Config:
     log_level: str = "info"
     tcp: TcpListener | None = None
     watch: WatchSettings = field(default_factory=WatchSettings)
+    packet_in: PacketInSettings = field(default_factory=PacketInSettings)
     events: EventSettings = field(default_factory=EventSettings)
     # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
     # `bridges:` section and the daemon leaves declared state alone.
@@ -79,12 +87,14 @@ _SCHEMA: dict[str, type] = {
     "log_level": str,
     "tcp": dict,
     "watch": dict,
+    "packet_in": dict,
     "events": dict,
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
                                  for f in dataclasses.fields(TcpListener)}
 _WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
+_PACKET_IN_SCHEMA: dict[str, type] = {"rate_limit": int}
 _EVENTS_SCHEMA: dict[str, type] = {"history": int}
 MAX_HISTORY = 10_000_000
 
@@ -132,13 +142,14 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(
                 f"{where}: tcp.unauthenticated_clients: true contradicts tcp.tls_client_ca "
                 "(clients with certificates signed by it): give one of them")
-    if cfg.watch.rate_limit is not None:
-        from vswitchd.trace import ratelimit
+    from vswitchd.trace import ratelimit
 
-        why = ratelimit.problem(cfg.watch.rate_limit)
+    for setting, value in ((ratelimit.WATCH, cfg.watch.rate_limit),
+                           (ratelimit.PACKET_IN, cfg.packet_in.rate_limit)):
+        why = None if value is None else setting.problem(value)
         if why:
-            raise ConfigError(f"{origin('watch.rate_limit')}: watch.rate_limit: "
-                              f"{cfg.watch.rate_limit!r} {why}")
+            key = setting.config_key
+            raise ConfigError(f"{origin(key)}: {key}: {value!r} {why}")
     history = cfg.events.history
     if isinstance(history, bool) or not isinstance(history, int) or \
             not 1 <= history <= MAX_HISTORY:
@@ -195,6 +206,9 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
             cfg.tcp = tcp
         elif key == "watch":
             cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)
+        elif key == "packet_in":
+            cfg.packet_in = _parse_section(path, node, value, loader, cfg.origins, "packet_in",
+                                           _PACKET_IN_SCHEMA, PacketInSettings())
         elif key == "events":
             cfg.events = _parse_section(path, node, value, loader, cfg.origins, "events",
                                         _EVENTS_SCHEMA, EventSettings())

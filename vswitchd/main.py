@@ -115,13 +115,15 @@ def _declared(store: StateStore) -> dict:
 
 
 def apply_declared(switch: Switch, store: StateStore, cfg: config.Config) -> None:
-    """Apply the difference between what the file declares (bridges, the watch rate limit) and
-    what was applied before."""
+    """Apply the difference between what the file declares (bridges, the watch and packet-in
+    rate limits) and what was applied before."""
     from vswitchd import desired
     from vswitchd.trace import ratelimit
 
-    ratelimit.apply_declared(switch, store, cfg.watch.rate_limit,
-                             cfg.origins.get("watch.rate_limit", "<config>"))
+    for setting, declared in ((ratelimit.WATCH, cfg.watch.rate_limit),
+                              (ratelimit.PACKET_IN, cfg.packet_in.rate_limit)):
+        setting.apply_declared(switch, store, declared,
+                               cfg.origins.get(setting.config_key, "<config>"))
     if cfg.bridges is None:
         return
     old = _declared(store)
@@ -194,7 +196,8 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
         if cleanup:
             return cleanup_only(cfg, store)
         _declared(store)  # a damaged record stops us here, before anything changes
-        ratelimit.stored(store)
+        ratelimit.WATCH.stored(store)
+        ratelimit.PACKET_IN.stored(store)
         stored_revision(store)
     except StateError as exc:
         log.error("%s", exc)
@@ -251,6 +254,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     switch.daemon_event("stopping")
     stop.set()
     switch.stop_watches()  # watch streams end, the datapath's watchers are removed
+    switch.stop_packet_in()  # packet-in streams end, the subscriptions are removed
     switch.events.close()  # event streams end
     server.stop(grace=2).wait()
     monitor.stop()

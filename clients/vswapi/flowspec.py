@@ -39,6 +39,9 @@ DEFAULT_PRIORITY = 32768
 MAX_PRIORITY = 65535
 MAX_TIMEOUT = 65535  # seconds, as OpenFlow's 16-bit timeouts
 MAX_VLAN = 4095
+# ControllerAction.max_len (proto/vswapi/switch.proto): bytes of the frame a packet-in carries,
+# at most a whole frame; 0 (written `controller`) is the daemon's default, 128
+MAX_CONTROLLER_LEN = 1518
 U16 = 0xFFFF
 U64 = (1 << 64) - 1
 
@@ -352,9 +355,27 @@ def parse_actions(text: str) -> list[pb.FlowAction]:
                 raise FlowSyntaxError("mod_vlan_vid needs a VLAN id (mod_vlan_vid:N)")
             vid = _uint(name, arg, MAX_VLAN, sep=":")
             actions.append(pb.FlowAction(mod_vlan_vid=vid))
+        elif name == "controller":
+            actions.append(pb.FlowAction(controller=_controller(token, colon, arg)))
         else:
             raise FlowSyntaxError(f"unknown action {token}")
     return actions
+
+
+def _controller(token: str, colon: str, arg: str) -> pb.ControllerAction:
+    """`controller` (max_len 0: the daemon's default) or `controller:MAX_LEN`."""
+    if not colon:
+        return pb.ControllerAction()
+    if not arg:
+        raise FlowSyntaxError("controller: needs a length (controller:MAX_LEN), or write "
+                              "controller alone for the default")
+    max_len = _number(arg)
+    if max_len is None:
+        raise FlowSyntaxError(f"{token}: not a number")
+    if not 1 <= max_len <= MAX_CONTROLLER_LEN:
+        raise FlowSyntaxError(f"{token}: max_len out of range 1..{MAX_CONTROLLER_LEN} bytes "
+                              "(write controller alone for the default, 128)")
+    return pb.ControllerAction(max_len=max_len)
 
 
 @functools.lru_cache(maxsize=256)
@@ -471,6 +492,9 @@ def format_action(action: pb.FlowAction) -> str:
         return f"output:{action.output}"
     if kind == "mod_vlan_vid":
         return f"mod_vlan_vid:{action.mod_vlan_vid}"
+    if kind == "controller":
+        max_len = action.controller.max_len
+        return f"controller:{max_len}" if max_len else "controller"
     return kind or "unknown"
 
 

@@ -21,7 +21,7 @@ from vswapi.client import SwitchClient
 from vswapi.enums import enum_words
 from vswctl import rows
 from vswctl.format import Row
-from vswctl.render import event_line, watch_line
+from vswctl.render import event_line, packet_in_line, watch_line
 
 DATAPATH_VALUES = enum_words(pb.Datapath, "DATAPATH_")
 PORT_TYPE_VALUES = enum_words(pb.PortType, "PORT_TYPE_")
@@ -58,7 +58,13 @@ class Refusal(grpc.RpcError):
 
 def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
-    return [rows.status_row(st)]
+    try:
+        packet_in = c.stub.GetPacketInConfig(pb.GetPacketInConfigRequest(), timeout=t)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # a daemon without packet-in: no line
+            raise
+        packet_in = None
+    return [rows.status_row(st, packet_in)]
 
 
 def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
@@ -474,6 +480,40 @@ def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list
     req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
     req.update_mask.paths.append("rate_limit")
     cfg = c.stub.UpdateWatchConfig(req, timeout=t)
+    return [{"rate_limit": cfg.rate_limit}]
+
+
+def cmd_packet_in(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """Print the packet-ins of the bridges (none: of every bridge) as they come, until Ctrl-C,
+    --count frames, or the daemon ends the stream. Prints as it goes (returns no rows)."""
+    call = c.stub.SubscribePacketIn(pb.PacketInRequest(bridges=a.bridges or []))  # no deadline
+    sent = 0
+    try:
+        for msg in call:
+            if msg.WhichOneof("kind") == "lost":
+                _emit(json.dumps({"lost": msg.lost}) if a.json else f"lost {msg.lost}")
+                continue
+            row = rows.packet_in_row(msg.packet)
+            _emit(json.dumps(row) if a.json else packet_in_line(row))
+            sent += 1
+            if a.count and sent >= a.count:
+                call.cancel()
+                break
+    except KeyboardInterrupt:
+        call.cancel()
+    except BrokenPipeError:  # `vswctl packet-in | head`
+        call.cancel()
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            raise
+    return []
+
+
+def cmd_set_packet_in_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+    """The switch-wide packet-in rate limit (kept across daemon restarts)."""
+    req = pb.UpdatePacketInConfigRequest(config=pb.PacketInConfig(rate_limit=a.rate))
+    req.update_mask.paths.append("rate_limit")
+    cfg = c.stub.UpdatePacketInConfig(req, timeout=t)
     return [{"rate_limit": cfg.rate_limit}]
 
 

@@ -76,22 +76,29 @@ def _mac(text: str) -> str:
     return text
 
 
-# WatchConfig.rate_limit's range (proto/vswapi/switch.proto); the daemon checks it too.
+# WatchConfig.rate_limit's and PacketInConfig.rate_limit's range (proto/vswapi/switch.proto);
+# the daemon checks it too.
 MAX_WATCH_RATE = 1_000_000_000
 
 
-def _watch_rate(text: str) -> int:
-    what = f"must be a whole number of events per second per CPU in 1..{MAX_WATCH_RATE}"
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} {what}") from None
-    if not 1 <= value <= MAX_WATCH_RATE:
-        raise argparse.ArgumentTypeError(f"{value} {what}")
-    return value
+def _rate(unit: str):
+    what = f"must be a whole number of {unit} per second per CPU in 1..{MAX_WATCH_RATE}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} {what}") from None
+        if not 1 <= value <= MAX_WATCH_RATE:
+            raise argparse.ArgumentTypeError(f"{value} {what}")
+        return value
+
+    parse.__name__ = "RATE"
+    return parse
 
 
-_watch_rate.__name__ = "RATE"
+_watch_rate = _rate("events")
+_packet_in_rate = _rate("packet-ins")
 
 
 def _ifname(what: str):
@@ -368,6 +375,22 @@ COMMANDS: tuple[Command, ...] = (
                  "the last event's revision)"),
         arg("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
             help="stop after COUNT events"),
+    ]),
+    Command("packet-in",
+            "print the frames flow rules send to the controllers (the controller action), one "
+            "line each, until Ctrl-C",
+            cmds.cmd_packet_in, layout.QUIET, [  # the handler prints as frames come
+        arg("bridges", metavar="BR", nargs="*", type=_ifname("bridge"),
+            help="the bridges to subscribe to (default: every bridge)"),
+        arg("-n", "--count", metavar="COUNT", type=_uint("-n", 1, 2**32 - 1),
+            help="stop after COUNT frames"),
+    ]),
+    Command("set-packet-in-rate", "limit the datapath's packet-ins (all bridges; kept across "
+                                  "restarts; `status` shows it and the counters)",
+            cmds.cmd_set_packet_in_rate, layout.QUIET, [
+        arg("rate", metavar="RATE", type=_packet_in_rate,
+            help="packet-ins per second per CPU, 1..1000000000 (default 1000); the ones over "
+                 "it are counted (status) and reported to the streams as `lost N`"),
     ]),
 )
 COMMAND_BY_NAME = {c.name: c for c in COMMANDS}

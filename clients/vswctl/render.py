@@ -239,6 +239,45 @@ def _word(enum: Any, value: int, prefix: str = "") -> str:
     return enum.Name(value).removeprefix(prefix).lower().replace("_", "-")
 
 
+def headers_text(h: Row) -> str:
+    """'02:..:01 > ff:..:ff arp request 10.0.0.1 > 10.0.0.2', '... 10.0.0.1:53 > ... udp'."""
+    if not h:
+        return "(no Ethernet header)"
+    parts = [f"{h['dl_src']} > {h['dl_dst']}"]
+    if h.get("dl_vlan") is not None:
+        parts.append(f"vlan {h['dl_vlan']}")
+    if "arp_op" in h:
+        parts.append(f"arp {h['arp_op']} {h['ip_src']} > {h['ip_dst']}")
+    elif "ip_src" in h:
+        proto = PROTO_NAMES.get(h["nw_proto"], f"proto {h['nw_proto']}")
+        if "tp_src" in h:
+            parts.append(f"{h['ip_src']}:{h['tp_src']} > {h['ip_dst']}:{h['tp_dst']} {proto}")
+        else:
+            parts.append(f"{h['ip_src']} > {h['ip_dst']} {proto}")
+    elif "dl_type" in h:
+        parts.append(f"type 0x{h['dl_type']:04x}")
+    return " ".join(parts)
+
+
+def packet_in_line(r: Row) -> str:
+    """One packet-in: time bridge in_port [vlan] cookie reason length, then its headers."""
+    parts = [_clock(r["time"]), r["bridge"], r["in_port"]]
+    if r["vlan"]:
+        parts.append(f"vlan {r['vlan']}")
+    parts.append(f"cookie {r['cookie']} {r['reason']}")
+    cut = f" ({r['data_len']} sent)" if r["data_len"] < r["total_len"] else ""
+    parts.append(f"len {r['total_len']}{cut}")
+    parts.append(headers_text(r["headers"]))
+    return " ".join(parts)
+
+
+def _packet_ins(c: Row | None, row: Row) -> str:
+    if not c:
+        return "-"
+    return (f"{c['sent']} sent, {c['rate_limited']} rate-limited, {c['ring_full']} ring-full, "
+            f"{c['unwatched']} unwatched")
+
+
 # ---------------------------------------------------------------- layouts, one per kind of result
 
 QUIET = View(style="quiet", single=True)  # write commands: nothing, or the written row with -j
@@ -251,6 +290,9 @@ STATUS = View(columns=[
     Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
     Column("watch_rate_limit", "watch rate limit",
            lambda v, r: f"{v} events/s per CPU" if v else "-"),
+    Column("packet_in_rate_limit", "packet-in rate limit",
+           lambda v, r: f"{v} packet-ins/s per CPU" if v else "-"),
+    Column("packet_in", "packet-ins", _packet_ins),
 ], style="record", single=True)
 BRIDGES = View(columns=[
     Column("name", "NAME"),

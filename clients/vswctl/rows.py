@@ -35,8 +35,9 @@ def xdp_name(value: int) -> str:
     return XDP_NAMES.get(value, f"unknown({value})")
 
 
-def status_row(s: pb.Status) -> Row:
-    return {
+def status_row(s: pb.Status, packet_in: pb.PacketInConfig | None = None) -> Row:
+    """PACKET_IN: the daemon's packet-in settings and counters (None: it has none)."""
+    row: Row = {
         "version": s.version,
         "uptime_seconds": round(s.uptime_seconds, 3),
         "kernel": s.kernel,
@@ -45,6 +46,37 @@ def status_row(s: pb.Status) -> Row:
         "ebpf_unsupported_reason": s.ebpf_unsupported_reason,
         "fdb_aging_seconds": s.fdb_aging_seconds,
         "watch_rate_limit": s.watch_rate_limit,   # 0: the daemon did not say (older daemon)
+    }
+    if packet_in is not None:
+        row["packet_in_rate_limit"] = packet_in.rate_limit
+        row["packet_in"] = packet_in_counters_row(packet_in)
+    return row
+
+
+def packet_in_counters_row(c: pb.PacketInConfig) -> Row:
+    return {"sent": c.sent, "rate_limited": c.rate_limited, "ring_full": c.ring_full,
+            "unwatched": c.unwatched}
+
+
+_PACKET_IN_REASONS = {pb.PacketIn.ACTION: "action", pb.PacketIn.TABLE_MISS: "table-miss"}
+
+
+def packet_in_row(p: pb.PacketIn) -> Row:
+    """The packet-in, its frame as hex (data) and the headers decoded from it."""
+    from vswapi.headers import decode
+
+    return {
+        "time": round(p.time, 6),
+        "bridge": p.bridge,
+        "in_port": p.in_port,
+        "vlan": p.vlan,
+        "cookie": f"0x{p.cookie:x}",
+        "reason": _PACKET_IN_REASONS.get(p.reason, f"unknown({p.reason})"),
+        "total_len": p.total_len,
+        "data_len": len(p.data),
+        "data": p.data.hex(),
+        "hook": p.hook,
+        "headers": decode(p.data),
     }
 
 

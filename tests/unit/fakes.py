@@ -33,6 +33,8 @@ from vswitchd.datapath import (
     VlanConfig,
     WatchEvent,
 )
+from vswitchd.datapath.constants import PACKET_IN_DEFAULT_RATE
+from vswitchd.datapath.packet_in import PacketInCounters
 from vswitchd.datapath.vlan import UNCONFIGURED
 from vswitchd.datapath.xdp import XdpState
 from vswitchd.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -815,6 +817,10 @@ class FakeDatapath(_Failing):
         self.lost: dict[int, int] = {}
         self.rate = 10_000
         self._watch_cond = threading.Condition()
+        self.packet_in_keys: dict[int, int] = {}        # subscription key -> lost
+        self.packet_in_events: list[Any] = []
+        self.packet_in_stats = PacketInCounters()
+        self.packet_in_rate = PACKET_IN_DEFAULT_RATE
 
     def trace(self, frame: bytes, ifindex: int, *, egress: bool = False) -> Any:
         self._enter("trace", frame, ifindex, egress)
@@ -862,6 +868,47 @@ class FakeDatapath(_Failing):
         for slot in self.watchers:
             active |= 1 << slot
         return [e for e in out if e.watchers & active]
+
+    # ---- packet-in
+
+    def packet_in_watch(self, key: int) -> None:
+        self._enter("packet_in_watch", key)
+        self.packet_in_keys[key] = 0
+
+    def packet_in_unwatch(self, key: int) -> None:
+        self._enter("packet_in_unwatch", key)
+        self.packet_in_keys.pop(key, None)
+
+    def packet_in_lost(self, key: int) -> int:
+        return self.packet_in_keys.get(key, 0)
+
+    def send_packet_in(self, *events: Any) -> None:
+        """Frames a controller action sent: to the ring if their bridge (or every bridge) is
+        subscribed, else counted unwatched, as the datapath does."""
+        with self._watch_cond:
+            for ev in events:
+                if ev.bridge in self.packet_in_keys or 0 in self.packet_in_keys:
+                    self.packet_in_events.append(ev)
+                    self.packet_in_stats = replace(self.packet_in_stats,
+                                                   sent=self.packet_in_stats.sent + 1)
+                else:
+                    self.packet_in_stats = replace(
+                        self.packet_in_stats, unwatched=self.packet_in_stats.unwatched + 1)
+            self._watch_cond.notify_all()
+
+    def packet_in_poll(self, timeout_ms: int) -> list[Any]:
+        with self._watch_cond:
+            if not self.packet_in_events:
+                self._watch_cond.wait(timeout_ms / 1000)
+            out, self.packet_in_events = self.packet_in_events, []
+        return out
+
+    def packet_in_counters(self) -> PacketInCounters:
+        return self.packet_in_stats
+
+    def packet_in_set_rate(self, per_cpu_per_second: int) -> None:
+        self._enter("packet_in_set_rate", per_cpu_per_second)
+        self.packet_in_rate = per_cpu_per_second
 
 
 # ---- NAT ---------------------------------------------------------------------------------

@@ -265,7 +265,7 @@ def test_flow_errors_over_grpc(api):
          "flow 2: actions= is required; use actions=drop to drop"),
         (pb.Flow(actions=[pb.FlowAction()]), grpc.StatusCode.INVALID_ARGUMENT,
          "flow 2: action 1 is empty (set one of drop, normal, flood, output, mod_vlan_vid, "
-         "strip_vlan)"),
+         "strip_vlan, controller)"),
         (pb.Flow(match=pb.FlowMatch(in_port="nosuch"),
                  actions=[pb.FlowAction(normal=pb.NoArgument())]),
          grpc.StatusCode.INVALID_ARGUMENT, "flow 2: in_port=nosuch: no port nosuch on bridge br0"),

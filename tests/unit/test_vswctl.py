@@ -130,7 +130,7 @@ def test_status_table(daemon):
     daemon.fake.responses["GetStatus"] = STATUS
     rc, out, err = daemon.run("status")
     assert (rc, err) == (0, "")
-    assert isinstance(daemon.fake.only("GetStatus"), pb.GetStatusRequest)
+    assert [name for name, _ in daemon.fake.requests] == ["GetStatus", "GetPacketInConfig"]
     lines = out.splitlines()
     assert lines[0].split() == ["version:", "0.1.0"]
     assert "uptime:" in out and "1h02m05s" in out
@@ -157,6 +157,8 @@ def test_status_json_and_unsupported_reason(daemon):
         "ebpf_unsupported_reason": "bcc not installed",
         "fdb_aging_seconds": 300,
         "watch_rate_limit": 5,
+        "packet_in_rate_limit": 0,  # the fake's empty PacketInConfig
+        "packet_in": {"sent": 0, "rate_limited": 0, "ring_full": 0, "unwatched": 0},
     }
     rc, out, _ = daemon.run("status")
     assert "unsupported: bcc not installed" in out
@@ -489,7 +491,7 @@ def test_vswitchd_socket_env_is_honoured(daemon, monkeypatch, capsys):
     out, err = capsys.readouterr()
     assert (rc, err) == (0, "")
     assert json.loads(out)["version"] == "0.1.0"
-    assert daemon.fake.only("GetStatus") is not None
+    assert daemon.fake.requests[0][0] == "GetStatus"
 
 
 def test_socket_option_overrides_env(daemon, monkeypatch, short_dir):

@@ -14,6 +14,7 @@ from vswitchd.flows.model import FULL, Match, format_value, mac_str
 from vswitchd.flows.request import no_argument
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
 from vswitchd.ports import PORT_TYPES
+from vswitchd.trace.packet_in import REASON_ACTION, REASON_TABLE_MISS, PacketInView
 from vswitchd.trace.report import (
     FlowTableStage,
     Headers,
@@ -202,6 +203,9 @@ def fill_flow(msg: pb.Flow, view: FlowView) -> None:
         action = msg.actions.add()
         if no_argument(a.kind):
             getattr(action, a.kind).SetInParent()
+        elif a.kind == "controller":  # max_len 0: the default
+            action.controller.SetInParent()
+            action.controller.max_len = a.arg or 0  # type: ignore[assignment]
         else:
             setattr(action, a.kind, a.arg)
     c = view.counters
@@ -329,3 +333,22 @@ def watch_lost_msg(n: int) -> pb.WatchMessage:
 
 def watch_config_msg(config: dict[str, int]) -> pb.WatchConfig:
     return pb.WatchConfig(rate_limit=config["rate_limit"])
+
+
+# ---- packet-in --------------------------------------------------------------------------------
+
+_PACKET_IN_REASON = {REASON_ACTION: pb.PacketIn.ACTION, REASON_TABLE_MISS: pb.PacketIn.TABLE_MISS}
+
+
+def packet_in_msg(v: PacketInView) -> pb.PacketInMessage:
+    return pb.PacketInMessage(packet=pb.PacketIn(
+        time=v.time, bridge=v.bridge, in_port=v.in_port, vlan=v.vlan, cookie=v.cookie,
+        reason=_PACKET_IN_REASON[v.reason], data=v.data, total_len=v.total_len, hook=v.hook))
+
+
+def packet_in_lost_msg(n: int) -> pb.PacketInMessage:
+    return pb.PacketInMessage(lost=n)
+
+
+def packet_in_config_msg(config: dict[str, int]) -> pb.PacketInConfig:
+    return pb.PacketInConfig(**config)

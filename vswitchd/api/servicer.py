@@ -324,6 +324,51 @@ class SwitchServicer(pb_grpc.SwitchServicer):
             packet=match_dict(request.packet) if frame == "packet" else None)
         return pb.SendPacketResponse(length=length)
 
+    # ---- packet-in -------------------------------------------------------------------------------
+
+    def SubscribePacketIn(self, request: pb.PacketInRequest,  # noqa: N802
+                          context: grpc.ServicerContext) -> Iterator[pb.PacketInMessage]:
+        """Stream the packet-ins of the bridges (none: of every bridge) until the client leaves
+        or the daemon stops; the subscription ends in every case."""
+        try:
+            session = self.switch.packet_in_open(list(request.bridges))
+        except SwitchError as exc:
+            _abort(context, exc)
+        except Exception:
+            log.exception("internal error in SubscribePacketIn")
+            context.abort(grpc.StatusCode.INTERNAL,
+                          "internal error in SubscribePacketIn; see the vswitchd log")
+        context.add_callback(session.close)  # the client left (or the RPC ended)
+        try:
+            while context.is_active() and not session.closed:
+                item = session.get(timeout=WATCH_WAKEUP_SECONDS)
+                if item is None:
+                    continue
+                if isinstance(item, WatchLost):
+                    yield convert.packet_in_lost_msg(item.count)
+                    continue
+                yield convert.packet_in_msg(item)
+        finally:
+            session.close()
+
+    @_rpc
+    def GetPacketInConfig(  # noqa: N802
+        self, request: pb.GetPacketInConfigRequest
+    ) -> pb.PacketInConfig:
+        return convert.packet_in_config_msg(self.switch.packet_in_config())
+
+    @_rpc
+    def UpdatePacketInConfig(  # noqa: N802
+        self, request: pb.UpdatePacketInConfigRequest
+    ) -> pb.PacketInConfig:
+        paths = list(request.update_mask.paths)
+        unknown = sorted(set(paths) - {"rate_limit"})
+        if unknown or not paths:
+            raise InvalidArgument("update_mask", ",".join(unknown or paths),
+                                  "only rate_limit can be changed")
+        return convert.packet_in_config_msg(
+            self.switch.set_packet_in_rate(request.config.rate_limit))
+
     # ---- events ----------------------------------------------------------------------------------
 
     def Subscribe(self, request: pb.SubscribeRequest,  # noqa: N802

@@ -16,6 +16,8 @@ NO_PROGRAMS = {
     "flows": "bridge {bridge} uses the kernel datapath; flow tables need --datapath ebpf",
     "trace": "bridge {bridge} uses the kernel datapath, which runs no programs to trace or "
              "watch; tracing needs a bridge created with --datapath ebpf",
+    "packet-in": "bridge {bridge} uses the kernel datapath, which has no flow tables to send "
+                 "packet-ins; packet-in needs a bridge created with --datapath ebpf",
 }
 
 

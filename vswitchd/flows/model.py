@@ -46,7 +46,8 @@ SHORTHANDS = {
     (ETH_IPV6, PROTO_UDP): "udp6",
 }
 
-ACTION_NAMES = ("drop", "normal", "flood", "output", "mod_vlan_vid", "strip_vlan")
+ACTION_NAMES = ("drop", "normal", "flood", "output", "mod_vlan_vid", "strip_vlan", "controller")
+INT_ARG_ACTIONS = ("mod_vlan_vid", "controller")  # their argument is a number
 
 
 _T = TypeVar("_T")
@@ -126,7 +127,8 @@ def _ports(match: Match, actions: tuple[Action, ...]) -> tuple[str, ...]:
 
 class Action(NamedTuple):
     """One action: kind in ACTION_NAMES; arg is the port name (output), the VLAN id
-    (mod_vlan_vid) or None."""
+    (mod_vlan_vid), max_len (controller; None: the datapath's default, written `controller`)
+    or None."""
 
     kind: str
     arg: str | int | None = None
@@ -265,7 +267,7 @@ class Rule:
             kind, sep, arg = tok.partition(":")
             if kind not in ACTION_NAMES:
                 raise ValueError(f"unknown action {kind!r} in stored flow {text!r}")
-            actions.append(Action(kind, (int(arg) if kind == "mod_vlan_vid" else arg)
+            actions.append(Action(kind, (int(arg) if kind in INT_ARG_ACTIONS else arg)
                                   if sep else None))
         installed_wall = float(wall)
         age_ns = max(0, int((now_wall - installed_wall) * 1e9))

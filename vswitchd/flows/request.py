@@ -31,6 +31,9 @@ def from_message(msg: pb.Flow) -> FlowRequest:
     actions: list[tuple[str, object]] = []
     for action in msg.actions:
         kind = action.WhichOneof("action") or ""
+        if kind == "controller":  # max_len 0: the default
+            actions.append((kind, action.controller.max_len))
+            continue
         actions.append((kind, None if kind in _NO_ARGUMENT or not kind else getattr(action, kind)))
     return FlowRequest(msg.priority if msg.HasField("priority") else None, msg.cookie,
                        msg.idle_timeout, msg.hard_timeout, match_dict(msg.match), actions)

@@ -11,6 +11,7 @@ import re
 import socket
 from collections.abc import Container
 
+from vswitchd.datapath.constants import PACKET_IN_DEFAULT_LEN, PACKET_IN_MAX_LEN
 from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, clip
 from vswitchd.flows.model import (
     DEFAULT_PRIORITY,
@@ -236,9 +237,11 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
             out.append(Action("output", arg))
         elif kind == "mod_vlan_vid":
             out.append(Action(kind, _range("mod_vlan_vid", arg, VID_MIN, VID_MAX)))
+        elif kind == "controller":
+            out.append(_controller(arg))
         elif not kind:
             raise FlowInvalid(f"action {i} is empty (set one of drop, normal, flood, output, "
-                              "mod_vlan_vid, strip_vlan)", "actions", i)
+                              "mod_vlan_vid, strip_vlan, controller)", "actions", i)
         else:
             raise FlowInvalid(f"unknown action {clip(kind)}", "actions", kind)
     if len(out) > 1 and any(a.kind == "drop" for a in out):
@@ -248,6 +251,10 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
     if len(out) > max_actions:
         raise FlowInvalid(f"{len(out)} actions: the datapath allows at most {max_actions} "
                           "per flow", "actions", len(out))
+    if sum(1 for a in out if a.kind == "controller") > 1:
+        listed = ",".join(str(a) for a in out)
+        raise FlowInvalid(f"actions={listed}: controller can appear only once (one packet-in "
+                          "a frame)", "actions", listed)
     ports_out = [a.arg for a in out if a.kind == "output"]
     for port in ports_out:
         if ports_out.count(port) > 1:
@@ -257,6 +264,19 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
 
 
 _SINGLE = {kind: (Action(kind),) for kind in ("drop", "normal", "flood", "strip_vlan")}
+
+
+def _controller(max_len: object) -> Action:
+    """controller[:max_len]: None or 0 is the datapath's default length (the API's max_len 0),
+    kept as `controller`."""
+    if max_len is None or max_len == 0 and type(max_len) is int:
+        return Action("controller")
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or \
+            not 1 <= max_len <= PACKET_IN_MAX_LEN:
+        raise FlowInvalid(f"controller:{clip(max_len)}: max_len out of range "
+                          f"1..{PACKET_IN_MAX_LEN} bytes (a whole frame; leave it out for "
+                          f"{PACKET_IN_DEFAULT_LEN})", "controller", max_len)
+    return Action("controller", max_len)
 
 
 def priority(value: int | None) -> int:

@@ -9,6 +9,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vswitchd.datapath.constants import PACKET_IN_DEFAULT_LEN
 from vswitchd.flows.model import FULL, Action, Match, Rule
 
 if TYPE_CHECKING:
@@ -175,14 +176,20 @@ def dp_actions(rule: Rule, ifs: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
     for action in rule.actions:
         if action.kind == "output":
             out.append(("output", next(outputs)))
-        elif action.kind == "mod_vlan_vid":
-            out.append(("mod_vlan_vid", int(action.arg)))  # type: ignore[arg-type]
         else:
-            out.append((action.kind, 0))
+            out.append(_dp_action(action))
     return tuple(out)
+
+
+def _dp_action(action: Action) -> tuple[str, int]:
+    """An action without a port as the datapath takes it."""
+    if action.kind == "mod_vlan_vid":
+        return ("mod_vlan_vid", int(action.arg))  # type: ignore[arg-type]
+    if action.kind == "controller":  # max_len; `controller` alone: the datapath's default
+        return ("controller", int(action.arg or PACKET_IN_DEFAULT_LEN))
+    return (action.kind, 0)
 
 
 @functools.lru_cache(maxsize=1024)
 def _port_free_actions(actions: tuple[Action, ...]) -> tuple[tuple[str, int], ...]:
-    return tuple(("mod_vlan_vid", int(a.arg)) if a.kind == "mod_vlan_vid"  # type: ignore[arg-type]
-                 else (a.kind, 0) for a in actions)
+    return tuple(_dp_action(a) for a in actions)

@@ -42,10 +42,12 @@ from vswitchd.switch.context import Context
 from vswitchd.switch.events import REVISION_KEY, EventRecorder
 from vswitchd.switch.fdb import FdbManager
 from vswitchd.switch.flows import FlowManager
+from vswitchd.switch.packet_in import PacketInManager
 from vswitchd.switch.packetout import PacketOut
 from vswitchd.switch.ports import PortManager
 from vswitchd.switch.reconcile import Reconciler
 from vswitchd.switch.tracing import TraceManager
+from vswitchd.trace import packet_in as packet_in_streams
 from vswitchd.trace import ratelimit
 from vswitchd.trace.report import TraceReport
 from vswitchd.trace.watch import Session
@@ -93,6 +95,7 @@ class Switch:
         self.fdb = FdbManager(ctx)
         self.flows = FlowManager(ctx)
         self.tracing = TraceManager(ctx, ratelimit.stored(store))
+        self.packet_in = PacketInManager(ctx, ratelimit.PACKET_IN.stored(store))
         self.reconciler = Reconciler(ctx, self.bridges, self.ports, self.fdb, self.flows)
         self.recorder = EventRecorder(ctx, self.bridges, self.ports)
         self.packetout = PacketOut(ctx, self._packets_impl)
@@ -449,6 +452,48 @@ class Switch:
         """End every watch stream (daemon shutdown)."""
         self.tracing.stop()
 
+    # ---- packet-in -----------------------------------------------------------------------
+
+    def packet_in_open(self, bridges: Sequence[str] = ()) -> packet_in_streams.Session:
+        """Start a stream of the packet-ins of BRIDGES (none: of every bridge); close the
+        session when the client leaves."""
+
+        def names() -> packet_in_streams.Names:
+            with self._lock:
+                return self.packet_in.names()
+
+        with self._lock:
+            return self.packet_in.open(bridges, names)
+
+    def packet_in_config(self) -> dict[str, int]:
+        """The switch-wide packet-in settings (rate_limit: packet-ins per second per CPU) and
+        the datapath's counters (sent, rate_limited, ring_full, unwatched)."""
+        with self._lock:
+            c = self.packet_in.counters()
+            return {"rate_limit": self.packet_in.rate, "sent": c.sent,
+                    "rate_limited": c.rate_limited, "ring_full": c.ring_full,
+                    "unwatched": c.unwatched}
+
+    def set_packet_in_rate(self, rate: int) -> dict[str, int]:
+        """Give the datapath a new packet-in rate limit and store it (it outlives restarts);
+        a bad value or a failure changes nothing."""
+        ratelimit.PACKET_IN.check(rate)
+        with self._lock:
+            txn = Txn()
+            self.packet_in.set_rate(rate, txn)
+            try:
+                self.store.set_meta(ratelimit.PACKET_IN.store_key, str(rate))
+            except OSError as exc:
+                txn.rollback()
+                raise FailedPrecondition(
+                    f"cannot write state store {self.store.path}: {exc.strerror}") from None
+            txn.committed()
+            return self.packet_in_config()
+
+    def stop_packet_in(self) -> None:
+        """End every packet-in stream (daemon shutdown)."""
+        self.packet_in.stop()
+
     # ---- reconciliation ------------------------------------------------------------------
 
     def reconcile(self) -> None:
@@ -458,6 +503,7 @@ class Switch:
             self._save("container-gone")
             self.recorder.port_states()
             self.tracing.restore_rate()
+            self.packet_in.restore_rate()
 
     def forget_vanished_containers(self) -> list[str]:
         """Remove veth ports whose interface is gone together with a namespace vswitchd did not

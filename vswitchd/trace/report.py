@@ -252,6 +252,8 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
                                     n_rules)
             summary = (f"priority {ft.priority}, cookie {ft.cookie:#x}: "
                        f"{ft.match or '(match all)'} actions={ft.actions}")
+            if rule is not None and any(a.kind == "controller" for a in rule.actions):
+                summary += " (a packet-in to the controllers; a trace sends none)"
         stages.append(Stage("flow table", summary, ft))
 
     # ---- vlan and l2: only for normal / flood switching
@@ -329,6 +331,8 @@ def build_report(*, bridge: str, in_port: str, result: Any, names: Mapping[int, 
         summary = "pass: not a port of the switch, the kernel handles the frame"
     elif verdict == "to-tc":
         summary = f"to-tc: {result.handoff}; the port's TC program takes the frame on"
+    elif verdict == "controller":
+        summary = "controller: the frame goes to the controllers only (packet-in)"
     elif outputs:
         summary = f"{verdict}: output to {listed(out_tags)}"
     else:

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,17 @@ class Lost:
     count: int
 
 
-class Stream:
-    """One watcher's events, in order, with lost notices. Thread-safe; never blocks offer()."""
+class Hub(Protocol):
+    """What a Stream tells when it closes (WatchHub; the packet-in hub, trace/packet_in.py)."""
 
-    def __init__(self, hub: WatchHub, slot: int, maxsize: int, label: str = "") -> None:
+    def _remove(self, stream: Stream) -> None: ...
+
+
+class Stream:
+    """One watcher's events, in order, with lost notices. Thread-safe; never blocks offer().
+    slot: the hub's id of the stream (a watcher slot of the datapath for WatchHub)."""
+
+    def __init__(self, hub: Hub, slot: int, maxsize: int, label: str = "") -> None:
         self.hub = hub
         self.slot = slot
         self.label = label
