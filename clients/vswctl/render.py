@@ -290,7 +290,7 @@ STATUS = View(columns=[
     Column("fdb_aging_seconds", "fdb aging", lambda v, r: f"{v}s"),
     Column("watch_rate_limit", "watch rate limit",
            lambda v, r: f"{v} events/s per CPU" if v else "-"),
-    Column("packet_in_rate_limit", "packet-in rate limit",
+    Column("packet_in_rate_limit", "packet-in rate",  # labels within the widest, as before
            lambda v, r: f"{v} packet-ins/s per CPU" if v else "-"),
     Column("packet_in", "packet-ins", _packet_ins),
 ], style="record", single=True)

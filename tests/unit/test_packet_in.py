@@ -441,7 +441,7 @@ def test_vswctl_set_packet_in_rate_and_status(daemon):  # noqa: F811
         rate_limit=100, sent=7, rate_limited=2, ring_full=0, unwatched=4)
     rc, out, err = daemon.run("status")
     lines = out.splitlines()
-    assert [ln for ln in lines if ln.startswith("packet-in rate limit:")][0].endswith(
+    assert [ln for ln in lines if ln.startswith("packet-in rate:")][0].endswith(
         " 100 packet-ins/s per CPU")
     assert [ln for ln in lines if ln.startswith("packet-ins:")][0].endswith(
         " 7 sent, 2 rate-limited, 0 ring-full, 4 unwatched")
