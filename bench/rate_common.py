@@ -96,13 +96,14 @@ def tc_ingress(ns: str, ifname: str, fn) -> None:
                fd=fn.fd, name=fn.name, direct_action=True)
 
 
-def start_trafgen(ns_path: str, cfg: str, warmup: float) -> subprocess.Popen:
+def start_trafgen(ns_path: str, cfg: str, warmup: float,
+                  extra: tuple[str, ...] = ()) -> subprocess.Popen:
     """trafgen on one core sending CFG from eth0 of the namespace at NS_PATH, in a process
     group of its own (it forks its worker; stop it with stop_group), running after WARMUP
-    seconds."""
+    seconds. EXTRA: more trafgen options (e.g. --rate 3000pps)."""
     proc = subprocess.Popen(
         ["nsenter", f"--net={ns_path}", "trafgen", "--dev", "eth0", "--conf", cfg,
-         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"],
+         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats", *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )
