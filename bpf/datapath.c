@@ -23,6 +23,9 @@
  * and emits the watch event. The dry-run report is written through the result_*() helpers
  * (lib/result.h).
  *
+ * A rule's controller action sends a packet-in from TC when the rule matches (lib/packet_in.h;
+ * XDP hands such frames to TC).
+ *
  * Defining VSW_NO_TRACE (Datapath(trace=False), bench/trace_cost.py only) builds it without
  * the watch stage (lib/watch.h).
  */
