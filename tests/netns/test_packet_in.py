@@ -173,3 +173,33 @@ def test_unwatched_then_the_rate_limit_holds_and_counts_the_rest(br):
     assert after.ring_full == before.ring_full
     assert "packet-ins:" in h.vswctl("status").stdout
     sub.close()
+
+
+def test_the_client_librarys_stream_gets_them(br):
+    """vswapi.Switch.packet_ins (the controllers' library) against the real daemon."""
+    from vswapi import Switch
+    from vswapi.headers import decode
+
+    h = br
+    with Switch.connect(socket_path=h.socket) as sw:
+        assert sw.set_packet_in_rate(50).rate_limit == 50
+        assert sw.packet_in_config().rate_limit == 50
+        h.vswctl("add-flow", "br0", "cookie=0x9,priority=100,arp,actions=controller")
+        n = started(h)
+        stream = sw.packet_ins(["br0"])
+        frame = arp_request(f"{SUBNET}.12", f"{SUBNET}.11")
+        got: list = []
+
+        def read() -> None:  # packet-ins (pb.PacketIn) and Lost markers: ours only
+            got.extend(p for p in stream if getattr(p, "data", b"")[:12] == frame[:12])
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_until(lambda: started(h) > n, what="the library's subscription")
+        send(h, "c2", frame)
+        wait_until(lambda: got, what="the packet-in")
+        stream.close()
+        reader.join(10)
+    p = got[0]
+    assert (p.in_port, p.vlan, p.cookie, p.data) == ("c2", 10, 0x9, frame)
+    assert decode(p.data)["arp_op"] == "request"
