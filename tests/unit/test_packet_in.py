@@ -299,6 +299,20 @@ def test_subscribe_to_every_bridge_and_refusals(rig):
         wait_for(lambda: not rig.dp.packet_in_keys)
 
 
+def test_the_number_of_streams_is_capped(rig):
+    from vswitchd.errors import ResourceExhausted
+    from vswitchd.switch.packet_in import MAX_STREAMS
+
+    sessions = [rig.switch.packet_in_open(["br0"]) for _ in range(MAX_STREAMS)]
+    with pytest.raises(ResourceExhausted, match=f"{MAX_STREAMS} packet-in streams are open"):
+        rig.switch.packet_in_open()
+    sessions.pop().close()
+    sessions.append(rig.switch.packet_in_open())  # room again
+    for s in sessions:
+        s.close()
+    assert rig.dp.packet_in_keys == {}
+
+
 def test_without_ebpf_subscribing_is_refused(monkeypatch, tmp_path):
     r = make_rig(monkeypatch, str(tmp_path / "state"), ebpf=False, reason="no bpf() here")
     with pytest.raises(FailedPrecondition, match="eBPF datapath unavailable"):

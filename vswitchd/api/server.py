@@ -52,8 +52,8 @@ def _read(path: str) -> bytes:
 
 
 # Threads for the calls: every stream (Subscribe, packet-in, watch) holds one while it lasts,
-# and each kind is capped below this (vswitchd.events.MAX_SUBSCRIBERS, the watcher slots ...),
-# so unary calls always find threads.
+# and each kind is capped below this (vswitchd.events.MAX_SUBSCRIBERS, the watcher slots,
+# vswitchd.switch.packet_in.MAX_STREAMS), so unary calls always find threads.
 WORKERS = 64
 
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from vswitchd.datapath.packet_in import ALL_BRIDGES, PacketInCounters
-from vswitchd.errors import FailedPrecondition, SwitchError, clip
+from vswitchd.errors import FailedPrecondition, ResourceExhausted, SwitchError, clip
 from vswitchd.flows.model import Match
 from vswitchd.seams import DatapathApi
 from vswitchd.switch.context import Context
@@ -18,6 +18,9 @@ from vswitchd.txn import Txn
 log = logging.getLogger(__name__)
 
 RATE = ratelimit.PACKET_IN
+# Streams open at once (all bridges together): each holds one of the API's threads
+# (vswitchd.api.server.WORKERS), which watch and Subscribe streams share under caps of their own.
+MAX_STREAMS = 8
 
 
 class PacketInManager:
@@ -66,6 +69,10 @@ class PacketInManager:
         the client leaves. NAMES looks up names, cookies and table-miss rules as they
         change."""
         dp, keys, what = self.subscription(bridges)
+        if self.streams() >= MAX_STREAMS:
+            raise ResourceExhausted(
+                f"{MAX_STREAMS} packet-in streams are open, the most vswitchd allows at once: "
+                "end one and try again (one stream can take several bridges, or all)")
         self._seq += 1
         stream = self._packet_in_hub(dp).open(keys, label=f"#{self._seq} {what}")
         return Session(stream, Namer(names))
