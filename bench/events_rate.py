@@ -14,7 +14,8 @@ lost, and when the round's last event arrived. Figures, as medians over the roun
 - produce: events/s the daemon makes (2 x batch / the round's time) with 0 and with N
   subscribers, and their ratio (what serving N streams costs the daemon's writes);
 - delivered: events/s each subscriber received, from the round's start to its last event
-  (2 x batch / that time), the median subscriber, and the aggregate over all subscribers;
+  (the events it got / that time; those it skipped as lost do not count), the median
+  subscriber, and the aggregate over all subscribers;
 - lost: events any subscriber was told it lost (0 when they all kept up).
 """
 
@@ -80,7 +81,7 @@ def one_round(host: Host, client, flows: list[pb.Flow], subs: int) -> dict:
     n = 2 * len(flows)
     return {
         "produce": n / produce,
-        "delivered": [n / (r["end"] - t0) for r in results],
+        "delivered": [r["got"] / (r["end"] - t0) for r in results],  # skipped ones: lost
         "lost": sum(r["lost"] for r in results),
     }
 
