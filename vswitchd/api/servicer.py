@@ -72,6 +72,48 @@ def _rpc(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _serve_stream(context: grpc.ServicerContext, name: str, open_stream: Callable[[], Any],
+                  message: Callable[[Any], Any], lost_message: Callable[[Any], Any],
+                  count: int = 0) -> Iterator[Any]:
+    """The loop of every server stream (Watch, SubscribePacketIn, Subscribe): open it (errors as
+    their status codes), send its items as they come (a Lost marker as LOST_MESSAGE) until the
+    client leaves, COUNT items were sent (0: no end) or the stream closes, and close it in every
+    case. The wakeups notice a client that left without a cancel."""
+    try:
+        stream = open_stream()
+    except SwitchError as exc:
+        _abort(context, exc)
+    except Exception:
+        log.exception("internal error in %s", name)
+        context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}; see the vswitchd log")
+    context.add_callback(stream.close)  # the client left (or the RPC ended): stop emitting
+    sent = 0
+    try:
+        while context.is_active() and not stream.closed:
+            item = stream.get(timeout=WATCH_WAKEUP_SECONDS)
+            if item is None:
+                continue
+            if isinstance(item, Lost | WatchLost):
+                yield lost_message(item)
+                continue
+            yield message(item)
+            sent += 1
+            if count and sent >= count:
+                return
+    finally:
+        stream.close()
+
+
+def _only_paths(request: Any, allowed: set[str]) -> list[str]:
+    """The update_mask's paths: INVALID_ARGUMENT when it names none or one not in ALLOWED."""
+    paths = list(request.update_mask.paths)
+    unknown = sorted(set(paths) - allowed)
+    if unknown or not paths:
+        raise InvalidArgument("update_mask", ",".join(unknown or paths),
+                              f"only {', '.join(sorted(allowed))} can be changed")
+    return paths
+
+
 class _EventMessages:
     """Each event's message, made once for all the streams that send it (the most recent
     ones are kept: subscribers read about the same events at about the same time)."""
@@ -116,11 +158,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def UpdateBridge(self, request: pb.UpdateBridgeRequest) -> pb.Bridge:  # noqa: N802
-        paths = list(request.update_mask.paths)
-        unknown = sorted(set(paths) - {"nat"})
-        if unknown or not paths:
-            raise InvalidArgument("update_mask", ",".join(unknown or paths),
-                                  "only nat can be changed")
+        _only_paths(request, {"nat"})
         view = self.switch.update_bridge(request.bridge.name, nat=request.bridge.nat,
                                          expected_revision=_expected(request))
         return convert.bridge_msg(view)
@@ -272,43 +310,21 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def UpdateWatchConfig(  # noqa: N802
         self, request: pb.UpdateWatchConfigRequest
     ) -> pb.WatchConfig:
-        paths = list(request.update_mask.paths)
-        unknown = sorted(set(paths) - {"rate_limit"})
-        if unknown or not paths:
-            raise InvalidArgument("update_mask", ",".join(unknown or paths),
-                                  "only rate_limit can be changed")
+        _only_paths(request, {"rate_limit"})
         return convert.watch_config_msg(self.switch.set_watch_rate(request.config.rate_limit))
 
     def Watch(self, request: pb.WatchRequest,  # noqa: N802
               context: grpc.ServicerContext) -> Iterator[pb.WatchMessage]:
         """Stream the bridge's decisions until the client leaves, `count` events were sent, or
         the daemon stops; the datapath watcher is removed in every case."""
-        try:
-            session = self.switch.watch_open(
+        def open_session() -> Any:
+            return self.switch.watch_open(
                 request.bridge, request.port,
                 match_dict(request.match) if request.HasField("match") else None,
                 request.drops_only)
-        except SwitchError as exc:
-            _abort(context, exc)
-        except Exception:
-            log.exception("internal error in Watch")
-            context.abort(grpc.StatusCode.INTERNAL, "internal error in Watch; see the vswitchd log")
-        context.add_callback(session.close)  # the client left (or the RPC ended): stop emitting
-        sent = 0
-        try:
-            while context.is_active() and not session.closed:
-                item = session.get(timeout=WATCH_WAKEUP_SECONDS)
-                if item is None:
-                    continue
-                if isinstance(item, WatchLost):
-                    yield convert.watch_lost_msg(item.count)
-                    continue
-                yield convert.watch_event_msg(item)
-                sent += 1
-                if request.count and sent >= request.count:
-                    return
-        finally:
-            session.close()
+
+        yield from _serve_stream(context, "Watch", open_session, convert.watch_event_msg,
+                                 lambda lost: convert.watch_lost_msg(lost.count), request.count)
 
     # ---- packet-out ------------------------------------------------------------------------------
 
@@ -330,26 +346,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
                           context: grpc.ServicerContext) -> Iterator[pb.PacketInMessage]:
         """Stream the packet-ins of the bridges (none: of every bridge) until the client leaves
         or the daemon stops; the subscription ends in every case."""
-        try:
-            session = self.switch.packet_in_open(list(request.bridges))
-        except SwitchError as exc:
-            _abort(context, exc)
-        except Exception:
-            log.exception("internal error in SubscribePacketIn")
-            context.abort(grpc.StatusCode.INTERNAL,
-                          "internal error in SubscribePacketIn; see the vswitchd log")
-        context.add_callback(session.close)  # the client left (or the RPC ended)
-        try:
-            while context.is_active() and not session.closed:
-                item = session.get(timeout=WATCH_WAKEUP_SECONDS)
-                if item is None:
-                    continue
-                if isinstance(item, WatchLost):
-                    yield convert.packet_in_lost_msg(item.count)
-                    continue
-                yield convert.packet_in_msg(item)
-        finally:
-            session.close()
+        yield from _serve_stream(context, "SubscribePacketIn",
+                                 lambda: self.switch.packet_in_open(list(request.bridges)),
+                                 convert.packet_in_msg,
+                                 lambda lost: convert.packet_in_lost_msg(lost.count))
 
     @_rpc
     def GetPacketInConfig(  # noqa: N802
@@ -361,11 +361,7 @@ class SwitchServicer(pb_grpc.SwitchServicer):
     def UpdatePacketInConfig(  # noqa: N802
         self, request: pb.UpdatePacketInConfigRequest
     ) -> pb.PacketInConfig:
-        paths = list(request.update_mask.paths)
-        unknown = sorted(set(paths) - {"rate_limit"})
-        if unknown or not paths:
-            raise InvalidArgument("update_mask", ",".join(unknown or paths),
-                                  "only rate_limit can be changed")
+        _only_paths(request, {"rate_limit"})
         return convert.packet_in_config_msg(
             self.switch.set_packet_in_rate(request.config.rate_limit))
 
@@ -376,19 +372,10 @@ class SwitchServicer(pb_grpc.SwitchServicer):
         """Stream the events after since_revision (or from now) until the client leaves or the
         daemon stops. Reads from the shared event log at the client's pace: a client that falls
         behind gets a `lost` marker, never an unbounded queue."""
-        try:
-            sub = self.switch.subscribe(
+        def open_cursor() -> Any:
+            return self.switch.subscribe(
                 request.since_revision if request.HasField("since_revision") else None,
                 convert.event_kinds(request.kinds), list(request.bridges))
-        except SwitchError as exc:
-            _abort(context, exc)
-        context.add_callback(sub.close)
-        try:
-            while context.is_active() and not sub.closed:
-                item = sub.get(timeout=WATCH_WAKEUP_SECONDS)
-                if item is None:
-                    continue
-                yield convert.lost_msg(item) if isinstance(item, Lost) else \
-                    self._event_msgs.get(item)
-        finally:
-            sub.close()
+
+        yield from _serve_stream(context, "Subscribe", open_cursor, self._event_msgs.get,
+                                 convert.lost_msg)

@@ -23,9 +23,9 @@ from vswitchd.datapath.constants import (
     PACKET_IN_EVENT_FRAME,
     PACKET_IN_EVENT_VERSION,
 )
+from vswitchd.datapath.watch import record_header
 from vswitchd.errors import InvalidArgument
 
-HEADER_LEN = 4
 ALL_BRIDGES = PACKET_IN_ALL_BRIDGES  # the subscription key of "every bridge"
 
 
@@ -72,17 +72,8 @@ class Decoder:
     def decode(self, raw: bytes) -> PacketInEvent:
         """Raises ValueError for a record this reader does not understand: a short record, an
         unknown version or type, or lengths that disagree with the record."""
-        if len(raw) < HEADER_LEN:
-            raise ValueError(f"packet-in record of {len(raw)} bytes: shorter than its header")
-        version, etype, length = raw[0], raw[1], int.from_bytes(raw[2:4], "little")
-        if version != PACKET_IN_EVENT_VERSION:
-            raise ValueError(f"packet-in record version {version}; this reader knows "
-                             f"{PACKET_IN_EVENT_VERSION}")
-        if etype != PACKET_IN_EVENT_FRAME:
-            raise ValueError(f"packet-in record type {etype} unknown")
-        if length < self.data_offset or length > len(raw):
-            raise ValueError(f"packet-in record length {length} (record {len(raw)} bytes, "
-                             f"header {self.data_offset})")
+        length = record_header(raw, "packet-in record", PACKET_IN_EVENT_VERSION,
+                               PACKET_IN_EVENT_FRAME, self.data_offset)
         head = self.header_type.from_buffer_copy(raw[:self.data_offset])
         n = head.data_len
         if n != length - self.data_offset or n > self.data_room:

@@ -83,6 +83,22 @@ class WatchEvent:
     hook: str = "tc"
 
 
+def record_header(raw: bytes, what: str, version: int, etype: int, least: int) -> int:
+    """The length in RAW's versioned header (u8 version, u8 type, u16 length, as the ring
+    buffer records of watch.h and packet_in.h start); ValueError for a record this reader does
+    not understand: short, an unknown version or type, a length under LEAST or over RAW."""
+    if len(raw) < HEADER_LEN:
+        raise ValueError(f"{what} of {len(raw)} bytes: shorter than its header")
+    got_version, got_type, length = raw[0], raw[1], int.from_bytes(raw[2:4], "little")
+    if got_version != version:
+        raise ValueError(f"{what} version {got_version}; this reader knows {version}")
+    if got_type != etype:
+        raise ValueError(f"{what} type {got_type} unknown")
+    if length < least or length > len(raw):
+        raise ValueError(f"{what} length {length} (record {len(raw)} bytes, layout {least})")
+    return length
+
+
 def check_filter(flt: WatchFilter) -> dict[str, tuple[int, int]]:
     """Validates a filter; returns {field: (value & mask, mask)} with in_port folded in."""
     if not isinstance(flt, WatchFilter):
@@ -130,17 +146,7 @@ class EventDecoder:
     def decode(self, raw: bytes) -> WatchEvent:
         """Raises ValueError for a record this reader does not understand: a short record, an
         unknown version or type, or a length that disagrees with the record."""
-        if len(raw) < HEADER_LEN:
-            raise ValueError(f"watch event of {len(raw)} bytes: shorter than its header")
-        version, etype, length = raw[0], raw[1], int.from_bytes(raw[2:4], "little")
-        if version != WATCH_EVENT_VERSION:
-            raise ValueError(f"watch event version {version}; this reader knows "
-                             f"{WATCH_EVENT_VERSION}")
-        if etype != WATCH_EVENT_DECISION:
-            raise ValueError(f"watch event type {etype} unknown")
-        if length < self.size or length > len(raw):
-            raise ValueError(f"watch event length {length} (record {len(raw)} bytes, "
-                             f"layout {self.size})")
+        record_header(raw, "watch event", WATCH_EVENT_VERSION, WATCH_EVENT_DECISION, self.size)
         ev = self.event_type.from_buffer_copy(raw[:self.size])
         key = ev.key
         n_out = min(ev.n_outputs, WATCH_MAX_OUTPUTS)

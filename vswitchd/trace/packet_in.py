@@ -15,14 +15,13 @@ and Lost it uses).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from vswitchd.datapath.packet_in import ALL_BRIDGES, PacketInEvent
-from vswitchd.trace.watch import DEFAULT_QUEUE, LOST_CHECK_SECONDS, POLL_MS, Lost, Stream, wall_time
+from vswitchd.trace.watch import DEFAULT_QUEUE, Lost, PollingHub, Stream, wall_time
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +29,17 @@ REASON_ACTION = "action"
 REASON_TABLE_MISS = "table-miss"  # the rule of priority 0 with an empty match (OpenFlow 1.3)
 
 
-class PacketInHub:
+class PacketInHub(PollingHub):
     """The packet-in streams of one datapath and the poller thread that feeds them."""
 
+    name = "packet-in-poller"
+
     def __init__(self, dp: Any, queue_size: int = DEFAULT_QUEUE) -> None:
-        self.dp = dp
-        self.queue_size = queue_size
-        self._lock = threading.Lock()
-        self._streams: dict[int, Stream] = {}
+        super().__init__(dp, queue_size)
         self._keys: dict[int, frozenset[int]] = {}    # stream id -> its subscription keys
         self._refs: dict[int, int] = {}               # key -> streams that want it
         self._seen: dict[int, dict[int, int]] = {}    # stream id -> key -> losses reported
         self._next = 0
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # ---- streams
 
@@ -103,24 +99,10 @@ class PacketInHub:
         with self._lock:
             return len(self._streams)
 
-    def close_all(self) -> None:
-        with self._lock:
-            streams = list(self._streams.values())
-        for s in streams:
-            s.close()
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
-
     # ---- the poller
 
-    def _ensure_poller(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="packet-in-poller", daemon=True)
-        self._thread.start()
+    def _poll(self, timeout_ms: int) -> list[PacketInEvent]:
+        return self.dp.packet_in_poll(timeout_ms)
 
     def dispatch(self, events: list[PacketInEvent]) -> None:
         """Hand each frame to the streams of its bridge (and of every bridge)."""
@@ -154,30 +136,6 @@ class PacketInHub:
                     news.append((self._streams[sid], n))
         for stream, n in news:
             stream.add_lost(n)
-
-    def poll_once(self, timeout_ms: int = POLL_MS) -> int:
-        events = self.dp.packet_in_poll(timeout_ms)
-        if events:
-            self.dispatch(events)
-        return len(events)
-
-    def _run(self) -> None:
-        last_lost = time.monotonic()
-        while not self._stop.is_set():
-            with self._lock:
-                if not self._streams:
-                    self._thread = None
-                    return
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - keep serving the other streams
-                log.exception("packet-in poller: polling the datapath failed")
-                self._stop.wait(0.5)
-            now = time.monotonic()
-            if now - last_lost >= LOST_CHECK_SECONDS:
-                last_lost = now
-                self.check_lost()
-
 
 # ---- packet-ins as the API shows them ------------------------------------------------------
 

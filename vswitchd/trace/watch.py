@@ -108,18 +108,83 @@ class Stream:
         self.hub._remove(self)
 
 
-class WatchHub:
-    """The streams of one datapath and the poller thread that feeds them."""
+class PollingHub:
+    """Streams fed by one poller thread that drains a datapath ring buffer: it runs while a
+    stream is open, hands each poll's records to dispatch() and reads the datapath's lost
+    counters (check_lost) every LOST_CHECK_SECONDS. Subclasses say what to poll."""
 
-    def __init__(self, dp: Any, queue_size: int = DEFAULT_QUEUE,
-                 on_remove: Callable[[Stream], None] | None = None) -> None:
+    name = "poller"
+
+    def __init__(self, dp: Any, queue_size: int = DEFAULT_QUEUE) -> None:
         self.dp = dp
         self.queue_size = queue_size
-        self.on_remove = on_remove
         self._lock = threading.Lock()
         self._streams: dict[int, Stream] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+
+    def _poll(self, timeout_ms: int) -> list[Any]:
+        raise NotImplementedError
+
+    def dispatch(self, events: list[Any]) -> None:
+        raise NotImplementedError
+
+    def check_lost(self) -> None:
+        raise NotImplementedError
+
+    def close_all(self) -> None:
+        with self._lock:
+            streams = list(self._streams.values())
+        for s in streams:
+            s.close()
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+
+    def _ensure_poller(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def poll_once(self, timeout_ms: int = POLL_MS) -> int:
+        events = self._poll(timeout_ms)
+        if events:
+            self.dispatch(events)
+        return len(events)
+
+    def _run(self) -> None:
+        last_lost = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                if not self._streams:
+                    self._thread = None
+                    return
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - keep serving the other streams
+                log.exception("%s: polling the datapath failed", self.name)
+                self._stop.wait(0.5)
+            now = time.monotonic()
+            if now - last_lost >= LOST_CHECK_SECONDS:
+                last_lost = now
+                self.check_lost()
+
+
+class WatchHub(PollingHub):
+    """The watch streams of one datapath and the poller thread that feeds them."""
+
+    name = "watch-poller"
+
+    def __init__(self, dp: Any, queue_size: int = DEFAULT_QUEUE,
+                 on_remove: Callable[[Stream], None] | None = None) -> None:
+        super().__init__(dp, queue_size)
+        self.on_remove = on_remove
+
+    def _poll(self, timeout_ms: int) -> list[Any]:
+        return self.dp.watch_poll(timeout_ms)
 
     # ---- streams
 
@@ -158,24 +223,7 @@ class WatchHub:
         with self._lock:
             return sorted(self._streams)
 
-    def close_all(self) -> None:
-        with self._lock:
-            streams = list(self._streams.values())
-        for s in streams:
-            s.close()
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=2)
-
     # ---- the poller
-
-    def _ensure_poller(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="watch-poller", daemon=True)
-        self._thread.start()
 
     def dispatch(self, events: list[Any]) -> None:
         """Hand each event to the streams of the slots in its bitmask."""
@@ -203,30 +251,6 @@ class WatchHub:
             if n > s.dp_lost_seen:
                 s.add_lost(n - s.dp_lost_seen)
             s.dp_lost_seen = n
-
-    def poll_once(self, timeout_ms: int = POLL_MS) -> int:
-        events = self.dp.watch_poll(timeout_ms)
-        if events:
-            self.dispatch(events)
-        return len(events)
-
-    def _run(self) -> None:
-        last_lost = time.monotonic()
-        while not self._stop.is_set():
-            with self._lock:
-                if not self._streams:
-                    self._thread = None
-                    return
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - keep serving the other streams
-                log.exception("watch poller: polling the datapath failed")
-                self._stop.wait(0.5)
-            now = time.monotonic()
-            if now - last_lost >= LOST_CHECK_SECONDS:
-                last_lost = now
-                self.check_lost()
-
 
 # ---- events as the API shows them --------------------------------------------------------
 
