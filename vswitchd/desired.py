@@ -46,7 +46,8 @@ from vswitchd.yamlfile import ConfigError, fields, is_null, mapping, where
 
 log = logging.getLogger(__name__)
 
-_TYPES = {"str": str, "int": int, "bool": bool, "list[str]": list, "list[int]": list}
+_TYPES = {"str": str, "int": int, "bool": bool, "list[str]": list, "list[int]": list,
+          "dict[str, str]": dict}
 _ITEMS = {"list[str]": str, "list[int]": int}
 
 

@@ -56,6 +56,8 @@ class PortSpec:
     local: str = field(default="", metadata=_key("local"))
     dstport: int = field(default=0, metadata=_key("dstport"))
     remotes: list[str] = field(default_factory=list, metadata=_key("remotes"))
+    # free-form key/values kept for the caller (any type), e.g. the CNI plugin's container ID
+    labels: dict[str, str] = field(default_factory=dict, metadata=_key("labels"))
 
     def vlan_mode(self) -> str:
         """'access:10', 'trunk:10,20/native:5', or 'all' (unconfigured)."""

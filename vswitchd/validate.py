@@ -76,6 +76,27 @@ def distinct_addresses(values: list[str], field: str = "ip") -> list[str]:
     return values
 
 
+_LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9._/-]{1,63}$")
+MAX_LABELS, MAX_LABEL_VALUE = 32, 255
+
+
+def labels(value: object, field: str = "labels") -> dict[str, str]:
+    """A port's free-form labels: at most MAX_LABELS, keys 1..63 of [A-Za-z0-9._/-], string
+    values of at most MAX_LABEL_VALUE characters (what a name and a container ID need, and
+    small enough that no caller can bloat the store)."""
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, value, "must be a mapping of label names to strings")
+    if len(value) > MAX_LABELS:
+        raise InvalidArgument(field, f"{len(value)} labels", f"at most {MAX_LABELS} are allowed")
+    for key, text in value.items():
+        if not isinstance(key, str) or not _LABEL_KEY_RE.match(key):
+            raise InvalidArgument(field, key, "a label name is 1..63 of A-Z a-z 0-9 . _ / -")
+        if not isinstance(text, str) or len(text) > MAX_LABEL_VALUE:
+            raise InvalidArgument(f"{field}.{key}", text,
+                                  f"must be a string of at most {MAX_LABEL_VALUE} characters")
+    return dict(value)
+
+
 def mtu(value: int, field: str = "mtu") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not MTU_MIN <= value <= MTU_MAX:
         raise InvalidArgument(field, value, f"must be an integer in {MTU_MIN}..{MTU_MAX}")

@@ -123,6 +123,7 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
         local=a.local or "",
         dstport=a.dstport or 0,
         remotes=a.remote or [],
+        labels=dict(a.label or []),
     )
     p = c.stub.CreatePort(pb.CreatePortRequest(port=port, may_exist=a.may_exist), timeout=t)
     return [rows.port_row(p)]

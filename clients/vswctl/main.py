@@ -76,6 +76,14 @@ def _mac(text: str) -> str:
     return text
 
 
+def _label(text: str) -> tuple[str, str]:
+    """KEY=VALUE (the daemon checks the key's and value's rules)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 # WatchConfig.rate_limit's and PacketInConfig.rate_limit's range (proto/vswapi/switch.proto);
 # the daemon checks it too.
 MAX_WATCH_RATE = 1_000_000_000
@@ -235,6 +243,8 @@ COMMANDS: tuple[Command, ...] = (
             help="vxlan: this host's underlay address, the tunnel's source (default: by route)"),
         arg("--dstport", metavar="PORT", type=int, help="vxlan: UDP port (default 4789)"),
         REMOTE,
+        arg("--label", metavar="KEY=VALUE", type=_label, action="append",
+            help="a label kept with the port for its callers (repeatable)"),
         *_vlan_options(),
         XDP,
         _may_exist("port"),

@@ -102,6 +102,9 @@ def show_tree(rows: list[Row]) -> list[str]:
             for key in ("mac", "mtu", "owner"):
                 if p[key]:
                     lines.append(f"        {key}: {p[key]}")
+            if p.get("labels"):
+                lines.append("        labels: " + ", ".join(f"{k}={v}"
+                                                           for k, v in p["labels"].items()))
     return lines
 
 

@@ -136,6 +136,7 @@ def port_row(p: pb.Port) -> Row:
         "local": p.local,
         "dstport": p.dstport,
         "remotes": list(p.remotes),
+        "labels": dict(sorted(p.labels.items())),
         "revision": p.revision,
     }
 

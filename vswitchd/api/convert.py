@@ -54,6 +54,7 @@ def bridge_spec(msg: pb.Bridge) -> BridgeSpec:
 def port_spec(msg: pb.Port) -> PortSpec:
     values: dict[str, Any] = {n: list(getattr(msg, n)) if n in _LISTS else getattr(msg, n)
                               for n in _PORT_FIELDS}
+    values["labels"] = dict(msg.labels)
     return PortSpec(type=PORT_TYPE_FROM_PB.get(msg.type, f"enum value {msg.type}"),
                     xdp=xdp_mode(msg.xdp), **values)
 

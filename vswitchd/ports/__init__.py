@@ -55,6 +55,7 @@ def validate(spec: PortSpec) -> PortSpec:
     mtu = values.mtu(spec.mtu) if spec.mtu else 0
     vlan, trunks, native = values.vlan_mode(spec.vlan, spec.trunks, spec.native_vlan)
     xdp = values.xdp_mode(spec.xdp)  # every type takes it
+    labels = values.labels(spec.labels)  # and labels
     for name in _TYPED:
         value = getattr(spec, name)
         if name in drv.accepts or value == _UNSET[name] or value == _UNSET_TOO.get(name):
@@ -65,5 +66,5 @@ def validate(spec: PortSpec) -> PortSpec:
     cleared = {name: _UNSET_TOO.get(name, _UNSET[name]) for name in _TYPED
                if name not in drv.accepts}
     spec = replace(spec, **{"mtu": mtu, **cleared}, type=drv.type, vlan=vlan, trunks=trunks,
-                   native_vlan=native, xdp=xdp)
+                   native_vlan=native, xdp=xdp, labels=labels)
     return drv.validate(spec)
