@@ -9,8 +9,11 @@ KREL := $(shell uname -r)
 KBUILD := /lib/modules/$(KREL)/build
 # etcd-server: /usr/bin/etcd for tests/cluster (each test starts its own on free loopback ports;
 # the package's own service is not needed and, where policy-rc.d forbids it, not started)
+# podman, runc, containernetworking-plugins (host-local IPAM) and busybox-static (the image the
+# test builds itself): tests/netns/test_cni.py runs containers on a vswitchd-cni network; runc
+# because crun refuses these machines' hybrid cgroups (tests/netns/podman.py says what else).
 APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng \
-  etcd-server
+  etcd-server podman runc containernetworking-plugins busybox-static
 # only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C;
 # iperf3 for bench/tunnel_rate.py (TCP across the VXLAN tunnel)
 BENCH_APT_PACKAGES := linux-perf gcc iperf3
