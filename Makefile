@@ -97,6 +97,15 @@ bench: setup
 clean:
 	rm -rf $(VENV) $(PROTO_OUT) clients/vswapi/switch_pb2.pyi *.egg-info
 
+# The CNI plugin where container runtimes look for it (containerd and Kubernetes: /opt/cni/bin;
+# Debian's podman: /usr/lib/cni too). A link, so it follows this checkout's venv.
+CNI_BIN_DIR ?= /opt/cni/bin
+.PHONY: install-cni
+install-cni: setup
+	mkdir -p $(CNI_BIN_DIR)
+	ln -sfn $(CURDIR)/$(VENV)/bin/vswitchd-cni $(CNI_BIN_DIR)/vswitchd-cni
+	@echo "installed $(CNI_BIN_DIR)/vswitchd-cni -> $(CURDIR)/$(VENV)/bin/vswitchd-cni"
+
 # Install the systemd unit (Type=notify) with @PREFIX@ set to this checkout.
 # `systemctl stop vswitchd` leaves the datapath forwarding; `vswitchd --cleanup` removes it.
 .PHONY: install-service

@@ -167,6 +167,33 @@ def test_a_refused_port_gives_its_address_back(host, tmp_path):
     assert leases(tmp_path / "ipam") == set() and ports(host) == {}
 
 
+def test_vlan_keeps_two_networks_on_one_bridge_apart(host, tmp_path):
+    """Networks "red" (VLAN 10) and "blue" (VLAN 20) share bridge vlans0 and one subnet: a
+    container reaches its own network's containers only."""
+    host.start()
+
+    def network(name: str, vlan: int, first: int) -> dict:
+        ipam = {"type": "host-local", "dataDir": str(tmp_path / "ipam"), "ranges": [[{
+            "subnet": "10.68.0.0/24", "rangeStart": f"10.68.0.{first}",
+            "rangeEnd": f"10.68.0.{first + 9}"}]]}
+        return {**netconf(host, tmp_path, bridge="vlans0", isGateway=False, ipMasq=False,
+                          ipam=ipam), "name": name, "vlan": vlan}
+
+    red, blue = network("red", 10, 10), network("blue", 20, 20)
+    made = {}
+    for short, conf, cid in (("r1", red, "aa01"), ("r2", red, "aa02"), ("b1", blue, "bb01")):
+        ns = new_ns(host, short)
+        rc, res = cni("ADD", conf, cid, ns)
+        assert rc == 0, res
+        made[short] = (ns, res["ips"][0]["address"].split("/")[0])
+    assert {p["vlan"] for p in ports(host, "vlans0").values()} == {10, 20}
+    assert host.ping(made["r1"][0], made["r2"][1])
+    assert not host.ping(made["r1"][0], made["b1"][1], count=1)
+    for short, conf, cid in (("r1", red, "aa01"), ("r2", red, "aa02"), ("b1", blue, "bb01")):
+        assert cni("DEL", conf, cid, made[short][0]) == (0, None)
+    assert ports(host, "vlans0") == {}
+
+
 def test_podman_containers_on_a_vswitchd_network(host, tmp_path):
     """Two containers run by podman on a network whose plugin is vswitchd-cni: they reach each
     other and, through the bridge's gateway and NAT, a namespace outside; once stopped and
