@@ -134,11 +134,19 @@ class Switch:
         r = self._call("ListBridges", pb.ListBridgesRequest())
         return Listed(r.bridges, r.revision)
 
-    def update_bridge(self, name: str, *, nat: bool,
+    def update_bridge(self, name: str, *, nat: bool | None = None,
+                      addresses: Sequence[str] | None = None,
                       expected_revision: int | None = None) -> pb.Bridge:
-        req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=name, nat=nat),
-                                     expected_revision=expected_revision)
-        req.update_mask.paths.append("nat")
+        """Change what is given: NAT on or off, the bridge's own addresses (replaced)."""
+        if nat is None and addresses is None:
+            raise ValueError("update_bridge: give nat, addresses or both")
+        req = pb.UpdateBridgeRequest(
+            bridge=pb.Bridge(name=name, nat=bool(nat), addresses=list(addresses or ())),
+            expected_revision=expected_revision)
+        if addresses is not None:
+            req.update_mask.paths.append("addresses")
+        if nat is not None:
+            req.update_mask.paths.append("nat")
         return self._call("UpdateBridge", req)
 
     def delete_bridge(self, name: str, *, if_exists: bool = False,

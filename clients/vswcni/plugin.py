@@ -116,19 +116,29 @@ def _default_route(conf: NetConf, result: Result) -> str:
 
 def _ensure_bridge(sw: Switch, conf: NetConf, gateways: list[str]) -> None:
     """The bridge, made with the gateway addresses and NAT if it is missing; an existing one
-    must already hold the gateway addresses, and gets NAT when ipMasq asks."""
-    br = _call(f"create bridge {conf.bridge}", lambda: sw.create_bridge(
-        conf.bridge, datapath=conf.datapath or 0, addresses=gateways, nat=conf.ip_masq,
-        may_exist=True))
-    have = {str(ipaddress.ip_interface(a)) for a in br.addresses}
-    missing = [g for g in gateways if str(ipaddress.ip_interface(g)) not in have]
-    if missing:
-        raise CniError(INVALID_NETWORK_CONFIG,
-                       f"isGateway: bridge {conf.bridge} exists without the gateway address "
-                       f"{', '.join(missing)}", f"its addresses: {', '.join(br.addresses)}")
-    if conf.ip_masq and not br.nat:
-        _call(f"enable NAT on bridge {conf.bridge}",
-              lambda: sw.update_bridge(conf.bridge, nat=True))
+    gets the gateway addresses it lacks (as the reference bridge plugin adds them) and NAT
+    when ipMasq asks. Compare-and-swap on the bridge's revision: concurrent ADDs each see
+    the other's change and go again."""
+    for _attempt in range(5):
+        br = _call(f"create bridge {conf.bridge}", lambda: sw.create_bridge(
+            conf.bridge, datapath=conf.datapath or 0, addresses=gateways, nat=conf.ip_masq,
+            may_exist=True))
+        have = {str(ipaddress.ip_interface(a)) for a in br.addresses}
+        missing = [g for g in gateways if str(ipaddress.ip_interface(g)) not in have]
+        nat = True if conf.ip_masq and not br.nat else None
+        if not missing and nat is None:
+            return
+        try:
+            sw.update_bridge(conf.bridge, nat=nat, expected_revision=br.revision,
+                             addresses=[*br.addresses, *missing] if missing else None)
+            return
+        except vsw.Aborted:
+            continue  # changed meanwhile (another ADD): look again
+        except vsw.VswError as exc:
+            raise _refused(exc, f"give bridge {conf.bridge} the gateway "
+                                f"{', '.join(missing)}" if missing else
+                           f"enable NAT on bridge {conf.bridge}") from None
+    raise CniError(TRY_AGAIN_LATER, f"bridge {conf.bridge} kept changing meanwhile")
 
 
 def add(sw: Switch, conf: NetConf, env: Env, environ: dict[str, str]) -> Result:

@@ -155,8 +155,16 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
 
 
 def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
-    req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=a.nat))
-    req.update_mask.paths.append("nat")
+    addresses = a.ip is not None or a.no_ip
+    if not addresses and a.nat is None:
+        raise InputError(["set-br: one of the arguments --ip --no-ip --nat --no-nat is "
+                          "required"])
+    req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name=a.bridge, nat=bool(a.nat),
+                                                  addresses=a.ip or []))
+    if addresses:
+        req.update_mask.paths.append("addresses")
+    if a.nat is not None:
+        req.update_mask.paths.append("nat")
     b = c.stub.UpdateBridge(req, timeout=t)
     return [rows.bridge_row(b)]
 

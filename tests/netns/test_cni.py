@@ -167,6 +167,20 @@ def test_a_refused_port_gives_its_address_back(host, tmp_path):
     assert leases(tmp_path / "ipam") == set() and ports(host) == {}
 
 
+def test_an_existing_bridge_gets_the_gateway_and_nat(host, tmp_path):
+    """A bridge made beforehand without an address (vswctl add-br): ADD gives it the gateway
+    address and NAT, as the reference bridge plugin adds its gateway."""
+    host.start()
+    host.vswctl("add-br", "cni0")
+    ns = new_ns(host, "c")
+    rc, res = cni("ADD", netconf(host, tmp_path / "ipam"), CID_A, ns)
+    assert rc == 0, res
+    br = host.json("list-br")[0]
+    assert (br["addresses"], br["nat"]) == (["10.66.0.1/24"], True)
+    assert host.ping(ns, "10.66.0.1")
+    assert cni("DEL", netconf(host, tmp_path / "ipam"), CID_A, ns) == (0, None)
+
+
 def test_vlan_keeps_two_networks_on_one_bridge_apart(host, tmp_path):
     """Networks "red" (VLAN 10) and "blue" (VLAN 20) share bridge vlans0 and one subnet: a
     container reaches its own network's containers only."""

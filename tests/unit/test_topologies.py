@@ -180,6 +180,79 @@ def test_nat_failure_rolls_the_bridge_back(rig):
     assert snapshot(rig) == before and not rig.nat.forwarding  # forwarding turned back off
 
 
+def test_bridge_addresses_change_at_run_time(rig):
+    """UpdateBridge "addresses": replaced as a whole, the NAT rule follows the new subnet,
+    stored, and a restart puts them back."""
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"], nat=True))
+    sw.create_bridge(BridgeSpec("br1", addresses=["10.20.0.1/24"]))
+    sw.create_port("br0", PortSpec("c1", netns="c1", addresses=["10.11.0.2/24"]))
+    before_rev = sw.get_bridge("br0").revision
+    view = sw.update_bridge("br0", addresses=["10.11.0.1/24", "fd00::1/64"])
+    assert view.spec.addresses == ["10.11.0.1/24", "fd00::1/64"]
+    assert view.revision > before_rev
+    assert rig.links.addresses["br0"] == ["10.11.0.1/24", "fd00::1/64"]
+    assert rig.nat.rules == {"br0": "10.11.0.0/24"}
+    assert rig.stored()["br0"]["addresses"] == ["10.11.0.1/24", "fd00::1/64"]
+    rig.links.addresses["br0"] = []  # lost while the daemon was down
+    rig.new_switch().reconcile()
+    assert rig.links.addresses["br0"] == ["10.11.0.1/24", "fd00::1/64"]
+
+
+@pytest.mark.parametrize("addresses, says", [
+    (["10.20.0.9/24"], "overlaps 10.20.0.1/24 of bridge br1"),
+    (["10.9.0.2/24"], "already the address of port c1"),
+    (["10.9.0.1/24", "10.9.0.1/16"], "given twice"),
+    (["fd00::1/64"], "needs an IPv4 address"),  # the bridge masquerades
+    (["10.9.0.300/24"], "ip"),
+])
+def test_bad_bridge_addresses_change_nothing(rig, addresses, says):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"], nat=True))
+    sw.create_bridge(BridgeSpec("br1", addresses=["10.20.0.1/24"]))
+    sw.create_port("br0", PortSpec("c1", netns="c1", addresses=["10.9.0.2/24"]))
+    before = snapshot(rig)
+    with pytest.raises(InvalidArgument, match=says):
+        sw.update_bridge("br0", addresses=addresses)
+    assert snapshot(rig) == before and rig.nat.rules["br0"] == "10.9.0.0/24"
+
+
+def test_a_failed_nat_change_puts_the_addresses_back(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"], nat=True))
+    before = snapshot(rig)
+    rig.nat.fail = FailedPrecondition("nftables refused the NAT change: boom")
+    with pytest.raises(FailedPrecondition, match="boom"):
+        sw.update_bridge("br0", addresses=["10.12.0.1/24"])
+    assert snapshot(rig) == before and rig.links.addresses["br0"] == ["10.9.0.1/24"]
+
+
+def test_update_bridge_addresses_over_grpc_and_vswapi(rig):
+    from types import SimpleNamespace
+
+    from fakes import serve_switch
+
+    from vswapi.controller import Switch
+
+    rig.switch.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"]))
+    with serve_switch(rig.switch) as stub:
+        req = pb.UpdateBridgeRequest(bridge=pb.Bridge(name="br0", addresses=["10.8.0.1/24"],
+                                                      nat=True))
+        req.update_mask.paths.append("addresses")  # nat is not in the mask: left alone
+        got = stub.UpdateBridge(req)
+        assert (list(got.addresses), got.nat) == (["10.8.0.1/24"], False)
+        bad = pb.UpdateBridgeRequest(bridge=pb.Bridge(name="br0"))
+        bad.update_mask.paths.append("mac")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.UpdateBridge(bad)
+        assert "only addresses, nat can be changed" in err.value.details()
+        sw = Switch(SimpleNamespace(stub=stub))  # the library's calls over this stub
+        got = sw.update_bridge("br0", addresses=["10.7.0.1/24"], nat=True)
+        assert (list(got.addresses), got.nat) == (["10.7.0.1/24"], True)
+        with pytest.raises(ValueError):
+            sw.update_bridge("br0")
+
+
 def test_overlapping_bridge_subnets(rig):
     sw = rig.switch
     sw.create_bridge(BridgeSpec("br0", addresses=["10.9.0.1/24"]))

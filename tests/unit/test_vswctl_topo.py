@@ -51,6 +51,21 @@ def test_add_br_nat_and_set_br(daemon):  # noqa: F811
     req = daemon.fake.only("UpdateBridge")
     assert (req.bridge.name, req.bridge.nat, list(req.update_mask.paths)) == (
         "br0", False, ["nat"])
+    daemon.fake.requests.clear()
+    assert daemon.run("set-br", "br0", "--ip", "10.8.0.1/24", "--ip", "fd00::1/64")[0] == 0
+    req = daemon.fake.only("UpdateBridge")
+    assert (list(req.bridge.addresses), list(req.update_mask.paths)) == (
+        ["10.8.0.1/24", "fd00::1/64"], ["addresses"])
+    daemon.fake.requests.clear()
+    assert daemon.run("set-br", "br0", "--no-ip", "--nat")[0] == 0
+    req = daemon.fake.only("UpdateBridge")
+    assert (list(req.bridge.addresses), req.bridge.nat, list(req.update_mask.paths)) == (
+        [], True, ["addresses", "nat"])
+    daemon.fake.requests.clear()
+    rc, _, err = daemon.run("set-br", "br0")
+    assert rc == 1 and "one of the arguments --ip --no-ip --nat --no-nat" in err
+    rc, _, err = daemon.run("set-br", "br0", "--ip", "10.8.0.1/24", "--no-ip")
+    assert rc == 1 and daemon.fake.requests == []
 
 
 def test_set_port_sends_the_whole_vlan_mode(daemon):  # noqa: F811

@@ -158,9 +158,12 @@ class SwitchServicer(pb_grpc.SwitchServicer):
 
     @_rpc
     def UpdateBridge(self, request: pb.UpdateBridgeRequest) -> pb.Bridge:  # noqa: N802
-        _only_paths(request, {"nat"})
-        view = self.switch.update_bridge(request.bridge.name, nat=request.bridge.nat,
-                                         expected_revision=_expected(request))
+        paths = _only_paths(request, {"nat", "addresses"})
+        bridge = request.bridge
+        view = self.switch.update_bridge(
+            bridge.name, nat=bridge.nat if "nat" in paths else None,
+            addresses=list(bridge.addresses) if "addresses" in paths else None,
+            expected_revision=_expected(request))
         return convert.bridge_msg(view)
 
     @_rpc

@@ -180,11 +180,15 @@ class Switch:
             return True
 
     def update_bridge(self, name: str, nat: bool | None = None,
-                      expected_revision: int | None = None) -> BridgeView:
-        """Change a bridge's settings at run time (today: NAT on or off)."""
+                      expected_revision: int | None = None,
+                      addresses: list[str] | None = None) -> BridgeView:
+        """Change a bridge's settings at run time: its own addresses (replaced as a whole),
+        NAT on or off; both at once are one change (addresses first: NAT needs one)."""
         with self._change() as txn:
             br = self.ctx.bridge(name)
             check_revision(f"bridge {name}", expected_revision, br.facts.revision)
+            if addresses is not None:
+                self.bridges.set_addresses(br, addresses, txn)
             if nat is not None:
                 self.bridges.set_nat(br, nat, txn)
         return self.get_bridge(name)

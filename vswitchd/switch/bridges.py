@@ -128,6 +128,38 @@ class BridgeManager:
                  lambda: setattr(br.spec, "nat", not nat))
         log.info("bridge %s: NAT %s", br.name, "on" if nat else "off")
 
+    def set_addresses(self, br: Bridge, addresses: list[str], txn: Txn) -> None:
+        """Replace the bridge's own addresses (an uplink's stay); a NAT bridge's rule follows
+        its new IPv4 subnet."""
+        addresses = validate.distinct_addresses([validate.cidr(a, "ip") for a in addresses])
+        old = list(br.spec.addresses)
+        if addresses == old:
+            return
+        ctx = self.ctx
+        check_overlap(ctx.bridges.values(), br.name, addresses)
+        uplink = [a for a in bridge_addresses(br) if a not in old]
+        validate.distinct_addresses(addresses + uplink)  # not one the uplink brought
+        held = {ipaddress.ip_interface(a).ip: p.name for p in br.ports.values()
+                for a in p.spec.addresses}
+        for cidr in addresses:
+            port = held.get(ipaddress.ip_interface(cidr).ip)
+            if port is not None:
+                raise InvalidArgument("ip", cidr, f"is already the address of port {port} of "
+                                      f"bridge {br.name}")
+        if br.spec.nat:
+            new_subnet, old_subnet = nat_subnet(addresses), nat_subnet(old)
+        txn.step(f"set the addresses of bridge {br.name}",
+                 lambda: ctx.links.set_addresses(br.name, addresses + uplink),
+                 lambda: ctx.links.set_addresses(br.name, old + uplink))
+        if br.spec.nat and new_subnet != old_subnet:
+            impl = self.nat()
+            txn.step(f"masquerade {new_subnet} for {br.name}",
+                     lambda: impl.masquerade(br.name, new_subnet),
+                     lambda: impl.masquerade(br.name, old_subnet))
+        txn.step("set the bridge's addresses", lambda: setattr(br.spec, "addresses", addresses),
+                 lambda: setattr(br.spec, "addresses", old))
+        log.info("bridge %s: addresses %s", br.name, ", ".join(addresses) or "none")
+
     def enable_nat(self, nat: NatApi, br: Bridge, txn: Txn) -> None:
         subnet = nat_subnet(br.spec.addresses)
         if nat.enable_ip_forwarding():  # False: it was on already, nothing to undo
