@@ -181,6 +181,30 @@ def test_an_existing_bridge_gets_the_gateway_and_nat(host, tmp_path):
     assert cni("DEL", netconf(host, tmp_path / "ipam"), CID_A, ns) == (0, None)
 
 
+def test_concurrent_adds_and_dels(host, tmp_path):
+    """A runtime starting four containers at once on a bridge that does not exist yet (a
+    kernel-datapath one this time): every ADD succeeds with its own address, the bridge gets
+    its gateway once; four DELs at once leave nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host.start()
+    conf = netconf(host, tmp_path / "ipam", datapath="kernel")
+    cids = [f"{i}c" * 8 for i in range(4)]
+    nss = [new_ns(host, f"p{i}") for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: cni("ADD", conf, cids[i], nss[i]), range(4)))
+    assert [rc for rc, _ in results] == [0] * 4, results
+    addresses = {res["ips"][0]["address"] for _, res in results}
+    assert len(addresses) == 4
+    br = host.json("list-br")[0]
+    assert (br["datapath"], br["addresses"], br["nat"]) == ("kernel", ["10.66.0.1/24"], True)
+    assert host.ping(nss[0], results[3][1]["ips"][0]["address"].split("/")[0])
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(lambda i: cni("DEL", conf, cids[i], nss[i]), range(4)))
+    assert done == [(0, None)] * 4
+    assert ports(host) == {} and leases(tmp_path / "ipam") == set()
+
+
 def test_vlan_keeps_two_networks_on_one_bridge_apart(host, tmp_path):
     """Networks "red" (VLAN 10) and "blue" (VLAN 20) share bridge vlans0 and one subnet: a
     container reaches its own network's containers only."""
