@@ -125,6 +125,7 @@ class FakeLinks(_Failing):
     def __init__(self, netns: FakeNetns | None = None) -> None:
         super().__init__()
         self.table: dict[str, LinkInfo] = {}
+        self.snapshots = 0                         # snapshot() entered
         self.next_ifindex = 10
         self.addresses: dict[str, list[str]] = {}
         self.veth_peer: dict[str, tuple[str, str]] = {}  # host name -> (netns, peer name)
@@ -212,6 +213,12 @@ class FakeLinks(_Failing):
         return info
 
     # ---- Links API -----------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The table is always current here; the count shows which reads took one."""
+        self.snapshots += 1
+        yield
 
     def get(self, name: str) -> LinkInfo | None:
         return self.table.get(name)
@@ -652,7 +659,8 @@ class FakeDatapath(_Failing):
             self.xdp[ifindex] = state
         return state
 
-    def port_xdp(self, ifindex: int) -> XdpState:
+    def port_xdp(self, ifindex: int,
+                 device_progs: dict[str, int] | None = None) -> XdpState:
         if ifindex not in self.ports:
             raise NotFound(f"ifindex {ifindex} is not a port of the datapath")
         return self.xdp.get(ifindex, XdpState("off"))

@@ -94,7 +94,7 @@ class EbpfBackend:
         if info is None:
             return XdpState("off", f"interface {port} is missing")
         try:
-            return self.dp.port_xdp(info.ifindex)
+            return self.dp.port_xdp(info.ifindex, dict(info.xdp_progs))
         except SwitchError as exc:
             return XdpState("off", str(exc))
 

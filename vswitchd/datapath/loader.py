@@ -296,12 +296,13 @@ class Datapath:
             self._sync_xdp(port.bridge)
             return state
 
-    def port_xdp(self, ifindex: int) -> XdpState:
-        """The XDP program the port has now (as the kernel says), with the reason its attach
-        gave (why auto fell back to generic)."""
+    def port_xdp(self, ifindex: int, device_progs: dict[str, int] | None = None) -> XdpState:
+        """The XDP program the port has now (as the kernel says: DEVICE_PROGS, the device's
+        IFLA_XDP program ids when the caller has them), with the reason its attach gave (why
+        auto fell back to generic)."""
         with self._lock:
             self._check_open()
-            state = xdp.state(self.bpffs_dir, ifindex)
+            state = xdp.state(self.bpffs_dir, ifindex, device_progs)
             attached = self._xdp_attached.get(ifindex)
             if attached is None and state.mode == "off":
                 return XdpState("off")  # as asked: nothing to explain

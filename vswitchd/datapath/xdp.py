@@ -40,6 +40,7 @@ from vswitchd.datapath.bpfsys import (
 )
 from vswitchd.datapath.tcx import detach_pinned, pin_link
 from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, Unavailable
+from vswitchd.netlink._util import xdp_programs
 from vswitchd.netlink.errors import device_error
 
 XDP_DIR = "xdp"  # under the datapath's bpffs directory
@@ -56,8 +57,6 @@ _NATIVE_REFUSED = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ERANGE, errno
 # Another program holds the hook: EBUSY (same mode, or another link), EEXIST (the other mode,
 # or an upper device's program).
 _OCCUPIED = frozenset({errno.EBUSY, errno.EEXIST})
-_IFLA_XDP_PROG_ID = {"native": "IFLA_XDP_DRV_PROG_ID", "generic": "IFLA_XDP_SKB_PROG_ID",
-                     "offload": "IFLA_XDP_HW_PROG_ID"}
 _LINK_INFO_PROG_ID = 8  # struct bpf_link_info: type, id, prog_id, pad, then xdp.ifindex
 _LINK_INFO_XDP_IFINDEX = 16
 SIOCETHTOOL = 0x8946
@@ -116,14 +115,7 @@ def _device(ifindex: int) -> tuple[str, str, dict[str, int]]:
         raise device_error(exc, ifindex) from None
     linkinfo = msg.get_attr("IFLA_LINKINFO")
     kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
-    progs = {}
-    xdp = msg.get_attr("IFLA_XDP")
-    if xdp is not None:
-        for mode, attr in _IFLA_XDP_PROG_ID.items():
-            prog_id = xdp.get_attr(attr)
-            if prog_id:
-                progs[mode] = prog_id
-    return msg.get_attr("IFLA_IFNAME") or f"ifindex {ifindex}", kind, progs
+    return msg.get_attr("IFLA_IFNAME") or f"ifindex {ifindex}", kind, xdp_programs(msg)
 
 
 def _name(ifindex: int) -> str:
@@ -274,9 +266,11 @@ def detach(bpffs_dir: str, ifindex: int) -> bool:
     return detach_pinned(pin_path(bpffs_dir, ifindex))
 
 
-def state(bpffs_dir: str, ifindex: int) -> XdpState:
+def state(bpffs_dir: str, ifindex: int,
+          device_progs: dict[str, int] | None = None) -> XdpState:
     """The mode the device runs the program of our pinned link in, as the kernel reports it
-    (IFLA_XDP of the device in the current netns); "off" with the reason when none runs."""
+    (IFLA_XDP of the device in the current netns: DEVICE_PROGS when the caller has just read
+    them, else asked for); "off" with the reason when none runs."""
     link_fd = _open_pin(pin_path(bpffs_dir, ifindex))
     if link_fd is None:
         return XdpState("off", "no XDP link pinned")
@@ -288,7 +282,7 @@ def state(bpffs_dir: str, ifindex: int) -> XdpState:
         return XdpState("off", "the pinned link is defunct: its device is gone")
     if link_ifindex != ifindex:
         return XdpState("off", f"the pinned link is on ifindex {link_ifindex}")
-    progs = _device(ifindex)[2]
+    progs = _device(ifindex)[2] if device_progs is None else device_progs
     mode = _mode_of(prog_id, progs)
     if mode is None:
         return XdpState("off", f"the link's program {prog_id} is not on the device "

@@ -26,6 +26,22 @@ def _kernel(action: str, **kw: Any) -> Iterator[None]:
         raise translate(exc, action, **kw) from exc
 
 
+IFLA_XDP_PROG_IDS = {"native": "IFLA_XDP_DRV_PROG_ID", "generic": "IFLA_XDP_SKB_PROG_ID",
+                     "offload": "IFLA_XDP_HW_PROG_ID"}
+
+
+def xdp_programs(msg: Any) -> dict[str, int]:
+    """{mode: program id} of the XDP programs on the device of a link message (IFLA_XDP)."""
+    progs = {}
+    xdp = msg.get_attr("IFLA_XDP")
+    if xdp is not None:
+        for mode, attr in IFLA_XDP_PROG_IDS.items():
+            prog_id = xdp.get_attr(attr)
+            if prog_id:
+                progs[mode] = prog_id
+    return progs
+
+
 def _to_info(msg: Any) -> LinkInfo:
     linkinfo = msg.get_attr("IFLA_LINKINFO")
     kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
@@ -39,6 +55,7 @@ def _to_info(msg: Any) -> LinkInfo:
         mtu=msg.get_attr("IFLA_MTU") or 0,
         up=bool(msg["flags"] & IFF_UP),
         operstate=msg.get_attr("IFLA_OPERSTATE") or "UNKNOWN",
+        xdp_progs=tuple(xdp_programs(msg).items()),
     )
 
 

@@ -12,6 +12,7 @@ interleave with another.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import ipaddress
@@ -19,7 +20,7 @@ import os
 import pwd
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from vswitchd.errors import (
     SwitchError,
     Unavailable,
 )
+from vswitchd.netlink import linkdump
 from vswitchd.netlink import netns as _netns
 from vswitchd.netlink import vxlan as _vxlan
 from vswitchd.netlink._util import IFF_UP, _get, _kernel, _quiet, _require, _to_info
@@ -140,6 +142,18 @@ def _route_kw(route: Route) -> dict[str, Any]:
     return kw
 
 
+def _link_stats(msg: Any) -> LinkStats:
+    s = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS") or {}
+    return LinkStats(
+        rx_packets=s.get("rx_packets", 0),
+        rx_bytes=s.get("rx_bytes", 0),
+        tx_packets=s.get("tx_packets", 0),
+        tx_bytes=s.get("tx_bytes", 0),
+        rx_dropped=s.get("rx_dropped", 0),
+        tx_dropped=s.get("tx_dropped", 0),
+    )
+
+
 class Links:
     """Link management for one daemon; wraps one pyroute2 IPRoute on a private worker thread."""
 
@@ -147,6 +161,7 @@ class Links:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsw-netlink")
         self._closed = False
         self._lock = threading.Lock()
+        self._snap = threading.local()  # snapshot(): this thread's dump of the links
         try:
             self._ipr: IPRoute = self._pool.submit(IPRoute).result()
         except BaseException:
@@ -181,7 +196,31 @@ class Links:
 
     # ---- queries -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within it, this thread's get(), get_by_index() and stats() answer from one dump of
+        every link (vswitchd.netlink.linkdump), taken on entry: a listing of N ports asks the
+        kernel once, not 3 N times. For reads only (a change made meanwhile is not seen);
+        other threads are unaffected."""
+        if getattr(self._snap, "links", None) is not None:
+            yield  # nested: the outer snapshot serves
+            return
+
+        self._snap.links = linkdump.dump()
+        try:
+            yield
+        finally:
+            self._snap.links = None
+
+    def _snapshot(self) -> dict[str, tuple[LinkInfo, LinkStats]] | None:
+        return getattr(self._snap, "links", None)
+
     def get(self, name: str) -> LinkInfo | None:
+        snap = self._snapshot()
+        if snap is not None:
+            found = snap.get(name)
+            return found[0] if found is not None else None
+
         def work() -> LinkInfo | None:
             msg = _get(self._ipr, name)
             return _to_info(msg) if msg is not None else None
@@ -189,6 +228,10 @@ class Links:
         return self._run(work)
 
     def get_by_index(self, ifindex: int) -> LinkInfo | None:
+        snap = self._snapshot()
+        if snap is not None:
+            return next((info for info, _ in snap.values() if info.ifindex == ifindex), None)
+
         def work() -> LinkInfo | None:
             try:
                 return _to_info(self._ipr.link("get", index=ifindex)[0])
@@ -200,19 +243,12 @@ class Links:
         return self._run(work)
 
     def stats(self, name: str) -> LinkStats:
-        def work() -> LinkStats:
-            msg = _require(self._ipr, name)
-            s = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS") or {}
-            return LinkStats(
-                rx_packets=s.get("rx_packets", 0),
-                rx_bytes=s.get("rx_bytes", 0),
-                tx_packets=s.get("tx_packets", 0),
-                tx_bytes=s.get("tx_bytes", 0),
-                rx_dropped=s.get("rx_dropped", 0),
-                tx_dropped=s.get("tx_dropped", 0),
-            )
-
-        return self._run(work)
+        snap = self._snapshot()
+        if snap is not None:
+            if name not in snap:
+                raise NotFound(f"interface {name} does not exist")
+            return snap[name][1]
+        return self._run(lambda: _link_stats(_require(self._ipr, name)))
 
     # ---- bridges -------------------------------------------------------------------------
 

@@ -15,6 +15,9 @@ class LinkInfo:
     mtu: int
     up: bool  # administratively up (IFF_UP)
     operstate: str  # 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
+    # the XDP programs the kernel runs on it: (mode, program id) per mode attached, from
+    # IFLA_XDP ("native", "generic", "offload")
+    xdp_progs: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

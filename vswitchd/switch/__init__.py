@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import ModuleType
 from typing import TypeVar
 
@@ -56,6 +56,7 @@ from vswitchd.views import BridgeView, FdbView, FlowView, PortView, StatsView, S
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SNAPSHOT_PORTS = 8  # a listing of more ports than this reads one dump of the links
 
 
 def stored_revision(store: StateStore) -> int:
@@ -193,14 +194,24 @@ class Switch:
                 self.bridges.set_nat(br, nat, txn)
         return self.get_bridge(name)
 
+    def _reading(self, ports: int) -> AbstractContextManager[None]:
+        """For a listing of PORTS ports (the caller holds the lock): past a few, one dump of
+        the links (Links.snapshot) serves their interfaces, where a netlink request each
+        costs about a millisecond, several times a port; for a few, the requests are cheaper
+        than a dump of every link on the host."""
+        return self.ctx.links.snapshot() if ports > SNAPSHOT_PORTS else nullcontext()
+
     def get_bridge(self, name: str) -> BridgeView:
         with self._lock:
-            return self.bridges.view(self.ctx.bridge(name))
+            br = self.ctx.bridge(name)
+            with self._reading(len(br.ports)):
+                return self.bridges.view(br)
 
     def list_bridges(self) -> list[BridgeView]:
         with self._lock:
-            return [self.bridges.view(b) for b in sorted(self.ctx.bridges.values(),
-                                                         key=lambda b: b.name)]
+            bridges = sorted(self.ctx.bridges.values(), key=lambda b: b.name)
+            with self._reading(sum(len(b.ports) for b in bridges)):
+                return [self.bridges.view(b) for b in bridges]
 
     # ---- ports ---------------------------------------------------------------------------
 
@@ -247,11 +258,15 @@ class Switch:
 
     def list_ports(self, bridge: str) -> list[PortView]:
         with self._lock:
-            return self.ports.views(self.ctx.bridge(bridge))
+            br = self.ctx.bridge(bridge)
+            with self._reading(len(br.ports)):
+                return self.ports.views(br)
 
     def port_stats(self, bridge: str, port: str = "") -> list[StatsView]:
         with self._lock:
-            return self.ports.stats(self.ctx.bridge(bridge), port)
+            br = self.ctx.bridge(bridge)
+            with self._reading(0 if port else len(br.ports)):
+                return self.ports.stats(br, port)
 
     # ---- FDB -----------------------------------------------------------------------------
 
@@ -260,7 +275,8 @@ class Switch:
         last listing are published first)."""
         with self._lock:
             br = self.ctx.bridge(bridge)
-            views = self.recorder.fdb(br, self.fdb.list(br))
+            with self._reading(len(br.ports)):  # the entries' ports by ifindex
+                views = self.recorder.fdb(br, self.fdb.list(br))
             self._keep_revision()
             return views
 
@@ -477,6 +493,12 @@ class Switch:
             return {"rate_limit": self.packet_in.rate, "sent": c.sent,
                     "rate_limited": c.rate_limited, "ring_full": c.ring_full,
                     "unwatched": c.unwatched}
+
+    def stream_losses(self) -> dict[str, int]:
+        """Events the watch and packet-in streams lost since start (queue full, datapath rate
+        limit, full ring): what the metrics count."""
+        with self._lock:
+            return {"watch": self.tracing.lost(), "packet_in": self.packet_in.lost()}
 
     def set_packet_in_rate(self, rate: int) -> dict[str, int]:
         """Give the datapath a new packet-in rate limit and store it (it outlives restarts);

@@ -1,0 +1,49 @@
+"""The one-dump link reader (vswitchd.netlink.linkdump) against pyroute2's view of the same
+links, and Links.snapshot(), which serves listings from it."""
+
+from __future__ import annotations
+
+import threading
+
+from pyroute2 import IPRoute
+
+from vswitchd.netlink import linkdump
+from vswitchd.netlink.links import Links
+
+
+def test_the_dump_agrees_with_pyroute2(links: Links, ipr: IPRoute, make_ns, ifnames) -> None:
+    br, member, tap, veth = ifnames("br"), ifnames("tm"), ifnames("tp"), ifnames("ve")
+    links.create_bridge(br, ["10.99.0.1/24"], mac="02:00:00:00:99:01")
+    links.create_tap(member, mtu=1400)
+    links.enslave(member, br)
+    links.create_tap(tap)
+    links.create_veth(veth, "eth0", make_ns())
+    dumped = linkdump.dump()
+    for name in (br, member, tap, veth, "lo"):
+        info, stats = dumped[name]
+        assert info == links.get(name), name
+        later = links.stats(name)  # counters only grow (a veth may send IPv6 meanwhile)
+        assert all(getattr(stats, f) <= getattr(later, f) for f in later.__dataclass_fields__)
+    assert dumped[tap][1] == links.stats(tap)  # a TAP nobody holds moves nothing
+    assert dumped[br][0].kind == "bridge" and dumped[br][0].mac == "02:00:00:00:99:01"
+    assert dumped[member][0].master == dumped[br][0].ifindex and dumped[member][0].mtu == 1400
+    assert dumped[tap][0].kind == "tun" and dumped[veth][0].kind == "veth"
+    assert dumped["lo"][0].operstate == "UNKNOWN" and dumped["lo"][0].up
+
+
+def test_a_snapshot_serves_its_thread_only(links: Links, ifnames) -> None:
+    first, later = ifnames("sa"), ifnames("sb")
+    links.create_tap(first)
+    with links.snapshot():
+        info = links.get(first)
+        assert info is not None and links.get_by_index(info.ifindex) == info
+        links.create_tap(later)
+        assert links.get(later) is None  # taken before: a read-only view of one moment
+        seen = []
+        other = threading.Thread(target=lambda: seen.append(links.get(later)))
+        other.start()
+        other.join()
+        assert seen[0] is not None and seen[0].name == later  # other threads ask the kernel
+        with links.snapshot():  # nested: the same view
+            assert links.get(later) is None
+    assert links.get(later) is not None

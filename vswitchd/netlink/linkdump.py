@@ -1,0 +1,124 @@
+"""Every link of the current network namespace in one RTM_GETLINK dump, parsed here.
+
+pyroute2 parses each message into a full object tree: about 0.75 ms a link on these machines,
+so a dump of 1 000 links took most of a second. A listing needs a handful of attributes
+(name, index, kind, master, MAC, MTU, flags, operstate, XDP program ids, counters), which
+struct reads in microseconds. Everything else stays with pyroute2 (vswitchd.netlink.links).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+from vswitchd.errors import Unavailable
+from vswitchd.netlink._util import IFF_UP
+from vswitchd.netlink.types import LinkInfo, LinkStats
+
+_NLMSG = struct.Struct("=LHHLL")         # nlmsghdr: len, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")       # ifinfomsg: family, type, index, flags, change
+_RTA = struct.Struct("=HH")              # rtattr: len, type
+_STATS64 = struct.Struct("=8Q")          # rtnl_link_stats64, its first eight counters
+NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, RTM_GETLINK = 2, 3, 16, 18
+NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
+IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP = 16, 18, 23, 43
+IFLA_INFO_KIND = 1
+_XDP_PROG_IDS = {5: "native", 6: "generic", 7: "offload"}  # IFLA_XDP_{DRV,SKB,HW}_PROG_ID
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+_NESTED = 0x8000  # NLA_F_NESTED, set by some kernels on nested attributes
+
+
+def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
+    """{type: (offset, end)} of the attributes in data[start:end]."""
+    out = {}
+    while start + 4 <= end:
+        length, kind = _RTA.unpack_from(data, start)
+        if length < 4:
+            break
+        out[kind & ~_NESTED] = (start + 4, start + length)
+        start += (length + 3) & ~3
+    return out
+
+
+def _parse(data: bytes, offset: int, end: int) -> tuple[LinkInfo, LinkStats]:
+    _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
+    a = _attrs(data, offset + _IFINFO.size, end)
+
+    def raw(kind: int) -> bytes:
+        lo, hi = a[kind]
+        return data[lo:hi]
+
+    def u32(kind: int) -> int:
+        return struct.unpack_from("=I", data, a[kind][0])[0] if kind in a else 0
+
+    kind = ""
+    if IFLA_LINKINFO in a:
+        info = _attrs(data, *a[IFLA_LINKINFO])
+        if IFLA_INFO_KIND in info:
+            lo, hi = info[IFLA_INFO_KIND]
+            kind = data[lo:hi].split(b"\0", 1)[0].decode()
+    progs: list[tuple[str, int]] = []
+    if IFLA_XDP in a:
+        xdp = _attrs(data, *a[IFLA_XDP])
+        for attr, mode in _XDP_PROG_IDS.items():
+            if attr in xdp:
+                prog_id = struct.unpack_from("=I", data, xdp[attr][0])[0]
+                if prog_id:
+                    progs.append((mode, prog_id))
+    state = data[a[IFLA_OPERSTATE][0]] if IFLA_OPERSTATE in a else 0
+    mac = raw(IFLA_ADDRESS).hex(":") if IFLA_ADDRESS in a else ""
+    info = LinkInfo(
+        name=raw(IFLA_IFNAME).split(b"\0", 1)[0].decode(),
+        ifindex=index, kind=kind, master=u32(IFLA_MASTER) or None, mac=mac,
+        mtu=u32(IFLA_MTU), up=bool(flags & IFF_UP),
+        operstate=_OPERSTATES[state] if state < len(_OPERSTATES) else "UNKNOWN",
+        xdp_progs=tuple(progs))
+    c = _STATS64.unpack_from(data, a[IFLA_STATS64][0]) if IFLA_STATS64 in a else (0,) * 8
+    # rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes, rx_errors, tx_errors,
+    # rx_dropped, tx_dropped
+    return info, LinkStats(rx_packets=c[0], rx_bytes=c[2], tx_packets=c[1], tx_bytes=c[3],
+                           rx_dropped=c[6], tx_dropped=c[7])
+
+
+def dump(attempts: int = 3) -> dict[str, tuple[LinkInfo, LinkStats]]:
+    """{name: (info, counters)} of every link; a dump the kernel marks interrupted (links
+    changed meanwhile) is taken again."""
+    for _ in range(attempts):
+        out, interrupted = _dump_once()
+        if not interrupted:
+            return out
+    return out
+
+
+def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                       socket.NETLINK_ROUTE) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.bind((0, 0))
+        seq = int.from_bytes(os.urandom(4), "little") or 1
+        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK,
+                              NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
+        out: dict[str, tuple[LinkInfo, LinkStats]] = {}
+        interrupted = False
+        while True:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset + _NLMSG.size <= len(data):
+                length, kind, flags, msg_seq, _pid = _NLMSG.unpack_from(data, offset)
+                if length < _NLMSG.size:
+                    raise Unavailable("netlink: a malformed link dump")
+                end = offset + length
+                if msg_seq == seq:
+                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                    if kind == NLMSG_DONE:
+                        return out, interrupted
+                    if kind == NLMSG_ERROR:
+                        errno_ = -struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
+                        raise Unavailable(f"netlink: link dump failed: {os.strerror(errno_)}")
+                    if kind == RTM_NEWLINK:
+                        info, stats = _parse(data, offset + _NLMSG.size, end)
+                        out[info.name] = (info, stats)
+                offset = (end + 3) & ~3
