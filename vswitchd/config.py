@@ -17,10 +17,19 @@ from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
-__all__ = ["DATAPATHS", "Config", "ConfigError", "PacketInSettings", "TcpListener",
-           "WatchSettings", "load", "override", "parse"]
+__all__ = ["DATAPATHS", "Config", "ConfigError", "MetricsSettings", "PacketInSettings",
+           "TcpListener", "WatchSettings", "load", "metrics_address", "override", "parse"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def metrics_address(address: str) -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets) -> (host, port); ValueError saying what is wrong."""
+    host, sep, port_text = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("must be HOST:PORT with a port in 1..65535 (e.g. 127.0.0.1:9476)")
+    return host, int(port_text)
 
 
 @dataclass
@@ -60,6 +69,13 @@ class EventSettings:
 
 
 @dataclass
+class MetricsSettings:
+    """`metrics:` (Prometheus, vswitchd.metrics); the section absent = no metrics listener."""
+
+    address: str = ""  # HOST:PORT of the /metrics listener, e.g. 127.0.0.1:9476
+
+
+@dataclass
 class Config:
     socket: str = "/run/vswitchd/vswitchd.sock"
     state_dir: str = "/var/lib/vswitchd"
@@ -71,6 +87,7 @@ class Config:
     watch: WatchSettings = field(default_factory=WatchSettings)
     packet_in: PacketInSettings = field(default_factory=PacketInSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    metrics: MetricsSettings | None = None
     # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
     # `bridges:` section and the daemon leaves declared state alone.
     bridges: dict | None = None
@@ -89,6 +106,7 @@ _SCHEMA: dict[str, type] = {
     "watch": dict,
     "packet_in": dict,
     "events": dict,
+    "metrics": dict,
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
@@ -96,6 +114,7 @@ _TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
 _WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 _PACKET_IN_SCHEMA: dict[str, type] = {"rate_limit": int}
 _EVENTS_SCHEMA: dict[str, type] = {"history": int}
+_METRICS_SCHEMA: dict[str, type] = {"address": str}
 MAX_HISTORY = 10_000_000
 
 
@@ -155,6 +174,17 @@ def _check_values(cfg: Config) -> None:
             not 1 <= history <= MAX_HISTORY:
         raise ConfigError(f"{origin('events.history')}: events.history: {history!r} is not in "
                           f"1..{MAX_HISTORY} (events held for resuming subscribers)")
+    if cfg.metrics is not None:
+        address = cfg.metrics.address
+        key = "metrics.address"
+        if not isinstance(address, str) or not address:
+            at = cfg.origins.get(key) or origin("metrics")
+            raise ConfigError(f"{at}: {key}: {address!r}: give HOST:PORT (e.g. 127.0.0.1:9476), or "
+                              "leave the metrics section out")
+        try:
+            metrics_address(address)
+        except ValueError as exc:
+            raise ConfigError(f"{origin(key)}: {key}: {address!r} {exc}") from None
     most = cfg.watch.max_watchers
     if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
         raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
@@ -212,6 +242,9 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
         elif key == "events":
             cfg.events = _parse_section(path, node, value, loader, cfg.origins, "events",
                                         _EVENTS_SCHEMA, EventSettings())
+        elif key == "metrics":
+            cfg.metrics = _parse_section(path, node, value, loader, cfg.origins, "metrics",
+                                         _METRICS_SCHEMA, MetricsSettings())
         else:
             setattr(cfg, key, typed(path, key, value, node, _SCHEMA[key]))
     return cfg

@@ -210,10 +210,21 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     switch.forget_vanished_containers()
     switch.reconcile()
     apply_declared(switch, store, cfg)
+    metrics = None
+    if cfg.metrics is not None:
+        from vswitchd.metrics.server import MetricsServer
+
+        try:
+            metrics = MetricsServer(switch, cfg.metrics.address)
+        except SwitchError as exc:
+            log.error("%s", exc)
+            return 1
     try:
-        server = api_server.start(switch, cfg)
+        server = api_server.start(switch, cfg, [metrics.api] if metrics else [])
     except (SwitchError, RuntimeError) as exc:
         log.error("cannot listen on %s: %s", cfg.socket, exc)
+        if metrics is not None:
+            metrics.stop()
         return 1
 
     wake = threading.Event()
@@ -257,6 +268,8 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     switch.stop_packet_in()  # packet-in streams end, the subscriptions are removed
     switch.events.close()  # event streams end
     server.stop(grace=2).wait()
+    if metrics is not None:
+        metrics.stop()
     monitor.stop()
     if flags["cleanup"]:
         counts = switch.teardown_all()

@@ -404,7 +404,13 @@ def test_lost_notice_comes_before_later_events_and_counts_datapath_losses():
     dp.lost[s.slot] = 7
     hub.check_lost()
     assert s.get(0) == Lost(2)
+    assert hub.lost_total() == 7
+    s.close()  # an ended stream's losses stay counted (the metrics' counter)
+    t = hub.open(None, "t")
+    t.add_lost(3)
+    assert hub.lost_total() == 10
     hub.close_all()
+    assert hub.lost_total() == 10
 
 
 def test_get_wakes_up_on_close():

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def _read(path: str) -> bytes:
 WORKERS = 64
 
 
-def build_server(switch: Switch, cfg: Config, workers: int = WORKERS) -> grpc.Server:
-    server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"))
+def build_server(switch: Switch, cfg: Config, workers: int = WORKERS,
+                 interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
+    server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+                         interceptors=list(interceptors))
     pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
 
     health_servicer = health.HealthServicer()
@@ -91,8 +94,10 @@ def build_server(switch: Switch, cfg: Config, workers: int = WORKERS) -> grpc.Se
     return server
 
 
-def start(switch: Switch, cfg: Config) -> grpc.Server:
-    server = build_server(switch, cfg)
+def start(switch: Switch, cfg: Config,
+          interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
+    """INTERCEPTORS: the metrics' (vswitchd.metrics.api), when they are on."""
+    server = build_server(switch, cfg, interceptors=interceptors)
     server.start()
     with contextlib.suppress(FileNotFoundError):
         os.chmod(cfg.socket, 0o600)

@@ -28,6 +28,7 @@ class PacketInManager:
         self.ctx = ctx
         self.rate = rate  # packet-ins per second per CPU: the stored value
         self._hub: PacketInHub | None = None
+        self._lost_before = 0  # lost by the streams of hubs replaced since
         self._seq = 0
 
     def subscription(self, bridges: Sequence[str]) -> tuple[DatapathApi, frozenset[int], str]:
@@ -61,8 +62,14 @@ class PacketInManager:
 
     def _packet_in_hub(self, dp: DatapathApi) -> PacketInHub:
         if self._hub is None or self._hub.dp is not dp:
+            if self._hub is not None:  # a new datapath (upgrade): its losses carry on
+                self._lost_before += self._hub.lost_total()
             self._hub = PacketInHub(dp)
         return self._hub
+
+    def lost(self) -> int:
+        """Events the streams lost since the daemon started (the metrics' counter)."""
+        return self._lost_before + (self._hub.lost_total() if self._hub is not None else 0)
 
     def open(self, bridges: Sequence[str], names: Callable[[], Names]) -> Session:
         """Start a stream of BRIDGES' packet-ins (none: every bridge's); close the session when

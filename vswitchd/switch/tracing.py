@@ -37,6 +37,7 @@ class TraceManager:
         self.ctx = ctx
         self.rate = rate  # watch events per second per CPU: the stored value
         self._hub: WatchHub | None = None
+        self._lost_before = 0  # lost by the streams of hubs replaced since
         self._seq = 0
 
     def bridge(self, name: str) -> tuple[Bridge, DatapathApi]:
@@ -88,8 +89,14 @@ class TraceManager:
 
     def _watch_hub(self, dp: DatapathApi) -> WatchHub:
         if self._hub is None or self._hub.dp is not dp:
+            if self._hub is not None:  # a new datapath (upgrade): its losses carry on
+                self._lost_before += self._hub.lost_total()
             self._hub = WatchHub(dp)
         return self._hub
+
+    def lost(self) -> int:
+        """Events the streams lost since the daemon started (the metrics' counter)."""
+        return self._lost_before + (self._hub.lost_total() if self._hub is not None else 0)
 
     def watch_open(self, bridge: str, port: str, match: dict[str, object] | None,
                    drops_only: bool, names: Callable[[], Names]) -> Session:

@@ -85,9 +85,8 @@ class PacketInHub(PollingHub):
 
     def _remove(self, stream: Stream) -> None:
         with self._lock:
-            if self._streams.get(stream.slot) is not stream:
+            if not self._forget(stream):
                 return
-            del self._streams[stream.slot]
             for key in self._keys.pop(stream.slot):
                 self._release(key)
             del self._seen[stream.slot]

@@ -122,6 +122,21 @@ class PollingHub:
         self._streams: dict[int, Stream] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._lost_ended = 0  # lost by the streams that have ended
+
+    def lost_total(self) -> int:
+        """Events this hub's streams lost (queue full, datapath rate limit or ring), the
+        ended streams' included: the metrics' counter."""
+        with self._lock:
+            return self._lost_ended + sum(s.lost_total for s in self._streams.values())
+
+    def _forget(self, stream: Stream) -> bool:
+        """Take STREAM out (the caller holds the lock); False if it was not in."""
+        if self._streams.get(stream.slot) is not stream:
+            return False
+        del self._streams[stream.slot]
+        self._lost_ended += stream.lost_total
+        return True
 
     def _poll(self, timeout_ms: int) -> list[Any]:
         raise NotImplementedError
@@ -205,9 +220,8 @@ class WatchHub(PollingHub):
 
     def _remove(self, stream: Stream) -> None:
         with self._lock:
-            if self._streams.get(stream.slot) is not stream:
+            if not self._forget(stream):
                 return
-            del self._streams[stream.slot]
             try:
                 self.dp.watch_remove(stream.slot)
             except Exception:  # noqa: BLE001 - the stream goes anyway
