@@ -12,8 +12,10 @@ KBUILD := /lib/modules/$(KREL)/build
 # podman, runc, containernetworking-plugins (host-local IPAM) and busybox-static (the image the
 # test builds itself): tests/netns/test_cni.py runs containers on a vswitchd-cni network; runc
 # because crun refuses these machines' hybrid cgroups (tests/netns/podman.py says what else).
+# prometheus: the server and promtool for tests/netns/test_metrics.py (each test starts its own
+# server on loopback; the package's own service is not used)
 APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 iputils-ping netsniff-ng \
-  etcd-server podman runc containernetworking-plugins busybox-static
+  etcd-server podman runc containernetworking-plugins busybox-static prometheus
 # only for `make bench`: perf profiles where bench/xdp_paths.py misses a goal; gcc builds its C;
 # iperf3 for bench/tunnel_rate.py (TCP across the VXLAN tunnel)
 BENCH_APT_PACKAGES := linux-perf gcc iperf3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -26,15 +27,24 @@ class ApiMetrics(grpc.ServerInterceptor):
             "vswitchd_api_request_duration_seconds", "How long API calls took, by method",
             ["service", "method"], buckets=BUCKETS, registry=registry)
 
-    def _done(self, service: str, method: str, context: grpc.ServicerContext, t0: float,
-              failed: BaseException | None) -> None:
-        code = context.code()
-        if code is None:
-            code = (grpc.StatusCode.CANCELLED if isinstance(failed, GeneratorExit) else
-                    grpc.StatusCode.UNKNOWN if failed is not None else grpc.StatusCode.OK)
-        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-        self.requests.labels(service, method, name).inc()
-        self.seconds.labels(service, method).observe(time.perf_counter() - t0)
+    @contextmanager
+    def _timed(self, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        """Count and time the call made inside: its code is the one the servicer set (abort),
+        else OK, CANCELLED for a stream its client left, UNKNOWN for an escaped exception."""
+        t0, failed = time.perf_counter(), None
+        try:
+            yield
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            code = context.code()
+            if code is None:
+                code = (grpc.StatusCode.CANCELLED if isinstance(failed, GeneratorExit) else
+                        grpc.StatusCode.UNKNOWN if failed is not None else grpc.StatusCode.OK)
+            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+            self.requests.labels(service, method, name).inc()
+            self.seconds.labels(service, method).observe(time.perf_counter() - t0)
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: Any) -> Any:
@@ -42,19 +52,13 @@ class ApiMetrics(grpc.ServerInterceptor):
         if handler is None:
             return None
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        done = self._done
+        timed = self._timed
         if handler.unary_unary is not None:
             inner = handler.unary_unary
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                t0, failed = time.perf_counter(), None
-                try:
+                with timed(service, method, context):
                     return inner(request, context)
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    done(service, method, context, t0, failed)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=handler.request_deserializer,
@@ -63,14 +67,8 @@ class ApiMetrics(grpc.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                t0, failed = time.perf_counter(), None
-                try:
+                with timed(service, method, context):
                     yield from inner_stream(request, context)
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    done(service, method, context, t0, failed)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer,
