@@ -6,7 +6,7 @@ Method: two real vswitchd (tests/netns/harness.py), each in a namespace of its o
 eBPF bridges, built side by side: one with `metrics: {address: 127.0.0.1:9476}`, one
 without. Both get --ports TAP ports (every port has its counters in the datapath's per-CPU
 maps, as a veth has; TAPs need no namespace each) on bridges of 125 ports (the datapath takes
-128 a bridge), added over the API in turns, a bridge at a time. Then a
+128 a bridge), added over the API by a thread per daemon at the same time. Then a
 client in the metrics daemon's namespace GETs /metrics --scrapes times, one after the other,
 as Prometheus would: each scrape's time (request to last byte) and size. The daemons' RSS
 (VmRSS) is read after the ports are in and after the scrapes: the metrics' added memory is the
@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +45,15 @@ print(json.dumps(out))
 """
 
 
+def populate(sw: Switch, ports: int) -> None:
+    """PORTS TAP ports on bridges br0, br1 ... of PER_BRIDGE ports each."""
+    for start in range(0, ports, PER_BRIDGE):
+        bridge = f"br{start // PER_BRIDGE}"
+        sw.create_bridge(bridge, datapath="ebpf")
+        for i in range(start, min(start + PER_BRIDGE, ports)):
+            sw.create_port(bridge, f"tp{i}", type="tap")
+
+
 def rss_mib(host: Host) -> float:
     with open(f"/proc/{host.proc.pid}/status") as fh:
         kib = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS"))
@@ -64,12 +74,8 @@ def main() -> int:
                 host.workdir.mkdir(parents=True, exist_ok=True)
                 host.start(*extra)
             switches = [Switch.connect(socket_path=h.socket, timeout=60) for h in (on, off)]
-            for start in range(0, a.ports, PER_BRIDGE):  # side by side, a bridge at a time
-                bridge = f"br{start // PER_BRIDGE}"
-                for sw in switches:
-                    sw.create_bridge(bridge, datapath="ebpf")
-                    for i in range(start, min(start + PER_BRIDGE, a.ports)):
-                        sw.create_port(bridge, f"tp{i}", type="tap")
+            with ThreadPoolExecutor(2) as pool:  # side by side: a thread per daemon
+                list(pool.map(lambda sw: populate(sw, a.ports), switches))
             rss_ports = (rss_mib(on), rss_mib(off))
             res = on.run_in(on.ns, SYSTEM_PYTHON, "-c", SCRAPER, f"http://{ADDRESS}/metrics",
                             str(a.scrapes), timeout=600)

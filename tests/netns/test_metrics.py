@@ -89,9 +89,13 @@ def test_prometheus_sees_a_port_counter_move_with_traffic(host, tmp_path, promet
     assert host.ping(c1, "10.41.0.1", count=5)
     after = wait_for(lambda: (value() or 0) >= before + 5 and value())
     assert after is not None and after >= before + 5, (before, after)
-    # the rule with a cookie counted the same echo requests, seen through Prometheus too
-    rule = query(host, 'vswitchd_flow_packets_total{bridge="br0",cookie="0x42"}')
-    assert rule and float(rule[0]["value"][1]) >= 5
+    # the rule with a cookie counted the echo requests, seen through Prometheus too (waited
+    # for: the scrape that saw the port move may have come between two of the pings)
+    def rule() -> float:
+        got = query(host, 'vswitchd_flow_packets_total{bridge="br0",cookie="0x42"}')
+        return float(got[0]["value"][1]) if got else 0.0
+
+    assert wait_for(lambda: rule() >= 5), rule()
     up = query(host, 'up{job="vswitchd"}')
     assert up and up[0]["value"][1] == "1"
     # and the API calls above, by method and code
