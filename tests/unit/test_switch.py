@@ -921,3 +921,27 @@ def test_state_survives_a_restart(rig):
     assert [(p.spec, p.ifindex, p.state) for p in b.ports] == [
         (p.spec, p.ifindex, p.state) for p in a.ports]
     assert [p.spec.name for p in b.ports] == ["eth1", "t1", "v1", "v2"]
+
+
+def test_listings_of_many_ports_read_one_link_snapshot(rig):
+    """Past SNAPSHOT_PORTS ports a listing reads the links from one dump (Links.snapshot);
+    a few ports are asked for one by one (cheaper than a dump of every link)."""
+    from vswitchd.switch import SNAPSHOT_PORTS
+
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("small"))
+    sw.create_port("small", PortSpec("s1", netns="s1"))
+    sw.create_bridge(BridgeSpec("big"))
+    for i in range(SNAPSHOT_PORTS + 1):
+        sw.create_port("big", PortSpec(f"b{i}", netns=f"b{i}"))
+    before = rig.links.snapshots
+    sw.get_bridge("small")
+    sw.list_ports("small")
+    sw.port_stats("small")
+    assert rig.links.snapshots == before
+    for read in (lambda: sw.get_bridge("big"), lambda: sw.list_ports("big"),
+                 lambda: sw.port_stats("big"), lambda: sw.fdb_list("big"), sw.list_bridges):
+        read()
+    assert rig.links.snapshots == before + 5
+    sw.port_stats("big", "b1")  # one port: no dump
+    assert rig.links.snapshots == before + 5
