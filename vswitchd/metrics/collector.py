@@ -26,6 +26,10 @@ class SwitchCollector(Collector):
         return []  # no collect() at registration: the switch may not be ready yet
 
     def collect(self) -> Iterator[Metric]:
+        with self.switch.reading():  # one dump of the links for the whole scrape
+            yield from self._collect()
+
+    def _collect(self) -> Iterator[Metric]:
         sw = self.switch
         status = sw.status()
         ebpf = GaugeMetricFamily("vswitchd_ebpf_datapath_available",

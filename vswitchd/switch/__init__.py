@@ -201,6 +201,13 @@ class Switch:
         than a dump of every link on the host."""
         return self.ctx.links.snapshot() if ports > SNAPSHOT_PORTS else nullcontext()
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Several listings in a row by this thread (a metrics scrape) read the links from one
+        dump. A link changed during them is seen as it was when they began."""
+        with self.ctx.links.snapshot():
+            yield
+
     def get_bridge(self, name: str) -> BridgeView:
         with self._lock:
             br = self.ctx.bridge(name)
