@@ -27,12 +27,8 @@ def run(environ: dict[str, str], stdin: bytes) -> dict[str, Any] | None:
     """One invocation: its output (None for DEL and CHECK, which print nothing on success)."""
     env = Env.read(environ)
     if env.command == "VERSION":
-        version = CURRENT_VERSION
-        try:
-            asked = json.loads(stdin or b"{}").get("cniVersion")
-            version = asked if asked in SUPPORTED_VERSIONS else CURRENT_VERSION
-        except (ValueError, AttributeError):
-            pass
+        asked = _version_of(stdin)
+        version = asked if asked in SUPPORTED_VERSIONS else CURRENT_VERSION
         return {"cniVersion": version, "supportedVersions": list(SUPPORTED_VERSIONS)}
     conf = netconf.parse(stdin)
     from vswapi.controller import Switch  # only the commands that talk to the daemon load gRPC
@@ -51,6 +47,7 @@ def run(environ: dict[str, str], stdin: bytes) -> dict[str, Any] | None:
 
 
 def _version_of(stdin: bytes) -> str:
+    """The configuration's cniVersion, for the reply's (the current one when it has none)."""
     try:
         version = json.loads(stdin).get("cniVersion")
         return version if isinstance(version, str) and version else CURRENT_VERSION
