@@ -363,6 +363,20 @@ def test_a_peer_whose_gro_cannot_be_set_is_no_target_and_fails_nothing(rig, capl
     assert rig.ethtool.peer_gro("c1") and targets(rig) == {"c1", "t2"}
 
 
+def test_adding_a_port_reads_that_port_only(rig, monkeypatch):
+    """An add-port's cost does not grow with the bridge: the arrangement after it looks at the
+    new port alone (a port's target and peer depend on it only)."""
+    read: list[str] = []
+    real = rig.links.get
+    monkeypatch.setattr(rig.links, "get", lambda name: (read.append(name), real(name))[1])
+    counts = []
+    for n in range(12):
+        read.clear()
+        rig.switch.create_port("br0", PortSpec(f"t{n}", "tap"))
+        counts.append(sum(1 for name in read if name.startswith("t") and name != f"t{n}"))
+    assert counts == [0] * 12 and targets(rig) == {f"t{n}" for n in range(12)}
+
+
 def test_del_port_of_a_veth_clears_its_mark_and_its_peers_gro(rig):
     sw = rig.switch
     sw.create_port("br0", PortSpec("c1", netns="c1", xdp="generic"))

@@ -75,7 +75,7 @@ class PortManager:
         drv.connected(self.env, br, port, txn)
         txn.step(f"add port {name} to the desired state",
                  lambda: br.ports.__setitem__(name, port), lambda: br.ports.pop(name, None))
-        self.xdp.arrange(br, txn)  # its peer, targets, and the others' if XDP came with it
+        self.xdp.arrange(br, txn, only=port)  # its target and peer
         ctx.missing.pop(name, None)
         log.info("port %s (%s%s, vlan %s, xdp %s) added to bridge %s", name, spec.type,
                  " uplink" if spec.uplink else "", spec.vlan_mode(), xdp.mode, br.name)
@@ -127,7 +127,7 @@ class PortManager:
                      new.vlan_mode())
         if new.xdp != spec.xdp:
             self.xdp.change(br, port, new, txn)
-            self.xdp.arrange(br, txn)
+            self.xdp.arrange(br, txn, only=port)
             log.info("port %s of bridge %s: XDP %s -> %s", name, br.name,
                      spec.xdp or "default", new.xdp or "default")
         txn.step("update the port spec", lambda: setattr(port, "spec", new),

@@ -44,6 +44,7 @@ class XdpManager:
         self.ctx = ctx
         self._targets: dict[int, bool] = {}  # ifindex -> marked as a target, as last set
         self._failed: dict[str, str] = {}    # port -> why reconciliation could not set its mode
+        self._gro_failed: set[str] = set()   # veth ports whose peer's GRO could not be set
 
     def asked(self, br: Bridge, spec: PortSpec) -> str:
         """The mode in force for a port of BR with SPEC (auto, native, generic or off)."""
@@ -110,17 +111,23 @@ class XdpManager:
                             "namespace %s: %s", port.name, spec.peer_name, spec.netns, exc)
         port.facts.peer_gro = False
         self._failed.pop(port.name, None)
+        self._gro_failed.discard(port.name)
 
     # ---- the bridge's targets and peers --------------------------------------------------
 
-    def arrange(self, br: Bridge, txn: Txn) -> None:
+    def arrange(self, br: Bridge, txn: Txn, only: Port | None = None) -> None:
         """Targets and veth peers' GRO as the bridge's ports' XDP states call for (see the
-        module's docstring); every change through TXN."""
+        module's docstring); every change through TXN. A port's target and peer depend on
+        that port alone, so after one port changed (ONLY) the others are not read (at a
+        hundred ports, reading them all was most of an add-port), except those whose peer's
+        GRO could not be set last time: they are tried again."""
         ctx = self.ctx
         backend = ctx.backend(br)
         if not backend.runs_programs:
             return
-        present = [(p, info) for p in br.ports.values()
+        ports = list(br.ports.values()) if only is None else [only] + [
+            p for p in br.ports.values() if p.name in self._gro_failed and p is not only]
+        present = [(p, info) for p in ports
                    if p.name not in ctx.missing and (info := ctx.links.get(p.name)) is not None]
         states = {p.name: backend.port_xdp(p.name) for p, _info in present}
         for port, info in present:
@@ -146,6 +153,7 @@ class XdpManager:
     def _peer_napi(self, br: Bridge, port: Port, active: bool, txn: Txn) -> bool:
         """GRO at the veth's peer on while the port runs XDP (off again after, if the daemon
         turned it on); whether it is on now."""
+        self._gro_failed.discard(port.name)
         if not active and not port.facts.peer_gro:
             return False
         ethtool, spec = self.ctx.ethtool, port.spec
@@ -173,6 +181,7 @@ class XdpManager:
         except SwitchError as exc:
             log.warning("port %s: GRO at its peer %s not %s: %s; frames for it go through TC",
                         port.name, where, "turned on" if active else "turned off again", exc)
+            self._gro_failed.add(port.name)
             return False
 
     @staticmethod
