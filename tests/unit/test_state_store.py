@@ -63,6 +63,34 @@ def test_save_writes_only_changed_rows(tmp_path):
                                                          ("02:00:00:00:00:02", 5)]
 
 
+def test_a_port_changed_in_any_way_is_written_again(tmp_path):
+    """Port rows are encoded again only for a new spec object or changed facts (_PortTexts):
+    facts changed in place, a list inside them grown, a spec replaced all reach the store."""
+    store = StateStore(str(tmp_path))
+    store.load()
+    bridges = sample()
+    store.save(bridges)
+    c1 = bridges["br0"].ports["c1"]
+
+    def stored() -> Port:
+        return StateStore(str(tmp_path)).load()["br0"].ports["c1"]
+
+    c1.facts.peer_gro = True
+    store.save(bridges)
+    assert stored().facts.peer_gro
+    c1.facts.uplink_addresses.append("192.0.2.1/24")
+    store.save(bridges)
+    assert stored().facts.uplink_addresses == ["192.0.2.1/24"]
+    c1.spec = PortSpec("c1", "veth", "ns1", "eth0", ["10.0.0.3/24"], labels={"a": "b"})
+    store.save(bridges)
+    assert stored().spec == c1.spec
+    bridges["br0"].ports.pop("c1")
+    store.save(bridges)
+    bridges["br0"].ports["c1"] = c1  # gone and back with the same objects
+    store.save(bridges)
+    assert stored().spec == c1.spec
+
+
 def test_save_writes_only_the_flow_rows_that_changed(tmp_path):
     store = StateStore(str(tmp_path))
     store.load()
