@@ -47,3 +47,19 @@ def test_a_snapshot_serves_its_thread_only(links: Links, ifnames) -> None:
         with links.snapshot():  # nested: the same view
             assert links.get(later) is None
     assert links.get(later) is not None
+
+
+def test_link_events_name_the_links_they_are_about(links: Links, ifnames) -> None:
+    tap, quiet = ifnames("ev"), ifnames("eq")
+    links.create_tap(quiet)  # made before: no message about it
+    events = linkdump.LinkEvents()
+    try:
+        links.create_tap(tap)
+        links.set_up(tap)
+        links.delete(tap)
+        seen: list[str] = []
+        while seen.count(tap) < 3:  # made, up, deleted
+            seen += events.recv()
+        assert set(seen) == {tap}
+    finally:
+        events.close()

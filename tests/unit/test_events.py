@@ -246,6 +246,20 @@ def test_link_down_up_and_a_vanished_port(rig):
     assert sw.get_port("br0", "c1").facts.revision == got[1].revision
 
 
+def test_link_messages_about_some_links_look_at_those_ports_only(rig):
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    for name in ("c1", "c2"):
+        sw.create_port("br0", PortSpec(name, netns=name))
+    sub = sw.subscribe(kinds=["port"])
+    for name in ("c1", "c2"):
+        rig.links.table[name] = replace(rig.links.table[name], up=False)
+    assert sw.port_states_changed({"c1", "eth7"}) == 1  # the monitor saw messages about c1
+    assert [e.obj.spec.name for e in drain(sub)] == ["c1"]
+    assert sw.port_states_changed() == 1  # a look at every port finds c2
+    assert [e.obj.spec.name for e in drain(sub)] == ["c2"]
+
+
 def test_expected_revision_conflicts_are_aborted_and_change_nothing(rig):
     sw = rig.switch
     br = sw.create_bridge(BridgeSpec("br0"))

@@ -4,6 +4,7 @@ pyroute2 parses each message into a full object tree: about 0.75 ms a link on th
 so a dump of 1 000 links took most of a second. A listing needs a handful of attributes
 (name, index, kind, master, MAC, MTU, flags, operstate, XDP program ids, counters), which
 struct reads in microseconds. Everything else stays with pyroute2 (vswitchd.netlink.links).
+The link monitor reads the link events with the same parser (LinkEvents).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 from vswitchd.errors import Unavailable
 from vswitchd.netlink._util import IFF_UP
@@ -20,7 +22,9 @@ _NLMSG = struct.Struct("=LHHLL")         # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")       # ifinfomsg: family, type, index, flags, change
 _RTA = struct.Struct("=HH")              # rtattr: len, type
 _STATS64 = struct.Struct("=8Q")          # rtnl_link_stats64, its first eight counters
-NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, RTM_GETLINK = 2, 3, 16, 18
+_U32 = struct.Struct("=I")
+NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 2, 3, 16, 17, 18
+RTMGRP_LINK = 1
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP = 16, 18, 23, 43
@@ -30,29 +34,33 @@ _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DO
 _NESTED = 0x8000  # NLA_F_NESTED, set by some kernels on nested attributes
 
 
-def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
-    """{type: (offset, end)} of the attributes in data[start:end]."""
+_TOP = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE,
+                  IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP))
+
+
+def _attrs(data: bytes, start: int, end: int,
+           wanted: frozenset[int] | None = None) -> dict[int, tuple[int, int]]:
+    """{type: (offset, end)} of the attributes in data[start:end] (of the WANTED types)."""
     out = {}
+    unpack = _RTA.unpack_from
     while start + 4 <= end:
-        length, kind = _RTA.unpack_from(data, start)
+        length, kind = unpack(data, start)
         if length < 4:
             break
-        out[kind & ~_NESTED] = (start + 4, start + length)
+        kind &= ~_NESTED
+        if wanted is None or kind in wanted:
+            out[kind] = (start + 4, start + length)
         start += (length + 3) & ~3
     return out
 
 
+def _u32(data: bytes, attrs: dict[int, tuple[int, int]], kind: int) -> int:
+    return _U32.unpack_from(data, attrs[kind][0])[0] if kind in attrs else 0
+
+
 def _parse(data: bytes, offset: int, end: int) -> tuple[LinkInfo, LinkStats]:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
-    a = _attrs(data, offset + _IFINFO.size, end)
-
-    def raw(kind: int) -> bytes:
-        lo, hi = a[kind]
-        return data[lo:hi]
-
-    def u32(kind: int) -> int:
-        return struct.unpack_from("=I", data, a[kind][0])[0] if kind in a else 0
-
+    a = _attrs(data, offset + _IFINFO.size, end, _TOP)
     kind = ""
     if IFLA_LINKINFO in a:
         info = _attrs(data, *a[IFLA_LINKINFO])
@@ -63,16 +71,16 @@ def _parse(data: bytes, offset: int, end: int) -> tuple[LinkInfo, LinkStats]:
     if IFLA_XDP in a:
         xdp = _attrs(data, *a[IFLA_XDP])
         for attr, mode in _XDP_PROG_IDS.items():
-            if attr in xdp:
-                prog_id = struct.unpack_from("=I", data, xdp[attr][0])[0]
-                if prog_id:
-                    progs.append((mode, prog_id))
+            prog_id = _u32(data, xdp, attr)
+            if prog_id:
+                progs.append((mode, prog_id))
     state = data[a[IFLA_OPERSTATE][0]] if IFLA_OPERSTATE in a else 0
-    mac = raw(IFLA_ADDRESS).hex(":") if IFLA_ADDRESS in a else ""
+    lo, hi = a.get(IFLA_ADDRESS, (0, 0))
+    lo_name, hi_name = a[IFLA_IFNAME]
     info = LinkInfo(
-        name=raw(IFLA_IFNAME).split(b"\0", 1)[0].decode(),
-        ifindex=index, kind=kind, master=u32(IFLA_MASTER) or None, mac=mac,
-        mtu=u32(IFLA_MTU), up=bool(flags & IFF_UP),
+        name=data[lo_name:hi_name].split(b"\0", 1)[0].decode(),
+        ifindex=index, kind=kind, master=_u32(data, a, IFLA_MASTER) or None,
+        mac=data[lo:hi].hex(":"), mtu=_u32(data, a, IFLA_MTU), up=bool(flags & IFF_UP),
         operstate=_OPERSTATES[state] if state < len(_OPERSTATES) else "UNKNOWN",
         xdp_progs=tuple(progs))
     c = _STATS64.unpack_from(data, a[IFLA_STATS64][0]) if IFLA_STATS64 in a else (0,) * 8
@@ -92,11 +100,28 @@ def dump(attempts: int = 3) -> dict[str, tuple[LinkInfo, LinkStats]]:
     return out
 
 
+def _socket(groups: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                         socket.NETLINK_ROUTE)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind((0, groups))
+    return sock
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(offset of the body, end, type, flags, seq) of each netlink message in DATA."""
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length, kind, flags, seq, _pid = _NLMSG.unpack_from(data, offset)
+        if length < _NLMSG.size:
+            raise Unavailable("netlink: a malformed link message")
+        end = offset + length
+        yield offset + _NLMSG.size, end, kind, flags, seq
+        offset = (end + 3) & ~3
+
+
 def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                       socket.NETLINK_ROUTE) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sock.bind((0, 0))
+    with _socket() as sock:
         seq = int.from_bytes(os.urandom(4), "little") or 1
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK,
@@ -105,20 +130,37 @@ def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
         interrupted = False
         while True:
             data = sock.recv(1 << 20)
-            offset = 0
-            while offset + _NLMSG.size <= len(data):
-                length, kind, flags, msg_seq, _pid = _NLMSG.unpack_from(data, offset)
-                if length < _NLMSG.size:
-                    raise Unavailable("netlink: a malformed link dump")
-                end = offset + length
-                if msg_seq == seq:
-                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
-                    if kind == NLMSG_DONE:
-                        return out, interrupted
-                    if kind == NLMSG_ERROR:
-                        errno_ = -struct.unpack_from("=i", data, offset + _NLMSG.size)[0]
-                        raise Unavailable(f"netlink: link dump failed: {os.strerror(errno_)}")
-                    if kind == RTM_NEWLINK:
-                        info, stats = _parse(data, offset + _NLMSG.size, end)
-                        out[info.name] = (info, stats)
-                offset = (end + 3) & ~3
+            for offset, end, kind, flags, msg_seq in _messages(data):
+                if msg_seq != seq:
+                    continue
+                interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                if kind == NLMSG_DONE:
+                    return out, interrupted
+                if kind == NLMSG_ERROR:
+                    errno_ = -struct.unpack_from("=i", data, offset)[0]
+                    raise Unavailable(f"netlink: link dump failed: {os.strerror(errno_)}")
+                if kind == RTM_NEWLINK:
+                    info, stats = _parse(data, offset, end)
+                    out[info.name] = (info, stats)
+
+
+class LinkEvents:
+    """The link messages of the current network namespace (RTMGRP_LINK), as the names of the
+    links they are about. recv() raises OSError (ENOBUFS) when the kernel dropped some."""
+
+    def __init__(self) -> None:
+        self._sock = _socket(RTMGRP_LINK)
+
+    def recv(self) -> list[str]:
+        data = self._sock.recv(1 << 20)
+        names = []
+        for offset, end, kind, _flags, _seq in _messages(data):
+            if kind in (RTM_NEWLINK, RTM_DELLINK):
+                a = _attrs(data, offset + _IFINFO.size, end)
+                if IFLA_IFNAME in a:
+                    lo, hi = a[IFLA_IFNAME]
+                    names.append(data[lo:hi].split(b"\0", 1)[0].decode())
+        return names
+
+    def close(self) -> None:
+        self._sock.close()

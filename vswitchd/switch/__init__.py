@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import ModuleType
 from typing import TypeVar
@@ -201,6 +201,10 @@ class Switch:
         than a dump of every link on the host."""
         return self.ctx.links.snapshot() if ports > SNAPSHOT_PORTS else nullcontext()
 
+    def _reading_all(self) -> AbstractContextManager[None]:
+        """_reading() for a pass over every port of every bridge."""
+        return self._reading(sum(len(b.ports) for b in self.ctx.bridges.values()))
+
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Several listings in a row by this thread (a metrics scrape) read the links from one
@@ -217,7 +221,7 @@ class Switch:
     def list_bridges(self) -> list[BridgeView]:
         with self._lock:
             bridges = sorted(self.ctx.bridges.values(), key=lambda b: b.name)
-            with self._reading(sum(len(b.ports) for b in bridges)):
+            with self._reading_all():
                 return [self.bridges.view(b) for b in bridges]
 
     # ---- ports ---------------------------------------------------------------------------
@@ -553,13 +557,19 @@ class Switch:
         with self._lock:
             self.reconciler.links_changed()
             self._save("container-gone")
-            self.recorder.port_states()
+            with self._reading_all():
+                self.recorder.port_states()
             self._keep_revision()
 
-    def port_states_changed(self) -> int:
-        """Publish the ports whose link state changed (the link monitor saw messages)."""
+    def port_states_changed(self, names: Iterable[str] | None = None) -> int:
+        """Publish the ports whose link state changed (the link monitor saw messages about
+        the links NAMES; None: look at every port)."""
         with self._lock:
-            n = self.recorder.port_states()
+            if names is not None:
+                n = self.recorder.port_states(set(names))
+            else:
+                with self._reading_all():
+                    n = self.recorder.port_states()
             self._keep_revision()
             return n
 

@@ -183,15 +183,15 @@ class EventRecorder:
 
     # ---- observed changes (published at once) ----------------------------------------------
 
-    def port_states(self) -> int:
+    def port_states(self, names: set[str] | None = None) -> int:
         """Publish the ports whose state (up, down, missing) changed, and those whose interface
         was deleted and made again meanwhile (another ifindex: vanished, then restored); how
-        many events."""
+        many events. NAMES: only the ports of those names can have changed."""
         events = []
         for br in self.ctx.bridges.values():
             for port in br.ports.values():
                 key = (br.name, port.name)
-                if key not in self._ports:
+                if key not in self._ports or (names is not None and port.name not in names):
                     continue
                 view = self.ports.view(br, port)
                 old = self._states.get(key)
