@@ -88,6 +88,7 @@ class Datapath:
             self._hooks = Hooks(self.bpffs_dir, self._progs)
             self._xdp_maps = xdpmaps.XdpMaps(self._bpf, self.bpffs_dir,
                                              self._progs["xdp_egress"].fd)
+            self._xdp_prog_id = xdp.prog_id(self._progs["xdp"].fd)
             if self.trace_enabled:
                 self._watch = WatchMaps(self._bpf)
             self._packet_in = PacketInMaps(self._bpf)
@@ -302,8 +303,14 @@ class Datapath:
         auto fell back to generic)."""
         with self._lock:
             self._check_open()
-            state = xdp.state(self.bpffs_dir, ifindex, device_progs)
             attached = self._xdp_attached.get(ifindex)
+            if (attached is not None and device_progs is not None
+                    and device_progs.get(attached.mode) == self._xdp_prog_id):
+                # the device runs this instance's program in the mode it attached: only its
+                # pinned link can have put it there, so the pin is not opened (a listing of
+                # a thousand ports opened a thousand pins)
+                return attached
+            state = xdp.state(self.bpffs_dir, ifindex, device_progs)
             if attached is None and state.mode == "off":
                 return XdpState("off")  # as asked: nothing to explain
             if attached is not None and attached.mode == state.mode and not state.reason:
