@@ -3,13 +3,24 @@ reads and how it is named), and the API interceptor over a real in-process gRPC 
 
 from __future__ import annotations
 
+import gzip
 import tempfile
+import urllib.error
+import urllib.request
 from concurrent import futures
 
 import grpc
 import pytest
 from fakes import PortCounters, make_rig
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
@@ -17,8 +28,10 @@ from vswitchd import config
 from vswitchd.api.servicer import SwitchServicer
 from vswitchd.config import ConfigError
 from vswitchd.flows.request import from_text
+from vswitchd.metrics import exposition
 from vswitchd.metrics.api import ApiMetrics
 from vswitchd.metrics.collector import SwitchCollector
+from vswitchd.metrics.server import MetricsServer
 from vswitchd.model import BridgeSpec, PortSpec
 
 
@@ -129,3 +142,62 @@ def test_the_api_interceptor_counts_calls_by_method_and_code(monkeypatch, tmp_pa
     subscribe = [s for s in stream.samples if s.labels.get("method") == "Subscribe"
                  and s.name.endswith("_total")]
     assert len(subscribe) == 1 and subscribe[0].value == 1
+
+
+def _busy_registry(monkeypatch, tmp_path) -> CollectorRegistry:
+    """The switch's collector on the fakes with ports, and every kind of family the server
+    holds: counters, gauges, a histogram, an info, the process' own; odd label values."""
+    rig = make_rig(monkeypatch, str(tmp_path / "state"))
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0", addresses=["10.0.0.1/24"]))
+    for n in range(3):
+        sw.create_port("br0", PortSpec(f"t{n}", "tap"))
+    registry = CollectorRegistry()
+    registry.register(SwitchCollector(sw))
+    ProcessCollector(registry=registry)
+    ApiMetrics(registry).requests.labels("s", 'we"ird\\va\nlue', "OK").inc(3)
+    hist = Histogram("x_seconds", "A histogram\nwith a \\ in its help", ["m"],
+                     registry=registry)
+    hist.labels("GetBridge").observe(0.003)
+    hist.labels("GetBridge").observe(12345678.5)
+    Info("x_build", "Build", registry=registry).info({"version": "1.0", "ü": "ä"})
+    Gauge("x_untyped_like", "A gauge", registry=registry).set(float("nan"))
+    Enum("x_state", "A state set", states=["a", "b"], registry=registry).state("b")
+    return registry
+
+
+def test_the_exposition_is_byte_for_byte_prometheus_clients(monkeypatch, tmp_path):
+    metrics = list(_busy_registry(monkeypatch, tmp_path).collect())  # once: CPU time moves
+
+    class Collected:
+        def collect(self):
+            return iter(metrics)
+
+    ours = exposition.render(Collected())
+    assert ours == generate_latest(Collected())
+    assert b'method="we\\"ird\\\\va\\nlue"' in ours and b"vswitchd_port_rx_packets_total" in ours
+
+
+def test_the_metrics_endpoint_over_http(monkeypatch, tmp_path):
+    server = MetricsServer(make_rig(monkeypatch, str(tmp_path / "state")).switch,
+                           "127.0.0.1:19476")
+    base = "http://127.0.0.1:19476"
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as reply:
+            assert reply.headers["Content-Type"] == exposition.CONTENT_TYPE
+            body = reply.read()
+        assert body.startswith(b"# HELP ") and b"\nvswitchd_revision " in body
+        gz = urllib.request.Request(f"{base}/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(gz, timeout=10) as reply:
+            assert reply.headers["Content-Encoding"] == "gzip"
+            assert b"\nvswitchd_revision " in gzip.decompress(reply.read())
+        for path, code in (("/nope", 404),):
+            with pytest.raises(urllib.error.HTTPError) as ei:
+                urllib.request.urlopen(f"{base}{path}", timeout=10)
+            assert ei.value.code == code
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/metrics", data=b"x"),
+                                   timeout=10)
+        assert ei.value.code == 405
+    finally:
+        server.stop()
