@@ -22,6 +22,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,13 +46,18 @@ print(json.dumps(out))
 """
 
 
-def populate(sw: Switch, ports: int) -> None:
-    """PORTS TAP ports on bridges br0, br1 ... of PER_BRIDGE ports each."""
+def populate(sw: Switch, ports: int) -> list[float]:
+    """PORTS TAP ports on bridges br0, br1 ... of PER_BRIDGE ports each; each CreatePort's
+    time (s) at the client."""
+    times = []
     for start in range(0, ports, PER_BRIDGE):
         bridge = f"br{start // PER_BRIDGE}"
         sw.create_bridge(bridge, datapath="ebpf")
         for i in range(start, min(start + PER_BRIDGE, ports)):
+            t0 = time.perf_counter()
             sw.create_port(bridge, f"tp{i}", type="tap")
+            times.append(time.perf_counter() - t0)
+    return times
 
 
 def rss_mib(host: Host) -> float:
@@ -75,7 +81,7 @@ def main() -> int:
                 host.start(*extra)
             switches = [Switch.connect(socket_path=h.socket, timeout=60) for h in (on, off)]
             with ThreadPoolExecutor(2) as pool:  # side by side: a thread per daemon
-                list(pool.map(lambda sw: populate(sw, a.ports), switches))
+                adds = list(pool.map(lambda sw: populate(sw, a.ports), switches))
             rss_ports = (rss_mib(on), rss_mib(off))
             res = on.run_in(on.ns, SYSTEM_PYTHON, "-c", SCRAPER, f"http://{ADDRESS}/metrics",
                             str(a.scrapes), timeout=600)
@@ -96,6 +102,11 @@ def main() -> int:
     print(f"  scrape time (ms): median {median:.1f}  min {times[0]:.1f}  max {times[-1]:.1f}"
           f"   goal < {GOAL_MS:.0f}: {'met' if median < GOAL_MS else 'NOT met'}")
     print(f"  scrape size: {size / 1024:.1f} KiB, {lines} lines")
+    tenth = max(1, a.ports // 10)
+    print(f"  CreatePort (ms, median)  first {tenth}   last {tenth}   (both daemons at once)")
+    for label, times in zip(("metrics on", "metrics off"), adds, strict=True):
+        print(f"  {label:<22} {statistics.median(times[:tenth]) * 1000:8.1f} "
+              f"{statistics.median(times[-tenth:]) * 1000:8.1f}")
     print("  daemon RSS (MiB)        metrics on   metrics off   added")
     for stage, (m_on, m_off) in (("ports added", rss_ports), ("after the scrapes", rss_after)):
         print(f"  {stage:<22} {m_on:11.1f} {m_off:13.1f} {m_on - m_off:7.1f}")
