@@ -103,22 +103,32 @@ class LinkMonitor:
             if not woken:
                 names = None  # the periodic look covers every port
             try:
-                if self._disagrees():
+                if self._disagrees(names):
                     self.reconciles += 1
                     self._on_change()
                 elif self._on_links is not None:
                     self._on_links(names)
             except Exception:  # noqa: BLE001 - keep watching
                 log.exception("reconciling after link events failed")
+                with self._names_lock:
+                    self._names = None  # the names are lost: the next check looks at all
 
-    def _disagrees(self) -> bool:
+    def _disagrees(self, names: set[str] | None = None) -> bool:
+        """Whether the kernel and the desired state disagree on something vswitchd owns; with
+        NAMES (the links the burst was about), only on those: anything owned that went,
+        came back or left its bridge had a message of its own."""
         owned = self._owned()
+        if names is not None:
+            owned = {name: owned[name] for name in names if name in owned}
         if not owned:
             return False
         # linkdump, not pyroute2: every add-port is a burst, and pyroute2 parses a link in
-        # about 0.75 ms (a second for each burst at a thousand ports)
-        kernel = {name: (info.ifindex, info.master)
-                  for name, (info, _stats) in linkdump.dump().items()}
+        # about 0.75 ms; and the few links a burst was about, not a dump of them all
+        if names is None:
+            infos = {name: info for name, (info, _stats) in linkdump.dump().items()}
+        else:
+            infos = linkdump.lookup(set(owned) | {m for _k, m in owned.values() if m})
+        kernel = {name: (info.ifindex, info.master) for name, info in infos.items()}
         missing = self._missing()
         for name, (_kind, master) in owned.items():
             if name not in kernel:

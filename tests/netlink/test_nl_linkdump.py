@@ -7,6 +7,7 @@ import threading
 
 from pyroute2 import IPRoute
 
+from vswitchd.monitor import LinkMonitor
 from vswitchd.netlink import linkdump
 from vswitchd.netlink.links import Links
 
@@ -63,3 +64,31 @@ def test_link_events_name_the_links_they_are_about(links: Links, ifnames) -> Non
         assert set(seen) == {tap}
     finally:
         events.close()
+
+
+def test_lookup_reads_the_links_asked_for(links: Links, ifnames) -> None:
+    br, tap = ifnames("lb"), ifnames("lt")
+    links.create_bridge(br, [])
+    links.create_tap(tap)
+    links.enslave(tap, br)
+    got = linkdump.lookup({br, tap, "lo", ifnames("ln")})  # the last one does not exist
+    dumped = linkdump.dump()
+    assert got == {name: dumped[name][0] for name in (br, tap, "lo")}
+    assert got[tap].master == got[br].ifindex
+
+
+def test_the_monitor_checks_the_links_a_burst_was_about(links: Links, ifnames) -> None:
+    br, tap, other = ifnames("mb"), ifnames("mt"), ifnames("mo")
+    links.create_bridge(br, [])
+    for name in (tap, other):
+        links.create_tap(name)
+        links.enslave(name, br)
+    owned = {br: ("bridge", None), tap: ("tap", br), other: ("tap", br)}
+    monitor = LinkMonitor(lambda: owned, lambda: None, set)
+    assert not monitor._disagrees({tap}) and not monitor._disagrees(None)
+    links.release(other)  # left its bridge: its own message names it
+    assert monitor._disagrees({other}) and monitor._disagrees(None)
+    assert not monitor._disagrees({tap, "eth9"})  # what the burst was not about is not read
+    links.enslave(other, br)
+    links.delete(tap)
+    assert monitor._disagrees({tap}) and not monitor._disagrees({other})

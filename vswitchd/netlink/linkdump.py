@@ -9,6 +9,7 @@ The link monitor reads the link events with the same parser (LinkEvents).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -142,6 +143,33 @@ def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
                 if kind == RTM_NEWLINK:
                     info, stats = _parse(data, offset, end)
                     out[info.name] = (info, stats)
+
+
+def lookup(names: set[str]) -> dict[str, LinkInfo]:
+    """{name: info} of those of NAMES that are links of the current network namespace: a
+    request per name, for a few links where a dump would read them all."""
+    out: dict[str, LinkInfo] = {}
+    with _socket() as sock:
+        for seq, name in enumerate(sorted(names), start=1):
+            raw = name.encode() + b"\0"
+            attr = _RTA.pack(_RTA.size + len(raw), IFLA_IFNAME) + raw
+            body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr + b"\0" * (-len(attr) % 4)
+            sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0)
+                      + body)
+            answered = False
+            while not answered:
+                data = sock.recv(1 << 16)
+                for offset, end, kind, _flags, msg_seq in _messages(data):
+                    if msg_seq != seq:
+                        continue
+                    answered = True
+                    if kind == RTM_NEWLINK:
+                        out[name] = _parse(data, offset, end)[0]
+                    elif kind == NLMSG_ERROR:
+                        errno_ = -struct.unpack_from("=i", data, offset)[0]
+                        if errno_ not in (0, errno.ENODEV):
+                            raise Unavailable(f"netlink: link {name}: {os.strerror(errno_)}")
+    return out
 
 
 class LinkEvents:
