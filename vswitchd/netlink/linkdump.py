@@ -37,6 +37,7 @@ _NESTED = 0x8000  # NLA_F_NESTED, set by some kernels on nested attributes
 
 _TOP = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_OPERSTATE,
                   IFLA_LINKINFO, IFLA_STATS64, IFLA_XDP))
+_NAME = frozenset((IFLA_IFNAME,))
 
 
 def _attrs(data: bytes, start: int, end: int,
@@ -59,15 +60,24 @@ def _u32(data: bytes, attrs: dict[int, tuple[int, int]], kind: int) -> int:
     return _U32.unpack_from(data, attrs[kind][0])[0] if kind in attrs else 0
 
 
+def _string(data: bytes, attrs: dict[int, tuple[int, int]], kind: int) -> str:
+    """A NUL-terminated string attribute ("" when absent)."""
+    if kind not in attrs:
+        return ""
+    lo, hi = attrs[kind]
+    return data[lo:hi].split(b"\0", 1)[0].decode()
+
+
+def _errno(data: bytes, offset: int) -> int:
+    """The error number of an NLMSG_ERROR message whose body starts at OFFSET (0: an ack)."""
+    return -struct.unpack_from("=i", data, offset)[0]
+
+
 def _parse(data: bytes, offset: int, end: int) -> tuple[LinkInfo, LinkStats]:
     _family, _type, index, flags, _change = _IFINFO.unpack_from(data, offset)
     a = _attrs(data, offset + _IFINFO.size, end, _TOP)
-    kind = ""
-    if IFLA_LINKINFO in a:
-        info = _attrs(data, *a[IFLA_LINKINFO])
-        if IFLA_INFO_KIND in info:
-            lo, hi = info[IFLA_INFO_KIND]
-            kind = data[lo:hi].split(b"\0", 1)[0].decode()
+    kind = _string(data, _attrs(data, *a[IFLA_LINKINFO]), IFLA_INFO_KIND) \
+        if IFLA_LINKINFO in a else ""
     progs: list[tuple[str, int]] = []
     if IFLA_XDP in a:
         xdp = _attrs(data, *a[IFLA_XDP])
@@ -77,9 +87,8 @@ def _parse(data: bytes, offset: int, end: int) -> tuple[LinkInfo, LinkStats]:
                 progs.append((mode, prog_id))
     state = data[a[IFLA_OPERSTATE][0]] if IFLA_OPERSTATE in a else 0
     lo, hi = a.get(IFLA_ADDRESS, (0, 0))
-    lo_name, hi_name = a[IFLA_IFNAME]
     info = LinkInfo(
-        name=data[lo_name:hi_name].split(b"\0", 1)[0].decode(),
+        name=_string(data, a, IFLA_IFNAME),
         ifindex=index, kind=kind, master=_u32(data, a, IFLA_MASTER) or None,
         mac=data[lo:hi].hex(":"), mtu=_u32(data, a, IFLA_MTU), up=bool(flags & IFF_UP),
         operstate=_OPERSTATES[state] if state < len(_OPERSTATES) else "UNKNOWN",
@@ -138,8 +147,8 @@ def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
                 if kind == NLMSG_DONE:
                     return out, interrupted
                 if kind == NLMSG_ERROR:
-                    errno_ = -struct.unpack_from("=i", data, offset)[0]
-                    raise Unavailable(f"netlink: link dump failed: {os.strerror(errno_)}")
+                    raise Unavailable("netlink: link dump failed: "
+                                      f"{os.strerror(_errno(data, offset))}")
                 if kind == RTM_NEWLINK:
                     info, stats = _parse(data, offset, end)
                     out[info.name] = (info, stats)
@@ -166,7 +175,7 @@ def lookup(names: set[str]) -> dict[str, LinkInfo]:
                     if kind == RTM_NEWLINK:
                         out[name] = _parse(data, offset, end)[0]
                     elif kind == NLMSG_ERROR:
-                        errno_ = -struct.unpack_from("=i", data, offset)[0]
+                        errno_ = _errno(data, offset)
                         if errno_ not in (0, errno.ENODEV):
                             raise Unavailable(f"netlink: link {name}: {os.strerror(errno_)}")
     return out
@@ -181,14 +190,10 @@ class LinkEvents:
 
     def recv(self) -> list[str]:
         data = self._sock.recv(1 << 20)
-        names = []
-        for offset, end, kind, _flags, _seq in _messages(data):
-            if kind in (RTM_NEWLINK, RTM_DELLINK):
-                a = _attrs(data, offset + _IFINFO.size, end)
-                if IFLA_IFNAME in a:
-                    lo, hi = a[IFLA_IFNAME]
-                    names.append(data[lo:hi].split(b"\0", 1)[0].decode())
-        return names
+        names = (_string(data, _attrs(data, offset + _IFINFO.size, end, _NAME), IFLA_IFNAME)
+                 for offset, end, kind, _flags, _seq in _messages(data)
+                 if kind in (RTM_NEWLINK, RTM_DELLINK))
+        return [name for name in names if name]
 
     def close(self) -> None:
         self._sock.close()
