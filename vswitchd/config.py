@@ -80,6 +80,9 @@ class Config:
     socket: str = "/run/vswitchd/vswitchd.sock"
     state_dir: str = "/var/lib/vswitchd"
     bpffs_dir: str = "/sys/fs/bpf/vswitchd"
+    # compiled datapath programs by source, kernel and bcc: a restart with the same programs
+    # does not compile (vswitchd.datapath.objfile)
+    cache_dir: str = "/var/cache/vswitchd"
     default_datapath: str = "ebpf"
     fdb_aging_seconds: int = 300
     log_level: str = "info"
@@ -99,6 +102,7 @@ _SCHEMA: dict[str, type] = {
     "socket": str,
     "state_dir": str,
     "bpffs_dir": str,
+    "cache_dir": str,
     "default_datapath": str,
     "fdb_aging_seconds": int,
     "log_level": str,
@@ -137,7 +141,7 @@ def _check_values(cfg: Config) -> None:
             f"{origin('fdb_aging_seconds')}: fdb_aging_seconds: {cfg.fdb_aging_seconds} is not "
             "in 1..86400"
         )
-    for key in ("socket", "state_dir", "bpffs_dir"):
+    for key in ("socket", "state_dir", "bpffs_dir", "cache_dir"):
         if not getattr(cfg, key).startswith("/"):
             value = getattr(cfg, key)
             raise ConfigError(f"{origin(key)}: {key}: {value!r} must be an absolute path")

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", metavar="PATH", help="Unix socket for the gRPC API")
     p.add_argument("--state-dir", metavar="DIR", help="where the desired state is stored")
     p.add_argument("--bpffs-dir", metavar="DIR", help="bpffs directory for pinned maps")
+    p.add_argument("--cache-dir", metavar="DIR", help="where compiled programs are kept")
     p.add_argument("--default-datapath", choices=config.DATAPATHS,
                    help="datapath of bridges created without --datapath")
     p.add_argument("--fdb-aging", type=int, metavar="SECONDS", dest="fdb_aging_seconds",
@@ -54,6 +55,7 @@ def load_config(args: argparse.Namespace) -> config.Config:
         socket=args.socket,
         state_dir=args.state_dir,
         bpffs_dir=args.bpffs_dir,
+        cache_dir=args.cache_dir,
         default_datapath=args.default_datapath,
         fdb_aging_seconds=args.fdb_aging_seconds,
         log_level=args.log_level,
@@ -71,7 +73,8 @@ def _open_datapath(cfg: config.Config) -> tuple[DatapathApi | None, str | None]:
     # bench/packet_rate.py's tracing-cost setups (like VSWITCHD_BPF_DIR, not for production).
     trace = os.environ.get("VSWITCHD_NO_TRACE") != "1"
     try:
-        return Datapath(cfg.bpffs_dir, trace=trace), None
+        return Datapath(cfg.bpffs_dir, trace=trace,
+                        cache_dir=os.path.join(cfg.cache_dir, "programs")), None
     except SwitchError as exc:
         return None, str(exc)
 

@@ -418,12 +418,12 @@ def test_watch_rate_limit_counts_lost_events(dp, bridge):
     assert len(poll_all(dp, 50)) == 50
 
 
-def test_watch_event_header_is_checked(dp, bridge):
+def test_watch_event_header_is_checked(dp, bridge, monkeypatch):
     p0 = bridge.ports[0]
     dp.watch_add(WatchFilter(bridge=bridge.br))
     dp.run(udp(BROADCAST, MAC_A), p0, dry_run=False)
-    dp._bpf.ring_buffer_poll(500)
-    raw = dp._watch_pending.pop()
+    ring = dp._watch_ring
+    raw = ring.poll(500)[-1]
     decoder = dp._watch_decoder
     assert raw[0] == WATCH_EVENT_VERSION == 2 and raw[1] == 1  # 2: the event names its hook
     assert int.from_bytes(raw[2:4], "little") == len(raw) == decoder.size
@@ -434,7 +434,8 @@ def test_watch_event_header_is_checked(dp, bridge):
         with pytest.raises(ValueError, match=why):
             decoder.decode(bad)
     # watch_poll skips what it cannot read and counts it
-    dp._watch_pending.append(bytes([9]) + raw[1:])
+    real_poll = ring.poll
+    monkeypatch.setattr(ring, "poll", lambda timeout: [bytes([9]) + raw[1:], *real_poll(timeout)])
     before = dp.watch_bad_events
     dp.run(udp(BROADCAST, MAC_B), p0, dry_run=False)
     assert [e.dl_src for e in poll_all(dp, 1)] == [MAC_B]

@@ -1,6 +1,6 @@
-"""The eBPF datapath (bpf/datapath.c loaded with bcc): public API.
+"""The eBPF datapath (bpf/datapath.c, compiled by bcc in a process of its own): public API.
 
-Importing this package does not import bcc; Datapath() does.
+The daemon never imports bcc: compiler.py does, in the short-lived compiler process.
 """
 
 from vswitchd.datapath.attach import attached_programs

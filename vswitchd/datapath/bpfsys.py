@@ -5,6 +5,7 @@ uapi/linux/bpf.h."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 SYS_BPF = 321  # x86_64
@@ -84,6 +85,17 @@ def obj_path(path: str, fd: int = 0) -> tuple[ObjPath, ctypes.Array]:
     return ObjPath(ctypes.addressof(raw), fd, 0), raw
 
 
+def obj_get(path: str) -> int:
+    """An fd of the object pinned at path."""
+    attr, _raw = obj_path(path)
+    return bpf(BPF_OBJ_GET, attr, f"opening {path}")
+
+
+def obj_pin(fd: int, path: str) -> None:
+    attr, _raw = obj_path(path, fd)
+    bpf(BPF_OBJ_PIN, attr, f"pinning {path}")
+
+
 class _MapCreate(ctypes.Structure):
     _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
                 ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
@@ -98,9 +110,9 @@ class _MapElem(ctypes.Structure):
 
 
 def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, name: str,
-               inner_map_fd: int = 0) -> int:
-    """A new map's fd (BPF_MAP_CREATE), for the map types bcc cannot create."""
-    attr = _MapCreate(map_type, key_size, value_size, max_entries, 0, inner_map_fd, 0,
+               inner_map_fd: int = 0, flags: int = 0) -> int:
+    """A new map's fd (BPF_MAP_CREATE)."""
+    attr = _MapCreate(map_type, key_size, value_size, max_entries, flags, inner_map_fd, 0,
                       name.encode()[:15])
     return bpf(BPF_MAP_CREATE, attr, f"creating map {name}")
 
@@ -150,10 +162,31 @@ class _ProgLoad(ctypes.Structure):
                 ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
 
 
-def prog_load(prog_type: int, insns: bytes, name: str) -> int:
-    """A program of raw instructions (8 bytes each), for programs too small to compile."""
+VERIFIER_LOG_SIZE = 1 << 20
+
+
+def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL",
+              kern_version: int = 0, attach_type: int = 0) -> int:
+    """A program of raw instructions (8 bytes each). When the verifier refuses it, it is
+    loaded once more for the verifier's log, whose last lines the OSError carries."""
     code = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(b"GPL")
-    attr = _ProgLoad(prog_type, len(insns) // 8, ctypes.addressof(code), ctypes.addressof(lic),
-                     0, 0, 0, 0, 0, name.encode()[:15])
-    return bpf(BPF_PROG_LOAD, attr, f"loading program {name}")
+    lic = ctypes.create_string_buffer(license.encode())
+
+    def attr(log_level: int = 0, log=None) -> _ProgLoad:
+        return _ProgLoad(prog_type, len(insns) // 8, ctypes.addressof(code),
+                         ctypes.addressof(lic), log_level, len(log) if log else 0,
+                         ctypes.addressof(log) if log else 0, kern_version, 0,
+                         name.encode()[:15], 0, attach_type)
+
+    try:
+        return bpf(BPF_PROG_LOAD, attr(), f"loading program {name}")
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG):
+            raise
+        first = exc
+    log = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+    try:
+        return bpf(BPF_PROG_LOAD, attr(1, log), f"loading program {name}")
+    except OSError:
+        tail = " | ".join(log.value.decode(errors="replace").strip().splitlines()[-3:])
+        raise OSError(first.errno, f"{first.strerror}; the verifier says: {tail}") from None

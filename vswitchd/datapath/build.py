@@ -1,31 +1,41 @@
-"""Compiling and loading the programs: whether this machine can run the eBPF datapath,
-datapath.c with its lib/ includes inlined, and bcc's build of it against the pinned maps
-(pins of another layout are replaced)."""
+"""Loading the programs: whether this machine can run the eBPF datapath, datapath.c with its
+lib/ includes inlined, its compiled object (objfile.py: from the cache or the compiler
+process), and the object loaded with the bpf() syscall against the maps pinned in the
+instance's directory (created when absent; pins of another layout are replaced)."""
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import re
+import struct
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vswitchd.datapath import pins, xdpmaps
-from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf
+from vswitchd.datapath import objfile, pins, tables, xdpmaps
+from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf, map_create, obj_get, obj_pin, prog_load
 from vswitchd.datapath.constants import BPF_DIR
 from vswitchd.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
-PROG_INGRESS = "tc_ingress"
-PROG_EGRESS = "tc_egress"
-PROG_FLOOD = "tc_flood"
-PROG_VTEPS = "tc_vteps"
-PROG_XDP = "xdp_ingress"
-PROG_XDP_FLOOD = "xdp_flood"
-PROG_XDP_EGRESS = "xdp_egress"
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_XDP = 6
 BPF_XDP_DEVMAP = 33  # enum bpf_attach_type: a devmap entry's program
+# hook -> (function in datapath.c, program type, expected attach type)
+PROGRAMS = {
+    "ingress": ("tc_ingress", BPF_PROG_TYPE_SCHED_CLS, 0),
+    "egress": ("tc_egress", BPF_PROG_TYPE_SCHED_CLS, 0),
+    "flood": ("tc_flood", BPF_PROG_TYPE_SCHED_CLS, 0),      # the tail call in flood_progs
+    "vteps": ("tc_vteps", BPF_PROG_TYPE_SCHED_CLS, 0),      # in vtep_progs
+    "xdp": ("xdp_ingress", BPF_PROG_TYPE_XDP, 0),
+    "xdp_flood": ("xdp_flood", BPF_PROG_TYPE_XDP, 0),       # in xdp_flood_progs
+    "xdp_egress": ("xdp_egress", BPF_PROG_TYPE_XDP, BPF_XDP_DEVMAP),  # the flood groups'
+}
+TAIL_CALLS = {"flood_progs": "flood", "vtep_progs": "vteps", "xdp_flood_progs": "xdp_flood"}
 _INCLUDE_RE = re.compile(r'^#include "(lib/[\w.-]+\.h)"\s*$', re.M)
 
 
@@ -48,9 +58,7 @@ def ebpf_unsupported_reason() -> str | None:
     reason = _bpf_syscall_available()
     if reason:
         return reason
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("bcc") is None:  # the compiler process imports it
         return ("bcc is not importable (install Debian's python3-bpfcc and use a venv made with "
                 "--system-site-packages)")
     build = Path("/lib/modules") / os.uname().release / "build"
@@ -61,14 +69,24 @@ def ebpf_unsupported_reason() -> str | None:
     return None
 
 
-def build_source(pin_dir: str, trace: bool = True) -> str:
-    """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
-    `ports.lookup()` only in its main file) and VSW_PIN_DIR defined. trace=False defines
-    VSW_NO_TRACE: no watch stage (bench/trace_cost.py's baseline; never the daemon's)."""
+def pin_dir_define(pin_dir: str) -> str:
     if any(c in pin_dir for c in '"\\\n'):
         raise InvalidArgument("bpffs_dir", pin_dir, "must not contain quotes or backslashes")
-    head = f'#define VSW_PIN_DIR "{pin_dir}"\n' + ("" if trace else "#define VSW_NO_TRACE\n")
+    return f'#define VSW_PIN_DIR "{pin_dir}"\n'
+
+
+def source_body(trace: bool = True) -> str:
+    """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
+    `ports.lookup()` only in its main file), without the VSW_PIN_DIR define the compiler
+    puts first. trace=False defines VSW_NO_TRACE: no watch stage (bench/trace_cost.py's
+    baseline; never the daemon's)."""
+    head = "" if trace else "#define VSW_NO_TRACE\n"
     return head + inline_includes((BPF_DIR / "datapath.c").read_text())
+
+
+def build_source(pin_dir: str, trace: bool = True) -> str:
+    """The whole source bcc compiles for maps pinned in pin_dir."""
+    return pin_dir_define(pin_dir) + source_body(trace)
 
 
 def inline_includes(text: str) -> str:
@@ -86,52 +104,145 @@ def inline_includes(text: str) -> str:
     return _INCLUDE_RE.sub(expand, text)
 
 
-def load(bpffs_dir: str, trace: bool):
-    """Compiles the programs against the maps pinned in bpffs_dir (creating them there when
-    absent) and loads them. Returns bcc's BPF object and the programs by hook: "ingress",
-    "egress", "flood" (the tail call in flood_progs), "vteps" (in vtep_progs), "xdp",
-    "xdp_flood" (in xdp_flood_progs) and "xdp_egress" (the flood groups' devmap program).
-    Raises Unavailable when bpffs cannot be mounted; bcc raises bare Exception for compile and
-    load errors."""
-    from bcc import BPF
+class Program:
+    """A loaded program: its fd, and its name as the kernel knows it."""
 
-    fresh = pins.make_dir(bpffs_dir)
-    source = build_source(bpffs_dir, trace).encode()
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name.encode()
+        self.fd = fd
+
+
+class Loaded:
+    """One loaded build: its maps by name (tables.py, made when first asked for) and its
+    programs by hook."""
+
+    def __init__(self, shapes: dict[str, dict], fds: dict[str, int],
+                 progs: dict[str, Program]) -> None:
+        self._shapes = shapes
+        self.map_fds = fds
+        self.progs = progs
+        self._tables: dict[str, tables.Table] = {}
+
+    def __getitem__(self, name: bytes | str) -> tables.Table:
+        name = name.decode() if isinstance(name, bytes) else name
+        if name not in self._tables:
+            shape = self._shapes[name]
+            self._tables[name] = tables.table(name, self.map_fds[name], shape["type"],
+                                              shape["key"], shape["leaf"],
+                                              shape["max_entries"], shape["flags"])
+        return self._tables[name]
+
+    def cleanup(self) -> None:
+        """Closes the fds of its maps and programs; what is pinned or attached stays."""
+        _close(self.map_fds.values())
+        _close(prog.fd for prog in self.progs.values())
+        self.map_fds, self.progs, self._tables = {}, {}, {}
+
+
+def _close(fds) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _stale(shape: dict, fd: int) -> tuple | None:
+    want = tuple(shape[k] for k in ("type", "key_size", "value_size", "max_entries"))
+    have = pins.map_shape(fd)
+    return None if have == want else (have, want)
+
+
+def _open_maps(obj: dict, bpffs_dir: str) -> tuple[dict[str, int], list[str]]:
+    """fds of the object's maps: pinned ones opened (created and pinned when missing), the
+    others created for this instance. Also the pins whose shape is not the build's."""
+    fds: dict[str, int] = {}
+    stale: list[str] = []
     try:
-        xdpmaps.ensure_pins(bpffs_dir)  # before bcc, which would make them of another type
-        loaded = BPF(text=source)
-        stale = pins.stale_pins(loaded)
+        for name, shape in obj["maps"].items():
+            path = os.path.join(bpffs_dir, name)
+            if name in pins.DEVICE_MAP_PIN_NAMES:  # xdpmaps made them
+                fds[name] = obj_get(path)
+                continue
+            if name in pins.PIN_NAMES and os.path.exists(path):
+                fds[name] = obj_get(path)
+                mismatch = _stale(shape, fds[name])
+                if mismatch:
+                    stale.append(f"{name}: pinned type/key/value/entries {mismatch[0]}, "
+                                 f"built {mismatch[1]}")
+                continue
+            fds[name] = map_create(shape["type"], shape["key_size"], shape["value_size"],
+                                   shape["max_entries"], name, flags=shape["flags"])
+            if name in pins.PIN_NAMES:
+                obj_pin(fds[name], path)
+    except BaseException:
+        _close(fds.values())
+        raise
+    return fds, stale
+
+
+def _load_program(obj: dict, prog: dict, map_fds: dict[str, int]) -> Program:
+    code = bytearray.fromhex(prog["insns"])
+    for index, map_name in prog["relocations"]:
+        struct.pack_into("<i", code, index * 8 + 4, map_fds[map_name])
+    return Program(prog["name"], prog_load(prog["type"], bytes(code), prog["name"],
+                                           obj["license"], obj["kern_version"],
+                                           prog["attach_type"]))
+
+
+def _load_programs(obj: dict, map_fds: dict[str, int]) -> Loaded:
+    """The object's programs loaded with map_fds in their instructions, and set in the
+    tail-call tables. The verifier takes most of a start (1.3 s for the seven programs, one
+    after the other): they are verified side by side (ctypes lets go of the GIL)."""
+    items = list(obj["programs"].items())
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        futures = {hook: pool.submit(_load_program, obj, prog, map_fds) for hook, prog in items}
+    progs = {hook: f.result() for hook, f in futures.items() if f.exception() is None}
+    try:
+        for f in futures.values():
+            if f.exception() is not None:
+                raise f.exception()
+        loaded = Loaded(obj["maps"], map_fds, progs)
+        for table, hook in TAIL_CALLS.items():
+            loaded[table][0] = progs[hook].fd
+    except BaseException:
+        _close(p.fd for p in progs.values())
+        raise
+    return loaded
+
+
+def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CACHE_DIR
+         ) -> Loaded:
+    """The programs, compiled in a child process (or found in the cache at cache_dir; None:
+    no cache) and loaded against the maps pinned in bpffs_dir, which are created there when
+    absent. Pins of another layout than the build's are replaced. Raises Unavailable when
+    bpffs cannot be mounted, objfile.CompileError when the source does not compile, OSError
+    when the kernel refuses a map or a program."""
+    fresh = pins.make_dir(bpffs_dir)
+    pin_dir_define(bpffs_dir)  # refuses a directory the source could not name
+    body = source_body(trace)
+    try:
+        obj, cached = objfile.obtain(body, f"{bpffs_dir}-compile-{os.getpid()}",
+                                     objfile.Cache(cache_dir))
+        log.info("datapath programs %s", "from the cache" if cached else "compiled")
+        xdpmaps.ensure_pins(bpffs_dir)
+        map_fds, stale = _open_maps(obj, bpffs_dir)
         if stale:
-            # bcc reuses a pinned map whatever its shape: maps pinned by a build with
-            # other layouts would be misread (or refused by the verifier). They are
-            # replaced; the daemon re-adds its desired state (ports, static FDB, flows).
+            # Pinned maps of an earlier build with other layouts would be misread (or refused
+            # by the verifier). They are replaced; the daemon re-adds its desired state
+            # (ports, static FDB, flows).
             log.warning("pinned datapath maps in %s have another layout than this build "
                         "(%s): replacing them; learned FDB entries and counters restart",
                         bpffs_dir, "; ".join(stale))
-            loaded.cleanup()
+            _close(map_fds.values())
             pins.remove_map_pins(bpffs_dir, keep_dir=True)
             xdpmaps.ensure_pins(bpffs_dir)
-            loaded = BPF(text=source)
+            map_fds, _ = _open_maps(obj, bpffs_dir)
         pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     except Exception:
         if fresh:  # do not leave half-created pins behind a failed first start
             pins.remove_map_pins(bpffs_dir)
         raise
     try:
-        progs = {
-            "ingress": loaded.load_func(PROG_INGRESS.encode(), BPF.SCHED_CLS),
-            "egress": loaded.load_func(PROG_EGRESS.encode(), BPF.SCHED_CLS),
-            "flood": loaded.load_func(PROG_FLOOD.encode(), BPF.SCHED_CLS),
-            "vteps": loaded.load_func(PROG_VTEPS.encode(), BPF.SCHED_CLS),
-            "xdp": loaded.load_func(PROG_XDP.encode(), BPF.XDP),
-            "xdp_flood": loaded.load_func(PROG_XDP_FLOOD.encode(), BPF.XDP),
-            "xdp_egress": loaded.load_func(PROG_XDP_EGRESS.encode(), BPF.XDP,
-                                           attach_type=BPF_XDP_DEVMAP),
-        }
-        loaded[b"flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["flood"].fd)
-        loaded[b"vtep_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["vteps"].fd)
-        loaded[b"xdp_flood_progs"][ctypes.c_int(0)] = ctypes.c_int(progs["xdp_flood"].fd)
+        return _load_programs(obj, map_fds)
     except Exception:
-        loaded.cleanup()
+        _close(map_fds.values())
         raise
-    return loaded, progs

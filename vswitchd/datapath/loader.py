@@ -1,12 +1,13 @@
 """The eBPF datapath of one daemon instance: Datapath, a facade over the modules that do the
-work. bpf/datapath.c is compiled once with bcc (build.py) against maps pinned in the instance's
+work. bpf/datapath.c is compiled by bcc in a process of its own, or found compiled in a cache
+(objfile.py), and loaded (build.py) against maps pinned in the instance's
 bpffs directory (pins.py), so a restarted daemon reopens them with their contents while the old
 programs keep forwarding. The programs go on the ports' TC hooks (attach.py); each map has one
 writer (ports.py, fdb.py, flows.py, watch.py); counters.py and runs.py read what the programs
 wrote.
 
-Map layouts come from bcc's generated ctypes classes (table.Key / table.Leaf); nothing about
-them is written twice.
+Map layouts come from the ctypes classes decoded from bcc's descriptions of the C types
+(tables.py: table.Key / table.Leaf); nothing about them is written twice.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests impo
 from vswitchd.datapath.counters import PortCounters
 from vswitchd.datapath.fdb import FdbMaps, FdbRecord, mac_bytes
 from vswitchd.datapath.flows import DpRule, FlowCounters, FlowTables
+from vswitchd.datapath.objfile import DEFAULT_CACHE_DIR
 from vswitchd.datapath.packet_in import PacketInCounters, PacketInEvent, PacketInMaps, check_key
 from vswitchd.datapath.pins import (
     DEFAULT_BPFFS_DIR,
@@ -55,12 +57,15 @@ def _vlan_arg(vlan: VlanConfig) -> VlanConfig:
 class Datapath:
     """The compiled datapath of one daemon instance and its pinned maps."""
 
-    def __init__(self, bpffs_dir: str = DEFAULT_BPFFS_DIR, *, trace: bool = True) -> None:
+    def __init__(self, bpffs_dir: str = DEFAULT_BPFFS_DIR, *, trace: bool = True,
+                 cache_dir: str | None = DEFAULT_CACHE_DIR) -> None:
         """trace=False builds the programs without the watch stage (VSW_NO_TRACE); only
         bench/trace_cost.py uses it, as the baseline. The watch_* methods then raise
-        FailedPrecondition; dry runs (trace()) still work."""
+        FailedPrecondition; dry runs (trace()) still work. cache_dir holds compiled programs
+        (objfile.py); None compiles every time."""
         self.bpffs_dir = os.path.abspath(bpffs_dir)
         self.trace_enabled = trace
+        self.cache_dir = cache_dir
         self._lock = threading.RLock()
         self._bpf = None
         self._watch: WatchMaps | None = None
@@ -73,12 +78,13 @@ class Datapath:
                 return
             except Unavailable:
                 raise
-            except Exception as exc:  # bcc raises bare Exception for compile/load errors
+            except Exception as exc:  # the compiler's error, or the kernel's refusal
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
         raise Unavailable(f"eBPF datapath unavailable: {reason}; use --datapath kernel")
 
     def _open(self) -> None:
-        self._bpf, self._progs = load(self.bpffs_dir, self.trace_enabled)
+        self._bpf = load(self.bpffs_dir, self.trace_enabled, self.cache_dir)
+        self._progs = self._bpf.progs
         try:
             self._flows = FlowTables(self._bpf)
             self._port_maps = PortMaps(self._bpf)
@@ -111,7 +117,7 @@ class Datapath:
     _fdb_gen = property(lambda self: self._fdb_maps.gen)
     _tcx = property(lambda self: self._hooks.tcx)  # attached with TCX links; None = not yet
     _watch_ctl = property(lambda self: self._watch.ctl)
-    _watch_pending = property(lambda self: self._watch.pending)
+    _watch_ring = property(lambda self: self._watch._ring)
     _watch_decoder = property(lambda self: self._watch.decoder)
 
     def _port_get(self, ifindex: int):

@@ -23,6 +23,7 @@ from vswitchd.datapath.constants import (
     PACKET_IN_EVENT_FRAME,
     PACKET_IN_EVENT_VERSION,
 )
+from vswitchd.datapath.ringbuf import RingReader, open_reader
 from vswitchd.datapath.watch import record_header
 from vswitchd.errors import InvalidArgument
 
@@ -90,38 +91,21 @@ class Decoder:
         )
 
 
-def _lib():
-    from bcc.libbcc import _RINGBUF_CB_TYPE, lib
-
-    return lib, _RINGBUF_CB_TYPE
-
-
 class PacketInMaps:
     """The packet-in maps of one loaded program, not pinned (this instance's ring, this
     daemon's subscriptions): the subscribed bridges and their losses, the rate limit, the
     counters, and the ring with its own reader."""
 
     def __init__(self, bpf) -> None:
-        lib, cb_type = _lib()
-        self._lib = lib
         self.ctl = bpf[b"packet_in_ctl"]
         self.bridges = bpf[b"packet_in_bridges"]
         self.stats = bpf[b"packet_in_stats"]
         self.rate = PACKET_IN_DEFAULT_RATE
         self.poll_lock = threading.Lock()
-        self.pending: list[bytes] = []
         self.bad_events = 0  # records refused by the decoder (version/type/length)
         self.decoder = Decoder(bpf[b"packet_in_scratch"].sLeaf)
-        self._callback = cb_type(self._on_event)  # referenced: libbpf calls it
-        self._manager = lib.bpf_new_ringbuf(bpf[b"packet_in_events"].map_fd, self._callback,
-                                            None)
-        if not self._manager:
-            raise OSError("the packet-in ring buffer could not be opened")
+        self._ring: RingReader | None = open_reader(bpf[b"packet_in_events"])
         self.write_ctl()
-
-    def _on_event(self, _ctx, data, size) -> int:
-        self.pending.append(ctypes.string_at(data, size))
-        return 0
 
     def write_ctl(self) -> None:
         leaf = self.ctl.Leaf()
@@ -165,10 +149,9 @@ class PacketInMaps:
         """Waits up to timeout_ms for packet-ins and decodes those in the ring (from one poller
         thread); [] once closed."""
         with self.poll_lock:
-            if not self._manager:
+            if self._ring is None:
                 return []
-            self._lib.bpf_poll_ringbuf(self._manager, max(0, int(timeout_ms)))
-            raw, self.pending = self.pending, []
+            raw = self._ring.poll(int(timeout_ms))
         events = []
         for record in raw:
             try:
@@ -186,9 +169,9 @@ class PacketInMaps:
         except Exception:  # noqa: BLE001 - the maps go with the program anyway
             pass
         with self.poll_lock:
-            if self._manager:
-                self._lib.bpf_free_ringbuf(self._manager)
-                self._manager = None
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
 
 
 def check_key(key: int) -> int:

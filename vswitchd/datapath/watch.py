@@ -26,6 +26,7 @@ from vswitchd.datapath.constants import (
 )
 from vswitchd.datapath.drop_reasons import reason_name
 from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, pack_flow_key, validate_rule
+from vswitchd.datapath.ringbuf import RingReader, open_reader
 from vswitchd.errors import InvalidArgument, NotFound, Unavailable
 
 MAX_RATE = 1_000_000_000  # rate * 1e9 ns-tokens must fit the bucket's u64
@@ -179,23 +180,17 @@ class WatchMaps:
     watchers): the watchers' slots and filters, the rate limit, lost counts, the event ring."""
 
     def __init__(self, bpf) -> None:
-        self._bpf = bpf
         self.ctl = bpf[b"watch_ctl"]
         self.filters = bpf[b"watch_filters"]
         self.lost_counts = bpf[b"watch_lost"]
         self.slots: dict[int, WatchFilter] = {}
         self.rate = WATCH_DEFAULT_RATE
         self.poll_lock = threading.Lock()
-        self.pending: list[bytes] = []
         self.bad_events = 0  # records refused by the decoder (version/type/length)
         # sLeaf: the struct (Leaf of a per-CPU map is an array of one per CPU)
         self.decoder = EventDecoder(bpf[b"watch_scratch"].sLeaf, VERDICTS)
-        bpf[b"watch_events"].open_ring_buffer(self._on_event)
+        self._ring: RingReader | None = open_reader(bpf[b"watch_events"])
         self.write_ctl()
-
-    def _on_event(self, _ctx, data, size) -> int:
-        self.pending.append(ctypes.string_at(data, size))
-        return 0
 
     def write_ctl(self) -> None:
         leaf = self.ctl.Leaf()
@@ -244,11 +239,9 @@ class WatchMaps:
         """Waits up to timeout_ms for events and decodes those in the ring (from one poller
         thread); [] once closed."""
         with self.poll_lock:
-            bpf = self._bpf
-            if bpf is None:
+            if self._ring is None:
                 return []
-            bpf.ring_buffer_poll(max(0, int(timeout_ms)))
-            raw, self.pending = self.pending, []
+            raw = self._ring.poll(int(timeout_ms))
         events = []
         for record in raw:
             try:
@@ -266,4 +259,6 @@ class WatchMaps:
         except Exception:
             pass
         with self.poll_lock:
-            self._bpf = None
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None

@@ -18,14 +18,12 @@ import struct
 from collections.abc import Iterable
 
 from vswitchd.datapath.bpfsys import (
-    BPF_OBJ_GET,
-    BPF_OBJ_PIN,
-    bpf,
     map_create,
     map_delete,
     map_keys,
     map_update,
-    obj_path,
+    obj_get,
+    obj_pin,
 )
 from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
 from vswitchd.datapath.pins import DEVICE_MAP_PIN_NAMES, map_shape
@@ -50,12 +48,6 @@ _SHAPES = {
 }
 
 
-def _obj(cmd: int, path: str, fd: int = 0) -> int:
-    attr, _raw = obj_path(path, fd)
-    what = "pinning" if cmd == BPF_OBJ_PIN else "opening"
-    return bpf(cmd, attr, f"{what} {path}")
-
-
 def _inner_map(name: str = "flood_group") -> int:
     return map_create(MAP_TYPE_DEVMAP_HASH, _IFINDEX.size, _DEVMAP_VAL.size, MAX_BRIDGE_PORTS,
                       name)
@@ -77,7 +69,7 @@ def ensure_pins(bpffs_dir: str) -> None:
     for name in PIN_NAMES:
         path = os.path.join(bpffs_dir, name)
         if os.path.exists(path):
-            fd = _obj(BPF_OBJ_GET, path)
+            fd = obj_get(path)
             try:
                 if map_shape(fd) == _SHAPES[name]:
                     continue
@@ -87,7 +79,7 @@ def ensure_pins(bpffs_dir: str) -> None:
             os.unlink(path)
         fd = _create(name)
         try:
-            _obj(BPF_OBJ_PIN, path, fd)
+            obj_pin(fd, path)
         finally:
             os.close(fd)
 
@@ -119,8 +111,8 @@ class XdpMaps:
     member."""
 
     def __init__(self, bpf_obj, bpffs_dir: str, egress_fd: int) -> None:
-        self.tx_fd = _obj(BPF_OBJ_GET, os.path.join(bpffs_dir, TX_PIN))
-        self.groups_fd = _obj(BPF_OBJ_GET, os.path.join(bpffs_dir, GROUPS_PIN))
+        self.tx_fd = obj_get(os.path.join(bpffs_dir, TX_PIN))
+        self.groups_fd = obj_get(os.path.join(bpffs_dir, GROUPS_PIN))
         self.info = bpf_obj[b"flood_group_info"]
         self.egress_fd = egress_fd
         # what this instance wrote: {bridge: {vlan: (members that are targets, info)}}

@@ -1,0 +1,121 @@
+"""The compiled-object path: bcc compiles in a process of its own, the object is cached, and
+the daemon's side loads it with the bpf() syscall and reads the maps without bcc."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vswitchd.datapath import Datapath, build, objfile, tables
+from vswitchd.errors import Unavailable
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "programs")
+
+
+def _compiles(monkeypatch) -> list[str]:
+    """Records each compile, which still runs."""
+    calls: list[str] = []
+    real = objfile.compile_in_child
+
+    def counted(body: str, scratch_dir: str) -> dict:
+        calls.append(scratch_dir)
+        return real(body, scratch_dir)
+
+    monkeypatch.setattr(objfile, "compile_in_child", counted)
+    return calls
+
+
+def test_a_cached_object_is_loaded_without_compiling(bpffs_dir, cache_dir, monkeypatch):
+    compiles = _compiles(monkeypatch)
+    dp = Datapath(bpffs_dir, cache_dir=cache_dir)
+    try:
+        assert len(compiles) == 1 and not os.path.exists(compiles[0])  # scratch pins gone
+        assert len(os.listdir(cache_dir)) == 1
+        dp.close()
+        dp.__init__(bpffs_dir, cache_dir=cache_dir)  # a restart: same source, same kernel
+        assert len(compiles) == 1
+        dp.close()
+        dp.__init__(bpffs_dir, trace=False, cache_dir=cache_dir)  # other build options
+        assert len(compiles) == 2 and len(os.listdir(cache_dir)) == 2
+    finally:
+        dp.destroy()
+
+
+def test_an_unreadable_cached_object_is_compiled_again(bpffs_dir, cache_dir, monkeypatch,
+                                                       caplog):
+    compiles = _compiles(monkeypatch)
+    Datapath(bpffs_dir, cache_dir=cache_dir).close()
+    [entry] = Path(cache_dir).glob("*.json")
+    for bad in ("{not json", json.dumps({"format": objfile.FORMAT + 1})):
+        entry.write_text(bad)
+        dp = Datapath(bpffs_dir, cache_dir=cache_dir)
+        dp.close()
+    assert len(compiles) == 3
+    assert "is unreadable" in caplog.text and "not an object of this build" in caplog.text
+    assert json.loads(entry.read_text())["format"] == objfile.FORMAT  # written again
+    dp.destroy()
+
+
+def test_a_compile_error_is_reported_and_leaves_no_pins(bpffs_dir, cache_dir, monkeypatch):
+    monkeypatch.setattr(build, "source_body",
+                        lambda trace=True: "int tc_ingress(struct __sk_buff *skb) { return x; }")
+    with pytest.raises(Unavailable, match="eBPF datapath unavailable: .*Failed to compile"):
+        Datapath(bpffs_dir, cache_dir=cache_dir)
+    assert not os.path.exists(bpffs_dir)
+    assert not any(p.startswith(os.path.basename(bpffs_dir)) for p in os.listdir("/sys/fs/bpf"))
+    assert not os.path.exists(cache_dir) or not os.listdir(cache_dir)
+
+
+def test_map_layouts_equal_bccs(dp):
+    """Key and Leaf decoded here have bcc's layout, field by field, and the kernel's sizes."""
+    from bcc import BPF
+
+    def layout(t) -> list:
+        if not hasattr(t, "_fields_"):
+            return [ctypes.sizeof(t)]
+        return [(f[0], getattr(t, f[0]).offset, getattr(t, f[0]).size, layout(f[1]))
+                for f in t._fields_]
+
+    loaded = dp._bpf
+    for name, shape in loaded._shapes.items():
+        for part, size in (("key", shape["key_size"]), ("leaf", shape["value_size"])):
+            ours = tables.decode_type(shape[part])
+            assert layout(ours) == layout(BPF._decode_table_type(shape[part])), (name, part)
+            if shape["type"] != tables.MAP_RINGBUF:
+                assert ctypes.sizeof(ours) == size, (name, part)
+    ports = loaded["ports"]
+    assert isinstance(ports, tables.Table) and ctypes.sizeof(ports.Leaf) == \
+        loaded._shapes["ports"]["value_size"]
+    stats = loaded["port_stats"]
+    assert len(stats.Leaf()) == tables.possible_cpus()
+
+
+def test_the_daemon_side_never_imports_bcc(bpffs_dir, cache_dir):
+    """A process that opens the datapath (compiling it first) has no bcc and no libbcc."""
+    code = textwrap.dedent(f"""
+        import sys
+        from vswitchd.datapath import Datapath
+        dp = Datapath({bpffs_dir!r}, cache_dir={cache_dir!r})
+        try:
+            assert "bcc" not in sys.modules, "bcc was imported"
+            assert "libbcc" not in open("/proc/self/maps").read(), "libbcc is mapped"
+            dp._bpf["ports"].items()
+        finally:
+            dp.destroy()
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
