@@ -9,6 +9,7 @@ from pyroute2 import IPRoute
 
 from vswitchd.monitor import LinkMonitor
 from vswitchd.netlink import linkdump
+from vswitchd.netlink._util import _to_info
 from vswitchd.netlink.links import Links
 
 
@@ -22,10 +23,15 @@ def test_the_dump_agrees_with_pyroute2(links: Links, ipr: IPRoute, make_ns, ifna
     dumped = linkdump.dump()
     for name in (br, member, tap, veth, "lo"):
         info, stats = dumped[name]
-        assert info == links.get(name), name
+        assert info == _to_info(ipr.link("get", ifname=name)[0]), name
+        # Links' single-link reads: one request each, the same parser
+        assert links.get(name) == info == links.get_by_index(info.ifindex), name
         later = links.stats(name)  # counters only grow (a veth may send IPv6 meanwhile)
         assert all(getattr(stats, f) <= getattr(later, f) for f in later.__dataclass_fields__)
     assert dumped[tap][1] == links.stats(tap)  # a TAP nobody holds moves nothing
+    for missing in (ifnames("no"), "x" * 16, ""):
+        assert links.get(missing) is None and linkdump.lookup({missing} - {""}) == {}
+    assert links.get_by_index(2**31 - 1) is None and links.get_by_index(-1) is None
     assert dumped[br][0].kind == "bridge" and dumped[br][0].mac == "02:00:00:00:99:01"
     assert dumped[member][0].master == dumped[br][0].ifindex and dumped[member][0].mtu == 1400
     assert dumped[tap][0].kind == "tun" and dumped[veth][0].kind == "veth"

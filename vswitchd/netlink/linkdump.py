@@ -154,30 +154,55 @@ def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
                     out[info.name] = (info, stats)
 
 
+def _get_one(sock: socket.socket, seq: int, name: str = "", index: int = 0
+             ) -> tuple[LinkInfo, LinkStats] | None:
+    """One RTM_GETLINK by name or by index on sock: the link, or None when there is none."""
+    attr = b""
+    if name:
+        raw = name.encode() + b"\0"
+        attr = _RTA.pack(_RTA.size + len(raw), IFLA_IFNAME) + raw
+        attr += b"\0" * (-len(attr) % 4)
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, 0, 0) + attr
+    sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body)
+    while True:
+        data = sock.recv(1 << 16)
+        for offset, end, kind, _flags, msg_seq in _messages(data):
+            if msg_seq != seq:
+                continue
+            if kind == RTM_NEWLINK:
+                return _parse(data, offset, end)
+            if kind == NLMSG_ERROR:
+                errno_ = _errno(data, offset)
+                if errno_ in (0, errno.ENODEV):
+                    return None
+                raise Unavailable(f"netlink: link {name or index}: {os.strerror(errno_)}")
+
+
+def _possible(name: str) -> bool:
+    """Whether the kernel could hold a link of that name (it refuses to look up others)."""
+    return 0 < len(name.encode()) < 16 and "\0" not in name
+
+
+def get(name: str = "", index: int = 0) -> tuple[LinkInfo, LinkStats] | None:
+    """The link named NAME (or of ifindex INDEX) with its counters; None when there is none.
+    One request, parsed here: pyroute2 took 0.75 ms a message to parse."""
+    if name and index:
+        raise ValueError("give the link's name or its index, not both")
+    if not (_possible(name) if name else 0 < index < 2**31):
+        return None
+    with _socket() as sock:
+        return _get_one(sock, 1, name=name, index=index)
+
+
 def lookup(names: set[str]) -> dict[str, LinkInfo]:
     """{name: info} of those of NAMES that are links of the current network namespace: a
     request per name, for a few links where a dump would read them all."""
     out: dict[str, LinkInfo] = {}
     with _socket() as sock:
-        for seq, name in enumerate(sorted(names), start=1):
-            raw = name.encode() + b"\0"
-            attr = _RTA.pack(_RTA.size + len(raw), IFLA_IFNAME) + raw
-            body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + attr + b"\0" * (-len(attr) % 4)
-            sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0)
-                      + body)
-            answered = False
-            while not answered:
-                data = sock.recv(1 << 16)
-                for offset, end, kind, _flags, msg_seq in _messages(data):
-                    if msg_seq != seq:
-                        continue
-                    answered = True
-                    if kind == RTM_NEWLINK:
-                        out[name] = _parse(data, offset, end)[0]
-                    elif kind == NLMSG_ERROR:
-                        errno_ = _errno(data, offset)
-                        if errno_ not in (0, errno.ENODEV):
-                            raise Unavailable(f"netlink: link {name}: {os.strerror(errno_)}")
+        for seq, name in enumerate(sorted(filter(_possible, names)), start=1):
+            found = _get_one(sock, seq, name=name)
+            if found is not None:
+                out[name] = found[0]
     return out
 
 
