@@ -23,7 +23,7 @@ from vswitchd.datapath.constants import (
     PACKET_IN_EVENT_FRAME,
     PACKET_IN_EVENT_VERSION,
 )
-from vswitchd.datapath.ringbuf import RingReader, open_reader
+from vswitchd.datapath.ringbuf import Ring
 from vswitchd.datapath.watch import record_header
 from vswitchd.errors import InvalidArgument
 
@@ -104,7 +104,7 @@ class PacketInMaps:
         self.poll_lock = threading.Lock()
         self.bad_events = 0  # records refused by the decoder (version/type/length)
         self.decoder = Decoder(bpf[b"packet_in_scratch"].sLeaf)
-        self._ring: RingReader | None = open_reader(bpf[b"packet_in_events"])
+        self._ring = Ring(bpf[b"packet_in_events"])
         self.write_ctl()
 
     def write_ctl(self) -> None:
@@ -149,9 +149,9 @@ class PacketInMaps:
         """Waits up to timeout_ms for packet-ins and decodes those in the ring (from one poller
         thread); [] once closed."""
         with self.poll_lock:
-            if self._ring is None:
-                return []
             raw = self._ring.poll(int(timeout_ms))
+            if not raw:
+                return []
         events = []
         for record in raw:
             try:
@@ -169,9 +169,7 @@ class PacketInMaps:
         except Exception:  # noqa: BLE001 - the maps go with the program anyway
             pass
         with self.poll_lock:
-            if self._ring is not None:
-                self._ring.close()
-                self._ring = None
+            self._ring.close()
 
 
 def check_key(key: int) -> int:

@@ -68,7 +68,27 @@ class RingReader:
         self._consumer.close()
 
 
-def open_reader(table) -> RingReader:
-    """A reader of a RingBuf table (tables.py); the table keeps its fd."""
-    return RingReader(table.map_fd, table.max_entries)
+class Ring:
+    """A RingBuf table (tables.py) read through a RingReader mapped at the first poll: a
+    mapped ring counts in the daemon's resident memory (all of it, 3 MiB for the watch and
+    packet-in rings), and most daemons never have a watcher."""
+
+    def __init__(self, table) -> None:
+        self._table = table
+        self._reader: RingReader | None = None
+        self.closed = False
+
+    def poll(self, timeout_ms: int) -> list[bytes]:
+        """What RingReader.poll returns; [] once closed."""
+        if self.closed:
+            return []
+        if self._reader is None:
+            self._reader = RingReader(self._table.map_fd, self._table.max_entries)
+        return self._reader.poll(timeout_ms)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 

@@ -26,7 +26,7 @@ from vswitchd.datapath.constants import (
 )
 from vswitchd.datapath.drop_reasons import reason_name
 from vswitchd.datapath.flows import FLOW_FIELDS, DpRule, pack_flow_key, validate_rule
-from vswitchd.datapath.ringbuf import RingReader, open_reader
+from vswitchd.datapath.ringbuf import Ring
 from vswitchd.errors import InvalidArgument, NotFound, Unavailable
 
 MAX_RATE = 1_000_000_000  # rate * 1e9 ns-tokens must fit the bucket's u64
@@ -189,7 +189,7 @@ class WatchMaps:
         self.bad_events = 0  # records refused by the decoder (version/type/length)
         # sLeaf: the struct (Leaf of a per-CPU map is an array of one per CPU)
         self.decoder = EventDecoder(bpf[b"watch_scratch"].sLeaf, VERDICTS)
-        self._ring: RingReader | None = open_reader(bpf[b"watch_events"])
+        self._ring = Ring(bpf[b"watch_events"])
         self.write_ctl()
 
     def write_ctl(self) -> None:
@@ -239,9 +239,9 @@ class WatchMaps:
         """Waits up to timeout_ms for events and decodes those in the ring (from one poller
         thread); [] once closed."""
         with self.poll_lock:
-            if self._ring is None:
-                return []
             raw = self._ring.poll(int(timeout_ms))
+            if not raw:
+                return []
         events = []
         for record in raw:
             try:
@@ -259,6 +259,4 @@ class WatchMaps:
         except Exception:
             pass
         with self.poll_lock:
-            if self._ring is not None:
-                self._ring.close()
-                self._ring = None
+            self._ring.close()
