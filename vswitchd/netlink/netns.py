@@ -14,12 +14,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pyroute2 import netns as _pr_netns
-
 from vswitchd.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED, MNT_DETACH = 0x1000, 0x4000, 1 << 20, 2
 NS_GET_NSTYPE = 0xB703  # ioctl on a namespace fd, returns its CLONE_NEW* type (Linux >= 4.11)
 
 # What `ip netns` accepts is "anything without '/'"; we accept a conservative, shell-safe subset
@@ -111,8 +110,8 @@ def create_named(name: str) -> str:
         # A leftover file without a namespace mounted on it (e.g. a crash mid-create): reuse.
         _remove_path(name)
     try:
-        _pr_netns.create(name)
-    except Exception as exc:  # pyroute2 re-raises the child's error by class name
+        _create(path)
+    except OSError as exc:
         _remove_path(name)
         raise Unavailable(f"cannot create network namespace {name}: {exc}") from None
     if not exists(name):
@@ -121,9 +120,53 @@ def create_named(name: str) -> str:
     return path
 
 
-def _remove_path(name: str) -> None:
+def _mount(source: str, target: str, flags: int, what: str) -> None:
+    if _libc.mount(source.encode(), target.encode(), b"none", flags, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _share_netns_dir() -> None:
+    """/run/netns a shared mount, bound onto itself first if it is no mount point, as `ip
+    netns add` does: a namespace mounted there is then seen from every mount namespace."""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
     try:
-        _pr_netns.remove(name)
+        _mount("", NETNS_DIR, MS_SHARED | MS_REC, "making /run/netns shared")
+    except OSError:
+        _mount(NETNS_DIR, NETNS_DIR, MS_BIND | MS_REC, "binding /run/netns onto itself")
+        _mount("", NETNS_DIR, MS_SHARED | MS_REC, "making /run/netns shared")
+
+
+def _create(path: str) -> None:
+    """A new network namespace bound at path. A thread of its own unshares its network
+    namespace (that moves the thread only) and binds it; the thread then ends, and the
+    namespace lives on through the mount. pyroute2 forked a process for this: 17 ms."""
+    _share_netns_dir()
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+    failure: list[OSError] = []
+
+    def work() -> None:
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"unshare: {os.strerror(err)}")
+            _mount(f"/proc/self/task/{threading.get_native_id()}/ns/net", path, MS_BIND,
+                   f"binding the namespace at {path}")
+        except OSError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name="vsw-netns-create")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def _remove_path(name: str) -> None:
+    path = resolve(name)
+    _libc.umount2(path.encode(), MNT_DETACH)  # EINVAL when nothing is mounted: a leftover
+    try:
+        os.unlink(path)
     except FileNotFoundError:
         pass
 
