@@ -32,8 +32,17 @@ def test_create_exists_remove() -> None:
         assert path == f"/run/netns/{name}"
         assert netns.exists(name)
         assert netns.exists(path)
-        # a different namespace from ours
-        assert os.stat(path).st_ino != os.stat("/proc/self/ns/net").st_ino
+        # a different namespace from ours, and this thread stays where it was
+        here = f"/proc/self/task/{threading.get_native_id()}/ns/net"
+        assert os.stat(path).st_ino not in (os.stat("/proc/self/ns/net").st_ino,
+                                            os.stat(here).st_ino)
+        assert os.stat(here).st_ino == os.stat("/proc/self/ns/net").st_ino
+        # a namespace of its own: a second one is another
+        other = netns.create_named(name + "b")
+        try:
+            assert os.stat(other).st_ino != os.stat(path).st_ino
+        finally:
+            netns.remove_named(name + "b")
         with pytest.raises(AlreadyExists):
             netns.create_named(name)
     finally:
