@@ -6,6 +6,7 @@ named in the trace report and the watch events."""
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -264,3 +265,34 @@ def test_a_member_whose_device_is_gone_counts_as_no_target(topo, dp):
     got = info[info.Key(xb.br, 0, 0)]
     # host, a, b, c, x9: the host, a and x9 take no XDP frames, and c's device is gone
     assert (got.members, got.non_targets) == (5, 4)
+
+
+def _group_members(dp, bridge: int, vid: int) -> tuple[int, set[int]]:
+    """(inner map id, members) of a flood group, read from the pinned maps."""
+    from vswitchd.datapath import xdpmaps
+    from vswitchd.datapath.bpfsys import map_fd_by_id, map_keys, map_lookup
+
+    maps = dp._xdp_maps
+    value = map_lookup(maps.groups_fd, xdpmaps._GROUP_KEY.pack(bridge, vid, 0), 4, "group")
+    inner_id = struct.unpack("=I", value)[0]
+    fd = map_fd_by_id(inner_id, "group")
+    try:
+        return inner_id, {struct.unpack("=I", k)[0] for k in map_keys(fd, 4, "group")}
+    finally:
+        os.close(fd)
+
+
+def test_members_come_and_go_in_the_flood_group_in_place(topo, dp):
+    """After its first write, a group is changed entry by entry: replacing the inner map
+    costs an RCU grace period per write (each port added to a bridge of n ports cost n)."""
+    xb = XdpBridge(topo, dp)
+    first, members = _group_members(dp, xb.br, 0)
+    assert members == {xb.port["b"], xb.port["c"]}
+    d = topo.add("x8", "veth")
+    dp.add_port(xb.br, d, PortKind.DEVICE)
+    dp.set_xdp_target(d, True)
+    assert _group_members(dp, xb.br, 0) == (first, {xb.port["b"], xb.port["c"], d})
+    info = dp._xdp_maps.info[dp._xdp_maps.info.Key(xb.br, 0, 0)]
+    assert (info.members, info.non_targets) == (5, 2)  # the host and a take no XDP frames
+    dp.remove_port(xb.br, xb.port["b"])
+    assert _group_members(dp, xb.br, 0) == (first, {xb.port["c"], d})

@@ -12,6 +12,7 @@ SYS_BPF = 321  # x86_64
 
 # enum bpf_cmd
 BPF_MAP_CREATE = 0
+BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
 BPF_MAP_GET_NEXT_KEY = 4
@@ -121,6 +122,22 @@ def map_update(fd: int, key: bytes, value: bytes, what: str) -> None:
     k = ctypes.create_string_buffer(key, len(key))
     v = ctypes.create_string_buffer(value, len(value))
     bpf(BPF_MAP_UPDATE_ELEM, _MapElem(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0), what)
+
+
+def map_lookup(fd: int, key: bytes, value_size: int, what: str) -> bytes | None:
+    """The value at key; None when there is none. (A map of maps answers its inner map's id.)"""
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(value_size)
+    try:
+        bpf(BPF_MAP_LOOKUP_ELEM, _MapElem(fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0),
+            what)
+    except FileNotFoundError:
+        return None
+    return v.raw
+
+
+def map_fd_by_id(map_id: int, what: str) -> int:
+    return bpf(BPF_MAP_GET_FD_BY_ID, ByFd(map_id), what)
 
 
 def map_delete(fd: int, key: bytes, what: str) -> bool:

@@ -17,11 +17,11 @@ from collections.abc import Iterator, MutableMapping
 from vswitchd.datapath.bpfsys import (
     BPF_MAP_DELETE_ELEM,
     BPF_MAP_GET_NEXT_KEY,
+    BPF_MAP_LOOKUP_ELEM,
     BPF_MAP_UPDATE_ELEM,
     bpf,
 )
 
-BPF_MAP_LOOKUP_ELEM = 1
 BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_UPDATE_BATCH = 26
 BPF_MAP_DELETE_BATCH = 27

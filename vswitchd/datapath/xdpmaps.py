@@ -4,8 +4,11 @@ with flood_group_info beside it.
 
 bcc cannot create these (a DEVMAP_HASH of struct bpf_devmap_val, a map of such maps), and it
 reuses a pinned map as it finds it: ensure_pins() creates and pins them before the build, and
-XdpMaps writes them with the bpf() syscall. A group is replaced whole (a new inner map swapped
-in with one update), so a flood sees the old or the new member set, never half of one.
+XdpMaps writes them with the bpf() syscall. A group is written whole the first time (a new
+inner map swapped in with one update); after that, members come and go in place, one entry
+each, because an update of a map of maps waits for an RCU grace period (10 ms here): a bridge
+of n ports took n of them for each port added or removed. A flood sees the members before or
+after each single change.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from collections.abc import Iterable
 from vswitchd.datapath.bpfsys import (
     map_create,
     map_delete,
+    map_fd_by_id,
     map_keys,
+    map_lookup,
     map_update,
     obj_get,
     obj_pin,
@@ -145,9 +150,11 @@ class XdpMaps:
         for vid, (members, non_targets) in groups.items():
             reach = tuple(m for m in members if m in targets)
             info = (len(members), non_targets)
-            if written.get(vid) == (reach, info):
+            old = written.get(vid)
+            if old == (reach, info):
                 continue
-            self._put_group(bridge, vid, reach, info)
+            if old is None or not self._patch_group(bridge, vid, reach, info):
+                self._put_group(bridge, vid, reach, info)
             written[vid] = (reach, info)
         for vid in [v for v in written if v not in groups]:
             self._delete_group(bridge, vid)
@@ -188,13 +195,47 @@ class XdpMaps:
             key = _GROUP_KEY.pack(bridge, vid, 0)
             # info first: a flood that sees the new group with the old info at worst counts
             # copies off by one for its watch event, or goes through TC once
-            leaf = self.info.Leaf()
-            leaf.members, leaf.non_targets = members, non_targets
-            self.info[self.info.Key(bridge, vid, 0)] = leaf
+            self._write_info(bridge, vid, members, non_targets)
             map_update(self.groups_fd, key, _GROUP_VAL.pack(inner),
                        f"flood_groups[({bridge}, {vid})]")
         finally:
             os.close(inner)  # the outer map holds it now
+
+    def _write_info(self, bridge: int, vid: int, members: int, non_targets: int) -> None:
+        leaf = self.info.Leaf()
+        leaf.members, leaf.non_targets = members, non_targets
+        self.info[self.info.Key(bridge, vid, 0)] = leaf
+
+    def _patch_group(self, bridge: int, vid: int, reach: tuple[int, ...],
+                     info: tuple[int, int]) -> bool:
+        """Turns the group's members into reach in place, against the entries the inner map
+        holds (the kernel drops those of a device that goes away); False when it must be
+        written whole instead (it is gone, or a member's device is)."""
+        value = map_lookup(self.groups_fd, _GROUP_KEY.pack(bridge, vid, 0), _GROUP_VAL.size,
+                           f"flood_groups[({bridge}, {vid})]")
+        if value is None:
+            return False
+        try:
+            inner = map_fd_by_id(_GROUP_VAL.unpack(value)[0], f"flood group ({bridge}, {vid})")
+        except FileNotFoundError:
+            return False
+        try:
+            self._write_info(bridge, vid, *info)  # first, as _put_group does
+            before = {_IFINDEX.unpack(k)[0] for k in map_keys(inner, _IFINDEX.size, "group")}
+            for ifindex in set(reach) - before:
+                try:
+                    map_update(inner, _IFINDEX.pack(ifindex),
+                               _DEVMAP_VAL.pack(ifindex, self.egress_fd),
+                               f"flood group ({bridge}, {vid})[{ifindex}]")
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENODEV):
+                        raise
+                    return False  # _put_group counts it as a non-target
+            for ifindex in before - set(reach):
+                map_delete(inner, _IFINDEX.pack(ifindex), f"flood group ({bridge}, {vid})")
+        finally:
+            os.close(inner)
+        return True
 
     def _delete_group(self, bridge: int, vid: int) -> None:
         map_delete(self.groups_fd, _GROUP_KEY.pack(bridge, vid, 0),
