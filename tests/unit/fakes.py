@@ -253,8 +253,29 @@ class FakeLinks(_Failing):
         self._require(name)
         self.addresses[name] = addresses
 
+    @contextmanager
+    def deleting_together(self) -> Iterator[None]:
+        """As Links': the deletions noted inside happen on the way out, together."""
+        if getattr(self, "_doomed", None) is not None:
+            yield
+            return
+        self._doomed: list[str] | None = []
+        try:
+            yield
+        finally:
+            doomed, self._doomed = self._doomed, None
+            self._enter("delete_together", doomed)
+            for name in doomed:
+                self._drop(name)
+
     def delete(self, name: str) -> bool:
         self._enter("delete", name)
+        doomed = getattr(self, "_doomed", None)
+        if doomed is not None:
+            if name not in self.table:
+                return False
+            doomed.append(name)
+            return True
         return self._drop(name)
 
     def create_veth(self, name: str, peer_name: str, netns: str, *,

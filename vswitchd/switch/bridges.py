@@ -100,14 +100,15 @@ class BridgeManager:
         effort, logged; an uplink that cannot give the host its addresses back raises first)."""
         ctx = self.ctx
         for port in [p for p in br.ports.values() if p.spec.uplink]:
-            self.ports.remove(br, port, settle=False)  # first: the host's addresses go back
+            self.ports.remove(br, port, bridge_going=True)  # first: the host's addresses go back
         if br.spec.nat:
             try:
                 self.nat().remove(br.name)
             except SwitchError as exc:
                 log.error("bridge %s: NAT rule not removed: %s", br.name, exc)
-        for port in list(br.ports.values()):
-            self.ports.remove(br, port, settle=False)
+        with ctx.links.deleting_together():  # one kernel operation for all the ports' links
+            for port in list(br.ports.values()):
+                self.ports.remove(br, port, bridge_going=True)
         ctx.backend(br).remove_bridge(br)
         ctx.links.delete(br.name)
         del ctx.bridges[br.name]

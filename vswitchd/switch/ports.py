@@ -81,20 +81,23 @@ class PortManager:
                  " uplink" if spec.uplink else "", spec.vlan_mode(), xdp.mode, br.name)
         return self.view(br, port)
 
-    def remove(self, br: Bridge, port: Port, settle: bool = True) -> None:
+    def remove(self, br: Bridge, port: Port, bridge_going: bool = False) -> None:
         """Remove everything vswitchd created for a port (best effort, logged; an uplink whose
-        addresses cannot go back to the NIC raises first, changing nothing). SETTLE: the
-        bridge's other ports follow (the last XDP port gone: their peers' GRO off again); not
-        when the whole bridge goes."""
+        addresses cannot go back to the NIC raises first, changing nothing). The bridge's
+        other ports follow (the last XDP port gone: their peers' GRO off again), unless
+        bridge_going: the whole bridge goes, and its backend's remove_bridge detaches every
+        port from the datapath at once, after their devices are gone (a detach of a live
+        device waits for an RCU grace period)."""
         drv = self.ctx.driver(port)
         drv.disconnect(self.env, br, port)
-        self.xdp.forget(br, port)
-        self.ctx.backend(br).detach_port(br.name, port.name)
+        self.xdp.forget(br, port, datapath=not bridge_going)
+        if not bridge_going:
+            self.ctx.backend(br).detach_port(br.name, port.name)
         drv.destroy(self.env, br, port)
         br.fdb = [f for f in br.fdb if f.port != port.name]
         br.ports.pop(port.name, None)
         self.ctx.missing.pop(port.name, None)
-        if settle:
+        if not bridge_going:
             self.xdp.settle(br)
 
     def update(self, br: Bridge, name: str, changes: dict[str, object], txn: Txn) -> PortView:

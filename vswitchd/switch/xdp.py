@@ -92,12 +92,14 @@ class XdpManager:
         else:
             self._failed.pop(port.name, None)
 
-    def forget(self, br: Bridge, port: Port) -> None:
+    def forget(self, br: Bridge, port: Port, datapath: bool = True) -> None:
         """Before PORT is detached (the datapath detaches its program): take back its target
-        mark and the GRO the daemon turned on at its peer (best effort, logged)."""
+        mark and the GRO the daemon turned on at its peer (best effort, logged). Not
+        datapath: the mark stays for the backend's remove_bridge to clear."""
         info = self.ctx.links.get(port.name)
         kind = self.ctx.driver(port).xdp_target
-        if info is not None and self._targets.pop(info.ifindex, kind != "never"):
+        if (info is not None and self._targets.pop(info.ifindex, kind != "never")
+                and datapath):
             try:
                 self.ctx.backend(br).set_xdp_target(port.name, False)
             except SwitchError as exc:
