@@ -4,6 +4,7 @@ else a clsact + cls_bpf filter (vswitchd.netlink.tc, imported when first needed)
 from __future__ import annotations
 
 import logging
+import socket
 
 from vswitchd.datapath import tcx
 from vswitchd.errors import NotFound
@@ -18,6 +19,10 @@ def attached_programs(ifindex: int, direction: str) -> list[str]:
     return tcx.attached(ifindex, direction) + tc.attached(ifindex, direction)
 
 
+def _highest_ifindex() -> int:
+    return max((index for index, _name in socket.if_nameindex()), default=0)
+
+
 class Hooks:
     """Attaches one Datapath's programs ("ingress", "egress") and detaches them."""
 
@@ -25,6 +30,9 @@ class Hooks:
         self.bpffs_dir = bpffs_dir
         self.progs = progs
         self.tcx: bool | None = None  # attach with TCX links; None = not tried yet
+        # The kernel numbers new devices upwards: one above this was made after we opened,
+        # so no earlier build put a cls_bpf filter on it (looking costs 4 ms a port).
+        self.older_than_us = _highest_ifindex()
 
     def attach(self, ifindex: int, direction: str) -> None:
         """TCX where the kernel has it (a pinned link), otherwise a clsact + cls_bpf filter."""
@@ -37,8 +45,8 @@ class Hooks:
                 self.tcx = False
             else:
                 self.tcx = True
-                if created:  # an earlier build's filter on the device: one attachment only
-                    _detach_filter(ifindex, direction)
+                if created and ifindex <= self.older_than_us:
+                    _detach_filter(ifindex, direction)  # an earlier build's: one attachment
         if self.tcx is False:
             from vswitchd.netlink import tc
 
