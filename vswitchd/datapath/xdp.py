@@ -23,7 +23,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from pyroute2 import IPRoute
+from pyroute2.iproute import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vswitchd.datapath.bpfsys import (

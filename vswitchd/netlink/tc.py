@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 from typing import Literal
 
-from pyroute2 import IPRoute
+from pyroute2.iproute import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from vswitchd.errors import InvalidArgument

@@ -24,7 +24,7 @@ import ipaddress
 import socket
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2.iproute import IPRoute
 from pyroute2.netlink import (
     NLM_F_ACK,
     NLM_F_CREATE,
