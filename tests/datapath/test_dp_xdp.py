@@ -296,3 +296,22 @@ def test_members_come_and_go_in_the_flood_group_in_place(topo, dp):
     assert (info.members, info.non_targets) == (5, 2)  # the host and a take no XDP frames
     dp.remove_port(xb.br, xb.port["b"])
     assert _group_members(dp, xb.br, 0) == (first, {xb.port["c"], d})
+
+
+def test_a_deferred_flood_sync_writes_the_group_once_at_the_end(topo, dp, monkeypatch):
+    """A reconciliation re-adds every port: the group is synced once for all of them."""
+    xb = XdpBridge(topo, dp)
+    synced = []
+    real = dp._xdp_maps.sync_bridge
+    monkeypatch.setattr(dp._xdp_maps, "sync_bridge",
+                        lambda bridge, *a: synced.append(bridge) or real(bridge, *a))
+    new = [topo.add(f"x{7 - i}", "veth") for i in range(3)]
+    with dp.deferred_flood_sync():
+        for ifindex in new:
+            dp.add_port(xb.br, ifindex, PortKind.DEVICE)
+            dp.set_xdp_target(ifindex, True)
+        with dp.deferred_flood_sync():  # nested: the outer one syncs
+            dp.set_xdp_target(xb.port["b"], False)
+        assert synced == []
+    assert synced == [xb.br]
+    assert _group_members(dp, xb.br, 0)[1] == {xb.port["c"], *new}

@@ -721,6 +721,11 @@ class FakeDatapath(_Failing):
             self.xdp_targets.discard(ifindex)
         self.fdb.pop(bridge_ifindex, None)
 
+    @contextmanager
+    def deferred_flood_sync(self) -> Iterator[None]:
+        self._enter("deferred_flood_sync")
+        yield
+
     def prune(self, keep: set[int]) -> None:
         self._enter("prune", set(keep))
         for br in [b for b in self.bridges if b not in keep]:

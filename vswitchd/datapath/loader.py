@@ -12,9 +12,10 @@ Map layouts come from the ctypes classes decoded from bcc's descriptions of the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from vswitchd import validate
 from vswitchd.datapath import counters, pins, runs, tcx, testrun, xdp, xdpmaps
@@ -71,6 +72,7 @@ class Datapath:
         self._watch: WatchMaps | None = None
         self._packet_in: PacketInMaps | None = None
         self._xdp_attached: dict[int, XdpState] = {}  # what set_port_xdp got, with its reason
+        self._deferred_sync: set[int] | None = None  # bridges to sync (deferred_flood_sync)
         reason = ebpf_unsupported_reason()
         if reason is None:
             try:
@@ -152,9 +154,31 @@ class Datapath:
         self._tunnel_maps.forget(ifindex)
         self._fdb_maps.delete_where(lambda key, leaf: leaf.ifindex == ifindex)
 
+    @contextlib.contextmanager
+    def deferred_flood_sync(self) -> Iterator[None]:
+        """Within it, the bridges whose members change get their XDP flood groups synced
+        once, on the way out: a reconciliation re-adds every port, and a sync reads every
+        member (n ports, n syncs of n members)."""
+        with self._lock:
+            if self._deferred_sync is not None:
+                yield  # nested: the outer one syncs
+                return
+            self._deferred_sync = set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                pending, self._deferred_sync = self._deferred_sync, None
+                if self._bpf is not None:
+                    for bridge_ifindex in sorted(pending):
+                        self._sync_xdp(bridge_ifindex)
+
     def _sync_xdp(self, bridge_ifindex: int) -> None:
         """The bridge's XDP flood groups after a change of its members, their VLAN modes or
         who takes XDP frames; none while no port of the bridge has an XDP program."""
+        if self._deferred_sync is not None:
+            self._deferred_sync.add(bridge_ifindex)
+            return
         ports = self._port_maps
         members = ports.members_of(bridge_ifindex)
         if not set(members) & set(xdp.pinned(self.bpffs_dir)):

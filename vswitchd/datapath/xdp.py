@@ -23,9 +23,6 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from pyroute2.iproute import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from vswitchd.datapath.bpfsys import (
     BPF_LINK_CREATE,
     BPF_LINK_DETACH,
@@ -39,8 +36,14 @@ from vswitchd.datapath.bpfsys import (
     obj_path,
 )
 from vswitchd.datapath.tcx import detach_pinned, pin_link
-from vswitchd.errors import FailedPrecondition, InvalidArgument, SwitchError, Unavailable
-from vswitchd.netlink._util import xdp_programs
+from vswitchd.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SwitchError,
+    Unavailable,
+)
+from vswitchd.netlink import linkdump
 from vswitchd.netlink.errors import device_error
 
 XDP_DIR = "xdp"  # under the datapath's bpffs directory
@@ -113,14 +116,11 @@ def _link(link_fd: int) -> tuple[int, int]:
 def _device(ifindex: int) -> tuple[str, str, dict[str, int]]:
     """(name, link kind, {mode: program id}) of the device in the current netns: the XDP
     programs the kernel runs on it, per mode (IFLA_XDP_{DRV,SKB,HW}_PROG_ID)."""
-    try:
-        with IPRoute() as ipr:
-            msg = ipr.get_links(ifindex)[0]
-    except NetlinkError as exc:
-        raise device_error(exc, ifindex) from None
-    linkinfo = msg.get_attr("IFLA_LINKINFO")
-    kind = (linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo is not None else None) or ""
-    return msg.get_attr("IFLA_IFNAME") or f"ifindex {ifindex}", kind, xdp_programs(msg)
+    found = linkdump.get(index=ifindex)  # (pyroute2 took 2.5 ms to parse the answer)
+    if found is None:
+        raise NotFound(f"no device with ifindex {ifindex}")
+    info = found[0]
+    return info.name or f"ifindex {ifindex}", info.kind, dict(info.xdp_progs)
 
 
 def _name(ifindex: int) -> str:

@@ -4,6 +4,7 @@ forget the ports of containers that went away. It never fails the daemon for one
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from vswitchd.errors import SwitchError
@@ -102,11 +103,13 @@ class Reconciler:
             log.error("bridge %s could not be restored: %s", br.name, exc)
             return set()
         self._own_mac(br)
-        for port in list(br.ports.values()):
-            restored = self._port(br, port)
-            if restored is not None:
-                keep.add(restored)
-        self.ports.xdp.settle(br)  # XDP targets, veth peers' GRO
+        dp = self.ctx.backends.datapath
+        with dp.deferred_flood_sync() if dp is not None else contextlib.nullcontext():
+            for port in list(br.ports.values()):
+                restored = self._port(br, port)
+                if restored is not None:
+                    keep.add(restored)
+            self.ports.xdp.settle(br)  # XDP targets, veth peers' GRO
         self.bridges.restore_nat(br)
         self.fdb.restore(br)
         self.flows.restore(br)
