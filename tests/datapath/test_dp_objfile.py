@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vswitchd.datapath import Datapath, build, objfile, tables
+from vswitchd.datapath import Datapath, build, builds, objfile, tables
 from vswitchd.errors import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,3 +119,32 @@ def test_the_daemon_side_never_imports_bcc(bpffs_dir, cache_dir):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=300, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_a_restart_takes_the_running_build_back(bpffs_dir, cache_dir, monkeypatch):
+    """The same build's programs are taken back from their pins (no verifier, no swap); a
+    build whose programs use a map that is no longer pinned is loaded anew."""
+    dp = Datapath(bpffs_dir, cache_dir=cache_dir)
+    try:
+        first = {hook: prog_id(p.fd) for hook, p in dp._progs.items()}
+        assert [n for n in os.listdir(bpffs_dir) if n.startswith(builds.PREFIX)]
+        dp.close()
+        real = build._load_programs
+        monkeypatch.setattr(build, "_load_programs",
+                            lambda *a: pytest.fail("programs loaded again"))
+        dp.__init__(bpffs_dir, cache_dir=cache_dir)
+        assert {hook: prog_id(p.fd) for hook, p in dp._progs.items()} == first
+        assert len(dp._bpf["ports"].Leaf.__name__) > 0 and dp._bpf["watch_ctl"][0].active == 0
+        dp.close()
+        os.unlink(os.path.join(bpffs_dir, "port_gen"))  # a map replaced behind our back
+        monkeypatch.setattr(build, "_load_programs", real)
+        dp.__init__(bpffs_dir, cache_dir=cache_dir)
+        assert all(prog_id(p.fd) != first[hook] for hook, p in dp._progs.items())
+    finally:
+        dp.destroy()
+
+
+def prog_id(fd: int) -> int:
+    from vswitchd.datapath.bpfsys import obj_info
+
+    return int.from_bytes(obj_info(fd, 64)[4:8], "little")

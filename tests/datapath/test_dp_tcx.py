@@ -8,7 +8,7 @@ import os
 import pytest
 from dp_helpers import Bridge
 
-from vswitchd.datapath import Datapath, PortKind, tcx
+from vswitchd.datapath import Datapath, PortKind, builds, tcx
 from vswitchd.datapath.bpfsys import BPF_OBJ_GET, bpf, obj_info, obj_path
 from vswitchd.netlink import tc
 
@@ -46,6 +46,12 @@ def test_restart_swaps_the_program_into_the_same_link(dp, bridge, bpffs_dir):
     dp.close()
     assert tcx.attached(port, "ingress") == ["tc_ingress"]  # nobody holds it but the pin
     dp._bpf = None
+    dp.__init__(bpffs_dir)  # the same build: its programs taken back, nothing to swap
+    dp.add_port(bridge.br, port, PortKind.PEER)
+    assert link_ids(path) == (link0, prog0)
+    assert prog0 == int.from_bytes(obj_info(dp._progs["ingress"].fd)[4:8], "little")
+    dp.close()
+    builds.remove_all(bpffs_dir)  # as after an upgrade: programs loaded anew
     dp.__init__(bpffs_dir)
     dp.add_port(bridge.br, port, PortKind.PEER)
     link1, prog1 = link_ids(path)

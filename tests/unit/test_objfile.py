@@ -48,10 +48,10 @@ def test_obtain_compiles_once(tmp_path, monkeypatch):
     monkeypatch.setattr(objfile, "compile_in_child",
                         lambda body, scratch: calls.append(body) or _obj(len(calls)))
     cache = objfile.Cache(str(tmp_path))
-    assert objfile.obtain("src", "/x", cache) == (_obj(1), False)
-    assert objfile.obtain("src", "/x", cache) == (_obj(1), True)
-    assert objfile.obtain("other", "/x", cache) == (_obj(2), False)
-    assert objfile.obtain("src", "/x", objfile.Cache(None)) == (_obj(3), False)
+    assert objfile.obtain("src", "k1", "/x", cache) == (_obj(1), False)
+    assert objfile.obtain("src", "k1", "/x", cache) == (_obj(1), True)
+    assert objfile.obtain("other", "k2", "/x", cache) == (_obj(2), False)
+    assert objfile.obtain("src", "k1", "/x", objfile.Cache(None)) == (_obj(3), False)
 
 
 def test_compile_errors_carry_the_compilers_last_line(monkeypatch):

@@ -48,10 +48,11 @@ class _InfoAttr(ctypes.Structure):
                 ("info", ctypes.c_uint64)]
 
 
-def obj_info(fd: int, size: int = 256) -> bytes:
-    """The kernel's struct bpf_{prog,map,link}_info of fd, as many bytes as it filled."""
-    buf = ctypes.create_string_buffer(size)
-    attr = _InfoAttr(fd, size, ctypes.addressof(buf))
+def obj_info(fd: int, size: int = 256, buf: ctypes.Array | None = None) -> bytes:
+    """The kernel's struct bpf_{prog,map,link}_info of fd, as many bytes as it filled. buf:
+    the info to start from (pointers to arrays the kernel fills, and their sizes)."""
+    buf = buf if buf is not None else ctypes.create_string_buffer(size)
+    attr = _InfoAttr(fd, len(buf), ctypes.addressof(buf))
     bpf(BPF_OBJ_GET_INFO_BY_FD, attr, "BPF_OBJ_GET_INFO_BY_FD")
     return buf.raw[:attr.info_len]
 

@@ -15,7 +15,7 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vswitchd.datapath import objfile, pins, tables, xdpmaps
+from vswitchd.datapath import builds, objfile, pins, tables, xdpmaps
 from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf, map_create, obj_get, obj_pin, prog_load
 from vswitchd.datapath.constants import BPF_DIR
 from vswitchd.errors import InvalidArgument
@@ -151,9 +151,13 @@ def _stale(shape: dict, fd: int) -> tuple | None:
     return None if have == want else (have, want)
 
 
-def _open_maps(obj: dict, bpffs_dir: str) -> tuple[dict[str, int], list[str]]:
-    """fds of the object's maps: pinned ones opened (created and pinned when missing), the
-    others created for this instance. Also the pins whose shape is not the build's."""
+def _pinned(name: str) -> bool:
+    return name in pins.PIN_NAMES or name in pins.DEVICE_MAP_PIN_NAMES
+
+
+def _open_pinned(obj: dict, bpffs_dir: str) -> tuple[dict[str, int], list[str]]:
+    """fds of the object's pinned maps, opened (created and pinned when missing); and the
+    pins whose shape is not the build's, described."""
     fds: dict[str, int] = {}
     stale: list[str] = []
     try:
@@ -161,22 +165,37 @@ def _open_maps(obj: dict, bpffs_dir: str) -> tuple[dict[str, int], list[str]]:
             path = os.path.join(bpffs_dir, name)
             if name in pins.DEVICE_MAP_PIN_NAMES:  # xdpmaps made them
                 fds[name] = obj_get(path)
-                continue
-            if name in pins.PIN_NAMES and os.path.exists(path):
+            elif name in pins.PIN_NAMES and os.path.exists(path):
                 fds[name] = obj_get(path)
                 mismatch = _stale(shape, fds[name])
                 if mismatch:
                     stale.append(f"{name}: pinned type/key/value/entries {mismatch[0]}, "
                                  f"built {mismatch[1]}")
-                continue
-            fds[name] = map_create(shape["type"], shape["key_size"], shape["value_size"],
-                                   shape["max_entries"], name, flags=shape["flags"])
-            if name in pins.PIN_NAMES:
+            elif name in pins.PIN_NAMES:
+                fds[name] = _create(name, shape)
                 obj_pin(fds[name], path)
     except BaseException:
         _close(fds.values())
         raise
     return fds, stale
+
+
+def _create(name: str, shape: dict) -> int:
+    return map_create(shape["type"], shape["key_size"], shape["value_size"],
+                      shape["max_entries"], name, flags=shape["flags"])
+
+
+def _create_own(obj: dict) -> dict[str, int]:
+    """The maps of this instance alone (rings, scratch space, caches), created."""
+    fds: dict[str, int] = {}
+    try:
+        for name, shape in obj["maps"].items():
+            if not _pinned(name):
+                fds[name] = _create(name, shape)
+    except BaseException:
+        _close(fds.values())
+        raise
+    return fds
 
 
 def _load_program(obj: dict, prog: dict, map_fds: dict[str, int]) -> Program:
@@ -213,18 +232,19 @@ def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CA
          ) -> Loaded:
     """The programs, compiled in a child process (or found in the cache at cache_dir; None:
     no cache) and loaded against the maps pinned in bpffs_dir, which are created there when
-    absent. Pins of another layout than the build's are replaced. Raises Unavailable when
-    bpffs cannot be mounted, objfile.CompileError when the source does not compile, OSError
-    when the kernel refuses a map or a program."""
+    absent; or, when the same build runs already, its programs taken back (builds.py). Pins
+    of another layout than the build's are replaced. Raises Unavailable when bpffs cannot be
+    mounted, objfile.CompileError when the source does not compile, OSError when the kernel
+    refuses a map or a program."""
     fresh = pins.make_dir(bpffs_dir)
     pin_dir_define(bpffs_dir)  # refuses a directory the source could not name
     body = source_body(trace)
+    key = objfile.cache_key(body)
     try:
-        obj, cached = objfile.obtain(body, f"{bpffs_dir}-compile-{os.getpid()}",
+        obj, cached = objfile.obtain(body, key, f"{bpffs_dir}-compile-{os.getpid()}",
                                      objfile.Cache(cache_dir))
-        log.info("datapath programs %s", "from the cache" if cached else "compiled")
         xdpmaps.ensure_pins(bpffs_dir)
-        map_fds, stale = _open_maps(obj, bpffs_dir)
+        map_fds, stale = _open_pinned(obj, bpffs_dir)
         if stale:
             # Pinned maps of an earlier build with other layouts would be misread (or refused
             # by the verifier). They are replaced; the daemon re-adds its desired state
@@ -235,14 +255,30 @@ def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CA
             _close(map_fds.values())
             pins.remove_map_pins(bpffs_dir, keep_dir=True)
             xdpmaps.ensure_pins(bpffs_dir)
-            map_fds, _ = _open_maps(obj, bpffs_dir)
+            map_fds, _ = _open_pinned(obj, bpffs_dir)
         pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     except Exception:
         if fresh:  # do not leave half-created pins behind a failed first start
             pins.remove_map_pins(bpffs_dir)
         raise
+    own = [name for name in obj["maps"] if not _pinned(name)]
+    reused = builds.reuse(bpffs_dir, key, list(obj["programs"]), own, map_fds)
+    if reused is not None:
+        prog_fds, own_fds = reused
+        log.info("datapath programs: the running build's, taken back")
+        progs = {hook: Program(obj["programs"][hook]["name"], fd)
+                 for hook, fd in prog_fds.items()}
+        return Loaded(obj["maps"], {**map_fds, **own_fds}, progs)
+    log.info("datapath programs %s and loaded", "from the cache" if cached else "compiled")
     try:
-        return _load_programs(obj, map_fds)
+        own_fds = _create_own(obj)
+        map_fds.update(own_fds)
+        loaded = _load_programs(obj, map_fds)
     except Exception:
         _close(map_fds.values())
         raise
+    try:
+        builds.pin(bpffs_dir, key, loaded.progs, own_fds)
+    except OSError as exc:  # the next start loads them again
+        log.warning("the datapath programs could not be pinned in %s: %s", bpffs_dir, exc)
+    return loaded

@@ -122,10 +122,9 @@ class Cache:
             old.unlink(missing_ok=True)
 
 
-def obtain(body: str, scratch_dir: str, cache: Cache) -> tuple[dict, bool]:
-    """The compiled object of body, from the cache or from a compile (then stored); and
-    whether it came from the cache."""
-    key = cache_key(body)
+def obtain(body: str, key: str, scratch_dir: str, cache: Cache) -> tuple[dict, bool]:
+    """The compiled object of body (whose cache_key is key), from the cache or from a
+    compile (then stored); and whether it came from the cache."""
     obj = cache.get(key)
     if obj is not None:
         return obj, True

@@ -105,6 +105,7 @@ class PacketInMaps:
         self.bad_events = 0  # records refused by the decoder (version/type/length)
         self.decoder = Decoder(bpf[b"packet_in_scratch"].sLeaf)
         self._ring = Ring(bpf[b"packet_in_events"])
+        self.bridges.clear()  # an earlier daemon's subscriptions, when its build was taken back
         self.write_ctl()
 
     def write_ctl(self) -> None:

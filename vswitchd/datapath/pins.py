@@ -9,6 +9,7 @@ import ctypes
 import os
 from pathlib import Path
 
+from vswitchd.datapath import builds
 from vswitchd.errors import Unavailable
 
 BPFFS_ROOT = "/sys/fs/bpf"
@@ -92,10 +93,11 @@ def remove_retired_pins(bpffs_dir: str) -> None:
 
 
 def remove_map_pins(bpffs_dir: str, keep_dir: bool = False) -> None:
-    """Unlinks the maps this build (or an earlier one) pins, only those names, then the
-    directory unless keep_dir, if it is then empty. Link pins: tcx.remove_all,
-    xdp.remove_all."""
+    """Unlinks the maps this build (or an earlier one) pins, only those names, and the
+    builds' programs (builds.py), then the directory unless keep_dir, if it is then empty.
+    Link pins: tcx.remove_all, xdp.remove_all."""
     _unlink(bpffs_dir, (*PIN_NAMES, *DEVICE_MAP_PIN_NAMES, *RETIRED_PIN_NAMES))
+    builds.remove_all(bpffs_dir)  # its programs use these maps
     if not keep_dir:
         with contextlib.suppress(OSError):  # not empty (someone else's pins) or already gone
             os.rmdir(bpffs_dir)

@@ -19,7 +19,8 @@ _LEN = struct.Struct("=I")
 class RingReader:
     """The consumer side of one ring buffer map of size bytes (its max_entries)."""
 
-    def __init__(self, map_fd: int, size: int) -> None:
+    def __init__(self, map_fd: int, size: int, start: int = 0) -> None:
+        """start: the producer position before which records are skipped."""
         page = mmap.PAGESIZE
         self._mask = size - 1
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED,
@@ -31,6 +32,8 @@ class RingReader:
             self._consumer.close()
             raise
         self._data = memoryview(self._producer)[page:]
+        if _POS.unpack_from(self._consumer, 0)[0] < start:
+            _POS.pack_into(self._consumer, 0, start)
         self._epoll = select.epoll()
         self._epoll.register(map_fd, select.EPOLLIN)
 
@@ -77,13 +80,18 @@ class Ring:
         self._table = table
         self._reader: RingReader | None = None
         self.closed = False
+        # Records an earlier daemon left unread (a restart that took its build back) are
+        # about its watchers: skipped. Only the producer's page is mapped, for a moment.
+        with mmap.mmap(table.map_fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ,
+                       offset=mmap.PAGESIZE) as producer:
+            self._start = _POS.unpack_from(producer, 0)[0]
 
     def poll(self, timeout_ms: int) -> list[bytes]:
         """What RingReader.poll returns; [] once closed."""
         if self.closed:
             return []
         if self._reader is None:
-            self._reader = RingReader(self._table.map_fd, self._table.max_entries)
+            self._reader = RingReader(self._table.map_fd, self._table.max_entries, self._start)
         return self._reader.poll(timeout_ms)
 
     def close(self) -> None:
