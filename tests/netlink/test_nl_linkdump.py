@@ -98,3 +98,21 @@ def test_the_monitor_checks_the_links_a_burst_was_about(links: Links, ifnames) -
     links.enslave(other, br)
     links.delete(tap)
     assert monitor._disagrees({tap}) and not monitor._disagrees({other})
+
+
+def test_remembering_asks_once_until_a_change(links: Links, ifnames, monkeypatch) -> None:
+    tap = ifnames("rm")
+    links.create_tap(tap)
+    asked: list[str] = []
+    real = linkdump.get
+    monkeypatch.setattr(linkdump, "get", lambda name="", index=0: (asked.append(name),
+                                                                   real(name, index))[1])
+    with links.remembering():
+        assert links.get(tap) == links.get(tap) != links.get(ifnames("rn"))
+        assert asked == [tap, asked[1]]
+        links.set_mac(tap, "02:00:00:00:00:42")  # a change through Links: all is forgotten
+        assert links.get(tap).mac == "02:00:00:00:00:42" and asked[2:] == [tap]
+        links.get(tap, fresh=True)  # what the datapath changes, Links cannot know
+        assert asked[2:] == [tap, tap]
+    links.get(tap)
+    assert len(asked) == 5  # outside: every time

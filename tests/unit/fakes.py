@@ -220,7 +220,7 @@ class FakeLinks(_Failing):
         self.snapshots += 1
         yield
 
-    def get(self, name: str) -> LinkInfo | None:
+    def get(self, name: str, fresh: bool = False) -> LinkInfo | None:
         return self.table.get(name)
 
     def get_by_index(self, ifindex: int) -> LinkInfo | None:
@@ -252,6 +252,11 @@ class FakeLinks(_Failing):
         self._enter("set_addresses", name, addresses)
         self._require(name)
         self.addresses[name] = addresses
+
+    @contextmanager
+    def remembering(self) -> Iterator[None]:
+        """As Links' (a cache of kernel answers): nothing to remember here."""
+        yield
 
     @contextmanager
     def deleting_together(self) -> Iterator[None]:

@@ -368,7 +368,8 @@ def test_adding_a_port_reads_that_port_only(rig, monkeypatch):
     new port alone (a port's target and peer depend on it only)."""
     read: list[str] = []
     real = rig.links.get
-    monkeypatch.setattr(rig.links, "get", lambda name: (read.append(name), real(name))[1])
+    monkeypatch.setattr(rig.links, "get",
+                        lambda name, fresh=False: (read.append(name), real(name))[1])
     counts = []
     for n in range(12):
         read.clear()

@@ -90,7 +90,7 @@ class EbpfBackend:
         return self.dp.set_port_xdp(self._ifindex(port), mode)
 
     def port_xdp(self, port: str) -> XdpState:
-        info = self.links.get(port)
+        info = self.links.get(port, fresh=True)  # its XDP programs as they are now
         if info is None:
             return XdpState("off", f"interface {port} is missing")
         try:

@@ -163,6 +163,8 @@ class Links:
     # ---- plumbing ------------------------------------------------------------------------
 
     def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        if getattr(self._snap, "memo", None):
+            self._snap.memo.clear()  # it may change links: what get() remembered may be stale
         with self._lock:
             if self._closed:
                 raise Unavailable("netlink: Links object is closed")
@@ -207,13 +209,38 @@ class Links:
     def _snapshot(self) -> dict[str, tuple[LinkInfo, LinkStats]] | None:
         return getattr(self._snap, "links", None)
 
+    @contextlib.contextmanager
+    def remembering(self) -> Iterator[None]:
+        """Within it, this thread's get() asks the kernel once per name until a change made
+        through this object (anything that goes to pyroute2) forgets what it remembered: a
+        reconciliation asks about the same bridge and port ten times a port."""
+        if getattr(self._snap, "memo", None) is not None:
+            yield  # nested: the outer one remembers
+            return
+        self._snap.memo = {}
+        try:
+            yield
+        finally:
+            self._snap.memo = None
+
     # Single-link reads go through linkdump (one request, parsed with struct), not pyroute2,
     # whose parse of a message cost 0.75 ms: an add-port makes several.
 
-    def get(self, name: str) -> LinkInfo | None:
+    def get(self, name: str, fresh: bool = False) -> LinkInfo | None:
+        """The link named name, None if there is none. fresh: ask the kernel even within
+        remembering() (what the datapath changes, such as the XDP programs, it cannot see)."""
         snap = self._snapshot()
-        found = snap.get(name) if snap is not None else linkdump.get(name=name)
-        return found[0] if found is not None else None
+        if snap is not None:
+            found = snap.get(name)
+            return found[0] if found is not None else None
+        memo = getattr(self._snap, "memo", None)
+        if memo is not None and name in memo and not fresh:
+            return memo[name]
+        found = linkdump.get(name=name)
+        info = found[0] if found is not None else None
+        if memo is not None:
+            memo[name] = info
+        return info
 
     def get_by_index(self, ifindex: int) -> LinkInfo | None:
         snap = self._snapshot()

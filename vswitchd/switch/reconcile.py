@@ -30,8 +30,9 @@ class Reconciler:
     def everything(self) -> None:
         """Every stored bridge and port (a start); stale datapath entries are pruned."""
         keep: set[int] = set()
-        for br in self.ctx.bridges.values():
-            keep |= self._bridge(br)
+        with self.ctx.links.remembering():
+            for br in self.ctx.bridges.values():
+                keep |= self._bridge(br)
         self._prune(keep)
 
     def changed(self) -> None:
