@@ -227,6 +227,9 @@ class StateStore:
                     f"unsupported format version {row[0] if row else None!r}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # a save writes a few rows: sqlite's default 2 MiB page cache would mostly hold
+            # the whole store in the daemon's memory
+            db.execute("PRAGMA cache_size=-256")
             db.executescript(_SCHEMA)
             _add_columns(db)
         except StateError:

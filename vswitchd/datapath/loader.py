@@ -181,7 +181,8 @@ class Datapath:
             return
         ports = self._port_maps
         members = ports.members_of(bridge_ifindex)
-        if not set(members) & set(xdp.pinned(self.bpffs_dir)):
+        # a stat per member, not a listing of every pin (a bridge has at most 128 ports)
+        if not any(os.path.exists(xdp.pin_path(self.bpffs_dir, m)) for m in members):
             self._xdp_maps.forget_bridge(bridge_ifindex)
             return
         leaves = {m: ports.get(m) for m in members}
