@@ -1,7 +1,7 @@
 """Every header of bpf/lib compiles on its own, after only the includes it has, with and without
 the watch stage (VSW_NO_TRACE): headers include what they use, so datapath.c (and a later
 program) can include them in any order. The quoted lib/ includes are inlined the way the
-loader's build_source() does it: recursively, each header once."""
+loader's source_body() does it: recursively, each header once."""
 
 from __future__ import annotations
 

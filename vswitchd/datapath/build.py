@@ -84,11 +84,6 @@ def source_body(trace: bool = True) -> str:
     return head + inline_includes((BPF_DIR / "datapath.c").read_text())
 
 
-def build_source(pin_dir: str, trace: bool = True) -> str:
-    """The whole source bcc compiles for maps pinned in pin_dir."""
-    return pin_dir_define(pin_dir) + source_body(trace)
-
-
 def inline_includes(text: str) -> str:
     """TEXT with its quoted lib/ includes replaced by the headers, recursively, each once."""
     seen: set[str] = set()
