@@ -100,7 +100,8 @@ class BridgeManager:
         effort, logged; an uplink that cannot give the host its addresses back raises first)."""
         ctx = self.ctx
         for port in [p for p in br.ports.values() if p.spec.uplink]:
-            self.ports.remove(br, port, bridge_going=True)  # first: the host's addresses go back
+            # first: the host's addresses go back, and the NIC leaves the datapath right away
+            self.ports.remove(br, port)
         if br.spec.nat:
             try:
                 self.nat().remove(br.name)
