@@ -7,7 +7,7 @@ One real vswitchd (tests/netns/harness.py) in a namespace of its own, with a pro
 its own (--cache-dir in the bench's temporary directory):
 
 1. start to ready with an empty cache (the programs are compiled), polled in-process over gRPC
-   every 10 ms; its VmRSS once ready. Stop; a second daemon (other state and pins, the same
+   every 20 ms; its VmRSS once ready. Stop; a second daemon (other state and pins, the same
    cache) started: ready with cached programs and no datapath yet. Stopped and cleaned up.
 2. --veths ports, each a veth into a namespace of its own (`vswctl add-port br0 cN --netns
    ...` as a CreatePort call), on an ebpf bridge: each call's time at the client, in-process
@@ -37,41 +37,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
 
-from bench.packet_rate import daemon_pid, memory  # noqa: E402
-from tests.netns.harness import NETNS_DIR, VSWCTL, VSWITCHD, Host  # noqa: E402
+from bench.packet_rate import daemon_pid, memory, start_timed  # noqa: E402
+from tests.netns.harness import VSWCTL, Host  # noqa: E402
 from vswapi.controller import Switch  # noqa: E402
 
 PER_BRIDGE = 125
 
 
-def start_ready(host: Host, cache_dir: str, timeout: float = 300.0) -> float:
+def start_ready(host: Host, cache_dir: str) -> float:
     """Starts vswitchd in host's namespace with cache_dir; seconds until GetStatus answers."""
-    import grpc
-
-    from vswapi import switch_pb2 as pb
-    from vswapi.client import connect
-
-    host.workdir.mkdir(parents=True, exist_ok=True)
-    logf = open(host.log_path, "a")  # noqa: SIM115 - owned by the child's lifetime
-    t0 = time.monotonic()
-    host.proc = subprocess.Popen(
-        ["nsenter", f"--net={NETNS_DIR}/{host.ns}", VSWITCHD, "--socket", host.socket,
-         "--state-dir", host.state_dir, "--bpffs-dir", host.bpffs_dir,
-         "--cache-dir", cache_dir, "--log-level", "info"],
-        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    logf.close()
-    while time.monotonic() - t0 < timeout:
-        if host.proc.poll() is not None:
-            raise RuntimeError(f"vswitchd exited with {host.proc.returncode}:\n{host.log()}")
-        if os.path.exists(host.socket):
-            with connect(host.socket) as client:
-                try:
-                    client.GetStatus(pb.GetStatusRequest(), timeout=1)
-                    return time.monotonic() - t0
-                except grpc.RpcError:
-                    pass
-        time.sleep(0.01)
-    raise RuntimeError(f"vswitchd not ready after {timeout}s:\n{host.log()}")
+    return start_timed(host, "--cache-dir", cache_dir, timeout=300.0)
 
 
 def rss(host: Host) -> float:

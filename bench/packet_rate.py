@@ -293,20 +293,23 @@ def flow_counts(host: Host, bridge: str) -> dict:
 # ---- daemon: timed start, PID, memory ---------------------------------------------------------
 
 
-def start_timed(host: Host, timeout: float = 120.0, env: dict | None = None) -> float:
-    """Like Host.start, but readiness is polled in-process every 20 ms (a vswctl process per
-    poll would cost more than the resolution we want)."""
+def start_timed(host: Host, *extra: str, timeout: float = 120.0,
+                env: dict | None = None) -> float:
+    """Like Host.start (EXTRA: more vswitchd flags), but readiness is polled in-process every
+    20 ms (a vswctl process per poll would cost more than the resolution we want)."""
     import grpc
 
     from vswapi import switch_pb2 as pb
     from vswapi.client import connect
 
     assert host.proc is None or host.proc.poll() is not None, "daemon already running"
+    host.workdir.mkdir(parents=True, exist_ok=True)
     logf = open(host.log_path, "a")  # noqa: SIM115 - owned by the child's lifetime
     t0 = time.monotonic()
     host.proc = subprocess.Popen(
         ["nsenter", f"--net={NETNS_DIR}/{host.ns}", VSWITCHD, "--socket", host.socket,
-         "--state-dir", host.state_dir, "--bpffs-dir", host.bpffs_dir, "--log-level", "info"],
+         "--state-dir", host.state_dir, "--bpffs-dir", host.bpffs_dir, "--log-level", "info",
+         *extra],
         stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )

@@ -25,12 +25,8 @@ _PSEUDO_MAP_FD = 1     # its src_reg when the immediate is a map fd
 
 
 def _map_shape(fd: int) -> dict:
-    info = {}
-    with open(f"/proc/self/fdinfo/{fd}") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            info[key] = value.strip()
-    return {name: int(info[key], 0) for name, key in (
+    info = pins.map_info(fd)
+    return {name: info[key] for name, key in (
         ("type", "map_type"), ("key_size", "key_size"), ("value_size", "value_size"),
         ("max_entries", "max_entries"), ("flags", "map_flags"))}
 

@@ -57,13 +57,23 @@ def make_dir(bpffs_dir: str) -> bool:
     return fresh
 
 
-def map_shape(map_fd: int) -> tuple[int, int, int, int]:
-    """(type, key size, value size, max entries) of a BPF map, from its fdinfo."""
+def map_info(map_fd: int) -> dict[str, int]:
+    """A BPF map's numbers from its fdinfo: map_type, key_size, value_size, max_entries,
+    map_flags ..."""
     info = {}
     for line in Path(f"/proc/self/fdinfo/{map_fd}").read_text().splitlines():
         key, _, value = line.partition(":")
-        info[key] = value.strip()
-    return tuple(int(info[k], 0) for k in ("map_type", "key_size", "value_size", "max_entries"))
+        try:
+            info[key] = int(value.strip(), 0)
+        except ValueError:
+            pass  # not a number (none of the map's)
+    return info
+
+
+def map_shape(map_fd: int) -> tuple[int, int, int, int]:
+    """(type, key size, value size, max entries) of a BPF map, from its fdinfo."""
+    info = map_info(map_fd)
+    return tuple(info[k] for k in ("map_type", "key_size", "value_size", "max_entries"))
 
 
 def stale_pins(bpf) -> list[str]:

@@ -46,20 +46,12 @@ def _request(sock: socket.socket, seq: int, kind: int, index: int, group: int) -
 
 
 def _groups_in_use() -> set[int]:
-    with _socket() as sock:
-        seq = 1
-        body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
-        sock.send(_NLMSG.pack(_NLMSG.size + len(body), linkdump.RTM_GETLINK,
-                              NLM_F_REQUEST | linkdump.NLM_F_DUMP, seq, 0) + body)
-        used: set[int] = set()
-        while True:
-            data = sock.recv(1 << 20)
-            for offset, end, kind, _flags, _seq in _messages(data):
-                if kind == linkdump.NLMSG_DONE:
-                    return used
-                if kind == linkdump.RTM_NEWLINK:
-                    a = _attrs(data, offset + _IFINFO.size, end, frozenset((IFLA_GROUP,)))
-                    used.add(linkdump._u32(data, a, IFLA_GROUP))
+    used: set[int] = set()
+    for data, offset, end, _flags in linkdump.dump_messages():
+        if offset >= 0:
+            a = _attrs(data, offset + _IFINFO.size, end, frozenset((IFLA_GROUP,)))
+            used.add(linkdump._u32(data, a, IFLA_GROUP))
+    return used
 
 
 def delete_links(ifindexes: list[int]) -> None:

@@ -130,28 +130,38 @@ def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
         offset = (end + 3) & ~3
 
 
-def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
+def dump_messages() -> Iterator[tuple[bytes, int, int, int]]:
+    """(data, offset of the ifinfomsg, end, netlink flags) of each RTM_NEWLINK of one dump of
+    every link in the current namespace, then (data, -1, -1, flags) of its NLMSG_DONE."""
     with _socket() as sock:
         seq = int.from_bytes(os.urandom(4), "little") or 1
         body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETLINK,
                               NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-        out: dict[str, tuple[LinkInfo, LinkStats]] = {}
-        interrupted = False
         while True:
             data = sock.recv(1 << 20)
             for offset, end, kind, flags, msg_seq in _messages(data):
                 if msg_seq != seq:
                     continue
-                interrupted |= bool(flags & NLM_F_DUMP_INTR)
                 if kind == NLMSG_DONE:
-                    return out, interrupted
+                    yield data, -1, -1, flags
+                    return
                 if kind == NLMSG_ERROR:
                     raise Unavailable("netlink: link dump failed: "
                                       f"{os.strerror(_errno(data, offset))}")
                 if kind == RTM_NEWLINK:
-                    info, stats = _parse(data, offset, end)
-                    out[info.name] = (info, stats)
+                    yield data, offset, end, flags
+
+
+def _dump_once() -> tuple[dict[str, tuple[LinkInfo, LinkStats]], bool]:
+    out: dict[str, tuple[LinkInfo, LinkStats]] = {}
+    interrupted = False
+    for data, offset, end, flags in dump_messages():
+        interrupted |= bool(flags & NLM_F_DUMP_INTR)
+        if offset >= 0:
+            info, stats = _parse(data, offset, end)
+            out[info.name] = (info, stats)
+    return out, interrupted
 
 
 def _get_one(sock: socket.socket, seq: int, name: str = "", index: int = 0
