@@ -55,19 +55,29 @@ static __always_inline int ctx_is_xdp(const struct dp_ctx *ctx)
 	return ctx->hook == HOOK_XDP;
 }
 
+/* The u32 at a constant offset of the skb context, loaded there, written out: clang may
+ * otherwise compute &skb->field into a register first, or share one computed address between
+ * call sites (a modified ctx pointer, which the verifier refuses to dereference). A u64: the
+ * load zero-extends, and a pointer made of it needs no shifts. */
+#define SKB_LOAD_AT(skb, off) ({						\
+	__u64 __v;								\
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(__v) : "r"(skb), "i"(off));	\
+	__v;									\
+})
+
 /* The frame's linear data. XDP frames are linear but for multi-buffer frames (jumbo). */
 static __always_inline void *ctx_data(const struct dp_ctx *ctx)
 {
 	if (ctx_is_xdp(ctx))
 		return (void *)(long)ctx->xdp->data;
-	return (void *)(long)ctx->skb->data;
+	return (void *)(long)SKB_LOAD_AT(ctx->skb, offsetof(struct __sk_buff, data));
 }
 
 static __always_inline void *ctx_data_end(const struct dp_ctx *ctx)
 {
 	if (ctx_is_xdp(ctx))
 		return (void *)(long)ctx->xdp->data_end;
-	return (void *)(long)ctx->skb->data_end;
+	return (void *)(long)SKB_LOAD_AT(ctx->skb, offsetof(struct __sk_buff, data_end));
 }
 
 static __always_inline long ctx_load_bytes(const struct dp_ctx *ctx, __u32 off, void *buf,
@@ -121,14 +131,8 @@ static __always_inline __u32 ctx_cb(const struct dp_ctx *ctx, __u32 i)
 		asm volatile("" : "+r"(xcb));
 		return xcb[i];
 	}
-	/* One load at a constant offset from the context pointer, written out: clang may otherwise
-	 * compute &skb->cb[i] into a register first (a modified ctx pointer, which the verifier
-	 * refuses to dereference). I is a constant at every (always inlined) call. */
-	__u32 v;
-
-	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(v)
-		     : "r"(skb), "i"(offsetof(struct __sk_buff, cb) + i * sizeof(__u32)));
-	return v;
+	/* i is a constant at every (always inlined) call */
+	return SKB_LOAD_AT(skb, offsetof(struct __sk_buff, cb) + i * sizeof(__u32));
 }
 
 static __always_inline void ctx_cb_set(const struct dp_ctx *ctx, __u32 i, __u32 value)

@@ -50,8 +50,32 @@ static __always_inline void *header_at(const struct dp_ctx *ctx, __u32 off, __u3
 	return buf;
 }
 
-/* The largest header the parser reads at once (IPv6). */
+/* header_at for a header of len bytes at off and what may follow it: when the frame must be
+ * copied, up to `more` bytes are, in one load (a helper call each), as far as the frame goes.
+ * *copied: how many bytes from off the copy holds (0: the frame itself is read). */
+static __always_inline void *headers_at(const struct dp_ctx *ctx, __u32 off, __u32 len,
+					__u32 more, void *buf, __u32 *copied)
+{
+	void *p = ctx_data(ctx) + off;
+
+	*copied = 0;
+	if (p + len <= ctx_data_end(ctx))
+		return p;
+	if (off + more <= ctx->len) {
+		if (ctx_load_bytes(ctx, off, buf, more))
+			return NULL;
+		*copied = more;
+		return buf;
+	}
+	if (ctx_load_bytes(ctx, off, buf, len))
+		return NULL;
+	*copied = len;
+	return buf;
+}
+
+/* The largest header the parser reads at once (IPv6), or IPv4 and TCP copied together. */
 #define PARSE_BUF_LEN 40
+#define IPV4_L4_COPY 40  /* an IPv4 header without options and a TCP (or UDP) header */
 
 /* One's complement sum helpers, on 16-bit words as loaded (byte order does not matter as long
  * as every word is loaded the same way). */
@@ -86,19 +110,22 @@ static __always_inline void check_csum_partial(struct dp_ctx *ctx, __u16 field, 
 }
 
 /* TCP/UDP ports at off. The whole TCP (20) or UDP (8) header must be in the frame. pseudo: the
- * unfolded sum of the IP pseudo-header but for the protocol and length (check_csum_partial). */
+ * unfolded sum of the IP pseudo-header but for the protocol and length (check_csum_partial).
+ * copied: the 20 bytes at off, already copied with the IP header (headers_at), or NULL. */
 static __always_inline int parse_l4(struct dp_ctx *ctx, __u32 off, __u8 proto, __u64 *buf,
-				   struct flow_key *key, __u32 pseudo, __u32 l4_len)
+				   struct flow_key *key, __u32 pseudo, __u32 l4_len, __u16 *copied)
 {
 	__u16 *ports;
 	__u16 field;
 
-	if (proto == IPPROTO_TCP)
-		ports = header_at(ctx, off, 20, buf);
-	else if (proto == IPPROTO_UDP)
-		ports = header_at(ctx, off, 8, buf);
-	else
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
+	if (copied)
+		ports = copied;
+	else if (proto == IPPROTO_TCP)
+		ports = header_at(ctx, off, 20, buf);
+	else
+		ports = header_at(ctx, off, 8, buf);
 	if (!ports)
 		return -DROP_MALFORMED;
 	key->tp_src = vsw_ntohs(ports[0]);
@@ -158,10 +185,10 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 	key->dl_type = vsw_ntohs(proto);
 	if (proto == vsw_htons(ETH_P_IP)) {
 		struct iphdr *ip;
-		__u32 ihl;
+		__u32 ihl, copied;
 		__u8 l4;
 
-		ip = header_at(ctx, off, sizeof(*ip), buf);
+		ip = headers_at(ctx, off, sizeof(*ip), IPV4_L4_COPY, buf, &copied);
 		if (!ip)  /* shorter than an IPv4 header: malformed if it claims to be one */
 			return header_version(ctx, off, buf, 4);
 		if (ip->version != 4)
@@ -177,7 +204,9 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 			return 0;
 		return parse_l4(ctx, off + ihl, l4, buf, key,
 				ctx_is_xdp(ctx) ? csum_words((__u16 *)&ip->saddr, 4) : 0,
-				vsw_ntohs(ip->tot_len) - ihl);
+				vsw_ntohs(ip->tot_len) - ihl,
+				copied == IPV4_L4_COPY && ihl == sizeof(*ip) ?
+				(__u16 *)((void *)buf + sizeof(*ip)) : NULL);
 	}
 	if (proto == vsw_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6;
@@ -194,7 +223,7 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		return parse_l4(ctx, off + sizeof(*ip6), l4, buf, key,
 				ctx_is_xdp(ctx) ? csum_words((__u16 *)&ip6->saddr, 8) +
 						  csum_words((__u16 *)&ip6->daddr, 8) : 0,
-				vsw_ntohs(ip6->payload_len));
+				vsw_ntohs(ip6->payload_len), NULL);
 	}
 	return 0;
 }

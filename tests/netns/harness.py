@@ -60,11 +60,13 @@ def pinned_map_entries(path: str, key_size: int) -> int:
 
 
 def trafgen_udp_config(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, dport: int,
-                       frame_len: int = 60) -> str:
+                       frame_len: int = 60, ip_options: int = 0) -> str:
     """trafgen config of one Ethernet/IPv4/UDP frame of FRAME_LEN bytes (without FCS); trafgen
-    fills in the IPv4 checksum. Its TX_RING frames keep only the Ethernet header linear."""
-    payload = frame_len - 14 - 20 - 8
-    ip_len, udp_len = 20 + 8 + payload, 8 + payload
+    fills in the IPv4 checksum. Its TX_RING frames keep only the Ethernet header linear.
+    ip_options: that many 4-byte words of IPv4 options (NOPs) after the header."""
+    ihl = 20 + 4 * ip_options
+    payload = frame_len - 14 - ihl - 8
+    ip_len, udp_len = ihl + 8 + payload, 8 + payload
 
     def macb(mac: str) -> list[str]:
         return [f"0x{b}" for b in mac.split(":")]
@@ -74,8 +76,9 @@ def trafgen_udp_config(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str, dpo
 
     fields = [
         *macb(dst_mac), *macb(src_mac), "0x08", "0x00",                  # Ethernet
-        "0x45", "0x00", f"c16({ip_len})", "c16(1)", "0x40", "0x00",      # IPv4: len, id, DF
-        "64", "17", "csumip(14, 33)", *ipb(src_ip), *ipb(dst_ip),        # ttl, udp, csum, addrs
+        f"0x{0x40 | ihl // 4:02x}", "0x00", f"c16({ip_len})", "c16(1)", "0x40", "0x00",  # IPv4
+        "64", "17", f"csumip(14, {14 + ihl - 1})", *ipb(src_ip), *ipb(dst_ip),  # ttl, udp, csum
+        *["0x01"] * (4 * ip_options),                                    # options: NOPs
         "c16(1024)", f"c16({dport})", f"c16({udp_len})", "c16(0)",       # UDP, no checksum
         f"fill(0x00, {payload})",
     ]

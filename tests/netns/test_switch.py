@@ -138,11 +138,12 @@ def test_delete_leaves_nothing_behind(host, datapath):
     assert keep in host.namespaces()
 
 
-@pytest.mark.parametrize("datapath", ["ebpf", "kernel"])
-def test_frames_with_headers_outside_the_linear_area(host, datapath):
+@pytest.mark.parametrize(("datapath", "ip_options"), [("ebpf", 0), ("ebpf", 1), ("kernel", 0)])
+def test_frames_with_headers_outside_the_linear_area(host, datapath, ip_options):
     """trafgen's TX_RING frames keep only the Ethernet header in the skb's linear area; the
     datapath must still parse and forward them (not drop them as malformed), and flow rules
-    must see their IP and UDP fields (parse.h: header_at reads them from a copy)."""
+    must see their IP and UDP fields (parse.h: headers_at copies the IPv4 and UDP headers in
+    one load; with IP options, the UDP header takes a load of its own)."""
     host.start()
     build(host, datapath)
     c1, c2 = host.name("c1"), host.name("c2")
@@ -153,7 +154,8 @@ def test_frames_with_headers_outside_the_linear_area(host, datapath):
         host.vswctl("add-flow", "br0", f"priority=100,udp,nw_dst={SUBNET}.12,tp_dst=10,"
                     "actions=drop")
     cfg = host.workdir / "udp.trafgen"
-    cfg.write_text(trafgen_udp_config(mac_of(11), mac_of(12), f"{SUBNET}.11", f"{SUBNET}.12", 9))
+    cfg.write_text(trafgen_udp_config(mac_of(11), mac_of(12), f"{SUBNET}.11", f"{SUBNET}.12", 9,
+                                      ip_options=ip_options))
     counter = host.spawn_in(c2, SYSTEM_PYTHON, str(HERE / "udpecho.py"), "count", "9", "5")
     res = host.run_in(c1, "trafgen", "--dev", "eth0", "--conf", str(cfg), "-n", "300",
                       "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats")
