@@ -101,6 +101,17 @@ class _PortTexts:
             self._known = {k: self._known[k] for k in keys if k in self._known}
 
 
+class _StoredTexts(_PortTexts):
+    """The row texts of ports just read from the database, as they are stored there."""
+
+    def __init__(self, stored: dict[tuple[str, str], str]) -> None:
+        super().__init__()
+        self._stored = stored
+
+    def text(self, bridge: str, port: Port) -> str:
+        return self._stored[(bridge, port.name)]
+
+
 def _rows(bridges: dict[str, Bridge], texts: _PortTexts | None = None) -> dict[str, dict]:
     """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
     bridge -> {rule_id: rule text}, the flow table's own snapshot (FlowTable.store_rows), so
@@ -263,15 +274,24 @@ class StateStore:
                             "is kept as %s", self.json_path, self.path, len(legacy),
                             self.json_path.with_suffix(".json.imported"))
             try:
-                bridges = self._read(db)
+                bridges, self._rows = self._read_rows(db)
             except sqlite3.DatabaseError as exc:
                 raise self._damaged(exc) from None
             except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
                 raise self._damaged(f"bad row: {exc}") from None
-            self._rows = _rows(bridges)
             return bridges
 
-    def _read(self, db: sqlite3.Connection) -> dict[str, Bridge]:
+    def _read_rows(self, db: sqlite3.Connection) -> tuple[dict[str, Bridge], dict[str, dict]]:
+        """The bridges the database holds, and its rows (_rows) with the ports' texts as stored
+        (not encoded again)."""
+        texts: dict[tuple[str, str], str] = {}
+        bridges = self._read(db, texts)
+        return bridges, _rows(bridges, _StoredTexts(texts))
+
+    def _read(self, db: sqlite3.Connection,
+              texts: dict[tuple[str, str], str] | None = None) -> dict[str, Bridge]:
+        """The bridges the database holds; TEXTS, if given, gets each port's row text as it
+        is stored (the rows a save compares with: not encoded again)."""
         now_wall, now_ns = time.time(), time.monotonic_ns()
         bridges: dict[str, Bridge] = {}
         for name, spec, next_id in db.execute(
@@ -285,6 +305,8 @@ class StateStore:
                 "SELECT bridge, name, spec FROM ports ORDER BY rowid"):
             p = port_from_row(json.loads(spec))
             bridges[bridge].ports[p.name] = p
+            if texts is not None:
+                texts[(bridge, p.name)] = spec
         for bridge, mac, vlan, port, remote, revision in db.execute(
                 "SELECT bridge, mac, vlan, port, remote, revision FROM fdb "
                 "ORDER BY bridge, seq"):
@@ -324,7 +346,7 @@ class StateStore:
             try:
                 db = self._connect()
                 if self._rows is None:
-                    self._rows = _rows(self._read(db))
+                    self._rows = self._read_rows(db)[1]
                 self._write(db, new, self._rows, meta or {})
             except StateError as exc:
                 raise OSError(errno.EIO, str(exc)) from None

@@ -315,3 +315,35 @@ def test_a_deferred_flood_sync_writes_the_group_once_at_the_end(topo, dp, monkey
         assert synced == []
     assert synced == [xb.br]
     assert _group_members(dp, xb.br, 0)[1] == {xb.port["c"], *new}
+
+
+def test_a_restart_takes_the_pinned_groups_as_they_are(topo, dp):
+    """A restarted daemon (the same build) patches the pinned flood groups in place; a group
+    whose entries run another devmap program (an earlier build's) is written whole again."""
+    from vswitchd.datapath import build, xdpmaps
+    from vswitchd.datapath.bpfsys import BPF_PROG_TYPE_XDP, map_fd_by_id, map_update, prog_load
+
+    xb = XdpBridge(topo, dp)
+    first, members = _group_members(dp, xb.br, 0)
+    dp.close()
+    dp.__init__(dp.bpffs_dir)  # a new daemon over the pins: nothing written by it yet
+    d = topo.add("x6", "veth")
+    dp.add_port(xb.br, d, PortKind.DEVICE)
+    dp.set_xdp_target(d, True)
+    assert _group_members(dp, xb.br, 0) == (first, members | {d})
+
+    # an earlier build's entry: another program (XDP_PASS) on c's entry
+    other = prog_load(BPF_PROG_TYPE_XDP, bytes.fromhex("b700000002000000" "9500000000000000"),
+                      "other_egress", attach_type=build.BPF_XDP_DEVMAP)
+    inner = map_fd_by_id(first, "group")
+    try:
+        c = xb.port["c"]
+        map_update(inner, struct.pack("=I", c), xdpmaps._DEVMAP_VAL.pack(c, other), "entry")
+    finally:
+        os.close(inner)
+        os.close(other)
+    dp.close()
+    dp.__init__(dp.bpffs_dir)
+    dp.set_xdp_target(xb.port["b"], False)  # syncs the group
+    again, now = _group_members(dp, xb.br, 0)
+    assert again != first and now == members - {xb.port["b"]} | {d}

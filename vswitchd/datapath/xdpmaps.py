@@ -28,6 +28,7 @@ from vswitchd.datapath.bpfsys import (
     map_lookup,
     map_update,
     obj_get,
+    obj_info,
     obj_pin,
 )
 from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
@@ -120,6 +121,7 @@ class XdpMaps:
         self.groups_fd = obj_get(os.path.join(bpffs_dir, GROUPS_PIN))
         self.info = bpf_obj[b"flood_group_info"]
         self.egress_fd = egress_fd
+        self.egress_id = int.from_bytes(obj_info(egress_fd, 8)[4:8], "little")
         # what this instance wrote: {bridge: {vlan: (members that are targets, info)}}
         self._written: dict[int, dict[int, tuple[tuple[int, ...], tuple[int, int]]]] = {}
 
@@ -144,8 +146,9 @@ class XdpMaps:
 
     def sync_bridge(self, bridge: int, groups: dict[int, tuple[list[int], int]],
                     targets: set[int]) -> None:
-        """Makes the bridge's groups exactly `groups` (flood_groups()), rewriting only those
-        that changed since this instance last wrote them (all of them the first time)."""
+        """Makes the bridge's groups exactly `groups` (flood_groups()), changing only those
+        that changed since this instance last wrote them (the first time: all of them, those
+        already pinned in place)."""
         written = self._written.setdefault(bridge, self._read_bridge(bridge))
         for vid, (members, non_targets) in groups.items():
             reach = tuple(m for m in members if m in targets)
@@ -153,7 +156,10 @@ class XdpMaps:
             old = written.get(vid)
             if old == (reach, info):
                 continue
-            if old is None or not self._patch_group(bridge, vid, reach, info):
+            # a group pinned by an earlier daemon (old None) is patched too if its entries run
+            # our xdp_egress: a restart with the same build rewrites no group whole (a swap
+            # in the outer map waits for an RCU grace period)
+            if not self._patch_group(bridge, vid, reach, info, adopt=old is None):
                 self._put_group(bridge, vid, reach, info)
             written[vid] = (reach, info)
         for vid in [v for v in written if v not in groups]:
@@ -173,7 +179,7 @@ class XdpMaps:
                 self._written.pop(bridge, None)
 
     def _read_bridge(self, bridge: int) -> dict:
-        """The bridge's groups as pinned, marked unknown (rewritten by the first sync)."""
+        """The bridge's groups as pinned, marked unknown (checked by the first sync)."""
         return {_GROUP_KEY.unpack(k)[1]: None
                 for k in map_keys(self.groups_fd, _GROUP_KEY.size, "flood_groups")
                 if _GROUP_KEY.unpack(k)[0] == bridge}
@@ -207,10 +213,11 @@ class XdpMaps:
         self.info[self.info.Key(bridge, vid, 0)] = leaf
 
     def _patch_group(self, bridge: int, vid: int, reach: tuple[int, ...],
-                     info: tuple[int, int]) -> bool:
+                     info: tuple[int, int], adopt: bool = False) -> bool:
         """Turns the group's members into reach in place, against the entries the inner map
         holds (the kernel drops those of a device that goes away); False when it must be
-        written whole instead (it is gone, or a member's device is)."""
+        written whole instead (it is gone, or a member's device is, or, ADOPT: an entry that
+        stays runs another program than our xdp_egress)."""
         value = map_lookup(self.groups_fd, _GROUP_KEY.pack(bridge, vid, 0), _GROUP_VAL.size,
                            f"flood_groups[({bridge}, {vid})]")
         if value is None:
@@ -222,6 +229,8 @@ class XdpMaps:
         try:
             self._write_info(bridge, vid, *info)  # first, as _put_group does
             before = {_IFINDEX.unpack(k)[0] for k in map_keys(inner, _IFINDEX.size, "group")}
+            if adopt and not self._runs_egress(inner, before & set(reach)):
+                return False
             for ifindex in set(reach) - before:
                 try:
                     map_update(inner, _IFINDEX.pack(ifindex),
@@ -235,6 +244,15 @@ class XdpMaps:
                 map_delete(inner, _IFINDEX.pack(ifindex), f"flood group ({bridge}, {vid})")
         finally:
             os.close(inner)
+        return True
+
+    def _runs_egress(self, inner: int, members: Iterable[int]) -> bool:
+        """Whether the inner map's entries of MEMBERS all run our xdp_egress (a lookup
+        answers the program's id where an update takes its fd)."""
+        for ifindex in members:
+            value = map_lookup(inner, _IFINDEX.pack(ifindex), _DEVMAP_VAL.size, "group entry")
+            if value is None or _DEVMAP_VAL.unpack(value)[1] != self.egress_id:
+                return False
         return True
 
     def _delete_group(self, bridge: int, vid: int) -> None:

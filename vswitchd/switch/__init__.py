@@ -538,7 +538,8 @@ class Switch:
         with self._lock:
             self.reconciler.everything()
             self._save("container-gone")
-            self.recorder.port_states()
+            with self._reading_all():  # every port's state: one dump, not requests each
+                self.recorder.port_states()
             self.tracing.restore_rate()
             self.packet_in.restore_rate()
 
