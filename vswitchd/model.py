@@ -64,9 +64,11 @@ class PortSpec:
         return vlan_mode_text(self.vlan, self.trunks, self.native_vlan)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PortFacts:
-    """What the daemon did for a port and must undo when it goes."""
+    """What the daemon did for a port and must undo when it goes. Replaced (dataclasses.replace),
+    never changed in place, as a spec is: the store and the event recorder tell the ports that
+    changed by the identity of these two objects."""
 
     netns_created: bool = False  # it created the named netns (removed with its last port)
     # uplink: what moved from the NIC to the bridge (it goes back on del-port), and the

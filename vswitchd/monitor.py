@@ -24,11 +24,12 @@ RECHECK_SECONDS = 30.0  # also check now and then without events (missed message
 
 
 class LinkMonitor:
-    def __init__(self, owned: Callable[[], dict[str, tuple[str, str | None]]],
+    def __init__(self, owned: Callable[[set[str] | None], dict[str, tuple[str, str | None]]],
                  on_change: Callable[[], object], missing: Callable[[], set[str]],
                  on_links: Callable[[set[str] | None], object] | None = None) -> None:
-        """owned() -> {ifname: (kind, bridge it must be enslaved to or None)} of everything
-        vswitchd owns; missing() -> names currently shown as missing; on_change() reconciles;
+        """owned(names) -> {ifname: (kind, bridge it must be enslaved to or None)} of everything
+        vswitchd owns (of NAMES only, unless None); missing() -> names currently shown as
+        missing; on_change() reconciles;
         on_links(names) runs after every burst of link messages otherwise (a carrier that went
         up or down: the ports' states), with the names of the links the burst was about (None:
         any link, after lost messages or on the periodic look)."""
@@ -117,7 +118,7 @@ class LinkMonitor:
         """Whether the kernel and the desired state disagree on something vswitchd owns; with
         NAMES (the links the burst was about), only on those: anything owned that went,
         came back or left its bridge had a message of its own."""
-        owned = self._owned()
+        owned = self._owned(names)
         if names is not None:
             owned = {name: owned[name] for name in names if name in owned}
         if not owned:

@@ -13,7 +13,6 @@ database exists, and renamed to state.json.imported.
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import logging
@@ -79,9 +78,9 @@ class StateError(Exception):
 
 
 class _PortTexts:
-    """Each port's row text, encoded again only when its spec object (replaced on every change,
-    never changed in place) or its facts changed: every save writes the rows that differ, and
-    encoding a thousand ports took longer than the rest of an add-port."""
+    """Each port's row text, encoded again only when its spec or its facts object changed (both
+    are replaced on every change, never changed in place): every save writes the rows that
+    differ, and encoding a thousand ports took longer than the rest of an add-port."""
 
     def __init__(self) -> None:
         self._known: dict[tuple[str, str], tuple[PortSpec, PortFacts, str]] = {}
@@ -89,10 +88,10 @@ class _PortTexts:
     def text(self, bridge: str, port: Port) -> str:
         key = (bridge, port.name)
         known = self._known.get(key)
-        if known is not None and known[0] is port.spec and known[1] == port.facts:
+        if known is not None and known[0] is port.spec and known[1] is port.facts:
             return known[2]
         text = json.dumps(port_row(port), sort_keys=True)
-        self._known[key] = (port.spec, copy.deepcopy(port.facts), text)
+        self._known[key] = (port.spec, port.facts, text)
         return text
 
     def keep(self, keys: Collection[tuple[str, str]]) -> None:

@@ -90,7 +90,7 @@ def test_the_monitor_checks_the_links_a_burst_was_about(links: Links, ifnames) -
         links.create_tap(name)
         links.enslave(name, br)
     owned = {br: ("bridge", None), tap: ("tap", br), other: ("tap", br)}
-    monitor = LinkMonitor(lambda: owned, lambda: None, set)
+    monitor = LinkMonitor(lambda names: owned, lambda: None, set)
     assert not monitor._disagrees({tap}) and not monitor._disagrees(None)
     links.release(other)  # left its bridge: its own message names it
     assert monitor._disagrees({other}) and monitor._disagrees(None)

@@ -260,6 +260,30 @@ def test_link_messages_about_some_links_look_at_those_ports_only(rig):
     assert [e.obj.spec.name for e in drain(sub)] == ["c2"]
 
 
+def test_the_links_a_burst_was_about_are_looked_up_not_walked(rig, monkeypatch):
+    """The link monitor's questions about a few links (every add-port is a burst) cost the
+    same whatever the number of ports: no pass over every port of every bridge."""
+    class NoWalk(dict):
+        def __iter__(self):
+            pytest.fail("walked over every port")
+
+        values = items = keys = __iter__
+
+    sw = rig.switch
+    sw.create_bridge(BridgeSpec("br0"))
+    sw.create_bridge(BridgeSpec("br1"))
+    for name in ("c1", "c2"):
+        sw.create_port("br0", PortSpec(name, netns=name))
+    sw.create_port("br1", PortSpec("c3", netns="c3"))
+    everything = sw.owned_links()
+    assert sw.owned_links({"c3", "br0", "eth7"}) == {n: everything[n] for n in ("c3", "br0")}
+    rig.links.table["c1"] = replace(rig.links.table["c1"], up=False)
+    for br in sw.ctx.bridges.values():
+        monkeypatch.setattr(br, "ports", NoWalk(br.ports))
+    assert sw.owned_links({"c1", "c3"}) == {n: everything[n] for n in ("c1", "c3")}
+    assert sw.port_states_changed({"c1"}) == 1
+
+
 def test_expected_revision_conflicts_are_aborted_and_change_nothing(rig):
     sw = rig.switch
     br = sw.create_bridge(BridgeSpec("br0"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
@@ -91,8 +92,9 @@ def test_loading_compares_with_the_stored_port_texts(tmp_path, monkeypatch):
 
 
 def test_a_port_changed_in_any_way_is_written_again(tmp_path):
-    """Port rows are encoded again only for a new spec object or changed facts (_PortTexts):
-    facts changed in place, a list inside them grown, a spec replaced all reach the store."""
+    """Port rows are encoded again only for a new spec or facts object (_PortTexts): facts
+    replaced, a spec replaced, a port gone and back all reach the store; facts cannot be
+    changed in place."""
     store = StateStore(str(tmp_path))
     store.load()
     bridges = sample()
@@ -102,12 +104,14 @@ def test_a_port_changed_in_any_way_is_written_again(tmp_path):
     def stored() -> Port:
         return StateStore(str(tmp_path)).load()["br0"].ports["c1"]
 
-    c1.facts.peer_gro = True
+    c1.facts = replace(c1.facts, peer_gro=True)
     store.save(bridges)
     assert stored().facts.peer_gro
-    c1.facts.uplink_addresses.append("192.0.2.1/24")
+    c1.facts = replace(c1.facts, uplink_addresses=["192.0.2.1/24"])
     store.save(bridges)
     assert stored().facts.uplink_addresses == ["192.0.2.1/24"]
+    with pytest.raises(FrozenInstanceError):  # what lets a save tell them by identity
+        c1.facts.peer_gro = False  # type: ignore[misc]
     c1.spec = PortSpec("c1", "veth", "ns1", "eth0", ["10.0.0.3/24"], labels={"a": "b"})
     store.save(bridges)
     assert stored().spec == c1.spec

@@ -111,10 +111,9 @@ class SystemDriver(PortDriver):
         # the stored addresses are on the bridge already (the bridge's reconciliation); routes
         # that went with a re-created bridge come back, and what the NIC got meanwhile moves
         env.links.move_l3(L3Config(current.addresses, merged.routes), port.name, br.name)
-        port.facts.uplink_addresses = list(merged.addresses)
-        port.facts.uplink_routes = [asdict(r) for r in merged.routes]
-        if not port.facts.bridge_mac:
-            port.facts.bridge_mac = bridge_mac
+        port.facts = replace(port.facts, uplink_addresses=list(merged.addresses),
+                             uplink_routes=[asdict(r) for r in merged.routes],
+                             bridge_mac=port.facts.bridge_mac or bridge_mac)
 
 
 DRIVER = SystemDriver()

@@ -75,7 +75,8 @@ class VethDriver(PortDriver):
             return
         users = env.netns_users(port.spec.netns, port)
         if users:
-            users[0].facts.netns_created = True  # the namespace is still ours, via another port
+            # the namespace is still ours, via another port
+            users[0].facts = replace(users[0].facts, netns_created=True)
         else:
             env.netns.remove_named(port.spec.netns)
 

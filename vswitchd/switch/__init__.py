@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import ModuleType
 from typing import TypeVar
@@ -617,10 +617,12 @@ class Switch:
         with self._lock:
             return set(self.ctx.missing)
 
-    def owned_links(self) -> dict[str, tuple[str, str | None]]:
-        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+    def owned_links(self, names: Collection[str] | None = None
+                    ) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns (NAMES: of
+        those only)."""
         with self._lock:
-            return self.ctx.owned_links()
+            return self.ctx.owned_links(names)
 
     def snapshot(self) -> dict[str, Bridge]:
         """The desired state (the live objects: read-only, under no lock afterwards)."""

@@ -4,6 +4,7 @@ per datapath)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from vswitchd.backends import Backend, Backends
@@ -70,14 +71,39 @@ class Context:
                 return br
         return None
 
-    def owned_links(self) -> dict[str, tuple[str, str | None]]:
-        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns."""
+    def owned_links(self, names: Collection[str] | None = None
+                    ) -> dict[str, tuple[str, str | None]]:
+        """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns; NAMES: of
+        those only (a burst of link messages is about a few: no walk over every port)."""
         out: dict[str, tuple[str, str | None]] = {}
+        if names is not None:
+            for name in names:
+                if name in self.bridges:
+                    out[name] = ("bridge", None)
+                    continue
+                for br in self.bridges.values():
+                    p = br.ports.get(name)
+                    if p is not None:
+                        out[name] = (p.type, br.name)
+                        break
+            return out
         for br in self.bridges.values():
             out[br.name] = ("bridge", None)
             for p in br.ports.values():
                 out[p.name] = (p.type, br.name)
         return out
+
+    def ports_named(self, names: Collection[str] | None = None) -> Iterator[tuple[Bridge, Port]]:
+        """(bridge, port) of every port, or of the ports of NAMES (looked up, not walked)."""
+        for br in self.bridges.values():
+            if names is None:
+                for port in br.ports.values():
+                    yield br, port
+                continue
+            for name in sorted(names):
+                found = br.ports.get(name)
+                if found is not None:
+                    yield br, found
 
     def backend(self, br: Bridge) -> Backend:
         return self.backends.of(br.datapath)

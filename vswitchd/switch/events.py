@@ -188,28 +188,27 @@ class EventRecorder:
         was deleted and made again meanwhile (another ifindex: vanished, then restored); how
         many events. NAMES: only the ports of those names can have changed."""
         events = []
-        for br in self.ctx.bridges.values():
-            for port in br.ports.values():
-                key = (br.name, port.name)
-                if key not in self._ports or (names is not None and port.name not in names):
-                    continue
-                view = self.ports.view(br, port)
-                old = self._states.get(key)
-                self._states[key] = (view.state, view.ifindex)
-                if old is None:
-                    continue
-                reasons = []
-                if _state_word(old[0]) != _state_word(view.state):
-                    reasons.append("restored" if old[0].startswith("missing") else
-                                   _STATE_REASON.get(_state_word(view.state), "api"))
-                elif old[1] and view.ifindex and old[1] != view.ifindex:
-                    reasons += ["vanished", "restored"]  # re-made between two looks
-                for reason in reasons:
-                    e = self.log.event("port", "changed", bridge=br.name, reason=reason)
-                    port.facts = replace(port.facts, revision=e.revision)
-                    shown = view if reason != "vanished" else replace(
-                        view, ifindex=old[1], state="missing: interface deleted")
-                    events.append(replace(e, obj=replace(shown, facts=port.facts)))
+        for br, port in self.ctx.ports_named(names):  # NAMES: looked up, not walked
+            key = (br.name, port.name)
+            if key not in self._ports:
+                continue
+            view = self.ports.view(br, port)
+            old = self._states.get(key)
+            self._states[key] = (view.state, view.ifindex)
+            if old is None:
+                continue
+            reasons = []
+            if _state_word(old[0]) != _state_word(view.state):
+                reasons.append("restored" if old[0].startswith("missing") else
+                               _STATE_REASON.get(_state_word(view.state), "api"))
+            elif old[1] and view.ifindex and old[1] != view.ifindex:
+                reasons += ["vanished", "restored"]  # re-made between two looks
+            for reason in reasons:
+                e = self.log.event("port", "changed", bridge=br.name, reason=reason)
+                port.facts = replace(port.facts, revision=e.revision)
+                shown = view if reason != "vanished" else replace(
+                    view, ifindex=old[1], state="missing: interface deleted")
+                events.append(replace(e, obj=replace(shown, facts=port.facts)))
         self.log.publish(events)
         return len(events)
 

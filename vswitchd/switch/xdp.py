@@ -111,7 +111,7 @@ class XdpManager:
             except SwitchError as exc:
                 log.warning("port %s: GRO not turned off again at its peer %s in network "
                             "namespace %s: %s", port.name, spec.peer_name, spec.netns, exc)
-        port.facts.peer_gro = False
+        port.facts = replace(port.facts, peer_gro=False)
         self._failed.pop(port.name, None)
         self._gro_failed.discard(port.name)
 
@@ -188,10 +188,10 @@ class XdpManager:
 
     @staticmethod
     def _remember_gro(port: Port, on: bool, txn: Txn) -> None:
-        old = port.facts.peer_gro
+        old = port.facts
         txn.step("remember who set the peer's GRO",
-                 lambda: setattr(port.facts, "peer_gro", on),
-                 lambda: setattr(port.facts, "peer_gro", old))
+                 lambda: setattr(port, "facts", replace(old, peer_gro=on)),
+                 lambda: setattr(port, "facts", old))
 
     def _target(self, br: Bridge, name: str, ifindex: int, want: bool, txn: Txn) -> None:
         known = self._targets.get(ifindex)
