@@ -20,7 +20,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 from vswitchd.flows.model import Rule
@@ -84,6 +83,19 @@ class _PortTexts:
 
     def __init__(self) -> None:
         self._known: dict[tuple[str, str], tuple[PortSpec, PortFacts, str]] = {}
+        # per bridge: its ports' (spec, facts) objects when its rows were last made, and those
+        self._bridges: dict[str, tuple[list[tuple[PortSpec, PortFacts]], dict]] = {}
+
+    def bridge_rows(self, b: Bridge) -> dict[tuple[str, str], tuple[str]]:
+        """The port rows of bridge B: the same dict object as last time when none of its ports
+        changed (a save then skips the bridge: no pass over a thousand ports per change)."""
+        objects = [(p.spec, p.facts) for p in b.ports.values()]
+        cached = self._bridges.get(b.name)
+        if cached is not None and cached[0] == objects:  # identity first, element by element
+            return cached[1]
+        rows = {(b.name, p.name): (self.text(b.name, p),) for p in b.ports.values()}
+        self._bridges[b.name] = (objects, rows)
+        return rows
 
     def text(self, bridge: str, port: Port) -> str:
         key = (bridge, port.name)
@@ -94,10 +106,13 @@ class _PortTexts:
         self._known[key] = (port.spec, port.facts, text)
         return text
 
-    def keep(self, keys: Collection[tuple[str, str]]) -> None:
-        """Forget the ports not in KEYS (deleted ones)."""
-        if len(self._known) > len(keys):
-            self._known = {k: self._known[k] for k in keys if k in self._known}
+    def keep(self, ports: dict[str, dict[tuple[str, str], tuple[str]]]) -> None:
+        """Forget the bridges and ports not in PORTS (rows by bridge: deleted ones)."""
+        if len(self._bridges) > len(ports):
+            self._bridges = {b: self._bridges[b] for b in ports if b in self._bridges}
+        if len(self._known) > sum(len(rows) for rows in ports.values()):
+            self._known = {k: self._known[k] for rows in ports.values() for k in rows
+                           if k in self._known}
 
 
 class _StoredTexts(_PortTexts):
@@ -112,20 +127,35 @@ class _StoredTexts(_PortTexts):
 
 
 def _rows(bridges: dict[str, Bridge], texts: _PortTexts | None = None) -> dict[str, dict]:
-    """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except flows:
-    bridge -> {rule_id: rule text}, the flow table's own snapshot (FlowTable.store_rows), so
-    that a save looks only at the rules that changed since the last save."""
+    """The database rows of BRIDGES, keyed for diffing: table -> {key: value}, except ports:
+    bridge -> {key: value} (_PortTexts.bridge_rows), and flows: bridge -> {rule_id: rule
+    text}, the flow table's own snapshot (FlowTable.store_rows), so that a save looks only at
+    the bridges whose ports changed and the rules that changed since the last save."""
     texts = texts or _PortTexts()
     out: dict[str, dict] = {"bridges": {}, "ports": {}, "fdb": {}, "flows": {}}
     for b in bridges.values():
         out["bridges"][(b.name,)] = (json.dumps(bridge_row(b.spec, b.facts), sort_keys=True),
                                      b.flows.next_id)
-        for p in b.ports.values():
-            out["ports"][(b.name, p.name)] = (texts.text(b.name, p),)
+        out["ports"][b.name] = texts.bridge_rows(b)
         for seq, f in enumerate(b.fdb):
             out["fdb"][(b.name, f.mac, f.vlan)] = (f.port, seq, f.remote, f.revision)
         out["flows"][b.name] = b.flows.store_rows()
     return out
+
+
+def _port_changes(new: dict[str, dict], old: dict[str, dict]
+                  ) -> tuple[list[tuple], list[tuple]]:
+    """(port row keys to delete, port rows to write) to go from OLD to NEW (rows by bridge:
+    a bridge whose rows are the same object is skipped)."""
+    gone: list[tuple] = []
+    changed: list[tuple] = []
+    for bridge in old.keys() | new.keys():
+        n, o = new.get(bridge, {}), old.get(bridge, {})
+        if n is o:
+            continue
+        gone.extend(k for k in o if k not in n)
+        changed.extend(k + v for k, v in n.items() if o.get(k) != v)
+    return gone, changed
 
 
 def _flow_changes(new: dict[str, dict[int, str]], old: dict[str, dict[int, str]]
@@ -378,14 +408,15 @@ class StateStore:
     @staticmethod
     def _write(db: sqlite3.Connection, new: dict[str, dict], old: dict[str, dict],
                meta: dict[str, str]) -> None:
-        flows_gone, flows_changed = _flow_changes(new["flows"], old["flows"])
+        nested = {"flows": _flow_changes(new["flows"], old["flows"]),
+                  "ports": _port_changes(new["ports"], old["ports"])}
         db.execute("BEGIN IMMEDIATE")
         try:
             for table in ("flows", "fdb", "ports", "bridges"):  # children first
                 keys = _KEYS[table]
                 where = " AND ".join(f"{k}=?" for k in keys)
-                if table == "flows":
-                    gone = flows_gone
+                if table in nested:
+                    gone = nested[table][0]
                 else:
                     gone = [k for k in old[table] if k not in new[table]]
                 if gone:
@@ -393,8 +424,8 @@ class StateStore:
             for table in ("bridges", "ports", "fdb", "flows"):
                 cols = _KEYS[table] + _VALUES[table]
                 marks = ",".join("?" * len(cols))
-                if table == "flows":
-                    changed = flows_changed
+                if table in nested:
+                    changed = nested[table][1]
                 else:
                     changed = [k + v for k, v in new[table].items() if old[table].get(k) != v]
                 if changed:

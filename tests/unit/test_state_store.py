@@ -91,6 +91,31 @@ def test_loading_compares_with_the_stored_port_texts(tmp_path, monkeypatch):
     assert db.execute("SELECT spec FROM ports WHERE name='t1'").fetchone()[0] == text
 
 
+def test_a_save_looks_only_at_the_bridges_whose_ports_changed(tmp_path, monkeypatch):
+    """A change to one port costs the same whatever the other ports: the rows of a bridge
+    whose ports are the same objects are taken as they were (no text asked for, no diff)."""
+    from vswitchd import state
+
+    store = StateStore(str(tmp_path))
+    store.load()
+    bridges = sample()
+    bridges["kbr"].ports["k1"] = Port(PortSpec("k1", "tap", owner="root"))
+    store.save(bridges)
+    asked: list[str] = []
+    real = state._PortTexts.text
+    monkeypatch.setattr(state._PortTexts, "text",
+                        lambda self, bridge, port: asked.append(port.name) or
+                        real(self, bridge, port))
+    t1 = bridges["br0"].ports["t1"]
+    t1.spec = replace(t1.spec, mtu=1400)
+    store.save(bridges)
+    assert asked.count("t1") == 1 and "k1" not in asked, asked
+    assert StateStore(str(tmp_path)).load()["br0"].ports["t1"].spec.mtu == 1400
+    del bridges["kbr"].ports["k1"]  # gone: its row with it
+    store.save(bridges)
+    assert StateStore(str(tmp_path)).load()["kbr"].ports == {}
+
+
 def test_a_port_changed_in_any_way_is_written_again(tmp_path):
     """Port rows are encoded again only for a new spec or facts object (_PortTexts): facts
     replaced, a spec replaced, a port gone and back all reach the store; facts cannot be
