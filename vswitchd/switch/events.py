@@ -58,6 +58,10 @@ class EventRecorder:
         self._bridges: dict[str, tuple[Bridge, tuple]] = {}
         self._ports: dict[tuple[str, str], Port] = {}
         self._specs: dict[tuple[str, str], object] = {}     # the port spec object published
+        # per bridge, its ports' (port, spec) objects as published: a bridge whose ports are
+        # the same objects is not looked at port by port (a change costs the same whatever
+        # the number of ports)
+        self._objects: dict[str, list[tuple[Port, object]]] = {}
         self._static: dict[tuple[str, int, str], StaticFdb] = {}
         self._states: dict[tuple[str, str], tuple[str, int]] = {}  # (state, ifindex)
         self._learned: dict[str, dict[tuple[int, str], _Learned]] = {}
@@ -71,16 +75,26 @@ class EventRecorder:
         s = br.spec
         return (s.datapath, tuple(s.addresses), s.nat)
 
-    def _snapshot(self) -> tuple:
+    @staticmethod
+    def _port_objects(br: Bridge) -> list[tuple[Port, object]]:
+        return [(p, p.spec) for p in br.ports.values()]
+
+    def _snapshot(self, changed_only: bool = True) -> tuple:
+        """(bridges, {bridge: its ports' objects} of those whose ports changed since published
+        (all: not changed_only), static FDB entries)."""
         bridges = {b.name: (b, self._bridge_values(b)) for b in self.ctx.bridges.values()}
-        ports = {(b.name, p.name): p for b in self.ctx.bridges.values()
-                 for p in b.ports.values()}
+        objects = {}
+        for name, (br, _values) in bridges.items():
+            now = self._port_objects(br)
+            if not changed_only or now != self._objects.get(name):  # identity first
+                objects[name] = now
         static = {(b.name, f.vlan, f.mac): f for b in self.ctx.bridges.values() for f in b.fdb}
-        return bridges, ports, static
+        return bridges, objects, static
 
     def baseline(self) -> None:
         """Take the desired state as published (at start: the store's state)."""
-        self._bridges, self._ports, static = self._snapshot()
+        self._bridges, self._objects, static = self._snapshot(changed_only=False)
+        self._ports = {(name, p.name): p for name, now in self._objects.items() for p, _ in now}
         self._specs = {k: p.spec for k, p in self._ports.items()}
         self._static = dict(static)
         self._states = {}
@@ -91,7 +105,9 @@ class EventRecorder:
         """Compare the desired state with the last published one: the differences become
         pending events, and the objects get their revisions (before the store saves them).
         REASON: why ports changed ("api", or "container-gone" for a reconciliation)."""
-        bridges, ports, static = self._snapshot()
+        bridges, objects, static = self._snapshot()
+        ports: dict[tuple, Port] = {(name, p.name): p for name, now in objects.items()
+                                    for p, _spec in now}
         ev = self.log.event
         out = self._pending
         for name, (br, values) in bridges.items():
@@ -137,14 +153,16 @@ class EventRecorder:
                 out.append(replace(ev("fdb", "deleted", bridge=key[0]),
                                    obj=FdbView(entry.mac, entry.port, entry.vlan, True, 0.0,
                                                entry.remote, entry.revision)))
-        for key, port in self._ports.items():
-            if key not in ports:
-                out.append(replace(ev("port", "removed", bridge=key[0],
-                                      reason=reason if key[0] in bridges else "api"),
-                                   obj=self._gone_port(key, port)))
+        for name, before in self._objects.items():  # ports gone, from the bridges looked at
+            if name in objects or name not in bridges:
+                for port, _spec in before:
+                    if (name, port.name) not in ports:
+                        out.append(replace(ev("port", "removed", bridge=name,
+                                              reason=reason if name in bridges else "api"),
+                                           obj=self._gone_port((name, port.name), port)))
         for name, br in gone:
             out.append(replace(ev("bridge", "removed", bridge=name), obj=self._bridge_view(br)))
-        self._next = (bridges, ports, static)
+        self._next = (bridges, objects, static)
 
     def _flow_events(self) -> None:
         ev = self.log.event
@@ -165,12 +183,20 @@ class EventRecorder:
     def commit(self) -> None:
         """The change was saved: publish its events and take its state as published."""
         if self._next is not None:
-            self._bridges, self._ports, static = self._next
-            self._specs = {k: p.spec for k, p in self._ports.items()}
+            self._bridges, objects, static = self._next
+            staying = {(name, p.name) for name, now in objects.items() for p, _spec in now}
+            for name in [n for n in self._objects if n in objects or n not in self._bridges]:
+                for port, _spec in self._objects.pop(name):
+                    key = (name, port.name)
+                    del self._ports[key], self._specs[key]
+                    if key not in staying:
+                        self._states.pop(key, None)
+            for name, now in objects.items():
+                self._objects[name] = now
+                for port, spec in now:
+                    key = (name, port.name)
+                    self._ports[key], self._specs[key] = port, spec
             self._static = dict(static)
-            for key in list(self._states):
-                if key not in self._ports:
-                    del self._states[key]
             self._next = None
         pending, self._pending = self._pending, []
         self.log.publish(pending)
