@@ -945,3 +945,23 @@ def test_listings_of_many_ports_read_one_link_snapshot(rig):
     assert rig.links.snapshots == before + 5
     sw.port_stats("big", "b1")  # one port: no dump
     assert rig.links.snapshots == before + 5
+
+
+def test_a_listing_of_a_small_share_of_the_ports_asks_for_its_links(rig):
+    """A bridge's listing reads the links one by one when its ports are a small share of all
+    the ports (a dump would parse every link of the host: a bridge of 125 among 4 000 ports
+    took 100 ms a listing); a pass over every port still reads one dump."""
+    from vswitchd.switch import SNAPSHOT_PORTS, SNAPSHOT_SHARE
+
+    sw = rig.switch
+    n = SNAPSHOT_PORTS + 1
+    for b in range(SNAPSHOT_SHARE + 1):
+        sw.create_bridge(BridgeSpec(f"b{b}"))
+        for i in range(n):
+            sw.create_port(f"b{b}", PortSpec(f"p{b}x{i}", netns=f"p{b}x{i}"))
+    before = rig.links.snapshots
+    sw.list_ports("b0")
+    sw.port_stats("b0")
+    assert rig.links.snapshots == before
+    sw.list_bridges()
+    assert rig.links.snapshots == before + 1

@@ -110,7 +110,7 @@ class FdbMaps:
     def records(self, bridge: int) -> list[FdbRecord]:
         now = time.monotonic_ns()
         records = []
-        for key, leaf in self.table.items():
+        for key, leaf in self.table.items_lookup_batch():  # not 2 syscalls an entry
             if key.bridge != bridge:
                 continue
             static = bool(leaf.flags & FDB_F_STATIC)
@@ -125,7 +125,7 @@ class FdbMaps:
         """Deletes learned entries not seen for more than aging_seconds. Returns how many."""
         limit = int(aging_seconds * 1e9)
         deleted = 0
-        for key, leaf in list(self.table.items()):
+        for key, leaf in list(self.table.items_lookup_batch()):
             if leaf.flags & FDB_F_STATIC:
                 continue
             if time.monotonic_ns() - leaf.last_seen_ns <= limit:
