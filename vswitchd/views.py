@@ -42,6 +42,13 @@ class FdbView:
     remote: str = ""           # a tunnel port's entry: the remote VTEP the MAC is behind
     revision: int = 0          # of the entry's last change
 
+    def revised(self, revision: int) -> FdbView:
+        """This view, just made by a listing and held by nothing else yet, stamped with its
+        REVISION in place (a copy costs 4 us, dataclasses.replace 5: a listing may hold
+        100 000 entries)."""
+        object.__setattr__(self, "revision", revision)
+        return self
+
 
 @dataclass(frozen=True)
 class StatsView:

@@ -19,7 +19,7 @@ def mac_bytes(mac: str, field_name: str = "mac") -> bytes:
 
 
 def _mac_str(raw) -> str:
-    return ":".join(f"{b:02x}" for b in bytes(raw))
+    return bytes(raw).hex(":")
 
 
 def tun_addr(table, address: str):

@@ -251,7 +251,7 @@ class EventRecorder:
         for v in views:
             key = (v.vlan, v.mac)
             if v.static:
-                out.append(replace(v, revision=static.get(key, 0)))
+                out.append(v.revised(static.get(key, 0)))
                 continue
             old = seen.get(key)
             if old is not None and (old.port, old.remote) == (v.port, v.remote):
@@ -262,9 +262,9 @@ class EventRecorder:
                                    old=None if old is None else (old.port, old.remote))
                 rev = e.revision
                 if not first:  # the first listing after a start adopts what is there
-                    events.append(replace(e, obj=replace(v, revision=rev)))
+                    events.append(replace(e, obj=v.revised(rev)))
             current[key] = _Learned(v.port, v.remote, rev, v.age_seconds, now)
-            out.append(replace(v, revision=rev))
+            out.append(v.revised(rev))
         aging = self.ctx.cfg.fdb_aging_seconds
         for key, old in seen.items():
             if key not in current and key not in static:
