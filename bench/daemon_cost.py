@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,20 +145,25 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     return out
 
 
+def run_printed(args: argparse.Namespace, run_in: Callable[[argparse.Namespace, Path], list[str]],
+                prefix: str) -> int:
+    """RUN_IN(args, a temporary directory) as root, its lines printed (bench/scale.py too)."""
+    if os.geteuid() != 0:
+        print("run as root", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        for line in run_in(args, Path(tmp)):
+            print(line, flush=True)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ports", type=int, default=1000, help="ports in all (default 1000)")
     ap.add_argument("--veths", type=int, default=100,
                     help="of them, veths into namespaces (default 100)")
     ap.add_argument("--status", type=int, default=20, help="vswctl status runs (default 20)")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="vsw-cost-") as tmp:
-        for line in run(args, Path(tmp)):
-            print(line, flush=True)
-    return 0
+    return run_printed(ap.parse_args(), run, "vsw-cost-")
 
 
 if __name__ == "__main__":

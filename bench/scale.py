@@ -21,16 +21,14 @@ One real vswitchd (tests/netns/harness.py) in a namespace of its own:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
 
-from bench.daemon_cost import rss, start_ready, wall  # noqa: E402
+from bench.daemon_cost import rss, run_printed, start_ready, wall  # noqa: E402
 from tests.netns.harness import VSWCTL, Host  # noqa: E402
 from vswapi.controller import Switch  # noqa: E402
 
@@ -110,14 +108,7 @@ def main() -> int:
     ap.add_argument("--fdb", type=int, default=60000, help="FDB entries to learn (60000)")
     ap.add_argument("--fdb-bridges", type=int, default=0,
                     help="learn them in the first N bridges only (default: all)")
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("run as root", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="vsw-scale-") as tmp:
-        for line in run(args, Path(tmp)):
-            print(line, flush=True)
-    return 0
+    return run_printed(ap.parse_args(), run, "vsw-scale-")
 
 
 if __name__ == "__main__":

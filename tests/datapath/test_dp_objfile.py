@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vswitchd.datapath import Datapath, build, builds, objfile, tables
+from vswitchd.datapath.bpfsys import object_id
 from vswitchd.errors import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,25 +127,19 @@ def test_a_restart_takes_the_running_build_back(bpffs_dir, cache_dir, monkeypatc
     build whose programs use a map that is no longer pinned is loaded anew."""
     dp = Datapath(bpffs_dir, cache_dir=cache_dir)
     try:
-        first = {hook: prog_id(p.fd) for hook, p in dp._progs.items()}
+        first = {hook: object_id(p.fd) for hook, p in dp._progs.items()}
         assert [n for n in os.listdir(bpffs_dir) if n.startswith(builds.PREFIX)]
         dp.close()
         real = build._load_programs
         monkeypatch.setattr(build, "_load_programs",
                             lambda *a: pytest.fail("programs loaded again"))
         dp.__init__(bpffs_dir, cache_dir=cache_dir)
-        assert {hook: prog_id(p.fd) for hook, p in dp._progs.items()} == first
+        assert {hook: object_id(p.fd) for hook, p in dp._progs.items()} == first
         assert len(dp._bpf["ports"].Leaf.__name__) > 0 and dp._bpf["watch_ctl"][0].active == 0
         dp.close()
         os.unlink(os.path.join(bpffs_dir, "port_gen"))  # a map replaced behind our back
         monkeypatch.setattr(build, "_load_programs", real)
         dp.__init__(bpffs_dir, cache_dir=cache_dir)
-        assert all(prog_id(p.fd) != first[hook] for hook, p in dp._progs.items())
+        assert all(object_id(p.fd) != first[hook] for hook, p in dp._progs.items())
     finally:
         dp.destroy()
-
-
-def prog_id(fd: int) -> int:
-    from vswitchd.datapath.bpfsys import obj_info
-
-    return int.from_bytes(obj_info(fd, 64)[4:8], "little")

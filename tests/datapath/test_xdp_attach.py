@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from vswitchd.datapath import xdp
-from vswitchd.datapath.bpfsys import BPF_OBJ_GET, bpf, obj_info, obj_path
+from vswitchd.datapath.bpfsys import BPF_OBJ_GET, bpf, obj_info, obj_path, object_id
 from vswitchd.errors import FailedPrecondition, InvalidArgument
 
 pytestmark = pytest.mark.root
@@ -104,10 +104,6 @@ def ifla_xdp(ifindex: int) -> tuple[int, int]:
     return ATTACHED.get(mode, mode), attrs.get_attr("IFLA_XDP_PROG_ID") or 0
 
 
-def prog_id(fd: int) -> int:
-    return int.from_bytes(obj_info(fd)[4:8], "little")
-
-
 def link_ids(bpffs_dir: str, ifindex: int) -> tuple[int, int]:
     """(link id, program id) of the pinned link."""
     attr, _keep = obj_path(xdp.pin_path(bpffs_dir, ifindex))
@@ -123,7 +119,7 @@ def test_native_on_veth(bpffs_dir, progs):
     v = add("veth", "v0")
     assert xdp.attach(bpffs_dir, v, progs[0], "native") == xdp.XdpState("native")
     assert xdp.state(bpffs_dir, v) == xdp.XdpState("native")
-    assert ifla_xdp(v) == (XDP_ATTACHED_DRV, prog_id(progs[0]))
+    assert ifla_xdp(v) == (XDP_ATTACHED_DRV, object_id(progs[0]))
     assert os.path.exists(os.path.join(bpffs_dir, "xdp", str(v)))
     assert xdp.pinned(bpffs_dir) == [v]
 
@@ -138,7 +134,7 @@ def test_generic_explicitly(bpffs_dir, progs):
     v = add("veth", "v0")
     assert xdp.attach(bpffs_dir, v, progs[0], "generic") == xdp.XdpState("generic")
     assert xdp.state(bpffs_dir, v) == xdp.XdpState("generic")
-    assert ifla_xdp(v) == (XDP_ATTACHED_SKB, prog_id(progs[0]))
+    assert ifla_xdp(v) == (XDP_ATTACHED_SKB, object_id(progs[0]))
 
 
 def test_auto_falls_back_to_generic_without_native(bpffs_dir, progs):
@@ -147,7 +143,7 @@ def test_auto_falls_back_to_generic_without_native(bpffs_dir, progs):
     assert got == xdp.XdpState(
         "generic", "native XDP not available on br0 (driver bridge): Operation not supported")
     assert xdp.state(bpffs_dir, br) == xdp.XdpState("generic")
-    assert ifla_xdp(br) == (XDP_ATTACHED_SKB, prog_id(progs[0]))
+    assert ifla_xdp(br) == (XDP_ATTACHED_SKB, object_id(progs[0]))
 
 
 def test_explicit_native_without_it_raises(bpffs_dir, progs):
@@ -169,11 +165,11 @@ def test_reattach_in_the_same_mode_swaps_the_program(bpffs_dir, progs, kind, mod
     dev = add(kind, "d0")
     xdp.attach(bpffs_dir, dev, progs[0], mode)
     link0, prog0 = link_ids(bpffs_dir, dev)
-    assert prog0 == prog_id(progs[0])
+    assert prog0 == object_id(progs[0])
     got = xdp.attach(bpffs_dir, dev, progs[1], mode)
     assert got.mode == runs
     link1, prog1 = link_ids(bpffs_dir, dev)
-    assert link1 == link0 and prog1 == prog_id(progs[1]) != prog0
+    assert link1 == link0 and prog1 == object_id(progs[1]) != prog0
     assert ifla_xdp(dev)[1] == prog1
     assert xdp.state(bpffs_dir, dev).mode == runs
 
@@ -186,7 +182,7 @@ def test_auto_keeps_a_live_generic_link(bpffs_dir, progs):
     link0, _ = link_ids(bpffs_dir, v)
     got = xdp.attach(bpffs_dir, v, progs[1], "auto")
     assert got.mode == "generic" and "kept" in got.reason
-    assert link_ids(bpffs_dir, v) == (link0, prog_id(progs[1]))
+    assert link_ids(bpffs_dir, v) == (link0, object_id(progs[1]))
 
 
 def test_mode_change_replaces_the_link(bpffs_dir, progs):
@@ -195,10 +191,10 @@ def test_mode_change_replaces_the_link(bpffs_dir, progs):
     link0, _ = link_ids(bpffs_dir, v)
     assert xdp.attach(bpffs_dir, v, progs[1], "generic") == xdp.XdpState("generic")
     link1, prog1 = link_ids(bpffs_dir, v)
-    assert link1 != link0 and prog1 == prog_id(progs[1])
+    assert link1 != link0 and prog1 == object_id(progs[1])
     assert ifla_xdp(v) == (XDP_ATTACHED_SKB, prog1)
     assert xdp.attach(bpffs_dir, v, progs[0], "native") == xdp.XdpState("native")
-    assert ifla_xdp(v) == (XDP_ATTACHED_DRV, prog_id(progs[0]))
+    assert ifla_xdp(v) == (XDP_ATTACHED_DRV, object_id(progs[0]))
 
 
 def test_detach_removes_pin_and_program(bpffs_dir, progs):
@@ -246,7 +242,7 @@ def test_defunct_link_is_replaced(bpffs_dir, progs):
     os.rename(xdp.pin_path(bpffs_dir, gone), xdp.pin_path(bpffs_dir, new))
     assert xdp.attach(bpffs_dir, new, progs[1], "native") == xdp.XdpState("native")
     link, prog = link_ids(bpffs_dir, new)
-    assert link != old_link and prog == prog_id(progs[1])
+    assert link != old_link and prog == object_id(progs[1])
     assert ifla_xdp(new) == (XDP_ATTACHED_DRV, prog)
     assert xdp.pinned(bpffs_dir) == [new]
 
@@ -260,7 +256,7 @@ def test_program_attached_over_netlink_is_a_clear_error(bpffs_dir, progs, mode):
     v = add("veth", "v0")
     with IPRoute() as ipr:
         ipr.link("set", index=v, xdp_fd=progs[0])
-    foreign = prog_id(progs[0])
+    foreign = object_id(progs[0])
     assert ifla_xdp(v) == (XDP_ATTACHED_DRV, foreign)
     with pytest.raises(FailedPrecondition, match=(
             f"another XDP program is attached to it \\(program {foreign} \\(native\\)\\),"

@@ -57,6 +57,11 @@ def obj_info(fd: int, size: int = 256, buf: ctypes.Array | None = None) -> bytes
     return buf.raw[:attr.info_len]
 
 
+def object_id(fd: int) -> int:
+    """The kernel's id of a BPF program, map or link (its info struct: type, then id)."""
+    return int.from_bytes(obj_info(fd, 8)[4:8], "little")
+
+
 class LinkCreate(ctypes.Structure):
     """BPF_LINK_CREATE's attributes, with the tcx member of the union (zero for XDP)."""
     _fields_ = [("prog_fd", ctypes.c_uint32), ("target_ifindex", ctypes.c_uint32),

@@ -13,7 +13,7 @@ import ctypes
 import os
 import shutil
 
-from vswitchd.datapath.bpfsys import obj_get, obj_info, obj_pin
+from vswitchd.datapath.bpfsys import obj_get, obj_info, obj_pin, object_id
 
 PREFIX = "build-"
 _PROG_INFO_SIZE = 64
@@ -22,10 +22,6 @@ _NR_MAP_IDS, _MAP_IDS = 52, 56  # offsets in struct bpf_prog_info
 
 def build_dir(bpffs_dir: str, key: str) -> str:
     return os.path.join(bpffs_dir, PREFIX + key[:32])
-
-
-def _object_id(fd: int) -> int:
-    return int.from_bytes(obj_info(fd, 64)[4:8], "little")
 
 
 def prog_map_ids(prog_fd: int) -> set[int]:
@@ -70,7 +66,7 @@ def reuse(bpffs_dir: str, key: str, hooks: list[str], own_maps: list[str],
         fds += progs.values()
         maps = {n: obj_get(os.path.join(path, f"map_{n}")) for n in own_maps}
         fds += maps.values()
-        ours = {_object_id(fd) for fd in (*held.values(), *maps.values())}
+        ours = {object_id(fd) for fd in (*held.values(), *maps.values())}
         if any(not prog_map_ids(fd) <= ours for fd in progs.values()):
             raise LookupError("the build's programs use maps that are no longer pinned")
     except (OSError, LookupError):

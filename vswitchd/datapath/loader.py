@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from vswitchd import validate
 from vswitchd.datapath import counters, pins, runs, tcx, testrun, xdp, xdpmaps
 from vswitchd.datapath.attach import Hooks
+from vswitchd.datapath.bpfsys import object_id
 from vswitchd.datapath.build import ebpf_unsupported_reason, load
 from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests import it from here)
 from vswitchd.datapath.counters import PortCounters
@@ -96,7 +97,7 @@ class Datapath:
             self._hooks = Hooks(self.bpffs_dir, self._progs)
             self._xdp_maps = xdpmaps.XdpMaps(self._bpf, self.bpffs_dir,
                                              self._progs["xdp_egress"].fd)
-            self._xdp_prog_id = xdp.prog_id(self._progs["xdp"].fd)
+            self._xdp_prog_id = object_id(self._progs["xdp"].fd)
             if self.trace_enabled:
                 self._watch = WatchMaps(self._bpf)
             self._packet_in = PacketInMaps(self._bpf)

@@ -98,10 +98,6 @@ def _open_pin(path: str) -> int | None:
         raise Unavailable(str(exc)) from None
 
 
-def prog_id(prog_fd: int) -> int:
-    """The kernel's id of a loaded program (struct bpf_prog_info: type, then id)."""
-    return int.from_bytes(obj_info(prog_fd, 64)[4:8], "little")
-
 
 def _link(link_fd: int) -> tuple[int, int]:
     """(ifindex, program id) of an XDP link; ifindex 0 once the device is gone."""

@@ -28,8 +28,8 @@ from vswitchd.datapath.bpfsys import (
     map_lookup,
     map_update,
     obj_get,
-    obj_info,
     obj_pin,
+    object_id,
 )
 from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
 from vswitchd.datapath.pins import DEVICE_MAP_PIN_NAMES, map_shape
@@ -121,7 +121,7 @@ class XdpMaps:
         self.groups_fd = obj_get(os.path.join(bpffs_dir, GROUPS_PIN))
         self.info = bpf_obj[b"flood_group_info"]
         self.egress_fd = egress_fd
-        self.egress_id = int.from_bytes(obj_info(egress_fd, 8)[4:8], "little")
+        self.egress_id = object_id(egress_fd)
         # what this instance wrote: {bridge: {vlan: (members that are targets, info)}}
         self._written: dict[int, dict[int, tuple[tuple[int, ...], tuple[int, int]]]] = {}
 

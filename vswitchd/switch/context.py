@@ -75,22 +75,10 @@ class Context:
                     ) -> dict[str, tuple[str, str | None]]:
         """{ifname: (kind, bridge it belongs to)} of the interfaces vswitchd owns; NAMES: of
         those only (a burst of link messages is about a few: no walk over every port)."""
-        out: dict[str, tuple[str, str | None]] = {}
-        if names is not None:
-            for name in names:
-                if name in self.bridges:
-                    out[name] = ("bridge", None)
-                    continue
-                for br in self.bridges.values():
-                    p = br.ports.get(name)
-                    if p is not None:
-                        out[name] = (p.type, br.name)
-                        break
-            return out
-        for br in self.bridges.values():
-            out[br.name] = ("bridge", None)
-            for p in br.ports.values():
-                out[p.name] = (p.type, br.name)
+        out: dict[str, tuple[str, str | None]] = {
+            name: ("bridge", None) for name in self.bridges if names is None or name in names}
+        for br, p in self.ports_named(names):
+            out[p.name] = (p.type, br.name)
         return out
 
     def ports_named(self, names: Collection[str] | None = None) -> Iterator[tuple[Bridge, Port]]:
