@@ -5,7 +5,7 @@
 #include <uapi/linux/bpf.h>
 
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
-#define MAX_BRIDGE_PORTS 128
+#define MAX_BRIDGE_PORTS 1024
 #define MAX_PORTS 4096
 #define MAX_BRIDGES 256
 #define MAX_FDB_ENTRIES 65536

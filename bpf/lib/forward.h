@@ -11,6 +11,7 @@
 #include "lib/ctx.h"
 #include "lib/drop_reasons.h"
 #include "lib/flow.h"
+#include "lib/loop.h"
 #include "lib/ports.h"
 #include "lib/result.h"
 #include "lib/tunnel.h"
@@ -150,8 +151,8 @@ static __always_inline int flood_class(const struct dp_ctx *ctx, __u32 target, _
 
 	if (target == ctx->in_port)
 		return 0;
-	/* Not through the port cache: its fill branch in this 128-member loop costs the
-	 * verifier half its budget (324k -> 512k instructions), for floods only. */
+	/* Not through the port cache: a flood looks each member up once, and the cache would
+	 * only add its fill branch to the flood callback. */
 	pi = ports.lookup(&target);
 	if (!pi || pi->bridge != ctx->bridge)
 		return 0;
@@ -250,19 +251,77 @@ static __always_inline int vtep_flood(struct dp_ctx *ctx)
 	return CTX_ACT_REDIRECT;
 }
 
-/* One target of flood_run's loops: recorded (dry run) or the previous one cloned; the target
- * becomes the previous. A macro, not a function: its variables stay the loop's own registers
- * (taken by address they would go to the stack, and change what the verifier prunes). */
-#define FLOOD_TAKE(cls)								\
-	do {									\
-		if (res)							\
-			result_flood_add(res, target, (cls));			\
-		else if (prev)							\
-			flood_clone(ctx, prev, prev_ref);			\
-		watch_copy(ctx);						\
-		prev = target;							\
-		prev_ref = ref;							\
-	} while (0)
+/* flood_run's pass over the bridge's members (bpf_loop), kept on its stack. */
+struct flood_loop {
+	struct dp_ctx ctx;      /* a copy: the program's own ctx must not escape into bpf_loop,
+				 * or the compiler could no longer take its hook for a constant */
+	struct bridge_members *m;
+	struct dp_result *res;  /* a dry run's report, else NULL */
+	__u32 pass;             /* the targets this pass takes: FLOOD_AS_IS or FLOOD_CHANGED */
+	__u32 other;            /* a FLOOD_CHANGED target was passed over */
+	__u32 prev, prev_ref;   /* the last target taken, not yet sent */
+};
+
+/* A copy of ctx that the compiler knows the hook of (a constant), so that a function of its own
+ * keeps only its hook's code: a const object never changes. */
+static __always_inline struct dp_ctx ctx_with_hook(const struct dp_ctx *ctx, const int hook)
+{
+	struct dp_ctx copy = *ctx;
+
+	copy.hook = hook;
+	return copy;
+}
+
+/* Member i of flood_run's pass: a target of the pass is recorded (dry run), or the previous
+ * target cloned and this one becomes the previous. Returns 1 past the last member. */
+static __always_inline long flood_member(__u32 i, struct flood_loop *st, const int hook)
+{
+	struct bridge_members *m = st->m;
+	const struct dp_ctx ctx = ctx_with_hook(&st->ctx, hook);
+	__u32 target, ref = 0;
+	int cls;
+
+	if (i >= m->count)
+		return 1;
+	target = m->ifindex[i & (MAX_BRIDGE_PORTS - 1)];  /* bpf_loop's count bounds i */
+	cls = flood_class(&ctx, target, &ref);
+	if (!cls || PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)  /* below: flood_vteps */
+		return 0;
+	if (cls != st->pass) {
+		st->other |= cls == FLOOD_CHANGED;
+		return 0;
+	}
+	if (st->res)
+		result_flood_add(st->res, target, cls);
+	else if (st->prev)
+		flood_clone(&ctx, st->prev, st->prev_ref);
+	watch_copy(&ctx);
+	st->prev = target;
+	st->prev_ref = ref;
+	return 0;
+}
+
+long flood_member_tc(__u64 unused)
+{
+	struct flood_loop *st;
+	__u64 i;
+
+	LOOP_ARGS(i, st);
+	return flood_member(i, st, HOOK_TC);
+}
+
+long flood_member_xdp(__u64 unused)
+{
+	struct flood_loop *st;
+	__u64 i;
+
+	LOOP_ARGS(i, st);
+	return flood_member(i, st, HOOK_XDP);
+}
+
+#define FLOOD_PASS(st, hook)							\
+	bpf_loop(MAX_BRIDGE_PORTS, (hook) == HOOK_XDP ? LOOP_CALLBACK(LOOP_FLOOD_XDP) :	\
+		 LOOP_CALLBACK(LOOP_FLOOD_TC), (st), 0)
 
 /* Every member of the bridge but in_port that carries the frame's VLAN: clone to all targets
  * but the last, plain redirect to the last (no clone in the two-member case, and a host flood
@@ -270,40 +329,26 @@ static __always_inline int vtep_flood(struct dp_ctx *ctx)
  * (flood() already set a tag's VID to the VLAN), then, after one tag change (push or pop), the
  * others; a tag pushed by this program is never popped again (vlan.h).
  *
- * Verifier: only the loop index is a precise scalar. The dry-run count lives in the result map
- * and the real run only remembers the previous target, so states at the loop head prune and the
- * cost stays linear in MAX_BRIDGE_PORTS (a counter in a register made it exponential). */
+ * Each pass is a bpf_loop (loop.h): the verifier checks a member once, so a bridge's member
+ * count (MAX_BRIDGE_PORTS) costs it nothing. */
 static __always_inline int flood_run(struct dp_ctx *ctx, const int hook)
 {
-	struct bridge_members *m = members_lookup(ctx->bridge);
-	struct dp_result *res = result_get(ctx);
+	struct flood_loop st = {
+		.ctx = *ctx, .m = members_lookup(ctx->bridge), .res = result_get(ctx),
+		.pass = FLOOD_AS_IS,
+	};
 	struct vtep_list *tl;
-	__u32 prev = 0, other = 0, prev_ref = 0, changed = 0, i;
+	__u32 changed = 0;
 
-	if (!m)
+	if (!st.m)
 		return -DROP_NO_FLOOD_TARGET;
-	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
-		__u32 target, ref = 0;
-		int cls;
-
-		if (i >= m->count)
-			break;
-		target = m->ifindex[i];
-		cls = flood_class(ctx, target, &ref);
-		if (!cls || PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)  /* below: flood_vteps */
-			continue;
-		if (cls == FLOOD_CHANGED) {
-			other = 1;
-			continue;
-		}
-		FLOOD_TAKE(FLOOD_AS_IS);
-	}
-	if (!other)
+	FLOOD_PASS(&st, hook);
+	if (!st.other)
 		goto last;
-	if (!res) {
-		if (prev)
-			flood_clone(ctx, prev, prev_ref);
-		prev = 0;
+	if (!st.res) {
+		if (st.prev)
+			flood_clone(ctx, st.prev, st.prev_ref);
+		st.prev = 0;
 		if (!ctx->tag_now) {
 			if (vlan_push(ctx, ctx->vlan))
 				return -DROP_VLAN_FAILED;
@@ -311,40 +356,32 @@ static __always_inline int flood_run(struct dp_ctx *ctx, const int hook)
 			return -DROP_VLAN_FAILED;
 		}
 	}
-	for (i = 0; i < MAX_BRIDGE_PORTS; i++) {
-		__u32 target, ref = 0;
-
-		if (i >= m->count)
-			break;
-		target = m->ifindex[i];
-		if (flood_class(ctx, target, &ref) != FLOOD_CHANGED ||
-		    PORT_REF_KIND(ref) == PORT_KIND_TUNNEL)
-			continue;
-		FLOOD_TAKE(FLOOD_CHANGED);
-	}
+	st.ctx = *ctx;  /* its tag changed */
+	st.pass = FLOOD_CHANGED;
+	FLOOD_PASS(&st, hook);
 	changed = 1;
 last:
 	/* the bridge's tunnel, unless the frame came from it: its copies go last, from tc_vteps
 	 * (which also decides whether the tunnel carries the frame's VLAN) */
 	tl = vteps_lookup(ctx->bridge);
 	if (tl && tl->count && tl->ifindex != ctx->in_port)
-		return flood_tunnel(ctx, prev, prev_ref, changed, hook);
-	if (!prev && changed && !res) {  /* copies went out; the members changed under us */
+		return flood_tunnel(ctx, st.prev, st.prev_ref, changed, hook);
+	if (!st.prev && changed && !st.res) {  /* copies went out; the members changed under us */
 		result_verdict(ctx, VERDICT_FLOOD, 0);
 		return TC_ACT_SHOT;
 	}
-	if (!prev)
+	if (!st.prev)
 		return -DROP_NO_FLOOD_TARGET;
 	result_verdict(ctx, VERDICT_FLOOD, 0);
-	if (res)
+	if (st.res)
 		return TC_ACT_REDIRECT;
-	return redirect_last(ctx, prev, prev_ref);
+	return redirect_last(ctx, st.prev, st.prev_ref);
 }
-#undef FLOOD_TAKE
+#undef FLOOD_PASS
 
-/* Flooding runs in a program of its own, tc_flood, reached by a tail call: its 128-member loop
+/* Flooding runs in a program of its own, tc_flood, reached by a tail call: its member loop
  * verified once there, instead of once per distinct path into it here (the classifier and
- * the action list multiply those paths beyond the verifier's 1M-instruction budget). The prog
+ * the action list multiply those paths). The prog
  * array is pinned, so the entry survives a daemon restart (an unpinned one is emptied when the
  * daemon's last fd closes, and attached programs would stop flooding). A prog array holds one
  * program type: the XDP hook's (xdp_flood, which reports a dry run's targets) has its own. */

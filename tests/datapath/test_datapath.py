@@ -91,6 +91,23 @@ def test_flood_set(dp, bridge, dst):
     assert dp.run(eth(dst, MAC_A), p1, dry_run=False).retval == TC_ACT_REDIRECT
 
 
+def test_a_flood_reaches_every_member_of_a_full_bridge(dp, bridge):
+    """The flood's member loop is a bpf_loop (lib/loop.h): it takes every one of a bridge's
+    MAX_BRIDGE_PORTS members (an unrolled loop stopped at 128: the verifier's budget)."""
+    from vswitchd.datapath.constants import MAX_BRIDGE_PORTS
+
+    p0 = bridge.ports[0]
+    real = dp._port_maps.members_of(bridge.br)
+    fake = [1_000_000 + i for i in range(MAX_BRIDGE_PORTS - len(real))]
+    for ifindex in fake:  # ports entries only: a dry run sends nothing
+        dp._port_maps.set(ifindex, bridge.br, PortKind.DEVICE)
+    dp._port_maps.set_members(bridge.br, real + fake)
+    res = dp.trace(eth(BROADCAST, MAC_A), p0)
+    assert res.verdict == "flood"
+    assert sorted(res.flood) == sorted(i for i in real + fake if i != p0)
+    assert len(res.flood) == MAX_BRIDGE_PORTS - 1 >= 1000
+
+
 def test_no_flood_target(dp, topo):
     br = topo.add("lb", "bridge")
     dp.add_bridge(br, topo.mac(br))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vswitchd.datapath import Datapath, build, builds, objfile, tables
+from vswitchd.datapath import Datapath, build, builds, compiler, objfile, tables
 from vswitchd.datapath.bpfsys import object_id
 from vswitchd.errors import Unavailable
 
@@ -143,3 +144,50 @@ def test_a_restart_takes_the_running_build_back(bpffs_dir, cache_dir, monkeypatc
         assert all(object_id(p.fd) != first[hook] for hook, p in dp._progs.items())
     finally:
         dp.destroy()
+
+
+def _insns(*insns: tuple[int, int, int, int]) -> bytes:
+    return b"".join(struct.pack("<BBhi", *insn) for insn in insns)
+
+
+_EXIT = (0x95, 0, 0, 0)
+_FUNC_IMM = (0x18, 4 << 4 | 2, 0, 1)  # r2 = callback 1 (BPF_PSEUDO_FUNC), first half
+
+
+def _callback(*head: tuple[int, int, int, int]) -> dict[int, tuple[str, bytes]]:
+    return {1: ("cb", _insns(*head, _EXIT))}
+
+
+def test_a_loop_callback_is_appended_and_its_immediates_point_at_it():
+    code = _insns(_FUNC_IMM, (0, 0, 0, 0), (0xB7, 1, 0, 4), _FUNC_IMM, (0, 0, 0, 0), _EXIT)
+    body = _insns((0xBF, 1 << 4 | 6, 0, 0), (0xBF, 2 << 4 | 7, 0, 0), _EXIT)
+    linked, funcs = compiler.link_callbacks(code, {1: ("cb", body)}.__getitem__)
+    assert linked == _insns(  # one copy of the callback, at instruction 6, for both
+        (0x18, 4 << 4 | 2, 0, 5), (0, 0, 0, 0), (0xB7, 1, 0, 4),
+        (0x18, 4 << 4 | 2, 0, 2), (0, 0, 0, 0), _EXIT) + body
+    assert funcs == [(6, "cb")]
+    assert compiler.link_callbacks(_insns(_EXIT), _callback().__getitem__) == (_insns(_EXIT), [])
+
+
+@pytest.mark.parametrize("head", [
+    [],                                                     # no LOOP_ARGS
+    [(0xBF, 1 << 4 | 2, 0, 0), (0xBF, 2 << 4 | 3, 0, 0)],  # r2 = r1 overwrote the state
+    [(0xB7, 2, 0, 0), (0xBF, 1 << 4 | 6, 0, 0), (0xBF, 2 << 4 | 7, 0, 0)],  # r2 written first
+    [(0x05, 0, 0, 0), (0xBF, 1 << 4 | 6, 0, 0), (0xBF, 2 << 4 | 7, 0, 0)],  # a jump first
+])
+def test_a_callback_that_does_not_take_its_arguments_first_is_refused(head):
+    with pytest.raises(ValueError, match="does not begin with LOOP_ARGS"):
+        compiler.link_callbacks(_insns(_FUNC_IMM, (0, 0, 0, 0), _EXIT),
+                                _callback(*head).__getitem__)
+
+
+def test_the_compiled_programs_carry_their_callbacks(bpffs_dir, cache_dir):
+    """tc_flood and xdp_flood each take their hook's flood callback, with the BTF records the
+    kernel wants for a program with subprograms."""
+    Datapath(bpffs_dir, cache_dir=cache_dir).close()
+    (path,) = Path(cache_dir).glob("*.json")
+    programs = json.loads(path.read_text())["programs"]
+    assert [name for _, name in programs["flood"]["funcs"]] == ["tc_flood", "flood_member_tc"]
+    assert [name for _, name in programs["xdp_flood"]["funcs"]] == ["xdp_flood",
+                                                                    "flood_member_xdp"]
+    assert programs["ingress"]["funcs"] == [[0, "tc_ingress"]]

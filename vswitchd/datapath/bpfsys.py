@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 
 SYS_BPF = 321  # x86_64
 
@@ -24,6 +25,7 @@ BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
+BPF_BTF_LOAD = 18
 BPF_LINK_CREATE = 28
 BPF_LINK_UPDATE = 29
 BPF_LINK_DETACH = 34
@@ -182,34 +184,75 @@ class _ProgLoad(ctypes.Structure):
                 ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
                 ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
                 ("prog_flags", ctypes.c_uint32), ("prog_name", ctypes.c_char * 16),
-                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32)]
+                ("prog_ifindex", ctypes.c_uint32), ("expected_attach_type", ctypes.c_uint32),
+                ("prog_btf_fd", ctypes.c_uint32), ("func_info_rec_size", ctypes.c_uint32),
+                ("func_info", ctypes.c_uint64), ("func_info_cnt", ctypes.c_uint32)]
+
+
+class _BtfLoad(ctypes.Structure):
+    _fields_ = [("btf", ctypes.c_uint64), ("log_buf", ctypes.c_uint64),
+                ("btf_size", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_level", ctypes.c_uint32)]
 
 
 VERIFIER_LOG_SIZE = 1 << 20
+_BTF_KIND_INT, _BTF_KIND_FUNC, _BTF_KIND_FUNC_PROTO = 1, 12, 13
+
+
+def func_btf(names: list[str]) -> bytes:
+    """The BTF a program with subprograms must come with: `long NAME(void)` for each name, its
+    types 3, 4, ... in order (static: the verifier checks the arguments of global ones only)."""
+    strings = bytearray(b"\0long\0")
+    types = struct.pack("<IIII", 1, _BTF_KIND_INT << 24, 8, 64 | 1 << 24)  # 1: long
+    types += struct.pack("<III", 0, _BTF_KIND_FUNC_PROTO << 24, 1)          # 2: long (void)
+    for name in names:
+        types += struct.pack("<III", len(strings), _BTF_KIND_FUNC << 24, 2)
+        strings += name.encode() + b"\0"
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return header + types + bytes(strings)
+
+
+def btf_load(blob: bytes) -> int:
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    return bpf(BPF_BTF_LOAD, _BtfLoad(ctypes.addressof(buf), 0, len(blob)), "BPF_BTF_LOAD")
 
 
 def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL",
-              kern_version: int = 0, attach_type: int = 0) -> int:
-    """A program of raw instructions (8 bytes each). When the verifier refuses it, it is
-    loaded once more for the verifier's log, whose last lines the OSError carries."""
+              kern_version: int = 0, attach_type: int = 0,
+              funcs: list[tuple[int, str]] | None = None) -> int:
+    """A program of raw instructions (8 bytes each). funcs: its functions as (first
+    instruction, name), the program's own first, when it has subprograms (a bpf_loop's
+    callback). When the verifier refuses it, it is loaded once more for the verifier's log,
+    whose last lines the OSError carries."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
+    btf_fd, records = 0, None
+    if funcs and len(funcs) > 1:
+        btf_fd = btf_load(func_btf([fn for _, fn in funcs]))
+        records = (ctypes.c_uint32 * (2 * len(funcs)))(
+            *(v for k, (start, _) in enumerate(funcs) for v in (start, 3 + k)))
 
     def attr(log_level: int = 0, log=None) -> _ProgLoad:
         return _ProgLoad(prog_type, len(insns) // 8, ctypes.addressof(code),
                          ctypes.addressof(lic), log_level, len(log) if log else 0,
                          ctypes.addressof(log) if log else 0, kern_version, 0,
-                         name.encode()[:15], 0, attach_type)
+                         name.encode()[:15], 0, attach_type, btf_fd, 8 if records else 0,
+                         ctypes.addressof(records) if records else 0,
+                         len(funcs) if records and funcs else 0)
 
     try:
-        return bpf(BPF_PROG_LOAD, attr(), f"loading program {name}")
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG):
-            raise
-        first = exc
-    log = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
-    try:
-        return bpf(BPF_PROG_LOAD, attr(1, log), f"loading program {name}")
-    except OSError:
-        tail = " | ".join(log.value.decode(errors="replace").strip().splitlines()[-3:])
-        raise OSError(first.errno, f"{first.strerror}; the verifier says: {tail}") from None
+        try:
+            return bpf(BPF_PROG_LOAD, attr(), f"loading program {name}")
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EACCES, errno.E2BIG):
+                raise
+            first = exc
+        log = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+        try:
+            return bpf(BPF_PROG_LOAD, attr(1, log), f"loading program {name}")
+        except OSError:
+            tail = " | ".join(log.value.decode(errors="replace").strip().splitlines()[-3:])
+            raise OSError(first.errno, f"{first.strerror}; the verifier says: {tail}") from None
+    finally:
+        if btf_fd:
+            os.close(btf_fd)  # the program holds its BTF

@@ -199,7 +199,7 @@ def _load_program(obj: dict, prog: dict, map_fds: dict[str, int]) -> Program:
         struct.pack_into("<i", code, index * 8 + 4, map_fds[map_name])
     return Program(prog["name"], prog_load(prog["type"], bytes(code), prog["name"],
                                            obj["license"], obj["kern_version"],
-                                           prog["attach_type"]))
+                                           prog["attach_type"], prog["funcs"]))
 
 
 def _load_programs(obj: dict, map_fds: dict[str, int]) -> Loaded:

@@ -85,6 +85,9 @@ MAX_PORTS: int = _define("MAX_PORTS")
 MAX_FLOOD_GROUPS: int = _define("MAX_FLOOD_GROUPS")
 MAX_VTEPS: int = _define("MAX_VTEPS")
 
+# bpf_loop callbacks: number -> function (loop.h; compiler.py links them into the programs)
+LOOP_CALLBACKS: dict[int, str] = _table("LOOP_CALLBACKS")
+
 # ports, their VLAN modes, the FDB
 PORT_F_ACCESS: int = _define("PORT_F_ACCESS")
 PORT_F_TRUNK: int = _define("PORT_F_TRUNK")

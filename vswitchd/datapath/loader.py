@@ -182,7 +182,7 @@ class Datapath:
             return
         ports = self._port_maps
         members = ports.members_of(bridge_ifindex)
-        # a stat per member, not a listing of every pin (a bridge has at most 128 ports)
+        # a stat per member (up to the first pinned one), not a listing of every pin
         if not any(os.path.exists(xdp.pin_path(self.bpffs_dir, m)) for m in members):
             self._xdp_maps.forget_bridge(bridge_ifindex)
             return

@@ -22,7 +22,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1                    # of the object; part of the cache key
+FORMAT = 2                    # of the object; part of the cache key
 DEFAULT_CACHE_DIR = "/var/cache/vswitchd/programs"
 KEEP = 8                      # objects kept in a cache; the least recently used go
 COMPILE_TIMEOUT = 300         # seconds
