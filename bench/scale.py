@@ -2,13 +2,14 @@
 goals, not asserted. As root, from the repo:
 
     .venv/bin/python bench/scale.py [--ports 4000] [--per-bridge 125] [--fdb 60000]
+    .venv/bin/python bench/scale.py --ports 10000 --per-bridge 1000 --fdb 100000  # the issue's
 
-One real vswitchd (tests/netns/harness.py) in a namespace of its own:
+One real vswitchd (tests/netns/harness.py) in a namespace of its own, its datapath limits
+(`datapath:` max_ports, max_fdb_entries) raised to what the run needs when over the defaults:
 
-1. --ports TAP ports over ebpf bridges of --per-bridge (a datapath bridge takes at most 128
-   ports today, the datapath 4096 and 65536 FDB entries: the issue's 10 000 ports on 10
-   bridges and 100 000 entries need those limits raised first). VmRSS before and after, once
-   the periodic sweep has handed freed heap back: the daemon's cost per port.
+1. --ports TAP ports over ebpf bridges of --per-bridge (a datapath bridge takes 1 024). VmRSS
+   before and after, once the periodic sweep has handed freed heap back: the daemon's cost per
+   port.
 2. --fdb learned FDB entries, spread evenly over the bridges (or the first --fdb-bridges):
    frames from that many source MACs enter by each bridge's first port (SendPacket with
    in_port: the datapath learns them, as from a VM), all to one MAC learned on that same port
@@ -28,9 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "clients")]
 
-from bench.daemon_cost import rss, run_printed, start_ready, wall  # noqa: E402
+from bench.daemon_cost import rss, run_printed, wall  # noqa: E402
+from bench.packet_rate import start_timed  # noqa: E402
 from tests.netns.harness import VSWCTL, Host  # noqa: E402
 from vswapi.controller import Switch  # noqa: E402
+from vswitchd.datapath.limits import Limits  # noqa: E402
 
 HUB = bytes.fromhex("02ee00000001")  # the MAC every learning frame is sent to
 
@@ -47,11 +50,26 @@ def learn(sw: Switch, bridge: str, port: str, n: int, base: int) -> None:
                        in_port=port)
 
 
+def limits_for(ports: int, bridges: int, fdb: int) -> Limits:
+    """The defaults, or powers of two that hold the run (a bridge's own device is a port, and
+    each bridge learns one more MAC)."""
+    def enough(need: int, default: int, most: int) -> int:
+        return default if need <= default else min(1 << (need - 1).bit_length(), most)
+
+    return Limits(max_ports=enough(ports + bridges, Limits().max_ports, 0xFFFF),
+                  max_fdb_entries=enough(fdb + bridges, Limits().max_fdb_entries, 1 << 24))
+
+
 def run(args: argparse.Namespace, work: Path) -> list[str]:
-    out: list[str] = []
     host = Host(work / "a")
+    limits = limits_for(args.ports, -(-args.ports // args.per_bridge), args.fdb)
+    config = work / "vswitchd.yaml"
+    config.write_text(f"datapath:\n  max_ports: {limits.max_ports}\n"
+                      f"  max_fdb_entries: {limits.max_fdb_entries}\n")
+    out = [f"datapath limits: {limits.max_ports} ports, {limits.max_fdb_entries} FDB entries"]
     try:
-        start_ready(host, str(work / "cache"))
+        start_timed(host, "--cache-dir", str(work / "cache"), "--config", str(config),
+                    timeout=300.0)
         sw = Switch.connect(host.socket, timeout=60.0)
         time.sleep(35)  # the first sweep hands back what the start used
         rss_start = rss(host)

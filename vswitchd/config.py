@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vswitchd.datapath.limits import Limits
 from vswitchd.datapath.watch import MAX_WATCHERS
 from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
@@ -91,6 +92,8 @@ class Config:
     packet_in: PacketInSettings = field(default_factory=PacketInSettings)
     events: EventSettings = field(default_factory=EventSettings)
     metrics: MetricsSettings | None = None
+    # `datapath:` the eBPF datapath's map sizes (vswitchd.datapath.limits), read at start
+    datapath: Limits = field(default_factory=Limits)
     # Declared bridges, ports, FDB entries and flows (vswitchd.desired); None = the file has no
     # `bridges:` section and the daemon leaves declared state alone.
     bridges: dict | None = None
@@ -111,6 +114,7 @@ _SCHEMA: dict[str, type] = {
     "packet_in": dict,
     "events": dict,
     "metrics": dict,
+    "datapath": dict,
     "bridges": dict,
 }
 _TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
@@ -119,6 +123,7 @@ _WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 _PACKET_IN_SCHEMA: dict[str, type] = {"rate_limit": int}
 _EVENTS_SCHEMA: dict[str, type] = {"history": int}
 _METRICS_SCHEMA: dict[str, type] = {"address": str}
+_DATAPATH_SCHEMA: dict[str, type] = {f.name: int for f in dataclasses.fields(Limits)}
 MAX_HISTORY = 10_000_000
 
 
@@ -189,6 +194,11 @@ def _check_values(cfg: Config) -> None:
             metrics_address(address)
         except ValueError as exc:
             raise ConfigError(f"{origin(key)}: {key}: {address!r} {exc}") from None
+    problem = cfg.datapath.problem()
+    if problem:
+        key = f"datapath.{problem[0]}"
+        raise ConfigError(f"{origin(key)}: {key}: {getattr(cfg.datapath, problem[0])!r} "
+                          f"{problem[1]}")
     most = cfg.watch.max_watchers
     if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_WATCHERS:
         raise ConfigError(f"{origin('watch.max_watchers')}: watch.max_watchers: {most!r} is not "
@@ -246,6 +256,9 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
         elif key == "events":
             cfg.events = _parse_section(path, node, value, loader, cfg.origins, "events",
                                         _EVENTS_SCHEMA, EventSettings())
+        elif key == "datapath":
+            cfg.datapath = _parse_section(path, node, value, loader, cfg.origins, "datapath",
+                                          _DATAPATH_SCHEMA, Limits())
         elif key == "metrics":
             cfg.metrics = _parse_section(path, node, value, loader, cfg.origins, "metrics",
                                          _METRICS_SCHEMA, MetricsSettings())
@@ -270,7 +283,7 @@ def _parse_section(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoad
             raise ConfigError(f"{where(path, snode)}: unknown key '{name}.{skey}' "
                               f"(known: {', '.join(schema)})")
         origins[f"{name}.{skey}"] = where(path, snode)
-        setattr(into, skey, sval)  # range and type: _check_values, with the range in the text
+        into = dataclasses.replace(into, **{skey: sval})  # range and type: _check_values
     return into
 
 

@@ -75,7 +75,8 @@ def _open_datapath(cfg: config.Config) -> tuple[DatapathApi | None, str | None]:
     trace = os.environ.get("VSWITCHD_NO_TRACE") != "1"
     try:
         return Datapath(cfg.bpffs_dir, trace=trace,
-                        cache_dir=os.path.join(cfg.cache_dir, "programs")), None
+                        cache_dir=os.path.join(cfg.cache_dir, "programs"),
+                        limits=cfg.datapath), None
     except SwitchError as exc:
         return None, str(exc)
 
@@ -162,7 +163,7 @@ def reload_config(path: str | None, switch: Switch, store: StateStore,
         log.error("configuration reload refused: %s; the running state is kept", exc)
         return False
     for key in ("socket", "state_dir", "bpffs_dir", "default_datapath", "fdb_aging_seconds",
-                "tcp"):
+                "tcp", "datapath"):
         if getattr(new, key) != getattr(running, key) and key in new.origins:
             log.warning("configuration reload: %s changed; it takes effect on restart", key)
     if new.watch.max_watchers != running.watch.max_watchers:

@@ -6,9 +6,15 @@
 
 /* Upper bound of members per bridge (bounded loops over the members map). Power of two. */
 #define MAX_BRIDGE_PORTS 1024
-#define MAX_PORTS 4096
 #define MAX_BRIDGES 256
+/* Defaults of the sizes the daemon's config may set (`datapath:`, build.Limits), which then
+ * defines them before this file. */
+#ifndef MAX_PORTS
+#define MAX_PORTS 4096
+#endif
+#ifndef MAX_FDB_ENTRIES
 #define MAX_FDB_ENTRIES 65536
+#endif
 
 /* The pin directory of the daemon instance is defined by the loader before this file. */
 #ifndef VSW_PIN_DIR

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vswitchd.datapath import Datapath, build, builds, compiler, objfile, tables
-from vswitchd.datapath.bpfsys import object_id
+from vswitchd.datapath.bpfsys import obj_get, object_id
 from vswitchd.errors import Unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_an_unreadable_cached_object_is_compiled_again(bpffs_dir, cache_dir, mon
 
 def test_a_compile_error_is_reported_and_leaves_no_pins(bpffs_dir, cache_dir, monkeypatch):
     monkeypatch.setattr(build, "source_body",
-                        lambda trace=True: "int tc_ingress(struct __sk_buff *skb) { return x; }")
+                        lambda *_: "int tc_ingress(struct __sk_buff *skb) { return x; }")
     with pytest.raises(Unavailable, match="eBPF datapath unavailable: .*Failed to compile"):
         Datapath(bpffs_dir, cache_dir=cache_dir)
     assert not os.path.exists(bpffs_dir)
@@ -191,3 +191,46 @@ def test_the_compiled_programs_carry_their_callbacks(bpffs_dir, cache_dir):
     assert [name for _, name in programs["xdp_flood"]["funcs"]] == ["xdp_flood",
                                                                     "flood_member_xdp"]
     assert programs["ingress"]["funcs"] == [[0, "tc_ingress"]]
+
+
+def test_the_maps_take_the_configured_limits(bpffs_dir, cache_dir):
+    """datapath.max_ports / max_fdb_entries size the maps (a build of their own); a start
+    with other limits replaces the pinned maps."""
+    from vswitchd.datapath import PortKind, xdpmaps
+    from vswitchd.datapath.constants import MAX_PORTS
+    from vswitchd.datapath.limits import Limits
+    from vswitchd.datapath.pins import map_shape
+    from vswitchd.errors import FailedPrecondition
+
+    dp = Datapath(bpffs_dir, cache_dir=cache_dir, limits=Limits(max_ports=32,
+                                                                max_fdb_entries=2048))
+    try:
+        ports = dp._port_maps
+        assert ports.ports.max_entries == ports.stats.max_entries == 32
+        assert dp._fdb.max_entries == 2048
+        fd = obj_get(os.path.join(bpffs_dir, xdpmaps.TX_PIN))
+        try:
+            assert map_shape(fd)[3] == 32
+        finally:
+            os.close(fd)
+        for i in range(32):  # ports entries only, as a slot is all this is about
+            ports.set(1_000_000 + i, 1, PortKind.DEVICE)
+        with pytest.raises(FailedPrecondition, match="already has 32 ports, its maximum"):
+            ports.set(2_000_000, 1, PortKind.DEVICE)
+    finally:
+        dp.close()
+    dp = Datapath(bpffs_dir, cache_dir=cache_dir)
+    try:
+        assert dp._port_maps.ports.max_entries == MAX_PORTS
+        assert dp._port_maps.get(1_000_000) is None  # made again
+    finally:
+        dp.destroy()
+
+
+def test_limits_out_of_range_are_refused(bpffs_dir):
+    from vswitchd.datapath.limits import Limits
+    from vswitchd.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=r"datapath.max_ports 0: is not in 16\.\.65535"):
+        Datapath(bpffs_dir, limits=Limits(max_ports=0))
+    assert not os.path.exists(bpffs_dir)

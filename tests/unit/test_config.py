@@ -35,6 +35,12 @@ def test_file_values_and_flag_override(tmp_path):
         ("bpffs_dir: /tmp/x\n", "f.yaml:1: bpffs_dir: '/tmp/x' must be under /sys/fs/bpf/"),
         ("tcp:\n  address: 0.0.0.0:9\n", "tls_cert and tls_key are required"),
         ("tcp:\n  adress: 0.0.0.0:9\n", "f.yaml:2: unknown key 'tcp.adress'"),
+        ("datapath:\n  max_ports: 10\n",
+         "f.yaml:2: datapath.max_ports: 10 is not in 16..65535"),
+        ("datapath:\n  max_fdb_entries: 100000000\n",
+         "f.yaml:2: datapath.max_fdb_entries: 100000000 is not in 1024..16777216"),
+        ("datapath:\n  max_ports: true\n", "f.yaml:2: datapath.max_ports: True is not in"),
+        ("datapath:\n  ports: 5\n", "f.yaml:2: unknown key 'datapath.ports'"),
         ("- a\n- b\n", "f.yaml:1: the configuration must be a mapping"),
         ("socket: [\n", "f.yaml:2: not valid YAML"),
         ("!!python/object:os.system x: 1\n", "f.yaml"),
@@ -44,6 +50,18 @@ def test_bad_files_name_file_line_and_key(text, expected):
     with pytest.raises(config.ConfigError) as err:
         config.parse(text, "f.yaml")
     assert expected in str(err.value)
+
+
+def test_datapath_limits():
+    from vswitchd.datapath.limits import Limits
+
+    assert config.load(None).datapath == Limits()
+    cfg = config.parse("datapath:\n  max_ports: 16384\n  max_fdb_entries: 131072\n", "f.yaml")
+    assert cfg.datapath == Limits(max_ports=16384, max_fdb_entries=131072)
+    assert cfg.datapath.defines() == "#define MAX_PORTS 16384\n#define MAX_FDB_ENTRIES 131072\n"
+    assert Limits().defines() == ""  # the defaults keep the build (and its cache entry) as is
+    assert config.parse("datapath:\n  max_ports: 8192\n").datapath.defines() == \
+        "#define MAX_PORTS 8192\n"
 
 
 def test_bad_flag_override_is_rejected():

@@ -18,9 +18,11 @@ from pathlib import Path
 from vswitchd.datapath import builds, objfile, pins, tables, xdpmaps
 from vswitchd.datapath.bpfsys import BPF_PROG_LOAD, bpf, map_create, obj_get, obj_pin, prog_load
 from vswitchd.datapath.constants import BPF_DIR
+from vswitchd.datapath.limits import Limits
 from vswitchd.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
+DEFAULT_LIMITS = Limits()
 
 BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_XDP = 6
@@ -75,12 +77,12 @@ def pin_dir_define(pin_dir: str) -> str:
     return f'#define VSW_PIN_DIR "{pin_dir}"\n'
 
 
-def source_body(trace: bool = True) -> str:
+def source_body(trace: bool = True, limits: Limits = DEFAULT_LIMITS) -> str:
     """datapath.c with the quoted lib/ includes inlined (bcc rewrites map calls such as
     `ports.lookup()` only in its main file), without the VSW_PIN_DIR define the compiler
-    puts first. trace=False defines VSW_NO_TRACE: no watch stage (bench/trace_cost.py's
-    baseline; never the daemon's)."""
-    head = "" if trace else "#define VSW_NO_TRACE\n"
+    puts first, with the limits that are not the defaults defined. trace=False defines
+    VSW_NO_TRACE: no watch stage (bench/trace_cost.py's baseline; never the daemon's)."""
+    head = ("" if trace else "#define VSW_NO_TRACE\n") + limits.defines()
     return head + inline_includes((BPF_DIR / "datapath.c").read_text())
 
 
@@ -223,8 +225,8 @@ def _load_programs(obj: dict, map_fds: dict[str, int]) -> Loaded:
     return loaded
 
 
-def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CACHE_DIR
-         ) -> Loaded:
+def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CACHE_DIR,
+         limits: Limits = DEFAULT_LIMITS) -> Loaded:
     """The programs, compiled in a child process (or found in the cache at cache_dir; None:
     no cache) and loaded against the maps pinned in bpffs_dir, which are created there when
     absent; or, when the same build runs already, its programs taken back (builds.py). Pins
@@ -233,12 +235,12 @@ def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CA
     refuses a map or a program."""
     fresh = pins.make_dir(bpffs_dir)
     pin_dir_define(bpffs_dir)  # refuses a directory the source could not name
-    body = source_body(trace)
+    body = source_body(trace, limits)
     key = objfile.cache_key(body)
     try:
         obj, cached = objfile.obtain(body, key, f"{bpffs_dir}-compile-{os.getpid()}",
                                      objfile.Cache(cache_dir))
-        xdpmaps.ensure_pins(bpffs_dir)
+        xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
         map_fds, stale = _open_pinned(obj, bpffs_dir)
         if stale:
             # Pinned maps of an earlier build with other layouts would be misread (or refused
@@ -249,7 +251,7 @@ def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CA
                         bpffs_dir, "; ".join(stale))
             _close(map_fds.values())
             pins.remove_map_pins(bpffs_dir, keep_dir=True)
-            xdpmaps.ensure_pins(bpffs_dir)
+            xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
             map_fds, _ = _open_pinned(obj, bpffs_dir)
         pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     except Exception:

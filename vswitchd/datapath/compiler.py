@@ -89,6 +89,15 @@ def link_callbacks(code: bytes, callback: Callable[[int], tuple[str, bytes]]
     return bytes(out), funcs
 
 
+def _max_ports(body: str) -> int:
+    """The MAX_PORTS in force in body: its first define (a limit defined before common.h's
+    default); the default when none (such a body fails in bcc, which says why)."""
+    try:
+        return constants.parse_define(body, "MAX_PORTS")
+    except ValueError:
+        return constants.MAX_PORTS
+
+
 def compile_object(body: str, scratch_dir: str) -> dict:
     """The compiled object of datapath source body (build.source_body) as a JSON-ready dict."""
     from bcc import BPF
@@ -99,7 +108,8 @@ def compile_object(body: str, scratch_dir: str) -> dict:
     lib.bpf_table_name.restype = ctypes.c_char_p
     lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     pins.make_dir(scratch_dir)
-    xdpmaps.ensure_pins(scratch_dir)  # before bcc, which would make them of another type
+    # before bcc, which would make them of another type
+    xdpmaps.ensure_pins(scratch_dir, _max_ports(body))
     loaded = BPF(text=(build.pin_dir_define(scratch_dir) + body).encode())
     module = loaded.module
     maps: dict[str, dict] = {}

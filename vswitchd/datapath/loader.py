@@ -21,11 +21,12 @@ from vswitchd import validate
 from vswitchd.datapath import counters, pins, runs, tcx, testrun, xdp, xdpmaps
 from vswitchd.datapath.attach import Hooks
 from vswitchd.datapath.bpfsys import object_id
-from vswitchd.datapath.build import ebpf_unsupported_reason, load
+from vswitchd.datapath.build import DEFAULT_LIMITS, ebpf_unsupported_reason, load
 from vswitchd.datapath.constants import PORT_F_ACCESS  # noqa: F401  (tests import it from here)
 from vswitchd.datapath.counters import PortCounters
 from vswitchd.datapath.fdb import FdbMaps, FdbRecord, mac_bytes
 from vswitchd.datapath.flows import DpRule, FlowCounters, FlowTables
+from vswitchd.datapath.limits import Limits
 from vswitchd.datapath.objfile import DEFAULT_CACHE_DIR
 from vswitchd.datapath.packet_in import PacketInCounters, PacketInEvent, PacketInMaps, check_key
 from vswitchd.datapath.pins import (
@@ -60,11 +61,17 @@ class Datapath:
     """The compiled datapath of one daemon instance and its pinned maps."""
 
     def __init__(self, bpffs_dir: str = DEFAULT_BPFFS_DIR, *, trace: bool = True,
-                 cache_dir: str | None = DEFAULT_CACHE_DIR) -> None:
+                 cache_dir: str | None = DEFAULT_CACHE_DIR, limits: Limits = DEFAULT_LIMITS
+                 ) -> None:
         """trace=False builds the programs without the watch stage (VSW_NO_TRACE); only
         bench/trace_cost.py uses it, as the baseline. The watch_* methods then raise
         FailedPrecondition; dry runs (trace()) still work. cache_dir holds compiled programs
-        (objfile.py); None compiles every time."""
+        (objfile.py); None compiles every time. limits: the sizes of the maps (limits.py)."""
+        problem = limits.problem()
+        if problem:
+            raise InvalidArgument(f"datapath.{problem[0]}", getattr(limits, problem[0]),
+                                  problem[1])
+        self.limits = limits
         self.bpffs_dir = os.path.abspath(bpffs_dir)
         self.trace_enabled = trace
         self.cache_dir = cache_dir
@@ -86,7 +93,7 @@ class Datapath:
         raise Unavailable(f"eBPF datapath unavailable: {reason}; use --datapath kernel")
 
     def _open(self) -> None:
-        self._bpf = load(self.bpffs_dir, self.trace_enabled, self.cache_dir)
+        self._bpf = load(self.bpffs_dir, self.trace_enabled, self.cache_dir, self.limits)
         self._progs = self._bpf.progs
         try:
             self._flows = FlowTables(self._bpf)

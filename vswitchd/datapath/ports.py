@@ -9,7 +9,6 @@ from enum import IntEnum
 from vswitchd.datapath import maps
 from vswitchd.datapath.constants import (
     MAX_BRIDGE_PORTS,
-    MAX_PORTS,
     PORT_F_ACCESS,
     PORT_F_TRUNK,
     PORT_F_XDP_TX,
@@ -102,9 +101,11 @@ class PortMaps:
         counters): counters restart with the port, as they would with a new device."""
         # one BPF_MAP_LOOKUP_BATCH: walking the map key by key cost 5 ms at 1 000 ports
         used = {leaf.slot for _key, leaf in self.ports.items_lookup_batch()}
-        slot = next((i for i in range(MAX_PORTS) if i not in used), None)
+        most = self.ports.max_entries  # the build's max_ports (build.Limits)
+        slot = next((i for i in range(most) if i not in used), None)
         if slot is None:
-            raise FailedPrecondition(f"the datapath already has {MAX_PORTS} ports, its maximum")
+            raise FailedPrecondition(
+                f"the datapath already has {most} ports, its maximum (datapath.max_ports)")
         self.stats[self.stats.Key(slot)] = self.stats.Leaf()  # zero on every CPU
         self.xdp_stats[self.xdp_stats.Key(slot)] = self.xdp_stats.Leaf()
         return slot

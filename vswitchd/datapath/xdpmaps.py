@@ -48,10 +48,13 @@ _GROUP_VAL = struct.Struct("=I")     # an inner map's fd (written), its id (read
 # without a group goes through TC.
 MAX_GROUPS_PER_BRIDGE = 256
 
-_SHAPES = {
-    TX_PIN: (MAP_TYPE_DEVMAP_HASH, _IFINDEX.size, _DEVMAP_VAL.size, MAX_PORTS),
-    GROUPS_PIN: (MAP_TYPE_HASH_OF_MAPS, _GROUP_KEY.size, _GROUP_VAL.size, MAX_FLOOD_GROUPS),
-}
+
+
+def _shape(name: str, max_ports: int) -> tuple[int, int, int, int]:
+    """(type, key size, value size, max entries) of a pin; xdp_tx has a slot per port."""
+    if name == TX_PIN:
+        return (MAP_TYPE_DEVMAP_HASH, _IFINDEX.size, _DEVMAP_VAL.size, max_ports)
+    return (MAP_TYPE_HASH_OF_MAPS, _GROUP_KEY.size, _GROUP_VAL.size, MAX_FLOOD_GROUPS)
 
 
 def _inner_map(name: str = "flood_group") -> int:
@@ -59,31 +62,32 @@ def _inner_map(name: str = "flood_group") -> int:
                       name)
 
 
-def _create(name: str) -> int:
+def _create(name: str, max_ports: int) -> int:
     if name == TX_PIN:
-        return map_create(*_SHAPES[TX_PIN], name)
+        return map_create(*_shape(TX_PIN, max_ports), name)
     template = _inner_map("flood_tmpl")
     try:
-        return map_create(*_SHAPES[GROUPS_PIN], name, inner_map_fd=template)
+        return map_create(*_shape(GROUPS_PIN, max_ports), name, inner_map_fd=template)
     finally:
         os.close(template)
 
 
-def ensure_pins(bpffs_dir: str) -> None:
+def ensure_pins(bpffs_dir: str, max_ports: int = MAX_PORTS) -> None:
     """Creates and pins xdp_tx and flood_groups where they are missing, and replaces a pin of
-    another shape (an earlier build's): its entries are rewritten by the daemon."""
+    another shape (an earlier build's, or other limits): its entries are rewritten by the
+    daemon."""
     for name in PIN_NAMES:
         path = os.path.join(bpffs_dir, name)
         if os.path.exists(path):
             fd = obj_get(path)
             try:
-                if map_shape(fd) == _SHAPES[name]:
+                if map_shape(fd) == _shape(name, max_ports):
                     continue
             finally:
                 os.close(fd)
             log.warning("pinned %s has another layout than this build: replacing it", path)
             os.unlink(path)
-        fd = _create(name)
+        fd = _create(name, max_ports)
         try:
             obj_pin(fd, path)
         finally:
