@@ -58,7 +58,7 @@ def test_a_cached_object_is_loaded_without_compiling(bpffs_dir, cache_dir, monke
 def test_an_unreadable_cached_object_is_compiled_again(bpffs_dir, cache_dir, monkeypatch,
                                                        caplog):
     compiles = _compiles(monkeypatch)
-    Datapath(bpffs_dir, cache_dir=cache_dir).close()
+    Datapath(bpffs_dir, cache_dir=cache_dir).destroy()
     [entry] = Path(cache_dir).glob("*.json")
     for bad in ("{not json", json.dumps({"format": objfile.FORMAT + 1})):
         entry.write_text(bad)
@@ -184,7 +184,7 @@ def test_a_callback_that_does_not_take_its_arguments_first_is_refused(head):
 def test_the_compiled_programs_carry_their_callbacks(bpffs_dir, cache_dir):
     """tc_flood and xdp_flood each take their hook's flood callback, with the BTF records the
     kernel wants for a program with subprograms."""
-    Datapath(bpffs_dir, cache_dir=cache_dir).close()
+    Datapath(bpffs_dir, cache_dir=cache_dir).destroy()
     (path,) = Path(cache_dir).glob("*.json")
     programs = json.loads(path.read_text())["programs"]
     assert [name for _, name in programs["flood"]["funcs"]] == ["tc_flood", "flood_member_tc"]
