@@ -40,7 +40,15 @@ from vswitchd.errors import (
 from vswitchd.netlink import bulk, linkdump
 from vswitchd.netlink import netns as _netns
 from vswitchd.netlink import vxlan as _vxlan
-from vswitchd.netlink._util import IFF_UP, _get, _kernel, _quiet, _require, _to_info
+from vswitchd.netlink._util import (
+    IFF_UP,
+    _get,
+    _kernel,
+    _quiet,
+    _require,
+    _to_info,
+    drop_stray_replies,
+)
 from vswitchd.netlink.errors import translate
 from vswitchd.netlink.types import FdbRecord, L3Config, LinkInfo, LinkStats, Route, VxlanInfo
 
@@ -168,8 +176,14 @@ class Links:
         with self._lock:
             if self._closed:
                 raise Unavailable("netlink: Links object is closed")
-            fut = self._pool.submit(fn, *args, **kw)
+            fut = self._pool.submit(self._in_worker, fn, *args, **kw)
         return fut.result()
+
+    def _in_worker(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        try:
+            return fn(*args, **kw)
+        finally:
+            drop_stray_replies(self._ipr)  # on the worker: the queue is not thread-safe
 
     def close(self) -> None:
         with self._lock:
