@@ -108,6 +108,25 @@ def test_a_flood_reaches_every_member_of_a_full_bridge(dp, bridge):
     assert len(res.flood) == MAX_BRIDGE_PORTS - 1 >= 1000
 
 
+def test_many_ports_are_read_in_one_batch(dp, bridge):
+    """get_many reads a bridge's worth of ports entries with one batch lookup, and answers
+    what a lookup each would."""
+    from vswitchd.datapath.ports import BATCH_FROM
+
+    ports = dp._port_maps
+    fake = [2_000_000 + i for i in range(BATCH_FROM * 2)]
+    for ifindex in fake:
+        ports.set(ifindex, bridge.br, PortKind.DEVICE, VlanConfig(access=7))
+    wanted = [*bridge.ports, *fake, 999]  # 999: no port
+
+    def seen(leaf):
+        return None if leaf is None else (leaf.bridge, leaf.kind, leaf.flags, leaf.vlan)
+
+    one_each = {i: seen(ports.get(i)) for i in wanted}
+    assert {i: seen(leaf) for i, leaf in ports.get_many(wanted).items()} == one_each
+    assert one_each[999] is None and one_each[fake[0]][3] == 7
+
+
 def test_no_flood_target(dp, topo):
     br = topo.add("lb", "bridge")
     dp.add_bridge(br, topo.mac(br))

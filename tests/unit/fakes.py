@@ -632,7 +632,13 @@ class FakeDatapath(_Failing):
                                                              # native XDP
         self.max_masks = MAX_FLOW_MASKS
         self.closed = False
+        self.deferring = 0            # depth of deferred_flood_sync()
+        self.deferred: list[bool] = []  # per call: made within deferred_flood_sync()
         self._tracing_init()
+
+    def _enter(self, method: str, *args: Any) -> None:
+        self.deferred.append(self.deferring > 0)
+        super()._enter(method, *args)
 
     def learn(self, bridge: int, mac: str, ifindex: int, vlan: int = 0, age: float = 2.0) -> None:
         self.fdb.setdefault(bridge, {})[(mac, vlan)] = FdbRecord(mac, vlan, ifindex, False, age)
@@ -728,8 +734,13 @@ class FakeDatapath(_Failing):
 
     @contextmanager
     def deferred_flood_sync(self) -> Iterator[None]:
-        self._enter("deferred_flood_sync")
-        yield
+        """Not a call (it changes nothing, and every change of the switch is in one): the calls
+        made within record it in `deferred`."""
+        self.deferring += 1
+        try:
+            yield
+        finally:
+            self.deferring -= 1
 
     def prune(self, keep: set[int]) -> None:
         self._enter("prune", set(keep))

@@ -120,6 +120,17 @@ def test_a_bad_mode_in_the_file_names_file_line_and_key():
 # ---- modes the switch asks the datapath for ------------------------------------------------
 
 
+def test_a_port_add_syncs_the_flood_groups_once(rig):
+    """Every datapath call of an add-port (add_port, set_port_xdp, set_xdp_target: each would
+    sync the bridge's XDP flood groups, which reads every member) is made within one
+    deferred_flood_sync: one sync at its end."""
+    before = len(rig.dp.calls)
+    rig.switch.create_port("br0", PortSpec("t1", "tap"))
+    made = [c[0] for c in rig.dp.calls[before:]]
+    assert {"add_port", "set_port_xdp", "set_xdp_target"} <= set(made)
+    assert all(rig.dp.deferred[before:])
+
+
 def test_a_tap_gets_auto_and_is_a_target(rig):
     v = rig.switch.create_port("br0", PortSpec("t1", "tap"))
     assert rig.dp.called("set_port_xdp") == [(ifx(rig, "t1"), "auto")]

@@ -193,7 +193,7 @@ class Datapath:
         if not any(os.path.exists(xdp.pin_path(self.bpffs_dir, m)) for m in members):
             self._xdp_maps.forget_bridge(bridge_ifindex)
             return
-        leaves = {m: ports.get(m) for m in members}
+        leaves = ports.get_many(members)
         vlans = {m: ports.vlan(leaf, m) for m, leaf in leaves.items() if leaf is not None}
         targets = {m for m, leaf in leaves.items() if leaf is not None and ports.xdp_tx(leaf)}
         self._xdp_maps.sync_bridge(bridge_ifindex,

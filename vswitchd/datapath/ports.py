@@ -25,6 +25,9 @@ class PortKind(IntEnum):
     TUNNEL = 4  # a VXLAN device: the tunnel key set, then bpf_redirect
 
 
+BATCH_FROM = 16  # get_many reads the whole map for more ports than this
+
+
 class PortMaps:
     """The port maps of one Datapath (bcc tables). Each change of ports bumps port_gen."""
 
@@ -40,6 +43,14 @@ class PortMaps:
 
     def get(self, ifindex: int):
         return self.ports.get(self.ports.Key(ifindex))
+
+    def get_many(self, ifindexes: list[int]) -> dict:
+        """{ifindex: its ports entry or None}: a lookup each for a few, else one batch read
+        of the whole map (a bridge of 1 000 members: 1 syscall, not 1 000)."""
+        if len(ifindexes) <= BATCH_FROM:
+            return {i: self.get(i) for i in ifindexes}
+        every = dict(self.ports.items_lookup_batch())  # {ifindex: entry}
+        return {i: every.get(i) for i in ifindexes}
 
     def set(self, ifindex: int, bridge: int, kind: PortKind,
             vlan: VlanConfig = UNCONFIGURED) -> None:

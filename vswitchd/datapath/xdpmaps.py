@@ -33,7 +33,7 @@ from vswitchd.datapath.bpfsys import (
 )
 from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FLOOD_GROUPS, MAX_PORTS
 from vswitchd.datapath.pins import DEVICE_MAP_PIN_NAMES, map_shape
-from vswitchd.datapath.vlan import VlanConfig
+from vswitchd.datapath.vlan import UNCONFIGURED, VlanConfig
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def flood_groups(members: Iterable[int], vlans: dict[int, VlanConfig],
     named = sorted({v for m in members for v in _named_vlans(vlans.get(m))})
     out: dict[int, tuple[list[int], int]] = {}
     for vid in [0, *named][:MAX_GROUPS_PER_BRIDGE]:
-        carrying = [m for m in members if vlans.get(m, VlanConfig()).carries(vid)]
+        carrying = [m for m in members if vlans.get(m, UNCONFIGURED).carries(vid)]
         out[vid] = (carrying, sum(1 for m in carrying if m not in targets))
     return out
 
@@ -153,7 +153,9 @@ class XdpMaps:
         """Makes the bridge's groups exactly `groups` (flood_groups()), changing only those
         that changed since this instance last wrote them (the first time: all of them, those
         already pinned in place)."""
-        written = self._written.setdefault(bridge, self._read_bridge(bridge))
+        written = self._written.get(bridge)
+        if written is None:  # not setdefault: it would read the pins on every sync
+            written = self._written[bridge] = self._read_bridge(bridge)
         for vid, (members, non_targets) in groups.items():
             reach = tuple(m for m in members if m in targets)
             info = (len(members), non_targets)
@@ -163,7 +165,7 @@ class XdpMaps:
             # a group pinned by an earlier daemon (old None) is patched too if its entries run
             # our xdp_egress: a restart with the same build rewrites no group whole (a swap
             # in the outer map waits for an RCU grace period)
-            if not self._patch_group(bridge, vid, reach, info, adopt=old is None):
+            if not self._patch_group(bridge, vid, reach, info, None if old is None else old[0]):
                 self._put_group(bridge, vid, reach, info)
             written[vid] = (reach, info)
         for vid in [v for v in written if v not in groups]:
@@ -217,11 +219,14 @@ class XdpMaps:
         self.info[self.info.Key(bridge, vid, 0)] = leaf
 
     def _patch_group(self, bridge: int, vid: int, reach: tuple[int, ...],
-                     info: tuple[int, int], adopt: bool = False) -> bool:
-        """Turns the group's members into reach in place, against the entries the inner map
-        holds (the kernel drops those of a device that goes away); False when it must be
-        written whole instead (it is gone, or a member's device is, or, ADOPT: an entry that
-        stays runs another program than our xdp_egress)."""
+                     info: tuple[int, int], wrote: tuple[int, ...] | None) -> bool:
+        """Turns the group's members into reach in place, against what this instance wrote
+        there last (a bridge of n members: a port added is one update, not n lookups), or,
+        wrote None (a group an earlier daemon pinned), against the entries the inner map holds,
+        which must run our xdp_egress. False when it must be written whole instead (it is gone,
+        or a member's device is, or an adopted entry runs another program). An entry the
+        kernel dropped with its device is gone from the members too, and its delete finds
+        nothing."""
         value = map_lookup(self.groups_fd, _GROUP_KEY.pack(bridge, vid, 0), _GROUP_VAL.size,
                            f"flood_groups[({bridge}, {vid})]")
         if value is None:
@@ -232,9 +237,12 @@ class XdpMaps:
             return False
         try:
             self._write_info(bridge, vid, *info)  # first, as _put_group does
-            before = {_IFINDEX.unpack(k)[0] for k in map_keys(inner, _IFINDEX.size, "group")}
-            if adopt and not self._runs_egress(inner, before & set(reach)):
-                return False
+            if wrote is not None:
+                before = set(wrote)
+            else:
+                before = {_IFINDEX.unpack(k)[0] for k in map_keys(inner, _IFINDEX.size, "group")}
+                if not self._runs_egress(inner, before & set(reach)):
+                    return False
             for ifindex in set(reach) - before:
                 try:
                     map_update(inner, _IFINDEX.pack(ifindex),

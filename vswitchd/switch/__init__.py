@@ -137,7 +137,8 @@ class Switch:
         with self._lock:
             txn = Txn()
             try:
-                yield txn
+                with self.ctx.flood_sync_once():
+                    yield txn
                 if txn.changed:
                     self._save()
                     if stages is not None:

@@ -4,7 +4,9 @@ per datapath)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from vswitchd.backends import Backend, Backends
@@ -92,6 +94,13 @@ class Context:
                 found = br.ports.get(name)
                 if found is not None:
                     yield br, found
+
+    def flood_sync_once(self) -> AbstractContextManager[None]:
+        """Within it, the eBPF datapath syncs a bridge's XDP flood groups once, on the way out,
+        however many of its ports change (a sync reads every member: an add-port made
+        three)."""
+        dp = self.backends.datapath
+        return dp.deferred_flood_sync() if dp is not None else contextlib.nullcontext()
 
     def backend(self, br: Bridge) -> Backend:
         return self.backends.of(br.datapath)

@@ -4,7 +4,6 @@ forget the ports of containers that went away. It never fails the daemon for one
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from vswitchd.errors import SwitchError
@@ -104,8 +103,7 @@ class Reconciler:
             log.error("bridge %s could not be restored: %s", br.name, exc)
             return set()
         self._own_mac(br)
-        dp = self.ctx.backends.datapath
-        with dp.deferred_flood_sync() if dp is not None else contextlib.nullcontext():
+        with self.ctx.flood_sync_once():
             for port in list(br.ports.values()):
                 restored = self._port(br, port)
                 if restored is not None:
