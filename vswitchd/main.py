@@ -81,6 +81,20 @@ def _open_datapath(cfg: config.Config) -> tuple[DatapathApi | None, str | None]:
         return None, str(exc)
 
 
+M_ARENA_MAX = -8  # mallopt()'s parameter (malloc.h)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """At most MALLOC_ARENAS glibc heaps, before any thread starts: each thread (gRPC's
+    workers, the netlink worker, the link monitor, the sweep) would otherwise take a heap of
+    its own, whose free pages stay resident apart from the others'."""
+    try:
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def release_free_memory() -> None:
     """Hands the C heap's free pages back to the kernel (glibc keeps them for reuse): after
     start and bulk changes they would stay in the daemon's resident memory."""
@@ -320,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print("vswitchd: must run as root (it creates interfaces and loads eBPF programs)",
               file=sys.stderr)
         return 1
+    limit_malloc_arenas()
     return run(cfg, args.config, cleanup=args.cleanup)
 
 
