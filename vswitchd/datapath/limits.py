@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from vswitchd.datapath.constants import MAX_BRIDGE_PORTS, MAX_FDB_ENTRIES, MAX_PORTS
+from vswitchd.datapath.constants import MAX_FDB_ENTRIES, MAX_PORTS
 
-# (least, most) of each; a port's counter slot is a u16 and 0xffff means none
-RANGES = {"max_ports": (MAX_BRIDGE_PORTS // 64, 0xFFFF), "max_fdb_entries": (1024, 1 << 24)}
+# (least, most) of each: room for a bridge or two at least; a port's counter slot is a u16,
+# and 0xffff means none
+RANGES = {"max_ports": (16, 0xFFFF), "max_fdb_entries": (1024, 1 << 24)}
 
 
 @dataclass(frozen=True)
