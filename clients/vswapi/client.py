@@ -102,7 +102,11 @@ def connect(
         target = f"unix:{socket_path}"
     else:
         socket_path = _socket_of(target)
+    # a listing is as large as what it lists (gRPC's default would refuse a reply over 4 MiB:
+    # some 110 000 FDB entries of a bridge), unless the caller says otherwise
     opts = list(options or [])
+    if not any(key == "grpc.max_receive_message_length" for key, _ in opts):
+        opts.append(("grpc.max_receive_message_length", -1))
     if credentials is not None:
         channel = grpc.secure_channel(target, credentials, options=opts)
     else:

@@ -56,12 +56,20 @@ def _read(path: str) -> bytes:
 # and each kind is capped below this (vswitchd.events.MAX_SUBSCRIBERS, the watcher slots,
 # vswitchd.switch.packet_in.MAX_STREAMS), so unary calls always find threads.
 WORKERS = 64
+# A request is at most this large (gRPC's default is 4 MiB); a larger one is refused with
+# RESOURCE_EXHAUSTED before it is read. The largest requests are whole flow tables: a rule's
+# text and fields take about 100 bytes, so this holds some 150 000 rules. Replies have no
+# limit: a listing is as large as what it lists (100 000 FDB entries of a bridge: 3.8 MB),
+# and the clients (vswapi) take any size.
+MAX_REQUEST_BYTES = 16 << 20
+OPTIONS = [("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+           ("grpc.max_send_message_length", -1)]
 
 
 def build_server(switch: Switch, cfg: Config, workers: int = WORKERS,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-                         interceptors=list(interceptors))
+                         interceptors=list(interceptors), options=OPTIONS)
     pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
 
     health_servicer = health.HealthServicer()
