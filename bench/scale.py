@@ -33,7 +33,7 @@ from bench.daemon_cost import rss, run_printed, wall  # noqa: E402
 from bench.packet_rate import start_timed  # noqa: E402
 from tests.netns.harness import VSWCTL, Host  # noqa: E402
 from vswapi.controller import Switch  # noqa: E402
-from vswitchd.datapath.limits import Limits  # noqa: E402
+from vswitchd.datapath.limits import RANGES, Limits  # noqa: E402
 
 HUB = bytes.fromhex("02ee00000001")  # the MAC every learning frame is sent to
 
@@ -53,11 +53,12 @@ def learn(sw: Switch, bridge: str, port: str, n: int, base: int) -> None:
 def limits_for(ports: int, bridges: int, fdb: int) -> Limits:
     """The defaults, or powers of two that hold the run (a bridge's own device is a port, and
     each bridge learns one more MAC)."""
-    def enough(need: int, default: int, most: int) -> int:
-        return default if need <= default else min(1 << (need - 1).bit_length(), most)
+    def enough(name: str, need: int) -> int:
+        default = getattr(Limits(), name)
+        return default if need <= default else min(1 << (need - 1).bit_length(), RANGES[name][1])
 
-    return Limits(max_ports=enough(ports + bridges, Limits().max_ports, 0xFFFF),
-                  max_fdb_entries=enough(fdb + bridges, Limits().max_fdb_entries, 1 << 24))
+    return Limits(max_ports=enough("max_ports", ports + bridges),
+                  max_fdb_entries=enough("max_fdb_entries", fdb + bridges))
 
 
 def run(args: argparse.Namespace, work: Path) -> list[str]:

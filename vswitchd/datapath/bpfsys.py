@@ -226,19 +226,18 @@ def prog_load(prog_type: int, insns: bytes, name: str, license: str = "GPL",
     whose last lines the OSError carries."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
-    btf_fd, records = 0, None
-    if funcs and len(funcs) > 1:
-        btf_fd = btf_load(func_btf([fn for _, fn in funcs]))
-        records = (ctypes.c_uint32 * (2 * len(funcs)))(
-            *(v for k, (start, _) in enumerate(funcs) for v in (start, 3 + k)))
+    funcs = funcs if funcs and len(funcs) > 1 else []  # a lone program needs no records
+    btf_fd = btf_load(func_btf([fn for _, fn in funcs])) if funcs else 0
+    # struct bpf_func_info: (first instruction, BTF type id), the FUNC types from 3 on
+    records = (ctypes.c_uint32 * (2 * len(funcs) or 1))(
+        *(v for k, (start, _) in enumerate(funcs) for v in (start, 3 + k)))
 
     def attr(log_level: int = 0, log=None) -> _ProgLoad:
         return _ProgLoad(prog_type, len(insns) // 8, ctypes.addressof(code),
                          ctypes.addressof(lic), log_level, len(log) if log else 0,
                          ctypes.addressof(log) if log else 0, kern_version, 0,
-                         name.encode()[:15], 0, attach_type, btf_fd, 8 if records else 0,
-                         ctypes.addressof(records) if records else 0,
-                         len(funcs) if records and funcs else 0)
+                         name.encode()[:15], 0, attach_type, btf_fd, 8 if funcs else 0,
+                         ctypes.addressof(records) if funcs else 0, len(funcs))
 
     try:
         try:

@@ -81,7 +81,7 @@ if max(DROP_REASONS) >= DROP_REASON_MAX:
 
 # limits
 MAX_BRIDGE_PORTS: int = _define("MAX_BRIDGE_PORTS")
-MAX_PORTS: int = _define("MAX_PORTS")  # the default; a config may set another (build.Limits)
+MAX_PORTS: int = _define("MAX_PORTS")  # the default; a config may set another (limits.Limits)
 MAX_FDB_ENTRIES: int = _define("MAX_FDB_ENTRIES")  # the same
 MAX_FLOOD_GROUPS: int = _define("MAX_FLOOD_GROUPS")
 MAX_VTEPS: int = _define("MAX_VTEPS")

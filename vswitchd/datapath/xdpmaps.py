@@ -49,7 +49,6 @@ _GROUP_VAL = struct.Struct("=I")     # an inner map's fd (written), its id (read
 MAX_GROUPS_PER_BRIDGE = 256
 
 
-
 def _shape(name: str, max_ports: int) -> tuple[int, int, int, int]:
     """(type, key size, value size, max entries) of a pin; xdp_tx has a slot per port."""
     if name == TX_PIN:

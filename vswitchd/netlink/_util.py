@@ -59,18 +59,15 @@ def _to_info(msg: Any) -> LinkInfo:
     )
 
 
-def drop_stray_replies(ipr: IPRoute) -> int:
-    """Drops, and counts, what pyroute2 queued for no request. It asks for a link with
+def drop_stray_replies(ipr: IPRoute) -> None:
+    """Drops what pyroute2 queued for no request. It asks for a link with
     NLM_F_ACK, takes the link and forgets the request; the kernel's ACK, which follows, lands in
     the socket's root queue, kept for a reader of multicast messages, and no IPRoute here joins
     a multicast group. Left alone, they stay for good: 4 an added port, 1 a link looked up."""
     root = ipr.asyncore.msg_queue.root
-    dropped = 0
     while not root.empty():
         root.get_nowait()
         root.task_done()
-        dropped += 1
-    return dropped
 
 
 def _get(ipr: IPRoute, name: str) -> Any | None:

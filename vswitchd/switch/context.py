@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from vswitchd.backends import Backend, Backends
@@ -95,7 +94,7 @@ class Context:
                 if found is not None:
                     yield br, found
 
-    def flood_sync_once(self) -> AbstractContextManager[None]:
+    def flood_sync_once(self) -> contextlib.AbstractContextManager[None]:
         """Within it, the eBPF datapath syncs a bridge's XDP flood groups once, on the way out,
         however many of its ports change (a sync reads every member: an add-port made
         three)."""
