@@ -88,6 +88,11 @@ def hosts():
             for ns in (h.ns, h.cns):
                 ip("netns", "add", ns)
                 made.append(ns)
+                # no IPv6: a new link's own DAD, MLD and RS frames would otherwise be flooded
+                # over the tunnel when they please, and the FDB checks would see their sources
+                for key in ("all", "default"):
+                    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                                    f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
                 ip("link", "set", "lo", "up", ns=ns)
         # the underlay
         ip("link", "add", "u1", "netns", pair[0].ns, "type", "veth", "peer", "name", "u2",
