@@ -21,7 +21,7 @@ APT_PACKAGES := python3-bpfcc python3-nftables nftables python3-venv iproute2 ip
 BENCH_APT_PACKAGES := linux-perf gcc iperf3
 PROTO_OUT := clients/vswapi/switch_pb2.py clients/vswapi/switch_pb2_grpc.py
 
-.PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean
+.PHONY: run test demo setup system-deps kernel-headers venv proto lint unit bench clean fuzz
 
 run: setup
 	$(VENV)/bin/vswitchd
@@ -91,6 +91,11 @@ lint: setup
 
 unit: setup
 	$(VENV)/bin/pytest -v tests/unit
+
+# The property-based tests (tests/fuzzing.py) with a random seed and 50x CI's examples
+# (VSWITCHD_FUZZ_FACTOR=N for another factor); `make test` runs the same tests, bounded and seeded.
+fuzz: setup
+	VSWITCHD_FUZZ=1 $(VENV)/bin/pytest -v -m property
 
 bench: EXTRA_APT_PACKAGES := $(BENCH_APT_PACKAGES)
 bench: setup

@@ -31,6 +31,8 @@ def _enter_private_netns() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "root: needs root, BPF and network namespaces")
+    config.addinivalue_line("markers", "property: a property-based test (tests/fuzzing.py); "
+                            "`make fuzz` runs these longer with a random seed")
     if os.geteuid() == 0:
         _enter_private_netns()
 
