@@ -7,6 +7,8 @@ that name the file, the line and the key (as Faucet's conf.py does for its schem
 from __future__ import annotations
 
 import dataclasses
+import grp
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +20,9 @@ from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
 
-__all__ = ["DATAPATHS", "Config", "ConfigError", "MetricsSettings", "PacketInSettings",
-           "TcpListener", "WatchSettings", "load", "metrics_address", "override", "parse"]
+__all__ = ["DATAPATHS", "ApiSettings", "Config", "ConfigError", "MetricsSettings",
+           "PacketInSettings", "TcpListener", "WatchSettings", "load", "metrics_address",
+           "override", "parse"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -43,6 +46,21 @@ class TcpListener:
     tls_key: str = ""          # PEM private key
     tls_client_ca: str = ""    # clients must present a certificate signed by it
     unauthenticated_clients: bool = False  # no client certificates: anyone who connects rules
+    # role -> certificate names (vswitchd.api.certnames): `CN=name`, `DNS:name`, `URI:uri`,
+    # `IP:address`; a certificate that matches none may call health and reflection only
+    roles: dict[str, list[str]] = field(default_factory=dict)
+
+
+READER_SOCKET = "vswitchd-reader.sock"  # the reader socket's default name, beside `socket`
+
+
+@dataclass
+class ApiSettings:
+    """`api:` who may use the API besides root on the admin socket, and the audit log."""
+
+    reader_socket: str = ""  # "": READER_SOCKET in the admin socket's directory
+    reader_group: str | int | None = None  # name or gid; None: no reader socket
+    audit_log: str = ""  # a file (0600) that gets the audit lines too; "": the daemon log only
 
 
 @dataclass
@@ -88,6 +106,7 @@ class Config:
     fdb_aging_seconds: int = 300
     log_level: str = "info"
     tcp: TcpListener | None = None
+    api: ApiSettings = field(default_factory=ApiSettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     packet_in: PacketInSettings = field(default_factory=PacketInSettings)
     events: EventSettings = field(default_factory=EventSettings)
@@ -100,6 +119,13 @@ class Config:
     # Where the values came from, for messages: key -> "FILE:LINE".
     origins: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
+    def reader_socket(self) -> str | None:
+        """The reader socket's path, None when there is none (api.reader_group not set)."""
+        if self.api.reader_group is None:
+            return None
+        return self.api.reader_socket or os.path.join(os.path.dirname(self.socket),
+                                                      READER_SOCKET)
+
 
 _SCHEMA: dict[str, type] = {
     "socket": str,
@@ -110,6 +136,7 @@ _SCHEMA: dict[str, type] = {
     "fdb_aging_seconds": int,
     "log_level": str,
     "tcp": dict,
+    "api": dict,
     "watch": dict,
     "packet_in": dict,
     "events": dict,
@@ -117,8 +144,9 @@ _SCHEMA: dict[str, type] = {
     "datapath": dict,
     "bridges": dict,
 }
-_TCP_SCHEMA: dict[str, type] = {f.name: bool if f.type == "bool" else str
+_TCP_SCHEMA: dict[str, type] = {f.name: {"bool": bool, "str": str}.get(str(f.type), dict)
                                  for f in dataclasses.fields(TcpListener)}
+_API_SCHEMA: dict[str, type] = {"reader_socket": str, "reader_group": object, "audit_log": str}
 _WATCH_SCHEMA: dict[str, type] = {"rate_limit": int, "max_watchers": int}
 _PACKET_IN_SCHEMA: dict[str, type] = {"rate_limit": int}
 _EVENTS_SCHEMA: dict[str, type] = {"history": int}
@@ -170,6 +198,31 @@ def _check_values(cfg: Config) -> None:
             raise ConfigError(
                 f"{where}: tcp.unauthenticated_clients: true contradicts tcp.tls_client_ca "
                 "(clients with certificates signed by it): give one of them")
+        if cfg.tcp.tls_client_ca and not cfg.tcp.roles:
+            raise ConfigError(
+                f"{where}: tcp.roles is required with tcp.tls_client_ca: map the clients' "
+                "certificate names to roles, e.g. `roles: {admin: [CN=ctl1], reader: "
+                "[DNS:monitor.example.org]}`")
+        if cfg.tcp.roles and cfg.tcp.unauthenticated_clients:
+            raise ConfigError(
+                f"{origin('tcp.roles')}: tcp.roles needs client certificates: "
+                "tcp.unauthenticated_clients: true makes every client an admin")
+    for key in ("reader_socket", "audit_log"):
+        value = getattr(cfg.api, key)
+        if value and not value.startswith("/"):
+            raise ConfigError(f"{origin('api.' + key)}: api.{key}: {value!r} must be an "
+                              "absolute path")
+    if cfg.api.reader_socket and cfg.api.reader_group is None:
+        raise ConfigError(f"{origin('api.reader_socket')}: api.reader_socket needs "
+                          "api.reader_group (the group whose members may use it)")
+    if cfg.api.reader_group is not None:
+        try:
+            reader_gid(cfg.api.reader_group)
+        except ValueError as exc:
+            raise ConfigError(f"{origin('api.reader_group')}: api.reader_group: {exc}") from None
+        if cfg.reader_socket() == cfg.socket:
+            raise ConfigError(f"{origin('api.reader_socket')}: api.reader_socket: "
+                              f"{cfg.socket!r} is the admin socket")
     from vswitchd.trace import ratelimit
 
     for setting, value in ((ratelimit.WATCH, cfg.watch.rate_limit),
@@ -246,8 +299,14 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
                         f"{where(path, tnode)}: unknown key 'tcp.{tkey}' "
                         f"(known: {', '.join(_TCP_SCHEMA)})"
                     )
+                if tkey == "roles":
+                    tcp.roles = _parse_roles(path, tnode, loader)
+                    cfg.origins["tcp.roles"] = where(path, tnode)
+                    continue
                 setattr(tcp, tkey, typed(path, f"tcp.{tkey}", tval, tnode, _TCP_SCHEMA[tkey]))
             cfg.tcp = tcp
+        elif key == "api":
+            cfg.api = _parse_api(path, node, value, loader, cfg.origins)
         elif key == "watch":
             cfg.watch = _parse_watch(path, node, value, loader, cfg.origins)
         elif key == "packet_in":
@@ -265,6 +324,74 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
         else:
             setattr(cfg, key, typed(path, key, value, node, _SCHEMA[key]))
     return cfg
+
+
+def _parse_roles(path: str, node: yaml.Node, loader: yaml.SafeLoader) -> dict[str, list[str]]:
+    """`tcp.roles`: {reader|admin: [certificate name, ...]}; each name parses (certnames) and
+    is given once across the roles."""
+    from vswitchd.api import certnames
+    from vswitchd.api.roles import ROLES
+
+    roles: dict[str, list[str]] = {}
+    first: dict[str, str] = {}
+    for role, (_, rnode) in mapping(path, node, "tcp.roles", loader).items():
+        if role not in ROLES:
+            raise ConfigError(f"{where(path, rnode)}: unknown role 'tcp.roles.{role}' "
+                              f"(known: {', '.join(ROLES)})")
+        if not isinstance(rnode, yaml.SequenceNode):
+            raise ConfigError(f"{where(path, rnode)}: tcp.roles.{role}: expected a list of "
+                              "certificate names (CN=name, DNS:name, URI:uri, IP:address)")
+        roles[role] = []
+        for item in rnode.value:
+            name = loader.construct_object(item, deep=True)
+            at = where(path, item)
+            if not isinstance(name, str):
+                raise ConfigError(f"{at}: tcp.roles.{role}: {name!r} is not a certificate name "
+                                  "(CN=name, DNS:name, URI:uri, IP:address)")
+            try:
+                canonical = certnames.parse(name)
+            except ValueError as exc:
+                raise ConfigError(f"{at}: tcp.roles.{role}: {name!r}: {exc}") from None
+            if canonical in first:
+                raise ConfigError(f"{at}: tcp.roles.{role}: {name!r} is given already on line "
+                                  f"{first[canonical]} (a certificate name has one role)")
+            first[canonical] = str(item.start_mark.line + 1)
+            roles[role].append(canonical)
+    return roles
+
+
+def _parse_api(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader,
+               origins: dict[str, str]) -> ApiSettings:
+    api = ApiSettings()
+    if value is None:
+        return api
+    for akey, (aval, anode) in mapping(path, node, "api", loader).items():
+        if akey not in _API_SCHEMA:
+            raise ConfigError(f"{where(path, anode)}: unknown key 'api.{akey}' "
+                              f"(known: {', '.join(_API_SCHEMA)})")
+        origins[f"api.{akey}"] = where(path, anode)
+        if akey == "reader_group":
+            if not (isinstance(aval, str) and aval or
+                    isinstance(aval, int) and not isinstance(aval, bool)):
+                raise ConfigError(f"{where(path, anode)}: api.reader_group: expected a group "
+                                  f"name or number, got {aval!r}")
+        else:
+            aval = typed(path, f"api.{akey}", aval, anode, _API_SCHEMA[akey])
+        setattr(api, akey, aval)
+    return api
+
+
+def reader_gid(group: str | int) -> int:
+    """The gid of `api.reader_group`; ValueError saying what is wrong. A number is taken as a
+    gid whether or not a group of that number exists."""
+    if isinstance(group, int):
+        if not 0 <= group < 2**32 - 1:
+            raise ValueError(f"{group} is not a gid (0..{2**32 - 2})")
+        return group
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"there is no group {group!r} (create it, or give a gid)") from None
 
 
 def _parse_watch(path: str, node: yaml.Node, value: Any, loader: yaml.SafeLoader,

@@ -250,7 +250,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
             return 1
     try:
         server = api_server.start(switch, cfg, [metrics.api] if metrics else [])
-    except (SwitchError, RuntimeError) as exc:
+    except (SwitchError, RuntimeError, OSError) as exc:
         log.error("cannot listen on %s: %s", cfg.socket, exc)
         if metrics is not None:
             metrics.stop()
@@ -297,7 +297,7 @@ def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = Fals
     switch.stop_watches()  # watch streams end, the datapath's watchers are removed
     switch.stop_packet_in()  # packet-in streams end, the subscriptions are removed
     switch.events.close()  # event streams end
-    server.stop(grace=2).wait()
+    server.stop(grace=2)
     if metrics is not None:
         metrics.stop()
     monitor.stop()

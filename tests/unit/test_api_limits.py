@@ -16,7 +16,7 @@ from fakes import make_rig
 from vswapi import switch_pb2 as pb
 from vswapi.client import connect
 from vswapi.controller import Switch
-from vswitchd.api.server import MAX_REQUEST_BYTES, build_server
+from vswitchd.api.server import MAX_REQUEST_BYTES, start
 from vswitchd.model import BridgeSpec, PortSpec
 
 
@@ -25,8 +25,7 @@ def served(monkeypatch, tmp_path):
     rig = make_rig(monkeypatch, str(tmp_path))
     d = tempfile.mkdtemp(prefix="vswlim-", dir="/tmp")  # short path: sun_path is 108 bytes
     cfg = dataclasses.replace(rig.cfg, socket=str(Path(d) / "vswitchd.sock"))
-    server = build_server(rig.switch, cfg)
-    server.start()
+    server = start(rig.switch, cfg)
     try:
         yield rig, cfg.socket
     finally:

@@ -94,7 +94,7 @@ def test_tcp_needs_client_certificates_unless_said_unauthenticated():
         config.parse(TCP, "f.yaml")
     assert str(ei.value).startswith("f.yaml:2: tcp.tls_client_ca is required")
     assert "tcp.unauthenticated_clients: true" in str(ei.value)
-    cfg = config.parse(TCP + "  tls_client_ca: /ca.pem\n")
+    cfg = config.parse(TCP + "  tls_client_ca: /ca.pem\n  roles: {admin: [CN=a]}\n")
     assert (cfg.tcp.tls_client_ca, cfg.tcp.unauthenticated_clients) == ("/ca.pem", False)
     cfg = config.parse(TCP + "  unauthenticated_clients: true\n")
     assert (cfg.tcp.tls_client_ca, cfg.tcp.unauthenticated_clients) == ("", True)
@@ -105,3 +105,72 @@ def test_tcp_needs_client_certificates_unless_said_unauthenticated():
         config.parse(TCP + "  unauthenticated_clients: false\n", "f.yaml")
     with pytest.raises(config.ConfigError, match="unauthenticated_clients: true contradicts"):
         config.parse(TCP + "  tls_client_ca: /ca.pem\n  unauthenticated_clients: true\n")
+    with pytest.raises(config.ConfigError) as ei:  # deny by default: no certificate has a role
+        config.parse(TCP + "  tls_client_ca: /ca.pem\n", "f.yaml")
+    assert str(ei.value).startswith("f.yaml:2: tcp.roles is required with tcp.tls_client_ca")
+
+
+def test_tcp_roles_name_certificates_in_four_forms():
+    cfg = config.parse(TCP + "  tls_client_ca: /ca.pem\n  roles:\n"
+                       "    admin: [CN=ctl 1, DNS:Ctl.Example.ORG]\n"
+                       "    reader: ['URI:spiffe://example.org/mon', 'IP:2001:db8::0:1', "
+                       "IP:10.0.0.9]\n")
+    assert cfg.tcp.roles == {"admin": ["CN=ctl 1", "DNS:ctl.example.org"],
+                             "reader": ["URI:spiffe://example.org/mon", "IP:2001:db8::1",
+                                        "IP:10.0.0.9"]}
+
+
+CA = TCP + "  tls_client_ca: /ca.pem\n  roles:\n"
+
+
+@pytest.mark.parametrize("roles, expected", [
+    ("    admin: [ctl1]\n", "f.yaml:7: tcp.roles.admin: 'ctl1': not one of CN=name, "
+     "DNS:name, URI:uri, IP:address"),
+    ("    admin: [CN=a]\n    reader:\n      - DNS:b\n      - IP:10.0.0.300\n",
+     "f.yaml:10: tcp.roles.reader: 'IP:10.0.0.300': '10.0.0.300' is not an IP address"),
+    ("    admin: [DNS:a.example]\n    reader: [DNS:A.example]\n",
+     "f.yaml:8: tcp.roles.reader: 'DNS:A.example' is given already on line 7"),
+    ("    admin: [CN=a, CN=a]\n", "f.yaml:7: tcp.roles.admin: 'CN=a' is given already on line 7"),
+    ("    root: [CN=a]\n", "f.yaml:7: unknown role 'tcp.roles.root' (known: reader, admin)"),
+    ("    admin: CN=a\n", "f.yaml:7: tcp.roles.admin: expected a list of certificate names"),
+    ("    admin: [URI:nocolon]\n", "'nocolon' is not a URI"),
+    ("    admin: [CN=]\n", "has no name after 'CN='"),
+    ("    admin: [42]\n", "f.yaml:7: tcp.roles.admin: 42 is not a certificate name"),
+])
+def test_bad_tcp_roles_name_file_and_line(roles, expected):
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse(CA + roles, "f.yaml")
+    assert expected in str(ei.value)
+
+
+def test_api_section():
+    cfg = config.parse("socket: /run/x/v.sock\n")
+    assert cfg.reader_socket() is None  # no group: no reader socket
+    cfg = config.parse("socket: /run/x/v.sock\napi:\n  reader_group: 4242\n")
+    assert cfg.reader_socket() == "/run/x/vswitchd-reader.sock"
+    assert config.reader_gid(4242) == 4242  # a number needs no group entry
+    cfg = config.parse("api:\n  reader_group: root\n  reader_socket: /r.sock\n"
+                       "  audit_log: /var/log/a\n")
+    assert (cfg.reader_socket(), cfg.api.audit_log, config.reader_gid("root")) == \
+        ("/r.sock", "/var/log/a", 0)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("api:\n  reader_group: no-such-group-here\n",
+     "f.yaml:2: api.reader_group: there is no group 'no-such-group-here'"),
+    ("api:\n  reader_group: [a]\n", "f.yaml:2: api.reader_group: expected a group name or "
+     "number, got ['a']"),
+    ("api:\n  reader_group: -1\n", "f.yaml:2: api.reader_group: -1 is not a gid"),
+    ("api:\n  reader_socket: /r.sock\n", "f.yaml:2: api.reader_socket needs api.reader_group"),
+    ("api:\n  reader_group: 0\n  reader_socket: r.sock\n",
+     "f.yaml:3: api.reader_socket: 'r.sock' must be an absolute path"),
+    ("socket: /v.sock\napi:\n  reader_group: 0\n  reader_socket: /v.sock\n",
+     "f.yaml:4: api.reader_socket: '/v.sock' is the admin socket"),
+    ("api:\n  audit_log: 5\n", "f.yaml:2: api.audit_log: expected str, got int 5"),
+    ("api:\n  reader_grp: x\n", "f.yaml:2: unknown key 'api.reader_grp' (known: "
+     "reader_socket, reader_group, audit_log)"),
+])
+def test_bad_api_section_names_file_line_and_key(text, expected):
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse(text, "f.yaml")
+    assert expected in str(ei.value)

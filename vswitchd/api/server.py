@@ -1,5 +1,8 @@
-"""gRPC listeners: the root-only Unix socket (always) and TCP with TLS (only when configured),
-with client certificates unless the configuration says the listener is unauthenticated.
+"""gRPC listeners: the root-only Unix socket (always), the reader socket (when api.reader_group
+is set) and TCP with TLS (only when configured), with client certificates mapped to roles
+unless the configuration says the listener is unauthenticated. The Unix sockets are the
+daemon's own, relayed to gRPC's private socket so that each call's uid/gid/pid is known
+(vswitchd.api.peers); vswitchd.api.access checks roles and writes the audit log.
 
 Health checking and server reflection are registered so generic tools (grpcurl,
 grpc_health_probe) work against the daemon.
@@ -10,10 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,30 +22,16 @@ from grpc_reflection.v1alpha import reflection
 
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
+from vswitchd.api import audit
+from vswitchd.api.access import AccessControl, Identify
+from vswitchd.api.peers import Relay, claim_socket_path
 from vswitchd.api.servicer import SwitchServicer
-from vswitchd.config import Config
-from vswitchd.errors import FailedPrecondition
+from vswitchd.config import Config, reader_gid
 from vswitchd.switch import Switch
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Switch"].full_name
-
-
-def _claim_socket_path(path: str) -> None:
-    """Remove a stale socket file; refuse if a live daemon answers on it."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if not os.path.exists(path):
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: left over from a daemon that died
-        return
-    finally:
-        probe.close()
-    raise FailedPrecondition(f"another vswitchd is already listening on {path}")
 
 
 def _read(path: str) -> bytes:
@@ -62,14 +49,46 @@ WORKERS = 64
 # limit: a listing is as large as what it lists (100 000 FDB entries of a bridge: 3.8 MB),
 # and the clients (vswapi) take any size.
 MAX_REQUEST_BYTES = 16 << 20
+# Streams (calls) at once on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; gRPC's
+# default is unlimited): a client's further calls wait in its own queue until one ends, so one
+# connection cannot take more than a quarter of the WORKERS. A controller needs a few (Subscribe,
+# packet-in, watch and its unary calls).
+MAX_STREAMS_PER_CONNECTION = 16
 OPTIONS = [("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
-           ("grpc.max_send_message_length", -1)]
+           ("grpc.max_send_message_length", -1),
+           ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION)]
 
 
-def build_server(switch: Switch, cfg: Config, workers: int = WORKERS,
+def private_socket(cfg: Config) -> str:
+    """gRPC's own listener, which only the relay (and root) can reach."""
+    return f"{cfg.socket}.grpc"
+
+
+class ApiServer:
+    """The gRPC server and the Unix sockets relayed to it; stop() ends both."""
+
+    def __init__(self, server: grpc.Server, relay: Relay,
+                 audit_handler: logging.Handler | None) -> None:
+        self.server = server
+        self.relay = relay
+        self.audit_handler = audit_handler
+
+    def stop(self, grace: float | None) -> None:
+        self.relay.close()  # no new connections; open ones end with the server
+        self.server.stop(grace=grace).wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.relay.target)
+        if self.audit_handler is not None:
+            audit.log.removeHandler(self.audit_handler)
+            self.audit_handler.close()
+
+
+def build_server(switch: Switch, cfg: Config, relay: Relay, workers: int = WORKERS,
                  interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
+    """INTERCEPTORS run first (the metrics count refused calls too), then access control."""
+    access = AccessControl(Identify(relay, cfg.tcp))
     server = grpc.server(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-                         interceptors=list(interceptors), options=OPTIONS)
+                         interceptors=[*interceptors, access], options=OPTIONS)
     pb_grpc.add_SwitchServicer_to_server(SwitchServicer(switch), server)
 
     health_servicer = health.HealthServicer()
@@ -80,10 +99,10 @@ def build_server(switch: Switch, cfg: Config, workers: int = WORKERS,
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
-    _claim_socket_path(cfg.socket)
-    old_umask = os.umask(0o177)  # the socket is born 0600: no window where others can connect
+    claim_socket_path(relay.target)
+    old_umask = os.umask(0o177)  # born 0600: only root reaches gRPC without the relay
     try:
-        server.add_insecure_port(f"unix:{cfg.socket}")
+        server.add_insecure_port(f"unix:{relay.target}")
     finally:
         os.umask(old_umask)
 
@@ -103,10 +122,22 @@ def build_server(switch: Switch, cfg: Config, workers: int = WORKERS,
 
 
 def start(switch: Switch, cfg: Config,
-          interceptors: Sequence[grpc.ServerInterceptor] = ()) -> grpc.Server:
+          interceptors: Sequence[grpc.ServerInterceptor] = ()) -> ApiServer:
     """INTERCEPTORS: the metrics' (vswitchd.metrics.api), when they are on."""
-    server = build_server(switch, cfg, interceptors=interceptors)
+    gid = None
+    reader = cfg.reader_socket()
+    if reader is not None and cfg.api.reader_group is not None:
+        gid = reader_gid(cfg.api.reader_group)  # checked by config: a missing group stops it
+    relay = Relay(private_socket(cfg))
+    server = build_server(switch, cfg, relay, interceptors=interceptors)
     server.start()
-    with contextlib.suppress(FileNotFoundError):
-        os.chmod(cfg.socket, 0o600)
-    return server
+    handler = audit.open_file(cfg.api.audit_log) if cfg.api.audit_log else None
+    try:
+        relay.listen(cfg.socket, "admin", 0o600)
+        if reader is not None and gid is not None:
+            relay.listen(reader, "reader", 0o660, gid)
+            log.info("reader socket %s (group %s, mode 0660)", reader, cfg.api.reader_group)
+    except BaseException:
+        ApiServer(server, relay, handler).stop(grace=0)
+        raise
+    return ApiServer(server, relay, handler)
