@@ -453,7 +453,8 @@ def _rpc_failure(exc: grpc.RpcError, address: str, timeout: float) -> int:
     if code == grpc.StatusCode.UNAVAILABLE:
         hint = START_HINT
         if "ermission denied" in details:
-            hint = "the socket is for root only: run vswctl as root"
+            hint = ("the admin socket is for root, a reader socket for its group's members "
+                    "(vswitchd's api.reader_group)")
         _err(f"cannot reach vswitchd at {address}: {details} ({hint})")
         return EXIT_UNREACHABLE
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -461,6 +462,10 @@ def _rpc_failure(exc: grpc.RpcError, address: str, timeout: float) -> int:
              f"({START_HINT}; a slow operation may need a longer --timeout)")
         return EXIT_UNREACHABLE
     name = code.name if code is not None else "UNKNOWN"
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        _err(f"{name}: {details} (a reader may only read: changes need root on the admin "
+             "socket, or a client certificate of the admin role)")
+        return EXIT_REFUSED
     _err(f"{name}: {details}")
     return EXIT_REFUSED
 

@@ -69,7 +69,8 @@ def test_tcp_without_client_ca_refuses_to_start(host, tmp_path, pki):
 
 def test_tcp_with_client_ca_wants_a_client_certificate(host, tmp_path, pki):
     h = host
-    h.start("--config", config(tmp_path / "v.yaml", pki, f"tls_client_ca: {pki / 'ca.pem'}"))
+    h.start("--config", config(tmp_path / "v.yaml", pki, f"tls_client_ca: {pki / 'ca.pem'}",
+                               "roles: {reader: [CN=client]}"))
     assert tls_call(h, pki, with_cert=True) == "ok"
     assert tls_call(h, pki, with_cert=False) == "refused UNAVAILABLE"  # the handshake fails
     assert "unauthenticated" not in h.log()

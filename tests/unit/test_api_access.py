@@ -114,11 +114,11 @@ def test_a_reader_reads_and_is_refused_changes(served, caplog):
     who = f'who="uid={os.getuid()} gid={os.getgid()} pid={os.getpid()}"'
     lines = [r.getMessage() for r in caplog.records if r.name == "vswitchd.audit"]
     assert lines == [
-        f'audit: call=CreateBridge resource="bridge.name=br1" result=PERMISSION_DENIED '
+        f'call=CreateBridge resource="bridge.name=br1" result=PERMISSION_DENIED '
         f'role=reader {who} listener=unix:{reader}',
-        f'audit: call=DeleteBridge resource="name=br0" result=PERMISSION_DENIED '
+        f'call=DeleteBridge resource="name=br0" result=PERMISSION_DENIED '
         f'role=reader {who} listener=unix:{reader}',
-        f'audit: call=SubscribePacketIn resource="" result=PERMISSION_DENIED '
+        f'call=SubscribePacketIn resource="" result=PERMISSION_DENIED '
         f'role=reader {who} listener=unix:{reader}',
     ]  # reads are not audited
     assert Path(cfg.api.audit_log).read_text().count("result=PERMISSION_DENIED") == 3
@@ -143,8 +143,8 @@ def test_admin_calls_are_audited_with_their_result(served, caplog):
     who = f'who="uid={os.getuid()} gid={os.getgid()} pid={os.getpid()}"'
     tail = f"role=admin {who} listener=unix:{cfg.socket}"
     assert [r.getMessage() for r in caplog.records if r.name == "vswitchd.audit"] == [
-        f'audit: call=CreateBridge resource="bridge.name=br0" result=OK {tail}',
-        f'audit: call=CreateBridge resource="bridge.name=br0" result=ALREADY_EXISTS {tail}',
+        f'call=CreateBridge resource="bridge.name=br0" result=OK {tail}',
+        f'call=CreateBridge resource="bridge.name=br0" result=ALREADY_EXISTS {tail}',
     ]
 
 

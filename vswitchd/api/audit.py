@@ -1,8 +1,8 @@
 """The audit log: one line per admin call (each call that may change the switch) and per refused
 call, through the `vswitchd.audit` logger: the daemon log, and api.audit_log when set.
 
-    audit: call=CreateBridge resource="bridge.name=br0" result=OK role=admin
-           who="uid=0 gid=0 pid=4242" listener=unix:/run/vswitchd/vswitchd.sock
+    call=CreateBridge resource="bridge.name=br0" result=OK role=admin
+        who="uid=0 gid=0 pid=4242" listener=unix:/run/vswitchd/vswitchd.sock
 """
 
 from __future__ import annotations
@@ -74,5 +74,5 @@ def resource(request: Message) -> str:
 def record(call: str, request: Message | None, result: str, role: str | None, who: str,
            listener: str) -> None:
     what = resource(request) if request is not None else ""
-    log.info("audit: call=%s resource=%s result=%s role=%s who=%s listener=%s", call,
+    log.info("call=%s resource=%s result=%s role=%s who=%s listener=%s", call,
              value(what), result, role or "none", value(who), value(listener))
