@@ -151,14 +151,23 @@ class Relay:
         upstream.close()
         slots.release()
 
-    def close(self) -> None:
+    def stop_accepting(self) -> None:
+        """Close the public sockets and remove their files; open connections go on."""
         with self._lock:
             self._closing = True
-            conns = list(self._conns)
         for path, sock in self._listeners:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
             sock.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+        self._listeners.clear()
+
+    def close(self) -> None:
+        """End every connection (after gRPC's grace for the calls on them)."""
+        self.stop_accepting()
+        with self._lock:
+            conns = list(self._conns)
         for conn in conns:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)

@@ -74,8 +74,9 @@ class ApiServer:
         self.audit_handler = audit_handler
 
     def stop(self, grace: float | None) -> None:
-        self.relay.close()  # no new connections; open ones end with the server
+        self.relay.stop_accepting()  # calls under way get GRACE seconds to end
         self.server.stop(grace=grace).wait()
+        self.relay.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.relay.target)
         if self.audit_handler is not None:
