@@ -177,7 +177,7 @@ def reload_config(path: str | None, switch: Switch, store: StateStore,
         log.error("configuration reload refused: %s; the running state is kept", exc)
         return False
     for key in ("socket", "state_dir", "bpffs_dir", "default_datapath", "fdb_aging_seconds",
-                "tcp", "datapath"):
+                "tcp", "api", "datapath"):
         if getattr(new, key) != getattr(running, key) and key in new.origins:
             log.warning("configuration reload: %s changed; it takes effect on restart", key)
     if new.watch.max_watchers != running.watch.max_watchers:

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from fakes import make_rig
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
@@ -155,6 +156,9 @@ def test_grpc_private_socket_without_the_relay_has_no_role(served):
         err = _denied(stub.GetStatus, pb.GetStatusRequest())
         assert "has no role (it did not come through one of the daemon's sockets)" in \
             err.details()
+        health = health_pb2_grpc.HealthStub(channel)  # needs no role
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
+            health_pb2.HealthCheckResponse.SERVING
 
 
 def test_one_connection_runs_at_most_the_stream_limit_at_once(served):

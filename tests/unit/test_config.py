@@ -143,6 +143,13 @@ def test_bad_tcp_roles_name_file_and_line(roles, expected):
     assert expected in str(ei.value)
 
 
+def test_tcp_roles_need_client_certificates():
+    with pytest.raises(config.ConfigError) as ei:
+        config.parse(TCP + "  unauthenticated_clients: true\n  roles: {reader: [CN=a]}\n",
+                     "f.yaml")
+    assert str(ei.value).startswith("f.yaml:6: tcp.roles needs client certificates")
+
+
 def test_api_section():
     cfg = config.parse("socket: /run/x/v.sock\n")
     assert cfg.reader_socket() is None  # no group: no reader socket
