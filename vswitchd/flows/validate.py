@@ -240,7 +240,7 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
         elif kind == "controller":
             out.append(_controller(arg))
         elif not kind:
-            raise FlowInvalid(f"action {i} is empty (set one of drop, normal, flood, output, "
+            raise FlowInvalid(f"action {i} in actions is empty (set one of drop, normal, flood, output, "
                               "mod_vlan_vid, strip_vlan, controller)", "actions", i)
         else:
             raise FlowInvalid(f"unknown action {clip(kind)}", "actions", kind)
