@@ -84,8 +84,8 @@ class Ids:
     (req(actions=[("drop", None), ("normal", None)]),
      "actions=drop,normal: drop cannot be combined with other actions"),
     (req(actions=[("normal", None), ("", None)]),
-     "action 2 in actions is empty (set one of drop, normal, flood, output, mod_vlan_vid, strip_vlan, "
-         "controller)"),
+     "action 2 in actions is empty (set one of drop, normal, flood, output, mod_vlan_vid, "
+     "strip_vlan, controller)"),
     (req(actions=[("output", "c2")] * 9), "9 actions: the datapath allows at most 8 per flow"),
     (req(actions=[("output", "c2"), ("normal", None), ("output", "m0"), ("output", "c2")]),
      "output:c2: the flow outputs to c2 twice (a frame leaves a port once)"),
