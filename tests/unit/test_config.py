@@ -105,3 +105,9 @@ def test_tcp_needs_client_certificates_unless_said_unauthenticated():
         config.parse(TCP + "  unauthenticated_clients: false\n", "f.yaml")
     with pytest.raises(config.ConfigError, match="unauthenticated_clients: true contradicts"):
         config.parse(TCP + "  tls_client_ca: /ca.pem\n  unauthenticated_clients: true\n")
+
+
+def test_control_character_is_a_config_error_with_its_line():
+    """yaml's reader refuses it before parsing starts (found by tests/unit/test_config_fuzz)."""
+    with pytest.raises(config.ConfigError, match=r"^vsw\.yaml:2: not valid YAML: character 0x7 "):
+        config.parse("log_level: info\nsocket: /run/\x07\n", "vsw.yaml")
