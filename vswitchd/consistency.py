@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sqlite3
 import struct
 from dataclasses import dataclass, field
 
@@ -158,7 +159,13 @@ def load_store(state_dir: str) -> dict[str, Bridge]:
                           "against (wrong --state-dir?)")
     store = StateStore(state_dir)
     try:
+        # only reads (StateStore's own connection would upgrade the schema): no write lock
+        # beside a running daemon; not mode=ro, which leaves the -wal and -shm files behind
+        store._db = sqlite3.connect(f"file:{store.path}?mode=rw", uri=True, timeout=10,
+                                    check_same_thread=False)
         return store.load()
+    except sqlite3.Error as exc:
+        raise CannotCheck(f"cannot read the state store {store.path}: {exc}") from None
     except StateError as exc:
         raise CannotCheck(str(exc)) from None
     finally:
