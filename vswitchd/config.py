@@ -212,8 +212,8 @@ def parse(text: str, path: str = "<config>") -> Config:
         loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         cfg = _parse_nodes(path, loader)
     except yaml.reader.ReaderError as exc:  # no mark: the character's position
-        line = text.count("\n", 0, exc.position) + 1
-        raise ConfigError(f"{path}:{line}: not valid YAML: character {exc.character:#x} "
+        at = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}:{at}: not valid YAML: character {exc.character:#x} "
                           f"({exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
