@@ -7,8 +7,9 @@ pinned maps with the bpf() syscall (no bcc, no compile), so it works beside a ru
 after one stopped (the pins stay). It must run in the daemon's network namespace. Each finding
 is one sentence naming the object and what disagrees; none = consistent.
 
-What it compares, per stored bridge: the bridge device (kind bridge); each port's interface
-(enslaved to the bridge, of its type's link kind), a veth's namespace and peer; the NAT rule
+What it compares, per stored bridge: the bridge device (kind bridge, its own MAC); each port's
+interface (enslaved to the bridge, of its type's link kind, its MTU), a veth's namespace and
+peer; the NAT rule
 (present with the bridge's subnet iff nat is on; no rule for another bridge); on eBPF bridges
 the ports map (the bridge and each port, with its datapath kind and VLAN mode, the trunk
 entry), every static FDB entry (static, at the port's ifindex), a flow table (flow_masks entry)
@@ -208,6 +209,9 @@ def compare(bridges: dict[str, Bridge], obs: Observed) -> list[str]:
             out.append(f"bridge {br.name}: interface {br.name} is a {info.kind or 'nic'}, "
                        "not a bridge")
             info = None
+        elif br.facts.mac and info.mac != br.facts.mac \
+                and not any(p.spec.uplink for p in br.ports.values()):  # (wears the NIC's)
+            out.append(f"bridge {br.name}: its MAC is {info.mac}, not its own {br.facts.mac}")
         ebpf = br.datapath == "ebpf"
         if ebpf and info is not None:
             ebpf_bridges.add(info.ifindex)
@@ -226,6 +230,8 @@ def compare(bridges: dict[str, Bridge], obs: Observed) -> list[str]:
                 if drv.link_kind and link.kind != drv.link_kind:
                     out.append(f"{what}: interface {port.name} is a {link.kind or 'nic'}, "
                                f"not a {drv.link_kind}")
+                if port.spec.mtu and link.mtu != port.spec.mtu:
+                    out.append(f"{what}: its MTU is {link.mtu}, not {port.spec.mtu}")
                 if ebpf and info is not None:
                     dp_keep.add(link.ifindex)
                     out += _dp_port(obs, what, link.ifindex, info.ifindex, drv.dp_kind,

@@ -64,7 +64,8 @@ def built(host):
     c = host.name("c")
     host.vswctl("add-br", "br0", "--ip", "10.61.0.1/24", "--nat")
     host.vswctl("add-port", "br0", "p1", "--netns", c, "--peer-name", "e1")
-    host.vswctl("add-port", "br0", "p2", "--netns", c, "--peer-name", "e2", "--vlan", "10")
+    host.vswctl("add-port", "br0", "p2", "--netns", c, "--peer-name", "e2", "--vlan", "10",
+                "--mtu", "1400")
     host.vswctl("add-port", "br0", "p3", "--netns", host.name("d"), "--trunks", "20,30",
                 "--native-vlan", "5")
     host.vswctl("add-port", "br0", "t1", "--type", "tap")
@@ -103,7 +104,8 @@ def test_kernel_disagreements_are_found(built):
     in_host(h, "ip", "link", "del", "t1")
     in_host(h, "ip", "link", "add", "t1", "master", "br0", "type", "veth", "peer", "t1p")
     in_host(h, "ip", "link", "del", "k1")
-    h.run_in(h.name("c"), "ip", "link", "del", "e2")
+    h.run_in(h.name("c"), "ip", "link", "del", "e2")  # (p2 goes with it: a veth pair)
+    in_host(h, "ip", "link", "set", "br0", "address", "02:12:34:56:78:9a")
     subprocess.run(["ip", "netns", "del", h.name("d")], check=True)
     in_host(h, "nft", "flush", "chain", "ip", "vswitchd_nat", "postrouting")
     in_host(h, "nft", "add", "rule", "ip", "vswitchd_nat", "postrouting", "ip", "saddr",
@@ -114,6 +116,7 @@ def test_kernel_disagreements_are_found(built):
                  "port t1 of bridge br0: interface t1 is a veth, not a tun",
                  "port k1 of bridge kb0: its interface does not exist",
                  f"port p2 of bridge br0: network namespace {h.name('c')} has no interface e2",
+                 "bridge br0: its MAC is 02:12:34:56:78:9a, not its own",
                  f"port p3 of bridge br0: its network namespace {h.name('d')} does not exist",
                  "bridge br0: NAT is on but there is no NAT rule for it",
                  "NAT rule for gone0 (10.99.0.0/24): the store has no bridge gone0",
@@ -126,6 +129,7 @@ def test_datapath_disagreements_are_found(built):
     h = built
     br0, p1, p2, p3 = (ifindex(h, n) for n in ("br0", "p1", "p2", "p3"))
     h.stop()
+    in_host(h, "ip", "link", "set", "p2", "mtu", "1300")
     ports = PinnedMap(h, "ports")
     try:
         items = ports.items()
@@ -160,6 +164,7 @@ def test_datapath_disagreements_are_found(built):
         masks.close()
     got = "\n".join(findings(h))
     for want in (f"port p1 of bridge br0: no entry (ifindex {p1}) in the datapath's ports map",
+                 "port p2 of bridge br0: its MTU is 1300, not 1400",
                  "port p2 of bridge br0: the ports map does not make it an access port of "
                  "VLAN 10",
                  "port p3 of bridge br0: the datapath's trunk entry (native 6",

@@ -11,14 +11,15 @@ import pytest
 from vswitchd.consistency import DpPort, Observed, compare
 from vswitchd.datapath.constants import FDB_F_STATIC, PORT_F_ACCESS, PORT_F_TRUNK
 from vswitchd.datapath.ports import PortKind
-from vswitchd.model import Bridge, BridgeSpec, Port, PortSpec, StaticFdb
+from vswitchd.model import Bridge, BridgeFacts, BridgeSpec, Port, PortSpec, StaticFdb
 from vswitchd.netlink.types import LinkInfo
 
 BR, P1, P2, P3, T1, KB, K1 = 10, 11, 12, 13, 14, 20, 21
 
 
-def link(name: str, ifindex: int, kind: str, master: int | None = None) -> LinkInfo:
-    return LinkInfo(name=name, ifindex=ifindex, kind=kind, master=master, mac="", mtu=1500,
+def link(name: str, ifindex: int, kind: str, master: int | None = None, mac: str = "",
+         mtu: int = 1500) -> LinkInfo:
+    return LinkInfo(name=name, ifindex=ifindex, kind=kind, master=master, mac=mac, mtu=mtu,
                     up=True, operstate="UP")
 
 
@@ -27,8 +28,8 @@ def store() -> dict[str, Bridge]:
         "p1": Port(PortSpec("p1", netns="c", peer_name="e1")),
         "p2": Port(PortSpec("p2", vlan=10)),
         "p3": Port(PortSpec("p3", trunks=[20, 30], native_vlan=5)),
-        "t1": Port(PortSpec("t1", type="tap")),
-    }, fdb=[StaticFdb("02:00:00:00:00:01", "p1")])
+        "t1": Port(PortSpec("t1", type="tap", mtu=9000)),
+    }, fdb=[StaticFdb("02:00:00:00:00:01", "p1")], facts=BridgeFacts(mac="02:aa:00:00:00:01"))
     br0.flows = ["a rule"]  # type: ignore[assignment]  # compare counts them only
     kb0 = Bridge(BridgeSpec("kb0", datapath="kernel"), ports={"k1": Port(PortSpec("k1"))})
     return {"br0": br0, "kb0": kb0}
@@ -36,9 +37,10 @@ def store() -> dict[str, Bridge]:
 
 def observed() -> Observed:
     return Observed(
-        links={"br0": link("br0", BR, "bridge"), "p1": link("p1", P1, "veth", BR),
+        links={"br0": link("br0", BR, "bridge", mac="02:aa:00:00:00:01"),
+               "p1": link("p1", P1, "veth", BR),
                "p2": link("p2", P2, "veth", BR), "p3": link("p3", P3, "veth", BR),
-               "t1": link("t1", T1, "tun", BR), "kb0": link("kb0", KB, "bridge"),
+               "t1": link("t1", T1, "tun", BR, mtu=9000), "kb0": link("kb0", KB, "bridge"),
                "k1": link("k1", K1, "veth", KB)},
         peers={("c", "e1"): ""},
         nat={"br0": "10.1.0.0/24"},
@@ -76,7 +78,11 @@ OBSERVED_CASES = {
     "port k1 of bridge kb0: interface k1 is not enslaved to kb0":
         lambda o: o.links.update(k1=link("k1", K1, "veth", None)),
     "port t1 of bridge br0: interface t1 is a veth, not a tun":
-        lambda o: o.links.update(t1=link("t1", T1, "veth", BR)),
+        lambda o: o.links.update(t1=link("t1", T1, "veth", BR, mtu=9000)),
+    "port t1 of bridge br0: its MTU is 1500, not 9000":
+        lambda o: o.links.update(t1=link("t1", T1, "tun", BR)),
+    "bridge br0: its MAC is 02:bb:00:00:00:01, not its own 02:aa:00:00:00:01":
+        lambda o: o.links.update(br0=link("br0", BR, "bridge", mac="02:bb:00:00:00:01")),
     "port p1 of bridge br0: its network namespace c does not exist":
         lambda o: o.peers.update({("c", "e1"): "its network namespace c does not exist"}),
     "bridge br0: NAT is on but there is no NAT rule for it": lambda o: o.nat.clear(),
@@ -136,11 +142,21 @@ def _nat_off(bridges):
     bridges["br0"].spec.nat = False
 
 
+def _uplink(bridges):  # the bridge wears the uplink NIC's MAC then: not its own
+    bridges["br0"].ports["p1"].spec.uplink = True
+
+
 STORE_CASES = {
     "bridge br0: the store has 0 flow rules but the datapath still has a flow table for it":
         _no_flows,
     "bridge br0: NAT is off but a NAT rule (10.1.0.0/24) is installed": _nat_off,
 }
+
+
+def test_a_bridge_with_an_uplink_wears_another_mac():
+    obs = observed()
+    obs.links["br0"] = link("br0", BR, "bridge", mac="02:bb:00:00:00:01")
+    assert compare(_store(_uplink), obs) == []
 
 
 @pytest.mark.parametrize("finding", STORE_CASES)
