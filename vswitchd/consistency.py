@@ -8,8 +8,8 @@ after one stopped (the pins stay). It must run in the daemon's network namespace
 is one sentence naming the object and what disagrees; none = consistent.
 
 What it compares, per stored bridge: the bridge device (kind bridge, its own MAC); each port's
-interface (enslaved to the bridge, of its type's link kind, its MTU), a veth's namespace and
-peer; the NAT rule
+interface (enslaved to the bridge, of its type's link kind, its MTU, the XDP program its mode asks
+for), a veth's namespace and peer; the NAT rule
 (present with the bridge's subnet iff nat is on; no rule for another bridge); on eBPF bridges
 the ports map (the bridge and each port, with its datapath kind and VLAN mode, the trunk
 entry), every static FDB entry (static, at the port's ifindex), a flow table (flow_masks entry)
@@ -232,6 +232,7 @@ def compare(bridges: dict[str, Bridge], obs: Observed) -> list[str]:
                                f"not a {drv.link_kind}")
                 if port.spec.mtu and link.mtu != port.spec.mtu:
                     out.append(f"{what}: its MTU is {link.mtu}, not {port.spec.mtu}")
+                out += _xdp(what, link, (port.spec.xdp or drv.xdp_default) if ebpf else "off")
                 if ebpf and info is not None:
                     dp_keep.add(link.ifindex)
                     out += _dp_port(obs, what, link.ifindex, info.ifindex, drv.dp_kind,
@@ -284,6 +285,23 @@ def _dp_port(obs: Observed, what: str, ifindex: int, bridge: int, kind: int, vla
     elif entry.flags & (PORT_F_ACCESS | PORT_F_TRUNK):
         out.append(f"{what}: the ports map gives it a VLAN mode the store does not")
     return out
+
+
+XDP_MODES = {"off": set(), "native": {"native"}, "generic": {"generic"},
+             "auto": {"native", "generic"}}  # the mode in force -> the attachments it may get
+
+
+def _xdp(what: str, link: LinkInfo, mode: str) -> list[str]:
+    """The XDP program the kernel runs on the port's interface fits its mode (vswitchd.switch.xdp:
+    auto is native where the driver can, else generic; kernel bridges run none)."""
+    have = {m for m, _prog in link.xdp_progs if m in ("native", "generic")}
+    allowed = XDP_MODES.get(mode, set())
+    if not have and allowed:
+        return [f"{what}: XDP mode {mode} but no XDP program is attached"]
+    if have - allowed:
+        return [f"{what}: XDP mode {mode} but a {'/'.join(sorted(have))} XDP program is "
+                "attached"]
+    return []
 
 
 def _fdb(br: Bridge, obs: Observed, bridge: int) -> list[str]:

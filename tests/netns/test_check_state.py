@@ -114,6 +114,7 @@ def test_kernel_disagreements_are_found(built):
     for want in ("bridge kb0: interface kb0 is a veth, not a bridge",
                  "port p1 of bridge br0: interface p1 is not enslaved to br0",
                  "port t1 of bridge br0: interface t1 is a veth, not a tun",
+                 "port t1 of bridge br0: XDP mode auto but no XDP program is attached",
                  "port k1 of bridge kb0: its interface does not exist",
                  f"port p2 of bridge br0: network namespace {h.name('c')} has no interface e2",
                  "bridge br0: its MAC is 02:12:34:56:78:9a, not its own",

@@ -18,9 +18,12 @@ BR, P1, P2, P3, T1, KB, K1 = 10, 11, 12, 13, 14, 20, 21
 
 
 def link(name: str, ifindex: int, kind: str, master: int | None = None, mac: str = "",
-         mtu: int = 1500) -> LinkInfo:
+         mtu: int = 1500, xdp: tuple = ()) -> LinkInfo:
     return LinkInfo(name=name, ifindex=ifindex, kind=kind, master=master, mac=mac, mtu=mtu,
-                    up=True, operstate="UP")
+                    up=True, operstate="UP", xdp_progs=xdp)
+
+
+TAP_XDP = (("native", 7),)  # a TAP's default mode, auto, got native
 
 
 def store() -> dict[str, Bridge]:
@@ -40,7 +43,8 @@ def observed() -> Observed:
         links={"br0": link("br0", BR, "bridge", mac="02:aa:00:00:00:01"),
                "p1": link("p1", P1, "veth", BR),
                "p2": link("p2", P2, "veth", BR), "p3": link("p3", P3, "veth", BR),
-               "t1": link("t1", T1, "tun", BR, mtu=9000), "kb0": link("kb0", KB, "bridge"),
+               "t1": link("t1", T1, "tun", BR, mtu=9000, xdp=TAP_XDP),
+               "kb0": link("kb0", KB, "bridge"),
                "k1": link("k1", K1, "veth", KB)},
         peers={("c", "e1"): ""},
         nat={"br0": "10.1.0.0/24"},
@@ -78,9 +82,15 @@ OBSERVED_CASES = {
     "port k1 of bridge kb0: interface k1 is not enslaved to kb0":
         lambda o: o.links.update(k1=link("k1", K1, "veth", None)),
     "port t1 of bridge br0: interface t1 is a veth, not a tun":
-        lambda o: o.links.update(t1=link("t1", T1, "veth", BR, mtu=9000)),
+        lambda o: o.links.update(t1=link("t1", T1, "veth", BR, mtu=9000, xdp=TAP_XDP)),
     "port t1 of bridge br0: its MTU is 1500, not 9000":
-        lambda o: o.links.update(t1=link("t1", T1, "tun", BR)),
+        lambda o: o.links.update(t1=link("t1", T1, "tun", BR, xdp=TAP_XDP)),
+    "port t1 of bridge br0: XDP mode auto but no XDP program is attached":
+        lambda o: o.links.update(t1=link("t1", T1, "tun", BR, mtu=9000)),
+    "port p1 of bridge br0: XDP mode off but a generic XDP program is attached":
+        lambda o: o.links.update(p1=link("p1", P1, "veth", BR, xdp=(("generic", 8),))),
+    "port k1 of bridge kb0: XDP mode off but a native XDP program is attached":
+        lambda o: o.links.update(k1=link("k1", K1, "veth", KB, xdp=(("native", 9),))),
     "bridge br0: its MAC is 02:bb:00:00:00:01, not its own 02:aa:00:00:00:01":
         lambda o: o.links.update(br0=link("br0", BR, "bridge", mac="02:bb:00:00:00:01")),
     "port p1 of bridge br0: its network namespace c does not exist":
