@@ -260,16 +260,22 @@ def _check_values(cfg: Config) -> None:
 
 def parse(text: str, path: str = "<config>") -> Config:
     """Parse YAML text into a Config; raise ConfigError naming path, line and key."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
         cfg = _parse_nodes(path, loader)
+    except yaml.reader.ReaderError as exc:  # no mark: the character's position
+        at = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{path}:{at}: not valid YAML: character {exc.character:#x} "
+                          f"({exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", exc)
         raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     _check_values(cfg)
     return cfg
 

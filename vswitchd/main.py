@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="remove everything vswitchd created (bridges, ports, namespaces it "
                         "created, NAT rules, programs, pinned maps) and exit; the stored "
                         "desired state is kept")
+    p.add_argument("--check-state", action="store_true",
+                   help="compare the stored desired state with the kernel (bridges, ports, "
+                        "namespaces, NAT rules) and the datapath's pinned maps, print what "
+                        "disagrees and exit: 0 if consistent, 1 if not, 2 if it cannot tell")
     p.add_argument("--version", action="version", version=f"vswitchd {__version__}")
     return p
 
@@ -210,6 +214,28 @@ def cleanup_only(cfg: config.Config, store: StateStore) -> int:
     return 0
 
 
+def check_state(cfg: config.Config) -> int:
+    """`vswitchd --check-state`: read-only, beside a running daemon or after it stopped; run
+    it in the daemon's network namespace. The findings go to stdout, one a line; the summary
+    to stderr."""
+    from vswitchd import consistency
+
+    try:
+        findings = consistency.check(cfg.state_dir, cfg.bpffs_dir)
+    except consistency.CannotCheck as exc:
+        print(f"vswitchd: cannot check the state: {exc}", file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"vswitchd: {len(findings)} inconsistencies between the store {cfg.state_dir}, "
+              "the kernel and the datapath", file=sys.stderr)
+        return 1
+    print(f"vswitchd: the store {cfg.state_dir}, the kernel and the datapath "
+          f"({cfg.bpffs_dir}) agree", file=sys.stderr)
+    return 0
+
+
 def run(cfg: config.Config, config_path: str | None = None, cleanup: bool = False) -> int:
     from vswitchd.api import server as api_server
     from vswitchd.monitor import LinkMonitor
@@ -330,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output is per message
+    if args.check_state:  # not root: what it cannot read is said, exit 2
+        return check_state(cfg)
     if os.geteuid() != 0:
         print("vswitchd: must run as root (it creates interfaces and loads eBPF programs)",
               file=sys.stderr)

@@ -181,3 +181,19 @@ def test_bad_api_section_names_file_line_and_key(text, expected):
     with pytest.raises(config.ConfigError) as ei:
         config.parse(text, "f.yaml")
     assert expected in str(ei.value)
+
+
+def test_control_character_is_a_config_error_with_its_line():
+    """yaml's reader refuses it before parsing starts (found by tests/unit/test_config_fuzz)."""
+    with pytest.raises(config.ConfigError, match=r"^vsw\.yaml:2: not valid YAML: character 0x7 "):
+        config.parse("log_level: info\nsocket: /run/\x07\n", "vsw.yaml")
+
+
+def test_sighup_with_a_control_character_keeps_the_running_state(tmp_path):
+    """reload_config catches ConfigError only: the reader's error used to escape it (and the
+    daemon's main loop). The file is refused before the switch is touched."""
+    from vswitchd.main import reload_config
+
+    path = tmp_path / "vsw.yaml"
+    path.write_text("log_level: info\n\x1b[0m\n")
+    assert reload_config(str(path), None, None, config.Config()) is False  # type: ignore[arg-type]

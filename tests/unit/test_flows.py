@@ -84,8 +84,8 @@ class Ids:
     (req(actions=[("drop", None), ("normal", None)]),
      "actions=drop,normal: drop cannot be combined with other actions"),
     (req(actions=[("normal", None), ("", None)]),
-     "action 2 is empty (set one of drop, normal, flood, output, mod_vlan_vid, strip_vlan, "
-         "controller)"),
+     "action 2 in actions is empty (set one of drop, normal, flood, output, mod_vlan_vid, "
+     "strip_vlan, controller)"),
     (req(actions=[("output", "c2")] * 9), "9 actions: the datapath allows at most 8 per flow"),
     (req(actions=[("output", "c2"), ("normal", None), ("output", "m0"), ("output", "c2")]),
      "output:c2: the flow outputs to c2 twice (a frame leaves a port once)"),
@@ -207,7 +207,7 @@ def test_batch_is_all_or_nothing_and_overlaps_inside_a_batch_name_the_flow():
     with pytest.raises(InvalidArgument) as ei:
         t.add(batch, Ids(10), 0, 0)
     assert str(ei.value) == (
-        "flow 4: overlaps flow 3 (priority=2,udp,actions=drop): a packet could match both at "
+        "flow 4: match overlaps flow 3 (priority=2,udp,actions=drop): a packet could match both at "
         "priority 2; give one a different priority or make the matches disjoint")
     assert t.store_list() == before
     assert len(t) == 1 and t.overlapping(rule(priority=2, in_port="c1")) is None
@@ -225,7 +225,7 @@ def test_replace_all_keeps_unchanged_rules_and_their_ids():
     assert t.replace_all([keep, changed, new], Ids(100), 5.0, 5) == (2, 2, 1)
     assert t.get(1, keep.match).rule_id == kept_id
     assert t.get(1, changed.match).rule_id >= 100 and t.get(1, drop.match) is None
-    with pytest.raises(InvalidArgument, match="flow 2: overlaps flow 1"):
+    with pytest.raises(InvalidArgument, match="flow 2: match overlaps flow 1"):
         t.replace_all([rule(priority=1, **UDP), rule(priority=1, tp_dst=(7, 0), **UDP)],
                       Ids(200), 0, 0)
     assert len(t) == 3 and t.get(1, keep.match).rule_id == kept_id

@@ -264,18 +264,21 @@ def test_flow_errors_over_grpc(api):
         (pb.Flow(), grpc.StatusCode.INVALID_ARGUMENT,
          "flow 2: actions= is required; use actions=drop to drop"),
         (pb.Flow(actions=[pb.FlowAction()]), grpc.StatusCode.INVALID_ARGUMENT,
-         "flow 2: action 1 is empty (set one of drop, normal, flood, output, mod_vlan_vid, "
-         "strip_vlan, controller)"),
+         "flow 2: action 1 in actions is empty (set one of drop, normal, flood, output, "
+         "mod_vlan_vid, strip_vlan, controller)"),
         (pb.Flow(match=pb.FlowMatch(in_port="nosuch"),
                  actions=[pb.FlowAction(normal=pb.NoArgument())]),
          grpc.StatusCode.INVALID_ARGUMENT, "flow 2: in_port=nosuch: no port nosuch on bridge br0"),
         (pb.Flow(priority=1, match=pb.FlowMatch(in_port="c1"),
                  actions=[pb.FlowAction(flood=pb.NoArgument())]),
-         grpc.StatusCode.INVALID_ARGUMENT, "flow 2: overlaps flow 1 (priority=1,udp,actions=drop)"),
+         grpc.StatusCode.INVALID_ARGUMENT,
+         "flow 2: match overlaps flow 1 (priority=1,udp,actions=drop)"),
     ]
     for bad, code, message in cases:
         e = _error(stub.AddFlows, pb.AddFlowsRequest(bridge="br0", flows=[good, bad]))
         assert e.code() == code and e.details().startswith(message), e.details()
+        field = dict(e.trailing_metadata())["vswitchd-field"]
+        assert field in e.details(), (field, e.details())  # the message names the field too
     assert list(stub.ListFlows(pb.ListFlowsRequest(bridge="br0"), timeout=10).flows) == []
     stub.AddFlows(pb.AddFlowsRequest(bridge="br0", flows=[good]), timeout=10)
     e = _error(stub.AddFlows, pb.AddFlowsRequest(bridge="br0", flows=[pb.Flow(

@@ -287,7 +287,7 @@ class FlowTable:
                "priority or make the matches disjoint")
         n = numbers.get(other.rule_id) if numbers else None
         if n is not None:
-            raise FlowInvalid(f"overlaps flow {n} ({other.to_ofctl()}): {why}", "match",
+            raise FlowInvalid(f"match overlaps flow {n} ({other.to_ofctl()}): {why}", "match",
                               rule.match)
         raise FlowConflict(f"overlaps {other.to_ofctl()}: {why}")
 

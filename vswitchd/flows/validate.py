@@ -240,8 +240,8 @@ def actions(raw: list[tuple[str, object]], *, bridge: str, ports: Container[str]
         elif kind == "controller":
             out.append(_controller(arg))
         elif not kind:
-            raise FlowInvalid(f"action {i} is empty (set one of drop, normal, flood, output, "
-                              "mod_vlan_vid, strip_vlan, controller)", "actions", i)
+            raise FlowInvalid(f"action {i} in actions is empty (set one of drop, normal, flood, "
+                              "output, mod_vlan_vid, strip_vlan, controller)", "actions", i)
         else:
             raise FlowInvalid(f"unknown action {clip(kind)}", "actions", kind)
     if len(out) > 1 and any(a.kind == "drop" for a in out):

@@ -43,6 +43,7 @@ class PortDriver:
 
     type: str = ""
     dp_kind: PortKind = PortKind.DEVICE  # how the eBPF datapath sends to it
+    link_kind = ""  # the kind of its interface (IFLA_INFO_KIND); "" = any (system: a NIC's)
     makes_link = True  # vswitchd makes the interface (and deletes it), or only enslaves it
     # PortSpec fields this type takes, beyond name, type and the VLAN settings (every type
     # takes those); a field set on a type that does not take it is refused, naming the types

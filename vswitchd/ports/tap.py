@@ -13,6 +13,7 @@ from vswitchd.txn import Txn
 
 class TapDriver(PortDriver):
     type = "tap"
+    link_kind = "tun"
     accepts = frozenset({"mtu", "owner", "multi_queue"})
     xdp_default = "auto"
     xdp_target = "always"

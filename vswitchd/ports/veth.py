@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 class VethDriver(PortDriver):
     type = "veth"
+    link_kind = "veth"
     dp_kind = PortKind.PEER
     accepts = frozenset({"netns", "peer_name", "addresses", "mac", "mtu", "gateway"})
     xdp_default = "off"

@@ -65,6 +65,7 @@ def refuse_own(links: LinksApi, remotes: list[str], field: str) -> None:
 
 class VxlanDriver(PortDriver):
     type = "vxlan"
+    link_kind = "vxlan"
     makes_link = True
     accepts = frozenset({"vni", "local", "dstport", "remotes", "mtu"})
 
