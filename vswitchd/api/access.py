@@ -52,6 +52,14 @@ class Identify:
         return Caller(None, peer or "unknown peer", "the private gRPC socket")
 
 
+def _code_of(exc: BaseException) -> grpc.StatusCode:
+    """The code of a call that EXC ended. Only the code is kept, never EXC: its traceback holds
+    the handler's frame, and a reference from that frame back to EXC is a cycle that keeps the
+    call's context, and so its HTTP/2 stream, alive until the garbage collector runs; 16 of
+    them filled a connection (grpc.max_concurrent_streams) and it refused every further call."""
+    return grpc.StatusCode.CANCELLED if isinstance(exc, GeneratorExit) else grpc.StatusCode.UNKNOWN
+
+
 def _refusal(method: str, needed: Role, caller: Caller) -> str:
     if caller.role is None:
         why = ("its certificate matches no entry of tcp.roles" if caller.listener.startswith("tcp:")
@@ -84,13 +92,11 @@ class AccessControl(grpc.ServerInterceptor):
             return caller
 
         def audited(request: Any, context: grpc.ServicerContext, caller: Caller,
-                    failed: BaseException | None) -> None:
+                    failed: grpc.StatusCode | None) -> None:
+            """FAILED: the code of an exception that ended the call, when the call set none."""
             if needed != "admin":
                 return  # a reader's call changes nothing
-            code = context.code()
-            if code is None:
-                code = (grpc.StatusCode.CANCELLED if isinstance(failed, GeneratorExit) else
-                        grpc.StatusCode.UNKNOWN if failed is not None else grpc.StatusCode.OK)
+            code = context.code() or failed or grpc.StatusCode.OK
             name = code.name if isinstance(code, grpc.StatusCode) else str(code)
             audit.record(method, request, name, caller.role, caller.who, caller.listener)
 
@@ -103,7 +109,7 @@ class AccessControl(grpc.ServerInterceptor):
                 try:
                     return inner(request, context)
                 except BaseException as exc:
-                    failed = exc
+                    failed = _code_of(exc)
                     raise
                 finally:
                     audited(request, context, caller, failed)
@@ -120,7 +126,7 @@ class AccessControl(grpc.ServerInterceptor):
                 try:
                     yield from inner_stream(request, context)
                 except BaseException as exc:
-                    failed = exc
+                    failed = _code_of(exc)
                     raise
                 finally:
                     audited(request, context, caller, failed)
