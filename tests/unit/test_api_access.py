@@ -17,12 +17,14 @@ import grpc
 import pytest
 from fakes import make_rig
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
 
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc as pb_grpc
 from vswitchd.api import audit, roles
 from vswitchd.api.server import MAX_STREAMS_PER_CONNECTION, private_socket, start
 from vswitchd.config import ApiSettings
+from vswitchd.metrics.api import ApiMetrics
 
 READER_NAMES = ("Get", "List", "Trace", "Watch", "Subscribe")
 CHANGING = ("Create", "Update", "Delete", "Add", "Replace", "Send", "Shutdown")
@@ -61,13 +63,14 @@ def test_audit_names_the_resource_without_dumping_the_request():
 
 
 @pytest.fixture
-def served(monkeypatch, tmp_path):
+def served(monkeypatch, tmp_path, request):
+    """A server on the fakes; request.param (indirect): its other interceptors' factory."""
     rig = make_rig(monkeypatch, str(tmp_path))
     d = tempfile.mkdtemp(prefix="vswacl-", dir="/tmp")  # short path: sun_path is 108 bytes
     cfg = dataclasses.replace(
         rig.cfg, socket=f"{d}/vswitchd.sock",
         api=ApiSettings(reader_group=os.getgid(), audit_log=f"{d}/audit.log"))
-    server = start(rig.switch, cfg)
+    server = start(rig.switch, cfg, getattr(request, "param", list)())
     try:
         yield rig, cfg
     finally:
@@ -188,11 +191,17 @@ def test_one_connection_runs_at_most_the_stream_limit_at_once(served):
             s.cancel()
 
 
+def _metrics() -> list[grpc.ServerInterceptor]:
+    return [ApiMetrics(CollectorRegistry())]
+
+
+@pytest.mark.parametrize("served", [list, _metrics], indirect=True, ids=["access", "metrics"])
 def test_failed_admin_calls_free_their_streams(served):
     """An admin call that fails used to leave its HTTP/2 stream open until the garbage collector
     ran (the audit kept the exception: a cycle through the handler's frame), and after
     MAX_STREAMS_PER_CONNECTION of them the connection refused every call (REFUSED_STREAM).
-    Found by tests/netns/test_api_fuzz.py. With the collector off, nothing else frees them."""
+    Found by tests/netns/test_api_fuzz.py. With the collector off, nothing else frees them.
+    Both interceptors end calls through vswitchd.api.intercept: each is run."""
     import gc
 
     _, cfg = served

@@ -6,12 +6,13 @@ servicer: nothing changes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from vswitchd.api import audit, certnames, roles
+from vswitchd.api import audit, certnames, intercept, roles
 from vswitchd.api.peers import Relay
 from vswitchd.api.roles import Role
 from vswitchd.config import TcpListener
@@ -52,14 +53,6 @@ class Identify:
         return Caller(None, peer or "unknown peer", "the private gRPC socket")
 
 
-def _code_of(exc: BaseException) -> grpc.StatusCode:
-    """The code of a call that EXC ended. Only the code is kept, never EXC: its traceback holds
-    the handler's frame, and a reference from that frame back to EXC is a cycle that keeps the
-    call's context, and so its HTTP/2 stream, alive until the garbage collector runs; 16 of
-    them filled a connection (grpc.max_concurrent_streams) and it refused every further call."""
-    return grpc.StatusCode.CANCELLED if isinstance(exc, GeneratorExit) else grpc.StatusCode.UNKNOWN
-
-
 def _refusal(method: str, needed: Role, caller: Caller) -> str:
     if caller.role is None:
         why = ("its certificate matches no entry of tcp.roles" if caller.listener.startswith("tcp:")
@@ -91,49 +84,19 @@ class AccessControl(grpc.ServerInterceptor):
                               _refusal(method, needed, caller))
             return caller
 
-        def audited(request: Any, context: grpc.ServicerContext, caller: Caller,
-                    failed: grpc.StatusCode | None) -> None:
-            """FAILED: the code of an exception that ended the call, when the call set none."""
-            if needed != "admin":
-                return  # a reader's call changes nothing
-            code = context.code() or failed or grpc.StatusCode.OK
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            audit.record(method, request, name, caller.role, caller.who, caller.listener)
+        @contextmanager
+        def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[None]:
+            caller = admit(request, context)
+            if needed != "admin":  # a reader's call changes nothing: no audit line
+                yield
+                return
+            with intercept.on_end(context, lambda code: audit.record(
+                    method, request, code, caller.role, caller.who, caller.listener)):
+                yield
 
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                caller = admit(request, context)
-                failed = None
-                try:
-                    return inner(request, context)
-                except BaseException as exc:
-                    failed = _code_of(exc)
-                    raise
-                finally:
-                    audited(request, context, caller, failed)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                caller = admit(request, context)
-                failed = None
-                try:
-                    yield from inner_stream(request, context)
-                except BaseException as exc:
-                    failed = _code_of(exc)
-                    raise
-                finally:
-                    audited(request, context, caller, failed)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+        wrapped = intercept.wrap(handler, guarded)
+        if wrapped is not None:
+            return wrapped
         # The Switch service has no client-streaming RPC; should one appear, it is refused
         # until this interceptor checks it.
         def refuse(request: Any, context: grpc.ServicerContext) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from vswitchd.api.intercept import on_end, wrap
+
 # Unary calls take 1 ms (a Get) to seconds (add-port into a new namespace, a bridge with
 # 1 000 ports deleted); streams last as long as their client.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -29,22 +31,15 @@ class ApiMetrics(grpc.ServerInterceptor):
 
     @contextmanager
     def _timed(self, service: str, method: str, context: grpc.ServicerContext) -> Iterator[None]:
-        """Count and time the call made inside: its code is the one the servicer set (abort),
-        else OK, CANCELLED for a stream its client left, UNKNOWN for an escaped exception."""
-        t0, failed = time.perf_counter(), None
-        try:
-            yield
-        except BaseException as exc:
-            failed = exc
-            raise
-        finally:
-            code = context.code()
-            if code is None:
-                code = (grpc.StatusCode.CANCELLED if isinstance(failed, GeneratorExit) else
-                        grpc.StatusCode.UNKNOWN if failed is not None else grpc.StatusCode.OK)
-            name = code.name if isinstance(code, grpc.StatusCode) else str(code)
-            self.requests.labels(service, method, name).inc()
+        """Count and time the call made inside, by the code it ended with."""
+        t0 = time.perf_counter()
+
+        def record(code: str) -> None:
+            self.requests.labels(service, method, code).inc()
             self.seconds.labels(service, method).observe(time.perf_counter() - t0)
+
+        with on_end(context, record):
+            yield
 
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: Any) -> Any:
@@ -52,25 +47,5 @@ class ApiMetrics(grpc.ServerInterceptor):
         if handler is None:
             return None
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        timed = self._timed
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                with timed(service, method, context):
-                    return inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
-
-            def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-                with timed(service, method, context):
-                    yield from inner_stream(request, context)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler  # client and bidirectional streams (reflection): not counted
+        wrapped = wrap(handler, lambda _request, context: self._timed(service, method, context))
+        return wrapped or handler  # client and bidirectional streams (reflection): not counted
