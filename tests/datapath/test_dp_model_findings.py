@@ -38,3 +38,27 @@ def test_a_double_tagged_runt_whose_inner_tag_is_cut_is_malformed(dp, vb):
     # with the inner tag whole it is an L2 frame of VLAN 30, flooded
     whole = frame + bytes.fromhex("000a0806")
     assert dp.trace(whole, vb["u"]).verdict == "flood"
+
+
+def test_a_frame_for_the_bridges_mac_in_a_vlan_goes_to_the_host_alone(topo, dp):
+    # README: the bridge's own MAC is a static entry "in every VLAN". Its entry is kept in
+    # VLAN 0, and before the fix a frame for it in VLAN 10 missed the FDB and was flooded to
+    # every port of VLAN 10 (the host's unicast copied to the other containers).
+    br = topo.add("hb", "bridge")
+    mac = topo.mac(br)
+    dp.add_bridge(br, mac)
+    a, b = topo.add("h0", "veth"), topo.add("h1", "veth")
+    for port in (a, b):
+        dp.add_port(br, port, PortKind.DEVICE, VlanConfig(access=10))
+    frame = mac_bytes(mac) + mac_bytes(MAC_A) + b"\x08\x06" + bytes(28)
+    trace = dp.trace(frame, a)
+    assert (trace.verdict, trace.out_ifindex, trace.flood) == ("forward", br, [])
+    assert trace.tags == {br: "tagged:10"}  # the host carries every VLAN, tagged
+    assert dp.run(frame, a, dry_run=False).retval == 7  # TC_ACT_REDIRECT
+    assert dp.port_counters(b).tx_packets == 0
+    # only static entries of the bridge device count: a MAC learned from the host in VLAN 0
+    # stays in VLAN 0
+    host_frame = mac_bytes("ff:ff:ff:ff:ff:ff") + mac_bytes(MAC_B) + b"\x08\x06" + bytes(28)
+    dp.run(host_frame, br, egress=True, dry_run=False)
+    assert (MAC_B, 0, br) in {(r.mac, r.vlan, r.ifindex) for r in dp.fdb_list(br)}
+    assert dp.trace(mac_bytes(MAC_B) + frame[6:], a).verdict == "flood"

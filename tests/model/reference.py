@@ -221,12 +221,18 @@ def _learn(br: Bridge, fdb: Fdb, vlan: int, src: str, in_port: int, now: float |
     old = fdb.get((br.ifindex, vlan, src))
     if old is not None and old.static:
         return "host-mac-spoof" if old.port == br.ifindex != in_port else ""
-    host = fdb.get((br.ifindex, 0, src))
-    if host is not None and host.static and host.port == br.ifindex != in_port:
+    if _host_entry(br, fdb, src) is not None and in_port != br.ifindex:
         return "host-mac-spoof"
     if now is not None:
         fdb[(br.ifindex, vlan, src)] = Entry(in_port, False, now)
     return ""
+
+
+def _host_entry(br: Bridge, fdb: Fdb, mac: str) -> Entry | None:
+    """The host's MAC is known in every VLAN (README): its static entry on the bridge device
+    (in VLAN 0), or None."""
+    entry = fdb.get((br.ifindex, 0, mac))
+    return entry if entry is not None and entry.static and entry.port == br.ifindex else None
 
 
 def _tag_for(want: str, vlan: int, flow_tag: Tag) -> Tag:
@@ -292,7 +298,8 @@ def switch(config: Config, fdb: Fdb, frame: bytes, in_port: int, now: float | No
             reason = _learn(br, fdb, vlan, src, in_port, now)
             if reason:
                 return Decision("drop", reason, outputs=outputs, vlan=vlan, rule=rule)
-        entry = None if frame[0] & 1 else fdb.get((br.ifindex, vlan, dst))
+        entry = None if frame[0] & 1 else fdb.get((br.ifindex, vlan, dst)) \
+            or _host_entry(br, fdb, dst)
         if entry is not None:
             if entry.port == in_port:
                 return Decision("drop", "same-port", outputs=outputs, vlan=vlan, rule=rule)

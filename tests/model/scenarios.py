@@ -18,7 +18,7 @@ MACS = {"u1": "02:00:00:00:00:01", "u2": "02:00:00:00:00:02", "u3": "02:00:00:00
         "msrc": "33:33:00:00:00:01"}
 # "br:a" / "br:b": the bridge's own MAC, known only once the pool exists
 DSTS = ("u1", "u2", "u3", "bcast", "mcast", "br:a", "br:b")
-SRCS = ("u1", "u2", "u3", "zero", "msrc", "br:a", "br:b")
+SRCS = ("u1", "u2", "u3", "zero", "msrc", "mcast", "br:a", "br:b")
 IPV4 = ("10.0.0.1", "10.0.0.2", "10.0.1.1")
 IPV6 = ("fd00::1", "fd00::2")
 
