@@ -62,3 +62,25 @@ def test_a_frame_for_the_bridges_mac_in_a_vlan_goes_to_the_host_alone(topo, dp):
     dp.run(host_frame, br, egress=True, dry_run=False)
     assert (MAC_B, 0, br) in {(r.mac, r.vlan, r.ifindex) for r in dp.fdb_list(br)}
     assert dp.trace(mac_bytes(MAC_B) + frame[6:], a).verdict == "flood"
+
+
+
+def test_a_tag_pushed_for_a_copy_cannot_be_removed_again(topo, dp):
+    # The model first expected what the trace shows: mod_vlan_vid:10, a copy to p1, strip_vlan,
+    # normal -> the untagged frame flooded. A real run cannot remove a tag it pushed in the same
+    # pass (bpf/lib/vlan.h): the copy goes out, then the frame is dropped as vlan-failed. The
+    # model and the README say so now; the trace (no frame changed) does not show that drop.
+    from vswitchd.datapath import DpRule
+
+    br = topo.add("vf", "bridge")
+    dp.add_bridge(br, topo.mac(br))
+    p0, p1 = topo.add("f0", "veth"), topo.add("f1", "veth")
+    for port in (p0, p1):
+        dp.add_port(br, port, PortKind.DEVICE)
+    dp.flows_sync(br, [DpRule(1, 10, (), (("mod_vlan_vid", 10), ("output", p1),
+                                          ("strip_vlan", 0), ("normal", 0)))])
+    frame = mac_bytes("ff:ff:ff:ff:ff:ff") + mac_bytes(MAC_A) + b"\x08\x06" + bytes(28)
+    assert dp.trace(frame, p0).verdict == "flood"
+    assert dp.run(frame, p0, dry_run=False).retval == TC_ACT_SHOT
+    assert dp.port_counters(p0).drops == {"vlan-failed": 1}
+    assert dp.port_counters(p1).tx_packets == 1  # the tagged copy

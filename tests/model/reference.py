@@ -137,6 +137,8 @@ class Decision:
     outputs: list[tuple[int, Tag]] = field(default_factory=list)
     vlan: int | None = None
     rule: Rule | None = None
+    failed: str = ""  # what a real run ends in instead ("vlan-failed", see _tag_sequence)
+    rule_outputs: int = 0  # how many of outputs are the rule's output actions (sent first)
 
 
 # ---- parsing ---------------------------------------------------------------------------
@@ -151,10 +153,11 @@ def _mac(raw: bytes) -> str:
 
 def parse(frame: bytes, in_port: int) -> tuple[dict[str, int], Tag]:
     """The flow key and the tag the frame arrived with. Malformed: shorter than an Ethernet
-    header, a cut VLAN tag (an inner one of a double-tagged frame too), or shorter than the IP/TCP/UDP headers it declares. One tag is
-    parsed (an inner tag of a double-tagged frame is its EtherType, the rest L2-only); IPv6
-    extension headers are not walked (nw_proto is the first next-header, no ports); a non-first
-    IPv4 fragment has no ports; an IP EtherType with another version nibble is L2-only."""
+    header, a cut VLAN tag (an inner one of a double-tagged frame too), or shorter than the
+    IP/TCP/UDP headers it declares. One tag is parsed (an inner tag of a double-tagged frame
+    is its EtherType, the rest L2-only); IPv6 extension headers are not walked (nw_proto is the
+    first next-header, no ports); a non-first IPv4 fragment has no ports; an IP EtherType with
+    another version nibble is L2-only."""
     key = dict.fromkeys(("dl_type", "dl_vlan", "nw_proto", "ip_src", "ip_dst", "tp_src",
                          "tp_dst"), 0)
     key["in_port"] = in_port
@@ -255,11 +258,51 @@ def _flood(br: Bridge, vlan: int, in_port: int, flow_tag: Tag) -> Decision:
     return Decision("flood", outputs=outputs, vlan=vlan)
 
 
+def _tag_sequence(arrived: Tag, d: Decision, n_rule_outputs: int) -> str:
+    """(datapath, a documented limitation: bpf/lib/vlan.h) One frame is tagged and untagged
+    in turn for the outputs, in the order they are sent: the rule's outputs, then normal's
+    port or the flood's (those taking the frame's tag state as it is first). A tag pushed in
+    this pass cannot be removed again: the output that needs it removed, and the frame, are
+    dropped as vlan-failed (copies sent before it went out). A trace changes no frame and
+    shows the decision without that drop. Returns "vlan-failed" or ""."""
+    state = {"tagged": arrived is not None, "pushed": False}
+
+    def send(tag: Tag) -> bool:
+        if tag is not None:
+            state["pushed"] = state["pushed"] or not state["tagged"]
+            state["tagged"] = True
+        elif state["tagged"]:
+            if state["pushed"]:
+                return False
+            state["tagged"] = False
+        return True
+
+    if not all(send(tag) for _, tag in d.outputs[:n_rule_outputs]):
+        return "vlan-failed"
+    rest = sorted(d.outputs[n_rule_outputs:],  # as-is first (stable)
+                  key=lambda out: (out[1] is not None) != state["tagged"])
+    return "" if all(send(tag) for _, tag in rest) else "vlan-failed"
+
+
 def switch(config: Config, fdb: Fdb, frame: bytes, in_port: int, now: float | None
            ) -> Decision:
     """What the switch does with FRAME arriving on IN_PORT at time NOW; learns into FDB (in
     place). now=None is `vswctl trace`: the same decision, nothing learned (README "Tracing"),
     so a destination equal to the source is looked up before it is learned."""
+    d = _switch(config, fdb, frame, in_port, now)
+    if d.verdict in ("forward", "flood"):
+        d.failed = _tag_sequence(_arrival(frame), d, d.rule_outputs)
+    return d
+
+
+def _arrival(frame: bytes) -> Tag:
+    if frame[12:14] in (b"\x81\x00", b"\x88\xa8") and len(frame) >= 18:
+        return int.from_bytes(frame[14:16], "big") & 0x0FFF
+    return None
+
+
+def _switch(config: Config, fdb: Fdb, frame: bytes, in_port: int, now: float | None
+            ) -> Decision:
     br = config.bridge_of(in_port)
     if br is None:
         return Decision("pass")  # not our port: the kernel's
@@ -289,7 +332,7 @@ def switch(config: Config, fdb: Fdb, frame: bytes, in_port: int, now: float | No
         if next_stage == "none":
             if not outputs:
                 return Decision("drop", "flow-drop", rule=rule)
-            return Decision("forward", outputs=outputs, rule=rule)
+            return Decision("forward", outputs=outputs, rule=rule, rule_outputs=len(outputs))
     vlan = forced if forced is not None else _mode(br, in_port).classify(flow_tag)
     if vlan is None:
         return Decision("drop", "vlan-mismatch", outputs=outputs, rule=rule)
@@ -308,6 +351,6 @@ def switch(config: Config, fdb: Fdb, frame: bytes, in_port: int, now: float | No
                 return Decision("drop", "vlan-mismatch", outputs=outputs, vlan=vlan, rule=rule)
             return Decision("forward", outputs=[*outputs, (entry.port,
                                                            _tag_for(want, vlan, flow_tag))],
-                            vlan=vlan, rule=rule)
+                            vlan=vlan, rule=rule, rule_outputs=len(outputs))
     flood = _flood(br, vlan, in_port, flow_tag)
-    return replace(flood, outputs=outputs + flood.outputs, rule=rule)
+    return replace(flood, outputs=outputs + flood.outputs, rule=rule, rule_outputs=len(outputs))
