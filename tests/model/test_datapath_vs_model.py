@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.root, pytest.mark.property]
 
 TC_RETVAL = {"drop": 2, "forward": 7, "flood": 7, "pass": 0}
 XDP_RETVAL = {"drop": 1, "forward": 4, "flood": 4, "pass": 2}
-STATS = {"examples": 0, "frames": 0, "refused": 0, "seconds": 0.0}
+STATS = {"examples": 0, "frames": 0, "at_xdp": 0, "refused": 0, "seconds": 0.0}
 
 
 def configure(pool, sc: Scenario):
@@ -172,6 +172,7 @@ def check_sequence(pool, sc: Scenario, specs: list) -> None:
         assert fdb_state(dp, config) == model_fdb(fdb), \
             f"[{real_hook} run] FDB {fdb_state(dp, config)}, model {model_fdb(fdb)}\n{where}"
         STATS["frames"] += 1
+        STATS["at_xdp"] += real_hook == "xdp"
 
 
 def _frame(port: str, dst: str, src: str, tags: tuple = (), l3: tuple = ("raw", 0x0806, 28),
@@ -210,4 +211,5 @@ def test_report_rate():
         print(f"\nmodel vs datapath: {STATS['examples']} examples, {STATS['frames']} frames in "
               f"{STATS['seconds']:.1f} s: {STATS['examples'] / STATS['seconds']:.1f} "
               f"examples/s, {STATS['frames'] / STATS['seconds']:.1f} frames/s; "
-              f"{STATS['refused']} frames refused by BPF_PROG_TEST_RUN")
+              f"{STATS['at_xdp']} frames finished at XDP, {STATS['refused']} refused by "
+              "BPF_PROG_TEST_RUN")
