@@ -44,6 +44,8 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	if (mac_is_multicast(key->dl_dst))
 		return FLOW_NEXT_FLOOD;
 	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst, &ctx->tun);
+	if (!port && ctx->vlan)
+		port = fdb_host_port(ctx->bridge, key->dl_dst);
 	if (!port)
 		return FLOW_NEXT_FLOOD;
 	result_fdb_hit(ctx, port);

@@ -162,6 +162,19 @@ static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac,
 	return e->ifindex;
 }
 
+/* The host's MACs (static entries on the bridge device, kept in VLAN 0) are known in every
+ * VLAN: a frame for the gateway in VLAN N goes to the host alone, not flooded to the VLAN's
+ * ports. Asked on a miss in VLAN N only. The bridge's ifindex, or 0. */
+static __always_inline __u32 fdb_host_port(__u32 bridge, const __u8 *mac)
+{
+	struct fdb_key k = { .bridge = bridge, .vlan = 0 };
+	struct fdb_entry *e;
+
+	__builtin_memcpy(k.mac, mac, ETH_ALEN);
+	e = fdb.lookup(&k);
+	return e && e->flags & FDB_F_STATIC && e->ifindex == bridge ? bridge : 0;
+}
+
 /* A source address pinned by a static entry to IFINDEX: never learned over. The host's own MAC
  * (the bridge device's entry) sent by any other port is a spoof: the frame is dropped, or the
  * host's frames would go to that port. */

@@ -181,6 +181,12 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 		ctx->tag_now = TAG_ORIG;
 		proto = vh->proto;
 		off += sizeof(*vh);
+		/* An inner tag (QinQ) is payload to the switch, but a pop of the outer tag moves it
+		 * into skb->vlan_tci (skb_vlan_pop), which fails on a cut one: such a runt is
+		 * malformed, as a cut outer tag is, not a partial flood ending in vlan-failed. */
+		if ((proto == vsw_htons(ETH_P_8021Q) || proto == vsw_htons(ETH_P_8021AD)) &&
+		    off + sizeof(*vh) > ctx->len)
+			return -DROP_MALFORMED;
 	}
 	key->dl_type = vsw_ntohs(proto);
 	if (proto == vsw_htons(ETH_P_IP)) {
