@@ -77,8 +77,11 @@ class Topo:
 
 
 class Bridge:
-    def __init__(self, topo: Topo, dp, name: str, n_ports: int, kinds=None) -> None:
+    """A bridge of N_PORTS veth ports, of KINDS (default: devices), each in VLAN mode VLAN."""
+
+    def __init__(self, topo: Topo, dp, name: str, n_ports: int, kinds=None, vlan=None) -> None:
         from vswitchd.datapath import PortKind
+        from vswitchd.datapath.vlan import UNCONFIGURED
 
         self.br = topo.add(f"{name}b", "bridge")
         self.mac = topo.mac(self.br)
@@ -87,7 +90,7 @@ class Bridge:
         for i in range(n_ports):
             kind = (kinds or [PortKind.DEVICE] * n_ports)[i]
             idx = topo.add(f"{name}p{i}", "veth")
-            dp.add_port(self.br, idx, kind)
+            dp.add_port(self.br, idx, kind, vlan or UNCONFIGURED)
             self.ports.append(idx)
 
 

@@ -4,13 +4,12 @@ reference model, each fixed and kept here as a plain test of the real programs."
 from __future__ import annotations
 
 import pytest
-from dp_helpers import MAC_A, MAC_B, mac_bytes
+from dp_helpers import MAC_A, MAC_B, Bridge, mac_bytes
 
-from vswitchd.datapath import PortKind, VlanConfig
+from vswitchd.datapath import DpRule, PortKind, VlanConfig
+from vswitchd.datapath.runs import TC_ACT_REDIRECT, TC_ACT_SHOT
 
 pytestmark = pytest.mark.root
-
-TC_ACT_SHOT = 2
 
 
 @pytest.fixture
@@ -44,17 +43,13 @@ def test_a_frame_for_the_bridges_mac_in_a_vlan_goes_to_the_host_alone(topo, dp):
     # README: the bridge's own MAC is a static entry "in every VLAN". Its entry is kept in
     # VLAN 0, and before the fix a frame for it in VLAN 10 missed the FDB and was flooded to
     # every port of VLAN 10 (the host's unicast copied to the other containers).
-    br = topo.add("hb", "bridge")
-    mac = topo.mac(br)
-    dp.add_bridge(br, mac)
-    a, b = topo.add("h0", "veth"), topo.add("h1", "veth")
-    for port in (a, b):
-        dp.add_port(br, port, PortKind.DEVICE, VlanConfig(access=10))
+    bridge = Bridge(topo, dp, "h", 2, vlan=VlanConfig(access=10))
+    br, mac, (a, b) = bridge.br, bridge.mac, bridge.ports
     frame = mac_bytes(mac) + mac_bytes(MAC_A) + b"\x08\x06" + bytes(28)
     trace = dp.trace(frame, a)
     assert (trace.verdict, trace.out_ifindex, trace.flood) == ("forward", br, [])
     assert trace.tags == {br: "tagged:10"}  # the host carries every VLAN, tagged
-    assert dp.run(frame, a, dry_run=False).retval == 7  # TC_ACT_REDIRECT
+    assert dp.run(frame, a, dry_run=False).retval == TC_ACT_REDIRECT
     assert dp.port_counters(b).tx_packets == 0
     # only static entries of the bridge device count: a MAC learned from the host in VLAN 0
     # stays in VLAN 0
@@ -64,19 +59,13 @@ def test_a_frame_for_the_bridges_mac_in_a_vlan_goes_to_the_host_alone(topo, dp):
     assert dp.trace(mac_bytes(MAC_B) + frame[6:], a).verdict == "flood"
 
 
-
 def test_a_tag_pushed_for_a_copy_cannot_be_removed_again(topo, dp):
     # The model first expected what the trace shows: mod_vlan_vid:10, a copy to p1, strip_vlan,
     # normal -> the untagged frame flooded. A real run cannot remove a tag it pushed in the same
     # pass (bpf/lib/vlan.h): the copy goes out, then the frame is dropped as vlan-failed. The
     # model and the README say so now; the trace (no frame changed) does not show that drop.
-    from vswitchd.datapath import DpRule
-
-    br = topo.add("vf", "bridge")
-    dp.add_bridge(br, topo.mac(br))
-    p0, p1 = topo.add("f0", "veth"), topo.add("f1", "veth")
-    for port in (p0, p1):
-        dp.add_port(br, port, PortKind.DEVICE)
+    bridge = Bridge(topo, dp, "vf", 2)
+    br, (p0, p1) = bridge.br, bridge.ports
     dp.flows_sync(br, [DpRule(1, 10, (), (("mod_vlan_vid", 10), ("output", p1),
                                           ("strip_vlan", 0), ("normal", 0)))])
     frame = mac_bytes("ff:ff:ff:ff:ff:ff") + mac_bytes(MAC_A) + b"\x08\x06" + bytes(28)
