@@ -15,21 +15,15 @@ brevity, as `client.<Rpc>`. Errors are the usual `grpc.RpcError` with a canonica
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from vswapi import switch_pb2_grpc
+from vswapi.sockets import DEFAULT_SOCKET, SOCKET_ENV, default_socket_path
 
-DEFAULT_SOCKET = "/run/vswitchd/vswitchd.sock"
-SOCKET_ENV = "VSWITCHD_SOCKET"
-
-
-def default_socket_path() -> str:
-    """The daemon's socket: $VSWITCHD_SOCKET when set and not empty, else the built-in path."""
-    return os.environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+__all__ = ["DEFAULT_SOCKET", "SOCKET_ENV", "SwitchClient", "connect", "default_socket_path"]
 
 
 class SwitchClient:

@@ -21,7 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from vswapi.client import DEFAULT_SOCKET, SOCKET_ENV
+from vswapi.sockets import DEFAULT_SOCKET, SOCKET_ENV
 from vswcluster import keys
 from vswcluster.agent import Agent
 from vswcluster.status import DEFAULT_STATUS_FILE, read_status, render

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from vswapi.sockets import DEFAULT_SOCKET
 from vswcni.spec import (
     DECODE_FAILURE,
     INVALID_NETWORK_CONFIG,
@@ -26,7 +27,6 @@ from vswcni.spec import (
 )
 
 DEFAULT_BRIDGE = "cni-vsw0"
-DEFAULT_SOCKET = "/run/vswitchd/vswitchd.sock"
 
 
 @dataclass
