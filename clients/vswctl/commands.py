@@ -14,14 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
-
 from vswapi import switch_pb2 as pb
-from vswapi.client import SwitchClient
 from vswapi.enums import enum_words
 from vswctl import rows
+from vswctl.daemon import Daemon
 from vswctl.format import Row
 from vswctl.render import event_line, packet_in_line, watch_line
+from vswctl.unary import CallError, Code
 
 DATAPATH_VALUES = enum_words(pb.Datapath, "DATAPATH_")
 PORT_TYPE_VALUES = enum_words(pb.PortType, "PORT_TYPE_")
@@ -36,44 +35,30 @@ class InputError(Exception):
         self.messages = messages
 
 
-class Refusal(grpc.RpcError):
-    """A daemon refusal whose message was rewritten for the user (`flow N` -> `FILE:LINE`).
-
-    Quacks like the grpc.RpcError it replaces (code(), details()), so main reports it the same.
-    """
-
-    def __init__(self, code: grpc.StatusCode, details: str):
-        super().__init__(details)
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+class Refusal(CallError):
+    """A daemon refusal whose message was rewritten for the user (`flow N` -> `FILE:LINE`)."""
 
 
 # ---------------------------------------------------------------- daemon, bridges, ports, fdb
 
-def cmd_status(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_status(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     st = c.stub.GetStatus(pb.GetStatusRequest(), timeout=t)
     try:
         packet_in = c.stub.GetPacketInConfig(pb.GetPacketInConfigRequest(), timeout=t)
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:  # a daemon without packet-in: no line
+    except CallError as exc:
+        if exc.code() != Code.UNIMPLEMENTED:  # a daemon without packet-in: no line
             raise
         packet_in = None
     return [rows.status_row(st, packet_in)]
 
 
-def cmd_shutdown(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_shutdown(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """Stop the daemon; the datapath keeps forwarding unless --cleanup removes everything."""
     c.stub.Shutdown(pb.ShutdownRequest(cleanup=a.cleanup), timeout=t)
     return []
 
 
-def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_br(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     bridge = pb.Bridge(name=a.bridge, addresses=a.ip or [], nat=a.nat)
     if a.datapath:
         bridge.datapath = DATAPATH_VALUES[a.datapath]
@@ -82,18 +67,18 @@ def cmd_add_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return [rows.bridge_row(b)]
 
 
-def cmd_del_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_del_br(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.DeleteBridge(pb.DeleteBridgeRequest(name=a.bridge, if_exists=a.if_exists),
                             timeout=t)
     return [{"name": a.bridge, "deleted": r.deleted}]
 
 
-def cmd_list_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_list_br(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListBridges(pb.ListBridgesRequest(), timeout=t)
     return rows.bridge_rows(r.bridges)
 
 
-def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_show(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     if a.bridge:
         bridges = [c.stub.GetBridge(pb.GetBridgeRequest(name=a.bridge), timeout=t)]
     else:
@@ -101,7 +86,7 @@ def cmd_show(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return rows.show_rows(bridges)
 
 
-def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_port(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     port = pb.Port(
         name=a.port,
         bridge=a.bridge,
@@ -129,7 +114,7 @@ def cmd_add_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return [rows.port_row(p)]
 
 
-def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_set_port(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """The VLAN mode is replaced as a whole: --vlan N, --trunks LIST [--native-vlan N], or
     --no-vlan (carry every VLAN again); --xdp MODE sets the XDP mode, alone or with them."""
     vlan = a.vlan is not None or a.trunks is not None or a.no_vlan
@@ -154,7 +139,7 @@ def cmd_set_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return [rows.port_row(p)]
 
 
-def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_set_br(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     addresses = a.ip is not None or a.no_ip
     if not addresses and a.nat is None:
         raise InputError(["set-br: one of the arguments --ip --no-ip --nat --no-nat is "
@@ -169,54 +154,54 @@ def cmd_set_br(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
     return [rows.bridge_row(b)]
 
 
-def cmd_del_port(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_del_port(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeletePortRequest(bridge=a.bridge, name=a.port, if_exists=a.if_exists)
     r = c.stub.DeletePort(req, timeout=t)
     return [{"bridge": a.bridge, "name": a.port, "deleted": r.deleted}]
 
 
-def cmd_list_ports(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_list_ports(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListPorts(pb.ListPortsRequest(bridge=a.bridge), timeout=t)
     return rows.port_rows(r.ports)
 
 
-def cmd_dump_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_dump_fdb(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFdbEntries(pb.ListFdbEntriesRequest(bridge=a.bridge), timeout=t)
     return rows.fdb_rows(r.entries)
 
 
-def cmd_add_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_fdb(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     entry = pb.FdbEntry(mac=a.mac, port=a.port, vlan=a.vlan, static=True,
                         remote=a.remote or "")
     e = c.stub.CreateFdbEntry(pb.CreateFdbEntryRequest(bridge=a.bridge, entry=entry), timeout=t)
     return [rows.fdb_row(e)]
 
 
-def cmd_del_fdb(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_del_fdb(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.DeleteFdbEntryRequest(bridge=a.bridge, mac=a.mac, vlan=a.vlan,
                                    if_exists=a.if_exists)
     r = c.stub.DeleteFdbEntry(req, timeout=t)
     return [{"bridge": a.bridge, "mac": a.mac, "vlan": a.vlan, "deleted": r.deleted}]
 
 
-def cmd_add_vtep(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_vtep(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     vtep = pb.Vtep(bridge=a.bridge, port=a.port, address=a.address)
     v = c.stub.CreateVtep(pb.CreateVtepRequest(vtep=vtep, may_exist=a.may_exist), timeout=t)
     return [rows.vtep_row(v)]
 
 
-def cmd_del_vtep(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_del_vtep(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     vtep = pb.Vtep(bridge=a.bridge, port=a.port, address=a.address)
     r = c.stub.DeleteVtep(pb.DeleteVtepRequest(vtep=vtep, if_exists=a.if_exists), timeout=t)
     return [{"bridge": a.bridge, "port": a.port, "address": a.address, "deleted": r.deleted}]
 
 
-def cmd_list_vteps(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_list_vteps(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.ListVtepsRequest(bridge=a.bridge or "", port=a.port or "")
     return [rows.vtep_row(v) for v in c.stub.ListVteps(req, timeout=t).vteps]
 
 
-def cmd_port_stats(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_port_stats(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.GetPortStatsRequest(bridge=a.bridge, port=a.port or "")
     r = c.stub.GetPortStats(req, timeout=t)
     return rows.stats_rows(r.stats)
@@ -281,13 +266,13 @@ class _Where:
         return f"{self._name}:{self._lines[i]}"
 
 
-def _locate(exc: grpc.RpcError, where: Sequence[str]) -> grpc.RpcError:
+def _locate(exc: CallError, where: Sequence[str]) -> CallError:
     """Rewrite the daemon's `flow N: ...` (N from 1, in request order) to `FILE:LINE: ...`.
 
     where[N-1] is the location of flow N; an empty location just drops the prefix (add-flow).
     """
-    details = exc.details() if hasattr(exc, "details") else None
-    m = _FLOW_N.match(details or "")
+    details = exc.details()
+    m = _FLOW_N.match(details)
     if not m or not 1 <= int(m.group(1)) <= len(where):
         return exc
     location = where[int(m.group(1)) - 1]
@@ -298,7 +283,7 @@ def _locate(exc: grpc.RpcError, where: Sequence[str]) -> grpc.RpcError:
 def _batch(call, request, where: Sequence[str], t: float):
     try:
         return call(request, timeout=t)
-    except grpc.RpcError as exc:
+    except CallError as exc:
         located = _locate(exc, where)
         if located is exc:
             raise
@@ -315,32 +300,32 @@ def _parsed(parse: Callable[[str], Any], text: str) -> Any:
         raise InputError([str(exc)]) from None
 
 
-def _add_flows(c: SwitchClient, req: pb.AddFlowsRequest, where: Sequence[str],
+def _add_flows(c: Daemon, req: pb.AddFlowsRequest, where: Sequence[str],
                t: float) -> list[Row]:
     r = _batch(c.stub.AddFlows, req, where, t)
     return [{"added": r.added, "replaced": r.replaced}]
 
 
-def cmd_add_flow(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_flow(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     from vswapi.flowspec import parse_flow
 
     flow = _parsed(parse_flow, a.flow)
     return _add_flows(c, pb.AddFlowsRequest(bridge=a.bridge, flows=[flow]), [""], t)
 
 
-def cmd_add_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_add_flows(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.AddFlowsRequest(bridge=a.bridge)
     return _add_flows(c, req, read_flows(a.file, req.flows), t)
 
 
-def cmd_replace_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_replace_flows(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     req = pb.ReplaceFlowsRequest(bridge=a.bridge)
     where = read_flows(a.file, req.flows)
     r = _batch(c.stub.ReplaceFlows, req, where, t)
     return [{"added": r.added, "removed": r.removed, "unchanged": r.unchanged}]
 
 
-def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_del_flows(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     from vswapi.flowspec import parse_match_spec
 
     spec = _parsed(parse_match_spec, a.match or "")
@@ -351,14 +336,14 @@ def cmd_del_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]
     return [{"deleted": r.deleted}]
 
 
-def cmd_dump_flows(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_dump_flows(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.ListFlows(pb.ListFlowsRequest(bridge=a.bridge), timeout=t)
     return rows.flow_rows(r.flows)
 
 
 # ---------------------------------------------------------------- trace, watch, drops
 
-def cmd_trace(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_trace(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     from vswapi.flowspec import format_match, parse_match
 
     packet = _parsed(parse_match, a.packet)
@@ -404,7 +389,7 @@ def packet_frame(text: str) -> bytes | pb.FlowMatch:
                           f"values in the trace syntax ({exc})"]) from None
 
 
-def cmd_send_packet(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_send_packet(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """Packet-out: the frame leaves by --out PORT, or enters the bridge by --in PORT."""
     req = pb.SendPacketRequest(bridge=a.bridge)
     if a.out_port:
@@ -426,7 +411,7 @@ def _emit(text: str) -> None:
     sys.stdout.flush()
 
 
-def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_watch(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """Print decisions as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
     stream. Prints as it goes (returns no rows)."""
     req = pb.WatchRequest(bridge=a.bridge, port=a.port or "", drops_only=a.drops,
@@ -447,8 +432,8 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
         call.cancel()
     except BrokenPipeError:  # `vswctl watch br0 | head`
         call.cancel()
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
+    except CallError as exc:
+        if exc.code() != Code.CANCELLED:
             raise
     return []
 
@@ -456,7 +441,7 @@ def cmd_watch(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
 EVENT_KINDS = enum_words(pb.EventKind, "EVENT_KIND_")
 
 
-def cmd_events(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_events(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """Print events as they happen until Ctrl-C, -n COUNT events, or the daemon ends the
     stream. Prints as it goes (returns no rows)."""
     from google.protobuf.json_format import MessageToDict
@@ -478,13 +463,13 @@ def cmd_events(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
                 break
     except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, `vswctl events | head`
         call.cancel()
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
+    except CallError as exc:
+        if exc.code() != Code.CANCELLED:
             raise
     return []
 
 
-def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_set_watch_rate(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """The switch-wide watch event rate limit (kept across daemon restarts)."""
     req = pb.UpdateWatchConfigRequest(config=pb.WatchConfig(rate_limit=a.rate))
     req.update_mask.paths.append("rate_limit")
@@ -492,7 +477,7 @@ def cmd_set_watch_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list
     return [{"rate_limit": cfg.rate_limit}]
 
 
-def cmd_packet_in(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_packet_in(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """Print the packet-ins of the bridges (none: of every bridge) as they come, until Ctrl-C,
     --count frames, or the daemon ends the stream. Prints as it goes (returns no rows)."""
     call = c.stub.SubscribePacketIn(pb.PacketInRequest(bridges=a.bridges or []))  # no deadline
@@ -512,13 +497,13 @@ def cmd_packet_in(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]
         call.cancel()
     except BrokenPipeError:  # `vswctl packet-in | head`
         call.cancel()
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.CANCELLED:
+    except CallError as exc:
+        if exc.code() != Code.CANCELLED:
             raise
     return []
 
 
-def cmd_set_packet_in_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_set_packet_in_rate(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     """The switch-wide packet-in rate limit (kept across daemon restarts)."""
     req = pb.UpdatePacketInConfigRequest(config=pb.PacketInConfig(rate_limit=a.rate))
     req.update_mask.paths.append("rate_limit")
@@ -526,6 +511,6 @@ def cmd_set_packet_in_rate(c: SwitchClient, a: argparse.Namespace, t: float) -> 
     return [{"rate_limit": cfg.rate_limit}]
 
 
-def cmd_drops(c: SwitchClient, a: argparse.Namespace, t: float) -> list[Row]:
+def cmd_drops(c: Daemon, a: argparse.Namespace, t: float) -> list[Row]:
     r = c.stub.GetPortStats(pb.GetPortStatsRequest(bridge=a.bridge), timeout=t)
     return rows.drop_rows(r.stats)

@@ -7,21 +7,19 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from vswapi.client import SwitchClient
+from vswctl.daemon import Daemon
 from vswctl.format import Row, View
 
 PROG = "vswctl"
 
 # A handler builds the request from the parsed arguments, calls the daemon within the timeout
 # (seconds) and returns the reply as rows.
-Handler = Callable[[SwitchClient, argparse.Namespace, float], list[Row]]
+Handler = Callable[[Daemon, argparse.Namespace, float], list[Row]]
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """One argument: `parser.add_argument(*names, **options)`."""
 
     names: tuple[str, ...]
@@ -32,16 +30,14 @@ def arg(*names: str, **options: Any) -> Arg:
     return Arg(names, options)
 
 
-@dataclass(frozen=True)
-class OneOf:
+class OneOf(NamedTuple):
     """Arguments that exclude each other; with `required`, exactly one of them must be given."""
 
     args: tuple[Arg, ...]
     required: bool = False
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One entry of the command table (ovs-vsctl's `struct ctl_command_syntax`)."""
 
     name: str
