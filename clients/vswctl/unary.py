@@ -170,20 +170,18 @@ class Connection:
     def _send_data(self, call: _Stream, message: bytes) -> None:
         """The message in DATA frames as the windows allow; the last one ends our side."""
         view = memoryview(message)
-        while True:
+        while view:
             n = min(len(view), self._max_frame, self._conn_window, call.window)
-            if n == len(view):
-                self._write(_frame(DATA, END_STREAM, call.sid, bytes(view)))
-                return
-            if n > 0:
-                self._write(_frame(DATA, 0, call.sid, bytes(view[:n])))
-                view = view[n:]
-                self._conn_window -= n
-                call.window -= n
+            if n <= 0:  # a window is shut (or below 0: the daemon's SETTINGS made it smaller)
+                self._receive(call)  # wait for its WINDOW_UPDATE
+                if call.ended:  # the daemon answered (a refusal) before reading it all
+                    return
                 continue
-            self._receive(call)  # a window is shut: wait for its WINDOW_UPDATE
-            if call.ended:  # the daemon answered (a refusal) before reading it all
-                return
+            last = n == len(view)
+            self._write(_frame(DATA, END_STREAM if last else 0, call.sid, bytes(view[:n])))
+            view = view[n:]
+            self._conn_window -= n
+            call.window -= n
 
     def _write(self, data: bytes) -> None:
         assert self._sock is not None

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent import futures
 from pathlib import Path
 
 import grpc
+import hpack
 import pytest
 
 from tests.unit.test_vswctl import FakeSwitch
 from vswapi import switch_pb2 as pb
 from vswapi import switch_pb2_grpc
+from vswctl import unary
 from vswctl.daemon import Daemon
 from vswctl.unary import CallError, Code, Connection
 
@@ -55,11 +60,12 @@ def daemon(server):
 def test_a_request_larger_than_the_windows_arrives_whole(server, daemon):
     """9 MB: more than the 64 KiB windows before the server's SETTINGS, and than the 4 MiB ones
     grpc's server opens, so the request waits for WINDOW_UPDATEs as the server reads it."""
-    port = pb.Port(name="p1", bridge="br0", labels={"big": "x" * 9_000_000})
-    request = pb.CreatePortRequest(port=port)
     server.fake.responses["CreatePort"] = pb.Port(name="p1")
-    assert daemon.stub.CreatePort(request, timeout=30).name == "p1"
-    assert server.fake.only("CreatePort") == request
+    requests = [pb.CreatePortRequest(port=pb.Port(name="p1", labels={"big": c * 9_000_000}))
+                for c in "xyz"]
+    for request in requests:  # on one connection: each one's frames count against its window
+        assert daemon.stub.CreatePort(request, timeout=30).name == "p1"
+    assert [r for _, r in server.fake.requests] == requests
 
 
 def test_a_large_reply_arrives_whole(server, daemon):
@@ -157,3 +163,77 @@ def test_the_launcher_runs_vswctl_without_site(tmp_path, server):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split() == ["version:", "9.9.9"]
+
+
+class StingyServer(threading.Thread):
+    """A raw HTTP/2 server that opens its windows WINDOW bytes at a time and fails the test's
+    assertion if a client sends more than it allowed; it answers each call with an empty OK."""
+
+    WINDOW = 1000
+
+    def __init__(self, sock: str):
+        super().__init__(daemon=True)
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(sock)
+        self.listener.listen(1)
+        self.received: list[int] = []  # each call's message bytes
+        self.error: str | None = None
+
+    def run(self) -> None:
+        conn, _ = self.listener.accept()
+        f = conn.makefile("rb")
+        encoder = hpack.Encoder()
+        assert f.read(24) == unary.PREFACE
+        settings = struct.pack(">HIHI", unary.SETTINGS_INITIAL_WINDOW_SIZE, self.WINDOW,
+                               unary.SETTINGS_MAX_FRAME_SIZE, 16384)
+        conn.sendall(unary._frame(unary.SETTINGS, 0, 0, settings))
+        # the client may count on 65 535 until it acknowledges our SETTINGS (RFC 9113 6.9.2)
+        initial, conn_window, windows, got = 65535, 65535, {}, {}
+        while True:
+            head = f.read(9)
+            if len(head) < 9:
+                return
+            length, ftype, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
+            sid = int.from_bytes(head[5:], "big")
+            f.read(length)
+            if ftype == unary.SETTINGS and flags & unary.ACK:
+                for open_sid in windows:
+                    windows[open_sid] += self.WINDOW - initial
+                initial = self.WINDOW
+            if ftype == unary.HEADERS:
+                windows[sid], got[sid] = initial, 0
+            if ftype != unary.DATA:
+                continue
+            if length > min(conn_window, windows[sid]):
+                self.error = f"stream {sid}: {length} bytes sent past the window"
+            conn_window -= length
+            windows[sid] -= length
+            got[sid] += length
+            if flags & unary.END_STREAM:
+                self.received.append(got[sid] - 5)
+                block = encoder.encode([(":status", "200"), ("content-type", "application/grpc"),
+                                        ("grpc-status", "0")])
+                conn.sendall(unary._frame(unary.HEADERS, unary.END_HEADERS, sid, block)
+                             + unary._frame(unary.DATA, 0, sid, b"\0\0\0\0\0")
+                             + unary._frame(unary.HEADERS, unary.END_HEADERS | unary.END_STREAM,
+                                            sid, encoder.encode([("grpc-status", "0")])))
+            elif length:  # give back what was read, in two steps
+                grant = struct.pack(">I", length)
+                conn_window += length
+                windows[sid] += length
+                conn.sendall(unary._frame(unary.WINDOW_UPDATE, 0, 0, grant)
+                             + unary._frame(unary.WINDOW_UPDATE, 0, sid, grant))
+
+
+def test_the_client_keeps_within_small_windows(tmp_path):
+    server = StingyServer(str(tmp_path / "s.sock"))
+    server.start()
+    connection = Connection(str(tmp_path / "s.sock"))
+    try:
+        for size in (70_000, 5_000, 123_456):  # past the default 65 535 and the 1 000 given
+            assert connection.call("/vswitchd.v1.Switch/X", b"a" * size, timeout=10) == b""
+    finally:
+        connection.close()
+    server.join(5)
+    assert server.error is None
+    assert server.received == [70_000, 5_000, 123_456]
