@@ -31,6 +31,19 @@ def test_no_openssl_in_the_daemon() -> None:
     assert out.split("\n")[0] == "False False []"
 
 
+def test_no_yaml_without_a_configuration_file() -> None:
+    out = run_fresh("""
+        import sys
+        from vswitchd import config
+        from vswitchd.main import _parser, load_config
+        load_config(_parser().parse_args(["--socket", "/run/x.sock"]))
+        print("yaml" in sys.modules)
+        config.parse("log_level: debug\\n")
+        print("yaml" in sys.modules)
+    """)
+    assert out.split("\n")[:2] == ["False", "True"]
+
+
 def test_what_was_left_out_works_when_asked_for() -> None:
     out = run_fresh("""
         import hashlib
