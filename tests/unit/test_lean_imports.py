@@ -31,6 +31,26 @@ def test_no_openssl_in_the_daemon() -> None:
     assert out.split("\n")[0] == "False False []"
 
 
+def test_no_unittest_in_the_daemon_and_pyroute2s_mock_still_works() -> None:
+    out = run_fresh("""
+        import sys
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "unittest"))
+        from pyroute2.netlink.rtnl.iprsocket import IPRSocket, NotLocal
+        queue = NotLocal.msg_queue  # the Mock pyroute2 made at import, made on first use
+        queue.ensure_tag(7)
+        print(type(queue._real).__name__, queue.ensure_tag.call_args.args)
+        from unittest import mock  # the real module, for everyone else
+        print(mock.Mock.__module__, type(sys.modules["unittest"].TestCase).__name__)
+        from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
+        from pyroute2.netlink.rtnl import RTM_GETLINK
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        with IPRSocket() as sock:  # the socket that uses it: a link dump
+            sock.put(ifinfmsg(), msg_type=RTM_GETLINK, msg_flags=NLM_F_REQUEST | NLM_F_DUMP)
+            print(any(link.get("ifname") == "lo" for link in sock.get()))
+    """)
+    assert out.split("\n")[:4] == ["[]", "Mock (7,)", "unittest.mock type", "True"]
+
+
 def test_no_yaml_without_a_configuration_file() -> None:
     out = run_fresh("""
         import sys
