@@ -99,8 +99,9 @@ def tune_malloc() -> None:
     - blocks from MMAP_THRESHOLD up always mapped on their own, unmapped when freed. glibc
       would raise the threshold to the largest such block freed (up to 32 MiB), and later
       ones come from the heaps then: a sweep's FDB batch read (two arrays of the map's 65 536
-      entries, 2.3 MiB, zeroed) or a relayed read (256 KiB) leaves that much heap touched,
-      resident and fragmented between sweeps: 2.4 MiB more with 1 000 ports (issue 16)."""
+      entries, 2.3 MiB, zeroed) leaves that much heap touched, resident and fragmented
+      between sweeps: 2.4 MiB more with 1 000 ports (issue 16). Blocks allocated often stay
+      below it (the relay's reads, vswitchd.api.peers)."""
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
