@@ -32,16 +32,17 @@ def install() -> None:
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.loader is None:
         return  # not installed: the imports that follow say so
+    loader = spec.loader
     package = importlib.util.module_from_spec(spec)
 
-    def __getattr__(name: str):
+    def __getattr__(name: str) -> Any:
         if importlib.util.find_spec(f"pyroute2.{name}") is not None:
             return importlib.import_module(f"pyroute2.{name}")  # `from pyroute2 import config`
         del package.__getattr__
-        spec.loader.exec_module(package)  # the whole package, as `import pyroute2` has it
+        loader.exec_module(package)  # the whole package, as `import pyroute2` has it
         return getattr(package, name)
 
-    package.__getattr__ = __getattr__
+    package.__getattr__ = __getattr__  # type: ignore[method-assign]
     sys.modules["pyroute2"] = package
     sys.meta_path.insert(0, _MockLater())
 
