@@ -10,15 +10,16 @@ import dataclasses
 import grp
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from vswitchd.datapath.limits import Limits
 from vswitchd.datapath.watch import MAX_WATCHERS
 from vswitchd.events import DEFAULT_HISTORY
 from vswitchd.model import DATAPATHS
 from vswitchd.yamlfile import ConfigError, mapping, typed, where
+
+if TYPE_CHECKING:  # imported where a file is parsed: without --config, never (issue 16)
+    import yaml
 
 __all__ = ["DATAPATHS", "ApiSettings", "Config", "ConfigError", "MetricsSettings",
            "PacketInSettings", "TcpListener", "WatchSettings", "load", "metrics_address",
@@ -260,6 +261,8 @@ def _check_values(cfg: Config) -> None:
 
 def parse(text: str, path: str = "<config>") -> Config:
     """Parse YAML text into a Config; raise ConfigError naming path, line and key."""
+    import yaml
+
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # its reader refuses control characters at once
@@ -335,6 +338,8 @@ def _parse_nodes(path: str, loader: yaml.SafeLoader) -> Config:
 def _parse_roles(path: str, node: yaml.Node, loader: yaml.SafeLoader) -> dict[str, list[str]]:
     """`tcp.roles`: {reader|admin: [certificate name, ...]}; each name parses (certnames) and
     is given once across the roles."""
+    import yaml
+
     from vswitchd.api import certnames
     from vswitchd.api.roles import ROLES
 

@@ -33,9 +33,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from vswitchd import ports as port_types
 from vswitchd import validate
@@ -43,6 +41,9 @@ from vswitchd.errors import InvalidArgument, SwitchError, shown
 from vswitchd.flows.model import DEFAULT_PRIORITY, FlowRequest
 from vswitchd.model import DATAPATHS, BridgeSpec, PortSpec
 from vswitchd.yamlfile import ConfigError, fields, is_null, mapping, where
+
+if TYPE_CHECKING:  # imported where a file is parsed: without --config, never (issue 16)
+    import yaml
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def _items(at: str, what: str, values: list, want: type) -> None:
 
 def parse(path: str, node: yaml.Node, loader) -> Declared:
     """The `bridges:` section (a mapping node) into declarations; ConfigError on any error."""
+    import yaml
+
     if is_null(node):
         return {}
     out: Declared = {}
@@ -230,6 +233,8 @@ def _parse_fdb(path: str, what: str, node: yaml.Node, loader) -> DFdb:
 
 
 def _parse_flow(path: str, what: str, node: yaml.Node) -> DFlow:
+    import yaml
+
     at = where(path, node)
     if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
         raise ConfigError(f"{at}: {what}: expected a flow in ovs-ofctl syntax (a string)")

@@ -3,9 +3,10 @@ say FILE:LINE: key: problem (as Faucet's conf.py does for its schema)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:  # imported where a file is parsed: without --config, never (issue 16)
+    import yaml
 
 
 class ConfigError(Exception):
@@ -17,11 +18,15 @@ def where(path: str, node: yaml.Node) -> str:
 
 
 def is_null(node: yaml.Node) -> bool:
+    import yaml
+
     return isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")
 
 
 def mapping(path: str, node: yaml.Node, what: str, loader: yaml.SafeLoader) -> dict:
     """Construct a mapping node into {key: (value, value_node)}, rejecting duplicates."""
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         raise ConfigError(f"{where(path, node)}: {what} must be a mapping")
     out: dict[str, tuple[Any, yaml.Node]] = {}
@@ -39,6 +44,8 @@ def mapping(path: str, node: yaml.Node, what: str, loader: yaml.SafeLoader) -> d
 
 
 def typed(path: str, key: str, value: Any, node: yaml.Node, want: type) -> Any:
+    import yaml
+
     if (want is str and isinstance(value, bool) and isinstance(node, yaml.ScalarNode)
             and node.style is None):
         return node.value  # a string key written `off` or `yes`: YAML 1.1 made it a boolean

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # Connections at once per public socket; more wait in the listen backlog. Each takes two
 # threads while it lasts; its streams are capped by grpc.max_concurrent_streams (server.py).
 MAX_CONNECTIONS = 256
-_CHUNK = 256 << 10
+_CHUNK = 64 << 10  # a read: below the malloc mmap threshold (vswitchd.main), so no mmap per read
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
