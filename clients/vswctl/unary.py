@@ -98,12 +98,16 @@ class Connection:
         self._authority = authority
         self._sock: socket.socket | None = None
         self._buf = bytearray()
+        self._deadline = 0.0
+        self._fresh_connection_state()
+
+    def _fresh_connection_state(self) -> None:
+        """What a new connection starts from: HTTP/2's defaults until the daemon's SETTINGS."""
         self._decoder = hpackcodec.Decoder()
         self._next_stream = 1
         self._max_frame = DEFAULT_FRAME
         self._initial_window = DEFAULT_WINDOW  # the daemon's, for each new stream we send on
         self._conn_window = DEFAULT_WINDOW
-        self._deadline = 0.0
 
     # ------------------------------------------------------------ the call
 
@@ -146,15 +150,12 @@ class Connection:
             sock.connect(self.socket_path)
         except TimeoutError:
             sock.close()
-            raise CallError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise _deadline_exceeded() from None
         except OSError as exc:
             sock.close()
             raise CallError(Code.UNAVAILABLE, exc.strerror or str(exc)) from None
         self._sock = sock
-        self._decoder = hpackcodec.Decoder()
-        self._next_stream = 1
-        self._max_frame = DEFAULT_FRAME
-        self._initial_window = self._conn_window = DEFAULT_WINDOW
+        self._fresh_connection_state()
         settings = struct.pack(">HIHIHI", SETTINGS_ENABLE_PUSH, 0,
                                SETTINGS_INITIAL_WINDOW_SIZE, MAX_WINDOW,
                                SETTINGS_MAX_FRAME_SIZE, OUR_MAX_FRAME)
@@ -189,10 +190,9 @@ class Connection:
             self._sock.settimeout(self._remaining())
             self._sock.sendall(data)
         except TimeoutError:
-            raise CallError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise _deadline_exceeded() from None
         except OSError as exc:
-            raise CallError(Code.UNAVAILABLE,
-                            f"the daemon closed the connection ({exc.strerror})") from None
+            raise _closed(exc) from None
 
     # ------------------------------------------------------------ receiving
 
@@ -264,10 +264,9 @@ class Connection:
                 self._sock.settimeout(self._remaining())
                 chunk = self._sock.recv(max(65_536, n - len(self._buf)))
             except TimeoutError:
-                raise CallError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+                raise _deadline_exceeded() from None
             except OSError as exc:
-                raise CallError(Code.UNAVAILABLE,
-                                f"the daemon closed the connection ({exc.strerror})") from None
+                raise _closed(exc) from None
             if not chunk:
                 raise CallError(Code.UNAVAILABLE, "the daemon closed the connection")
             self._buf += chunk
@@ -280,7 +279,7 @@ class Connection:
             return None
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise CallError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            raise _deadline_exceeded()
         return left
 
 
@@ -310,6 +309,14 @@ class _Stream:
         if len(self.data) != 5 + length or self.data[0] != 0:
             raise CallError(Code.INTERNAL, "the reply is not one uncompressed gRPC message")
         return bytes(self.data[5:])
+
+
+def _deadline_exceeded() -> CallError:
+    return CallError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")  # grpcio's words
+
+
+def _closed(exc: OSError) -> CallError:
+    return CallError(Code.UNAVAILABLE, f"the daemon closed the connection ({exc.strerror})")
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
