@@ -54,7 +54,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 {
 	struct flow_rule *rule;
 	struct port_info *in, in_info;
-	struct flow_key key;
+	struct flow_key *key;
 	__u32 out = 0, ref = 0;
 	int ret, next = FLOW_NEXT_NORMAL;
 
@@ -67,15 +67,18 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 	in_info = *in;  /* the cache entry may go to the out port (port_lookup) */
 	ctx->bridge = in_info.bridge;
 	ctx->in_slot = in_info.slot;
+	key = flow_key_scratch();
+	if (!key)  /* never: index 0 of a one-entry array */
+		return CTX_ACT_OK;
 
-	ret = parse_flow(ctx, &key);
-	watch_begin(ctx, &key);
-	result_parsed(ctx, &key, ret);
+	ret = parse_flow(ctx, key);
+	watch_begin(ctx, key);
+	result_parsed(ctx, key, ret);
 	if (IS_DROP(ret))
 		return ret;
-	ctx->tag_vid = key.dl_vlan;  /* tag_now set by parse_flow */
+	ctx->tag_vid = key->dl_vlan;  /* tag_now set by parse_flow */
 	ctx->flow_tag = ctx->tag_now;
-	ctx->flow_vid = key.dl_vlan;
+	ctx->flow_vid = key->dl_vlan;
 	count_rx(ctx);
 	/* HOOK, not ctx->hook: clang does not always fold the latter here, and the XDP program
 	 * must not contain the tunnel helpers (no XDP runs on a tunnel port anyway) */
@@ -85,10 +88,10 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 			return ret;
 	}
 
-	if (mac_is_multicast(key.dl_src))
+	if (mac_is_multicast(key->dl_src))
 		return -DROP_INVALID_SRC_MAC;
 
-	rule = classify(ctx, &key);
+	rule = classify(ctx, key);
 	result_stage(ctx, STAGE_FLOW);
 	if (rule) {
 		count_rule(ctx, rule);
@@ -99,7 +102,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 			if (IS_DROP(ret))  /* at XDP: to TC */
 				return ret;
 		}
-		next = flow_actions(ctx, rule, &key, &out, &ref);
+		next = flow_actions(ctx, rule, key, &out, &ref);
 		if (IS_DROP(next))
 			return next;
 		if (next == FLOW_NEXT_OUTPUT)
@@ -117,7 +120,7 @@ static __always_inline int pipeline_decide(struct dp_ctx *ctx, const int hook)
 		return ret;
 	result_vlan(ctx);
 	if (next == FLOW_NEXT_NORMAL) {
-		next = normal(ctx, &key, &out, &ref);
+		next = normal(ctx, key, &out, &ref);
 		if (IS_DROP(next))
 			return next;
 		if (next == FLOW_NEXT_OUTPUT)

@@ -95,7 +95,7 @@ static __always_inline int output_target(const struct dp_ctx *ctx, __u32 ifindex
  * FLOW_NEXT_* (FLOW_NEXT_OUTPUT: *out, *out_ref; FLOW_NEXT_CONTROLLER: the controller action
  * alone), or a drop (flow-drop: no output at all). */
 static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_rule *rule,
-					const struct flow_key *key, __u32 *out, __u32 *out_ref)
+					struct flow_key *key, __u32 *out, __u32 *out_ref)
 {
 	__u32 i, sent = 0;
 	int ret;
@@ -128,8 +128,10 @@ static __always_inline int flow_actions(struct dp_ctx *ctx, const struct flow_ru
 				*out_ref = ref;
 				return FLOW_NEXT_OUTPUT;
 			}
-			if (!ctx->dry_run)
+			if (!ctx->dry_run) {
 				flood_clone(ctx, a->arg, ref);
+				parse_macs_again(ctx, key);
+			}
 		} else if (a->type == FLOW_ACT_NORMAL) {
 			return FLOW_NEXT_NORMAL;
 		} else if (a->type == FLOW_ACT_FLOOD) {

@@ -234,4 +234,20 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 	return 0;
 }
 
+/* The key's MACs read from the frame again, after a clone. The key is per CPU
+ * (flow_key_scratch, flow.h), and a clone into a VXLAN port whose underlay leaves through the
+ * bridge device runs tc_egress at once, nested on this CPU, which parses its own frame into it.
+ * After its clones the pipeline reads only the MACs (the FDB, learning); tag changes leave
+ * them where they were. */
+static __always_inline void parse_macs_again(const struct dp_ctx *ctx, struct flow_key *key)
+{
+	__u64 buf[PARSE_BUF_LEN / 8];
+	struct ethhdr *eth = header_at(ctx, 0, sizeof(*eth), buf);
+
+	if (!eth)
+		return;
+	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+}
+
 #endif
