@@ -146,6 +146,41 @@ def test_a_restart_takes_the_running_build_back(bpffs_dir, cache_dir, monkeypatc
         dp.destroy()
 
 
+def _refused(*args):
+    raise OSError(13, "refused by the verifier (test)")
+
+
+def test_a_failed_first_load_leaves_no_pins(bpffs_dir, cache_dir, monkeypatch):
+    """Programs the kernel refuses on a first start: the maps pinned for them and the new
+    directory go again. A failed restart leaves the running datapath's pins as they were."""
+    monkeypatch.setattr(build, "_load_programs", _refused)
+    with pytest.raises(Unavailable, match="refused by the verifier"):
+        Datapath(bpffs_dir, cache_dir=cache_dir)
+    assert not os.path.exists(bpffs_dir)
+    monkeypatch.undo()
+    dp = Datapath(bpffs_dir, cache_dir=cache_dir)
+    try:
+        dp.close()
+        before = sorted(os.listdir(bpffs_dir))
+        monkeypatch.setattr(build, "_load_programs", _refused)
+        monkeypatch.setattr(builds, "reuse", lambda *a: None)  # as if another build ran
+        with pytest.raises(Unavailable, match="refused by the verifier"):
+            Datapath(bpffs_dir, cache_dir=cache_dir)
+        assert sorted(os.listdir(bpffs_dir)) == before
+        monkeypatch.undo()
+        dp.__init__(bpffs_dir, cache_dir=cache_dir)
+    finally:
+        dp.destroy()
+    assert not os.path.exists(bpffs_dir)
+
+
+def test_a_pin_directory_the_source_cannot_name_is_not_made(cache_dir):
+    bad = '/sys/fs/bpf/vswtest-"quoted"'
+    with pytest.raises(Unavailable, match="must not contain quotes"):
+        Datapath(bad, cache_dir=cache_dir)
+    assert not os.path.exists(bad)
+
+
 def _insns(*insns: tuple[int, int, int, int]) -> bytes:
     return b"".join(struct.pack("<BBhi", *insn) for insn in insns)
 

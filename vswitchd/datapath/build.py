@@ -233,31 +233,36 @@ def load(bpffs_dir: str, trace: bool, cache_dir: str | None = objfile.DEFAULT_CA
     of another layout than the build's are replaced. Raises Unavailable when bpffs cannot be
     mounted, objfile.CompileError when the source does not compile, OSError when the kernel
     refuses a map or a program."""
-    fresh = pins.make_dir(bpffs_dir)
     pin_dir_define(bpffs_dir)  # refuses a directory the source could not name
-    body = source_body(trace, limits)
-    key = objfile.cache_key(body)
+    fresh = pins.make_dir(bpffs_dir)
     try:
-        obj, cached = objfile.obtain(body, key, f"{bpffs_dir}-compile-{os.getpid()}",
-                                     objfile.Cache(cache_dir))
-        xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
-        map_fds, stale = _open_pinned(obj, bpffs_dir)
-        if stale:
-            # Pinned maps of an earlier build with other layouts would be misread (or refused
-            # by the verifier). They are replaced; the daemon re-adds its desired state
-            # (ports, static FDB, flows).
-            log.warning("pinned datapath maps in %s have another layout than this build "
-                        "(%s): replacing them; learned FDB entries and counters restart",
-                        bpffs_dir, "; ".join(stale))
-            _close(map_fds.values())
-            pins.remove_map_pins(bpffs_dir, keep_dir=True)
-            xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
-            map_fds, _ = _open_pinned(obj, bpffs_dir)
-        pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
+        return _load_into(bpffs_dir, trace, cache_dir, limits)
     except Exception:
-        if fresh:  # do not leave half-created pins behind a failed first start
+        if fresh:  # a failed first start leaves no pins behind (its maps, its directory)
             pins.remove_map_pins(bpffs_dir)
         raise
+
+
+def _load_into(bpffs_dir: str, trace: bool, cache_dir: str | None, limits: Limits) -> Loaded:
+    """load() into the directory pins.make_dir made."""
+    body = source_body(trace, limits)
+    key = objfile.cache_key(body)
+    obj, cached = objfile.obtain(body, key, f"{bpffs_dir}-compile-{os.getpid()}",
+                                 objfile.Cache(cache_dir))
+    xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
+    map_fds, stale = _open_pinned(obj, bpffs_dir)
+    if stale:
+        # Pinned maps of an earlier build with other layouts would be misread (or refused
+        # by the verifier). They are replaced; the daemon re-adds its desired state
+        # (ports, static FDB, flows).
+        log.warning("pinned datapath maps in %s have another layout than this build "
+                    "(%s): replacing them; learned FDB entries and counters restart",
+                    bpffs_dir, "; ".join(stale))
+        _close(map_fds.values())
+        pins.remove_map_pins(bpffs_dir, keep_dir=True)
+        xdpmaps.ensure_pins(bpffs_dir, limits.max_ports)
+        map_fds, _ = _open_pinned(obj, bpffs_dir)
+    pins.remove_retired_pins(bpffs_dir)  # no program of this build uses them
     own = [name for name in obj["maps"] if not _pinned(name)]
     reused = builds.reuse(bpffs_dir, key, list(obj["programs"]), own, map_fds)
     if reused is not None:
