@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from vswitchd.datapath import Datapath, PortKind
+from vswitchd.datapath.flows import DpRule
 
 pytestmark = pytest.mark.root
 
@@ -202,3 +203,93 @@ def test_another_vni_is_dropped(hosts):
     c = h1.dp.port_counters(vx1)
     assert c.drops.get("tunnel-vni", 0) >= 1, c
     assert mac(h2.cns, "eth0") not in {r.mac for r in h1.dp.fdb_list(ifindex(h1.ns, "br0"))}
+
+
+@pytest.fixture
+def underlay_on_the_bridge():
+    """One host whose VTEP address is on the bridge device: the underlay veth u1 is a port of
+    br0, so what the VXLAN port vx0 sends leaves through br0, where tc_egress runs at once
+    (nested in the program that cloned into vx0). Also a container (c0) and the underlay's far
+    end (u2, in a namespace of its own, without an address: what arrives there is dropped
+    without an answer)."""
+    tag = "vu" + uuid.uuid4().hex[:5]
+    h, c, far = f"{tag}h", f"{tag}c", f"{tag}p"
+    pins = f"/sys/fs/bpf/vswtest-{tag}"
+    made: list[str] = []
+    dp = None
+    try:
+        for ns in (h, c, far):
+            ip("netns", "add", ns)
+            made.append(ns)
+            for key in ("all", "default"):  # no IPv6 chatter from the new links
+                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                                f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
+        ip("link", "add", "u1", "netns", h, "type", "veth", "peer", "name", "u2", "netns", far)
+        ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=h)
+        ip("link", "add", "vx0", "type", "vxlan", "external", "vnifilter", "dstport", "4789",
+           ns=h)
+        subprocess.run(["bridge", "-n", h, "vni", "add", "dev", "vx0", "vni", str(VNI)],
+                       check=True)
+        ip("link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", c, ns=h)
+        for dev in ("vx0", "c0", "u1"):
+            ip("link", "set", dev, "master", "br0", ns=h)
+        for dev in ("br0", "vx0", "c0", "u1"):
+            ip("link", "set", dev, "up", ns=h)
+        ip("addr", "add", "10.98.0.1/24", "dev", "br0", ns=h)
+        ip("link", "set", "u2", "up", ns=far)
+        ip("link", "set", "eth0", "up", ns=c)
+        ip("neigh", "replace", "10.98.0.2", "lladdr", mac(far, "u2"), "dev", "br0", "nud",
+           "permanent", ns=h)
+        with netns(h):
+            dp = Datapath(pins)
+            br = ifindex(h, "br0")
+            dp.add_bridge(br, mac(h, "br0"))
+            for dev in ("c0", "u1"):
+                dp.add_port(br, ifindex(h, dev), PortKind.PEER)
+            vx = ifindex(h, "vx0")
+            dp.add_port(br, vx, PortKind.TUNNEL)
+            dp.set_tunnel(vx, VNI)
+            dp.set_vteps(vx, ["10.98.0.2"])
+            # the far end's MAC on u1: the nested tc_egress forwards, floods nothing
+            dp.fdb_add_static(br, mac(far, "u2"), 0, ifindex(h, "u1"))
+        yield h, c, dp
+    finally:
+        if dp is not None:
+            with netns(h):
+                dp.destroy()
+        for ns in reversed(made):
+            with contextlib.suppress(subprocess.CalledProcessError):
+                ip("netns", "del", ns)
+        assert not os.path.exists(pins)
+
+
+def test_a_clone_into_a_tunnel_that_runs_tc_egress_nested_leaves_the_macs(
+        underlay_on_the_bridge):
+    """The flow key is per CPU (lib/flow.h). A rule `output:vx0,normal` clones into vx0, whose
+    encapsulated copy leaves through br0 at once: tc_egress runs nested and parses that copy
+    (source: br0's MAC) into the same key. The rest of the rule, normal, must still learn and
+    forward by the container's frame: its source on c0, not a spoof of the host's MAC."""
+    h, c, dp = underlay_on_the_bridge
+    br, c0, vx = ifindex(h, "br0"), ifindex(h, "c0"), ifindex(h, "vx0")
+    remote_mac = "02:00:00:00:00:99"  # behind the tunnel's VTEP
+    dp.fdb_add_static(br, remote_mac, 0, vx, "10.98.0.2")
+    dp.flows_sync(br, [DpRule(1, 100, (("in_port", c0, 0xFFFFFFFF),),
+                              (("output", vx), ("normal", 0)))])
+    src = mac(c, "eth0")
+    with netns(c):
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind(("eth0", 0))
+    with tx:
+        tx.send(bytes.fromhex(remote_mac.replace(":", "")) + bytes.fromhex(src.replace(":", ""))
+                + b"\x88\xb5" + bytes(46))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not dp.port_counters(c0).rx_packets:
+        time.sleep(0.05)
+    counters = dp.port_counters(c0)
+    assert counters.rx_packets == 1 and not counters.drops, counters
+    learned = {r.mac: r for r in dp.fdb_list(br)}
+    assert learned[src].ifindex == c0 and not learned[src].static
+    assert dp.port_counters(vx).tx_packets == 2  # the clone, then normal's forward
+    # both copies, encapsulated, left through br0 (tc_egress: rx of the bridge's own port)
+    assert dp.port_counters(br).rx_packets == 2
+    assert dp.port_counters(ifindex(h, "u1")).tx_packets == 2
