@@ -29,6 +29,7 @@ static __always_inline int finish(struct dp_ctx *ctx, int ret)
 	if (IS_HANDOFF(ret)) {
 		result_handoff(ctx, -ret & ~HANDOFF_BIT);
 		count_handoff(ctx);
+		watch_release(ctx);  /* TC builds the frame's event */
 		return CTX_ACT_OK;
 	}
 	if (ctx_is_xdp(ctx) && !ctx->dry_run) {  /* what the pipeline left to the end (ctx.h) */

@@ -5,7 +5,12 @@
  *                      per-packet cost is this one array read (watch_begin).
  *   watch_filters[0]   every slot's filter: bridge, a masked flow key (in_port in it).
  *   watch_scratch      per-CPU: the event being built (headers at parse time, the rule and
- *                      outputs as they happen; tc_flood finishes the event of a flood).
+ *                      outputs as they happen; tc_flood finishes the event of a flood). Two
+ *                      slots: a clone into a VXLAN port whose underlay leaves through the
+ *                      bridge device runs tc_egress at once, nested on this CPU, while the
+ *                      cloning packet's event is still being built.
+ *   watch_claimed      per-CPU: bit i = slot i holds an event being built (watch_begin claims
+ *                      a free slot, watch_emit frees it; the slot is in the packet's watch_cb).
  *   watch_bucket       per-CPU token bucket (bucket.h): at most watch_ctl.rate events/s per
  *                      CPU, bursts of up to one second's worth.
  *   watch_lost[i]      per-CPU: events of watcher i lost to the rate limit or a full ring.
@@ -79,17 +84,13 @@ struct watch_event {
 #ifndef VSW_NO_TRACE
 BPF_ARRAY(watch_ctl, struct watch_ctl, 1);
 BPF_ARRAY(watch_filters, struct watch_filters, 1);
-BPF_PERCPU_ARRAY(watch_scratch, struct watch_event, 1);
+#define WATCH_SLOTS 2
+#define WATCH_CB_SLOT (1u << MAX_WATCHERS)  /* watch_cb: the packet's event is in slot 1 */
+BPF_PERCPU_ARRAY(watch_scratch, struct watch_event, WATCH_SLOTS);
+BPF_PERCPU_ARRAY(watch_claimed, __u32, 1);
 BPF_PERCPU_ARRAY(watch_bucket, struct token_bucket, 1);
 BPF_PERCPU_ARRAY(watch_lost, __u64, MAX_WATCHERS);
 BPF_RINGBUF_OUTPUT(watch_events, WATCH_RING_PAGES);
-
-static __always_inline struct watch_event *watch_scratch_get(void)
-{
-	__u32 zero = 0;
-
-	return watch_scratch.lookup(&zero);
-}
 
 /* The packet's watcher bitmask lives in ctx_cb (ctx.h; skb->cb[4] at TC), not in dp_ctx: a load
  * from there is a fresh unknown each time, so no narrowed copy of it rides along the
@@ -105,6 +106,27 @@ static __always_inline void watch_cb_set(const struct dp_ctx *ctx, __u32 mask)
 	ctx_cb_set(ctx, CTX_CB_WATCH, mask);
 }
 
+/* The event the packet builds (watch_cb says it has one): WATCH_CB_SLOT, its slot. */
+static __always_inline struct watch_event *watch_scratch_get(const struct dp_ctx *ctx)
+{
+	__u32 slot = watch_cb(ctx) & WATCH_CB_SLOT ? 1 : 0;
+
+	return watch_scratch.lookup(&slot);
+}
+
+/* Frees the packet's event slot, if it has one: at its emission, or when XDP hands the frame
+ * to TC (which starts the event again). */
+static __always_inline void watch_release(const struct dp_ctx *ctx)
+{
+	__u32 cb = watch_cb(ctx), zero = 0, *claimed;
+
+	if (!(cb & ((1u << MAX_WATCHERS) - 1)))
+		return;
+	claimed = watch_claimed.lookup(&zero);
+	if (claimed)
+		*claimed &= ~(cb & WATCH_CB_SLOT ? 2u : 1u);
+}
+
 /* After parsing (or failing to): sets watch_cb (zeroed by the pipeline first) to the watchers
  * whose filter the packet passes and starts their event. Nobody watching: one array read.
  *
@@ -116,7 +138,7 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 	struct watch_filters *fs;
 	struct watch_event *ev;
 	struct watch_ctl *c;
-	__u32 zero = 0, active, mask = 0, i, j;
+	__u32 zero = 0, active, mask = 0, i, j, slot, *claimed;
 
 	c = watch_ctl.lookup(&zero);
 	if (!c || !c->active || ctx->dry_run)
@@ -141,9 +163,14 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 	}
 	if (!mask)
 		return;
-	ev = watch_scratch_get();
+	claimed = watch_claimed.lookup(&zero);
+	if (!claimed || (*claimed & 3) == 3)  /* both slots building events: none for this one */
+		return;
+	slot = *claimed & 1;  /* slot 0 unless it is taken (by the packet this one is nested in) */
+	ev = watch_scratch.lookup(&slot);
 	if (!ev)
 		return;
+	*claimed |= 1u << slot;
 	ev->version = WATCH_EVENT_VERSION;
 	ev->type = WATCH_EVENT_DECISION;
 	ev->length = sizeof(*ev);
@@ -155,7 +182,7 @@ static __always_inline void watch_begin(struct dp_ctx *ctx, const struct flow_ke
 	ev->n_copies = 0;
 	ev->hook = ctx->hook;
 	__builtin_memcpy(&ev->key, key, sizeof(*key));
-	watch_cb_set(ctx, mask);
+	watch_cb_set(ctx, mask | (slot ? WATCH_CB_SLOT : 0));
 }
 
 static __always_inline void watch_rule(const struct dp_ctx *ctx, __u32 rule_id)
@@ -164,7 +191,7 @@ static __always_inline void watch_rule(const struct dp_ctx *ctx, __u32 rule_id)
 
 	if (!watch_cb(ctx))
 		return;
-	ev = watch_scratch_get();
+	ev = watch_scratch_get(ctx);
 	if (ev)
 		ev->rule_id = rule_id;
 }
@@ -176,7 +203,7 @@ static __always_inline void watch_output(const struct dp_ctx *ctx, __u32 ifindex
 
 	if (!watch_cb(ctx))
 		return;
-	ev = watch_scratch_get();
+	ev = watch_scratch_get(ctx);
 	if (!ev)
 		return;
 	n = ev->n_outputs;
@@ -193,7 +220,7 @@ static __always_inline void watch_copy(const struct dp_ctx *ctx)
 
 	if (!watch_cb(ctx))
 		return;
-	ev = watch_scratch_get();
+	ev = watch_scratch_get(ctx);
 	if (ev)
 		ev->n_copies++;
 }
@@ -205,7 +232,7 @@ static __always_inline void watch_copies(const struct dp_ctx *ctx, __u32 n)
 
 	if (!watch_cb(ctx))
 		return;
-	ev = watch_scratch_get();
+	ev = watch_scratch_get(ctx);
 	if (ev)
 		ev->n_copies = n;
 }
@@ -239,6 +266,7 @@ static __always_inline void watch_emit(const struct dp_ctx *ctx)
 
 	if (!mask)
 		return;
+	watch_release(ctx);  /* nothing below runs another program on this CPU */
 	c = watch_ctl.lookup(&zero);
 	if (!c)
 		return;
@@ -247,7 +275,7 @@ static __always_inline void watch_emit(const struct dp_ctx *ctx)
 		mask &= ~c->drops_only;
 	if (!mask)
 		return;
-	ev = watch_scratch_get();
+	ev = watch_scratch_get(ctx);
 	if (!ev || ev->in_port != ctx->in_port)  /* not this packet's (see tc_flood) */
 		return;
 	b = watch_bucket.lookup(&zero);
@@ -274,6 +302,7 @@ static __always_inline void watch_output(const struct dp_ctx *ctx, __u32 ifindex
 static __always_inline void watch_copy(const struct dp_ctx *ctx) {}
 static __always_inline void watch_copies(const struct dp_ctx *ctx, __u32 n) {}
 static __always_inline void watch_emit(const struct dp_ctx *ctx) {}
+static __always_inline void watch_release(const struct dp_ctx *ctx) {}
 #endif
 
 #endif

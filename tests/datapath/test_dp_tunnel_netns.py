@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from vswitchd.datapath import Datapath, PortKind
+from vswitchd.datapath import Datapath, PortKind, WatchFilter
 from vswitchd.datapath.flows import DpRule
 
 pytestmark = pytest.mark.root
@@ -263,6 +263,29 @@ def underlay_on_the_bridge():
         assert not os.path.exists(pins)
 
 
+REMOTE_MAC = "02:00:00:00:00:99"  # behind underlay_on_the_bridge's VTEP
+
+
+def clone_into_the_tunnel(h: str, c: str, dp: Datapath) -> str:
+    """The rule `in_port=c0 actions=output:vx0,normal`, REMOTE_MAC on vx0, and one frame from
+    the container to REMOTE_MAC, counted in at c0. Its source MAC."""
+    br, c0, vx = ifindex(h, "br0"), ifindex(h, "c0"), ifindex(h, "vx0")
+    dp.fdb_add_static(br, REMOTE_MAC, 0, vx, "10.98.0.2")
+    dp.flows_sync(br, [DpRule(1, 100, (("in_port", c0, 0xFFFFFFFF),),
+                              (("output", vx), ("normal", 0)))])
+    src = mac(c, "eth0")
+    with netns(c):
+        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind(("eth0", 0))
+    with tx:
+        tx.send(bytes.fromhex(REMOTE_MAC.replace(":", "") + src.replace(":", ""))
+                + b"\x88\xb5" + bytes(46))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not dp.port_counters(c0).rx_packets:
+        time.sleep(0.05)
+    return src
+
+
 def test_a_clone_into_a_tunnel_that_runs_tc_egress_nested_leaves_the_macs(
         underlay_on_the_bridge):
     """The flow key is per CPU (lib/flow.h). A rule `output:vx0,normal` clones into vx0, whose
@@ -271,20 +294,7 @@ def test_a_clone_into_a_tunnel_that_runs_tc_egress_nested_leaves_the_macs(
     forward by the container's frame: its source on c0, not a spoof of the host's MAC."""
     h, c, dp = underlay_on_the_bridge
     br, c0, vx = ifindex(h, "br0"), ifindex(h, "c0"), ifindex(h, "vx0")
-    remote_mac = "02:00:00:00:00:99"  # behind the tunnel's VTEP
-    dp.fdb_add_static(br, remote_mac, 0, vx, "10.98.0.2")
-    dp.flows_sync(br, [DpRule(1, 100, (("in_port", c0, 0xFFFFFFFF),),
-                              (("output", vx), ("normal", 0)))])
-    src = mac(c, "eth0")
-    with netns(c):
-        tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        tx.bind(("eth0", 0))
-    with tx:
-        tx.send(bytes.fromhex(remote_mac.replace(":", "")) + bytes.fromhex(src.replace(":", ""))
-                + b"\x88\xb5" + bytes(46))
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and not dp.port_counters(c0).rx_packets:
-        time.sleep(0.05)
+    src = clone_into_the_tunnel(h, c, dp)
     counters = dp.port_counters(c0)
     assert counters.rx_packets == 1 and not counters.drops, counters
     learned = {r.mac: r for r in dp.fdb_list(br)}
@@ -293,3 +303,21 @@ def test_a_clone_into_a_tunnel_that_runs_tc_egress_nested_leaves_the_macs(
     # both copies, encapsulated, left through br0 (tc_egress: rx of the bridge's own port)
     assert dp.port_counters(br).rx_packets == 2
     assert dp.port_counters(ifindex(h, "u1")).tx_packets == 2
+
+
+def test_a_watched_packet_keeps_its_event_when_tc_egress_runs_nested(underlay_on_the_bridge):
+    """The event a watched packet builds is per CPU too (lib/watch.h): the nested tc_egress
+    runs of its clone build theirs elsewhere. Each of the three gets its own event."""
+    h, c, dp = underlay_on_the_bridge
+    br, c0, vx, u1 = (ifindex(h, n) for n in ("br0", "c0", "vx0", "u1"))
+    dp.watch_add(WatchFilter(bridge=br))
+    src = clone_into_the_tunnel(h, c, dp)
+    events, deadline = [], time.monotonic() + 2
+    while len(events) < 3 and time.monotonic() < deadline:
+        events += dp.watch_poll(50)
+    outer = [(e.in_port, e.dl_src, e.dl_dst, e.verdict, e.outputs) for e in events
+             if e.in_port != br]
+    assert outer == [(c0, src, REMOTE_MAC, "forward", (vx, vx))]
+    nested = [(e.dl_src, e.dl_type, e.verdict, e.outputs) for e in events if e.in_port == br]
+    assert nested == [(mac(h, "br0"), 0x0800, "forward", (u1,))] * 2
+    assert not any(dp._bpf[b"watch_claimed"][0])  # every slot free again

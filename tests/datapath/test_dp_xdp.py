@@ -213,6 +213,24 @@ def test_watch_events_name_the_hook(xb, dp):
         dp.watch_remove(slot)
 
 
+def test_a_watched_frame_handed_to_tc_frees_its_event_slot(xb, dp):
+    """XDP starts a watched frame's event in a per-CPU slot (lib/watch.h) and hands the frame
+    to TC, which starts it again: the handoff frees the slot, as an emitted event does."""
+    slot = dp.watch_add(WatchFilter(bridge=xb.br))
+    try:
+        dp.set_xdp_target(xb.port["c"], False)
+        xb.learn(MAC_C, "c")
+        xb.learn(MAC_B, "b")
+        assert xb.xdp(untagged(MAC_C, MAC_A), dry_run=False).retval == XDP_PASS  # to TC
+        assert xb.xdp(untagged(MAC_B, MAC_A), dry_run=False).retval == XDP_REDIRECT
+        events = dp.watch_poll(500)
+        assert [(e.hook, e.verdict) for e in events if e.in_port == xb.port["a"]] == \
+            [("xdp", "forward")]  # the handed-off frame's event is TC's (not run here)
+        assert not any(dp._bpf[b"watch_claimed"][0])
+    finally:
+        dp.watch_remove(slot)
+
+
 def _sum16(data: bytes) -> int:
     s = sum(struct.unpack(f"!{len(data) // 2}H", data + b"\0" * (len(data) % 2)))
     while s >> 16:
