@@ -31,6 +31,7 @@ enum flow_next {
 static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key, __u32 *out,
 				  __u32 *out_ref)
 {
+	struct fdb_cache_slot *slot;
 	struct port_info *pi;
 	__u32 port;
 	int want, ret;
@@ -43,7 +44,7 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	}
 	if (mac_is_multicast(key->dl_dst))
 		return FLOW_NEXT_FLOOD;
-	port = fdb_port(ctx->bridge, ctx->vlan, key->dl_dst, &ctx->tun);
+	port = fdb_port_slot(ctx->bridge, ctx->vlan, key->dl_dst, &ctx->tun, &slot);
 	if (!port && ctx->vlan)
 		port = fdb_host_port(ctx->bridge, key->dl_dst);
 	if (!port)
@@ -51,7 +52,7 @@ static __always_inline int normal(struct dp_ctx *ctx, const struct flow_key *key
 	result_fdb_hit(ctx, port);
 	if (port == ctx->in_port)
 		return -DROP_SAME_PORT;
-	pi = port_lookup(port);
+	pi = fdb_slot_port(slot, port);
 	if (!pi || pi->bridge != ctx->bridge)
 		return -DROP_NO_FDB_PORT;
 	want = vlan_egress(ctx, port, pi);

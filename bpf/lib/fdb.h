@@ -6,6 +6,7 @@
 
 #include "lib/common.h"
 #include "lib/drop_reasons.h"
+#include "lib/ports.h"
 
 #define FDB_F_STATIC 1
 /* The entry's port is a tunnel: fdb_remote holds the VTEP the MAC is behind. Written before the
@@ -60,6 +61,11 @@ BPF_TABLE_PINNED("hash", struct fdb_key, struct tun_addr, fdb_remote, MAX_FDB_EN
 #define FDB_CACHE_BITS 10
 #define FDB_CACHE_SIZE (1 << FDB_CACHE_BITS)
 #define FDB_GEN_DAEMON_STEP 0x100000000  /* 2^32 */
+/* A source address as the port cache keeps it (ports.h: port_cache_entry.src_key): VLAN and
+ * MAC in one word, never 0 for a source that is learned (a zero MAC is not). */
+#define FDB_SRC_KEY(vlan, mac) ((__u64)(vlan) << 48 | (__u64)(mac)[0] << 40 | \
+				(__u64)(mac)[1] << 32 | (__u64)(mac)[2] << 24 | \
+				(__u64)(mac)[3] << 16 | (__u64)(mac)[4] << 8 | (mac)[5])
 
 struct fdb_cache_slot {
 	__u64 gen;           /* fdb_gen when filled */
@@ -69,6 +75,11 @@ struct fdb_cache_slot {
 	__u32 flags;
 	__u32 remote;        /* FDB_F_REMOTE: the VTEP (fdb_remote's w[0]) */
 	__u64 seen_jiffies;  /* the entry's, as this CPU last read or set it */
+	/* ifindex's port_info, copied by fdb_slot_port when port_gen + 1 was out_gen (0: not
+	 * copied): the destination's port without a port_lookup of its own. */
+	__u64 out_gen;
+	struct port_info out;
+	__u32 pad;
 };
 
 BPF_TABLE_PINNED("array", __u32, __u64, fdb_gen, 1, VSW_PIN_DIR "/fdb_gen");
@@ -127,6 +138,7 @@ static __always_inline void fdb_cache_fill(const struct fdb_ref *r, const struct
 	c->flags = e->flags;
 	c->remote = remote;
 	c->seen_jiffies = e->seen_jiffies;
+	c->out_gen = 0;
 }
 
 /* The VTEP of an FDB_F_REMOTE entry (0 if none). */
@@ -140,15 +152,17 @@ static __always_inline __u32 fdb_remote_of(const struct fdb_ref *r, const struct
 	return a ? a->w[0] : 0;
 }
 
-/* The port of (bridge, vlan, mac), 0 if unknown; *remote: the VTEP when it is a tunnel's. */
-static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac,
-				      __u32 *remote)
+/* The port of (bridge, vlan, mac), 0 if unknown; *remote: the VTEP when it is a tunnel's;
+ * *slot: the key's FDB cache slot (NULL: no caching), for fdb_slot_port. */
+static __always_inline __u32 fdb_port_slot(__u32 bridge, __u16 vlan, const __u8 *mac,
+					   __u32 *remote, struct fdb_cache_slot **slot)
 {
 	struct fdb_cache_slot *c;
 	struct fdb_entry *e;
 	struct fdb_ref r;
 
 	fdb_ref_make(&r, bridge, vlan, mac);
+	*slot = r.slot;
 	c = fdb_cached(&r);
 	if (c) {
 		*remote = c->remote;
@@ -160,6 +174,38 @@ static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac,
 	*remote = fdb_remote_of(&r, e);
 	fdb_cache_fill(&r, e, *remote);
 	return e->ifindex;
+}
+
+static __always_inline __u32 fdb_port(__u32 bridge, __u16 vlan, const __u8 *mac,
+				      __u32 *remote)
+{
+	struct fdb_cache_slot *slot;
+
+	return fdb_port_slot(bridge, vlan, mac, remote, &slot);
+}
+
+/* The port_info of port, found by fdb_port_slot in slot s: the copy in s while port_gen is
+ * what it was when copied, else port_lookup's (copied into s under the port_gen read before
+ * it, so a copy that raced with a port change is stale at once). The info depends on the
+ * ifindex alone: any slot holding that ifindex serves. */
+static __always_inline struct port_info *fdb_slot_port(struct fdb_cache_slot *s, __u32 port)
+{
+	__u32 zero = 0;
+	__u64 *genp = port_gen.lookup(&zero);
+	struct port_info *pi;
+	__u64 gen;
+
+	if (!genp)
+		return NULL;
+	gen = *genp + 1;
+	if (s && s->ifindex == port && s->out_gen == gen)
+		return &s->out;
+	pi = port_lookup(port);
+	if (pi && s && s->ifindex == port) {
+		s->out = *pi;
+		s->out_gen = gen;
+	}
+	return pi;
 }
 
 /* The host's MACs (static entries on the bridge device, kept in VLAN 0) are known in every
@@ -187,8 +233,9 @@ static __always_inline int fdb_static_src(const struct dp_ctx *ctx, __u32 ifinde
 
 /* Learns src on in_port (not in a dry run); returns 0, or a drop for a spoof of the host's MAC
  * (also in a dry run). Static entries are never overwritten; the host's MAC, whose entry is in
- * VLAN 0, is protected in every VLAN. A known address on the same port costs a cache read;
- * its entry is refreshed (in place) at most once per FDB_REFRESH_JIFFIES: aging has second
+ * VLAN 0, is protected in every VLAN. A known address on the same port costs a read of the
+ * in port's cache entry (its src_key, ports.h), or else of its FDB cache slot; its entry is
+ * refreshed (in place) at most once per FDB_REFRESH_JIFFIES: aging has second
  * granularity, and a write per packet would bounce the entry's cache line between CPUs.
  * From a tunnel (ctx->tun), the address is learned behind that VTEP: the same port
  * from another VTEP is a move. */
@@ -200,13 +247,28 @@ static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 	struct fdb_ref r;
 	__u64 jiffies = bpf_jiffies64();
 
+	/* not from a tunnel: the in port's cache entry does not hold the VTEP */
+	struct port_cache_entry *pc = ctx->tun ? NULL : port_cached(ctx->in_port);
+	__u64 src_key = FDB_SRC_KEY(ctx->vlan, src);
+	__u32 zero = 0;
+	__u64 *genp = fdb_gen.lookup(&zero);
+
+	if (pc && genp && pc->src_key == src_key && pc->src_gen == *genp &&
+	    jiffies - pc->src_jiffies < FDB_REFRESH_JIFFIES)
+		return 0;  /* learned here, nothing changed since, no refresh due */
 	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
 	c = fdb_cached(&r);
 	if (c && c->flags & FDB_F_STATIC)
 		return fdb_static_src(ctx, c->ifindex);
 	if (c && c->ifindex == ctx->in_port && c->remote == ctx->tun &&
-	    jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES)
+	    jiffies - c->seen_jiffies < FDB_REFRESH_JIFFIES) {
+		if (pc) {  /* under the fdb_gen the slot was valid for */
+			pc->src_key = src_key;
+			pc->src_gen = r.gen;
+			pc->src_jiffies = c->seen_jiffies;
+		}
 		return 0;
+	}
 	old = fdb.lookup(&r.key);
 	if (old && old->flags & FDB_F_STATIC) {
 		fdb_cache_fill(&r, old, fdb_remote_of(&r, old));

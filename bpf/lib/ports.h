@@ -73,6 +73,12 @@ struct port_cache_entry {
 	__u64 gen;      /* port_gen when filled */
 	__u32 ifindex;  /* 0 = empty */
 	struct port_info info;
+	/* The last source address found learned on this port (fdb_learn): FDB_SRC_KEY of its VLAN
+	 * and MAC (0 = none), fdb_gen then, and its entry's seen_jiffies. While fdb_gen holds
+	 * that value no FDB entry changed, so the next frame from it skips the FDB cache. */
+	__u64 src_key;
+	__u64 src_gen;
+	__u64 src_jiffies;
 };
 
 BPF_TABLE_PINNED("array", __u32, __u64, port_gen, 1, VSW_PIN_DIR "/port_gen");
@@ -99,7 +105,18 @@ static __always_inline struct port_info *port_lookup(__u32 ifindex)
 	c->info = *pi;
 	c->ifindex = ifindex;
 	c->gen = gen;
+	c->src_key = 0;
 	return &c->info;
+}
+
+/* The cache entry of ifindex, port_lookup'ed earlier by this packet, or NULL if another port
+ * has taken it since. */
+static __always_inline struct port_cache_entry *port_cached(__u32 ifindex)
+{
+	__u32 i = ifindex & (PORT_CACHE_SIZE - 1);
+	struct port_cache_entry *c = port_cache.lookup(&i);
+
+	return c && c->ifindex == ifindex ? c : NULL;
 }
 
 static __always_inline struct bridge_members *members_lookup(__u32 bridge)

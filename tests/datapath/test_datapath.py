@@ -243,6 +243,45 @@ def test_port_cache_is_invalidated_by_every_port_change(dp, bridge, bpffs_dir, o
     assert dp._port_gen[ctypes.c_int(0)].value > gen
 
 
+def test_a_source_known_on_its_port_is_checked_again_after_any_fdb_change(dp, bridge, one_cpu):
+    """A frame whose source is learned on its own in port skips the FDB through that port's
+    cache entry (src_key, ports.h) while fdb_gen stands still. Every FDB change is seen at
+    once: the address moving away and back is learned again each time, and a static entry
+    making it the host's MAC makes its frames spoofs."""
+    p0, p1, _ = bridge.ports
+    from_a = eth(BROADCAST, MAC_A)
+    for _ in range(3):  # learned on p0, then found there by the shortcut
+        assert dp.run(from_a, p0, dry_run=False).retval == TC_ACT_REDIRECT
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].ifindex == p0
+    dp.run(from_a, p1, dry_run=False)  # A moves to p1 (the program's bump)
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].ifindex == p1
+    dp.run(from_a, p0, dry_run=False)  # and back: p0's shortcut is stale
+    assert fdb_of(dp, bridge.br)[(MAC_A, 0)].ifindex == p0
+    dp.fdb_add_static(bridge.br, MAC_A, 0, bridge.br)  # the daemon's change: the host's MAC
+    res = dp.run(from_a, p0, dry_run=False)
+    assert res.retval == TC_ACT_SHOT
+    assert dp.port_counters(p0).drops == {"host-mac-spoof": 1}
+
+
+def test_the_destinations_port_info_is_read_again_after_any_port_change(dp, bridge, one_cpu):
+    """Known unicast takes the out port's port_info from the destination's FDB cache slot
+    while port_gen stands still (fdb_slot_port, fdb.h). A port_info written behind its back
+    is not seen; the bump (every port change of the daemon) makes it seen."""
+    p0, p1, _ = bridge.ports
+    dp.run(eth(BROADCAST, MAC_B), p1, dry_run=False)
+    to_b = eth(MAC_B, MAC_A)
+    for _ in range(2):  # the second run takes p1's info from the slot
+        assert dp.run(to_b, p0, dry_run=False).retval == TC_ACT_REDIRECT
+    key = dp._ports.Key(p1)
+    leaf = dp._ports[key]
+    leaf.flags, leaf.vlan = PORT_F_ACCESS, 5  # p1 now in VLAN 5 only, p0 in none
+    dp._ports[key] = leaf
+    assert dp.trace(to_b, p0).verdict == "forward"  # the copies
+    dp._ports_changed()
+    res = dp.trace(to_b, p0)
+    assert (res.verdict, res.drop_reason) == ("drop", "vlan-mismatch")
+
+
 def test_fdb_cache_is_invalidated_by_every_fdb_change(dp, bridge, bpffs_dir, one_cpu):
     """Both FDB lookups of a packet go through a per-CPU cache (fdb.h), valid while fdb_gen
     holds the value it was filled under. An entry written behind its back (no bump) is not seen
