@@ -121,8 +121,9 @@ BPF_TABLE("percpu_array", __u32, struct flow_lookup_key, flow_scratch, 1);
 /* The packet's flow key (parse_flow fills it) lives in map memory too, for the same reason, and
  * because clang splits a key on the stack into its bytes (each MAC and IP address byte a
  * value of its own, spilled and put together again for the word-wise classifier and watch
- * filter): about 6 ns a packet. One program runs at a time on a CPU (no nesting: every
- * redirect and clone is queued), so one entry per CPU serves every program. */
+ * filter): about 5 ns a packet. One entry per CPU. A program nested on the CPU overwrites it:
+ * a clone into a VXLAN port whose underlay leaves through the bridge device runs tc_egress at
+ * once, so flow_actions reads the MACs again after each clone (parse_macs_again, parse.h). */
 BPF_TABLE("percpu_array", __u32, struct flow_key, flow_key_scratch_map, 1);
 
 static __always_inline struct flow_key *flow_key_scratch(void)

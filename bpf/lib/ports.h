@@ -61,9 +61,10 @@ BPF_TABLE_PINNED("hash", __u32, struct bridge_members, members, MAX_BRIDGES,
 BPF_TABLE_PINNED("hash", __u32, struct port_trunk, port_trunks, MAX_PORTS,
 		 VSW_PIN_DIR "/port_trunks", BPF_F_NO_PREALLOC);
 
-/* A per-CPU cache of the ports hash in front of it: two array reads instead of a hash lookup
- * (the in port and the out port of every packet). Only this CPU's programs write its copy, so
- * no reader sees a half-written entry. An entry is valid while port_gen holds the value it was
+/* A per-CPU cache of the ports hash in front of it: an array read instead of a hash lookup
+ * (the in port of every packet; a known destination's port mostly comes from its FDB cache
+ * slot, fdb_slot_port in fdb.h). Only this CPU's programs write its copy, so no reader sees a
+ * half-written entry. An entry is valid while port_gen holds the value it was
  * filled under: the daemon bumps port_gen after every change of the ports map (pinned, so
  * every program instance's cache sees the bump), and a fill uses the port_gen read before its
  * hash lookup, so a fill that raced with a change is invalid at once. */
