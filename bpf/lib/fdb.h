@@ -61,11 +61,6 @@ BPF_TABLE_PINNED("hash", struct fdb_key, struct tun_addr, fdb_remote, MAX_FDB_EN
 #define FDB_CACHE_BITS 10
 #define FDB_CACHE_SIZE (1 << FDB_CACHE_BITS)
 #define FDB_GEN_DAEMON_STEP 0x100000000  /* 2^32 */
-/* A source address as the port cache keeps it (ports.h: port_cache_entry.src_key): VLAN and
- * MAC in one word, never 0 for a source that is learned (a zero MAC is not). */
-#define FDB_SRC_KEY(vlan, mac) ((__u64)(vlan) << 48 | (__u64)(mac)[0] << 40 | \
-				(__u64)(mac)[1] << 32 | (__u64)(mac)[2] << 24 | \
-				(__u64)(mac)[3] << 16 | (__u64)(mac)[4] << 8 | (mac)[5])
 
 struct fdb_cache_slot {
 	__u64 gen;           /* fdb_gen when filled */
@@ -92,13 +87,15 @@ struct fdb_ref {
 	__u32 hi;
 	__u64 gen;                   /* fdb_gen, read by fdb_ref_make before any lookup */
 	__u64 *genp;                 /* where: the learning step bumps it */
-	struct fdb_cache_slot *slot; /* NULL if fdb_gen could not be read: no caching */
+	struct fdb_cache_slot *slot; /* fdb_ref_locate's; NULL if fdb_gen could not be read */
 };
 
+/* The key, its words and fdb_gen; the cache slot is fdb_ref_locate's (not needed when the in
+ * port's entry already knows the source, fdb_learn). */
 static __always_inline void fdb_ref_make(struct fdb_ref *r, __u32 bridge, __u16 vlan,
 					 const __u8 *mac)
 {
-	__u32 zero = 0, i;
+	__u32 zero = 0;
 
 	r->key.bridge = bridge;
 	r->key.vlan = vlan;
@@ -107,11 +104,27 @@ static __always_inline void fdb_ref_make(struct fdb_ref *r, __u32 bridge, __u16 
 	r->hi = mac[2] | (__u32)mac[3] << 8 | (__u32)mac[4] << 16 | (__u32)mac[5] << 24;
 	r->slot = NULL;
 	r->genp = fdb_gen.lookup(&zero);
+	if (r->genp)
+		r->gen = *r->genp;
+}
+
+/* r's FDB cache slot, chosen by a hash of its key (after fdb_ref_make). */
+static __always_inline void fdb_ref_locate(struct fdb_ref *r)
+{
+	__u32 i;
+
 	if (!r->genp)
 		return;
-	r->gen = *r->genp;
 	i = (((__u32)r->lo ^ (__u32)(r->lo >> 32) ^ r->hi) * 0x9e3779b1) >> (32 - FDB_CACHE_BITS);
 	r->slot = fdb_cache.lookup(&i);
+}
+
+/* r's VLAN and MAC in one word, as the port cache keeps a source (port_cache_entry.src_key,
+ * ports.h): r's words without the bridge, which the port implies. Never 0 for a source that
+ * is learned (a zero MAC is not). */
+static __always_inline __u64 fdb_ref_src_key(const struct fdb_ref *r)
+{
+	return r->lo >> 32 | (__u64)r->hi << 32;
 }
 
 /* The cached entry of r's key, or NULL. */
@@ -162,6 +175,7 @@ static __always_inline __u32 fdb_port_slot(__u32 bridge, __u16 vlan, const __u8 
 	struct fdb_ref r;
 
 	fdb_ref_make(&r, bridge, vlan, mac);
+	fdb_ref_locate(&r);
 	*slot = r.slot;
 	c = fdb_cached(&r);
 	if (c) {
@@ -249,14 +263,14 @@ static __always_inline int fdb_learn(const struct dp_ctx *ctx, const __u8 *src)
 
 	/* not from a tunnel: the in port's cache entry does not hold the VTEP */
 	struct port_cache_entry *pc = ctx->tun ? NULL : port_cached(ctx->in_port);
-	__u64 src_key = FDB_SRC_KEY(ctx->vlan, src);
-	__u32 zero = 0;
-	__u64 *genp = fdb_gen.lookup(&zero);
+	__u64 src_key;
 
-	if (pc && genp && pc->src_key == src_key && pc->src_gen == *genp &&
+	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
+	src_key = fdb_ref_src_key(&r);
+	if (pc && r.genp && pc->src_key == src_key && pc->src_gen == r.gen &&
 	    jiffies - pc->src_jiffies < FDB_REFRESH_JIFFIES)
 		return 0;  /* learned here, nothing changed since, no refresh due */
-	fdb_ref_make(&r, ctx->bridge, ctx->vlan, src);
+	fdb_ref_locate(&r);
 	c = fdb_cached(&r);
 	if (c && c->flags & FDB_F_STATIC)
 		return fdb_static_src(ctx, c->ifindex);

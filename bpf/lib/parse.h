@@ -145,6 +145,12 @@ static __always_inline int header_version(const struct dp_ctx *ctx, __u32 off, _
 	return !first || *first >> 4 == version ? -DROP_MALFORMED : 0;
 }
 
+static __always_inline void parse_macs(struct flow_key *key, const struct ethhdr *eth)
+{
+	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+}
+
 /* Fills the flow key from the frame. Returns 0, or -DROP_MALFORMED when the frame is shorter
  * than an Ethernet header or than the L3/L4 headers it declares. An IP EtherType whose
  * version nibble is not 4/6 is treated as L2-only (nothing declared, nothing to truncate).
@@ -163,8 +169,7 @@ static __always_inline int parse_flow(struct dp_ctx *ctx, struct flow_key *key)
 	eth = header_at(ctx, 0, sizeof(*eth), buf);
 	if (!eth)
 		return -DROP_MALFORMED;
-	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+	parse_macs(key, eth);
 	proto = eth->h_proto;
 	hw_tag = ctx_hw_vlan(ctx, &hw_tci);
 	if (hw_tag) {  /* tag already moved out of the frame by the kernel */
@@ -244,10 +249,8 @@ static __always_inline void parse_macs_again(const struct dp_ctx *ctx, struct fl
 	__u64 buf[PARSE_BUF_LEN / 8];
 	struct ethhdr *eth = header_at(ctx, 0, sizeof(*eth), buf);
 
-	if (!eth)
-		return;
-	__builtin_memcpy(key->dl_dst, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(key->dl_src, eth->h_source, ETH_ALEN);
+	if (eth)
+		parse_macs(key, eth);
 }
 
 #endif

@@ -74,8 +74,8 @@ struct port_cache_entry {
 	__u64 gen;      /* port_gen when filled */
 	__u32 ifindex;  /* 0 = empty */
 	struct port_info info;
-	/* The last source address found learned on this port (fdb_learn): FDB_SRC_KEY of its VLAN
-	 * and MAC (0 = none), fdb_gen then, and its entry's seen_jiffies. While fdb_gen holds
+	/* The last source address found learned on this port (fdb_learn): its VLAN and MAC
+	 * (fdb_ref_src_key, 0 = none), fdb_gen then, and its entry's seen_jiffies. While fdb_gen holds
 	 * that value no FDB entry changed, so the next frame from it skips the FDB cache. */
 	__u64 src_key;
 	__u64 src_gen;

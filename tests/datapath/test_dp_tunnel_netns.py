@@ -70,6 +70,27 @@ def mac(ns: str, name: str) -> str:
     return out.split("link/ether ")[1].split()[0]
 
 
+def add_netns(ns: str, made: list[str]) -> None:
+    """A namespace (recorded in made, for the cleanup) without IPv6: a new link's own DAD, MLD
+    and RS frames would otherwise be flooded over the tunnel when they please, and the FDB
+    checks would see their sources."""
+    ip("netns", "add", ns)
+    made.append(ns)
+    for key in ("all", "default"):
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
+    ip("link", "set", "lo", "up", ns=ns)
+
+
+def add_bridge_and_vxlan(ns: str, cns: str) -> None:
+    """br0, an external VXLAN device vx0 whose VNI filter has VNI, and a veth c0 whose peer
+    is eth0 in the container namespace cns."""
+    ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=ns)
+    ip("link", "add", "vx0", "type", "vxlan", "external", "vnifilter", "dstport", "4789", ns=ns)
+    subprocess.run(["bridge", "-n", ns, "vni", "add", "dev", "vx0", "vni", str(VNI)], check=True)
+    ip("link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", cns, ns=ns)
+
+
 class Host:
     def __init__(self, n: int, tag: str) -> None:
         self.n = n
@@ -87,14 +108,7 @@ def hosts():
     try:
         for h in pair:
             for ns in (h.ns, h.cns):
-                ip("netns", "add", ns)
-                made.append(ns)
-                # no IPv6: a new link's own DAD, MLD and RS frames would otherwise be flooded
-                # over the tunnel when they please, and the FDB checks would see their sources
-                for key in ("all", "default"):
-                    subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                                    f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
-                ip("link", "set", "lo", "up", ns=ns)
+                add_netns(ns, made)
         # the underlay
         ip("link", "add", "u1", "netns", pair[0].ns, "type", "veth", "peer", "name", "u2",
            "netns", pair[1].ns)
@@ -102,14 +116,8 @@ def hosts():
             u = f"u{h.n}"
             ip("addr", "add", f"{UNDERLAY[h.n]}/24", "dev", u, ns=h.ns)
             ip("link", "set", u, "up", ns=h.ns)
-            ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=h.ns)
-            ip("link", "add", "vx0", "type", "vxlan", "external", "vnifilter", "dstport",
-               "4789", ns=h.ns)
-            subprocess.run(["bridge", "-n", h.ns, "vni", "add", "dev", "vx0", "vni", str(VNI)],
-                           check=True)
+            add_bridge_and_vxlan(h.ns, h.cns)
             ip("link", "set", "vx0", "mtu", "1450", ns=h.ns)
-            ip("link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", h.cns,
-               ns=h.ns)
             ip("link", "set", "c0", "mtu", "1450", ns=h.ns)
             for dev in ("vx0", "c0"):
                 ip("link", "set", dev, "master", "br0", ns=h.ns)
@@ -219,18 +227,9 @@ def underlay_on_the_bridge():
     dp = None
     try:
         for ns in (h, c, far):
-            ip("netns", "add", ns)
-            made.append(ns)
-            for key in ("all", "default"):  # no IPv6 chatter from the new links
-                subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                                f"net.ipv6.conf.{key}.disable_ipv6=1"], check=True)
+            add_netns(ns, made)
         ip("link", "add", "u1", "netns", h, "type", "veth", "peer", "name", "u2", "netns", far)
-        ip("link", "add", "br0", "type", "bridge", "mcast_snooping", "0", ns=h)
-        ip("link", "add", "vx0", "type", "vxlan", "external", "vnifilter", "dstport", "4789",
-           ns=h)
-        subprocess.run(["bridge", "-n", h, "vni", "add", "dev", "vx0", "vni", str(VNI)],
-                       check=True)
-        ip("link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", c, ns=h)
+        add_bridge_and_vxlan(h, c)
         for dev in ("vx0", "c0", "u1"):
             ip("link", "set", dev, "master", "br0", ns=h)
         for dev in ("br0", "vx0", "c0", "u1"):
