@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,10 +18,28 @@ import requests
 ETCD = "/usr/bin/etcd"
 
 
+_given: set[int] = set()  # ports free_port() returned in this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range. One that bind(0) picks is in
+    that range, and in the time until etcd binds it an outgoing connection (a member's to
+    another) may be given it as its source port: etcd then fails with "address already in
+    use". Outgoing connections never get a port below the range."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+    for _ in range(1000):
+        port = random.randrange(max(1024, low // 2), low)
+        if port in _given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port below {low}")
 
 
 class EtcdMember:
