@@ -237,6 +237,9 @@ class Agent:
             return fallback
 
     def run(self) -> None:
+        # the file exists from the start: a first step that waits on a slow etcd member (a
+        # request timeout per endpoint) shows as "not connected yet", not as no agent at all
+        self._write_status()
         while not self._stop.is_set():
             t0 = time.monotonic()
             self.step(t0)

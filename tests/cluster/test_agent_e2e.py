@@ -135,6 +135,8 @@ def test_containers_on_one_vni_ping_across_hosts(cluster3):
     wait(lambda: others_known(o), 15, "h1 got the other hosts' MACs")
     for target in (2, 3):
         assert h1.ping(h1.name("c1"), f"{SUBNET}.{target}"), f"c1 on h1 -> h{target}"
+    # the status file is written at the end of the agent's step that programmed the MACs
+    wait(lambda: len(agents.status(1)["members"]) == 3, 5, "h1's status with three members")
     st = agents.status(1)
     assert st["members"] == {"h1": o.vtep(1), "h2": o.vtep(2), "h3": o.vtep(3)}
     assert st["vnis"][str(VNI)] == st["members"]
@@ -156,7 +158,8 @@ def test_killed_agent_host_leaves_after_ttl_and_comes_back(cluster3):
     mac3 = f"02:00:00:{VNI:02x}:03:03"
     wait(lambda: mac3 not in remote_fdb(o, 1), agents.ttl + 10, "h3's MAC gone from h1")
     assert time.monotonic() - t0 >= agents.ttl - 1.5, "gone before the lease could expire"
-    assert o.vtep(3) not in agents.status(1)["programmed"][0]["remotes"]
+    wait(lambda: o.vtep(3) not in agents.status(1)["programmed"][0]["remotes"], 5,
+         "h3's VTEP gone from h1's status")
     agents.start(3)
     wait(lambda: remote_fdb(o, 1).get(mac3) == o.vtep(3), 15, "h3 back on h1")
     # a clean stop revokes the lease: the others drop the host at once

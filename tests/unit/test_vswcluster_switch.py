@@ -1,9 +1,14 @@
-"""vswcluster.switch.local_state: the daemon's replies -> the agent's view of its host."""
+"""vswcluster.switch.local_state (the daemon's replies -> the agent's view of its host) and the
+agent's status file."""
 
+import threading
 import time
 
+from tests.unit.vswcluster_fake import FakeSwitch
 from vswapi import switch_pb2 as pb
-from vswcluster.status import render, staleness
+from vswcluster.agent import Agent
+from vswcluster.status import read_status, render, staleness
+from vswcluster.store import Store, StoreUnavailable
 from vswcluster.switch import local_state
 
 
@@ -46,3 +51,34 @@ def test_status_render_and_staleness():
     assert "STALE" not in out
     assert "not updated" in staleness(data, now=data["updated"] + 60)
     assert "STALE" in render({**data, "running": False})
+
+
+def test_a_running_agents_status_file_exists_before_its_first_step_ends(tmp_path):
+    """`vswcluster status` right after `vswcluster run` (as a test or an operator does) must
+    find the file even while the first etcd request is still waiting on an unanswering
+    member; it says "not connected" until the step ends."""
+    release = threading.Event()
+
+    class SlowStore(Store):
+        def get_prefix(self, prefix: str):
+            release.wait(10)
+            return {}, 1
+
+        def watch(self, prefix: str, start_revision: int):
+            raise StoreUnavailable("the test is over")
+
+    path = tmp_path / "agent.json"
+    agent = Agent(host="h1", store=SlowStore("http://127.0.0.1:1"), switch=FakeSwitch(),
+                  status_file=str(path))
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        st = read_status(str(path))
+        assert st["running"] and not st["etcd"]["connected"] and st["host"] == "h1"
+    finally:
+        agent.stop()
+        release.set()
+        t.join(10)
