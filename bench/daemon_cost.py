@@ -44,6 +44,7 @@ from tests.netns.harness import VSWCTL, Host  # noqa: E402
 from vswapi.controller import Switch  # noqa: E402
 
 PER_BRIDGE = 125
+RCU_EXPEDITED = "/sys/kernel/rcu_expedited"
 
 
 def start_ready(host: Host, cache_dir: str) -> float:
@@ -75,7 +76,9 @@ def wall(cmd: list[str], n: int) -> list[float]:
 
 
 def run(args: argparse.Namespace, work: Path) -> list[str]:
-    out: list[str] = []
+    out: list[str] = [f"kernel {os.uname().release}, {RCU_EXPEDITED} = "
+                      f"{Path(RCU_EXPEDITED).read_text().strip()} (TCX waits a grace period "
+                      "a port attach and delete: bench/tc_hook_cost.py)"]
     cache = str(work / "cache")
     host = Host(work / "a")
     other = None
