@@ -486,6 +486,50 @@ def test_counter_slots_are_reused_zeroed(dp, bridge):
     assert dp.port_counters(p1).tx_packets == 2 and dp.port_counters(p1).rx_packets == 0
 
 
+def test_a_new_port_needs_no_read_of_every_port(dp, bridge, monkeypatch):
+    """Each add-port used to read the whole ports map twice (its free counter slot, and the
+    members of its bridge for the XDP flood groups): O(ports) per add. Now the slots are read
+    once and kept, and a bridge that is a small share of the map has its members looked up
+    one by one, with what a batch read would give."""
+    from vswitchd.datapath.ports import BATCH_FROM
+
+    ports = dp._port_maps
+    many = [3_000_000 + i for i in range(BATCH_FROM * 8)]
+    for ifindex in many:  # another bridge's ports: the map is mostly not this bridge
+        ports.set(ifindex, 77, PortKind.DEVICE)
+    wanted = [*bridge.ports, *many[:BATCH_FROM + 1]]
+    batch = {i: (leaf.bridge, leaf.slot) for i, leaf in ports.get_many(many).items()}
+
+    def no_batch():
+        raise AssertionError("read the whole ports map")
+
+    monkeypatch.setattr(ports.ports, "items_lookup_batch", no_batch)
+    assert {i: (leaf.bridge, leaf.slot) for i, leaf in ports.get_many(wanted).items()} == \
+        {i: (ports.get(i).bridge, ports.get(i).slot) for i in wanted}
+    assert all(batch[i] == (77, ports.get(i).slot) for i in many)
+    held = {dp._port_get(i).slot for i in [bridge.br, *bridge.ports, *many]}
+    ports.set(4_000_000, 77, PortKind.DEVICE)
+    assert dp._port_get(4_000_000).slot == min(set(range(len(held) + 1)) - held)
+
+
+def test_counter_slots_survive_a_reopen(bpffs_dir, topo):
+    """A daemon started over pinned ports reads which slots they hold: a new port gets the
+    lowest free one, never one a port holds."""
+    dp = Datapath(bpffs_dir)
+    try:
+        br = Bridge(topo, dp, "r", 3)
+        slots = {i: dp._port_get(i).slot for i in [br.br, *br.ports]}
+        dp.remove_port(br.br, br.ports[1])
+        dp.close()
+        dp = Datapath(bpffs_dir)
+        dp.add_port(br.br, br.ports[1], PortKind.DEVICE)
+        assert dp._port_get(br.ports[1]).slot == slots[br.ports[1]]
+        dp._port_maps.set(5_000_000, br.br, PortKind.DEVICE)
+        assert dp._port_get(5_000_000).slot == max(slots.values()) + 1
+    finally:
+        dp.destroy()
+
+
 def test_remove_bridge_and_prune(dp, bridge, topo):
     other = Bridge(topo, dp, "b", 1)
     dp.run(eth(BROADCAST, MAC_A), bridge.ports[0], dry_run=False)

@@ -4,6 +4,7 @@ member list (members)."""
 
 from __future__ import annotations
 
+import heapq
 from enum import IntEnum
 
 from vswitchd.datapath import maps
@@ -25,7 +26,39 @@ class PortKind(IntEnum):
     TUNNEL = 4  # a VXLAN device: the tunnel key set, then bpf_redirect
 
 
-BATCH_FROM = 16  # get_many reads the whole map for more ports than this
+BATCH_FROM = 16  # get_many looks up this many ports one by one, whatever the map holds
+BATCH_SHARE = 4  # past that, one batch read of the whole map when they are a 1/4 of its ports
+
+
+class _Slots:
+    """The counter slot of every port ({ifindex: slot}) and the free ones: the lowest free
+    slot in O(log n), from a heap of the free slots below the highest one handed out."""
+
+    def __init__(self, held: dict[int, int]) -> None:
+        self.of = held
+        self._top = max(held.values(), default=-1) + 1
+        used = set(held.values())
+        self._free = [s for s in range(self._top) if s not in used]  # sorted, so a heap
+
+    def take(self, most: int) -> int | None:
+        """The lowest free slot below MOST, now taken; None when all are."""
+        if self._free:
+            return heapq.heappop(self._free)
+        if self._top >= most:
+            return None
+        self._top += 1
+        return self._top - 1
+
+    def give_back(self, slot: int) -> None:
+        heapq.heappush(self._free, slot)
+
+    def hold(self, ifindex: int, slot: int) -> None:
+        self.of[ifindex] = slot
+
+    def release(self, ifindex: int) -> None:
+        slot = self.of.pop(ifindex, None)
+        if slot is not None:
+            self.give_back(slot)
 
 
 class PortMaps:
@@ -38,6 +71,10 @@ class PortMaps:
         self.members = bpf[b"members"]
         self.stats = bpf[b"port_stats"]  # read by counters.py; a new port's slot is zeroed
         self.xdp_stats = bpf[b"xdp_stats"]  # the same, for what the port's XDP hook did
+        # every port's counter slot: one batch read when first needed, then kept by set() and
+        # delete(), the map's only writers (one daemon): a new port's slot and the map's size
+        # without reading every entry again (that made each add-port O(ports))
+        self._slots: _Slots | None = None
 
     # ---- ports -------------------------------------------------------------------------
 
@@ -45,9 +82,11 @@ class PortMaps:
         return self.ports.get(self.ports.Key(ifindex))
 
     def get_many(self, ifindexes: list[int]) -> dict:
-        """{ifindex: its ports entry or None}: a lookup each for a few, else one batch read
-        of the whole map (a bridge of 1 000 members: 1 syscall, not 1 000)."""
-        if len(ifindexes) <= BATCH_FROM:
+        """{ifindex: its ports entry or None}: a lookup each for a few, or for a small share
+        of the map (a bridge of 125 among 10 000 ports: reading them all cost 0.4 ms a
+        thousand), else one batch read of the whole map (a bridge of 1 000 members: 1
+        syscall, not 1 000)."""
+        if len(ifindexes) <= BATCH_FROM or len(ifindexes) * BATCH_SHARE < len(self._slot_map().of):
             return {i: self.get(i) for i in ifindexes}
         every = dict(self.ports.items_lookup_batch())  # {ifindex: entry}
         return {i: every.get(i) for i in ifindexes}
@@ -72,7 +111,13 @@ class PortMaps:
         if old is not None:
             leaf.flags |= old.flags & PORT_F_XDP_TX
         leaf.slot = old.slot if old is not None else self._new_slot()
-        self.ports[self.ports.Key(ifindex)] = leaf
+        try:
+            self.ports[self.ports.Key(ifindex)] = leaf
+        except BaseException:
+            if old is None:
+                self._slot_map().give_back(leaf.slot)
+            raise
+        self._slot_map().hold(ifindex, leaf.slot)
         self.changed()
         if not vlan.trunks:
             maps.delete(self.trunks, self.trunks.Key(ifindex))
@@ -105,20 +150,31 @@ class PortMaps:
 
     def _delete_port(self, key) -> None:
         maps.delete(self.ports, key)
+        self._slot_map().release(key.value)
         self.changed()
+
+    def _slot_map(self) -> _Slots:
+        if self._slots is None:
+            # one BPF_MAP_LOOKUP_BATCH: walking the map key by key cost 5 ms at 1 000 ports
+            self._slots = _Slots({int(key): leaf.slot
+                                  for key, leaf in self.ports.items_lookup_batch()})
+        return self._slots
 
     def _new_slot(self) -> int:
         """The lowest counter slot no port holds, zeroed (it may hold a removed port's
         counters): counters restart with the port, as they would with a new device."""
-        # one BPF_MAP_LOOKUP_BATCH: walking the map key by key cost 5 ms at 1 000 ports
-        used = {leaf.slot for _key, leaf in self.ports.items_lookup_batch()}
+        slots = self._slot_map()
         most = self.ports.max_entries  # the build's max_ports (build.Limits)
-        slot = next((i for i in range(most) if i not in used), None)
+        slot = slots.take(most)
         if slot is None:
             raise FailedPrecondition(
                 f"the datapath already has {most} ports, its maximum (datapath.max_ports)")
-        self.stats[self.stats.Key(slot)] = self.stats.Leaf()  # zero on every CPU
-        self.xdp_stats[self.xdp_stats.Key(slot)] = self.xdp_stats.Leaf()
+        try:
+            self.stats[self.stats.Key(slot)] = self.stats.Leaf()  # zero on every CPU
+            self.xdp_stats[self.xdp_stats.Key(slot)] = self.xdp_stats.Leaf()
+        except BaseException:
+            slots.give_back(slot)
+            raise
         return slot
 
     def vlan(self, leaf, ifindex: int) -> VlanConfig:
