@@ -26,18 +26,15 @@ class PortKind(IntEnum):
     TUNNEL = 4  # a VXLAN device: the tunnel key set, then bpf_redirect
 
 
-BATCH_FROM = 16  # get_many looks up this many ports one by one, whatever the map holds
-BATCH_SHARE = 4  # past that, one batch read of the whole map when they are a 1/4 of its ports
+class _Written:
+    """Every port's ports entry as written ({ifindex: leaf}, not to be changed by readers),
+    and the free counter slots: the lowest in O(log n), from a heap of the free slots below
+    the highest one handed out."""
 
-
-class _Slots:
-    """The counter slot of every port ({ifindex: slot}) and the free ones: the lowest free
-    slot in O(log n), from a heap of the free slots below the highest one handed out."""
-
-    def __init__(self, held: dict[int, int]) -> None:
-        self.of = held
-        self._top = max(held.values(), default=-1) + 1
-        used = set(held.values())
+    def __init__(self, leaves: dict) -> None:
+        self.leaves = leaves
+        self._top = max((leaf.slot for leaf in leaves.values()), default=-1) + 1
+        used = {leaf.slot for leaf in leaves.values()}
         self._free = [s for s in range(self._top) if s not in used]  # sorted, so a heap
 
     def take(self, most: int) -> int | None:
@@ -52,13 +49,13 @@ class _Slots:
     def give_back(self, slot: int) -> None:
         heapq.heappush(self._free, slot)
 
-    def hold(self, ifindex: int, slot: int) -> None:
-        self.of[ifindex] = slot
+    def hold(self, ifindex: int, leaf) -> None:
+        self.leaves[ifindex] = leaf
 
     def release(self, ifindex: int) -> None:
-        slot = self.of.pop(ifindex, None)
-        if slot is not None:
-            self.give_back(slot)
+        leaf = self.leaves.pop(ifindex, None)
+        if leaf is not None:
+            self.give_back(leaf.slot)
 
 
 class PortMaps:
@@ -71,10 +68,11 @@ class PortMaps:
         self.members = bpf[b"members"]
         self.stats = bpf[b"port_stats"]  # read by counters.py; a new port's slot is zeroed
         self.xdp_stats = bpf[b"xdp_stats"]  # the same, for what the port's XDP hook did
-        # every port's counter slot: one batch read when first needed, then kept by set() and
-        # delete(), the map's only writers (one daemon): a new port's slot and the map's size
-        # without reading every entry again (that made each add-port O(ports))
-        self._slots: _Slots | None = None
+        # the entries as written: one batch read when first needed, then kept by set(),
+        # set_xdp_tx() and delete(), the map's only writers (one daemon). A new port's slot
+        # and a bridge's members come from it, not from a read of every entry (that made
+        # each add-port O(ports))
+        self._written: _Written | None = None
 
     # ---- ports -------------------------------------------------------------------------
 
@@ -82,14 +80,9 @@ class PortMaps:
         return self.ports.get(self.ports.Key(ifindex))
 
     def get_many(self, ifindexes: list[int]) -> dict:
-        """{ifindex: its ports entry or None}: a lookup each for a few, or for a small share
-        of the map (a bridge of 125 among 10 000 ports: reading them all cost 0.4 ms a
-        thousand), else one batch read of the whole map (a bridge of 1 000 members: 1
-        syscall, not 1 000)."""
-        if len(ifindexes) <= BATCH_FROM or len(ifindexes) * BATCH_SHARE < len(self._slot_map().of):
-            return {i: self.get(i) for i in ifindexes}
-        every = dict(self.ports.items_lookup_batch())  # {ifindex: entry}
-        return {i: every.get(i) for i in ifindexes}
+        """{ifindex: its ports entry or None}, as written (not to be changed): no syscall."""
+        leaves = self._known().leaves
+        return {i: leaves.get(i) for i in ifindexes}
 
     def set(self, ifindex: int, bridge: int, kind: PortKind,
             vlan: VlanConfig = UNCONFIGURED) -> None:
@@ -115,9 +108,9 @@ class PortMaps:
             self.ports[self.ports.Key(ifindex)] = leaf
         except BaseException:
             if old is None:
-                self._slot_map().give_back(leaf.slot)
+                self._known().give_back(leaf.slot)
             raise
-        self._slot_map().hold(ifindex, leaf.slot)
+        self._known().hold(ifindex, leaf)
         self.changed()
         if not vlan.trunks:
             maps.delete(self.trunks, self.trunks.Key(ifindex))
@@ -131,6 +124,7 @@ class PortMaps:
         if flags != leaf.flags:
             leaf.flags = flags
             self.ports[self.ports.Key(ifindex)] = leaf
+            self._known().hold(ifindex, leaf)
             self.changed()
         return True
 
@@ -150,20 +144,19 @@ class PortMaps:
 
     def _delete_port(self, key) -> None:
         maps.delete(self.ports, key)
-        self._slot_map().release(key.value)
+        self._known().release(key.value)
         self.changed()
 
-    def _slot_map(self) -> _Slots:
-        if self._slots is None:
+    def _known(self) -> _Written:
+        if self._written is None:
             # one BPF_MAP_LOOKUP_BATCH: walking the map key by key cost 5 ms at 1 000 ports
-            self._slots = _Slots({int(key): leaf.slot
-                                  for key, leaf in self.ports.items_lookup_batch()})
-        return self._slots
+            self._written = _Written(dict(self.ports.items_lookup_batch()))
+        return self._written
 
     def _new_slot(self) -> int:
         """The lowest counter slot no port holds, zeroed (it may hold a removed port's
         counters): counters restart with the port, as they would with a new device."""
-        slots = self._slot_map()
+        slots = self._known()
         most = self.ports.max_entries  # the build's max_ports (build.Limits)
         slot = slots.take(most)
         if slot is None:
