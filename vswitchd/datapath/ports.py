@@ -69,9 +69,9 @@ class PortMaps:
         self.stats = bpf[b"port_stats"]  # read by counters.py; a new port's slot is zeroed
         self.xdp_stats = bpf[b"xdp_stats"]  # the same, for what the port's XDP hook did
         # the entries as written: one batch read when first needed, then kept by set(),
-        # set_xdp_tx() and delete(), the map's only writers (one daemon). A new port's slot
-        # and a bridge's members come from it, not from a read of every entry (that made
-        # each add-port O(ports))
+        # set_xdp_tx(), delete() and prune(), the map's only writers (one daemon). A new
+        # port's slot and a bridge's members come from it, not from a read of every entry
+        # (that made each add-port O(ports))
         self._written: _Written | None = None
 
     # ---- ports -------------------------------------------------------------------------
